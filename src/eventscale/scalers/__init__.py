@@ -1,0 +1,190 @@
+"""Scalers read the state of an event source: the ``Scaler`` protocol and the registry.
+
+A scaler is built from one trigger (its KEDA metadata, resolved auth parameters and
+environment) and, on each poll, returns a :class:`~eventscale.metrics.ScalerReport`
+or raises :class:`~eventscale.errors.ScalerError`. It never reports an error as 0.
+
+Built-in trigger types are imported lazily, so ``import eventscale`` loads no broker
+client; a missing optional dependency raises :class:`~eventscale.errors.MissingExtraError`
+(a :class:`~eventscale.errors.ConfigError`) that names the extra to install. Third-party
+scalers register through the ``eventscale.scalers`` entry-point group or
+:func:`register_scaler`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+from types import TracebackType
+from typing import Any, Final, Protocol, Self, runtime_checkable
+
+from eventscale.errors import ConfigError
+from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.scalers._params import TriggerContext
+
+__all__ = (
+    "ENTRY_POINT_GROUP",
+    "PushScaler",
+    "Scaler",
+    "ScalerFactory",
+    "TriggerContext",
+    "create_scaler",
+    "register_scaler",
+    "registered_types",
+    "resolve_scaler_class",
+)
+
+ENTRY_POINT_GROUP: Final = "eventscale.scalers"
+
+
+@runtime_checkable
+class Scaler(Protocol):
+    """Reads one trigger's event source.
+
+    * :meth:`metric_specs` does no I/O: the metric names, targets and activation targets.
+    * :meth:`get_metrics` polls the source once. It raises
+      :class:`~eventscale.errors.ScalerError` when the source cannot be read
+      (unreachable, bad credentials, missing queue, timeout): never a value of 0.
+    * :meth:`aclose` releases connections; it is safe to call twice.
+    """
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        """The metrics this scaler reports, with their targets."""
+        ...
+
+    async def get_metrics(self) -> ScalerReport:
+        """Poll the source once. :raises ScalerError: when it cannot be read."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release every resource the scaler holds."""
+        ...
+
+
+@runtime_checkable
+class PushScaler(Scaler, Protocol):
+    """A scaler that can wake the controller as soon as its source becomes active."""
+
+    async def wait_for_activity(self) -> None:
+        """Return when the source may have become active (e.g. the first item arrived).
+
+        It may return spuriously; the controller polls after it returns. It raises
+        :class:`~eventscale.errors.ScalerError` when it cannot watch the source.
+        """
+        ...
+
+
+class ScalerFactory(Protocol):
+    """What the registry holds: a class that builds a scaler from a trigger context."""
+
+    @classmethod
+    def from_context(cls, ctx: TriggerContext) -> Scaler:
+        """Parse and validate ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
+        ...
+
+
+class ScalerBase:
+    """Optional base class: async context manager support around :meth:`aclose`."""
+
+    async def aclose(self) -> None:
+        """Release resources (nothing by default)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+# trigger type -> "module:attribute" for the built-ins; imported on first use.
+_BUILTIN: Final[Mapping[str, str]] = {
+    "kafka": "eventscale.scalers.kafka:KafkaScaler",
+    "rabbitmq": "eventscale.scalers.rabbitmq:RabbitMQScaler",
+    "redis": "eventscale.scalers.redis:RedisListScaler",
+    "redis-cluster": "eventscale.scalers.redis:RedisListScaler",
+    "redis-sentinel": "eventscale.scalers.redis:RedisListScaler",
+    "redis-streams": "eventscale.scalers.redis_streams:RedisStreamsScaler",
+    "redis-cluster-streams": "eventscale.scalers.redis_streams:RedisStreamsScaler",
+    "redis-sentinel-streams": "eventscale.scalers.redis_streams:RedisStreamsScaler",
+    "azure-servicebus": "eventscale.scalers.azure_servicebus:AzureServiceBusScaler",
+    "azure-queue": "eventscale.scalers.azure_queue:AzureQueueScaler",
+    "cron": "eventscale.scalers.cron:CronScaler",
+    "memory": "eventscale.scalers.memory:MemoryScaler",
+}
+
+_registered: dict[str, type[Any] | str] = {}
+_entry_points_loaded = False
+
+
+def register_scaler(trigger_type: str, factory: type[Any] | str, *, replace: bool = False) -> None:
+    """Register ``factory`` (a class with ``from_context`` or ``"module:Class"``) for a type.
+
+    Registering a built-in or already registered type needs ``replace=True``.
+    """
+    if not replace and (trigger_type in _BUILTIN or trigger_type in _registered):
+        raise ValueError(f"trigger type {trigger_type!r} is already registered")
+    _registered[trigger_type] = factory
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _registered.setdefault(ep.name, ep.value)
+
+
+def registered_types() -> list[str]:
+    """Every trigger type that :func:`create_scaler` knows, sorted."""
+    _load_entry_points()
+    return sorted({*_BUILTIN, *_registered})
+
+
+def _import_ref(ref: str) -> Any:
+    module_name, _, attr = ref.partition(":")
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve_scaler_class(trigger_type: str, *, path: str | None = None) -> ScalerFactory:
+    """The class registered for ``trigger_type``.
+
+    :raises ConfigError: unknown type, or :class:`MissingExtraError` when its optional
+        dependency is not installed.
+    """
+    _load_entry_points()
+    ref: type[Any] | str | None = _registered.get(trigger_type) or _BUILTIN.get(trigger_type)
+    if ref is None:
+        known = ", ".join(registered_types())
+        raise ConfigError(f"unknown trigger type {trigger_type!r} (known: {known})", path=path)
+    if isinstance(ref, str):
+        ref = _import_ref(ref)
+    return ref  # type: ignore[return-value]
+
+
+def create_scaler(ctx: TriggerContext) -> Scaler:
+    """Build the scaler for ``ctx.trigger_type`` from its metadata.
+
+    :raises ConfigError: bad metadata (every problem listed, each with its field path).
+    """
+    path = f"{ctx.path}.type" if ctx.path else "type"
+    cls = resolve_scaler_class(ctx.trigger_type, path=path)
+    return cls.from_context(ctx)
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy access to built-in scaler classes: ``eventscale.scalers.RedisListScaler``.
+    for ref in _BUILTIN.values():
+        if ref.endswith(f":{name}"):
+            return _import_ref(ref)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
