@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl
 
 import attrs
 
-from eventscale.auth import Secret
+from eventscale.auth import Secret, is_secret_name
 from eventscale.errors import ConfigError, join_path
 from eventscale.metrics import MetricType
 
@@ -278,8 +278,8 @@ class Params:
         try:
             return parse(found.raw)
         except ValueError as exc:
-            shown = "***" if found.source is Source.AUTH else None
-            reason = str(exc) if shown is None else f"invalid value ({type(exc).__name__})"
+            hide = found.source is Source.AUTH or is_secret_name(name)
+            reason = "invalid value (not shown: it may be a secret)" if hide else str(exc)
             self.errors.append(
                 ConfigError(f'parameter "{name}": {reason}', path=self._path(found.key, found.source))
             )
