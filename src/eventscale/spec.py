@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import attrs
 
+from eventscale.auth import REDACTED, is_secret_name, redact_text
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricType
 
@@ -27,6 +28,7 @@ __all__ = (
     "Advanced",
     "AuthenticationRef",
     "Behavior",
+    "ConfigMapRef",
     "EnvRef",
     "Fallback",
     "FallbackBehavior",
@@ -67,6 +69,15 @@ def _freeze_str_map(value: Mapping[str, Any] | None) -> Mapping[str, str]:
     return dict(value or {})
 
 
+def _redacted_map_repr(value: Mapping[str, Any]) -> str:
+    """``repr`` of trigger metadata with secret-bearing values (``password``...) hidden."""
+    shown = {
+        key: REDACTED if is_secret_name(key) else redact_text(str(val))
+        for key, val in value.items()
+    }
+    return repr(shown)
+
+
 # ----------------------------------------------------------------------- triggers
 
 
@@ -86,7 +97,9 @@ class TriggerSpec:
     """
 
     type: str
-    metadata: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_str_map)
+    metadata: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_freeze_str_map, repr=_redacted_map_repr
+    )
     name: str | None = None
     metric_type: MetricType = MetricType.AVERAGE_VALUE
     use_cached_metrics: bool = False
@@ -463,6 +476,15 @@ class SecretRef:
 
 
 @attrs.frozen(kw_only=True)
+class ConfigMapRef:
+    """``configMapTargetRef`` entry: parameter <- ConfigMap ``name`` key ``key``."""
+
+    parameter: str
+    name: str
+    key: str
+
+
+@attrs.frozen(kw_only=True)
 class EnvRef:
     """``env`` entry: parameter <- environment variable ``name`` (of ``container_name``)."""
 
@@ -475,7 +497,8 @@ class EnvRef:
 class TriggerAuthenticationSpec:
     """A ``TriggerAuthentication`` or ``ClusterTriggerAuthentication``.
 
-    Only ``secretTargetRef`` and ``env`` can be resolved by eventscale itself; other
+    Only ``secretTargetRef``, ``configMapTargetRef`` and ``env`` can be resolved by
+    eventscale itself; other
     providers (Vault, Azure Key Vault, pod identity, ...) are kept in ``other`` so a
     manifest still parses, and resolving them is a :class:`ConfigError`.
     """
@@ -484,6 +507,7 @@ class TriggerAuthenticationSpec:
     kind: str = "TriggerAuthentication"
     namespace: str = "default"
     secret_target_ref: tuple[SecretRef, ...] = ()
+    config_map_target_ref: tuple[ConfigMapRef, ...] = ()
     env: tuple[EnvRef, ...] = ()
     pod_identity: Mapping[str, Any] | None = None
     other: Mapping[str, Any] = attrs.field(factory=dict)
