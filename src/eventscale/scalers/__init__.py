@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, runtime_checkable
 
@@ -137,6 +136,8 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    from importlib.metadata import entry_points  # noqa: PLC0415 - slow import, needed rarely
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _registered.setdefault(ep.name, ep.value)
 
