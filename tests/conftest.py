@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = [
     "servers.redis_srv",
     "servers.rabbitmq_srv",
+    "servers.kafka_srv",
     "servers.azurite_srv",
 ]
 
