@@ -10,7 +10,7 @@ engine works in seconds throughout). Cross-field rules are checked in
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -104,6 +104,11 @@ class TriggerSpec:
     metric_type: MetricType = MetricType.AVERAGE_VALUE
     use_cached_metrics: bool = False
     authentication_ref: AuthenticationRef | None = None
+
+
+def _trigger_tuple(value: Iterable[TriggerSpec]) -> tuple[TriggerSpec, ...]:
+    """Converter for ``triggers`` (typed, so mypy checks what callers pass)."""
+    return tuple(value)
 
 
 # ----------------------------------------------------------------------- behavior
@@ -225,7 +230,7 @@ class ScaledObjectSpec:
 
     name: str
     scale_target_ref: ScaleTargetRef
-    triggers: tuple[TriggerSpec, ...] = attrs.field(converter=tuple)
+    triggers: tuple[TriggerSpec, ...] = attrs.field(converter=_trigger_tuple)
     namespace: str = "default"
     annotations: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_str_map)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_str_map)
@@ -402,7 +407,7 @@ class ScaledJobSpec:
 
     name: str
     job_target_ref: Mapping[str, Any]
-    triggers: tuple[TriggerSpec, ...] = attrs.field(converter=tuple)
+    triggers: tuple[TriggerSpec, ...] = attrs.field(converter=_trigger_tuple)
     namespace: str = "default"
     annotations: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_str_map)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=_freeze_str_map)
