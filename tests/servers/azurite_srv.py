@@ -58,13 +58,25 @@ def _azurite_binary() -> Path:
             return binary
         staging = Path(tempfile.mkdtemp(prefix="azurite-install-", dir=CACHE_DIR))
         (staging / "package.json").write_text(json.dumps({"name": "es-azurite", "private": True}))
-        run([npm, "install", "--no-audit", "--no-fund", "--prefix", str(staging),
-             f"azurite@{AZURITE_VERSION}"], timeout=600)
+        run(
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(staging),
+                f"azurite@{AZURITE_VERSION}",
+            ],
+            timeout=600,
+        )
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
     if not binary.exists():
-        pytest.fail(f"npm install azurite@{AZURITE_VERSION} did not provide {binary}", pytrace=False)
+        pytest.fail(
+            f"npm install azurite@{AZURITE_VERSION} did not provide {binary}", pytrace=False
+        )
     return binary
 
 
@@ -75,8 +87,17 @@ def azurite_server() -> Iterator[AzuriteServer]:
     with tempfile.TemporaryDirectory(prefix="es-azurite-") as tmp:
         port = free_port()
         proc = Proc(
-            [str(binary), "--queueHost", "127.0.0.1", "--queuePort", str(port), "--silent",
-             "--skipApiVersionCheck", "--location", str(Path(tmp) / "data")],
+            [
+                str(binary),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(port),
+                "--silent",
+                "--skipApiVersionCheck",
+                "--location",
+                str(Path(tmp) / "data"),
+            ],
             log=Path(tmp) / "azurite.log",
         )
         try:

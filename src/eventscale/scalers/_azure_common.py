@@ -1,0 +1,266 @@
+"""Shared pieces of the Azure scalers: clouds, connection strings, pod identity, a client pool.
+
+* The cloud table maps KEDA's ``cloud`` names (case-insensitive, as Go autorest's
+  ``EnvironmentFromName``) to the storage and Service Bus endpoint suffixes.
+* Connection strings are parsed into their non-secret parts (endpoint, account) so that
+  errors can name *where* without ever showing the key.
+* :class:`ClientPool` shares one async SDK client per account or namespace (and per event
+  loop, because aiohttp sessions belong to a loop), counting references and closing the
+  client when the last scaler releases it.
+* :func:`azure_errors` translates azure-core exceptions into :class:`ScalerError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Final, Generic, Protocol, TypeVar
+
+import attrs
+
+from eventscale.auth import Secret, redact_text
+from eventscale.errors import ScalerError, ScalerTimeout
+from eventscale.scalers._params import AUTH, Params
+
+__all__ = (
+    "AZURE_WORKLOAD",
+    "CLOUDS",
+    "POD_IDENTITY_KEY",
+    "ClientPool",
+    "CloudSuffixes",
+    "azure_errors",
+    "parse_connection_string",
+    "pod_identity",
+    "resolve_cloud_suffix",
+    "secret_fingerprint",
+)
+
+
+@attrs.frozen
+class CloudSuffixes:
+    """DNS suffixes of one Azure cloud: storage (``core.windows.net``) and Service Bus."""
+
+    storage: str
+    servicebus: str
+
+
+_PUBLIC: Final = CloudSuffixes("core.windows.net", "servicebus.windows.net")
+_US_GOV: Final = CloudSuffixes("core.usgovcloudapi.net", "servicebus.usgovcloudapi.net")
+_CHINA: Final = CloudSuffixes("core.chinacloudapi.cn", "servicebus.chinacloudapi.cn")
+_GERMAN: Final = CloudSuffixes("core.cloudapi.de", "servicebus.cloudapi.de")
+
+# Keys are upper case; a ``cloud`` value is compared case-insensitively.
+CLOUDS: Final[Mapping[str, CloudSuffixes]] = {
+    "AZURECLOUD": _PUBLIC,
+    "AZUREPUBLICCLOUD": _PUBLIC,
+    "AZUREUSGOVERNMENT": _US_GOV,
+    "AZUREUSGOVERNMENTCLOUD": _US_GOV,
+    "AZURECHINACLOUD": _CHINA,
+    "AZUREGERMANCLOUD": _GERMAN,
+}
+PRIVATE_CLOUD: Final = "private"
+
+# The TriggerAuthentication's ``spec.podIdentity.provider`` travels in the resolved
+# auth parameters under this key ("none", "azure-workload").
+POD_IDENTITY_KEY: Final = "podIdentity"
+AZURE_WORKLOAD: Final = "azure-workload"
+_NO_IDENTITY: Final = frozenset({"", "none"})
+
+
+def pod_identity(p: Params, *, what: str) -> str:
+    """The pod identity provider of the trigger: ``""`` (none) or ``azure-workload``.
+
+    Any other provider is recorded as an error on ``p`` (``what`` names the scaler).
+    """
+    raw = p.ctx.auth.get(POD_IDENTITY_KEY)
+    text = (raw.reveal() if isinstance(raw, Secret) else raw or "").strip()
+    if text in _NO_IDENTITY:
+        return ""
+    if text == AZURE_WORKLOAD:
+        return AZURE_WORKLOAD
+    p.fail(
+        f"{what} doesn't support pod identity {text!r} (use none or azure-workload)",
+        POD_IDENTITY_KEY,
+        AUTH,
+    )
+    return ""
+
+
+def resolve_cloud_suffix(p: Params, *, service: str, default_prefix: str = "") -> str | None:
+    """The endpoint suffix selected by ``cloud`` / ``endpointSuffix`` (KEDA's rules).
+
+    No ``cloud``: the public cloud. A known cloud name (case-insensitive): its suffix for
+    ``service`` (``"storage"`` or ``"servicebus"``), prefixed with ``default_prefix``
+    (``"queue."`` for storage queues). ``Private``: ``endpointSuffix`` as given, required.
+    Unknown cloud: an error recorded on ``p``; ``None`` is returned on error.
+    """
+    cloud = p.string("cloud", default="")
+    if cloud.lower() == PRIVATE_CLOUD:
+        suffix = p.string("endpointSuffix", default="")
+        if not suffix:
+            p.fail("endpointSuffix must be provided for Private cloud type", "endpointSuffix")
+            return None
+        return suffix
+    if cloud:
+        env = CLOUDS.get(cloud.upper())
+        if env is None:
+            p.fail(f"invalid cloud environment {cloud}", "cloud")
+            return None
+    else:
+        env = _PUBLIC
+    return default_prefix + (env.storage if service == "storage" else env.servicebus)
+
+
+def parse_connection_string(text: str) -> dict[str, str]:
+    """Split an Azure ``Key=Value;Key=Value`` connection string; keys are lower-cased.
+
+    :raises ValueError: a part is not ``key=value``. The message never contains a value.
+    """
+    out: dict[str, str] = {}
+    for index, part in enumerate(text.split(";")):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"part {index + 1} of the connection string is not key=value")
+        out[key.strip().lower()] = value.strip()
+    if not out:
+        raise ValueError("the connection string is empty")
+    return out
+
+
+def secret_fingerprint(secret: Secret | None) -> str:
+    """A short one-way fingerprint of ``secret``, safe to use in pool keys."""
+    if secret is None:
+        return "-"
+    return hashlib.sha256(secret.reveal().encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def _error_text(exc: BaseException, secrets: Iterable[Secret | None]) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    # azure-core messages can span many lines (error XML, request ids); keep the head.
+    first = " ".join(str(message).split("\n")[:3]).strip()
+    return redact_text(first[:500], secrets)
+
+
+@contextlib.asynccontextmanager
+async def azure_errors(
+    what: str,
+    *,
+    secrets: Iterable[Secret | None] = (),
+    deadline: float | None = None,
+) -> AsyncIterator[None]:
+    """Run the body within ``deadline`` seconds; translate azure-core errors to ScalerError.
+
+    ``what`` says what was being read ("queue 'orders' at http://host/account"). Missing
+    entities and refused credentials are permanent (``transient=False``); network errors
+    and timeouts are transient. Messages are passed through :func:`redact_text` with the
+    scaler's ``secrets``.
+    """
+    from azure.core import exceptions as az
+
+    secrets = tuple(secrets)
+    try:
+        if deadline is None:
+            yield
+        else:
+            async with asyncio.timeout(deadline):
+                yield
+    except TimeoutError as exc:
+        raise ScalerTimeout(f"{what}: no answer within {deadline:g}s", transient=True) from exc
+    except az.ResourceNotFoundError as exc:
+        raise ScalerError(
+            f"{what} doesn't exist ({_error_text(exc, secrets)})", transient=False
+        ) from exc
+    except az.ClientAuthenticationError as exc:
+        raise ScalerError(
+            f"{what}: authentication failed ({_error_text(exc, secrets)})", transient=False
+        ) from exc
+    except az.ServiceRequestError as exc:
+        raise ScalerError(
+            f"{what}: cannot connect ({_error_text(exc, secrets)})", transient=True
+        ) from exc
+    except az.ServiceResponseError as exc:
+        raise ScalerError(
+            f"{what}: bad response ({_error_text(exc, secrets)})", transient=True
+        ) from exc
+    except az.HttpResponseError as exc:
+        status = getattr(exc, "status_code", None)
+        transient = status is None or status >= 500 or status in (408, 429)
+        raise ScalerError(
+            f"{what}: request failed with status {status} ({_error_text(exc, secrets)})",
+            transient=transient,
+        ) from exc
+    except az.AzureError as exc:
+        raise ScalerError(f"{what}: {_error_text(exc, secrets)}", transient=True) from exc
+    except OSError as exc:
+        raise ScalerError(f"{what}: {_error_text(exc, secrets)}", transient=True) from exc
+
+
+# ---------------------------------------------------------------------------- client pool
+
+
+class _Closeable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closeable)
+
+
+@attrs.define
+class _Entry(Generic[C]):
+    client: C
+    refs: int
+
+
+class ClientPool(Generic[C]):
+    """Share one async client per key and event loop; close it when its last user leaves.
+
+    Keys must not contain secrets (use :func:`secret_fingerprint`). The loop is part of
+    the key because an aiohttp session cannot be used from another event loop.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, tuple[Any, ...]], _Entry[C]] = {}
+
+    def _full_key(self, key: tuple[Any, ...]) -> tuple[int, tuple[Any, ...]]:
+        return (id(asyncio.get_running_loop()), key)
+
+    async def acquire(self, key: tuple[Any, ...], factory: Callable[[], Awaitable[C] | C]) -> C:
+        """The client for ``key``, created with ``factory`` on first use; add one reference."""
+        full = self._full_key(key)
+        entry = self._entries.get(full)
+        if entry is None:
+            made = factory()
+            client: C = await made if isinstance(made, Awaitable) else made
+            # Another task may have created it while we awaited; keep the first one.
+            entry = self._entries.get(full)
+            if entry is None:
+                entry = _Entry(client, 0)
+                self._entries[full] = entry
+            else:
+                await client.close()
+        entry.refs += 1
+        return entry.client
+
+    async def release(self, key: tuple[Any, ...]) -> None:
+        """Drop one reference; close the client when none is left."""
+        full = self._full_key(key)
+        entry = self._entries.get(full)
+        if entry is None:
+            return
+        entry.refs -= 1
+        if entry.refs <= 0:
+            del self._entries[full]
+            await entry.client.close()
+
+    def refcount(self, key: tuple[Any, ...]) -> int:
+        """How many users hold the client for ``key`` on the running loop (for tests)."""
+        entry = self._entries.get(self._full_key(key))
+        return entry.refs if entry is not None else 0
