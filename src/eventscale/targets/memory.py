@@ -1,0 +1,190 @@
+"""An in-memory target: a replica count in a Python object, with a recorded history.
+
+:class:`MemoryTarget` is what you unit-test your scaling with (it is re-exported from
+:mod:`eventscale.testing`). It keeps every change with its time and reason, can be told
+to fail like a real API would, and can *lag*: the count it reports converges to the
+requested count only after a delay, measured on an injectable clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import attrs
+
+from eventscale.errors import TargetError, TargetNotFound
+from eventscale.targets import TargetBase
+
+__all__ = ("MemoryTarget", "ReplicaChange")
+
+
+@attrs.frozen(kw_only=True)
+class ReplicaChange:
+    """One accepted ``set_replicas`` call.
+
+    ``at`` is the clock time of the call, ``old`` the count requested before it (the
+    initial count for the first change), ``new`` the count requested, ``reason`` the
+    optional text the caller passed.
+    """
+
+    at: float
+    old: int
+    new: int
+    reason: str | None = None
+
+
+def _check_count(replicas: int) -> int:
+    if isinstance(replicas, bool) or not isinstance(replicas, int):
+        raise TypeError(f"replicas must be an int, got {type(replicas).__name__}")
+    if replicas < 0:
+        raise ValueError(f"replicas must be >= 0, got {replicas}")
+    return replicas
+
+
+class MemoryTarget(TargetBase):
+    """A target that holds its replica count in memory.
+
+    :param replicas: the initial count (already converged).
+    :param name: how errors name the target.
+    :param lag: seconds (on ``clock``) between a request and the moment
+        :meth:`get_replicas` reports it; ``0`` reports it at once. While a request is
+        pending, :meth:`get_replicas` keeps returning the count from before it, as a
+        workload that has not finished scaling would.
+    :param clock: a callable returning the current time in seconds; defaults to
+        :func:`time.monotonic`. :class:`eventscale.testing.ManualClock` is one.
+
+    Set-to-the-same-count calls are recorded too (a controller that re-applies its
+    decision is visible in :attr:`history`); use :attr:`changes` to see only the
+    calls that changed the requested count.
+    """
+
+    def __init__(
+        self,
+        replicas: int = 0,
+        *,
+        name: str = "memory",
+        lag: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if lag < 0:
+            raise ValueError(f"lag must be >= 0, got {lag!r}")
+        self.name = name
+        self.lag = float(lag)
+        self.clock = clock
+        self.initial = _check_count(replicas)
+        self._requested = self.initial
+        # (time the request becomes visible, count) in request order; the first is the start.
+        self._timeline: list[tuple[float, int]] = [(float("-inf"), self.initial)]
+        self._history: list[ReplicaChange] = []
+        self._failure: TargetError | None = None
+        self._failures_left: int | None = None
+        self.get_calls = 0
+        self.set_calls = 0
+        self.closed = False
+
+    # -- the Target protocol ---------------------------------------------------------
+
+    async def get_replicas(self) -> int:
+        """The count the target reports now (the requested count once ``lag`` has passed)."""
+        self.get_calls += 1
+        self._maybe_fail()
+        return self.current
+
+    async def set_replicas(self, replicas: int, *, reason: str | None = None) -> None:
+        """Request ``replicas``; ``reason`` is recorded with the change."""
+        self.set_calls += 1
+        count = _check_count(replicas)
+        self._maybe_fail()
+        now = self.clock()
+        self._history.append(ReplicaChange(at=now, old=self._requested, new=count, reason=reason))
+        self._requested = count
+        self._timeline.append((now + self.lag, count))
+
+    async def aclose(self) -> None:
+        """Mark the target closed (it keeps working; tests can assert on :attr:`closed`)."""
+        self.closed = True
+
+    # -- inspection --------------------------------------------------------------------
+
+    @property
+    def requested(self) -> int:
+        """The count asked for by the last :meth:`set_replicas` (or the initial count)."""
+        return self._requested
+
+    @property
+    def current(self) -> int:
+        """The count visible now: the last request whose ``lag`` has elapsed."""
+        now = self.clock()
+        visible = self._timeline[0][1]
+        for at, count in self._timeline:
+            if at <= now:
+                visible = count
+        return visible
+
+    @property
+    def converged(self) -> bool:
+        """Whether :attr:`current` equals :attr:`requested`."""
+        return self.current == self._requested
+
+    @property
+    def history(self) -> Sequence[ReplicaChange]:
+        """Every accepted :meth:`set_replicas` call, oldest first."""
+        return tuple(self._history)
+
+    @property
+    def changes(self) -> Sequence[ReplicaChange]:
+        """The accepted calls that changed the requested count."""
+        return tuple(c for c in self._history if c.old != c.new)
+
+    def requested_counts(self) -> list[int]:
+        """The requested count after each change, starting with the initial count.
+
+        ``MemoryTarget(0)`` scaled to 3, then 3 again, then 1 gives ``[0, 3, 1]``.
+        """
+        return [self.initial, *(c.new for c in self.changes)]
+
+    # -- fault injection ---------------------------------------------------------------
+
+    def fail(
+        self,
+        error: TargetError | None = None,
+        *,
+        times: int | None = None,
+        status: int | None = 503,
+    ) -> None:
+        """Make the next calls raise ``error`` (default: a :class:`TargetError` with ``status``).
+
+        ``times`` limits how many calls fail (``None``: every call until :meth:`recover`).
+        A failing :meth:`set_replicas` changes nothing and records nothing.
+        """
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1, got {times}")
+        self._failure = error or TargetError("injected failure", target=self.name, status=status)
+        self._failures_left = times
+
+    def fail_not_found(self, *, times: int | None = None) -> None:
+        """Make the next calls raise :class:`TargetNotFound`, as if the workload was deleted."""
+        self.fail(TargetNotFound("workload not found", target=self.name, status=404), times=times)
+
+    def recover(self) -> None:
+        """Stop failing."""
+        self._failure = None
+        self._failures_left = None
+
+    def _maybe_fail(self) -> None:
+        failure = self._failure
+        if failure is None:
+            return
+        if self._failures_left is not None:
+            self._failures_left -= 1
+            if self._failures_left <= 0:
+                self.recover()
+        # A fresh instance each time: a raised exception carries its traceback along.
+        raise type(failure)(failure.message, target=failure.target, status=failure.status)
+
+    def __repr__(self) -> str:
+        return (
+            f"MemoryTarget(name={self.name!r}, requested={self._requested}, "
+            f"current={self.current}, changes={len(self._history)})"
+        )

@@ -1,0 +1,91 @@
+"""The ``memory`` trigger: an in-process gauge read through the scaler registry."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.metrics import MetricType
+from eventscale.scalers import Scaler, TriggerContext, create_scaler
+from eventscale.scalers.memory import GaugeRegistry, MemoryScaler, gauges, set_gauge
+from servers._proc import unique_name
+
+
+def _ctx(metadata: dict[str, str], **kw: object) -> TriggerContext:
+    return TriggerContext(metadata=metadata, trigger_type="memory", **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_reads_the_gauge_a_process_sets() -> None:
+    name = unique_name("gauge")
+    scaler = create_scaler(_ctx({"name": name, "target": "10", "activationTarget": "2"}, index=3))
+    assert isinstance(scaler, MemoryScaler)
+    assert isinstance(scaler, Scaler)
+    (spec,) = scaler.metric_specs()
+    assert spec.name == f"s3-memory-{name}"
+    assert (spec.target, spec.activation_target) == (10.0, 2.0)
+    assert spec.metric_type is MetricType.AVERAGE_VALUE
+
+    set_gauge(name, 2)
+    report = await scaler.get_metrics()
+    assert (report.value_of(spec.name), report.is_active) == (2.0, False)
+
+    thread = threading.Thread(target=gauges.add, args=(name, 35.5))
+    thread.start()
+    thread.join()
+    report = await scaler.get_metrics()
+    assert (report.value_of(spec.name), report.is_active) == (37.5, True)
+    gauges.clear(name)
+
+
+@pytest.mark.anyio
+async def test_an_unset_gauge_is_an_error_not_zero() -> None:
+    name = unique_name("gauge")
+    scaler = create_scaler(_ctx({"name": name, "value": "5"}, name="backlog"))
+    with pytest.raises(ScalerError, match="has not been set") as info:
+        await scaler.get_metrics()
+    assert info.value.trigger == "backlog"
+    set_gauge(name, 0)
+    report = await scaler.get_metrics()
+    assert report.is_active is False
+    gauges.clear(name)
+    with pytest.raises(ScalerError):
+        await scaler.get_metrics()
+
+
+@pytest.mark.anyio
+async def test_private_registry_metric_type_and_from_env() -> None:
+    registry = GaugeRegistry()
+    registry.set("jobs", 12)
+    scaler = MemoryScaler("jobs", target=4, metric_type=MetricType.VALUE, registry=registry)
+    assert (await scaler.get_metrics()).value_of("s0-memory-jobs") == 12.0
+    assert registry.names() == ["jobs"]
+    with pytest.raises(ValueError, match="finite"):
+        registry.set("jobs", float("nan"))
+
+    ctx = _ctx(
+        {"name": "a/b", "target": "3"},
+        metric_type=MetricType.VALUE,
+    )
+    built = MemoryScaler.from_context(ctx)
+    (spec,) = built.metric_specs()
+    assert spec.name == "s0-memory-a-b"
+    assert spec.metric_type is MetricType.VALUE
+
+
+def test_bad_metadata_names_every_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_scaler(_ctx({"target": "0", "activationTarget": "x"}, path="spec.triggers[0]"))
+    paths = info.value.all_paths()
+    assert "spec.triggers[0].metadata.name" in paths
+    assert "spec.triggers[0].metadata.target" in paths
+    assert "spec.triggers[0].metadata.activationTarget" in paths
+
+
+def test_keda_resource_memory_trigger_is_rejected_with_an_explanation() -> None:
+    with pytest.raises(ConfigError, match="resource-metric memory trigger"):
+        create_scaler(_ctx({"type": "Utilization", "value": "60"}))
+    with pytest.raises(ConfigError, match="must be greater than 0"):
+        MemoryScaler("x", target=0)
