@@ -65,6 +65,7 @@ __all__ = (
     "next_factor",
     "parse_kafka_metadata",
     "parse_partition_limitation",
+    "select_partitions",
 )
 
 _LOG: Final = logging.getLogger("eventscale.scalers.kafka")
@@ -554,6 +555,25 @@ def compute_lag(
     )
 
 
+def select_partitions(
+    topic: str, partitions: Iterable[int], limitation: Sequence[int] | None
+) -> list[int]:
+    """The partitions of ``topic`` to read: all, or those ``partitionLimitation`` allows.
+
+    :raises ScalerError: when none is left.
+    """
+    ids = sorted(partitions)
+    if limitation is not None:
+        allowed = set(limitation)
+        ids = [i for i in ids if i in allowed]
+    if not ids:
+        raise ScalerError(
+            f"expected at least one active partition within the topic {topic!r}",
+            transient=False,
+        )
+    return ids
+
+
 def find_factors(n: int) -> list[int]:
     """Every divisor of ``n`` in ascending order (``find_factors(10) == [1, 2, 5, 10]``)."""
     if n < 1:
@@ -733,15 +753,9 @@ class KafkaScaler(ScalerBase):
         wanted: list[TopicPartition] = []
         for topic in topics:
             description = self._result(described[topic], f"describe topic {topic!r}")
-            ids = sorted(p.id for p in description.partitions)
-            if meta.partition_limitation is not None:
-                allowed = set(meta.partition_limitation)
-                ids = [i for i in ids if i in allowed]
-            if not ids:
-                raise ScalerError(
-                    f"expected at least one active partition within the topic {topic!r}",
-                    transient=False,
-                )
+            ids = select_partitions(
+                topic, [p.id for p in description.partitions], meta.partition_limitation
+            )
             wanted.extend((topic, i) for i in ids)
 
         # 3. committed and log end (and log start) offsets, concurrently
