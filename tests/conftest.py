@@ -9,6 +9,7 @@ pytest_plugins = [
     "servers.rabbitmq_srv",
     "servers.kafka_srv",
     "servers.azurite_srv",
+    "servers.servicebus_srv",
 ]
 
 
