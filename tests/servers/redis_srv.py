@@ -33,8 +33,20 @@ def start_private_redis(tmp: Path, *extra: str, port: int | None = None) -> Redi
     port = port or free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     proc = Proc(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(tmp), *extra],
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+            *extra,
+        ],
         log=tmp / f"redis-{port}.log",
     )
     cli = ensure_apt("redis-cli", "redis-tools")
@@ -76,3 +88,170 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
     for server in started:
         assert server.proc is not None
         server.proc.stop()
+
+
+# ------------------------------------------------------------------ cluster, sentinel, TLS
+
+
+@attrs.frozen
+class RedisCluster:
+    """A three-master Redis cluster started from Debian's redis-server."""
+
+    nodes: tuple[RedisServer, ...]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [node.address for node in self.nodes]
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """Three ``--cluster-enabled`` masters joined with ``redis-cli --cluster create``."""
+    cli = ensure_apt("redis-cli", "redis-tools")
+    base = tmp_path_factory.mktemp("redis-cluster")
+    nodes: list[RedisServer] = []
+    try:
+        for i in range(3):
+            nodes.append(
+                start_private_redis(
+                    base / f"n{i}",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                )
+            )
+        run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(n.address for n in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            timeout=60,
+        )
+        for node in nodes:
+            wait_until(
+                lambda node=node: (
+                    "cluster_state:ok" in run([cli, "-p", str(node.port), "cluster", "info"])
+                ),
+                timeout=20,
+                what=f"cluster state ok on {node.address}",
+            )
+        yield RedisCluster(tuple(nodes))
+    finally:
+        for node in nodes:
+            assert node.proc is not None
+            node.proc.stop()
+
+
+@attrs.frozen
+class RedisSentinel:
+    """A master and one sentinel watching it under ``master_name``."""
+
+    master: RedisServer
+    sentinel: RedisServer
+    master_name: str
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    """A private master plus a sentinel (``redis-server sentinel.conf --sentinel``)."""
+    binary = ensure_apt("redis-server", "redis-server")
+    cli = ensure_apt("redis-cli", "redis-tools")
+    base = tmp_path_factory.mktemp("redis-sentinel")
+    master = start_private_redis(base / "master")
+    port = free_port()
+    conf = base / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {base}\n"
+        f"sentinel monitor esmaster 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds esmaster 60000\n"
+    )
+    proc = Proc([binary, str(conf), "--sentinel"], log=base / "sentinel.log")
+    try:
+        wait_until(
+            lambda: (
+                proc.alive
+                and str(master.port)
+                in run([cli, "-p", str(port), "sentinel", "get-master-addr-by-name", "esmaster"])
+            ),
+            timeout=15,
+            what="redis sentinel",
+            log=proc.log,
+        )
+        yield RedisSentinel(master, RedisServer("127.0.0.1", port, proc), "esmaster")
+    finally:
+        proc.stop()
+        assert master.proc is not None
+        master.proc.stop()
+
+
+@attrs.frozen
+class RedisTLS:
+    """A TLS-only Redis with a private CA; PEM texts for the KEDA auth parameters."""
+
+    server: RedisServer
+    ca_pem: str
+    client_cert_pem: str
+    client_key_pem: str
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTLS]:
+    """A Redis listening only on TLS, certificates issued by a trustme CA.
+
+    Client certificates are optional (``tls-auth-clients optional``) so both the
+    CA-only and the mutual-TLS forms can be tested.
+    """
+    import trustme
+
+    base = tmp_path_factory.mktemp("redis-tls")
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("127.0.0.1", "localhost")
+    client_cert = ca.issue_cert("eventscale-client")
+    ca.cert_pem.write_to_path(str(base / "ca.pem"))
+    server_cert.private_key_and_cert_chain_pem.write_to_path(str(base / "server.pem"))
+    port = free_port()
+    binary = ensure_apt("redis-server", "redis-server")
+    proc = Proc(
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(base),
+            "--tls-cert-file",
+            str(base / "server.pem"),
+            "--tls-key-file",
+            str(base / "server.pem"),
+            "--tls-ca-cert-file",
+            str(base / "ca.pem"),
+            "--tls-auth-clients",
+            "optional",
+        ],
+        log=base / "redis-tls.log",
+    )
+    try:
+        wait_until(
+            lambda: proc.alive and port_open(port), timeout=15, what="TLS redis", log=proc.log
+        )
+        yield RedisTLS(
+            RedisServer("127.0.0.1", port, proc),
+            ca.cert_pem.bytes().decode(),
+            "".join(blob.bytes().decode() for blob in client_cert.cert_chain_pems),
+            client_cert.private_key_pem.bytes().decode(),
+        )
+    finally:
+        proc.stop()

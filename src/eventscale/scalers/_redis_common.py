@@ -209,6 +209,7 @@ def parse_connection(p: Params, mode: RedisMode) -> RedisConnection | None:
     ``databaseIndex``, ``enableTLS``, ``unsafeSsl``, ``timeout`` (meta), ``tls``,
     ``cert``/``Cert``, ``key``, ``keyPassword``, ``ca`` (auth).
     """
+    errors_before = len(p.errors)
     addresses = p.string_list("address", order=(META, AUTH, ENV), aliases=("addresses",))
     username = p.string("username", order=(META, ENV, AUTH))
     password = p.secret("password", order=(META, ENV, AUTH))
@@ -264,7 +265,7 @@ def parse_connection(p: Params, mode: RedisMode) -> RedisConnection | None:
         # KEDA finds this out only when the client asks the sentinels; say it now.
         p.fail("a redis-sentinel trigger needs sentinelMaster", "sentinelMaster")
         return None
-    if not p.ok:
+    if len(p.errors) > errors_before:
         return None
     return RedisConnection(
         addresses=tuple(all_addresses),
