@@ -466,7 +466,7 @@ def test_item_timestamp(item: bytes | str, field: str | None, expected: float) -
     ],
 )
 def test_item_timestamp_errors(item: bytes, field: str | None) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"timestamp|JSON|field"):
         item_timestamp(item, field)
 
 

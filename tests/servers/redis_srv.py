@@ -134,10 +134,12 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
             timeout=60,
         )
         for node in nodes:
+
+            def cluster_ok(port: int = node.port) -> bool:
+                return "cluster_state:ok" in run([cli, "-p", str(port), "cluster", "info"])
+
             wait_until(
-                lambda node=node: (
-                    "cluster_state:ok" in run([cli, "-p", str(node.port), "cluster", "info"])
-                ),
+                cluster_ok,
                 timeout=20,
                 what=f"cluster state ok on {node.address}",
             )
