@@ -1,0 +1,335 @@
+"""HPA ``behavior``: stabilization windows, Pods/Percent rate policies and selectPolicy.
+
+Two normalizers turn a raw recommendation into the next replica count:
+
+* :func:`normalize_with_behavior`: the Kubernetes ``behavior`` algorithm. Used for
+  every object unless the engine runs in legacy mode. When a ScaledObject has no
+  ``behavior``, eventscale fills in the Kubernetes behavior defaults
+  (:func:`resolve_behavior`).
+* :func:`normalize_legacy`: what an HPA without ``behavior`` does (the HPA KEDA creates
+  by default): only scale-down is stabilized (300 s), and one step may grow to at most
+  ``max(2 * current, 4)``.
+
+History is passed in as plain tuples: ``recommendations`` are ``(time, raw replicas)``
+and ``events`` are ``(time, signed replica change)``. Times are seconds on the same
+clock as ``now``; an entry counts inside a window of ``w`` seconds when
+``time > now - w``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Final
+
+import attrs
+
+from eventscale.spec import Behavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
+
+__all__ = (
+    "DEFAULT_SCALE_DOWN",
+    "DEFAULT_SCALE_UP",
+    "Limit",
+    "legacy_scale_up_limit",
+    "Normalized",
+    "ResolvedRules",
+    "normalize_legacy",
+    "normalize_with_behavior",
+    "resolve_behavior",
+    "scale_down_limit",
+    "scale_up_limit",
+    "stabilize",
+)
+
+Recommendations = Sequence[tuple[float, int]]
+Events = Sequence[tuple[float, int]]
+
+
+@attrs.frozen
+class ResolvedRules:
+    """One direction of behavior with every default filled in."""
+
+    stabilization_window_seconds: float
+    select_policy: SelectPolicy
+    policies: tuple[ScalingPolicy, ...]
+    tolerance: float
+
+    @property
+    def longest_period(self) -> int:
+        """The longest ``period_seconds`` of the policies (0 without policies)."""
+        return max((p.period_seconds for p in self.policies), default=0)
+
+
+#: Kubernetes default for ``behavior.scaleUp``: no window, +4 pods or +100 % per 15 s.
+DEFAULT_SCALE_UP: Final = ResolvedRules(
+    stabilization_window_seconds=0.0,
+    select_policy=SelectPolicy.MAX,
+    policies=(
+        ScalingPolicy(type=PolicyType.PODS, value=4, period_seconds=15),
+        ScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),
+    ),
+    tolerance=0.1,
+)
+
+#: Kubernetes default for ``behavior.scaleDown``: 300 s window, -100 % per 15 s.
+DEFAULT_SCALE_DOWN: Final = ResolvedRules(
+    stabilization_window_seconds=300.0,
+    select_policy=SelectPolicy.MAX,
+    policies=(ScalingPolicy(type=PolicyType.PERCENT, value=100, period_seconds=15),),
+    tolerance=0.1,
+)
+
+
+def _fill(rules: ScalingRules | None, default: ResolvedRules, tolerance: float) -> ResolvedRules:
+    if rules is None:
+        return attrs.evolve(default, tolerance=tolerance)
+    return ResolvedRules(
+        stabilization_window_seconds=float(
+            default.stabilization_window_seconds
+            if rules.stabilization_window_seconds is None
+            else rules.stabilization_window_seconds
+        ),
+        select_policy=default.select_policy if rules.select_policy is None else rules.select_policy,
+        policies=default.policies if rules.policies is None else tuple(rules.policies),
+        tolerance=tolerance if rules.tolerance is None else rules.tolerance,
+    )
+
+
+def resolve_behavior(
+    behavior: Behavior | None,
+    *,
+    tolerance: float = 0.1,
+    scale_down_window: float = 300.0,
+) -> tuple[ResolvedRules, ResolvedRules]:
+    """``(scale_up, scale_down)`` rules: ``behavior`` with each unset field defaulted.
+
+    Fields are filled one by one, as the Kubernetes defaulter does. ``tolerance`` is the
+    default for both directions; ``scale_down_window`` the default scale-down window.
+    An empty ``policies`` tuple means "no rate limit" in that direction.
+    """
+    down_default = attrs.evolve(DEFAULT_SCALE_DOWN, stabilization_window_seconds=scale_down_window)
+    if behavior is None:
+        return _fill(None, DEFAULT_SCALE_UP, tolerance), _fill(None, down_default, tolerance)
+    return (
+        _fill(behavior.scale_up, DEFAULT_SCALE_UP, tolerance),
+        _fill(behavior.scale_down, down_default, tolerance),
+    )
+
+
+# ----------------------------------------------------------------------- stabilization
+
+
+def stabilize(
+    raw: int,
+    current: int,
+    recommendations: Recommendations,
+    now: float,
+    up_window: float,
+    down_window: float,
+) -> tuple[int, int, int]:
+    """Stabilize ``raw`` against the recommendations of the last windows.
+
+    Returns ``(result, up_bound, down_bound)``: ``up_bound`` is the lowest
+    recommendation in the scale-up window (``raw`` included), ``down_bound`` the highest
+    one in the scale-down window; the result is ``current`` raised to ``up_bound`` or
+    lowered to ``down_bound``.
+    """
+    up_rec = raw
+    down_rec = raw
+    up_cut = now - up_window
+    down_cut = now - down_window
+    for when, value in recommendations:
+        if when > up_cut and value < up_rec:
+            up_rec = value
+        if when > down_cut and value > down_rec:
+            down_rec = value
+    result = current
+    if result < up_rec:
+        result = up_rec
+    if result > down_rec:
+        result = down_rec
+    return result, up_rec, down_rec
+
+
+# ----------------------------------------------------------------------- rate limits
+
+
+def _changes(events: Events, now: float, period: int) -> tuple[int, int]:
+    added = 0
+    removed = 0
+    cut = now - period
+    for when, change in events:
+        if when > cut:
+            if change > 0:
+                added += change
+            else:
+                removed -= change
+    return added, removed
+
+
+def scale_up_limit(current: int, rules: ResolvedRules, events: Events, now: float) -> int:
+    """The highest count the scale-up policies allow now (never below ``current``).
+
+    Each policy looks at the count at the start of its period (``current`` minus
+    replicas added plus replicas removed in the last ``period_seconds``) and adds
+    ``value`` pods or ``value`` percent (rounded up). ``Max`` takes the largest
+    allowance, ``Min`` the smallest; ``Disabled`` allows no growth. Without
+    policies there is no limit.
+    """
+    if rules.select_policy is SelectPolicy.DISABLED:
+        return current
+    if not rules.policies:
+        return 2**31 - 1
+    best: int | None = None
+    for policy in rules.policies:
+        added, removed = _changes(events, now, policy.period_seconds)
+        start = current - added + removed
+        if policy.type is PolicyType.PODS:
+            proposal = start + policy.value
+        else:
+            proposal = -(-(start * (100 + policy.value)) // 100)
+        if best is None:
+            best = proposal
+        elif rules.select_policy is SelectPolicy.MIN:
+            best = min(best, proposal)
+        else:
+            best = max(best, proposal)
+    assert best is not None
+    return max(best, current)
+
+
+def scale_down_limit(current: int, rules: ResolvedRules, events: Events, now: float) -> int:
+    """The lowest count the scale-down policies allow now (never above ``current``).
+
+    Pods: period start minus ``value``; Percent: period start times
+    ``(1 - value/100)``, truncated. ``Max`` picks the biggest reduction (the lowest
+    count), ``Min`` the smallest; ``Disabled`` allows no reduction. Without
+    policies there is no limit.
+    """
+    if rules.select_policy is SelectPolicy.DISABLED:
+        return current
+    if not rules.policies:
+        return 0
+    best: int | None = None
+    for policy in rules.policies:
+        added, removed = _changes(events, now, policy.period_seconds)
+        start = current - added + removed
+        if policy.type is PolicyType.PODS:
+            proposal = start - policy.value
+        else:
+            scaled = start * (100 - policy.value)
+            proposal = scaled // 100 if scaled >= 0 else -((-scaled) // 100)
+        if best is None:
+            best = proposal
+        elif rules.select_policy is SelectPolicy.MIN:
+            best = max(best, proposal)
+        else:
+            best = min(best, proposal)
+    assert best is not None
+    return min(best, current)
+
+
+# ----------------------------------------------------------------------- normalization
+
+
+class Limit(enum.Enum):
+    """What bounded a normalized count (the HPA's ``ScalingLimited`` reasons)."""
+
+    NONE = "DesiredWithinRange"
+    TOO_FEW = "TooFewReplicas"
+    TOO_MANY = "TooManyReplicas"
+    SCALE_UP_LIMIT = "ScaleUpLimit"
+    SCALE_DOWN_LIMIT = "ScaleDownLimit"
+
+
+@attrs.frozen
+class Normalized:
+    """A normalized recommendation and how it came about."""
+
+    replicas: int
+    stabilized: int
+    limit: Limit
+    up_bound: int
+    down_bound: int
+    rate_limit: int | None = None
+
+
+def normalize_with_behavior(
+    raw: int,
+    current: int,
+    min_replicas: int,
+    max_replicas: int,
+    up: ResolvedRules,
+    down: ResolvedRules,
+    recommendations: Recommendations,
+    events: Events,
+    now: float,
+) -> Normalized:
+    """Stabilize ``raw``, then bound it by the rate policies and ``[min, max]``."""
+    stabilized, up_bound, down_bound = stabilize(
+        raw,
+        current,
+        recommendations,
+        now,
+        up.stabilization_window_seconds,
+        down.stabilization_window_seconds,
+    )
+    if stabilized > current:
+        limit = scale_up_limit(current, up, events, now)
+        if limit < max_replicas:
+            hi, hi_reason = limit, Limit.SCALE_UP_LIMIT
+        else:
+            hi, hi_reason = max_replicas, Limit.TOO_MANY
+        if stabilized > hi:
+            return Normalized(
+                max(hi, min_replicas), stabilized, hi_reason, up_bound, down_bound, limit
+            )
+        if stabilized < min_replicas:
+            return Normalized(min_replicas, stabilized, Limit.TOO_FEW, up_bound, down_bound, limit)
+        return Normalized(stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit)
+    if stabilized < current:
+        limit = scale_down_limit(current, down, events, now)
+        if limit > min_replicas:
+            lo, lo_reason = limit, Limit.SCALE_DOWN_LIMIT
+        else:
+            lo, lo_reason = min_replicas, Limit.TOO_FEW
+        if stabilized < lo:
+            return Normalized(
+                min(lo, max_replicas), stabilized, lo_reason, up_bound, down_bound, limit
+            )
+        if stabilized > max_replicas:
+            return Normalized(max_replicas, stabilized, Limit.TOO_MANY, up_bound, down_bound, limit)
+        return Normalized(stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit)
+    return Normalized(current, stabilized, Limit.NONE, up_bound, down_bound)
+
+
+def legacy_scale_up_limit(current: int) -> int:
+    """The legacy HPA's per-step growth bound: ``max(2 * current, 4)``."""
+    return max(2 * current, 4)
+
+
+def normalize_legacy(
+    raw: int,
+    current: int,
+    min_replicas: int,
+    max_replicas: int,
+    recommendations: Recommendations,
+    now: float,
+    down_window: float = 300.0,
+) -> Normalized:
+    """The HPA without ``behavior``: scale-down stabilization, then clamp and step limit."""
+    stabilized = raw
+    cut = now - down_window
+    for when, value in recommendations:
+        if when > cut and value > stabilized:
+            stabilized = value
+    limit = legacy_scale_up_limit(current)
+    if limit < max_replicas:
+        hi, hi_reason = limit, Limit.SCALE_UP_LIMIT
+    else:
+        hi, hi_reason = max_replicas, Limit.TOO_MANY
+    if stabilized < min_replicas:
+        return Normalized(min_replicas, stabilized, Limit.TOO_FEW, raw, stabilized, limit)
+    if stabilized > hi:
+        return Normalized(max(hi, min_replicas), stabilized, hi_reason, raw, stabilized, limit)
+    return Normalized(stabilized, stabilized, Limit.NONE, raw, stabilized, limit)

@@ -1,0 +1,205 @@
+"""The engine's inputs and outputs: observations, options, decisions."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Final
+
+import attrs
+
+from eventscale.errors import ScalerError
+from eventscale.metrics import MetricSpec, MetricType, ScalerReport
+
+__all__ = (
+    "Combiner",
+    "Decision",
+    "EngineOptions",
+    "MetricDetail",
+    "Rule",
+    "TriggerDetail",
+    "TriggerObservation",
+    "TriggerStatus",
+)
+
+
+def _to_specs(value: Iterable[MetricSpec]) -> tuple[MetricSpec, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class TriggerObservation:
+    """What one poll of one trigger gave: a report, or an error.
+
+    The controller builds one per trigger per tick from ``Scaler.metric_specs()`` and
+    the result of ``Scaler.get_metrics()``: ``report`` when the poll succeeded,
+    ``error`` (a :class:`~eventscale.errors.ScalerError`) when it raised. A missing
+    observation for a trigger, or one with neither report nor error, counts as an error.
+
+    ``trigger_index`` is the trigger's position in ``spec.triggers``; ``name`` is its
+    ``name`` (the formula variable), defaulting to the spec's.
+    """
+
+    trigger_index: int
+    specs: tuple[MetricSpec, ...] = attrs.field(converter=_to_specs)
+    report: ScalerReport | None = None
+    error: ScalerError | None = None
+    name: str | None = None
+
+    @classmethod
+    def success(
+        cls,
+        trigger_index: int,
+        specs: Sequence[MetricSpec],
+        report: ScalerReport,
+        name: str | None = None,
+    ) -> TriggerObservation:
+        """A successful poll."""
+        return cls(trigger_index=trigger_index, specs=tuple(specs), report=report, name=name)
+
+    @classmethod
+    def failure(
+        cls,
+        trigger_index: int,
+        specs: Sequence[MetricSpec],
+        error: ScalerError,
+        name: str | None = None,
+    ) -> TriggerObservation:
+        """A failed poll."""
+        return cls(trigger_index=trigger_index, specs=tuple(specs), error=error, name=name)
+
+
+@attrs.frozen(kw_only=True)
+class Combiner:
+    """Combine named trigger values in plain Python (instead of a formula string).
+
+    ``function`` receives ``{trigger name: value or None}`` (``None`` for a trigger in
+    fallback when the fallback behavior is ``scalingModifiers``) and returns the
+    composite value, or ``None`` for "unknown". The composite is turned into replicas
+    with ``target`` and ``metric_type``; the object is active when the composite is
+    strictly greater than ``activation_target``. A trigger with several metrics
+    contributes the sum of its values.
+    """
+
+    function: Callable[[Mapping[str, float | None]], float | None]
+    target: float = attrs.field(validator=attrs.validators.gt(0))
+    activation_target: float = 0.0
+    metric_type: MetricType = MetricType.AVERAGE_VALUE
+
+
+@attrs.frozen(kw_only=True)
+class EngineOptions:
+    """Engine knobs KEDA does not have. The defaults match Kubernetes and KEDA.
+
+    * ``tolerance``: the HPA tolerance for both directions when ``behavior`` does not
+      set one (Kubernetes flag ``--horizontal-pod-autoscaler-tolerance``, 0.1).
+    * ``downscale_stabilization``: the scale-down window used when ``behavior`` does
+      not set one (flag ``--horizontal-pod-autoscaler-downscale-stabilization``, 300 s).
+    * ``legacy_hpa``: when the ScaledObject has no ``behavior``, act like the HPA KEDA
+      creates (no behavior: scale-down window only, growth ``max(2x, 4)`` per step, no
+      memory of earlier steps). Off by default: eventscale fills in the Kubernetes
+      behavior defaults instead, so there is one algorithm.
+    * ``scale_to_zero_from_floor``: go to zero/idle only once the count has come down
+      to ``max(min, 1)`` through the normal scale-down rules, instead of dropping from
+      any count once the cooldown expires (KEDA). Off by default.
+    * ``combiner``: a plain-Python replacement for ``scalingModifiers.formula``.
+    """
+
+    tolerance: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
+    downscale_stabilization: float = attrs.field(default=300.0, validator=attrs.validators.ge(0))
+    legacy_hpa: bool = False
+    scale_to_zero_from_floor: bool = False
+    combiner: Combiner | None = None
+
+
+DEFAULT_OPTIONS: Final = EngineOptions()
+
+
+class Rule(enum.Enum):
+    """Which rule decided the replica count."""
+
+    PAUSED_REPLICAS = "paused-replicas"
+    PAUSED = "paused"
+    PAUSED_SCALE_IN = "paused-scale-in"
+    PAUSED_SCALE_OUT = "paused-scale-out"
+    SCALE_FROM_ZERO = "scale-from-zero"
+    METRICS = "metrics"
+    STABILIZED_UP = "scale-up-stabilization"
+    STABILIZED_DOWN = "scale-down-stabilization"
+    SCALE_UP_LIMIT = "scale-up-limit"
+    SCALE_DOWN_LIMIT = "scale-down-limit"
+    MIN_REPLICAS = "min-replicas"
+    MAX_REPLICAS = "max-replicas"
+    COOLDOWN = "cooldown"
+    INITIAL_COOLDOWN = "initial-cooldown"
+    SCALE_TO_ZERO = "scale-to-zero"
+    SCALE_TO_IDLE = "scale-to-idle"
+    IDLE = "idle"
+    HOLD_ON_ERROR = "hold-on-error"
+    ERROR_BLOCKS_SCALE_DOWN = "error-blocks-scale-down"
+    FALLBACK = "fallback"
+
+
+class TriggerStatus(enum.Enum):
+    """How one trigger fared in this decision."""
+
+    OK = "ok"
+    ERROR = "error"
+    FALLBACK = "fallback"
+
+
+@attrs.frozen(kw_only=True)
+class MetricDetail:
+    """One metric of one trigger: its value, target and the replicas it asks for."""
+
+    name: str
+    value: float
+    target: float
+    metric_type: MetricType
+    replicas: int
+
+
+@attrs.frozen(kw_only=True)
+class TriggerDetail:
+    """Per-trigger part of a :class:`Decision`."""
+
+    index: int
+    name: str
+    status: TriggerStatus
+    is_active: bool
+    replicas: int | None
+    metrics: tuple[MetricDetail, ...] = ()
+    error: str | None = None
+    failures: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Decision:
+    """The engine's answer for one tick.
+
+    ``replicas`` is the count to apply; ``rule`` and ``trigger`` say what decided it and
+    ``reason`` says it in one line of words. ``raw_replicas`` is the metrics'
+    recommendation before stabilization, policies and bounds (``None`` when no
+    metric could be read). ``triggers`` has one entry per trigger of the spec.
+    """
+
+    replicas: int
+    current_replicas: int
+    is_active: bool
+    rule: Rule
+    reason: str
+    trigger: str | None = None
+    raw_replicas: int | None = None
+    triggers: tuple[TriggerDetail, ...] = ()
+    fallback_active: bool = False
+    paused: bool = False
+
+    @property
+    def changed(self) -> bool:
+        """``True`` when ``replicas`` differs from the current count."""
+        return self.replicas != self.current_replicas
+
+    @property
+    def direction(self) -> int:
+        """``1`` for a scale-up, ``-1`` for a scale-down, ``0`` for no change."""
+        return (self.replicas > self.current_replicas) - (self.replicas < self.current_replicas)
