@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 import attrs
 
 from eventscale._resolve import resolve_trigger_contexts
-from eventscale.auth import REDACTED, Secret, is_secret_name, redact_text
+from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, join_path
 from eventscale.metrics import MetricType
 from eventscale.spec import (
@@ -157,16 +157,56 @@ def _type_name(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _shown(value: Any, key: str | None = None) -> str:
-    """A short, secret-safe rendering of a bad value for an error message."""
-    if key is not None and is_secret_name(key):
-        return f"{_type_name(value)} ({REDACTED})"
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
+def _shown(value: Any, *, reveal: bool = False) -> str:
+    """A secret-safe rendering of a bad value for an error message.
+
+    Numbers are shown; strings only when ``reveal`` (``kind``, ``apiVersion``): any other
+    field may hold a password pasted in the wrong place, so only its type is named.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{_type_name(value)} {value!r}"
+    if reveal and isinstance(value, str):
         text = redact_text(repr(value))
         if len(text) > 60:
             text = text[:57] + "..."
         return f"{_type_name(value)} {text}"
     return _type_name(value)
+
+
+def _did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    if not isinstance(value, str):
+        return ""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1, cutoff=0.5)
+    if not close:
+        lowered = {c.lower(): c for c in choices}
+        if value.lower() in lowered:
+            close = [lowered[value.lower()]]
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _metric_type(r: _Reader, raw: Any, path: str) -> MetricType:
+    """A trigger's or the modifiers' ``metricType``; never echoes the value."""
+    if raw is None or raw == "":
+        return MetricType.AVERAGE_VALUE
+    if isinstance(raw, str):
+        for member in MetricType:
+            if member.value == raw:
+                return member
+    if raw == "Utilization":
+        r.fail(
+            path,
+            "metricType 'Utilization' is only for cpu/memory triggers, which eventscale does "
+            "not scale on; use 'AverageValue' or 'Value'",
+        )
+    else:
+        choices = [m.value for m in MetricType]
+        r.fail(
+            path,
+            f"must be one of {', '.join(choices)}; got {_shown(raw)}{_did_you_mean(raw, choices)}",
+        )
+    return MetricType.AVERAGE_VALUE
 
 
 # --------------------------------------------------------------------------- YAML
@@ -333,11 +373,12 @@ class _Reader:
                 self.fail(field, "is required")
             return default
         if not isinstance(value, str):
-            self.fail(field, f"must be a string, got {_shown(value, key)}")
+            self.fail(field, f"must be a string, got {_shown(value)}")
             return default
         if choices is not None and value not in choices:
             shown = ", ".join(choices)
-            self.fail(field, f"must be one of {shown}; got {_shown(value, key)}")
+            hint = _did_you_mean(value, choices)
+            self.fail(field, f"must be one of {shown}; got {_shown(value)}{hint}")
             return default
         return value
 
@@ -422,7 +463,8 @@ class _Reader:
             if member.value == value:
                 return member
         choices = ", ".join(str(m.value) for m in enum_type)
-        self.fail(field, f"must be one of {choices}; got {_shown(value)}")
+        hint = _did_you_mean(value, [str(m.value) for m in enum_type])
+        self.fail(field, f"must be one of {choices}; got {_shown(value)}{hint}")
         return default
 
     def string_map(self, obj: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
@@ -504,12 +546,10 @@ class _Meta:
     annotations: Mapping[str, str]
 
 
-def _read_meta(r: _Reader, doc: Mapping[str, Any], *, cluster_scoped: bool = False) -> _Meta:
+def _read_meta(r: _Reader, doc: Mapping[str, Any]) -> _Meta:
     meta = r.sub(doc, "metadata", "", _OBJECT_META_FIELDS, required=True) or {}
     name = r.string(meta, "name", "metadata", required=True) or ""
     namespace = r.string(meta, "namespace", "metadata", default="default") or "default"
-    if cluster_scoped:
-        namespace = ""
     return _Meta(
         name=name,
         namespace=namespace,
@@ -531,16 +571,7 @@ def _read_trigger(r: _Reader, value: Any, path: str) -> TriggerSpec | None:
     if "metadata" not in trig:
         r.fail(f"{path}.metadata", "is required")
     metadata = r.string_map(trig, "metadata", path)
-    metric_type = MetricType.AVERAGE_VALUE
-    raw_type = trig.get("metricType")
-    if raw_type is not None:
-        if not isinstance(raw_type, str):
-            r.fail(f"{path}.metricType", f"must be a string, got {_shown(raw_type)}")
-        else:
-            try:
-                metric_type = MetricType.parse(raw_type, path=f"{path}.metricType")
-            except ConfigError as exc:
-                r.errors.append(exc)
+    metric_type = _metric_type(r, trig.get("metricType"), f"{path}.metricType")
     cached = r.boolean(trig, "useCachedMetrics", path, default=False)
     if cached and trigger_type in _NO_CACHE_TYPES:
         r.fail(f"{path}.useCachedMetrics", f"is not supported for {trigger_type!r} triggers")
@@ -681,16 +712,7 @@ def _read_advanced(r: _Reader, spec: Mapping[str, Any]) -> Advanced:
         formula = r.string(mods, "formula", mpath, required=True)
         target = r.number(mods, "target", mpath, required=True)
         activation = r.number(mods, "activationTarget", mpath)
-        metric_type = MetricType.AVERAGE_VALUE
-        raw_type = mods.get("metricType")
-        if raw_type is not None:
-            if not isinstance(raw_type, str):
-                r.fail(f"{mpath}.metricType", f"must be a string, got {_shown(raw_type)}")
-            else:
-                try:
-                    metric_type = MetricType.parse(raw_type, path=f"{mpath}.metricType")
-                except ConfigError as exc:
-                    r.errors.append(exc)
+        metric_type = _metric_type(r, mods.get("metricType"), f"{mpath}.metricType")
         if formula is not None and target is not None:
             modifiers = ScalingModifiers(
                 formula=formula,
@@ -951,7 +973,7 @@ def _read_refs(
 
 
 def _read_trigger_auth(r: _Reader, doc: Mapping[str, Any], kind: str) -> TriggerAuthenticationSpec:
-    meta = _read_meta(r, doc, cluster_scoped=kind == "ClusterTriggerAuthentication")
+    meta = _read_meta(r, doc)
     spec = r.sub(doc, "spec", "", _TA_SPEC_FIELDS) or {}
     secret_refs = tuple(
         SecretRef(parameter=v["parameter"] or "", name=v["name"] or "", key=v["key"] or "")
@@ -992,7 +1014,7 @@ def _read_trigger_auth(r: _Reader, doc: Mapping[str, Any], kind: str) -> Trigger
     return TriggerAuthenticationSpec(
         name=meta.name,
         kind=kind,
-        namespace=meta.namespace if kind == "TriggerAuthentication" else "",
+        namespace=meta.namespace,
         secret_target_ref=secret_refs,
         config_map_target_ref=cm_refs,
         env=env_refs,
@@ -1229,13 +1251,16 @@ def load_manifests(source: ManifestInput, *, ignore_unknown_kinds: bool = False)
             expected = KEDA_API_VERSION if kind in _KEDA_KINDS else "v1"
             if api_version != expected:
                 r.fail(
-                    "apiVersion", f"{kind} needs apiVersion {expected!r}, got {_shown(api_version)}"
+                    "apiVersion",
+                    f"{kind} needs apiVersion {expected!r}, got {_shown(api_version, reveal=True)}",
                 )
         elif ignore_unknown_kinds:
             continue
         else:
             known = ", ".join((*_KEDA_KINDS, "Secret", "ConfigMap"))
-            r.fail("kind", f"unsupported kind {_shown(kind)} (eventscale reads {known})")
+            r.fail(
+                "kind", f"unsupported kind {_shown(kind, reveal=True)} (eventscale reads {known})"
+            )
         if not r.errors:
             r.mapping(data, "", _TOP_FIELDS_BY_KIND.get(str(kind), _TOP_FIELDS))
             if kind == "ScaledObject":
@@ -1497,7 +1522,7 @@ def _trigger_auth_out(ta: TriggerAuthenticationSpec) -> dict[str, Any]:
     for key, value in ta.other.items():
         spec[key] = _plain(value)
     meta: dict[str, Any] = {"name": ta.name}
-    if ta.kind == "TriggerAuthentication" and ta.namespace and ta.namespace != "default":
+    if ta.namespace and ta.namespace != "default":
         meta["namespace"] = ta.namespace
     return {"apiVersion": KEDA_API_VERSION, "kind": ta.kind, "metadata": meta, "spec": spec}
 
