@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -142,10 +143,17 @@ def secret_fingerprint(secret: Secret | None) -> str:
 # ---------------------------------------------------------------------------- errors
 
 
+_DETAIL = re.compile(r"<Detail>(.*?)</Detail>", re.DOTALL)
+
+
 def _error_text(exc: BaseException, secrets: Iterable[Secret | None]) -> str:
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     # azure-core messages can span many lines (error XML, request ids); keep the head.
     first = " ".join(str(message).split("\n")[:3]).strip()
+    # Service Bus puts the reason in the body's <Detail>, after the status line.
+    detail = _DETAIL.search(str(exc))
+    if detail and detail.group(1) not in first:
+        first = f"{first}: {detail.group(1).strip()}"
     return redact_text(first[:500], secrets)
 
 
