@@ -333,14 +333,14 @@ async def test_timeout_is_scaler_timeout(private_redis: Callable[..., RedisServe
         RedisListScaler(address=server.address, list_name=key, timeout=0.3) as scaler,
     ):
         await scaler.get_metrics()  # connected before the pause
-        await client.execute_command("CLIENT", "PAUSE", "3000", "ALL")
+        await client.client_pause(3000, all=True)
         try:
             with pytest.raises(ScalerTimeout) as info:
                 await scaler.get_metrics()
             assert info.value.transient
             assert isinstance(info.value, TimeoutError)
         finally:
-            await client.execute_command("CLIENT", "UNPAUSE")
+            await client.client_unpause()
 
 
 async def test_refused_connection(private_redis: Callable[..., RedisServer]) -> None:
