@@ -56,8 +56,6 @@ from eventscale.spec import Fallback, FallbackBehavior, ScaledObjectSpec
 
 __all__ = ("Engine", "EngineWarning", "check_spec", "decide", "fallback_replicas")
 
-_RESOURCE_TYPES: Final = frozenset({"cpu", "memory"})
-
 
 def fallback_replicas(fallback: Fallback, current: int) -> int:
     """The replica count fallback asks for, by its behavior (KEDA's table).
@@ -176,7 +174,8 @@ class Engine:
             _Trigger(i, t.name or f"{t.type}#{i}", t.name, t.type)
             for i, t in enumerate(spec.triggers)
         )
-        self._all_resource = all(t.type in _RESOURCE_TYPES for t in spec.triggers)
+        resource = options.resource_trigger_types
+        self._all_resource = all(t.type in resource for t in spec.triggers)
         self._min = min(spec.min_replica_count, spec.max_replica_count)
         self._max = spec.max_replica_count
         idle = spec.idle_replica_count
@@ -211,7 +210,7 @@ class Engine:
             self._composite = _Composite(None, c, c.target, c.activation_target, c.metric_type)
         elif mods is not None:
             names = [
-                t.variable for t in self._triggers if t.variable and t.type not in _RESOURCE_TYPES
+                t.variable for t in self._triggers if t.variable and t.type not in resource
             ]
             formula = compile_formula(mods.formula, names)
             self._composite = _Composite(

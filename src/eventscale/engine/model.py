@@ -103,6 +103,10 @@ class EngineOptions:
       to ``max(min, 1)`` through the normal scale-down rules, instead of dropping from
       any count once the cooldown expires (KEDA). Off by default.
     * ``combiner``: a plain-Python replacement for ``scalingModifiers.formula``.
+    * ``resource_trigger_types``: trigger types KEDA treats as resource metrics (an
+      object whose triggers are all of these types is always active, and they are not
+      formula variables). Only ``cpu`` by default: in eventscale ``memory`` is the
+      in-memory scaler, not the pod-memory resource metric.
     """
 
     tolerance: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
@@ -110,6 +114,9 @@ class EngineOptions:
     legacy_hpa: bool = False
     scale_to_zero_from_floor: bool = False
     combiner: Combiner | None = None
+    resource_trigger_types: frozenset[str] = attrs.field(
+        default=frozenset({"cpu"}), converter=frozenset
+    )
 
 
 DEFAULT_OPTIONS: Final = EngineOptions()
