@@ -19,6 +19,14 @@ from eventscale.errors import (
     TargetError,
     TargetNotFound,
 )
+from eventscale.manifest import (
+    Manifests,
+    dump_manifests,
+    load_manifests,
+    load_scaled_job,
+    load_scaled_object,
+    to_manifest,
+)
 from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport
 from eventscale.scalers import PushScaler, Scaler, TriggerContext, create_scaler, register_scaler
 from eventscale.spec import (
@@ -33,6 +41,7 @@ from eventscale.targets import Target
 __all__ = (
     "ConfigError",
     "EventscaleError",
+    "Manifests",
     "MetricSpec",
     "MetricType",
     "MetricValue",
@@ -55,5 +64,10 @@ __all__ = (
     "TriggerSpec",
     "__version__",
     "create_scaler",
+    "dump_manifests",
+    "load_manifests",
+    "load_scaled_job",
+    "load_scaled_object",
     "register_scaler",
+    "to_manifest",
 )
