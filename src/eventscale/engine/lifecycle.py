@@ -209,9 +209,7 @@ class Engine:
             c = options.combiner
             self._composite = _Composite(None, c, c.target, c.activation_target, c.metric_type)
         elif mods is not None:
-            names = [
-                t.variable for t in self._triggers if t.variable and t.type not in resource
-            ]
+            names = [t.variable for t in self._triggers if t.variable and t.type not in resource]
             formula = compile_formula(mods.formula, names)
             self._composite = _Composite(
                 formula, None, mods.target, mods.activation_target, mods.metric_type
@@ -458,7 +456,11 @@ class Engine:
                 try:
                     comp_value = self._composite_value(variables)
                 except FormulaError as exc:
-                    unresolved.append(("composite", str(exc)))
+                    if fallback is not None and fallen:
+                        # a trigger in fallback is nil and the formula could not route around it
+                        fb_replicas = fallback.replicas
+                    else:
+                        unresolved.append(("composite", str(exc)))
                 else:
                     if comp_value is None:
                         if fallback is not None and fallen:

@@ -87,6 +87,10 @@ class Combiner:
     metric_type: MetricType = MetricType.AVERAGE_VALUE
 
 
+def _to_types(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 @attrs.frozen(kw_only=True)
 class EngineOptions:
     """Engine knobs KEDA does not have. The defaults match Kubernetes and KEDA.
@@ -115,7 +119,7 @@ class EngineOptions:
     scale_to_zero_from_floor: bool = False
     combiner: Combiner | None = None
     resource_trigger_types: frozenset[str] = attrs.field(
-        default=frozenset({"cpu"}), converter=frozenset
+        default=frozenset({"cpu"}), converter=_to_types
     )
 
 
