@@ -68,7 +68,8 @@ def test_zero_to_n_to_zero_timeline() -> None:
     # from zero the default scale-up policy allows +4, then +100 % per 15 s
     assert counts[:4] == [0, 4, 6, 6]
     # inactive at t=120: the scale-down window (300 s) holds 6 while the cooldown runs
-    assert ds[4].replicas == 6 and not ds[4].is_active
+    assert ds[4].replicas == 6
+    assert not ds[4].is_active
     assert ds[4].rule is Rule.STABILIZED_DOWN
     # cooldown over at t=150 (60 s after the last activity at t=90): straight to zero
     assert counts[5] == 0
@@ -98,7 +99,7 @@ def test_idle_between_zero_and_min_does_not_flap() -> None:
     assert all(c == 1 for c in counts[first_idle:])
     # and an activation goes back to at least min, then idles again after the cooldown
     more = run(spec, [(600.0, [ok(0, 1)]), (615.0, [ok(0, 0)]), (660.0, [ok(0, 0)])], 1)
-    assert [d.replicas for d in more][0] == 3
+    assert next(d.replicas for d in more) == 3
     assert more[-1].replicas == 1
 
 
@@ -139,7 +140,8 @@ def test_fallback_works_from_zero_and_recovers() -> None:
     spec = make_spec(fallback=Fallback(failure_threshold=1, replicas=3), cooldown_period=0)
     ds = run(spec, [(0.0, [fail(0)]), (15.0, [fail(0)]), (30.0, [ok(0, 0)])], 0)
     assert [d.replicas for d in ds[:2]] == [0, 3]
-    assert ds[1].is_active and ds[1].fallback_active
+    assert ds[1].is_active
+    assert ds[1].fallback_active
     # healthy again and inactive: the failure count resets, then cooldown (0) -> zero
     assert ds[2].replicas == 0
     assert ds[2].triggers[0].failures == 0
@@ -189,9 +191,11 @@ def test_modifiers_activation_target_is_strict() -> None:
     mods = ScalingModifiers(formula="t0", target=1, activation_target=5)
     spec = make_spec(advanced=Advanced(scaling_modifiers=mods))
     _, d = decide(spec, ScalingState(), [ok(0, 5, active=True)], 0, 0.0)
-    assert not d.is_active and d.replicas == 0
+    assert not d.is_active
+    assert d.replicas == 0
     _, d = decide(spec, ScalingState(), [ok(0, 5.5, active=False)], 0, 0.0)
-    assert d.is_active and d.replicas == 4
+    assert d.is_active
+    assert d.replicas == 4
 
 
 def test_plain_python_combiner() -> None:
@@ -204,9 +208,11 @@ def test_plain_python_combiner() -> None:
     opts = EngineOptions(combiner=Combiner(function=window_gated, target=10))
     spec = make_spec(2)
     _, d = decide(spec, ScalingState(), [ok(0, 100), ok(1, 1)], 0, 0.0, options=opts)
-    assert d.is_active and d.raw_replicas == 10
+    assert d.is_active
+    assert d.raw_replicas == 10
     _, d = decide(spec, ScalingState(), [ok(0, 100), ok(1, 0)], 0, 0.0, options=opts)
-    assert not d.is_active and d.replicas == 0
+    assert not d.is_active
+    assert d.replicas == 0
 
 
 def test_combiner_exception_is_an_error_not_zero() -> None:
@@ -225,7 +231,8 @@ def test_activation_strictly_greater_than_threshold() -> None:
     assert not d.is_active
     assert d.replicas == 0
     _, d = decide(spec, ScalingState(), [ok(0, 6, activation=5)], 0, 0.0)
-    assert d.is_active and d.replicas == 4
+    assert d.is_active
+    assert d.replicas == 4
 
 
 def test_inactive_but_metrics_ask_reason_shows_contradiction() -> None:
