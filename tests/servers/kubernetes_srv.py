@@ -119,46 +119,64 @@ class KubeApiStandIn:
             return copy.deepcopy(obj) if obj is not None else None
 
     def deployment(
-        self, name: str, namespace: str, replicas: int = 1, containers: list[dict[str, Any]] | None = None,
-        *, kind: str = "Deployment",
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        name: str,
+        namespace: str,
+        replicas: int = 1,
+        containers: list[dict[str, Any]] | None = None,
+        *,
+        kind: str = "Deployment",
+    ) -> dict[str, Any]:
         labels = {"app": name}
-        return self.put({
-            "apiVersion": "apps/v1",
-            "kind": kind,
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": containers or [{"name": "app", "image": "busybox"}]},
+        return self.put(
+            {
+                "apiVersion": "apps/v1",
+                "kind": kind,
+                "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"containers": containers or [{"name": "app", "image": "busybox"}]},
+                    },
                 },
-            },
-            "status": {"replicas": replicas},
-        })  # fmt: skip
+                "status": {"replicas": replicas},
+            }
+        )
 
     def worker(self, name: str, namespace: str, replicas: int = 0) -> dict[str, Any]:
-        return self.put({
-            "apiVersion": "batch.example.com/v1",
-            "kind": "Worker",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"replicas": replicas, "image": "busybox"},
-            "status": {"replicas": replicas, "selector": f"worker={name}"},
-        })  # fmt: skip
+        return self.put(
+            {
+                "apiVersion": "batch.example.com/v1",
+                "kind": "Worker",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"replicas": replicas, "image": "busybox"},
+                "status": {"replicas": replicas, "selector": f"worker={name}"},
+            }
+        )
 
     def secret(self, name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-        return self.put({
-            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace}, "data": encoded,
-        })  # fmt: skip
+        return self.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": encoded,
+            }
+        )
 
     def configmap(self, name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
-        return self.put({
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace}, "data": data,
-        })  # fmt: skip
+        return self.put(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": data,
+            }
+        )
 
     def deny(self, verb: str, resource: str, name: str | None = None) -> None:
         """Answer 403 to ``verb`` (get, list, create, update, delete) on ``resource``
@@ -173,7 +191,9 @@ class KubeApiStandIn:
             self.hanging[path] = event
         return event
 
-    def concurrent_writes(self, prefix: str, plural: str, namespace: str, name: str, times: int) -> None:
+    def concurrent_writes(
+        self, prefix: str, plural: str, namespace: str, name: str, times: int
+    ) -> None:
         """Before each of the next ``times`` updates of this object, another writer
         updates it first (its resourceVersion moves, so the update is stale)."""
         with self.lock:
@@ -186,7 +206,9 @@ class KubeApiStandIn:
             self.hanging.clear()
 
 
-def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def _status(
+    code: int, reason: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -202,7 +224,9 @@ def _status(code: int, reason: str, message: str, details: dict[str, Any] | None
 
 
 class _ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.body = _status(code, reason, message, details)
         self.code = code
@@ -212,7 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, code: int, body: dict[str, Any]) -> None:
@@ -230,7 +254,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = json.loads(raw)
         except ValueError as exc:
-            raise _ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {exc}") from exc
+            raise _ApiError(
+                400, "BadRequest", f"the body of the request was in an unknown format: {exc}"
+            ) from exc
         if not isinstance(body, dict):
             raise _ApiError(400, "BadRequest", "the body must be an object")
         return body
@@ -254,27 +280,33 @@ class _Handler(BaseHTTPRequestHandler):
             code, reply = err.code, err.body
         self._reply(code, reply)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         self._handle("GET")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._handle("PUT")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._handle("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._handle("DELETE")
 
     # -- routing -----------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, body: dict[str, Any] | None, user: str) -> tuple[int, dict[str, Any]]:
+    def _route(
+        self, method: str, path: str, body: dict[str, Any] | None, user: str
+    ) -> tuple[int, dict[str, Any]]:
         api = self.server.api
         parts = [p for p in path.split("/") if p]
         if parts == ["version"]:
             return 200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-eventscale-standin"}
         if parts == ["api"]:
-            return 200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+            return 200, {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [],
+            }
         if parts == ["apis"]:
             return 200, self._groups()
         if parts and parts[0] in ("api", "apis"):
@@ -290,7 +322,9 @@ class _Handler(BaseHTTPRequestHandler):
                     name = rest[3] if len(rest) > 3 else None
                     sub = rest[4] if len(rest) > 4 else None
                     if len(rest) > 5 or (sub is not None and (sub != "scale" or not res.scale)):
-                        raise _ApiError(404, "NotFound", "the server could not find the requested resource")
+                        raise _ApiError(
+                            404, "NotFound", "the server could not find the requested resource"
+                        )
                     with api.lock:
                         return self._resource(method, res, namespace, name, sub, body, user)
         raise _ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -307,7 +341,10 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "name": g,
                     "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
-                    "preferredVersion": {"groupVersion": f"{g}/{sorted(vs)[0]}", "version": sorted(vs)[0]},
+                    "preferredVersion": {
+                        "groupVersion": f"{g}/{sorted(vs)[0]}",
+                        "version": sorted(vs)[0],
+                    },
                 }
                 for g, vs in sorted(groups.items())
             ],
@@ -319,15 +356,27 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ApiError(404, "NotFound", "the server could not find the requested resource")
         resources: list[dict[str, Any]] = []
         for r in listed:
-            resources.append({
-                "name": r.plural, "singularName": r.kind.lower(), "namespaced": True, "kind": r.kind,
-                "verbs": ["create", "delete", "get", "list", "update"],
-            })  # fmt: skip
+            resources.append(
+                {
+                    "name": r.plural,
+                    "singularName": r.kind.lower(),
+                    "namespaced": True,
+                    "kind": r.kind,
+                    "verbs": ["create", "delete", "get", "list", "update"],
+                }
+            )
             if r.scale:
-                resources.append({
-                    "name": f"{r.plural}/scale", "singularName": "", "namespaced": True,
-                    "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "update"],
-                })  # fmt: skip
+                resources.append(
+                    {
+                        "name": f"{r.plural}/scale",
+                        "singularName": "",
+                        "namespaced": True,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "update"],
+                    }
+                )
         return {
             "kind": "APIResourceList",
             "apiVersion": "v1",
@@ -335,7 +384,9 @@ class _Handler(BaseHTTPRequestHandler):
             "resources": resources,
         }
 
-    def _check_access(self, verb: str, res: Resource, sub: str | None, namespace: str, name: str | None, user: str) -> None:  # fmt: skip
+    def _check_access(
+        self, verb: str, res: Resource, sub: str | None, namespace: str, name: str | None, user: str
+    ) -> None:
         api = self.server.api
         resource = f"{res.plural}/{sub}" if sub else res.plural
         if (verb, resource, name) in api.denied or (verb, resource, None) in api.denied:
@@ -357,17 +408,36 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _resource(
-        self, method: str, res: Resource, namespace: str, name: str | None, sub: str | None,
-        body: dict[str, Any] | None, user: str,
-    ) -> tuple[int, dict[str, Any]]:  # fmt: skip
+        self,
+        method: str,
+        res: Resource,
+        namespace: str,
+        name: str | None,
+        sub: str | None,
+        body: dict[str, Any] | None,
+        user: str,
+    ) -> tuple[int, dict[str, Any]]:
         api = self.server.api
-        verb = {"GET": "get" if name else "list", "POST": "create", "PUT": "update", "DELETE": "delete"}[method]
+        verb = {
+            "GET": "get" if name else "list",
+            "POST": "create",
+            "PUT": "update",
+            "DELETE": "delete",
+        }[method]
         if method == "POST" and name:
-            raise _ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            raise _ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         self._check_access(verb, res, sub, namespace, name, user)
         if name is None:
             if method == "GET":
-                items = [copy.deepcopy(o) for k, o in api.objects.items() if k[:3] == (res.prefix, res.plural, namespace)]
+                items = [
+                    copy.deepcopy(o)
+                    for k, o in api.objects.items()
+                    if k[:3] == (res.prefix, res.plural, namespace)
+                ]
                 return 200, {
                     "kind": f"{res.kind}List",
                     "apiVersion": res.prefix.split("/", 1)[1],
@@ -377,12 +447,18 @@ class _Handler(BaseHTTPRequestHandler):
             assert body is not None
             new_name = (body.get("metadata") or {}).get("name")
             if not new_name:
-                raise _ApiError(422, "Invalid", f'{res.kind} "" is invalid: metadata.name: Required value: name is required')
+                raise _ApiError(
+                    422,
+                    "Invalid",
+                    f'{res.kind} "" is invalid: metadata.name: Required value: name is required',
+                )
             if (res.prefix, res.plural, namespace, new_name) in api.objects:
                 raise _ApiError(
-                    409, "AlreadyExists", f'{res.group_resource} "{new_name}" already exists',
+                    409,
+                    "AlreadyExists",
+                    f'{res.group_resource} "{new_name}" already exists',
                     {"name": new_name, "group": res.group, "kind": res.plural},
-                )  # fmt: skip
+                )
             body.setdefault("metadata", {})["namespace"] = namespace
             body["metadata"].pop("resourceVersion", None)
             body["apiVersion"] = res.prefix.split("/", 1)[1]
@@ -398,27 +474,42 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, copy.deepcopy(obj)
         if method == "DELETE":
             del api.objects[key]
-            return 200, _status(200, "", "") | {"status": "Success", "details": {"name": name, "kind": res.plural}}
+            return 200, _status(200, "", "") | {
+                "status": "Success",
+                "details": {"name": name, "kind": res.plural},
+            }
         assert body is not None
         self._check_version(res, key, obj, body)
-        body["metadata"] = {**obj["metadata"], **{k: v for k, v in (body.get("metadata") or {}).items() if k in ("labels", "annotations")}}
+        body["metadata"] = {
+            **obj["metadata"],
+            **{
+                k: v
+                for k, v in (body.get("metadata") or {}).items()
+                if k in ("labels", "annotations")
+            },
+        }
         body["apiVersion"], body["kind"] = obj["apiVersion"], obj["kind"]
         return 200, api.put(body)
 
-    def _check_version(self, res: Resource, key: Key, obj: dict[str, Any], body: dict[str, Any]) -> None:
+    def _check_version(
+        self, res: Resource, key: Key, obj: dict[str, Any], body: dict[str, Any]
+    ) -> None:
         api = self.server.api
         pending = api.pending_conflicts.get(key, 0)
         if pending:
             api.pending_conflicts[key] = pending - 1
-            obj.setdefault("metadata", {}).setdefault("annotations", {})["standin/concurrent-writes"] = str(pending)
+            obj.setdefault("metadata", {}).setdefault("annotations", {})[
+                "standin/concurrent-writes"
+            ] = str(pending)
             obj["metadata"]["resourceVersion"] = api._bump()
         wanted = (body.get("metadata") or {}).get("resourceVersion")
         if wanted and wanted != obj["metadata"]["resourceVersion"]:
             raise _ApiError(
                 409,
                 "Conflict",
-                f'Operation cannot be fulfilled on {res.group_resource} "{key[3]}": the object has been '
-                "modified; please apply your changes to the latest version and try again",
+                f'Operation cannot be fulfilled on {res.group_resource} "{key[3]}": '
+                "the object has been modified; please apply your changes to the latest "
+                "version and try again",
                 {"name": key[3], "group": res.group, "kind": res.plural},
             )
 
@@ -427,15 +518,25 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, dict[str, Any]]:
         api = self.server.api
         if method not in ("GET", "PUT"):
-            raise _ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            raise _ApiError(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            )
         if method == "PUT":
             assert body is not None
             if body.get("kind") != "Scale":
-                raise _ApiError(400, "BadRequest", f'the body kind must be Scale, got "{body.get("kind")}"')
+                raise _ApiError(
+                    400, "BadRequest", f'the body kind must be Scale, got "{body.get("kind")}"'
+                )
             self._check_version(res, key, obj, body)
             replicas = (body.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or replicas < 0:
-                raise _ApiError(422, "Invalid", f'Scale.autoscaling "{key[3]}" is invalid: spec.replicas: Invalid value')
+                raise _ApiError(
+                    422,
+                    "Invalid",
+                    f'Scale.autoscaling "{key[3]}" is invalid: spec.replicas: Invalid value',
+                )
             obj["spec"]["replicas"] = replicas
             obj.setdefault("status", {})["replicas"] = replicas  # an instant controller
             obj["metadata"]["resourceVersion"] = api._bump()
@@ -475,7 +576,9 @@ class KubeStandIn:
     other_token: str
     directory: Path
 
-    def kubeconfig(self, namespace: str, *, other_namespace: str = "other", name: str = "kubeconfig") -> Path:
+    def kubeconfig(
+        self, namespace: str, *, other_namespace: str = "other", name: str = "kubeconfig"
+    ) -> Path:
         """A kubeconfig with contexts ``standin`` (current; ``namespace``), ``other``
         (``other_namespace``, another user) and ``broken`` (a token the server refuses)."""
         ca = base64.b64encode(self.ca.cert_pem.bytes()).decode()
@@ -483,18 +586,36 @@ class KubeStandIn:
             "apiVersion": "v1",
             "kind": "Config",
             "current-context": "standin",
-            "clusters": [{"name": "standin", "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "clusters": [
+                {
+                    "name": "standin",
+                    "cluster": {"server": self.url, "certificate-authority-data": ca},
+                }
+            ],
             "users": [
                 {"name": "controller", "user": {"token": self.token}},
                 {"name": "other-user", "user": {"token": self.other_token}},
                 {"name": "nobody", "user": {"token": "not-a-valid-token"}},
             ],
             "contexts": [
-                {"name": "standin", "context": {"cluster": "standin", "user": "controller", "namespace": namespace}},
-                {"name": "other", "context": {"cluster": "standin", "user": "other-user", "namespace": other_namespace}},
-                {"name": "broken", "context": {"cluster": "standin", "user": "nobody", "namespace": namespace}},
+                {
+                    "name": "standin",
+                    "context": {"cluster": "standin", "user": "controller", "namespace": namespace},
+                },
+                {
+                    "name": "other",
+                    "context": {
+                        "cluster": "standin",
+                        "user": "other-user",
+                        "namespace": other_namespace,
+                    },
+                },
+                {
+                    "name": "broken",
+                    "context": {"cluster": "standin", "user": "nobody", "namespace": namespace},
+                },
             ],
-        }  # fmt: skip
+        }
         path = self.directory / f"{name}-{uuid.uuid4().hex[:8]}.yaml"
         path.write_text(yaml.safe_dump(doc))
         return path
@@ -525,4 +646,3 @@ def kube_standin() -> Iterator[KubeStandIn]:
             server.shutdown()
             server.server_close()
             thread.join(5)
-
