@@ -13,7 +13,7 @@ NAMES = ("a", "b", "c")
 
 
 def ev(text: str, **values: float | None) -> float | None:
-    env = {"a": 1.0, "b": 2.0, "c": 3.0}
+    env: dict[str, float | None] = {"a": 1.0, "b": 2.0, "c": 3.0}
     env.update(values)
     return compile_formula(text, NAMES).evaluate(env)
 
