@@ -238,3 +238,15 @@ def test_yaml_scalars_are_read_as_their_text() -> None:
     p = Params(ctx({"n": 5, "flag": True}))  # type: ignore[dict-item]
     assert p.integer("n") == 5
     assert p.boolean("flag") is True
+
+
+def test_trigger_context_repr_hides_secrets() -> None:
+    c = ctx(
+        {"host": "amqp://u:pw-in-host@h/", "queueName": "orders", "password": "meta-pw"},
+        {"connection": Secret("auth-conn-string")},
+        {"X": "env-value-secret"},
+    )
+    text = repr(c)
+    for leak in ("pw-in-host", "meta-pw", "auth-conn-string", "env-value-secret"):
+        assert leak not in text
+    assert "orders" in text

@@ -71,6 +71,13 @@ ENV: Final = Source.ENV
 _MISSING: Final = object()
 
 
+def _redacted_repr(mapping: Mapping[str, Any], *, all_secret: bool = False) -> str:
+    shown = {
+        key: "***" if all_secret or is_secret_name(key) else value for key, value in mapping.items()
+    }
+    return repr(shown)
+
+
 @attrs.frozen(kw_only=True)
 class TriggerContext:
     """Everything a scaler needs to parse one trigger.
@@ -82,9 +89,9 @@ class TriggerContext:
     used in metric names (``s{index}-...``); ``path`` prefixes error field paths.
     """
 
-    metadata: Mapping[str, Any] = attrs.field(factory=dict)
-    auth: Mapping[str, str | Secret] = attrs.field(factory=dict)
-    env: Mapping[str, str] = attrs.field(factory=dict)
+    metadata: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m))
+    auth: Mapping[str, str | Secret] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m, all_secret=True))
+    env: Mapping[str, str] = attrs.field(factory=dict, repr=lambda m: f"<{len(m)} variables>")
     index: int = 0
     name: str | None = None
     trigger_type: str = ""
@@ -185,7 +192,9 @@ def parse_go_duration(raw: str) -> timedelta:
     try:
         millis = parse_json_int(raw)
     except ValueError:
-        raise ValueError(f"{raw!r} is not a duration (use e.g. 30s, 500ms or milliseconds)") from None
+        raise ValueError(
+            f"{raw!r} is not a duration (use e.g. 30s, 500ms or milliseconds)"
+        ) from None
     if millis < 0:
         raise ValueError(f"{raw!r} is negative")
     return timedelta(milliseconds=millis)
@@ -228,7 +237,9 @@ class Params:
             return self.ctx.metadata_path(f"{name}FromEnv")
         return self.ctx.metadata_path(name)
 
-    def lookup(self, name: str, order: Sequence[Source] = (META,), aliases: Sequence[str] = ()) -> _Found | None:
+    def lookup(
+        self, name: str, order: Sequence[Source] = (META,), aliases: Sequence[str] = ()
+    ) -> _Found | None:
         """The first non-empty trimmed value of ``name`` (or an alias) along ``order``."""
         names = (name, *aliases)
         for source in order:
@@ -249,7 +260,9 @@ class Params:
                     return _Found(raw, source, key)
         return None
 
-    def has(self, name: str, order: Sequence[Source] = (META,), aliases: Sequence[str] = ()) -> bool:
+    def has(
+        self, name: str, order: Sequence[Source] = (META,), aliases: Sequence[str] = ()
+    ) -> bool:
         """Whether ``name`` is present (non-empty) in any of ``order``."""
         return self.lookup(name, order, aliases) is not None
 
@@ -281,16 +294,32 @@ class Params:
             hide = found.source is Source.AUTH or is_secret_name(name)
             reason = "invalid value (not shown: it may be a secret)" if hide else str(exc)
             self.errors.append(
-                ConfigError(f'parameter "{name}": {reason}', path=self._path(found.key, found.source))
+                ConfigError(
+                    f'parameter "{name}": {reason}', path=self._path(found.key, found.source)
+                )
             )
             return None
 
     # -- typed readers -------------------------------------------------------------
 
     @overload
-    def string(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., default: str) -> str: ...
+    def string(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        default: str,
+    ) -> str: ...
     @overload
-    def string(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., required: bool = ...) -> str | None: ...
+    def string(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        required: bool = ...,
+    ) -> str | None: ...
     def string(
         self,
         name: str,
@@ -320,9 +349,23 @@ class Params:
         return Secret(found.raw)
 
     @overload
-    def integer(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., default: int) -> int: ...
+    def integer(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        default: int,
+    ) -> int: ...
     @overload
-    def integer(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., required: bool = ...) -> int | None: ...
+    def integer(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        required: bool = ...,
+    ) -> int | None: ...
     def integer(
         self,
         name: str,
@@ -336,9 +379,23 @@ class Params:
         return self._read(name, parse_json_int, order, aliases, default, required)  # type: ignore[no-any-return]
 
     @overload
-    def number(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., default: float) -> float: ...
+    def number(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        default: float,
+    ) -> float: ...
     @overload
-    def number(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., required: bool = ...) -> float | None: ...
+    def number(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        required: bool = ...,
+    ) -> float | None: ...
     def number(
         self,
         name: str,
@@ -352,9 +409,23 @@ class Params:
         return self._read(name, parse_json_float, order, aliases, default, required)  # type: ignore[no-any-return]
 
     @overload
-    def boolean(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., default: bool) -> bool: ...
+    def boolean(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        default: bool,
+    ) -> bool: ...
     @overload
-    def boolean(self, name: str, *, order: Sequence[Source] = ..., aliases: Sequence[str] = ..., required: bool = ...) -> bool | None: ...
+    def boolean(
+        self,
+        name: str,
+        *,
+        order: Sequence[Source] = ...,
+        aliases: Sequence[str] = ...,
+        required: bool = ...,
+    ) -> bool | None: ...
     def boolean(
         self,
         name: str,
@@ -378,7 +449,12 @@ class Params:
     ) -> timedelta | None:
         """A duration parameter (Go syntax or integer milliseconds)."""
         return self._read(  # type: ignore[no-any-return]
-            name, parse_go_duration, order, aliases, default if default is not None else _MISSING, required
+            name,
+            parse_go_duration,
+            order,
+            aliases,
+            default if default is not None else _MISSING,
+            required,
         )
 
     def choice(
