@@ -1,0 +1,356 @@
+"""The async runtime: many ScaledObjects, each on its own polling schedule.
+
+A :class:`Controller` runs one loop per :class:`~eventscale.runtime.ScaledObject` in an
+anyio task group. Each loop reconciles on the object's ``pollingInterval`` (the next
+tick is scheduled from the previous one, so a slow poll does not push the schedule
+back), and wakes at once when a push-capable scaler's ``wait_for_activity()`` returns.
+One object's slow or failing scaler never delays or breaks another: every call runs
+under a timeout inside the object's own loop, and failures are reported as events,
+never raised into the group.
+
+Several controller processes can share the objects: give each an
+:class:`~eventscale.sharding.OwnershipManager` (Kubernetes Leases), and an object is
+reconciled only by the process that holds its lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+
+from eventscale.observability import Event, EventBus, EventKind
+from eventscale.runtime import ScaledObject
+from eventscale.scalers import PushScaler
+
+if TYPE_CHECKING:
+    from eventscale.runtime import EvaluationReport
+
+__all__ = ("Controller", "ObjectStatus", "Ownership")
+
+logger = logging.getLogger("eventscale.controller")
+
+
+class Ownership(Protocol):
+    """Decides whether this process may act on an object (see :mod:`eventscale.sharding`)."""
+
+    async def owns(self, key: str) -> bool:
+        """Whether this process holds ``key`` now (and may scale it)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give ``key`` up (the object was removed from this controller)."""
+        ...
+
+
+@attrs.define
+class ObjectStatus:
+    """The controller's view of one object: its last report and counters."""
+
+    key: str
+    polls: int = 0
+    last_report: EvaluationReport | None = None
+    last_error: str | None = None
+    last_lag: float | None = None
+    owned: bool = True
+
+
+@attrs.define
+class _Entry:
+    obj: ScaledObject
+    scope: anyio.CancelScope
+    wake: anyio.Event
+    status: ObjectStatus
+    done: anyio.Event = attrs.field(factory=anyio.Event)
+    consumed: anyio.Event = attrs.field(factory=anyio.Event)
+
+
+class Controller:
+    """Runs many scaled objects until cancelled.
+
+    Use it as an async context manager; objects can be added, updated and removed at
+    any time, before or while it runs::
+
+        async with Controller() as ctl:
+            ctl.add(scaled_object)
+            await ctl.run_until_cancelled()
+
+    Leaving the block cancels every loop and closes every object's scalers and target.
+
+    :param clock: wall-clock seconds, for events and loop-lag figures.
+    :param sleep: the sleep function (``anyio.sleep``; tests may pass a manual clock's).
+    :param events: the event bus (one is created when omitted: :attr:`events`).
+    :param ownership: shares objects between controller processes (Kubernetes Leases).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        events: EventBus | None = None,
+        ownership: Ownership | None = None,
+    ) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        self.events = events if events is not None else EventBus()
+        self.ownership = ownership
+        self._entries: dict[str, _Entry] = {}
+        self._tg: TaskGroup | None = None
+        self._pending: list[ScaledObject] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        pending, self._pending = self._pending, []
+        for obj in pending:
+            self._start(obj)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        for entry in self._entries.values():
+            entry.scope.cancel()
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+            await self._close_all()
+
+    async def _close_all(self) -> None:
+        entries, self._entries = list(self._entries.values()), {}
+        with anyio.CancelScope(shield=True):
+            for entry in entries:
+                await entry.obj.aclose()
+                if self.ownership is not None:
+                    try:
+                        await self.ownership.release(entry.status.key)
+                    except Exception:
+                        logger.exception("releasing %s failed", entry.status.key)
+
+    async def run_until_cancelled(self) -> None:
+        """Wait forever (the loops run in the background); cancel to stop."""
+        await anyio.sleep_forever()
+
+    # ------------------------------------------------------------------ objects
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def status(self, key: str) -> ObjectStatus:
+        """The status of object ``key`` (``namespace/name``)."""
+        return self._entries[key].status
+
+    def get(self, key: str) -> ScaledObject:
+        """The object registered under ``key``."""
+        return self._entries[key].obj
+
+    def add(self, obj: ScaledObject) -> None:
+        """Start reconciling ``obj``; :class:`ValueError` if its key is taken (use :meth:`update`)."""
+        if obj.key in self._entries or any(p.key == obj.key for p in self._pending):
+            raise ValueError(f"{obj.key} is already managed; use update()")
+        if obj.events is None:
+            obj.events = self.events
+        if self._tg is None:
+            self._pending.append(obj)
+        else:
+            self._start(obj)
+
+    async def update(self, obj: ScaledObject) -> None:
+        """Replace the object with the same key, keeping its engine state.
+
+        The old object's scalers and target are closed unless the new one reuses them.
+        """
+        old = self._entries.get(obj.key)
+        if old is None:
+            self.add(obj)
+            return
+        obj.state = old.obj.state
+        await self._stop(old, close=False)
+        reused = {id(s) for s in obj.scalers} | {id(obj.target)}
+        with anyio.CancelScope(shield=True):
+            for scaler in old.obj.scalers:
+                if id(scaler) not in reused:
+                    await _aclose_quietly(scaler)
+            if id(old.obj.target) not in reused:
+                await _aclose_quietly(old.obj.target)
+        self.add(obj)
+
+    async def remove(self, key: str) -> None:
+        """Stop reconciling ``key`` and close its scalers and target."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self._pending = [p for p in self._pending if p.key != key]
+            return
+        await self._stop(entry, close=True)
+        if self.ownership is not None:
+            with anyio.CancelScope(shield=True):
+                await self.ownership.release(key)
+
+    async def _stop(self, entry: _Entry, *, close: bool) -> None:
+        self._entries.pop(entry.status.key, None)
+        entry.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await entry.done.wait()
+            if close:
+                await entry.obj.aclose()
+        await self.events.emit(
+            Event(kind=EventKind.OBJECT_REMOVED, time=self.clock(), scaled_object=entry.status.key)
+        )
+
+    def wake(self, key: str) -> None:
+        """Reconcile ``key`` now instead of at its next tick."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.wake.set()
+
+    def _start(self, obj: ScaledObject) -> None:
+        assert self._tg is not None
+        entry = _Entry(obj=obj, scope=anyio.CancelScope(), wake=anyio.Event(), status=ObjectStatus(obj.key))
+        self._entries[obj.key] = entry
+        self._tg.start_soon(self._run_object, entry, name=f"eventscale:{obj.key}")
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run_object(self, entry: _Entry) -> None:
+        obj = entry.obj
+        try:
+            with entry.scope:
+                await self.events.emit(
+                    Event(kind=EventKind.OBJECT_ADDED, time=self.clock(), scaled_object=obj.key)
+                )
+                push = [s for s in obj.scalers if isinstance(s, PushScaler)]
+                if push:
+                    async with anyio.create_task_group() as tg:
+                        for scaler in push:
+                            tg.start_soon(self._watch, entry, scaler)
+                        await self._tick_loop(entry)
+                else:
+                    await self._tick_loop(entry)
+        finally:
+            entry.done.set()
+
+    async def _tick_loop(self, entry: _Entry) -> None:
+        obj = entry.obj
+        interval = obj.spec.polling_interval
+        next_at = self.clock()
+        while True:
+            now = self.clock()
+            lag = max(0.0, now - next_at)
+            await self._reconcile_once(entry, lag)
+            next_at += interval
+            now = self.clock()
+            if next_at < now:  # we fell behind by whole intervals: skip them, do not burst
+                next_at += math.ceil((now - next_at) / interval) * interval
+            await self._wait(entry, next_at - now)
+            if entry.wake.is_set():
+                entry.wake = anyio.Event()
+                consumed, entry.consumed = entry.consumed, anyio.Event()
+                consumed.set()
+                next_at = self.clock()
+
+    async def _wait(self, entry: _Entry, delay: float) -> None:
+        if entry.wake.is_set():
+            return
+        if delay <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        if not any(isinstance(s, PushScaler) for s in entry.obj.scalers):
+            # Without push scalers only wake() can cut the wait short.
+            with anyio.CancelScope() as scope:
+                waiter = entry.wake
+
+                async def cut_short() -> None:
+                    await waiter.wait()
+                    scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(cut_short)
+                    await self.sleep(delay)
+                    tg.cancel_scope.cancel()
+            return
+        with anyio.CancelScope() as scope:
+            waiter = entry.wake
+
+            async def sleeper() -> None:
+                await self.sleep(delay)
+                scope.cancel()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sleeper)
+                await waiter.wait()
+                tg.cancel_scope.cancel()
+
+    async def _reconcile_once(self, entry: _Entry, lag: float) -> None:
+        obj = entry.obj
+        status = entry.status
+        if self.ownership is not None:
+            try:
+                owned = await self.ownership.owns(obj.key)
+            except Exception as exc:
+                owned = False
+                status.last_error = f"ownership check failed: {exc}"
+            status.owned = owned
+            if not owned:
+                return
+        try:
+            report = await obj.reconcile(lag=lag)
+        except Exception as exc:  # never let one object break the group
+            logger.exception("reconciling %s failed", obj.key)
+            status.last_error = f"{type(exc).__name__}: {exc}"
+            await self.events.emit(
+                Event(kind=EventKind.TARGET_ERROR, time=self.clock(), scaled_object=obj.key, error=status.last_error)
+            )
+            return
+        status.polls += 1
+        status.last_report = report
+        status.last_lag = lag
+        status.last_error = report.target_error or next(
+            (t.error for t in report.triggers if t.error is not None), None
+        )
+
+    async def _watch(self, entry: _Entry, scaler: PushScaler) -> None:
+        """Wake the object whenever ``scaler`` reports possible activity."""
+        backoff = min(1.0, entry.obj.spec.polling_interval)
+        while True:
+            try:
+                await scaler.wait_for_activity()
+            except Exception as exc:
+                logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
+                await self.sleep(backoff)
+                backoff = min(backoff * 2, entry.obj.spec.polling_interval)
+                continue
+            backoff = min(1.0, entry.obj.spec.polling_interval)
+            # Wake the loop, then watch again only once it has reconciled.
+            consumed = entry.consumed
+            entry.wake.set()
+            await consumed.wait()
+
+
+async def _aclose_quietly(resource: Any) -> None:
+    try:
+        with anyio.move_on_after(10):
+            await resource.aclose()
+    except Exception:
+        logger.debug("closing %r failed", resource, exc_info=True)

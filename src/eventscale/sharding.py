@@ -1,0 +1,262 @@
+"""Share scaled objects between controller processes with Kubernetes Leases.
+
+Every controller replica runs the same objects; a :class:`LeaseSharding` decides which
+replica *acts* on each one:
+
+* Each replica keeps a **member Lease** (``{prefix}-member-{id}``) renewed; the live
+  members are those whose Lease record changed within ``lease_duration`` (measured on
+  this replica's clock, as client-go does, so clock skew does not matter).
+* Each object has an **object Lease** (``{prefix}-{namespace}-{name}``). Its preferred
+  owner is chosen among the live members by rendezvous hashing, so objects spread
+  evenly and only about ``1/n`` of them move when a member joins or leaves.
+* The preferred owner takes the object Lease (waiting for a previous holder's Lease to
+  expire); a replica that holds a Lease it is no longer preferred for releases it.
+* A replica acts on an object only while it holds the Lease *and* renewed it less than
+  ``renew_deadline`` ago; a successor can take it only after ``lease_duration`` without
+  renewal. ``renew_deadline < lease_duration`` is the margin that keeps two replicas
+  from ever acting on one object at once.
+
+When a replica dies, its member Lease goes stale, the others stop counting it, and its
+objects' Leases expire and move to their new preferred owners within about
+``lease_duration + retry_period``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import anyio
+from anyio.abc import TaskGroup
+
+from eventscale.errors import ConfigError, TargetError
+
+if TYPE_CHECKING:
+    from eventscale.targets.kubernetes import KubeClient
+    from eventscale.targets.leader import LeaderElector
+
+__all__ = ("LeaseSharding",)
+
+logger = logging.getLogger("eventscale.sharding")
+
+_SLUG = re.compile(r"[^a-z0-9-]+")
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    """A DNS-1123-safe fragment of ``text`` with a short hash to keep it unique."""
+    base = _SLUG.sub("-", text.lower()).strip("-")[:limit].strip("-")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{base}-{digest}" if base else digest
+
+
+def _weight(member: str, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{member}\0{key}".encode()).digest()[:8], "big")
+
+
+class LeaseSharding:
+    """Ownership of scaled objects across controller replicas (pass as ``Controller(ownership=...)``).
+
+    Use it as an async context manager around the controller: it renews its Leases in
+    the background and releases them on exit.
+
+    :param client: a :class:`~eventscale.targets.kubernetes.KubeClient`.
+    :param identity: this replica's identity (unique per process).
+    :param prefix: name prefix of every Lease this uses.
+    :param lease_duration / renew_deadline / retry_period: as in client-go leader
+        election (15 / 10 / 2 seconds by default).
+    """
+
+    def __init__(
+        self,
+        client: KubeClient,
+        *,
+        identity: str | None = None,
+        namespace: str | None = None,
+        prefix: str = "eventscale",
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        from eventscale.targets.leader import LeaderElector, default_identity
+
+        if not 0 < retry_period < renew_deadline < lease_duration:
+            raise ConfigError(
+                "sharding needs 0 < retry_period < renew_deadline < lease_duration", path="lease_duration"
+            )
+        self.client = client
+        self.identity = identity or default_identity()
+        self.namespace = namespace or client.namespace
+        self.prefix = prefix
+        self.lease_duration = lease_duration
+        self.renew_deadline = renew_deadline
+        self.retry_period = retry_period
+        self.clock = clock
+        self.sleep = sleep
+        self._elector_cls = LeaderElector
+        self._member_prefix = f"{prefix}-member-"
+        self.member = self._elector(self._member_prefix + _slug(self.identity))
+        self._objects: dict[str, LeaderElector] = {}
+        self._renewed: dict[str, float] = {}
+        self._seen: dict[str, tuple[str, float]] = {}  # lease name -> (resourceVersion, first seen)
+        self._members: list[str] = [self.identity]
+        self._tg: TaskGroup | None = None
+        self._abandoned = False
+
+    def _elector(self, name: str) -> LeaderElector:
+        return self._elector_cls(
+            self.client,
+            name,
+            namespace=self.namespace,
+            identity=self.identity,
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+            clock=self.clock,
+            sleep=self.sleep,
+        )
+
+    # ------------------------------------------------------------------ membership
+
+    @property
+    def members(self) -> list[str]:
+        """The live members as of the last refresh (this replica included)."""
+        return list(self._members)
+
+    def preferred_owner(self, key: str) -> str:
+        """The live member that should own ``key`` (rendezvous hashing)."""
+        return max(self._members, key=lambda m: _weight(m, key))
+
+    async def _refresh_members(self) -> None:
+        now = self.clock()
+        path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
+        listing = await self.client.request("GET", path)
+        live = {self.identity}
+        for item in listing.get("items") or []:
+            meta = item.get("metadata") or {}
+            name = str(meta.get("name") or "")
+            if not name.startswith(self._member_prefix):
+                continue
+            spec = item.get("spec") or {}
+            holder = spec.get("holderIdentity")
+            version = str(meta.get("resourceVersion") or "")
+            seen = self._seen.get(name)
+            if seen is None or seen[0] != version:
+                self._seen[name] = (version, now)
+                seen = self._seen[name]
+            duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+            if holder and now - seen[1] < duration:
+                live.add(str(holder))
+        self._members = sorted(live)
+
+    # ------------------------------------------------------------------ ownership
+
+    def _object_elector(self, key: str) -> LeaderElector:
+        elector = self._objects.get(key)
+        if elector is None:
+            elector = self._elector(f"{self.prefix}-{_slug(key)}")
+            self._objects[key] = elector
+        return elector
+
+    def holds(self, key: str) -> bool:
+        """Whether this replica may act on ``key`` right now (no I/O)."""
+        if self._abandoned:
+            return False
+        renewed = self._renewed.get(key)
+        return renewed is not None and self.clock() - renewed < self.renew_deadline
+
+    async def owns(self, key: str) -> bool:
+        """Register ``key`` (first call) and say whether this replica may act on it now."""
+        if key not in self._objects:
+            self._object_elector(key)
+            await self._settle(key)
+        return self.holds(key)
+
+    async def release(self, key: str) -> None:
+        """Stop managing ``key`` and give its Lease up."""
+        elector = self._objects.pop(key, None)
+        self._renewed.pop(key, None)
+        if elector is not None and not self._abandoned:
+            try:
+                await elector.release()
+            except TargetError as exc:
+                logger.warning("releasing the lease of %s failed: %s", key, exc)
+
+    async def _settle(self, key: str) -> None:
+        elector = self._objects.get(key)
+        if elector is None:
+            return
+        try:
+            if self.preferred_owner(key) == self.identity:
+                now = self.clock()
+                if await elector.try_acquire_or_renew():
+                    self._renewed[key] = now
+                else:
+                    self._renewed.pop(key, None)
+            elif key in self._renewed or elector.is_leader:
+                self._renewed.pop(key, None)
+                await elector.release()
+        except TargetError as exc:
+            logger.warning("lease for %s: %s", key, exc)
+
+    async def refresh(self) -> None:
+        """One round: renew the member Lease, recount members, settle every object."""
+        try:
+            await self.member.try_acquire_or_renew()
+            await self._refresh_members()
+        except TargetError as exc:
+            logger.warning("sharding refresh failed: %s", exc)
+        for key in list(self._objects):
+            await self._settle(key)
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await self.sleep(self.retry_period)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.refresh()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        result = await self._tg.__aexit__(exc_type, exc, tb)
+        if not self._abandoned:
+            with anyio.CancelScope(shield=True):
+                for key in list(self._objects):
+                    await self.release(key)
+                try:
+                    await self.member.release()
+                except TargetError:
+                    pass
+        return result
+
+    def abandon(self) -> None:
+        """Stop acting at once and release nothing, as a crashed replica would (tests)."""
+        self._abandoned = True
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def __repr__(self) -> str:
+        return f"<LeaseSharding {self.identity} owns={sorted(k for k in self._objects if self.holds(k))}>"
+
+
+def _unused(_: Any) -> None:  # pragma: no cover - keeps the TYPE_CHECKING import honest
+    pass
