@@ -34,7 +34,7 @@ async def test_reconcile_scales_from_zero_to_what_the_metric_asks() -> None:
     assert report.applied
     assert report.decision.replicas == 3  # ceil(14 / 5), straight from zero in one step
     assert await target.get_replicas() == 3
-    assert report.triggers[0].value == 23
+    assert report.triggers[0].value == 14
     assert report.triggers[0].active
 
 
