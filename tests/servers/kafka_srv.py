@@ -44,6 +44,7 @@ class KafkaBroker:
     port: int
     workdir: Path
     proc: Proc | None = None
+    _admin: Any = None
 
     @property
     def bootstrap(self) -> str:
@@ -75,8 +76,10 @@ class KafkaBroker:
             pytest.fail(f"tansu exited at start; see {proc.log}", pytrace=False)
 
     def stop(self) -> None:
+        """Stop the broker (memory storage: nothing to flush, so a short grace period)."""
+        self._admin = None
         if self.proc is not None:
-            self.proc.stop()
+            self.proc.stop(timeout=1)
             self.proc = None
 
     def restart(self) -> None:
@@ -86,9 +89,12 @@ class KafkaBroker:
     # -- helpers for tests ------------------------------------------------------------
 
     def admin(self) -> Any:
-        from confluent_kafka.admin import AdminClient
-
-        return AdminClient({"bootstrap.servers": self.bootstrap, "logger": _quiet_logger()})
+        """An admin client for test set-up (kept: dropping it cancels its requests)."""
+        if self._admin is None:
+            self._admin = _admin_module().AdminClient(
+                {"bootstrap.servers": self.bootstrap, "logger": _quiet_logger()}
+            )
+        return self._admin
 
     def create_topic(self, partitions: int, name: str | None = None) -> str:
         """Create a topic with ``partitions`` partitions; returns its (unique) name."""

@@ -59,16 +59,18 @@ class KafkaConnection:
     def __init__(self, key: Settings) -> None:
         self.key = key
         self.refs = 0
-        #: How many admin clients this connection has created (1 at most, by design).
+        #: How many clients this connection has created: at most one admin client plus
+        #: one offsets consumer per consumer group, by design.
         self.clients_created = 0
         self._admin: Any = None
+        self._consumers: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[Hashable, _Snapshot] = {}
 
     @property
     def has_client(self) -> bool:
-        """Whether the admin client has been created (and not dropped yet)."""
-        return self._admin is not None
+        """Whether a client has been created (and not dropped yet)."""
+        return self._admin is not None or bool(self._consumers)
 
     def admin(self) -> Any:
         """The admin client, created on first use."""
@@ -89,11 +91,48 @@ class KafkaConnection:
                 self.clients_created += 1
             return self._admin
 
+    def _conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            k: (v.reveal() if isinstance(v, Secret) else v) for k, v in self.key
+        }
+        conf.setdefault("client.id", "eventscale")
+        conf["logger"] = _LOG
+        return conf
+
+    def consumer(self, group: str) -> Any:
+        """A consumer carrying ``group.id = group``, used only to read committed offsets.
+
+        It never subscribes, so it never joins the group or takes partitions from its
+        members. (Committed offsets are read through a consumer and not through the admin
+        API because librdkafka 2.16 aborts the process when an admin group request times
+        out during a broker outage and the broker then comes back.)
+        """
+        consumer = self._consumers.get(group)
+        if consumer is not None:
+            return consumer
+        with self._lock:
+            consumer = self._consumers.get(group)
+            if consumer is None:
+                ck = import_optional("confluent_kafka", extra="kafka", what="the kafka scaler")
+                conf = self._conf()
+                conf.update(
+                    {
+                        "group.id": group,
+                        "enable.auto.commit": False,
+                        "enable.auto.offset.store": False,
+                    }
+                )
+                consumer = self._consumers[group] = ck.Consumer(conf)
+                self.clients_created += 1
+            return consumer
+
     def serve_logs(self) -> None:
         """Deliver librdkafka's queued log lines to the ``eventscale`` logger."""
         admin = self._admin
         if admin is not None:
             admin.poll(0)
+        for consumer in list(self._consumers.values()):
+            consumer.poll(0)
 
     def shared(self, key: Hashable, ttl: float, request: Callable[[], Futures]) -> Futures:
         """The futures of ``request()``, reused for ``ttl`` seconds by identical requests.
@@ -114,11 +153,13 @@ class KafkaConnection:
             self._snapshots[key] = _Snapshot(now, futures)
         return futures
 
-    def _drop(self) -> Any:
+    def _drop(self) -> list[Any]:
         with self._lock:
             admin, self._admin = self._admin, None
+            consumers = list(self._consumers.values())
+            self._consumers.clear()
             self._snapshots.clear()
-        return admin
+        return [*consumers, *([admin] if admin is not None else [])]
 
 
 class KafkaClientPool:
@@ -138,16 +179,17 @@ class KafkaClientPool:
             conn.refs += 1
             return conn
 
-    def release(self, conn: KafkaConnection) -> Any:
-        """Give a lease back. Returns the admin client to destroy when it was the last one.
+    def release(self, conn: KafkaConnection) -> list[Any]:
+        """Give a lease back. Returns the clients to destroy when it was the last one.
 
-        The caller drops that object (destroying a librdkafka handle can block briefly,
-        so the scaler does it in a worker thread).
+        The caller closes them (``close()`` on consumers, dropping the admin client):
+        destroying a librdkafka handle can block briefly, so the scaler does it in a
+        worker thread.
         """
         with self._lock:
             conn.refs -= 1
             if conn.refs > 0:
-                return None
+                return []
             if self._connections.get(conn.key) is conn:
                 del self._connections[conn.key]
         return conn._drop()

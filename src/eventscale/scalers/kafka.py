@@ -631,6 +631,7 @@ _NOT_TRANSIENT_CODES: Final = frozenset(
         "_UNSUPPORTED_FEATURE",
     }
 )
+_DISCOVERY_REQUEST_TIMEOUT: Final = 300.0
 _TIMEOUT_CODES: Final = frozenset({"_TIMED_OUT", "REQUEST_TIMED_OUT", "_TIMED_OUT_QUEUE"})
 
 
@@ -688,8 +689,8 @@ class KafkaScaler(ScalerBase):
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        box = [self._pool.release(conn)]
-        if box[0] is not None:
+        box = self._pool.release(conn)
+        if box:
             await anyio.to_thread.run_sync(_destroy, box)
 
     # -- one poll ------------------------------------------------------------------
@@ -731,7 +732,12 @@ class KafkaScaler(ScalerBase):
             topics = [meta.topic]
         else:
             request = ck.ConsumerGroupTopicPartitions(group)
-            futures = admin.list_consumer_group_offsets([request], request_timeout=timeout)
+            # librdkafka's own request timeout is kept long on purpose: when an admin group
+            # request times out inside librdkafka during an outage, librdkafka 2.16 aborts
+            # the process once the broker is back. This call gives up after `timeout`.
+            futures = admin.list_consumer_group_offsets(
+                [request], request_timeout=max(timeout, _DISCOVERY_REQUEST_TIMEOUT)
+            )
             await self._wait(futures, timeout, "read the committed offsets of the group")
             committed_all = self._committed(futures, group)
             topics = sorted({t for t, _ in committed_all})
@@ -761,19 +767,12 @@ class KafkaScaler(ScalerBase):
         # 3. committed and log end (and log start) offsets, concurrently
         tps = [ck.TopicPartition(t, p) for t, p in wanted]
         offsets_key = tuple(wanted)
-        pending: list[Futures] = []
-        group_futures: Futures | None = None
-        if committed_all is None:
-            request = ck.ConsumerGroupTopicPartitions(group, tps)
-            group_futures = admin.list_consumer_group_offsets([request], request_timeout=timeout)
-            pending.append(group_futures)
         spec = ck_admin.OffsetSpec
         latest_futures = conn.shared(
             ("latest", offsets_key),
             ttl,
             lambda: admin.list_offsets({tp: spec.latest() for tp in tps}, request_timeout=timeout),
         )
-        pending.append(latest_futures)
         earliest_futures: Futures | None = None
         if (
             meta.offset_reset_policy is OffsetResetPolicy.EARLIEST
@@ -786,14 +785,12 @@ class KafkaScaler(ScalerBase):
                     {tp: spec.earliest() for tp in tps}, request_timeout=timeout
                 ),
             )
-        await self._wait(
-            [f for fs in pending for f in fs.values()], timeout, "read the partition offsets"
-        )
-        if group_futures is not None:
-            committed = self._committed(group_futures, group)
+        if committed_all is None:
+            # the list-offsets requests are in flight meanwhile
+            committed = await self._fetch_committed(conn.consumer(group), tps, timeout)
         else:
-            assert committed_all is not None
             committed = {tp: committed_all.get(tp, INVALID_OFFSET) for tp in wanted}
+        await self._wait(latest_futures, timeout, "read the log end offsets")
         latest: dict[str, dict[int, int]] = {}
         for tp, future in latest_futures.items():
             info = self._result(future, f"list offsets of {tp.topic!r}")
@@ -842,10 +839,31 @@ class KafkaScaler(ScalerBase):
             )
             return None
 
+    async def _fetch_committed(
+        self, consumer: Any, tps: list[Any], limit: float
+    ) -> dict[TopicPartition, int]:
+        group = self.meta.consumer_group
+        try:
+            with anyio.fail_after(limit + 1.0):
+                got = await anyio.to_thread.run_sync(
+                    lambda: consumer.committed(tps, timeout=limit), abandon_on_cancel=True
+                )
+        except TimeoutError as exc:
+            raise ScalerTimeout(
+                f"could not read the committed offsets of group {group!r} within {limit:g}s "
+                f"({self._servers()})"
+            ) from exc
+        except Exception as exc:
+            raise self._translate(exc, f"read the committed offsets of group {group!r}") from exc
+        return self._committed_list(got)
+
     def _committed(self, futures: Futures, group: str) -> dict[TopicPartition, int]:
         result = self._result(futures[group], f"read committed offsets of group {group!r}")
+        return self._committed_list(result.topic_partitions)
+
+    def _committed_list(self, tps: Iterable[Any]) -> dict[TopicPartition, int]:
         out: dict[TopicPartition, int] = {}
-        for tp in result.topic_partitions:
+        for tp in tps:
             if tp.error is not None:
                 raise self._translate(tp.error, f"committed offset of {tp.topic!r}/{tp.partition}")
             out[(tp.topic, tp.partition)] = int(tp.offset) if tp.offset >= 0 else INVALID_OFFSET
@@ -909,6 +927,13 @@ class KafkaScaler(ScalerBase):
 
 
 def _destroy(box: list[Any]) -> None:
-    # Dropping the last reference destroys the librdkafka handle (it may block briefly),
-    # so it happens here, in a worker thread, and not on the event loop.
+    # Closing consumers and dropping the last reference to the admin client destroys the
+    # librdkafka handles (it may block briefly), so it happens in a worker thread.
+    for client in box:
+        close = getattr(client, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception as exc:  # a failed close must not hide the others
+                _LOG.debug("closing a kafka client failed: %s", exc)
     box.clear()
