@@ -532,8 +532,8 @@ class Engine:
                 )
             else:
                 desired, rule, reason = self._normal(raw, current, floor, recs, events, now)
-                if unresolved and desired < current:
-                    desired = current
+                if unresolved and desired < min(current, hi):
+                    desired = min(current, hi)
                     rule = Rule.ERROR_BLOCKS_SCALE_DOWN
                     decided_by = unresolved[0][0]
                     reason = (
