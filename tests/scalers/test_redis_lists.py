@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -328,19 +330,18 @@ async def test_wrong_password_is_an_error_without_the_password(
 async def test_timeout_is_scaler_timeout(private_redis: Callable[..., RedisServer]) -> None:
     server = private_redis()
     key = unique_name("slow")
-    async with (
-        admin(server) as client,
-        RedisListScaler(address=server.address, list_name=key, timeout=0.3) as scaler,
-    ):
-        await scaler.get_metrics()  # connected before the pause
-        await client.client_pause(3000, all=True)
+    async with RedisListScaler(address=server.address, list_name=key, timeout=0.3) as scaler:
+        await scaler.get_metrics()  # connected before the freeze
+        assert server.proc is not None
+        os.kill(server.proc.popen.pid, signal.SIGSTOP)  # accepts TCP, never answers
         try:
             with pytest.raises(ScalerTimeout) as info:
                 await scaler.get_metrics()
             assert info.value.transient
             assert isinstance(info.value, TimeoutError)
         finally:
-            await client.client_unpause()
+            os.kill(server.proc.popen.pid, signal.SIGCONT)
+        assert (await scaler.get_metrics()).value_of(f"s0-redis-{key}") == 0
 
 
 async def test_refused_connection(private_redis: Callable[..., RedisServer]) -> None:

@@ -53,12 +53,14 @@ def start_private_redis(tmp: Path, *extra: str, port: int | None = None) -> Redi
     cli = ensure_apt("redis-cli", "redis-tools")
 
     def pong() -> bool:
-        # run() fails the test on a non-zero exit; a server still starting is not a failure
+        # not run(): it fails the test on a non-zero exit, and a starting server is no failure
         out = subprocess.run(
             [cli, "-p", str(port), "ping"], capture_output=True, text=True, timeout=5, check=False
         )
+        if not proc.alive:
+            pytest.fail(f"redis-server on port {port} exited:\n{proc.log.read_text()[-2000:]}")
         reply = out.stdout + out.stderr
-        return proc.alive and ("PONG" in reply or "NOAUTH" in reply)
+        return "PONG" in reply or "NOAUTH" in reply
 
     try:
         wait_until(pong, timeout=15, what=f"redis-server on port {port}", log=proc.log)
@@ -102,6 +104,21 @@ def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
 # ------------------------------------------------------------------ cluster, sentinel, TLS
 
 
+def _cli(cli: str, *args: str) -> str:
+    """redis-cli's output, whatever its exit status (for readiness polls)."""
+    out = subprocess.run([cli, *args], capture_output=True, text=True, timeout=5, check=False)
+    return out.stdout + out.stderr
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too; both must be < 65536."""
+    for _ in range(200):
+        port = free_port()
+        if port <= 55535 and not port_open(port + 10000):
+            return port
+    pytest.fail("no free port pair for a redis cluster node", pytrace=False)
+
+
 @attrs.frozen
 class RedisCluster:
     """A three-master Redis cluster started from Debian's redis-server."""
@@ -128,6 +145,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
                     "yes",
                     "--cluster-config-file",
                     "nodes.conf",
+                    port=_cluster_port(),
                 )
             )
         run(
@@ -145,7 +163,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         for node in nodes:
 
             def cluster_ok(port: int = node.port) -> bool:
-                return "cluster_state:ok" in run([cli, "-p", str(port), "cluster", "info"])
+                return "cluster_state:ok" in _cli(cli, "-p", str(port), "cluster", "info")
 
             wait_until(
                 cluster_ok,
@@ -188,7 +206,7 @@ def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSe
             lambda: (
                 proc.alive
                 and str(master.port)
-                in run([cli, "-p", str(port), "sentinel", "get-master-addr-by-name", "esmaster"])
+                in _cli(cli, "-p", str(port), "sentinel", "get-master-addr-by-name", "esmaster")
             ),
             timeout=15,
             what="redis sentinel",
