@@ -59,6 +59,10 @@ ERR_TLS_BOTH: Final = "unable to set `tls` in both ScaledObject and TriggerAuthe
 
 DEFAULT_TIMEOUT: Final = 5.0
 
+# Importing a Redis scaler module without the extra installed raises MissingExtraError (a
+# ConfigError naming ``eventscale[redis]``); ``import eventscale`` alone never loads redis.
+import_optional("redis.asyncio", extra="redis", what="the redis scaler")
+
 
 def _import_redis() -> Any:
     return import_optional("redis.asyncio", extra="redis", what="the redis scaler")
