@@ -593,8 +593,8 @@ class RabbitMQScaler(ScalerBase):
         RabbitMQScaler(host="http://user:pass@rabbit:15672/", queue_name="jobs",
                        mode=Mode.QUEUE_LENGTH, value=10, exclude_unacknowledged=False)
 
-    or from KEDA metadata with :meth:`from_context`. With neither ``mode`` nor ``value``
-    the default is ``QueueLength`` with a target of 20 messages per replica, as in KEDA.
+    or from KEDA metadata with :meth:`from_context`. The defaults are KEDA's: mode
+    ``QueueLength`` with a target ``value`` of 20 messages per replica.
     """
 
     def __init__(
@@ -604,8 +604,8 @@ class RabbitMQScaler(ScalerBase):
         host: str | Secret | None = None,
         queue_name: str | None = None,
         protocol: Protocol | str = "auto",
-        mode: Mode | str | None = None,
-        value: float | None = None,
+        mode: Mode | str = Mode.QUEUE_LENGTH,
+        value: float = DEFAULT_VALUE,
         activation_value: float = 0.0,
         vhost_name: str | None = None,
         use_regex: bool = False,
@@ -666,7 +666,7 @@ class RabbitMQScaler(ScalerBase):
                     exclude_unacknowledged=exclude_unacknowledged,
                     queue_length=0.0,
                     mode=mode.value if isinstance(mode, Mode) else mode,
-                    value=0.0 if value is None else float(value),
+                    value=float(value),
                     timeout=timeout,
                 )
             except _InvalidError as exc:
@@ -756,14 +756,14 @@ class RabbitMQScaler(ScalerBase):
                 tls=tls,
                 cert=cert.reveal() if cert else None,
                 key=key,
-                page_size=page_size,
+                page_size=page_size or 0,
                 username=username,
                 password=password,
                 host=host.reveal() if host else "",
                 workload_identity=workload_identity,
                 oauth=(token_uri, client_id, client_secret),
-                use_regex=use_regex,
-                exclude_unacknowledged=exclude_unacked,
+                use_regex=bool(use_regex),
+                exclude_unacknowledged=bool(exclude_unacked),
                 queue_length=queue_length or 0.0,
                 mode=mode,
                 value=value or 0.0,
