@@ -11,6 +11,7 @@ pytest_plugins = [
     "servers.azurite_srv",
     "servers.servicebus_srv",
     "servers.kubernetes_srv",
+    "servers.docker_srv",
 ]
 
 

@@ -1,0 +1,413 @@
+"""The Docker target: a set of containers that share a label.
+
+The set is every container labelled ``eventscale.target=<name>`` (or, for a Compose
+service, ``com.docker.compose.project=<project>`` and
+``com.docker.compose.service=<service>``). Scaling out creates containers from a
+:class:`ContainerTemplate`, or clones an existing member when there is no template.
+Scaling in stops the newest members first, giving each ``stop_timeout`` seconds to
+exit after SIGTERM, and removes them. The count is always read back from the labels,
+so a new target object (after a restart) finds the containers an earlier one made,
+and a container without the set's labels is never touched.
+
+The Engine API is spoken directly with aiohttp over the daemon's unix socket (or
+``tcp://``): see docs/targets/docker.md for why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote
+
+import anyio
+import attrs
+
+from eventscale._optional import import_optional
+from eventscale.errors import ConfigError, TargetError
+from eventscale.targets import TargetBase
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = (
+    "COMPOSE_PROJECT",
+    "COMPOSE_SERVICE",
+    "CREATED_LABEL",
+    "TARGET_LABEL",
+    "ContainerTemplate",
+    "DockerTarget",
+)
+
+log = logging.getLogger("eventscale.targets.docker")
+
+TARGET_LABEL: Final = "eventscale.target"
+"""The label that makes a container a member of a target's set."""
+CREATED_LABEL: Final = "eventscale.created"
+"""Nanosecond creation stamp the target writes, to find the newest members exactly."""
+COMPOSE_PROJECT: Final = "com.docker.compose.project"
+COMPOSE_SERVICE: Final = "com.docker.compose.service"
+_COMPOSE_NUMBER: Final = "com.docker.compose.container-number"
+
+_LIVE_STATES: Final = frozenset({"running", "restarting", "paused"})
+_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
+
+
+def _str_map(value: Mapping[str, Any] | None) -> Mapping[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+def _opt_tuple(value: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+@attrs.frozen(kw_only=True)
+class ContainerTemplate:
+    """What a new member looks like.
+
+    :param image: the image reference; it must already be on the Docker host (the
+        target does not pull).
+    :param command: ``Cmd``; default: the image's.
+    :param entrypoint: ``Entrypoint``; default: the image's.
+    :param env: environment variables.
+    :param labels: extra labels (the target adds its own).
+    :param working_dir: ``WorkingDir``. :param user: ``User``.
+    :param memory: memory limit in bytes. :param cpus: CPU limit (``1.5`` CPUs).
+    :param network_mode: ``bridge``, ``host``, ``none``, ``container:<id>`` or a
+        network name; default: the daemon's default.
+    :param host_config: further ``HostConfig`` fields, passed to the API as given
+        (``{"RestartPolicy": {"Name": "on-failure"}}``).
+    """
+
+    image: str = attrs.field(validator=attrs.validators.min_len(1))
+    command: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
+    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_tuple)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    labels: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+    working_dir: str | None = None
+    user: str | None = None
+    memory: int | None = None
+    cpus: float | None = None
+    network_mode: str | None = None
+    host_config: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def create_body(self) -> dict[str, Any]:
+        """The ``POST /containers/create`` body, without the target's labels."""
+        body: dict[str, Any] = {
+            "Image": self.image,
+            "Env": [f"{k}={v}" for k, v in self.env.items()],
+            "Labels": dict(self.labels),
+        }
+        if self.command is not None:
+            body["Cmd"] = list(self.command)
+        if self.entrypoint is not None:
+            body["Entrypoint"] = list(self.entrypoint)
+        if self.working_dir:
+            body["WorkingDir"] = self.working_dir
+        if self.user:
+            body["User"] = self.user
+        host: dict[str, Any] = {}
+        if self.network_mode:
+            host["NetworkMode"] = self.network_mode
+        if self.memory is not None:
+            host["Memory"] = int(self.memory)
+        if self.cpus is not None:
+            host["NanoCpus"] = int(self.cpus * 1e9)
+        host.update(self.host_config)
+        body["HostConfig"] = host
+        return body
+
+
+@attrs.frozen
+class _Member:
+    id: str
+    name: str
+    state: str
+    stamp: int
+    labels: Mapping[str, str]
+
+
+class DockerTarget(TargetBase):
+    """Scales a labelled set of containers on one Docker host.
+
+    :param name: the set's name: members carry ``eventscale.target=<name>``.
+    :param template: how to create members; without it, new members are clones of the
+        oldest live member (its image, command, env, labels and host config, minus
+        published ports).
+    :param compose_project, compose_service: select the members of a Compose service
+        instead (both or neither); new members are clones unless a template is given.
+    :param url: the daemon: ``unix:///path`` or ``tcp://host:port`` (plain TCP only);
+        default ``$DOCKER_HOST``, else ``unix:///var/run/docker.sock``.
+    :param stop_timeout: seconds a member gets to exit after SIGTERM before it is
+        killed, on scale-in.
+    :param timeout: seconds allowed for each API call (a stop gets ``stop_timeout``
+        on top).
+    :param name_prefix: container names are ``<prefix>-<8 hex>``; default: ``name``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        template: ContainerTemplate | None = None,
+        compose_project: str | None = None,
+        compose_service: str | None = None,
+        url: str | None = None,
+        stop_timeout: float = 10.0,
+        timeout: float = 60.0,
+        name_prefix: str | None = None,
+    ) -> None:
+        if not name:
+            raise ConfigError("the target name must not be empty", path="name")
+        if (compose_project is None) != (compose_service is None):
+            raise ConfigError(
+                "compose_project and compose_service go together", path="compose_service"
+            )
+        if stop_timeout < 0 or not timeout > 0:
+            raise ConfigError("stop_timeout must be >= 0 and timeout > 0", path="timeout")
+        self._aiohttp = import_optional("aiohttp", extra="docker", what="the Docker target")
+        self.name = name
+        self.template = template
+        self.compose = (compose_project, compose_service) if compose_project else None
+        self.url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.stop_timeout = stop_timeout
+        self.timeout = timeout
+        self.name_prefix = _NAME_CHARS.sub("-", name_prefix or name).strip("-.") or "eventscale"
+        if self.url.startswith("unix://"):
+            self._socket: str | None = self.url.removeprefix("unix://")
+            self._base = "http://docker"
+        elif self.url.startswith(("tcp://", "http://")):
+            self._socket = None
+            self._base = "http://" + self.url.split("://", 1)[1].rstrip("/")
+        else:
+            raise ConfigError(f"unsupported Docker URL {self.url!r}", path="url")
+        self._session: aiohttp.ClientSession | None = None
+        self._lock = anyio.Lock()
+
+    def __repr__(self) -> str:
+        return f"DockerTarget({self.name!r}, url={self.url!r})"
+
+    @property
+    def selector(self) -> dict[str, str]:
+        """The labels that define membership."""
+        if self.compose is not None:
+            project, service = self.compose
+            return {COMPOSE_PROJECT: str(project), COMPOSE_SERVICE: str(service)}
+        return {TARGET_LABEL: self.name}
+
+    # -- HTTP ------------------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            aiohttp = self._aiohttp
+            connector = (
+                aiohttp.UnixConnector(path=self._socket)
+                if self._socket is not None
+                else aiohttp.TCPConnector()
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def _api(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        extra_time: float = 0.0,
+        ok: Sequence[int] = (),
+    ) -> tuple[int, Any]:
+        limit = self.timeout + extra_time
+        session = self._get_session()
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["data"] = json.dumps(body)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        try:
+            with anyio.fail_after(limit):
+                async with session.request(method, self._base + path, **kwargs) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+        except TimeoutError as exc:
+            raise TargetError(
+                f"{method} {path} timed out after {limit:g}s", target=self.name
+            ) from exc
+        except self._aiohttp.ClientError as exc:
+            raise TargetError(
+                f"cannot reach the Docker daemon at {self.url}: {exc}", target=self.name
+            ) from exc
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = raw.decode(errors="replace")
+        if status >= 400 and status not in ok:
+            message = payload.get("message") if isinstance(payload, dict) else payload
+            raise TargetError(
+                f"{method} {path}: {message or 'failed'}", target=self.name, status=status
+            )
+        return status, payload
+
+    # -- members -----------------------------------------------------------------------
+
+    async def members(self) -> list[_Member]:
+        """Every container of the set (live or not), oldest first."""
+        filters = json.dumps({"label": [f"{k}={v}" for k, v in self.selector.items()]})
+        _, listing = await self._api("GET", f"/containers/json?all=true&filters={quote(filters)}")
+        out: list[_Member] = []
+        for item in listing or ():
+            labels = _str_map(item.get("Labels"))
+            if any(labels.get(k) != v for k, v in self.selector.items()):
+                continue  # never act on a container outside the set
+            stamp_text = labels.get(CREATED_LABEL, "")
+            stamp = int(stamp_text) if stamp_text.isdigit() else int(item.get("Created", 0)) * 10**9
+            names = item.get("Names") or ["/" + item["Id"][:12]]
+            out.append(
+                _Member(
+                    id=str(item["Id"]),
+                    name=str(names[0]).lstrip("/"),
+                    state=str(item.get("State", "")),
+                    stamp=stamp,
+                    labels=labels,
+                )
+            )
+        out.sort(key=lambda m: (m.stamp, m.id))
+        return out
+
+    async def get_replicas(self) -> int:
+        """How many members are running (or restarting, or paused)."""
+        return sum(1 for m in await self.members() if m.state in _LIVE_STATES)
+
+    async def set_replicas(self, replicas: int, *, reason: str | None = None) -> None:
+        """Create or remove members until ``replicas`` are live.
+
+        Members that have exited or died are removed and replaced. Creation failures
+        (an image that is not on the host, a bad template) raise :class:`TargetError`
+        and leave no half-created container behind.
+        """
+        if type(replicas) is not int or replicas < 0:
+            raise ValueError(f"replicas must be an int >= 0, got {replicas!r}")
+        async with self._lock:
+            members = await self.members()
+            live = [m for m in members if m.state in _LIVE_STATES]
+            dead = [m for m in members if m.state not in _LIVE_STATES]
+            doomed = list(dead)
+            if len(live) > replicas:
+                doomed += live[replicas:][::-1]  # the newest first
+            if doomed:
+                await self._remove_all(doomed)
+            missing = replicas - len(live)
+            if missing > 0:
+                body = await self._create_body(live)
+                await self._create_all(body, missing, members)
+            if doomed or missing > 0:
+                log.info(
+                    "%s: %d -> %d containers%s",
+                    self.name,
+                    len(live),
+                    replicas,
+                    f" ({reason})" if reason else "",
+                )
+
+    async def _create_body(self, live: Sequence[_Member]) -> dict[str, Any]:
+        if self.template is not None:
+            return self.template.create_body()
+        if not live:
+            raise TargetError(
+                "no template and no running container of the set to clone", target=self.name
+            )
+        _, info = await self._api("GET", f"/containers/{live[0].id}/json")
+        config = info.get("Config") or {}
+        host = dict(info.get("HostConfig") or {})
+        host.pop("PortBindings", None)  # a clone cannot bind the same host ports
+        body: dict[str, Any] = {
+            key: config[key]
+            for key in ("Image", "Cmd", "Entrypoint", "Env", "WorkingDir", "User", "StopSignal")
+            if config.get(key) not in (None, "", [])
+        }
+        labels = dict(config.get("Labels") or {})
+        labels.pop(CREATED_LABEL, None)
+        labels.pop(_COMPOSE_NUMBER, None)
+        body["Labels"] = labels
+        body["HostConfig"] = host
+        return body
+
+    async def _create_all(
+        self, body: Mapping[str, Any], count: int, members: Sequence[_Member]
+    ) -> None:
+        numbers = [int(m.labels.get(_COMPOSE_NUMBER, "0") or 0) for m in members]
+        next_number = max(numbers, default=0) + 1
+        errors: list[TargetError] = []
+
+        async def one(number: int) -> None:
+            try:
+                await self._create_one(body, number)
+            except TargetError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(count):
+                tg.start_soon(one, next_number + i)
+        if errors:
+            raise errors[0]
+
+    async def _create_one(self, template: Mapping[str, Any], number: int) -> None:
+        body = dict(template)
+        labels = {**(body.get("Labels") or {}), **self.selector, TARGET_LABEL: self.name}
+        labels[CREATED_LABEL] = str(time.time_ns())
+        if self.compose is not None:
+            labels[_COMPOSE_NUMBER] = str(number)
+        body["Labels"] = labels
+        name = f"{self.name_prefix}-{uuid.uuid4().hex[:8]}"
+        status, created = await self._api(
+            "POST", f"/containers/create?name={quote(name)}", body, ok=(404,)
+        )
+        if status == 404:
+            message = created.get("message") if isinstance(created, dict) else created
+            raise TargetError(
+                f"cannot create a container from image {body.get('Image')!r}: {message} "
+                "(the target does not pull images: load or pull it on the Docker host first)",
+                target=self.name,
+                status=404,
+            )
+        container = str(created["Id"])
+        try:
+            await self._api("POST", f"/containers/{container}/start", ok=(304,))
+        except TargetError:
+            with anyio.CancelScope(shield=True):
+                await self._api("DELETE", f"/containers/{container}?force=true&v=true", ok=(404,))
+            raise
+
+    async def _remove_all(self, doomed: Sequence[_Member]) -> None:
+        async with anyio.create_task_group() as tg:
+            for member in doomed:
+                tg.start_soon(self._remove_one, member)
+
+    async def _remove_one(self, member: _Member) -> None:
+        if member.state in _LIVE_STATES:
+            wait = max(0, round(self.stop_timeout))
+            await self._api(
+                "POST",
+                f"/containers/{member.id}/stop?t={wait}",
+                extra_time=wait,
+                ok=(304, 404),
+            )
+        await self._api("DELETE", f"/containers/{member.id}?force=true&v=true", ok=(404,))
+
+    async def ping(self) -> None:
+        """Check that the daemon answers; :class:`TargetError` otherwise."""
+        await self._api("GET", "/_ping")
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (the containers keep running)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
