@@ -66,8 +66,9 @@ class _Cluster:
         from confluent_kafka.admin import AdminClient
 
         self.bootstrap = bootstrap
-        self.log = logging.getLogger("benchmarks.kafka")
-        self.admin: Any = AdminClient({"bootstrap.servers": bootstrap, "logger": self.log})
+        self.log: Any = logging.getLogger("benchmarks.kafka")
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": self.log}
+        self.admin: Any = AdminClient(conf)
 
     def topic(self, name: str, partitions: int) -> None:
         import confluent_kafka
