@@ -67,7 +67,9 @@ def build() -> tuple[ScaledObjectSpec, list[list[TriggerObservation]], ScalingSt
     # 300 s of history at a 15 s tick: 20 distinct recommendations, some scale events
     recs = tuple((-300.0 + 15.0 * k, 10 + k) for k in range(20))
     events = tuple((-60.0 + 15.0 * k, 1 if k % 2 else -1) for k in range(4))
-    state = ScalingState(created_at=-1000.0, last_active=-15.0, recommendations=recs, scale_events=events)
+    state = ScalingState(
+        created_at=-1000.0, last_active=-15.0, recommendations=recs, scale_events=events
+    )
     return spec, cycle, state
 
 
