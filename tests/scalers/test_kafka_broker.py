@@ -7,11 +7,15 @@ worked out from what was produced and committed, not read back from the broker.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
+import yaml
 
 from eventscale.auth import Secret
 from eventscale.errors import ScalerError, ScalerTimeout
@@ -466,3 +470,45 @@ async def test_default_pool_is_released(
     finally:
         await close_all(scalers)
     assert len(POOL) == before
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers" / "kafka.md"
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+
+
+def test_docs_examples(kafka_broker: KafkaBroker, capsys: pytest.CaptureFixture[str]) -> None:
+    """The YAML and Python examples of docs/scalers/kafka.md, run against the broker."""
+    topic = kafka_broker.create_topic(4)
+    group = unique_name("order-workers")
+    kafka_broker.produce(topic, {0: 40, 1: 20})
+    kafka_broker.commit(group, topic, {0: 10, 1: 20, 2: 0, 3: 0})
+
+    def localize(text: str) -> str:
+        return (
+            text.replace("localhost:9092", kafka_broker.bootstrap)
+            .replace("consumerGroup: order-workers", f"consumerGroup: {group}")
+            .replace('"order-workers"', f'"{group}"')
+            .replace("topic: orders", f"topic: {topic}")
+            .replace('"orders"', f'"{topic}"')
+        )
+
+    (manifest,) = _blocks("yaml")
+    trigger = yaml.safe_load(localize(manifest))["spec"]["triggers"][0]
+    ctx = TriggerContext(trigger_type=trigger["type"], metadata=trigger["metadata"])
+
+    async def poll() -> tuple[float, bool]:
+        scaler = create_scaler(ctx)
+        assert isinstance(scaler, KafkaScaler)
+        try:
+            return await metric(scaler)
+        finally:
+            await scaler.aclose()
+
+    assert anyio.run(poll) == (30.0, True)  # 40-10 + 20-20 + 0 + 0
+
+    (example,) = _blocks("python")
+    exec(compile(localize(example), str(DOCS), "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out.strip() == f"s0-kafka-{topic.replace('.', '-')} 30.0 True"
