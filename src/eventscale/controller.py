@@ -167,7 +167,7 @@ class Controller:
         return self._entries[key].obj
 
     def add(self, obj: ScaledObject) -> None:
-        """Start reconciling ``obj``; :class:`ValueError` if its key is taken (use :meth:`update`)."""
+        """Start reconciling ``obj``; :class:`ValueError` if its key is taken (see ``update``)."""
         if obj.key in self._entries or any(p.key == obj.key for p in self._pending):
             raise ValueError(f"{obj.key} is already managed; use update()")
         if obj.events is None:
@@ -227,7 +227,9 @@ class Controller:
 
     def _start(self, obj: ScaledObject) -> None:
         assert self._tg is not None
-        entry = _Entry(obj=obj, scope=anyio.CancelScope(), wake=anyio.Event(), status=ObjectStatus(obj.key))
+        entry = _Entry(
+            obj=obj, scope=anyio.CancelScope(), wake=anyio.Event(), status=ObjectStatus(obj.key)
+        )
         self._entries[obj.key] = entry
         self._tg.start_soon(self._run_object, entry, name=f"eventscale:{obj.key}")
 
@@ -320,7 +322,12 @@ class Controller:
             logger.exception("reconciling %s failed", obj.key)
             status.last_error = f"{type(exc).__name__}: {exc}"
             await self.events.emit(
-                Event(kind=EventKind.TARGET_ERROR, time=self.clock(), scaled_object=obj.key, error=status.last_error)
+                Event(
+                    kind=EventKind.TARGET_ERROR,
+                    time=self.clock(),
+                    scaled_object=obj.key,
+                    error=status.last_error,
+                )
             )
             return
         status.polls += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -124,6 +124,10 @@ class MetricValue:
     value: float = attrs.field(converter=sanitize_metric_value)
 
 
+def _to_values(values: Iterable[MetricValue]) -> tuple[MetricValue, ...]:
+    return tuple(values)
+
+
 @attrs.frozen(kw_only=True)
 class ScalerReport:
     """The result of one successful poll of one trigger: its metric values and activity.
@@ -131,7 +135,7 @@ class ScalerReport:
     A failed poll is not a report: the scaler raises :class:`~eventscale.errors.ScalerError`.
     """
 
-    values: tuple[MetricValue, ...] = attrs.field(converter=tuple)
+    values: tuple[MetricValue, ...] = attrs.field(converter=_to_values)
     is_active: bool
 
     @classmethod

@@ -109,7 +109,11 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (``None`` fields omitted)."""
-        out: dict[str, Any] = {"kind": self.kind.value, "time": self.time, "scaledObject": self.scaled_object}
+        out: dict[str, Any] = {
+            "kind": self.kind.value,
+            "time": self.time,
+            "scaledObject": self.scaled_object,
+        }
         for key, value in (
             ("currentReplicas", self.current_replicas),
             ("desiredReplicas", self.desired_replicas),
@@ -153,7 +157,9 @@ class EventBus:
         self._hooks.remove(hook)
 
     @asynccontextmanager
-    async def subscribe(self, buffer: int = 1000) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
+    async def subscribe(
+        self, buffer: int = 1000
+    ) -> AsyncIterator[MemoryObjectReceiveStream[Event]]:
         """An async iterator of events for the duration of the ``async with`` block."""
         send, receive = anyio.create_memory_object_stream[Event](buffer)
         self._subscribers.append(send)
@@ -216,7 +222,9 @@ def _log(event: Event) -> None:
             extra={**extra, "desired_replicas": event.desired_replicas},
         )
     else:
-        logger.info("%s %s %s", event.scaled_object, event.kind.value, event.reason or "", extra=extra)
+        logger.info(
+            "%s %s %s", event.scaled_object, event.kind.value, event.reason or "", extra=extra
+        )
 
 
 class PrometheusExporter:
@@ -236,13 +244,20 @@ class PrometheusExporter:
         prom = import_optional("prometheus_client", extra="prometheus", what="Prometheus metrics")
         kwargs: Mapping[str, Any] = {"registry": registry} if registry is not None else {}
         labels = ["scaled_object", "trigger"]
-        self.value = prom.Gauge("eventscale_trigger_value", "Last metric value per trigger", labels, **kwargs)
-        self.active = prom.Gauge("eventscale_trigger_active", "1 when the trigger is active", labels, **kwargs)
+        self.value = prom.Gauge(
+            "eventscale_trigger_value", "Last metric value per trigger", labels, **kwargs
+        )
+        self.active = prom.Gauge(
+            "eventscale_trigger_active", "1 when the trigger is active", labels, **kwargs
+        )
         self.errors = prom.Counter(
             "eventscale_trigger_errors", "Failed polls per trigger", labels, **kwargs
         )
         self.desired = prom.Gauge(
-            "eventscale_desired_replicas", "Replicas the engine asks for", ["scaled_object"], **kwargs
+            "eventscale_desired_replicas",
+            "Replicas the engine asks for",
+            ["scaled_object"],
+            **kwargs,
         )
         self.current = prom.Gauge(
             "eventscale_current_replicas", "Replicas the target holds", ["scaled_object"], **kwargs
@@ -255,7 +270,10 @@ class PrometheusExporter:
             **kwargs,
         )
         self.last_scale = prom.Gauge(
-            "eventscale_last_scale_timestamp_seconds", "Time of the last scale action", ["scaled_object"], **kwargs
+            "eventscale_last_scale_timestamp_seconds",
+            "Time of the last scale action",
+            ["scaled_object"],
+            **kwargs,
         )
 
     def __call__(self, event: Event) -> None:

@@ -122,7 +122,9 @@ class ScaledObject:
         self.clock = clock
         self.events = events
         self.poll_timeout = (
-            poll_timeout if poll_timeout is not None else min(DEFAULT_POLL_TIMEOUT, spec.polling_interval)
+            poll_timeout
+            if poll_timeout is not None
+            else min(DEFAULT_POLL_TIMEOUT, spec.polling_interval)
         )
         self.state = state if state is not None else ScalingState.new()
         if scalers is None:
@@ -130,19 +132,13 @@ class ScaledObject:
                 from eventscale.manifest import Manifests
 
                 contexts = Manifests().trigger_contexts(spec)
-            built: list[Scaler] = []
-            try:
-                for ctx in contexts:
-                    built.append(create_scaler(ctx))
-            except BaseException:
-                # Do not leak clients of the scalers built before the failing one.
-                for scaler in built:
-                    _close_quietly_sync(scaler)
-                raise
-            scalers = built
+            # Scalers connect on their first poll, never in their constructors, so a
+            # ConfigError in a later trigger leaves nothing open behind it.
+            scalers = [create_scaler(ctx) for ctx in contexts]
         if len(scalers) != len(spec.triggers):
             raise ConfigError(
-                f"{len(scalers)} scalers given for {len(spec.triggers)} triggers", path="spec.triggers"
+                f"{len(scalers)} scalers given for {len(spec.triggers)} triggers",
+                path="spec.triggers",
             )
         self.scalers: tuple[Scaler, ...] = tuple(scalers)
         self._set_with_reason = _accepts_reason(target)
@@ -357,7 +353,12 @@ class ScaledObject:
                     else f"target failed: {type(exc).__name__}: {redact_text(str(exc))}"
                 )
                 await self._emit(
-                    Event(kind=EventKind.TARGET_ERROR, time=report.time, scaled_object=self.key, error=message)
+                    Event(
+                        kind=EventKind.TARGET_ERROR,
+                        time=report.time,
+                        scaled_object=self.key,
+                        error=message,
+                    )
                 )
                 return attrs.evolve(report, target_error=message)
             await self._emit(
@@ -386,12 +387,12 @@ class ScaledObject:
                 try:
                     with anyio.move_on_after(self.poll_timeout):
                         await scaler.aclose()
-                except Exception:  # noqa: S112 - best effort on shutdown
+                except Exception:
                     continue
             try:
                 with anyio.move_on_after(self.poll_timeout):
                     await self.target.aclose()
-            except Exception:  # noqa: S110
+            except Exception:
                 pass
 
     async def __aenter__(self) -> Self:
@@ -406,18 +407,15 @@ class ScaledObject:
         await self.aclose()
 
 
-def _close_quietly_sync(scaler: Scaler) -> None:
-    # Scalers must not connect in their constructors, so there is nothing to await here;
-    # the coroutine is closed unawaited only to avoid a "never awaited" warning.
-    coro = scaler.aclose()
-    coro.close()  # type: ignore[attr-defined]
-
-
 def _check_report(report: object, specs: Sequence[MetricSpec]) -> None:
     if not isinstance(report, ScalerReport):
-        raise ScalerError(f"scaler returned {type(report).__name__}, not a ScalerReport", transient=False)
+        raise ScalerError(
+            f"scaler returned {type(report).__name__}, not a ScalerReport", transient=False
+        )
     if not report.values:
         raise ScalerError("scaler returned no metric values", transient=False)
     for value in report.values:
         if not math.isfinite(value.value):
-            raise ScalerError(f"scaler returned a non-finite value for {value.name}", transient=False)
+            raise ScalerError(
+                f"scaler returned a non-finite value for {value.name}", transient=False
+            )

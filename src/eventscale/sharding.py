@@ -23,13 +23,14 @@ objects' Leases expire and move to their new preferred owners within about
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -59,7 +60,7 @@ def _weight(member: str, key: str) -> int:
 
 
 class LeaseSharding:
-    """Ownership of scaled objects across controller replicas (pass as ``Controller(ownership=...)``).
+    """Ownership of scaled objects across controller replicas (``Controller(ownership=...)``).
 
     Use it as an async context manager around the controller: it renews its Leases in
     the background and releases them on exit.
@@ -88,7 +89,8 @@ class LeaseSharding:
 
         if not 0 < retry_period < renew_deadline < lease_duration:
             raise ConfigError(
-                "sharding needs 0 < retry_period < renew_deadline < lease_duration", path="lease_duration"
+                "sharding needs 0 < retry_period < renew_deadline < lease_duration",
+                path="lease_duration",
             )
         self.client = client
         self.identity = identity or default_identity()
@@ -242,10 +244,8 @@ class LeaseSharding:
             with anyio.CancelScope(shield=True):
                 for key in list(self._objects):
                     await self.release(key)
-                try:
+                with contextlib.suppress(TargetError):
                     await self.member.release()
-                except TargetError:
-                    pass
         return result
 
     def abandon(self) -> None:
@@ -255,8 +255,5 @@ class LeaseSharding:
             self._tg.cancel_scope.cancel()
 
     def __repr__(self) -> str:
-        return f"<LeaseSharding {self.identity} owns={sorted(k for k in self._objects if self.holds(k))}>"
-
-
-def _unused(_: Any) -> None:  # pragma: no cover - keeps the TYPE_CHECKING import honest
-    pass
+        owned = sorted(k for k in self._objects if self.holds(k))
+        return f"<LeaseSharding {self.identity} owns={owned}>"

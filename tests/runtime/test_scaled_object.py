@@ -40,7 +40,9 @@ async def test_reconcile_scales_from_zero_to_what_the_metric_asks() -> None:
 
 async def test_evaluate_applies_nothing_and_keeps_no_state() -> None:
     target = MemoryTarget(replicas=2)
-    so = ScaledObject(spec(), target=target, scalers=[StaticScaler(40, target=5)], clock=ManualClock(0))
+    so = ScaledObject(
+        spec(), target=target, scalers=[StaticScaler(40, target=5)], clock=ManualClock(0)
+    )
     before = so.state
     report = await so.evaluate()
     # raw 8, limited by the default scale-up policies: max(2 + 4 pods, 2 * 100%) = 6
@@ -92,7 +94,9 @@ class BuggyScaler(StaticScaler):
 )
 async def test_misbehaving_scalers_become_errors(scaler: StaticScaler, needle: str) -> None:
     target = MemoryTarget(replicas=2)
-    so = ScaledObject(spec(), target=target, scalers=[scaler], clock=ManualClock(0), poll_timeout=0.05)
+    so = ScaledObject(
+        spec(), target=target, scalers=[scaler], clock=ManualClock(0), poll_timeout=0.05
+    )
     report = await so.reconcile()
     error = report.triggers[0].error
     assert error is not None
@@ -106,13 +110,18 @@ async def test_one_failing_trigger_does_not_hide_the_other() -> None:
     so = ScaledObject(
         spec(2),
         target=target,
-        scalers=[StaticScaler(30, target=5, name="s0-a"), StaticScaler(error=ScalerError("x"), name="s1-b")],
+        scalers=[
+            StaticScaler(30, target=5, name="s0-a"),
+            StaticScaler(error=ScalerError("x"), name="s1-b"),
+        ],
         clock=ManualClock(0),
     )
     report = await so.reconcile()
     assert report.triggers[0].value == 30
     assert report.triggers[1].error is not None
-    assert await target.get_replicas() == 5  # scale-up still allowed with a partial error (1 + 4 pods)
+    assert (
+        await target.get_replicas() == 5
+    )  # scale-up still allowed with a partial error (1 + 4 pods)
 
 
 async def test_target_read_failure_decides_nothing() -> None:
@@ -121,7 +130,13 @@ async def test_target_read_failure_decides_nothing() -> None:
     events: list[Event] = []
     bus = EventBus()
     bus.add_hook(events.append)
-    so = ScaledObject(spec(), target=target, scalers=[StaticScaler(30, target=5)], clock=ManualClock(0), events=bus)
+    so = ScaledObject(
+        spec(),
+        target=target,
+        scalers=[StaticScaler(30, target=5)],
+        clock=ManualClock(0),
+        events=bus,
+    )
     report = await so.reconcile()
     assert report.target_error is not None
     assert "api down" in report.target_error
@@ -138,7 +153,13 @@ async def test_events_tell_the_story() -> None:
     bus = EventBus()
     bus.add_hook(events.append)
     target = MemoryTarget(replicas=0)
-    so = ScaledObject(spec(), target=target, scalers=[StaticScaler(12, target=5)], clock=ManualClock(0), events=bus)
+    so = ScaledObject(
+        spec(),
+        target=target,
+        scalers=[StaticScaler(12, target=5)],
+        clock=ManualClock(0),
+        events=bus,
+    )
     await so.reconcile()
     kinds = [e.kind for e in events]
     assert kinds == [EventKind.POLL, EventKind.DECISION, EventKind.SCALE]
@@ -177,7 +198,9 @@ async def test_state_survives_a_restart_through_json() -> None:
     saved = so.state.to_json()
     clock.advance(30)
     scaler = StaticScaler(10, target=10)
-    resumed = ScaledObject(spec(), target=target, scalers=[scaler], clock=clock, state=ScalingState.from_json(saved))
+    resumed = ScaledObject(
+        spec(), target=target, scalers=[scaler], clock=clock, state=ScalingState.from_json(saved)
+    )
     report = await resumed.reconcile()
     # The stabilization window remembers the recommendation of 5 made before the restart,
     # so the count stays at 4 instead of dropping to 1.

@@ -1,0 +1,346 @@
+"""Replay metric traces through the engine on a virtual clock.
+
+``simulate()`` answers the question users ask most: *what will this ScaledObject do
+under this load?* No source is contacted: a :class:`Trace` gives each trigger's value
+over time, the engine ticks every ``pollingInterval`` from 0 to the trace's last time,
+and each decision is applied at once (``ready_delay`` models pods that take time to
+become ready).
+
+A trace CSV has a ``time`` column (seconds from 0) and one column per trigger, named by
+the trigger's ``name`` or its index (``0``, ``1``, ...); a value holds until the next
+row. An empty cell means "the source failed at that time" (an error, not 0), which is
+how a trace shows fallback behaviour.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from eventscale.engine import EngineOptions, ScalingState, TriggerObservation, decide
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.metrics import MetricSpec, ScalerReport, metric_name
+from eventscale.spec import ScaledObjectSpec
+
+__all__ = ("Step", "Timeline", "Trace", "simulate", "trigger_metric_specs")
+
+
+@attrs.frozen
+class Trace:
+    """Trigger values over time: ``rows`` are ``(time, {column: value or None})``, sorted."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[float, Mapping[str, float | None]], ...]
+
+    @classmethod
+    def from_csv(cls, source: str | Path | io.TextIOBase) -> Trace:
+        """Read a trace CSV (a path, or an open text file)."""
+        if isinstance(source, (str, Path)):
+            with open(source, newline="") as handle:
+                return cls._read(handle, str(source))
+        return cls._read(source, "<trace>")
+
+    @classmethod
+    def from_text(cls, text: str) -> Trace:
+        """Read a trace from CSV text."""
+        return cls._read(io.StringIO(text), "<trace>")
+
+    @classmethod
+    def _read(cls, handle: Iterable[str], where: str) -> Trace:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or "time" not in [f.strip() for f in reader.fieldnames]:
+            raise ConfigError("the trace needs a 'time' column", path=where)
+        columns = tuple(f.strip() for f in reader.fieldnames if f.strip() != "time")
+        rows: list[tuple[float, dict[str, float | None]]] = []
+        for line, raw in enumerate(reader, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+            try:
+                t = float(row["time"])
+            except ValueError:
+                raise ConfigError(
+                    f"time {row['time']!r} is not a number", path=f"{where}:{line}"
+                ) from None
+            if not math.isfinite(t) or t < 0:
+                raise ConfigError("time must be a finite number >= 0", path=f"{where}:{line}")
+            if rows and t < rows[-1][0]:
+                raise ConfigError("times must not decrease", path=f"{where}:{line}")
+            values: dict[str, float | None] = {}
+            for col in columns:
+                text = row.get(col, "")
+                if text == "":
+                    values[col] = None
+                    continue
+                try:
+                    values[col] = float(text)
+                except ValueError:
+                    raise ConfigError(
+                        f"value {text!r} of column {col!r} is not a number", path=f"{where}:{line}"
+                    ) from None
+            rows.append((t, values))
+        if not rows:
+            raise ConfigError("the trace has no rows", path=where)
+        return cls(columns, tuple(rows))
+
+    @property
+    def end(self) -> float:
+        """The last time in the trace."""
+        return self.rows[-1][0]
+
+    def at(self, t: float) -> Mapping[str, float | None]:
+        """The values in force at time ``t`` (those of the last row at or before ``t``)."""
+        current: Mapping[str, float | None] = dict.fromkeys(self.columns)
+        for time, values in self.rows:
+            if time > t:
+                break
+            current = values
+        return current
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """One tick of a simulation."""
+
+    time: float
+    metrics: Mapping[str, float | None]
+    desired_replicas: int
+    replicas: int
+    active: bool
+    rule: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (the shape ``eventscale simulate --json`` prints)."""
+        return {
+            "time": self.time,
+            "metrics": dict(self.metrics),
+            "desiredReplicas": self.desired_replicas,
+            "replicas": self.replicas,
+            "active": self.active,
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
+
+@attrs.frozen
+class Timeline:
+    """The result of :func:`simulate`: one :class:`Step` per tick, plus the metric specs."""
+
+    spec: ScaledObjectSpec
+    steps: tuple[Step, ...]
+    metric_specs: tuple[MetricSpec, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"timeline": [...]}``."""
+        return {"timeline": [s.to_dict() for s in self.steps]}
+
+    def plot(self, path: str | Path) -> None:
+        """Draw metrics (with targets and activation thresholds) and replicas to ``path``.
+
+        Needs matplotlib (extra ``plot``).
+        """
+        from eventscale._optional import import_optional
+
+        mpl = import_optional("matplotlib", extra="plot", what="simulate --plot")
+        mpl.use("Agg")
+        plt = import_optional("matplotlib.pyplot", extra="plot", what="simulate --plot")
+        times = [s.time for s in self.steps]
+        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+        for i, trig in enumerate(self.spec.triggers):
+            label = trig.name or str(i)
+            values = [s.metrics.get(label) for s in self.steps]
+            ys = [math.nan if v is None else v for v in values]
+            (line,) = top.step(times, ys, where="post", label=f"{label} ({trig.type})")
+            spec = self.metric_specs[i]
+            top.axhline(
+                spec.target,
+                color=line.get_color(),
+                linestyle="--",
+                linewidth=0.8,
+                label=f"{label} target {spec.target:g}",
+            )
+            if spec.activation_target > 0:
+                top.axhline(
+                    spec.activation_target,
+                    color=line.get_color(),
+                    linestyle=":",
+                    linewidth=0.8,
+                    label=f"{label} activation {spec.activation_target:g}",
+                )
+        top.set_ylabel("metric")
+        top.legend(loc="upper right", fontsize="small")
+        bottom.step(times, [s.desired_replicas for s in self.steps], where="post", label="desired")
+        bottom.step(
+            times, [s.replicas for s in self.steps], where="post", label="ready", linestyle="--"
+        )
+        bottom.axhline(
+            self.spec.max_replica_count, color="grey", linestyle=":", linewidth=0.8, label="max"
+        )
+        bottom.set_ylabel("replicas")
+        bottom.set_xlabel("seconds")
+        bottom.legend(loc="upper right", fontsize="small")
+        fig.suptitle(f"ScaledObject {self.spec.name}")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+_DEFAULT_TARGETS: Mapping[str, tuple[Sequence[str], float, Sequence[str]]] = {
+    # trigger type -> (target parameter names, default target, activation parameter names)
+    "kafka": (("lagThreshold",), 10, ("activationLagThreshold",)),
+    "rabbitmq": (("value", "queueLength"), 20, ("activationValue",)),
+    "redis": (("listLength",), 5, ("activationListLength",)),
+    "redis-cluster": (("listLength",), 5, ("activationListLength",)),
+    "redis-sentinel": (("listLength",), 5, ("activationListLength",)),
+    "redis-streams": (
+        ("pendingEntriesCount", "streamLength", "lagCount"),
+        5,
+        ("activationLagCount",),
+    ),
+    "azure-queue": (("queueLength",), 5, ("activationQueueLength",)),
+    "azure-servicebus": (("messageCount",), 5, ("activationMessageCount",)),
+    "cron": (("desiredReplicas",), 1, ()),
+    "memory": (("target",), 1, ("activationTarget",)),
+}
+
+
+def trigger_metric_specs(spec: ScaledObjectSpec) -> tuple[MetricSpec, ...]:
+    """Each trigger's metric spec, read from its metadata without building a scaler.
+
+    Uses the scaler's own target parameter (``lagThreshold``, ``listLength``,
+    ``queueLength``...) and KEDA's defaults; triggers of other types must carry
+    ``target`` (and optionally ``activationTarget``) in their metadata to be simulated.
+    """
+    out = []
+    for i, trig in enumerate(spec.triggers):
+        names, default, activation_names = _DEFAULT_TARGETS.get(
+            trig.type, (("target",), math.nan, ("activationTarget",))
+        )
+        target = _first_number(trig.metadata, names, default, f"spec.triggers[{i}].metadata")
+        if math.isnan(target):
+            raise ConfigError(
+                f"cannot simulate trigger type {trig.type!r} without a 'target' in its metadata",
+                path=f"spec.triggers[{i}].metadata.target",
+            )
+        activation = _first_number(
+            trig.metadata, activation_names, 0.0, f"spec.triggers[{i}].metadata"
+        )
+        out.append(
+            MetricSpec(
+                name=metric_name(i, trig.name or trig.type),
+                target=target,
+                metric_type=trig.metric_type,
+                activation_target=activation,
+            )
+        )
+    return tuple(out)
+
+
+def _first_number(
+    meta: Mapping[str, str], names: Sequence[str], default: float, path: str
+) -> float:
+    for name in names:
+        raw = (meta.get(name) or "").strip()
+        if raw:
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{raw!r} is not a number", path=f"{path}.{name}") from None
+    return default
+
+
+def _column_for(spec: ScaledObjectSpec, index: int, trace: Trace) -> str:
+    trig = spec.triggers[index]
+    if trig.name and trig.name in trace.columns:
+        return trig.name
+    if str(index) in trace.columns:
+        return str(index)
+    wanted = f"{trig.name!r} or {str(index)!r}" if trig.name else repr(str(index))
+    raise ConfigError(
+        f"the trace has no column {wanted} for this trigger", path=f"spec.triggers[{index}]"
+    )
+
+
+def simulate(
+    spec: ScaledObjectSpec,
+    trace: Trace,
+    *,
+    initial_replicas: int = 0,
+    ready_delay: float = 0.0,
+    options: EngineOptions | None = None,
+    metric_specs: Sequence[MetricSpec] | None = None,
+) -> Timeline:
+    """Run ``spec`` over ``trace`` on a virtual clock; return the timeline.
+
+    Ticks at ``0, pollingInterval, 2 * pollingInterval, ...`` up to the trace's end.
+    ``ready_delay`` seconds after a scale-up the new replicas count as ready (the
+    ``replicas`` column); scale-downs take effect at once.
+    """
+    specs = tuple(metric_specs) if metric_specs is not None else trigger_metric_specs(spec)
+    columns = [_column_for(spec, i, trace) for i in range(len(spec.triggers))]
+    state = ScalingState.new(created_at=0.0)
+    desired = initial_replicas
+    # (time ready, count) of pending scale-ups
+    ready = initial_replicas
+    pending: list[tuple[float, int]] = []
+    steps: list[Step] = []
+    interval = spec.polling_interval
+    ticks = math.floor(trace.end / interval + 1e-9) + 1
+    for n in range(ticks):
+        now = n * interval
+        pending.sort()
+        while pending and pending[0][0] <= now:
+            _, count = pending.pop(0)
+            ready = min(desired, count)
+        values = trace.at(now)
+        observations = []
+        shown: dict[str, float | None] = {}
+        for i, col in enumerate(columns):
+            value = values.get(col)
+            shown[spec.triggers[i].name or str(i)] = value
+            mspec = specs[i]
+            if value is None:
+                observations.append(
+                    TriggerObservation.failure(
+                        i,
+                        (mspec,),
+                        ScalerError("no value in the trace"),
+                        name=spec.triggers[i].name,
+                    )
+                )
+            else:
+                report = ScalerReport.single(
+                    mspec.name, value, is_active=value > mspec.activation_target
+                )
+                observations.append(
+                    TriggerObservation.success(i, (mspec,), report, name=spec.triggers[i].name)
+                )
+        state, decision = decide(
+            spec, state, observations, desired, now, options=options, ready_replicas=ready
+        )
+        new = decision.replicas
+        if new > desired and ready_delay > 0:
+            pending.append((now + ready_delay, new))
+        elif new > desired:
+            ready = new
+        else:
+            ready = min(ready, new)
+            pending = [(t, min(c, new)) for t, c in pending]
+        desired = new
+        steps.append(
+            Step(
+                time=now,
+                metrics=shown,
+                desired_replicas=desired,
+                replicas=ready,
+                active=decision.is_active,
+                rule=decision.rule.value,
+                reason=decision.reason,
+            )
+        )
+    return Timeline(spec, tuple(steps), specs)
