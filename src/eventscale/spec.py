@@ -54,6 +54,11 @@ ANNOTATION_PAUSED_SCALE_IN: Final = "autoscaling.keda.sh/paused-scale-in"
 ANNOTATION_PAUSED_SCALE_OUT: Final = "autoscaling.keda.sh/paused-scale-out"
 ANNOTATION_FORCE_ACTIVATION: Final = "autoscaling.keda.sh/force-activation"
 
+#: KEDA's resource-metric trigger types that eventscale keeps apart. KEDA's ``memory``
+#: (pod memory use) is not one of them: in eventscale ``memory`` is the in-process
+#: gauge trigger, a normal external metric.
+RESOURCE_TRIGGER_TYPES: Final = frozenset({"cpu"})
+
 _GO_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 
@@ -261,17 +266,17 @@ class ScaledObjectSpec:
                     ConfigError("must be a number > 0", path="spec.advanced.scalingModifiers.target")
                 )
             for i, trig in enumerate(self.triggers):
-                if not trig.name and trig.type not in ("cpu", "memory"):
+                if not trig.name and trig.type not in RESOURCE_TRIGGER_TYPES:
                     errors.append(
                         ConfigError(
                             "every trigger needs a name when scalingModifiers is used",
                             path=f"spec.triggers[{i}].name",
                         )
                     )
-        if self.fallback is not None and all(t.type in ("cpu", "memory") for t in self.triggers):
+        if self.fallback is not None and all(t.type in RESOURCE_TRIGGER_TYPES for t in self.triggers):
             errors.append(
                 ConfigError(
-                    "fallback needs at least one trigger that is not cpu or memory",
+                    "fallback needs at least one trigger that is not a resource (cpu) trigger",
                     path="spec.fallback",
                 )
             )
