@@ -70,6 +70,11 @@ __all__ = (
 
 _LOG: Final = logging.getLogger("eventscale.scalers.kafka")
 
+# Imported with the module, so resolving the `kafka` trigger type without the extra
+# installed raises MissingExtraError naming `eventscale[kafka]`.
+_ck: Any = import_optional("confluent_kafka", extra="kafka", what="the kafka scaler")
+_ck_admin: Any = import_optional("confluent_kafka.admin", extra="kafka", what="the kafka scaler")
+
 #: The committed offset a group has for a partition it never committed (Kafka's -1).
 INVALID_OFFSET: Final = -1
 
@@ -654,7 +659,6 @@ class KafkaScaler(ScalerBase):
     @classmethod
     def from_context(cls, ctx: TriggerContext) -> KafkaScaler:
         """Parse ``ctx`` and build the scaler. :raises ConfigError: bad metadata."""
-        import_optional("confluent_kafka", extra="kafka", what="the kafka scaler")
         meta = parse_kafka_metadata(ctx)
         if meta.sasl is SaslMechanism.GSSAPI or (
             meta.sasl is SaslMechanism.OAUTHBEARER and meta.sasl_token_provider == "aws_msk_iam"
@@ -718,8 +722,7 @@ class KafkaScaler(ScalerBase):
             conn.serve_logs()
 
     async def _get_lag(self, conn: KafkaConnection) -> LagTotals:
-        ck = import_optional("confluent_kafka", extra="kafka", what="the kafka scaler")
-        ck_admin = import_optional("confluent_kafka.admin", extra="kafka", what="the kafka scaler")
+        ck, ck_admin = _ck, _ck_admin
         admin = conn.admin()
         meta = self.meta
         timeout = meta.timeout.total_seconds()
