@@ -21,6 +21,7 @@ anonymised as KEDA does (``user:password@``) and scrubbed of every secret the sc
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import enum
 import json
@@ -1023,14 +1024,12 @@ class RabbitMQScaler(ScalerBase):
             async with asyncio.timeout(timeout):
                 session = await self._session_get()
                 headers: dict[str, str] = {}
-                auth = None
                 if c.oauth_token_uri:
                     headers["Authorization"] = "Bearer " + await self._bearer(session, timeout)
                 elif login is not None:
-                    auth = aiohttp.BasicAuth(login, password or "")
-                async with session.get(
-                    yarl.URL(url, encoded=True), auth=auth, headers=headers
-                ) as resp:
+                    pair = f"{login}:{password or ''}".encode()
+                    headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+                async with session.get(yarl.URL(url, encoded=True), headers=headers) as resp:
                     body = await resp.text()
                     status = resp.status
                     reason = resp.reason or ""
