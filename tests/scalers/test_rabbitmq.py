@@ -4,6 +4,7 @@ boundaries, regex operations, vhosts, faults, recovery and connection hygiene.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,13 +12,13 @@ from typing import Any
 
 import aio_pika
 import pytest
-from servers._proc import free_port, unique_name
-from servers.rabbitmq_srv import PrivateRabbitMQ, RabbitMQServer
 
 from eventscale.errors import ScalerError
 from eventscale.metrics import ScalerReport
 from eventscale.scalers._params import TriggerContext
 from eventscale.scalers.rabbitmq import Mode, RabbitMQScaler
+from servers._proc import free_port, unique_name
+from servers.rabbitmq_srv import PrivateRabbitMQ, RabbitMQServer
 
 pytestmark = pytest.mark.anyio
 
@@ -48,10 +49,8 @@ class Broker:
             path = (
                 f"queues/{urllib.parse.quote(vhost, safe='')}/{urllib.parse.quote(name, safe='')}"
             )
-            try:
+            with contextlib.suppress(Exception):  # best-effort; the vhost may be gone
                 self.server.api("DELETE", path)
-            except Exception:  # noqa: S110 - best-effort cleanup; the vhost may be gone
-                pass
 
 
 @pytest.fixture
@@ -74,10 +73,10 @@ def http(server: RabbitMQServer, queue: str, **kw: Any) -> RabbitMQScaler:
 
 
 async def poll_until(
-    scaler: RabbitMQScaler, check: Callable[[ScalerReport], bool], timeout: float = HTTP_LAG
+    scaler: RabbitMQScaler, check: Callable[[ScalerReport], bool], within: float = HTTP_LAG
 ) -> ScalerReport:
     """Poll until ``check`` holds (the management API lags); return the last report."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         report = await scaler.get_metrics()
         if check(report) or time.monotonic() > deadline:
@@ -89,8 +88,8 @@ def value(report: ScalerReport) -> float:
     return report.values[0].value
 
 
-async def wait_for(check: Callable[[], Awaitable[bool] | bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(check: Callable[[], Awaitable[bool] | bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         result = check()
         if not isinstance(result, bool):
@@ -196,7 +195,7 @@ async def test_regex_operations_over_several_queues(
     expected = {"sum": 9, "max": 6, "avg": 3}
     for operation, want in expected.items():
         async with http(rabbitmq_server, pattern, use_regex=True, operation=operation) as scaler:
-            report = await poll_until(scaler, lambda r, want=want: value(r) == want)
+            report = await poll_until(scaler, lambda r, w=want: value(r) == w)  # type: ignore[misc]
             assert value(report) == want, operation
             assert report.is_active is True
     async with http(rabbitmq_server, f"^{unique_name('es-none')}$", use_regex=True) as scaler:
