@@ -46,6 +46,9 @@ from eventscale.scalers._params import AUTH, ENV, META, Params, Source, TriggerC
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
+# Fail at import time, with the extra to install, when the client library is missing.
+import_optional("azure.storage.queue.aio", extra="azure", what="the azure-queue scaler")
+
 __all__ = ("AzureQueueMetadata", "AzureQueueScaler", "QueueLengthStrategy")
 
 PEEK_LIMIT: Final = 32  # the most messages one Peek Messages call returns

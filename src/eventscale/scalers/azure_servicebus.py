@@ -54,6 +54,11 @@ from eventscale.scalers._params import AUTH, ENV, Params, Source, TriggerContext
 if TYPE_CHECKING:
     from azure.servicebus.aio.management import ServiceBusAdministrationClient
 
+# Fail at import time, with the extra to install, when the client library is missing.
+import_optional(
+    "azure.servicebus.aio.management", extra="azure", what="the azure-servicebus scaler"
+)
+
 __all__ = (
     "AzureServiceBusMetadata",
     "AzureServiceBusScaler",
