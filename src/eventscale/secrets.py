@@ -474,9 +474,11 @@ class _Resolution:
             raise result
         return result
 
-    def searched(self) -> str:
+    def searched(self, namespace: str) -> str:
         names = [s.description for s in self.resolver.sources]
-        return ", ".join(names) if names else "no source (none configured)"
+        if not names:
+            return "no Secret or ConfigMap source is configured"
+        return f"searched {', '.join(names)}; namespace {namespace!r}"
 
     async def authentication(
         self, auth: TriggerAuthenticationSpec, namespace: str, used_by: str | None
@@ -547,8 +549,7 @@ class _Resolution:
             if data is None:
                 errors.append(
                     ConfigError(
-                        f"{who}: {kind} {name!r} not found (searched {self.searched()}, "
-                        f"namespace {namespace!r})",
+                        f"{who}: {kind} {name!r} not found ({self.searched(namespace)})",
                         path=f"{path}.name",
                     )
                 )
