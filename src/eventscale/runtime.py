@@ -64,16 +64,19 @@ class EvaluationReport:
         return self.target_error is None and all(t.error is None for t in self.triggers)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready mapping in the shape ``eventscale evaluate --json`` prints."""
+        """JSON-ready mapping in the shape ``eventscale evaluate --json`` prints.
+
+        Exactly the keys the CLI documents: ``name``, ``namespace``,
+        ``currentReplicas``, ``desiredReplicas``, ``active``, ``reason`` and
+        ``triggers`` (see :meth:`TriggerResult.to_dict`).
+        """
         return {
             "name": self.name,
             "namespace": self.namespace,
             "currentReplicas": self.current_replicas,
             "desiredReplicas": self.decision.replicas,
             "active": self.decision.is_active,
-            "rule": self.decision.rule.value,
             "reason": self.decision.reason,
-            "targetError": self.target_error,
             "triggers": [t.to_dict() for t in self.triggers],
         }
 
