@@ -25,6 +25,7 @@ from eventscale.errors import (
 )
 from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport
 from eventscale.scalers import PushScaler, Scaler, TriggerContext, create_scaler, register_scaler
+from eventscale.secrets import resolve_trigger_contexts_async
 from eventscale.spec import (
     ScaledJobSpec,
     ScaledObjectSpec,
@@ -98,6 +99,7 @@ __all__ = (
     "load_scaled_job",
     "load_scaled_object",
     "register_scaler",
+    "resolve_trigger_contexts_async",
     "to_manifest",
 )
 
