@@ -111,7 +111,7 @@ def build_simple() -> tuple[ScaledObjectSpec, Cycle, ScalingState]:
 def measure(loop: Callable[[int], None], n: int, repeats: int) -> list[float]:
     """Decisions per CPU second of ``loop(n)``, once per repeat (after one warm-up)."""
     loop(min(n, 2000))
-    rates = []
+    rates: list[float] = []
     for _ in range(repeats):
         start = time.process_time()
         loop(n)
@@ -155,7 +155,7 @@ def _cases() -> list[tuple[str, Callable[[int], None]]]:
 def run(quick: bool) -> str:
     """Time every case; return the Markdown section body."""
     n, repeats = (5_000, 3) if quick else (50_000, 7)
-    rows = []
+    rows: list[str] = []
     headline = 0.0
     for label, loop in _cases():
         rates = measure(loop, n, repeats)
