@@ -53,6 +53,9 @@ from eventscale.metrics import (
 from eventscale.scalers import ScalerBase
 from eventscale.scalers._params import AUTH, ENV, META, Params, TriggerContext
 
+# Fail at import time, with the extra to install, when the client library is missing.
+import_optional("aio_pika", extra="rabbitmq", what="the rabbitmq scaler")
+
 __all__ = (
     "Mode",
     "Operation",
