@@ -282,6 +282,22 @@ async def test_binary_secret_value_is_reported_without_it(
     assert data.unreadable == frozenset({"keytab"})
 
 
+async def test_names_that_are_not_kubernetes_names_are_not_requested(
+    kube_standin: KubeStandIn, kube: KubeClient, ns: str
+) -> None:
+    m = stream(
+        so_with("t", ns=ns),
+        ta("t", "  secretTargetRef:\n  - {parameter: p, name: '../configmaps/x', key: k}"),
+    )
+    with pytest.raises(ConfigError) as info:
+        await resolve_trigger_contexts_async(m.scaled_object(), m, kube_client=kube)
+    assert info.value.path == "spec.secretTargetRef[0].name"
+    assert "not a valid Kubernetes object name" in str(info.value)
+    with pytest.raises(ConfigError, match="not a valid Kubernetes namespace"):
+        await ClusterSource(kube).get_config_map("fine", "Bad_NS")
+    assert gets(kube_standin, ns) == []
+
+
 async def test_cluster_trigger_authentication_reads_the_cluster_namespace(
     kube_standin: KubeStandIn, kube: KubeClient, ns: str
 ) -> None:

@@ -30,6 +30,7 @@ import binascii
 import json
 import logging
 import os
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
@@ -62,6 +63,10 @@ log = logging.getLogger("eventscale.secrets")
 DEFAULT_CLUSTER_NAMESPACE: Final = "keda"
 """Where a ClusterTriggerAuthentication's Secrets are read, as KEDA's default
 ``KEDA_CLUSTER_OBJECT_NAMESPACE``."""
+
+# DNS-1123 subdomain (object names) and label (namespaces), as the API server validates them.
+_OBJECT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAMESPACE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 SECRET: Final = "Secret"
 CONFIG_MAP: Final = "ConfigMap"
@@ -346,6 +351,11 @@ class ClusterSource:
     async def _get(
         self, plural: str, kind: str, name: str, namespace: str
     ) -> Mapping[str, Any] | None:
+        # Names go into the URL path: anything but a Kubernetes name could redirect it.
+        if not _OBJECT_NAME.fullmatch(name):
+            raise ConfigError(f"{kind} name {name!r} is not a valid Kubernetes object name")
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace")
         path = f"/api/v1/namespaces/{namespace}/{plural}/{name}"
         try:
             obj = await self.client.request("GET", path)
