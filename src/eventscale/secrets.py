@@ -55,6 +55,7 @@ __all__ = (
     "MappingSource",
     "SecretData",
     "SecretSource",
+    "default_sources",
     "resolve_trigger_contexts_async",
 )
 
@@ -68,8 +69,8 @@ DEFAULT_CLUSTER_NAMESPACE: Final = "keda"
 _OBJECT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAMESPACE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
-SECRET: Final = "Secret"
-CONFIG_MAP: Final = "ConfigMap"
+_SECRET: Final = "Secret"
+_CONFIG_MAP: Final = "ConfigMap"
 
 # What eventscale cannot reach (filePath is handled here, unlike the synchronous resolver).
 _UNREACHABLE: Final = {
@@ -258,14 +259,14 @@ class DirectorySource:
         folder = self._secret_dirs.get(name)
         if folder is None:
             return None
-        return await anyio.to_thread.run_sync(_read_directory, folder, SECRET)
+        return await anyio.to_thread.run_sync(_read_directory, folder, _SECRET)
 
     async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
         """The ConfigMap ``name`` read from its directory, or ``None`` if none is mapped."""
         folder = self._config_map_dirs.get(name)
         if folder is None:
             return None
-        return await anyio.to_thread.run_sync(_read_directory, folder, CONFIG_MAP)
+        return await anyio.to_thread.run_sync(_read_directory, folder, _CONFIG_MAP)
 
 
 def _read_directory(folder: Path, kind: str) -> SecretData:
@@ -318,7 +319,7 @@ class ClusterSource:
 
     async def get_secret(self, name: str, namespace: str) -> SecretData | None:
         """``GET /api/v1/namespaces/{namespace}/secrets/{name}``, base64 ``data`` decoded."""
-        obj = await self._get("secrets", SECRET, name, namespace)
+        obj = await self._get("secrets", _SECRET, name, namespace)
         if obj is None:
             return None
         values: dict[str, Secret] = {}
@@ -339,7 +340,7 @@ class ClusterSource:
 
     async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
         """``GET /api/v1/namespaces/{namespace}/configmaps/{name}``, its ``data``."""
-        obj = await self._get("configmaps", CONFIG_MAP, name, namespace)
+        obj = await self._get("configmaps", _CONFIG_MAP, name, namespace)
         if obj is None:
             return None
         data = obj.get("data") or {}
@@ -468,7 +469,7 @@ class _Resolution:
             found: SecretData | ConfigError | None = None
             for source in self.resolver.sources:
                 try:
-                    if kind == SECRET:
+                    if kind == _SECRET:
                         found = await source.get_secret(name, namespace)
                     else:
                         found = await source.get_config_map(name, namespace)
@@ -539,11 +540,11 @@ class _Resolution:
                     )
                 )
         refs: list[tuple[str, str, str, str, str]] = [
-            (CONFIG_MAP, f"spec.configMapTargetRef[{j}]", r.parameter, r.name, r.key)
+            (_CONFIG_MAP, f"spec.configMapTargetRef[{j}]", r.parameter, r.name, r.key)
             for j, r in enumerate(auth.config_map_target_ref)
         ]
         refs += [
-            (SECRET, f"spec.secretTargetRef[{j}]", r.parameter, r.name, r.key)
+            (_SECRET, f"spec.secretTargetRef[{j}]", r.parameter, r.name, r.key)
             for j, r in enumerate(auth.secret_target_ref)
         ]
         for kind, path, parameter, name, key in refs:
