@@ -25,7 +25,6 @@ from eventscale.errors import (
 )
 from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport
 from eventscale.scalers import PushScaler, Scaler, TriggerContext, create_scaler, register_scaler
-from eventscale.secrets import resolve_trigger_contexts_async
 from eventscale.spec import (
     ScaledJobSpec,
     ScaledObjectSpec,
@@ -54,6 +53,7 @@ if TYPE_CHECKING:
     )
     from eventscale.observability import Event, EventBus, EventKind
     from eventscale.runtime import EvaluationReport, ScaledObject
+    from eventscale.secrets import resolve_trigger_contexts_async
     from eventscale.simulate import Trace
 
 __all__ = (
@@ -122,6 +122,7 @@ _LAZY: dict[str, str] = {
     "EventKind": "eventscale.observability",
     "EvaluationReport": "eventscale.runtime",
     "ScaledObject": "eventscale.runtime",
+    "resolve_trigger_contexts_async": "eventscale.secrets",
     "Trace": "eventscale.simulate",
 }
 
