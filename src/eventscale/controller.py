@@ -69,7 +69,13 @@ class _Entry:
     wake: anyio.Event
     status: ObjectStatus
     done: anyio.Event = attrs.field(factory=anyio.Event)
-    consumed: anyio.Event = attrs.field(factory=anyio.Event)
+    # Reconciles started and finished (numbered), and an event set after each finishes:
+    # a push watcher waits for the first reconcile that started after its wake-up.
+    started: int = 0
+    finished: int = 0
+    reconciled: anyio.Event = attrs.field(factory=anyio.Event)
+    #: the object's push-capable scalers (a runtime protocol check is slow: done once)
+    push: tuple[PushScaler, ...] = ()
 
 
 class Controller:
@@ -184,17 +190,17 @@ class Controller:
         """
         old = self._entries.get(obj.key)
         if old is None:
+            pending = next((p for p in self._pending if p.key == obj.key), None)
+            if pending is not None:
+                self._pending.remove(pending)
+                obj.state = pending.state
+                await _close_unused(pending, obj)
             self.add(obj)
             return
-        obj.state = old.obj.state
         await self._stop(old, close=False)
-        reused = {id(s) for s in obj.scalers} | {id(obj.target)}
-        with anyio.CancelScope(shield=True):
-            for scaler in old.obj.scalers:
-                if id(scaler) not in reused:
-                    await _aclose_quietly(scaler)
-            if id(old.obj.target) not in reused:
-                await _aclose_quietly(old.obj.target)
+        # Only now: a reconcile cut short by the stop may not move the state any more.
+        obj.state = old.obj.state
+        await _close_unused(old.obj, obj)
         self.add(obj)
 
     async def remove(self, key: str) -> None:
@@ -228,7 +234,11 @@ class Controller:
     def _start(self, obj: ScaledObject) -> None:
         assert self._tg is not None
         entry = _Entry(
-            obj=obj, scope=anyio.CancelScope(), wake=anyio.Event(), status=ObjectStatus(obj.key)
+            obj=obj,
+            scope=anyio.CancelScope(),
+            wake=anyio.Event(),
+            status=ObjectStatus(obj.key),
+            push=tuple(s for s in obj.scalers if isinstance(s, PushScaler)),
         )
         self._entries[obj.key] = entry
         self._tg.start_soon(self._run_object, entry, name=f"eventscale:{obj.key}")
@@ -242,10 +252,9 @@ class Controller:
                 await self.events.emit(
                     Event(kind=EventKind.OBJECT_ADDED, time=self.clock(), scaled_object=obj.key)
                 )
-                push = [s for s in obj.scalers if isinstance(s, PushScaler)]
-                if push:
+                if entry.push:
                     async with anyio.create_task_group() as tg:
-                        for scaler in push:
+                        for scaler in entry.push:
                             tg.start_soon(self._watch, entry, scaler)
                         await self._tick_loop(entry)
                 else:
@@ -260,16 +269,20 @@ class Controller:
         while True:
             now = self.clock()
             lag = max(0.0, now - next_at)
+            if entry.wake.is_set():  # this reconcile serves the pending wake-up
+                entry.wake = anyio.Event()
+            entry.started += 1
+            number = entry.started
             await self._reconcile_once(entry, lag)
+            entry.finished = number
+            reconciled, entry.reconciled = entry.reconciled, anyio.Event()
+            reconciled.set()
             next_at += interval
             now = self.clock()
             if next_at < now:  # we fell behind by whole intervals: skip them, do not burst
                 next_at += math.ceil((now - next_at) / interval) * interval
             await self._wait(entry, next_at - now)
             if entry.wake.is_set():
-                entry.wake = anyio.Event()
-                consumed, entry.consumed = entry.consumed, anyio.Event()
-                consumed.set()
                 next_at = self.clock()
 
     async def _wait(self, entry: _Entry, delay: float) -> None:
@@ -278,7 +291,12 @@ class Controller:
         if delay <= 0:
             await anyio.lowlevel.checkpoint()
             return
-        if not any(isinstance(s, PushScaler) for s in entry.obj.scalers):
+        if self.sleep is anyio.sleep:
+            # The real clock: a timed wait on the event, no helper task per tick.
+            with anyio.move_on_after(delay):
+                await entry.wake.wait()
+            return
+        if not entry.push:
             # Without push scalers only wake() can cut the wait short.
             with anyio.CancelScope() as scope:
                 waiter = entry.wake
@@ -338,21 +356,58 @@ class Controller:
         )
 
     async def _watch(self, entry: _Entry, scaler: PushScaler) -> None:
-        """Wake the object whenever ``scaler`` reports possible activity."""
-        backoff = min(1.0, entry.obj.spec.polling_interval)
+        """Wake the object whenever ``scaler`` reports possible activity.
+
+        A push scaler's ``wait_for_activity()`` returns at once while its source is
+        active, so the watch is armed only while the object is idle (and owned): an
+        active object is driven by its polls. A wake-up that finds the object still
+        idle (a spurious return) delays the next watch, with a doubling back-off, so a
+        misbehaving scaler cannot make the loop spin.
+        """
+        interval = entry.obj.spec.polling_interval
+        backoff = min(1.0, interval)
+        spurious = min(0.05, interval)
         while True:
+            while not entry.status.owned or _is_active(entry.status):
+                await self._next_reconcile(entry, entry.started)
             try:
                 await scaler.wait_for_activity()
             except Exception as exc:
                 logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
                 await self.sleep(backoff)
-                backoff = min(backoff * 2, entry.obj.spec.polling_interval)
+                backoff = min(backoff * 2, interval)
                 continue
-            backoff = min(1.0, entry.obj.spec.polling_interval)
-            # Wake the loop, then watch again only once it has reconciled.
-            consumed = entry.consumed
+            backoff = min(1.0, interval)
+            started = entry.started
             entry.wake.set()
-            await consumed.wait()
+            await self._next_reconcile(entry, started)
+            if _is_active(entry.status) or not entry.status.owned:
+                spurious = min(0.05, interval)
+            else:
+                await self.sleep(spurious)
+                spurious = min(spurious * 2, interval)
+
+    @staticmethod
+    async def _next_reconcile(entry: _Entry, after: int) -> None:
+        """Return once a reconcile that started after reconcile number ``after`` finished."""
+        while entry.finished <= after:
+            await entry.reconciled.wait()
+
+
+def _is_active(status: ObjectStatus) -> bool:
+    report = status.last_report
+    return report is not None and report.decision.is_active
+
+
+async def _close_unused(old: ScaledObject, new: ScaledObject) -> None:
+    """Close the scalers and target of ``old`` that ``new`` does not reuse."""
+    reused = {id(s) for s in new.scalers} | {id(new.target)}
+    with anyio.CancelScope(shield=True):
+        for scaler in old.scalers:
+            if id(scaler) not in reused:
+                await _aclose_quietly(scaler)
+        if id(old.target) not in reused:
+            await _aclose_quietly(old.target)
 
 
 async def _aclose_quietly(resource: Any) -> None:
