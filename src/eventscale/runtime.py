@@ -20,7 +20,7 @@ import anyio
 import attrs
 
 from eventscale.auth import Secret, redact_text
-from eventscale.engine import Decision, EngineOptions, ScalingState, TriggerObservation, decide
+from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
 from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.observability import Event, EventBus, EventKind, TriggerResult
@@ -146,6 +146,17 @@ class ScaledObject:
         self.scalers: tuple[Scaler, ...] = tuple(scalers)
         self._set_with_reason = _accepts_reason(target)
         self._closed = False
+        self._engine: tuple[ScaledObjectSpec, EngineOptions | None, Engine] | None = None
+
+    def _engine_now(self) -> Engine:
+        # One engine per object, rebuilt only when ``spec`` or ``options`` is replaced:
+        # the module-level decide() cache holds a few hundred specs, not thousands.
+        cached = self._engine
+        if cached is not None and cached[0] is self.spec and cached[1] is self.options:
+            return cached[2]
+        engine = Engine(self.spec, self.options)
+        self._engine = (self.spec, self.options, engine)
+        return engine
 
     # ------------------------------------------------------------------ construction
 
@@ -286,8 +297,8 @@ class ScaledObject:
                 lag=lag,
             )
         )
-        new_state, decision = decide(
-            self.spec, self.state, observations, current_replicas, now, options=self.options
+        new_state, decision = self._engine_now().decide(
+            self.state, observations, current_replicas, now
         )
         report = EvaluationReport(
             name=self.spec.name,
