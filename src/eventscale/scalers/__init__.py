@@ -115,6 +115,7 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "azure-queue": "eventscale.scalers.azure_queue:AzureQueueScaler",
     "cron": "eventscale.scalers.cron:CronScaler",
     "memory": "eventscale.scalers.memory:MemoryScaler",
+    "http": "eventscale.http.scaler:HTTPScaler",
 }
 
 _registered: dict[str, type[Any] | str] = {}
@@ -136,7 +137,7 @@ def _load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    from importlib.metadata import entry_points  # noqa: PLC0415 - slow import, needed rarely
+    from importlib.metadata import entry_points
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         _registered.setdefault(ep.name, ep.value)
