@@ -8,17 +8,18 @@ import sys
 
 TITLE = "Import time"
 
-CODE = (
-    "import time; t = time.perf_counter(); import eventscale; "
-    "print(time.perf_counter() - t)"
+CODE = "import time; t = time.perf_counter(); import eventscale; print(time.perf_counter() - t)"
+BASELINE = (
+    "import time; t = time.perf_counter(); import attrs, anyio; print(time.perf_counter() - t)"
 )
-BASELINE = "import time; t = time.perf_counter(); import attrs, anyio; print(time.perf_counter() - t)"
 
 
 def _measure(code: str, runs: int) -> list[float]:
     out = []
     for _ in range(runs):
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
         out.append(float(proc.stdout.strip()) * 1000)
     return out
 

@@ -61,7 +61,9 @@ def test_secret_in_log_records(caplog: pytest.LogCaptureFixture) -> None:
             id="servicebus-connection-string",
         ),
         pytest.param(
-            "https://acct.queue.core.windows.net/q?sv=2020&sig=AbC%2Fdef&se=2030", "AbC%2Fdef", id="sas-token"
+            "https://acct.queue.core.windows.net/q?sv=2020&sig=AbC%2Fdef&se=2030",
+            "AbC%2Fdef",
+            id="sas-token",
         ),
         pytest.param("login failed: password=letmein", "letmein", id="password-kv"),
     ],
@@ -89,7 +91,9 @@ def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
-@pytest.mark.parametrize("name", ["passwordFromEnv", "queueName", "listLength", "connectionFromEnv"])
+@pytest.mark.parametrize(
+    "name", ["passwordFromEnv", "queueName", "listLength", "connectionFromEnv"]
+)
 def test_non_secret_names(name: str) -> None:
     assert not is_secret_name(name)
 

@@ -93,7 +93,12 @@ def test_scaler_error_identity() -> None:
 # F1-F4
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("AverageValue", MetricType.AVERAGE_VALUE), ("Value", MetricType.VALUE), ("", MetricType.AVERAGE_VALUE), (None, MetricType.AVERAGE_VALUE)],
+    [
+        ("AverageValue", MetricType.AVERAGE_VALUE),
+        ("Value", MetricType.VALUE),
+        ("", MetricType.AVERAGE_VALUE),
+        (None, MetricType.AVERAGE_VALUE),
+    ],
 )
 def test_metric_type_parse(raw: str | None, expected: MetricType) -> None:
     assert MetricType.parse(raw) is expected
@@ -135,7 +140,9 @@ def test_remove_index(index: int, name: str) -> None:
     assert remove_index_from_metric_name(index, name) == "metricName"
 
 
-@pytest.mark.parametrize(("index", "name"), [(1, "s0-metricName"), (0, "0-metricName"), (0, "metricName")])
+@pytest.mark.parametrize(
+    ("index", "name"), [(1, "s0-metricName"), (0, "0-metricName"), (0, "metricName")]
+)
 def test_remove_index_errors(index: int, name: str) -> None:
     with pytest.raises(ValueError, match="metric name"):
         remove_index_from_metric_name(index, name)

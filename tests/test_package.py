@@ -129,7 +129,7 @@ def test_register_scaler_refuses_silent_replacement() -> None:
     register_scaler("test-custom-type", Custom)
     try:
         assert "test-custom-type" in registered_types()
-        assert resolve_scaler_class("test-custom-type") is Custom
+        assert resolve_scaler_class("test-custom-type") is Custom  # type: ignore[comparison-overlap]
         with pytest.raises(ValueError, match="already registered"):
             register_scaler("test-custom-type", Custom)
         with pytest.raises(ValueError, match="already registered"):
@@ -156,8 +156,10 @@ def test_ci_runs_the_readme_test_command() -> None:
         [
             "bash",
             "-c",
-            "sed -n '/<!-- test-command:start -->/,/<!-- test-command:end -->/p' README.md "
-            "| sed -n '/^```sh$/,/^```$/p' | sed '1d;$d'",
+            (
+                "sed -n '/<!-- test-command:start -->/,/<!-- test-command:end -->/p' README.md "
+                "| sed -n '/^```sh$/,/^```$/p' | sed '1d;$d'"
+            ),
         ],
         cwd=ROOT,
         capture_output=True,

@@ -48,18 +48,20 @@ def test_json_int_accepts(raw: str) -> None:
     "raw", ["10.0", "1e3", "+5", "0x10", "AA", "010", "", " 1", "9223372036854775808"]
 )
 def test_json_int_rejects(raw: str) -> None:
-    with pytest.raises(ValueError, match="integer|range"):
+    with pytest.raises(ValueError, match=r"integer|range"):
         parse_json_int(raw)
 
 
-@pytest.mark.parametrize(("raw", "value"), [("100.50", 100.5), ("1e2", 100.0), ("-3", -3.0), ("0", 0.0)])
+@pytest.mark.parametrize(
+    ("raw", "value"), [("100.50", 100.5), ("1e2", 100.0), ("-3", -3.0), ("0", 0.0)]
+)
 def test_json_float_accepts(raw: str, value: float) -> None:
     assert parse_json_float(raw) == value
 
 
 @pytest.mark.parametrize("raw", [".5", "5.", "NaN", "lots", "Infinity", "1e999", "+1"])
 def test_json_float_rejects(raw: str) -> None:
-    with pytest.raises(ValueError, match="number|range"):
+    with pytest.raises(ValueError, match=r"number|range"):
         parse_json_float(raw)
 
 
@@ -97,7 +99,7 @@ def test_go_duration_accepts(raw: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize("raw", ["-1s", "-5", "abc", "10x", "s", "1.2.3s"])
 def test_go_duration_rejects(raw: str) -> None:
-    with pytest.raises(ValueError, match="duration|negative"):
+    with pytest.raises(ValueError, match=r"duration|negative"):
         parse_go_duration(raw)
 
 
@@ -150,7 +152,10 @@ def test_missing_required_message_and_path() -> None:
     with pytest.raises(ConfigError) as info:
         p.finish()
     assert info.value.path == "spec.triggers[1].metadata.queueName"
-    assert info.value.reason == 'missing required parameter "queueName" in [triggerMetadata resolvedEnv]'
+    assert (
+        info.value.reason
+        == 'missing required parameter "queueName" in [triggerMetadata resolvedEnv]'
+    )
 
 
 def test_all_errors_are_collected_with_their_paths() -> None:

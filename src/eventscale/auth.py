@@ -37,7 +37,7 @@ class Secret:
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
+    def __init__(self, value: str | Secret) -> None:
         if isinstance(value, Secret):
             value = value.reveal()
         if not isinstance(value, str):
@@ -114,7 +114,9 @@ def is_secret_name(name: str) -> bool:
 
 
 # user:password@ in any URL-like string (amqp://, redis://, https://, sb://).
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 # key=value pairs of Azure-style connection strings and query strings.
 _KEY_VALUE = re.compile(
     r"(?P<key>(?:AccountKey|SharedAccessKey|SharedAccessSignature|sig|password|pwd|"

@@ -89,9 +89,7 @@ class ConfigError(EventscaleError, ValueError):
     def prefixed(self, prefix: str) -> ConfigError:
         """Return a copy whose path (and the paths of grouped errors) starts with ``prefix``."""
         path = join_path(prefix, self.path)
-        return type(self)(
-            self.reason, path=path, errors=[e.prefixed(prefix) for e in self.errors]
-        )
+        return type(self)(self.reason, path=path, errors=[e.prefixed(prefix) for e in self.errors])
 
     def all_paths(self) -> list[str]:
         """Every field path named by this error and its grouped errors."""
@@ -192,7 +190,9 @@ class TargetError(EventscaleError):
     ``status`` carries the HTTP status of an API-backed target when there is one.
     """
 
-    def __init__(self, message: str, *, target: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, target: str | None = None, status: int | None = None
+    ) -> None:
         self.message = message
         self.target = target
         self.status = status

@@ -263,7 +263,9 @@ class ScaledObjectSpec:
         if mods is not None:
             if mods.target <= 0:
                 errors.append(
-                    ConfigError("must be a number > 0", path="spec.advanced.scalingModifiers.target")
+                    ConfigError(
+                        "must be a number > 0", path="spec.advanced.scalingModifiers.target"
+                    )
                 )
             for i, trig in enumerate(self.triggers):
                 if not trig.name and trig.type not in RESOURCE_TRIGGER_TYPES:
@@ -273,7 +275,9 @@ class ScaledObjectSpec:
                             path=f"spec.triggers[{i}].name",
                         )
                     )
-        if self.fallback is not None and all(t.type in RESOURCE_TRIGGER_TYPES for t in self.triggers):
+        if self.fallback is not None and all(
+            t.type in RESOURCE_TRIGGER_TYPES for t in self.triggers
+        ):
             errors.append(
                 ConfigError(
                     "fallback needs at least one trigger that is not a resource (cpu) trigger",
@@ -451,7 +455,9 @@ class ScaledJobSpec:
                 )
             )
         if self.rollout.strategy not in ("default", "gradual"):
-            errors.append(ConfigError("must be 'default' or 'gradual'", path="spec.rollout.strategy"))
+            errors.append(
+                ConfigError("must be 'default' or 'gradual'", path="spec.rollout.strategy")
+            )
         errors.extend(_check_triggers(self.triggers))
         ConfigError.collect(errors, what=f"invalid ScaledJob {self.name!r}")
 

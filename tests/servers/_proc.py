@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-CACHE_DIR = Path(os.environ.get("EVENTSCALE_TEST_CACHE", Path.home() / ".cache" / "eventscale-tests"))
+CACHE_DIR = Path(
+    os.environ.get("EVENTSCALE_TEST_CACHE", Path.home() / ".cache" / "eventscale-tests")
+)
 
 
 def unique_name(prefix: str = "es") -> str:
@@ -58,7 +60,9 @@ def wait_until(
         time.sleep(interval)
     tail = ""
     if log is not None and log.exists():
-        tail = "\n--- log tail ---\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        tail = "\n--- log tail ---\n" + "\n".join(
+            log.read_text(errors="replace").splitlines()[-30:]
+        )
     pytest.fail(f"{what} was not ready after {timeout:.0f}s{tail}", pytrace=False)
 
 
@@ -111,7 +115,14 @@ def ensure_apt(binary: str, package: str) -> str:
 class Proc:
     """A server process this test session started; :meth:`stop` kills its process group."""
 
-    def __init__(self, cmd: Sequence[str], *, log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        *,
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log = log
         self._log_handle = open(log, "ab")  # noqa: SIM115 - closed in stop()

@@ -90,7 +90,9 @@ class TriggerContext:
     """
 
     metadata: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m))
-    auth: Mapping[str, str | Secret] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m, all_secret=True))
+    auth: Mapping[str, str | Secret] = attrs.field(
+        factory=dict, repr=lambda m: _redacted_repr(m, all_secret=True)
+    )
     env: Mapping[str, str] = attrs.field(factory=dict, repr=lambda m: f"<{len(m)} variables>")
     index: int = 0
     name: str | None = None
