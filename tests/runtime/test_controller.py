@@ -14,6 +14,7 @@ from collections.abc import Callable
 import anyio
 import anyio.lowlevel
 import pytest
+import redis.asyncio as aioredis
 
 from eventscale.controller import Controller
 from eventscale.errors import ScalerError, TargetConflict
@@ -23,6 +24,8 @@ from eventscale.runtime import ScaledObject
 from eventscale.scalers import PushScaler
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.testing import ManualClock, MemoryTarget, StaticScaler
+from servers._proc import unique_name
+from servers.redis_srv import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -545,3 +548,49 @@ async def test_events_reach_hooks_and_subscribers_in_order() -> None:
         ctl.events.remove_hook(async_hook)
         # after the subscription closed, emitting does not fail
         await ctl.remove("default/ev")
+
+
+# ----------------------------------------------------------------------------- push, real Redis
+
+
+async def test_redis_push_activates_from_zero_long_before_the_poll(
+    redis_server: RedisServer,
+) -> None:
+    key = unique_name("push")
+    manifest = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "redis-push", "namespace": "default"},
+        "spec": {
+            "scaleTargetRef": {"name": "worker"},
+            "pollingInterval": 30,
+            "triggers": [
+                {
+                    "type": "redis",
+                    "metadata": {
+                        "address": redis_server.address,
+                        "listName": key,
+                        "listLength": "5",
+                    },
+                }
+            ],
+        },
+    }
+    target = MemoryTarget(0)
+    so = ScaledObject.from_manifest(manifest, target=target)
+    assert isinstance(so.scalers[0], PushScaler)
+    async with aioredis.Redis(host=redis_server.host, port=redis_server.port) as client:
+        try:
+            async with Controller() as ctl:
+                ctl.add(so)
+                # the first poll found the list empty; the next one is 30 s away
+                await until(lambda: ctl.status(so.key).polls == 1, "the first poll")
+                assert target.requested == 0
+                await client.lpush(key, "job-1")
+                await until(lambda: target.requested >= 1, "the push activation", limit=5)
+                assert ctl.status(so.key).polls == 2
+                assert target.history[0].reason is not None
+                assert "activated" in target.history[0].reason
+            assert target.closed
+        finally:
+            await client.delete(key)
