@@ -1,0 +1,63 @@
+"""HTTP request-driven scaling, including from zero.
+
+Two ways to scale a web app on its traffic:
+
+* **In-process**: :class:`InFlightMiddleware` wraps any ASGI app and counts requests in
+  flight (and the age of the oldest); an ``http`` trigger reads the count in the same
+  process or over the small JSON endpoint the middleware serves.
+* **Interceptor**: :class:`Interceptor` (``eventscale intercept``) is a reverse proxy in
+  front of one or more upstream apps, routed by ``Host`` header and path prefix. It
+  counts pending requests per route, and when an upstream is at zero it holds requests
+  in a bounded queue while it asks the controller to scale up, then forwards them.
+  It reads KEDA HTTP add-on ``HTTPScaledObject`` manifests
+  (:func:`load_http_scaled_objects`).
+
+The interceptor needs the ``http`` extra (aiohttp); the middleware and the in-process
+trigger need nothing beyond eventscale.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from eventscale.http._stats import RequestStats, StatsRegistry, registry
+from eventscale.http.middleware import DEFAULT_METRICS_PATH, InFlightMiddleware
+from eventscale.http.scaler import HTTPMetric, HTTPScaler, HTTPTriggerConfig
+
+if TYPE_CHECKING:
+    from eventscale.http.interceptor import Interceptor, Route, RouteMetrics
+    from eventscale.http.manifest import HTTPScaledObjectSpec, load_http_scaled_objects
+
+__all__ = (
+    "DEFAULT_METRICS_PATH",
+    "HTTPMetric",
+    "HTTPScaledObjectSpec",
+    "HTTPScaler",
+    "HTTPTriggerConfig",
+    "InFlightMiddleware",
+    "Interceptor",
+    "RequestStats",
+    "Route",
+    "RouteMetrics",
+    "StatsRegistry",
+    "load_http_scaled_objects",
+    "registry",
+)
+
+_LAZY = {
+    "Interceptor": "eventscale.http.interceptor",
+    "Route": "eventscale.http.interceptor",
+    "RouteMetrics": "eventscale.http.interceptor",
+    "HTTPScaledObjectSpec": "eventscale.http.manifest",
+    "load_http_scaled_objects": "eventscale.http.manifest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The interceptor imports aiohttp: load it (and the manifest reader) on first use.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
