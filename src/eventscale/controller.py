@@ -27,13 +27,14 @@ import attrs
 from anyio.abc import TaskGroup
 
 from eventscale.observability import Event, EventBus, EventKind
-from eventscale.runtime import ScaledObject
-from eventscale.scalers import PushScaler
+from eventscale.scalers import PushScaler, Scaler
 
 if TYPE_CHECKING:
-    from eventscale.runtime import EvaluationReport
+    from collections.abc import Sequence
 
-__all__ = ("Controller", "ObjectStatus", "Ownership")
+    from eventscale.observability import TriggerResult
+
+__all__ = ("Controller", "ObjectStatus", "Ownership", "Reconcilable", "ReconcileReport")
 
 logger = logging.getLogger("eventscale.controller")
 
@@ -50,13 +51,78 @@ class Ownership(Protocol):
         ...
 
 
+class _Decision(Protocol):
+    @property
+    def is_active(self) -> bool: ...
+
+
+class ReconcileReport(Protocol):
+    """What the controller reads from a reconcile: errors and activity."""
+
+    @property
+    def target_error(self) -> str | None:
+        """Why the target could not be read or written, if it could not."""
+        ...
+
+    @property
+    def triggers(self) -> Sequence[TriggerResult]:
+        """Each trigger's outcome."""
+        ...
+
+    @property
+    def decision(self) -> _Decision:
+        """The decision (its ``is_active`` is read)."""
+        ...
+
+
+class _PollingSpec(Protocol):
+    @property
+    def polling_interval(self) -> float: ...
+
+
+class Reconcilable(Protocol):
+    """What the controller runs: a :class:`~eventscale.runtime.ScaledObject`, a
+    :class:`~eventscale.jobs.ScaledJob`, or any object of this shape."""
+
+    events: EventBus | None
+    state: Any
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        ...
+
+    @property
+    def spec(self) -> _PollingSpec:
+        """The spec (its ``polling_interval`` is read)."""
+        ...
+
+    @property
+    def scalers(self) -> Sequence[Scaler]:
+        """The scalers (push-capable ones wake the loop)."""
+        ...
+
+    @property
+    def target(self) -> Any:
+        """The target (closed when no longer used)."""
+        ...
+
+    async def reconcile(self, *, lag: float | None = None) -> ReconcileReport:
+        """Poll, decide and apply once."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close scalers and target."""
+        ...
+
+
 @attrs.define
 class ObjectStatus:
     """The controller's view of one object: its last report and counters."""
 
     key: str
     polls: int = 0
-    last_report: EvaluationReport | None = None
+    last_report: ReconcileReport | None = None
     last_error: str | None = None
     last_lag: float | None = None
     owned: bool = True
@@ -64,7 +130,7 @@ class ObjectStatus:
 
 @attrs.define
 class _Entry:
-    obj: ScaledObject
+    obj: Reconcilable
     scope: anyio.CancelScope
     wake: anyio.Event
     status: ObjectStatus
@@ -110,7 +176,7 @@ class Controller:
         self.ownership = ownership
         self._entries: dict[str, _Entry] = {}
         self._tg: TaskGroup | None = None
-        self._pending: list[ScaledObject] = []
+        self._pending: list[Reconcilable] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -168,11 +234,11 @@ class Controller:
         """The status of object ``key`` (``namespace/name``)."""
         return self._entries[key].status
 
-    def get(self, key: str) -> ScaledObject:
+    def get(self, key: str) -> Reconcilable:
         """The object registered under ``key``."""
         return self._entries[key].obj
 
-    def add(self, obj: ScaledObject) -> None:
+    def add(self, obj: Reconcilable) -> None:
         """Start reconciling ``obj``; :class:`ValueError` if its key is taken (see ``update``)."""
         if obj.key in self._entries or any(p.key == obj.key for p in self._pending):
             raise ValueError(f"{obj.key} is already managed; use update()")
@@ -183,7 +249,7 @@ class Controller:
         else:
             self._start(obj)
 
-    async def update(self, obj: ScaledObject) -> None:
+    async def update(self, obj: Reconcilable) -> None:
         """Replace the object with the same key, keeping its engine state.
 
         The old object's scalers and target are closed unless the new one reuses them.
@@ -231,7 +297,7 @@ class Controller:
         if entry is not None:
             entry.wake.set()
 
-    def _start(self, obj: ScaledObject) -> None:
+    def _start(self, obj: Reconcilable) -> None:
         assert self._tg is not None
         entry = _Entry(
             obj=obj,
@@ -399,7 +465,7 @@ def _is_active(status: ObjectStatus) -> bool:
     return report is not None and report.decision.is_active
 
 
-async def _close_unused(old: ScaledObject, new: ScaledObject) -> None:
+async def _close_unused(old: Reconcilable, new: Reconcilable) -> None:
     """Close the scalers and target of ``old`` that ``new`` does not reuse."""
     reused = {id(s) for s in new.scalers} | {id(new.target)}
     with anyio.CancelScope(shield=True):
