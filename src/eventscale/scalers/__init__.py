@@ -116,6 +116,8 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "cron": "eventscale.scalers.cron:CronScaler",
     "memory": "eventscale.scalers.memory:MemoryScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
+    "external": "eventscale.external.client:ExternalScaler",
+    "external-push": "eventscale.external.client:ExternalPushScaler",
 }
 
 _registered: dict[str, type[Any] | str] = {}

@@ -1,0 +1,46 @@
+"""KEDA external scalers over gRPC, both ways (needs ``eventscale[external]``).
+
+* Serve: :class:`ExternalScalerServer` / :func:`serve_external` (and the
+  ``eventscale serve-external`` command) expose any eventscale scaler as a KEDA external
+  scaler, so a KEDA install can scale on it.
+* Consume: :class:`ExternalScaler` (trigger type ``external``) and
+  :class:`ExternalPushScaler` (``external-push``) read any KEDA external scaler, in any
+  language, from an eventscale ScaledObject.
+
+The protocol is KEDA's ``externalscaler.proto``, shipped in this package and compiled
+on first use (see :mod:`eventscale.external._proto`).
+"""
+
+from __future__ import annotations
+
+from eventscale.external.client import (
+    ExternalPushScaler,
+    ExternalScaler,
+    ExternalScalerConfig,
+    scaler_metadata_for,
+)
+from eventscale.external.server import (
+    SCALER_NAME_KEY,
+    SCALER_TYPE_KEY,
+    ExternalScalerServer,
+    ScalerRef,
+    ServerTLS,
+    load_server_target,
+    scalers_from_manifest,
+    serve_external,
+)
+
+__all__ = (
+    "SCALER_NAME_KEY",
+    "SCALER_TYPE_KEY",
+    "ExternalPushScaler",
+    "ExternalScaler",
+    "ExternalScalerConfig",
+    "ExternalScalerServer",
+    "ScalerRef",
+    "ServerTLS",
+    "load_server_target",
+    "scaler_metadata_for",
+    "scalers_from_manifest",
+    "serve_external",
+)
