@@ -15,6 +15,7 @@ reconciled only by the process that holds its lease.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -142,6 +143,15 @@ class _Entry:
     reconciled: anyio.Event = attrs.field(factory=anyio.Event)
     #: the object's push-capable scalers (a runtime protocol check is slow: done once)
     push: tuple[PushScaler, ...] = ()
+    #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
+    waiter: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        """Set ``wake`` and end a parked wait at once."""
+        self.wake.set()
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class Controller:
@@ -295,7 +305,7 @@ class Controller:
         """Reconcile ``key`` now instead of at its next tick."""
         entry = self._entries.get(key)
         if entry is not None:
-            entry.wake.set()
+            entry.notify()
 
     def _start(self, obj: Reconcilable) -> None:
         assert self._tg is not None
@@ -358,7 +368,19 @@ class Controller:
             await anyio.lowlevel.checkpoint()
             return
         if self.sleep is anyio.sleep:
-            # The real clock: a timed wait on the event, no helper task per tick.
+            loop = _running_asyncio_loop()
+            if loop is not None:
+                # The real clock on asyncio: park on a bare future that a timer or
+                # notify() resolves. No task, no cancel scope, no exception per tick.
+                parked: asyncio.Future[None] = loop.create_future()
+                timer = loop.call_later(delay, _resolve, parked)
+                entry.waiter = parked
+                try:
+                    await parked
+                finally:
+                    entry.waiter = None
+                    timer.cancel()
+                return
             with anyio.move_on_after(delay):
                 await entry.wake.wait()
             return
@@ -445,7 +467,7 @@ class Controller:
                 continue
             backoff = min(1.0, interval)
             started = entry.started
-            entry.wake.set()
+            entry.notify()
             await self._next_reconcile(entry, started)
             if _is_active(entry.status) or not entry.status.owned:
                 spurious = min(0.05, interval)
@@ -458,6 +480,18 @@ class Controller:
         """Return once a reconcile that started after reconcile number ``after`` finished."""
         while entry.finished <= after:
             await entry.reconciled.wait()
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # another anyio backend (trio)
+        return None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _is_active(status: ObjectStatus) -> bool:
