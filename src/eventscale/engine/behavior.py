@@ -24,6 +24,7 @@ from typing import Final
 
 import attrs
 
+from eventscale.engine.hpa import REPLICA_CAP
 from eventscale.spec import Behavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
 
 __all__ = (
@@ -32,7 +33,10 @@ __all__ = (
     "Limit",
     "legacy_scale_up_limit",
     "Normalized",
+    "NormalizedTuple",
     "ResolvedRules",
+    "behavior_step",
+    "legacy_step",
     "normalize_legacy",
     "normalize_with_behavior",
     "resolve_behavior",
@@ -45,14 +49,32 @@ Recommendations = Sequence[tuple[float, int]]
 Events = Sequence[tuple[float, int]]
 
 
+def _policy_steps(rules: ResolvedRules) -> tuple[tuple[int, bool, int], ...]:
+    # (period_seconds, is Pods, value), grouped by period so that policies sharing a
+    # period share one pass over the scale events (the order does not change the pick).
+    return tuple(
+        sorted(
+            ((p.period_seconds, p.type is PolicyType.PODS, p.value) for p in rules.policies),
+            key=lambda step: step[0],
+        )
+    )
+
+
 @attrs.frozen
 class ResolvedRules:
-    """One direction of behavior with every default filled in."""
+    """One direction of behavior with every default filled in.
+
+    ``steps`` is derived data for the rate limits: the policies as
+    ``(period_seconds, is Pods, value)`` tuples sorted by period.
+    """
 
     stabilization_window_seconds: float
     select_policy: SelectPolicy
     policies: tuple[ScalingPolicy, ...]
     tolerance: float
+    steps: tuple[tuple[int, bool, int], ...] = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(_policy_steps, takes_self=True)
+    )
 
     @property
     def longest_period(self) -> int:
@@ -154,17 +176,13 @@ def stabilize(
 # ----------------------------------------------------------------------- rate limits
 
 
-def _changes(events: Events, now: float, period: int) -> tuple[int, int]:
-    added = 0
-    removed = 0
-    cut = now - period
+def _net_change(events: Events, cut: float) -> int:
+    """The sum of the signed changes of the events after ``cut``."""
+    net = 0
     for when, change in events:
         if when > cut:
-            if change > 0:
-                added += change
-            else:
-                removed -= change
-    return added, removed
+            net += change
+    return net
 
 
 def scale_up_limit(current: int, rules: ResolvedRules, events: Events, now: float) -> int:
@@ -176,26 +194,24 @@ def scale_up_limit(current: int, rules: ResolvedRules, events: Events, now: floa
     allowance, ``Min`` the smallest; ``Disabled`` allows no growth. Without
     policies there is no limit.
     """
-    if rules.select_policy is SelectPolicy.DISABLED:
+    select = rules.select_policy
+    if select is SelectPolicy.DISABLED:
         return current
-    if not rules.policies:
-        return 2**31 - 1
+    if not rules.steps:
+        return REPLICA_CAP
+    pick_min = select is SelectPolicy.MIN
     best: int | None = None
-    for policy in rules.policies:
-        added, removed = _changes(events, now, policy.period_seconds)
-        start = current - added + removed
-        if policy.type is PolicyType.PODS:
-            proposal = start + policy.value
-        else:
-            proposal = -(-(start * (100 + policy.value)) // 100)
-        if best is None:
+    start = current
+    last_period = -1
+    for period, pods, value in rules.steps:
+        if period != last_period:
+            start = current - _net_change(events, now - period)
+            last_period = period
+        proposal = start + value if pods else -(-(start * (100 + value)) // 100)
+        if best is None or (proposal < best if pick_min else proposal > best):
             best = proposal
-        elif rules.select_policy is SelectPolicy.MIN:
-            best = min(best, proposal)
-        else:
-            best = max(best, proposal)
     assert best is not None
-    return max(best, current)
+    return best if best > current else current
 
 
 def scale_down_limit(current: int, rules: ResolvedRules, events: Events, now: float) -> int:
@@ -206,27 +222,28 @@ def scale_down_limit(current: int, rules: ResolvedRules, events: Events, now: fl
     count), ``Min`` the smallest; ``Disabled`` allows no reduction. Without
     policies there is no limit.
     """
-    if rules.select_policy is SelectPolicy.DISABLED:
+    select = rules.select_policy
+    if select is SelectPolicy.DISABLED:
         return current
-    if not rules.policies:
+    if not rules.steps:
         return 0
+    pick_max = select is SelectPolicy.MIN
     best: int | None = None
-    for policy in rules.policies:
-        added, removed = _changes(events, now, policy.period_seconds)
-        start = current - added + removed
-        if policy.type is PolicyType.PODS:
-            proposal = start - policy.value
+    start = current
+    last_period = -1
+    for period, pods, value in rules.steps:
+        if period != last_period:
+            start = current - _net_change(events, now - period)
+            last_period = period
+        if pods:
+            proposal = start - value
         else:
-            scaled = start * (100 - policy.value)
+            scaled = start * (100 - value)
             proposal = scaled // 100 if scaled >= 0 else -((-scaled) // 100)
-        if best is None:
+        if best is None or (proposal > best if pick_max else proposal < best):
             best = proposal
-        elif rules.select_policy is SelectPolicy.MIN:
-            best = max(best, proposal)
-        else:
-            best = min(best, proposal)
     assert best is not None
-    return min(best, current)
+    return best if best < current else current
 
 
 # ----------------------------------------------------------------------- normalization
@@ -254,6 +271,12 @@ class Normalized:
     rate_limit: int | None = None
 
 
+#: What the normalizers compute, as a plain tuple (the engine's hot path builds no
+#: object): ``(replicas, stabilized, limit, up_bound, down_bound, rate_limit)``, the
+#: fields of :class:`Normalized` in order.
+NormalizedTuple = tuple[int, int, Limit, int, int, int | None]
+
+
 def normalize_with_behavior(
     raw: int,
     current: int,
@@ -266,6 +289,25 @@ def normalize_with_behavior(
     now: float,
 ) -> Normalized:
     """Stabilize ``raw``, then bound it by the rate policies and ``[min, max]``."""
+    return Normalized(
+        *behavior_step(
+            raw, current, min_replicas, max_replicas, up, down, recommendations, events, now
+        )
+    )
+
+
+def behavior_step(
+    raw: int,
+    current: int,
+    min_replicas: int,
+    max_replicas: int,
+    up: ResolvedRules,
+    down: ResolvedRules,
+    recommendations: Recommendations,
+    events: Events,
+    now: float,
+) -> NormalizedTuple:
+    """:func:`normalize_with_behavior` as a :data:`NormalizedTuple`."""
     stabilized, up_bound, down_bound = stabilize(
         raw,
         current,
@@ -281,12 +323,10 @@ def normalize_with_behavior(
         else:
             hi, hi_reason = max_replicas, Limit.TOO_MANY
         if stabilized > hi:
-            return Normalized(
-                max(hi, min_replicas), stabilized, hi_reason, up_bound, down_bound, limit
-            )
+            return max(hi, min_replicas), stabilized, hi_reason, up_bound, down_bound, limit
         if stabilized < min_replicas:
-            return Normalized(min_replicas, stabilized, Limit.TOO_FEW, up_bound, down_bound, limit)
-        return Normalized(stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit)
+            return min_replicas, stabilized, Limit.TOO_FEW, up_bound, down_bound, limit
+        return stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit
     if stabilized < current:
         limit = scale_down_limit(current, down, events, now)
         if limit > min_replicas:
@@ -294,13 +334,11 @@ def normalize_with_behavior(
         else:
             lo, lo_reason = min_replicas, Limit.TOO_FEW
         if stabilized < lo:
-            return Normalized(
-                min(lo, max_replicas), stabilized, lo_reason, up_bound, down_bound, limit
-            )
+            return min(lo, max_replicas), stabilized, lo_reason, up_bound, down_bound, limit
         if stabilized > max_replicas:
-            return Normalized(max_replicas, stabilized, Limit.TOO_MANY, up_bound, down_bound, limit)
-        return Normalized(stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit)
-    return Normalized(current, stabilized, Limit.NONE, up_bound, down_bound)
+            return max_replicas, stabilized, Limit.TOO_MANY, up_bound, down_bound, limit
+        return stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit
+    return current, stabilized, Limit.NONE, up_bound, down_bound, None
 
 
 def legacy_scale_up_limit(current: int) -> int:
@@ -318,6 +356,21 @@ def normalize_legacy(
     down_window: float = 300.0,
 ) -> Normalized:
     """The HPA without ``behavior``: scale-down stabilization, then clamp and step limit."""
+    return Normalized(
+        *legacy_step(raw, current, min_replicas, max_replicas, recommendations, now, down_window)
+    )
+
+
+def legacy_step(
+    raw: int,
+    current: int,
+    min_replicas: int,
+    max_replicas: int,
+    recommendations: Recommendations,
+    now: float,
+    down_window: float = 300.0,
+) -> NormalizedTuple:
+    """:func:`normalize_legacy` as a :data:`NormalizedTuple`."""
     stabilized = raw
     cut = now - down_window
     for when, value in recommendations:
@@ -329,7 +382,7 @@ def normalize_legacy(
     else:
         hi, hi_reason = max_replicas, Limit.TOO_MANY
     if stabilized < min_replicas:
-        return Normalized(min_replicas, stabilized, Limit.TOO_FEW, raw, stabilized, limit)
+        return min_replicas, stabilized, Limit.TOO_FEW, raw, stabilized, limit
     if stabilized > hi:
-        return Normalized(max(hi, min_replicas), stabilized, hi_reason, raw, stabilized, limit)
-    return Normalized(stabilized, stabilized, Limit.NONE, raw, stabilized, limit)
+        return max(hi, min_replicas), stabilized, hi_reason, raw, stabilized, limit
+    return stabilized, stabilized, Limit.NONE, raw, stabilized, limit

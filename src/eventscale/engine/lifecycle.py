@@ -31,13 +31,18 @@ import attrs
 
 from eventscale.engine.behavior import (
     Limit,
+    behavior_step,
     legacy_scale_up_limit,
-    normalize_legacy,
-    normalize_with_behavior,
+    legacy_step,
     resolve_behavior,
     scale_up_limit,
 )
-from eventscale.engine.hpa import Tolerance, metric_replicas
+from eventscale.engine.hpa import (
+    Tolerance,
+    average_value_replicas,
+    metric_replicas,
+    value_replicas,
+)
 from eventscale.engine.model import (
     DEFAULT_OPTIONS,
     Combiner,
@@ -174,6 +179,8 @@ class Engine:
             _Trigger(i, t.name or f"{t.type}#{i}", t.name, t.type)
             for i, t in enumerate(spec.triggers)
         )
+        # (index, name, formula variable) per trigger: the per-decision loop unpacks these
+        self._trigger_rows = tuple((t.index, t.name, t.variable) for t in self._triggers)
         resource = options.resource_trigger_types
         self._all_resource = all(t.type in resource for t in spec.triggers)
         self._min = min(spec.min_replica_count, spec.max_replica_count)
@@ -232,53 +239,53 @@ class Engine:
         if current < lo:
             return lo, Rule.MIN_REPLICAS, f"current {current} is below the floor {lo}"
         if self._legacy:
-            n = normalize_legacy(raw, current, lo, hi, recs, now, self._rec_horizon)
-            down_window = self._rec_horizon
-            up_window = 0.0
+            desired, stabilized, limit, up_bound, down_bound, _ = legacy_step(
+                raw, current, lo, hi, recs, now, self._rec_horizon
+            )
         else:
-            n = normalize_with_behavior(
+            desired, stabilized, limit, up_bound, down_bound, _ = behavior_step(
                 raw, current, lo, hi, self._up, self._down, recs, events, now
             )
-            down_window = self._down.stabilization_window_seconds
-            up_window = self._up.stabilization_window_seconds
-        desired = n.replicas
-        limit = n.limit
         if limit is Limit.SCALE_UP_LIMIT:
             return (
                 desired,
                 Rule.SCALE_UP_LIMIT,
-                (f"metrics ask for {n.stabilized}; scale-up policy allows {desired} now"),
+                (f"metrics ask for {stabilized}; scale-up policy allows {desired} now"),
             )
         if limit is Limit.SCALE_DOWN_LIMIT:
             return (
                 desired,
                 Rule.SCALE_DOWN_LIMIT,
-                (f"metrics ask for {n.stabilized}; scale-down policy allows {desired} now"),
+                (f"metrics ask for {stabilized}; scale-down policy allows {desired} now"),
             )
         if limit is Limit.TOO_MANY:
             return (
                 desired,
                 Rule.MAX_REPLICAS,
-                (f"metrics ask for {n.stabilized}; capped at maxReplicaCount {hi}"),
+                (f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"),
             )
         if limit is Limit.TOO_FEW:
-            return desired, Rule.MIN_REPLICAS, f"metrics ask for {n.stabilized}; floor is {lo}"
-        if n.stabilized > raw and desired > raw:
+            return desired, Rule.MIN_REPLICAS, f"metrics ask for {stabilized}; floor is {lo}"
+        if stabilized > raw and desired > raw:
+            down_window = (
+                self._rec_horizon if self._legacy else self._down.stabilization_window_seconds
+            )
             return (
                 desired,
                 Rule.STABILIZED_DOWN,
                 (
                     f"scale down held by stabilization window: highest recommendation in the last "
-                    f"{down_window:g}s is {n.down_bound}"
+                    f"{down_window:g}s is {down_bound}"
                 ),
             )
-        if n.stabilized < raw and desired < raw:
+        if stabilized < raw and desired < raw:
+            up_window = 0.0 if self._legacy else self._up.stabilization_window_seconds
             return (
                 desired,
                 Rule.STABILIZED_UP,
                 (
                     f"scale up held by stabilization window: lowest recommendation in the last "
-                    f"{up_window:g}s is {n.up_bound}"
+                    f"{up_window:g}s is {up_bound}"
                 ),
             )
         if desired == current:
@@ -342,9 +349,8 @@ class Engine:
             )
 
         # 2. read the triggers ----------------------------------------------------------
-        by_index: dict[int, TriggerObservation] = {}
-        for item in observations:
-            by_index[item.trigger_index] = item
+        # (the hot path: one pass per trigger, MetricType and helpers bound to locals)
+        by_index = {item.trigger_index: item for item in observations}
         fallback = self._fallback
         tolerance = self._tolerance
         details: list[TriggerDetail] = []
@@ -356,86 +362,76 @@ class Engine:
         fallen: list[str] = []
         variables: dict[str, float | None] = {}
         composite = self._composite
-        for trig in self._triggers:
-            obs = by_index.get(trig.index)
-            report = obs.report if obs is not None else None
-            error: str | None = None
-            metrics: list[MetricDetail] = []
-            proposal: int | None = None
-            total = 0.0
-            if report is None:
-                if obs is not None and obs.error is not None:
-                    error = str(obs.error)
-                else:
-                    error = "no observation for this trigger"
+        value_type = MetricType.VALUE
+        for index, name, variable in self._trigger_rows:
+            obs = by_index.get(index)
+            if obs is None:
+                error: str | None = "no observation for this trigger"
+            elif obs.report is None:
+                error = "no observation for this trigger" if obs.error is None else str(obs.error)
             else:
-                for ms in obs.specs if obs is not None else ():
-                    try:
-                        value = report.value_of(ms.name)
-                    except KeyError:
-                        error = f"metric {ms.name!r} missing from the scaler's report"
-                        break
-                    total += value
-                    n = metric_replicas(
-                        ms.metric_type,
-                        value,
-                        ms.target,
-                        current,
-                        ready=ready_replicas,
-                        tolerance=tolerance,
-                    )
-                    metrics.append(
-                        MetricDetail(
-                            name=ms.name,
-                            value=value,
-                            target=ms.target,
-                            metric_type=ms.metric_type,
-                            replicas=n,
+                report = obs.report
+                error = None
+                metrics: list[MetricDetail] = []
+                proposal: int | None = None
+                total = 0.0
+                if obs.specs:
+                    reported = report.values
+                    for ms in obs.specs:
+                        metric = ms.name
+                        for item_value in reported:  # ScalerReport.value_of, inlined
+                            if item_value.name == metric:
+                                value = item_value.value
+                                break
+                        else:
+                            error = f"metric {metric!r} missing from the scaler's report"
+                            break
+                        total += value
+                        metric_type = ms.metric_type
+                        if metric_type is value_type:
+                            n = value_replicas(value, ms.target, current, ready_replicas, tolerance)
+                        else:
+                            n = average_value_replicas(value, ms.target, current, tolerance)
+                        metrics.append(MetricDetail(metric, value, ms.target, metric_type, n))
+                        if proposal is None or n > proposal:
+                            proposal = n
+                else:
+                    total = sum(v.value for v in report.values)
+                if error is None:
+                    active = report.is_active
+                    if variable is not None:
+                        variables[variable] = total
+                    if composite is None:
+                        any_active = any_active or active
+                        if proposal is not None and (raw is None or proposal > raw):
+                            raw = proposal
+                            raw_trigger = name
+                    details.append(
+                        TriggerDetail(
+                            index, name, TriggerStatus.OK, active, proposal, tuple(metrics)
                         )
                     )
-                    if proposal is None or n > proposal:
-                        proposal = n
-                if error is None and obs is not None and not obs.specs:
-                    total = sum(v.value for v in report.values)
-            if error is not None:
-                count = state.failure_count(trig.index) + 1
-                failures.append((trig.index, count))
-                in_fallback = fallback is not None and count > fallback.failure_threshold
-                if in_fallback:
-                    fallen.append(trig.name)
-                    if trig.variable is not None:
-                        variables[trig.variable] = None
-                else:
-                    unresolved.append((trig.name, error))
-                details.append(
-                    TriggerDetail(
-                        index=trig.index,
-                        name=trig.name,
-                        status=TriggerStatus.FALLBACK if in_fallback else TriggerStatus.ERROR,
-                        is_active=in_fallback,
-                        replicas=None,
-                        error=error,
-                        failures=count,
-                    )
-                )
-                continue
-            assert report is not None
-            active = report.is_active
-            if trig.variable is not None:
-                variables[trig.variable] = total
-            if composite is None:
-                any_active = any_active or active
-                if proposal is not None and (raw is None or proposal > raw):
-                    raw = proposal
-                    raw_trigger = trig.name
+                    continue
+            # the trigger failed (or reported no value for one of its metrics)
+            assert error is not None
+            count = state.failure_count(index) + 1
+            failures.append((index, count))
+            in_fallback = fallback is not None and count > fallback.failure_threshold
+            if in_fallback:
+                fallen.append(name)
+                if variable is not None:
+                    variables[variable] = None
+            else:
+                unresolved.append((name, error))
             details.append(
                 TriggerDetail(
-                    index=trig.index,
-                    name=trig.name,
-                    status=TriggerStatus.OK,
-                    is_active=active,
-                    replicas=proposal,
-                    metrics=tuple(metrics),
+                    index=index,
+                    name=name,
+                    status=TriggerStatus.FALLBACK if in_fallback else TriggerStatus.ERROR,
+                    is_active=in_fallback,
+                    replicas=None,
+                    error=error,
+                    failures=count,
                 )
             )
 
@@ -643,24 +639,20 @@ class Engine:
             events = _append_event(events, now, desired - current, self._event_horizon)
         elif events and events[0][0] <= now - self._event_horizon:
             events = tuple(e for e in events if e[0] > now - self._event_horizon)
-        new_state = ScalingState(
-            created_at=created_at,
-            last_active=last_active,
-            recommendations=recs,
-            scale_events=events,
-            failures=tuple(failures),
+        # by position (cheaper): the fields in their declared order
+        new_state = ScalingState(created_at, last_active, recs, events, tuple(failures))
+        decision = Decision(
+            desired,  # replicas
+            current,  # current_replicas
+            active,  # is_active
+            rule,
+            reason,
+            decided_by,  # trigger
+            raw,  # raw_replicas
+            tuple(details),  # triggers
+            fb_replicas is not None,  # fallback_active
         )
-        return new_state, Decision(
-            replicas=desired,
-            current_replicas=current,
-            is_active=active,
-            rule=rule,
-            reason=reason,
-            trigger=decided_by,
-            raw_replicas=raw,
-            triggers=tuple(details),
-            fallback_active=fb_replicas is not None,
-        )
+        return new_state, decision
 
 
 def _append(

@@ -159,9 +159,14 @@ class TriggerStatus(enum.Enum):
     FALLBACK = "fallback"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class MetricDetail:
-    """One metric of one trigger: its value, target and the replicas it asks for."""
+    """One metric of one trigger: its value, target and the replicas it asks for.
+
+    The output classes (this one, :class:`TriggerDetail`, :class:`Decision`) accept
+    their fields by keyword or, in the order listed, by position; the engine passes
+    them by position, which is cheaper on its hot path.
+    """
 
     name: str
     value: float
@@ -170,7 +175,7 @@ class MetricDetail:
     replicas: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class TriggerDetail:
     """Per-trigger part of a :class:`Decision`."""
 
@@ -184,7 +189,7 @@ class TriggerDetail:
     failures: int = 0
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class Decision:
     """The engine's answer for one tick.
 
