@@ -1,29 +1,143 @@
 """The ``eventscale`` command: evaluate, run, simulate, demo.
 
-Exit codes: 0 success; 1 a trigger or target could not be read (``evaluate``); 2 the
-manifest or the command line is invalid (the :class:`~eventscale.errors.ConfigError`
-with its field path goes to stderr). Output for people is a table; ``--json`` gives a
-program one JSON document (``run`` prints JSON lines when stdout is not a terminal).
-No secret is ever printed: every error message was redacted where it was made.
+Exit codes: 0 success; 1 a trigger could not be read (``evaluate``) or a command failed
+at run time; 2 the manifest, the trace or the command line is invalid (the
+:class:`~eventscale.errors.ConfigError` with its field path goes to stderr). Output for
+people is a table; ``--json`` gives a program one JSON document (``run`` prints JSON
+lines when stdout is not a terminal). No secret is ever printed: error messages are
+redacted where they are made, and everything the command writes passes through one
+more filter that blanks URL passwords, connection-string keys and the values of the
+manifest's Secrets.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+import traceback
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from eventscale._version import __version__
+from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, EventscaleError
 
+if TYPE_CHECKING:
+    from eventscale.manifest import Manifests
+    from eventscale.targets import Target
+
 __all__ = ("main",)
+
+#: Exit status: every trigger was read / the command finished.
+EXIT_OK = 0
+#: Exit status: a trigger could not be read, or the command failed at run time.
+EXIT_FAILED = 1
+#: Exit status: invalid manifest, trace or command line.
+EXIT_INVALID = 2
+
+# Substrings of --env keys whose values are treated as secrets in the output filter.
+_SECRET_ENV_HINTS = ("password", "passwd", "secret", "key", "token", "conn", "credential", "sas")
+
+
+class _Writable(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def isatty(self) -> bool: ...
+
+
+class _Redactor:
+    """The last line of defence: scrubs every string the command writes."""
+
+    def __init__(self) -> None:
+        self.secrets: set[str] = set()
+
+    def add(self, values: Iterable[Secret | str]) -> None:
+        for value in values:
+            raw = value.reveal() if isinstance(value, Secret) else value
+            if len(raw) >= 4:
+                self.secrets.add(raw)
+
+    def __call__(self, text: str) -> str:
+        # Longest first, so a secret that contains another is blanked whole.
+        ordered: list[Secret | str | None] = [
+            *sorted(self.secrets, key=lambda s: len(s), reverse=True)
+        ]
+        return redact_text(text, ordered)
+
+
+class _Output:
+    """A text stream wrapper that redacts what goes through it."""
+
+    def __init__(self, stream: _Writable, redactor: _Redactor) -> None:
+        self._stream = stream
+        self._redact = redactor
+
+    def write(self, text: str, /) -> int:
+        self._stream.write(self._redact(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        try:
+            return self._stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, redactor: _Redactor) -> None:
+        super().__init__()
+        self._redact = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redact(record.getMessage())
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            # Tracebacks of library errors may quote connection strings.
+            text = "".join(traceback.format_exception(*record.exc_info))
+            record.msg = f"{record.msg}\n{self._redact(text).rstrip()}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _setup_logging(verbosity: int, err: _Output) -> None:
+    """Log to stderr through the redactor.
+
+    By default only eventscale's warnings are shown (broker client libraries log the
+    same connection failures the report already carries); ``-v`` shows eventscale's
+    info and every library's warnings, ``-vv`` debug output.
+    """
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_RedactingFilter(_current_redactor))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    library = logging.getLogger("eventscale")
+    if verbosity <= 0:
+        root.setLevel(logging.CRITICAL + 1)
+        library.setLevel(logging.WARNING)
+    elif verbosity == 1:
+        root.setLevel(logging.WARNING)
+        library.setLevel(logging.INFO)
+    else:
+        root.setLevel(logging.DEBUG)
+        library.setLevel(logging.DEBUG)
+
+
+_current_redactor = _Redactor()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -42,17 +156,31 @@ def _read_manifest_files(paths: Sequence[str]) -> str:
     return "\n---\n".join(texts)
 
 
+def _load(paths: Sequence[str]) -> Manifests:
+    from eventscale.manifest import load_manifests
+
+    manifests = load_manifests(_read_manifest_files(paths), ignore_unknown_kinds=True)
+    for data in manifests.secrets.values():
+        _current_redactor.add(data.values())
+    if not manifests.scaled_objects:
+        raise ConfigError("the manifest holds no ScaledObject", path=", ".join(paths))
+    return manifests
+
+
 def _env(args: argparse.Namespace) -> dict[str, str]:
     env: dict[str, str] = dict(os.environ) if not args.no_os_env else {}
     for item in args.env or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError(f"--env takes KEY=VALUE, got {item!r}", path="--env")
+            # The item may hold a secret: do not echo it.
+            raise ConfigError("takes KEY=VALUE (an item has no '=' or no key)", path="--env")
         env[key] = value
+        if any(hint in key.lower() for hint in _SECRET_ENV_HINTS):
+            _current_redactor.add([value])
     return env
 
 
-def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+def _table(rows: Sequence[Sequence[str]], out: _Writable) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() + "\n")
@@ -64,11 +192,11 @@ def _fmt(value: float | None) -> str:
     return f"{value:g}"
 
 
-def _make_target(kind: str, spec: Any, *, replicas: int = 0) -> Any:
+def _make_target(kind: str, spec: Any, *, replicas: int = 0) -> Target:
     if kind == "memory":
         from eventscale.targets.memory import MemoryTarget
 
-        return MemoryTarget(replicas=replicas)
+        return MemoryTarget(replicas=replicas, name=spec.scale_target_ref.name)
     if kind == "kubernetes":
         from eventscale.targets.kubernetes import KubernetesTarget
 
@@ -83,18 +211,27 @@ def _make_target(kind: str, spec: Any, *, replicas: int = 0) -> Any:
 # --------------------------------------------------------------------------- evaluate
 
 
-async def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
-    from eventscale.manifest import load_manifests
+async def _current_replicas(target: Target, limit: float) -> tuple[int, str | None]:
+    """What the target holds, or 0 and the reason it could not be read."""
+    try:
+        with anyio.fail_after(limit):
+            return await target.get_replicas(), None
+    except TimeoutError:
+        return 0, f"the target did not answer within {limit:g}s"
+    except Exception as exc:
+        return 0, f"{type(exc).__name__}: {redact_text(str(exc))}"
+
+
+async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) -> int:
     from eventscale.runtime import ScaledObject
     from eventscale.targets.memory import MemoryTarget
 
-    manifests = load_manifests(_read_manifest_files([args.manifest]), ignore_unknown_kinds=True)
-    if not manifests.scaled_objects:
-        raise ConfigError("the manifest holds no ScaledObject", path=args.manifest)
+    manifests = _load([args.manifest])
     env = _env(args)
     objects = []
+    # Build every object (and so check every trigger's metadata) before polling any.
     for spec in manifests.scaled_objects:
-        target: Any
+        target: Target
         if args.current_replicas is not None or args.target == "none":
             target = MemoryTarget(replicas=args.current_replicas or 0)
         else:
@@ -104,21 +241,20 @@ async def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
             ScaledObject(spec, target=target, contexts=contexts, poll_timeout=args.timeout)
         )
     reports = []
+    notes: dict[str, str] = {}
     try:
         for obj in objects:
-            report = await obj.evaluate()
-            if report.target_error is not None:
-                # "else 0": decide from zero when the target cannot be read.
-                report = await obj.evaluate(current_replicas=0)
-                report = _with_target_error(report, "target unreachable; assumed 0 replicas")
-            reports.append(report)
+            current, problem = await _current_replicas(obj.target, args.timeout)
+            if problem is not None:
+                notes[obj.key] = f"cannot read the target ({problem}); assuming 0 replicas"
+                err.write(f"eventscale: {obj.key}: {notes[obj.key]}\n")
+            reports.append(await obj.evaluate(current_replicas=current))
     finally:
         for obj in objects:
             await obj.aclose()
     failed = any(t.error is not None for r in reports for t in r.triggers)
     if args.json:
-        json.dump({"scaledObjects": [r.to_dict() for r in reports]}, out, indent=2)
-        out.write("\n")
+        out.write(json.dumps({"scaledObjects": [r.to_dict() for r in reports]}, indent=2) + "\n")
     else:
         for report in reports:
             state = "active" if report.decision.is_active else "inactive"
@@ -127,8 +263,8 @@ async def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
                 f"{report.decision.replicas} replicas ({state})\n"
                 f"  reason: {report.decision.reason}\n"
             )
-            if report.target_error:
-                out.write(f"  target: {report.target_error}\n")
+            if report.key in notes:
+                out.write(f"  target: {notes[report.key]}\n")
             rows = [["#", "TYPE", "NAME", "VALUE", "TARGET", "ACTIVATION", "ACTIVE", "ERROR"]]
             for t in report.triggers:
                 rows.append(
@@ -144,34 +280,28 @@ async def _evaluate(args: argparse.Namespace, out: TextIO) -> int:
                     ]
                 )
             _table(rows, out)
-    return 1 if failed else 0
-
-
-def _with_target_error(report: Any, message: str) -> Any:
-    import attrs
-
-    return attrs.evolve(report, target_error=message)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # --------------------------------------------------------------------------- simulate
 
 
-def _simulate(args: argparse.Namespace, out: TextIO) -> int:
-    from eventscale.manifest import load_manifests
+def _simulate(args: argparse.Namespace, out: _Writable) -> int:
     from eventscale.simulate import Trace, simulate
 
-    manifests = load_manifests(_read_manifest_files([args.manifest]), ignore_unknown_kinds=True)
+    manifests = _load([args.manifest])
     spec = manifests.scaled_object(args.name)
     trace = Trace.from_csv(args.trace)
+    if args.ready_delay < 0:
+        raise ConfigError("must be >= 0", path="--ready-delay")
     timeline = simulate(
         spec, trace, initial_replicas=args.current_replicas or 0, ready_delay=args.ready_delay
     )
     if args.plot:
         timeline.plot(args.plot)
     if args.json:
-        json.dump(timeline.to_dict(), out, indent=2)
-        out.write("\n")
-        return 0
+        out.write(json.dumps(timeline.to_dict(), indent=2) + "\n")
+        return EXIT_OK
     names = [t.name or str(i) for i, t in enumerate(spec.triggers)]
     rows = [["TIME", *[n.upper() for n in names], "DESIRED", "READY", "ACTIVE", "REASON"]]
     for step in timeline.steps:
@@ -188,21 +318,18 @@ def _simulate(args: argparse.Namespace, out: TextIO) -> int:
     _table(rows, out)
     if args.plot:
         out.write(f"plot written to {args.plot}\n")
-    return 0
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- run
 
 
-async def _run(args: argparse.Namespace, out: TextIO) -> int:
+async def _run(args: argparse.Namespace, out: _Writable) -> int:
     from eventscale.controller import Controller
-    from eventscale.manifest import load_manifests
     from eventscale.observability import Event, EventKind
     from eventscale.runtime import ScaledObject
 
-    manifests = load_manifests(_read_manifest_files(args.manifests), ignore_unknown_kinds=True)
-    if not manifests.scaled_objects:
-        raise ConfigError("the manifests hold no ScaledObject", path="MANIFEST")
+    manifests = _load(args.manifests)
     env = _env(args)
     live = out.isatty() and not args.json
     objects = [
@@ -214,19 +341,15 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         for spec in manifests.scaled_objects
     ]
     rows: dict[str, list[str]] = {o.key: [o.key, "?", "?", "-", "starting"] for o in objects}
+    shown = (EventKind.SCALE, EventKind.DECISION, EventKind.TARGET_ERROR, EventKind.POLL)
 
     def on_event(event: Event) -> None:
-        row = rows.get(event.scaled_object)
         if not live:
-            if event.kind in (
-                EventKind.SCALE,
-                EventKind.DECISION,
-                EventKind.TARGET_ERROR,
-                EventKind.POLL,
-            ):
+            if event.kind in shown:
                 out.write(json.dumps(event.to_dict()) + "\n")
                 out.flush()
             return
+        row = rows.get(event.scaled_object)
         if row is None:
             return
         if event.kind is EventKind.POLL:
@@ -244,36 +367,52 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         elif event.kind is EventKind.TARGET_ERROR:
             row[4] = f"target error: {event.error}"
 
-    async with Controller() as ctl:
-        ctl.events.add_hook(on_event)
-        for obj in objects:
-            ctl.add(obj)
-        if live:
-            while True:
-                table = [["OBJECT", "REPLICAS", "DESIRED", "METRICS", "REASON"], *rows.values()]
-                out.write(
-                    "\x1b[2J\x1b[H"
-                    + time.strftime("%H:%M:%S")
-                    + f"  eventscale run ({len(rows)} objects)\n\n"
-                )
-                _table(table, out)
-                out.flush()
-                await anyio.sleep(1)
-        else:
-            await ctl.run_until_cancelled()
-    return 0
+    async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                scope.cancel()
+                return
+
+    with anyio.CancelScope() as scope:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_on_sigterm, scope)
+            async with Controller() as ctl:
+                ctl.events.add_hook(on_event)
+                for obj in objects:
+                    ctl.add(obj)
+                if live:
+                    while True:
+                        table = [
+                            ["OBJECT", "REPLICAS", "DESIRED", "METRICS", "REASON"],
+                            *rows.values(),
+                        ]
+                        out.write(
+                            "\x1b[2J\x1b[H"
+                            + time.strftime("%H:%M:%S")
+                            + f"  eventscale run ({len(rows)} objects, Ctrl-C to stop)\n\n"
+                        )
+                        _table(table, out)
+                        out.flush()
+                        await anyio.sleep(1)
+                else:
+                    await ctl.run_until_cancelled()
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- demo
 
 
-async def _demo(args: argparse.Namespace, out: TextIO) -> int:
+async def _demo(args: argparse.Namespace, out: _Writable) -> int:
     from eventscale.demo import run_demo
 
+    if not args.speed > 0:
+        raise ConfigError("must be > 0", path="--speed")
+    if not args.seconds > 0:
+        raise ConfigError("must be > 0", path="--seconds")
     await run_demo(
         out, seconds=args.seconds, speed=args.speed, live=out.isatty() and not args.plain
     )
-    return 0
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- parser
@@ -282,9 +421,19 @@ async def _demo(args: argparse.Namespace, out: TextIO) -> int:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eventscale",
-        description="KEDA-style event-driven autoscaling: evaluate, run, simulate ScaledObjects.",
+        description="KEDA-style event-driven autoscaling: evaluate, run and simulate "
+        "ScaledObjects from their YAML manifests.",
+        epilog="Exit codes: 0 success, 1 a trigger or the command failed, "
+        "2 invalid manifest, trace or options.",
     )
     parser.add_argument("--version", action="version", version=f"eventscale {__version__}")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log to stderr: -v eventscale info and library warnings, -vv debug",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def env_options(p: argparse.ArgumentParser) -> None:
@@ -306,28 +455,46 @@ def _build_parser() -> argparse.ArgumentParser:
         "sources and print what the engine would decide. Nothing is applied. Exit 0 when every "
         "trigger was read, 1 when any failed, 2 for an invalid manifest.",
     )
-    ev.add_argument("manifest", metavar="MANIFEST", help="YAML file ('-' for stdin)")
     ev.add_argument(
-        "--current-replicas", type=int, metavar="N", help="assume the target holds N replicas"
+        "manifest",
+        metavar="MANIFEST",
+        help="YAML file with ScaledObjects, TriggerAuthentications and Secrets ('-' for stdin)",
+    )
+    ev.add_argument(
+        "--current-replicas",
+        type=int,
+        metavar="N",
+        help="decide as if the target held N replicas (default: read it from --target, else 0)",
     )
     ev.add_argument(
         "--target",
         choices=["none", "kubernetes", "docker"],
         default="none",
-        help="read current replicas from this target (default none: 0 unless --current-replicas)",
+        help="read current replicas from this target; 0 if it cannot be read (default none: 0)",
     )
     ev.add_argument("--json", action="store_true", help="print one JSON document")
-    ev.add_argument("--timeout", type=float, default=10.0, help="seconds per trigger (default 10)")
+    ev.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="longest wait for each trigger and the target (default 10)",
+    )
     env_options(ev)
 
     run = sub.add_parser(
         "run",
         help="run the controller on the manifests until interrupted",
         description="Reconcile every ScaledObject in the manifests on its pollingInterval until "
-        "interrupted. A live table on a terminal, JSON lines otherwise.",
+        "interrupted (Ctrl-C or SIGTERM). A live table on a terminal, JSON lines otherwise.",
     )
-    run.add_argument("manifests", nargs="+", metavar="MANIFEST")
-    run.add_argument("--target", choices=["kubernetes", "docker", "memory"], default="kubernetes")
+    run.add_argument("manifests", nargs="+", metavar="MANIFEST", help="YAML files ('-' for stdin)")
+    run.add_argument(
+        "--target",
+        choices=["kubernetes", "docker", "memory"],
+        default="kubernetes",
+        help="where replicas are applied (default kubernetes; memory starts at 0 and only records)",
+    )
     run.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
     env_options(run)
 
@@ -335,11 +502,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="replay a metric trace through the engine on a virtual clock",
         description="Replay TRACE (CSV: a 'time' column in seconds and one column per trigger, "
-        "named by the trigger's name or index) through the engine, ticking every pollingInterval. "
-        "No source is contacted. An empty cell is a failed read.",
+        "named by the trigger's name or index) through the engine, ticking every pollingInterval "
+        "from 0 to the last time. No source is contacted. A value holds until the next row; an "
+        "empty cell is a failed read (so fallback can be simulated).",
     )
-    sim.add_argument("manifest", metavar="MANIFEST")
-    sim.add_argument("--trace", required=True, metavar="TRACE.csv")
+    sim.add_argument("manifest", metavar="MANIFEST", help="YAML file with the ScaledObject")
+    sim.add_argument("--trace", required=True, metavar="TRACE.csv", help="the metric trace")
     sim.add_argument(
         "--plot", metavar="OUT.png", help="draw metrics and replicas (needs eventscale[plot])"
     )
@@ -349,7 +517,7 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="pods take this long to be ready",
+        help="new replicas become ready this long after a scale-up (default 0)",
     )
     sim.add_argument(
         "--current-replicas", type=int, metavar="N", help="replicas at time 0 (default 0)"
@@ -363,10 +531,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "target: activation from 0, scale out, cooldown and the return to 0. No server needed.",
     )
     demo.add_argument(
-        "--seconds", type=float, default=60.0, help="length of the story in demo time (default 60)"
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="length of the story in demo time (default 60)",
     )
     demo.add_argument(
-        "--speed", type=float, default=1.0, help="run this many times faster than real time"
+        "--speed",
+        type=float,
+        default=1.0,
+        help="run this many times faster than real time (default 1)",
     )
     demo.add_argument(
         "--plain", action="store_true", help="one line per second instead of a live view"
@@ -374,38 +548,42 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, out: _Writable | None = None) -> int:
     """Entry point of the ``eventscale`` command; returns the exit status."""
-    stream = out if out is not None else sys.stdout
+    stdout = _Output(out if out is not None else sys.stdout, _current_redactor)
+    stderr = _Output(sys.stderr, _current_redactor)
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_INVALID
+    _setup_logging(args.verbose, stderr)
     try:
         if args.command == "evaluate":
-            return anyio.run(_evaluate, args, stream)
+            return anyio.run(_evaluate, args, stdout, stderr)
         if args.command == "simulate":
-            return _simulate(args, stream)
+            return _simulate(args, stdout)
         if args.command == "run":
             try:
-                return anyio.run(_run, args, stream)
+                return anyio.run(_run, args, stdout)
             except KeyboardInterrupt:
-                return 0
-        if args.command == "demo":
-            try:
-                return anyio.run(_demo, args, stream)
-            except KeyboardInterrupt:
-                return 0
+                return EXIT_OK
+        try:
+            return anyio.run(_demo, args, stdout)
+        except KeyboardInterrupt:
+            return EXIT_OK
     except ConfigError as exc:
-        sys.stderr.write(f"eventscale: invalid configuration: {exc}\n")
-        return 2
+        stderr.write(f"eventscale: invalid configuration: {exc}\n")
+        return EXIT_INVALID
     except EventscaleError as exc:
-        sys.stderr.write(f"eventscale: {exc}\n")
-        return 1
-    parser.print_help(stream)
-    return 2
-
-
-def _unused(_: Mapping[str, Any]) -> None:  # pragma: no cover
-    pass
+        stderr.write(f"eventscale: {exc}\n")
+        return EXIT_FAILED
+    except Exception as exc:
+        # A bug: say so without a traceback that might quote a connection string.
+        stderr.write(f"eventscale: unexpected {type(exc).__name__}: {exc}\n")
+        if args.verbose:
+            stderr.write("".join(traceback.format_exception(exc)))
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ scaled clock.
 from __future__ import annotations
 
 import time
-from typing import TextIO
+from typing import Protocol
 
 import anyio
 
@@ -34,6 +34,19 @@ from eventscale.spec import (
 from eventscale.targets.memory import MemoryTarget
 
 __all__ = ("DEMO_SPEC", "arrivals_per_second", "run_demo")
+
+
+class TextOut(Protocol):
+    """Where the demo writes (a text stream such as ``sys.stdout``)."""
+
+    def write(self, text: str, /) -> int:
+        """Write ``text``."""
+        ...
+
+    def flush(self) -> None:
+        """Flush buffered output."""
+        ...
+
 
 #: Items each worker replica finishes per second.
 WORK_RATE = 4.0
@@ -77,7 +90,7 @@ def arrivals_per_second(t: float, seconds: float) -> float:
 
 
 async def run_demo(
-    out: TextIO, *, seconds: float = 60.0, speed: float = 1.0, live: bool = False
+    out: TextOut, *, seconds: float = 60.0, speed: float = 1.0, live: bool = False
 ) -> MemoryTarget:
     """Run the demo story for ``seconds`` of demo time, printing one line per second."""
     start = time.monotonic()

@@ -104,7 +104,15 @@ class Trace:
 
 @attrs.frozen(kw_only=True)
 class Step:
-    """One tick of a simulation."""
+    """One tick of a simulation.
+
+    ``metrics`` maps each trigger (by name, else index) to the trace value in force, or
+    ``None`` where the trace cell was empty (a failed read); ``desired_replicas`` is
+    what the engine decided, ``replicas`` how many of them are ready (lower than desired
+    while a scale-up waits out ``ready_delay``); ``rule`` and ``reason`` explain the
+    decision (``rule`` is the engine's :class:`~eventscale.engine.Rule` value and is not
+    part of the JSON shape).
+    """
 
     time: float
     metrics: Mapping[str, float | None]
@@ -122,7 +130,6 @@ class Step:
             "desiredReplicas": self.desired_replicas,
             "replicas": self.replicas,
             "active": self.active,
-            "rule": self.rule,
             "reason": self.reason,
         }
 
@@ -261,8 +268,11 @@ def _column_for(spec: ScaledObjectSpec, index: int, trace: Trace) -> str:
     if str(index) in trace.columns:
         return str(index)
     wanted = f"{trig.name!r} or {str(index)!r}" if trig.name else repr(str(index))
+    label = f"{trig.type} trigger {trig.name!r}" if trig.name else f"{trig.type} trigger #{index}"
+    have = ", ".join(repr(c) for c in trace.columns) or "none"
     raise ConfigError(
-        f"the trace has no column {wanted} for this trigger", path=f"spec.triggers[{index}]"
+        f"the trace has no column {wanted} for the {label} (columns: {have})",
+        path=f"spec.triggers[{index}]",
     )
 
 
