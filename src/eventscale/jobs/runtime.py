@@ -1,0 +1,489 @@
+"""A ScaledJob at run time: its scalers, its job target, one decision per tick.
+
+:class:`ScaledJob` follows :class:`eventscale.runtime.ScaledObject`: it polls every
+trigger concurrently (each call under a timeout), lists the jobs its target started,
+and asks the pure strategies in :mod:`eventscale.engine.jobs` how many new jobs to
+start. :meth:`ScaledJob.reconcile` then applies the template rollout, starts the jobs
+and deletes finished ones beyond the history limits. A failing source or target is
+never raised: it is part of the :class:`JobReport` and of the events.
+
+One reconcile, in order:
+
+1. poll the triggers; a trigger that fails is skipped (KEDA's rule) and reported;
+2. list the jobs; if that fails nothing else happens this tick;
+3. rollout: with ``rollout.strategy: default`` unfinished jobs of an older template
+   revision are deleted; with ``gradual`` they run to the end (and still count);
+4. decide (``minReplicaCount``, the strategy, ``maxReplicaCount``) and start jobs,
+   never letting more than ``maxReplicaCount`` jobs be unfinished at once;
+5. delete finished jobs beyond ``successfulJobsHistoryLimit`` /
+   ``failedJobsHistoryLimit``, oldest first.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import attrs
+
+from eventscale.auth import Secret, redact_text
+from eventscale.engine.jobs import (
+    JobDecision,
+    JobScalerMetric,
+    decide_jobs,
+    running_job_percentage,
+)
+from eventscale.engine.model import TriggerObservation
+from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
+from eventscale.jobs.base import JobCounts, JobInfo, JobTarget, history_to_delete
+from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.observability import Event, EventBus, EventKind, TriggerResult
+from eventscale.scalers import Scaler, create_scaler
+from eventscale.spec import ScaledJobSpec, ScalingStrategy
+
+__all__ = ("JobReport", "JobState", "ScaledJob")
+
+#: Longest a single scaler or target call may take (seconds).
+DEFAULT_POLL_TIMEOUT = 10.0
+
+
+@attrs.define
+class JobState:
+    """What a ScaledJob remembers between ticks (kept by :meth:`Controller.update`)."""
+
+    last_active_time: float | None = None
+    jobs_started: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class JobReport:
+    """One tick of a ScaledJob: the triggers, the jobs counted, the decision, the actions.
+
+    ``counts`` are the jobs before anything was started this tick. ``started``,
+    ``rolled_out`` (deleted for a template change) and ``cleaned`` (deleted beyond the
+    history limits) name the jobs acted on; ``target_error`` is set when the target
+    could not be listed or an action failed.
+    """
+
+    name: str
+    namespace: str
+    time: float
+    counts: JobCounts
+    decision: JobDecision
+    triggers: tuple[TriggerResult, ...]
+    observations: tuple[TriggerObservation, ...] = attrs.field(repr=False)
+    jobs: tuple[JobInfo, ...] = attrs.field(default=(), repr=False)
+    started: tuple[str, ...] = ()
+    rolled_out: tuple[str, ...] = ()
+    cleaned: tuple[str, ...] = ()
+    target_error: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when every trigger was read and the target answered."""
+        return self.target_error is None and all(t.error is None for t in self.triggers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (the shape ``eventscale evaluate --json`` prints for jobs)."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "running": self.counts.running,
+            "pending": self.counts.pending,
+            "succeeded": self.counts.succeeded,
+            "failed": self.counts.failed,
+            "queueLength": self.decision.queue_length,
+            "maxScale": self.decision.max_scale,
+            "jobsToCreate": self.decision.create,
+            "active": self.decision.is_active,
+            "reason": self.decision.reason,
+            "started": list(self.started),
+            "rolledOut": list(self.rolled_out),
+            "cleaned": list(self.cleaned),
+            "targetError": self.target_error,
+            "triggers": [t.to_dict() for t in self.triggers],
+        }
+
+
+def _message(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"job target did not answer within {timeout:g}s"
+    if isinstance(exc, TargetError):
+        return str(exc)
+    return f"job target failed: {type(exc).__name__}: {redact_text(str(exc))}"
+
+
+class ScaledJob:
+    """A ScaledJob spec bound to live scalers and a :class:`~eventscale.jobs.JobTarget`.
+
+    :param spec: the ScaledJob.
+    :param target: where jobs are started.
+    :param scalers: one per trigger, in order; built through the scaler registry from
+        ``contexts`` (or the spec's own metadata) when omitted.
+    :param clock: wall-clock seconds for report and event times.
+    :param poll_timeout: seconds each scaler or target call may take (default
+        ``min(10, pollingInterval)``).
+    :param events: the event bus (the controller sets its own when this is ``None``).
+
+    It runs in :class:`eventscale.controller.Controller` like a ScaledObject.
+    """
+
+    def __init__(
+        self,
+        spec: ScaledJobSpec,
+        *,
+        target: JobTarget,
+        scalers: Sequence[Scaler] | None = None,
+        contexts: Sequence[Any] | None = None,
+        state: JobState | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_timeout: float | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        self.spec = spec
+        self.target = target
+        self.clock = clock
+        self.events = events
+        self.state = state if state is not None else JobState()
+        self.poll_timeout = (
+            poll_timeout
+            if poll_timeout is not None
+            else min(DEFAULT_POLL_TIMEOUT, spec.polling_interval)
+        )
+        if scalers is None:
+            if contexts is None:
+                from eventscale.manifest import Manifests
+
+                contexts = Manifests().trigger_contexts(spec)
+            scalers = [create_scaler(ctx) for ctx in contexts]
+        if len(scalers) != len(spec.triggers):
+            raise ConfigError(
+                f"{len(scalers)} scalers given for {len(spec.triggers)} triggers",
+                path="spec.triggers",
+            )
+        self.scalers: tuple[Scaler, ...] = tuple(scalers)
+        if spec.strategy is ScalingStrategy.CUSTOM:
+            running_job_percentage(spec)  # a bad percentage is a ConfigError now, not per tick
+        self._closed = False
+
+    @classmethod
+    def from_manifest(
+        cls,
+        source: str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        *,
+        target: JobTarget,
+        name: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
+        **kwargs: Any,
+    ) -> ScaledJob:
+        """Build from KEDA YAML (text, a dict or a list of documents).
+
+        ``name`` picks one ScaledJob when the stream holds several; ``env`` and
+        ``secrets`` resolve ``...FromEnv`` parameters and Secret references as for
+        :meth:`eventscale.runtime.ScaledObject.from_manifest`.
+
+        :raises ConfigError: the manifest or a trigger's metadata is invalid.
+        """
+        from eventscale.manifest import load_manifests
+
+        manifests = load_manifests(source)
+        spec = manifests.scaled_job(name)
+        contexts = manifests.trigger_contexts(spec, env=env, secrets=secrets)
+        return cls(spec, target=target, contexts=contexts, **kwargs)
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.spec.namespace}/{self.spec.name}"
+
+    def __repr__(self) -> str:
+        return f"<ScaledJob {self.key} triggers={len(self.scalers)} target={self.target!r}>"
+
+    # ------------------------------------------------------------------ polling
+
+    async def _poll_one(self, index: int) -> TriggerObservation:
+        scaler = self.scalers[index]
+        trig = self.spec.triggers[index]
+        ident = trig.name or f"{trig.type}[{index}]"
+        specs: tuple[MetricSpec, ...] = ()
+        try:
+            specs = tuple(scaler.metric_specs())
+            with anyio.fail_after(self.poll_timeout):
+                report = await scaler.get_metrics()
+            if not isinstance(report, ScalerReport) or not report.values:  # type: ignore[redundant-expr]
+                raise ScalerError("scaler returned no metric values", transient=False)
+            if not all(math.isfinite(v.value) for v in report.values):
+                raise ScalerError("scaler returned a non-finite value", transient=False)
+        except ScalerError as exc:
+            return TriggerObservation.failure(index, specs, exc.with_trigger(ident), name=trig.name)
+        except TimeoutError:
+            err: ScalerError = ScalerTimeout(
+                f"no answer within {self.poll_timeout:g}s", trigger=ident, transient=True
+            )
+            return TriggerObservation.failure(index, specs, err, name=trig.name)
+        except Exception as exc:  # a user scaler's bug must not stop the loop
+            err = ScalerError(
+                f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}", trigger=ident
+            )
+            return TriggerObservation.failure(index, specs, err, name=trig.name)
+        return TriggerObservation.success(index, specs, report, name=trig.name)
+
+    async def poll(self) -> tuple[TriggerObservation, ...]:
+        """Poll every trigger once, concurrently; failures become error observations."""
+        results: list[TriggerObservation | None] = [None] * len(self.scalers)
+
+        async def run(i: int) -> None:
+            results[i] = await self._poll_one(i)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(self.scalers)):
+                tg.start_soon(run, i)
+        return tuple(r for r in results if r is not None)
+
+    def _results(self, observations: Sequence[TriggerObservation]) -> tuple[TriggerResult, ...]:
+        out = []
+        for obs in observations:
+            trig = self.spec.triggers[obs.trigger_index]
+            spec0 = obs.specs[0] if obs.specs else None
+            value = obs.report.values[0].value if obs.report and obs.report.values else None
+            out.append(
+                TriggerResult(
+                    index=obs.trigger_index,
+                    type=trig.type,
+                    name=trig.name,
+                    metric_name=spec0.name if spec0 else None,
+                    value=value,
+                    target=spec0.target if spec0 else None,
+                    metric_type=spec0.metric_type.value if spec0 else None,
+                    activation_target=spec0.activation_target if spec0 else None,
+                    active=bool(obs.report and obs.report.is_active),
+                    error=str(obs.error) if obs.error is not None else None,
+                )
+            )
+        return tuple(out)
+
+    async def _emit(self, event: Event) -> None:
+        if self.events is not None:
+            await self.events.emit(event)
+
+    async def _list(self) -> tuple[tuple[JobInfo, ...], str | None]:
+        try:
+            with anyio.fail_after(self.poll_timeout):
+                return tuple(await self.target.list_jobs()), None
+        except Exception as exc:
+            return (), _message(exc, self.poll_timeout)
+
+    # ------------------------------------------------------------------ deciding
+
+    def decide(self, observations: Sequence[TriggerObservation], counts: JobCounts) -> JobDecision:
+        """The strategies' decision, capped so unfinished jobs never exceed ``maxReplicaCount``.
+
+        KEDA's ``custom`` strategy (and ``minReplicaCount`` top-ups) can ask for more;
+        eventscale holds the cap and says so in the reason.
+
+        :raises ConfigError: ``customScalingRunningJobPercentage`` does not parse.
+        """
+        metrics = [
+            m for m in (JobScalerMetric.from_observation(o) for o in observations) if m is not None
+        ]
+        decision = decide_jobs(self.spec, metrics, counts.running, counts.pending)
+        room = max(0, self.spec.max_replica_count - counts.running)
+        if self.spec.paused and decision.create:
+            return attrs.evolve(
+                decision, create=0, reason=decision.reason + "; paused: creating none"
+            )
+        if decision.create > room:
+            return attrs.evolve(
+                decision,
+                create=room,
+                reason=f"{decision.reason}; capped at {room} so no more than "
+                f"maxReplicaCount {self.spec.max_replica_count} jobs are unfinished",
+            )
+        return decision
+
+    async def evaluate(self, *, running: int | None = None, pending: int = 0) -> JobReport:
+        """Poll the triggers and decide; start and delete nothing.
+
+        ``running`` (and ``pending``) override listing the target's jobs.
+        """
+        observations = await self.poll()
+        if running is not None:
+            counts = JobCounts(running=running, pending=pending)
+            return await self._report(observations, (), None, None, counts=counts)
+        jobs, target_error = await self._list()
+        return await self._report(observations, jobs, None, target_error)
+
+    # ------------------------------------------------------------------ acting
+
+    async def _act(self, what: str, call: Any) -> str | None:
+        try:
+            with anyio.fail_after(self.poll_timeout):
+                await call
+        except Exception as exc:
+            message = f"{what}: {_message(exc, self.poll_timeout)}"
+            await self._emit(
+                Event(
+                    kind=EventKind.TARGET_ERROR,
+                    time=self.clock(),
+                    scaled_object=self.key,
+                    error=message,
+                )
+            )
+            return message
+        return None
+
+    async def reconcile(self, *, lag: float | None = None) -> JobReport:
+        """One tick: poll, count, roll out, start jobs, clean up history."""
+        observations = await self.poll()
+        jobs, target_error = await self._list()
+        if target_error is not None:
+            report = await self._report(observations, (), lag, target_error)
+            await self._emit(
+                Event(
+                    kind=EventKind.TARGET_ERROR,
+                    time=report.time,
+                    scaled_object=self.key,
+                    error=target_error,
+                )
+            )
+            return report
+        rolled: tuple[str, ...] = ()
+        if self.spec.rollout.strategy != "gradual" and not self.spec.paused:
+            revision = self.target.revision
+            rolled = tuple(j.name for j in jobs if not j.phase.finished and j.revision != revision)
+            if rolled:
+                error = await self._act(
+                    "deleting jobs of an older template", self.target.delete_jobs(rolled)
+                )
+                if error is not None:
+                    report = await self._report(observations, jobs, lag, error)
+                    return report
+                jobs = tuple(j for j in jobs if j.name not in set(rolled))
+        report = await self._report(observations, jobs, lag, None)
+        report = attrs.evolve(report, rolled_out=rolled)
+        if report.decision.is_active:
+            self.state.last_active_time = report.time
+        started: tuple[str, ...] = ()
+        if report.decision.create > 0:
+            names: list[str] = []
+
+            async def start() -> None:
+                names.extend(await self.target.start_jobs(report.decision.create))
+
+            error = await self._act("starting jobs", start())
+            if error is not None:
+                return attrs.evolve(report, target_error=error)
+            started = tuple(names)
+            self.state.jobs_started += len(started)
+            await self._emit(
+                Event(
+                    kind=EventKind.SCALE,
+                    time=report.time,
+                    scaled_object=self.key,
+                    from_replicas=report.counts.running,
+                    to_replicas=report.counts.running + len(started),
+                    rule="jobs",
+                    reason=report.decision.reason,
+                )
+            )
+        report = attrs.evolve(report, started=started)
+        cleaned = history_to_delete(
+            jobs,
+            successful_limit=self.spec.successful_jobs_history_limit,
+            failed_limit=self.spec.failed_jobs_history_limit,
+        )
+        if cleaned and not self.spec.paused:
+            error = await self._act("deleting finished jobs", self.target.delete_jobs(cleaned))
+            if error is not None:
+                return attrs.evolve(report, target_error=error)
+            report = attrs.evolve(report, cleaned=cleaned)
+        return report
+
+    async def _report(
+        self,
+        observations: tuple[TriggerObservation, ...],
+        jobs: tuple[JobInfo, ...],
+        lag: float | None,
+        target_error: str | None,
+        *,
+        counts: JobCounts | None = None,
+    ) -> JobReport:
+        """Count, decide, emit the poll and decision events; act on nothing."""
+        if counts is None:
+            counts = JobCounts.of(jobs)
+        now = self.clock()
+        triggers = self._results(observations)
+        await self._emit(
+            Event(
+                kind=EventKind.POLL,
+                time=now,
+                scaled_object=self.key,
+                triggers=triggers,
+                current_replicas=None if target_error else counts.running,
+                lag=lag,
+            )
+        )
+        decision = self.decide(observations, counts)
+        if target_error is not None:
+            decision = attrs.evolve(decision, create=0, reason=f"no jobs started: {target_error}")
+        report = JobReport(
+            name=self.spec.name,
+            namespace=self.spec.namespace,
+            time=now,
+            counts=counts,
+            decision=decision,
+            triggers=triggers,
+            observations=observations,
+            jobs=jobs,
+            target_error=target_error,
+        )
+        await self._emit(
+            Event(
+                kind=EventKind.DECISION,
+                time=now,
+                scaled_object=self.key,
+                current_replicas=counts.running,
+                desired_replicas=counts.running + decision.create,
+                active=decision.is_active,
+                rule="jobs",
+                reason=decision.reason,
+            )
+        )
+        return report
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def aclose(self) -> None:
+        """Close every scaler and the target (jobs keep running; errors are ignored)."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            resources: list[Scaler | JobTarget] = [*self.scalers, self.target]
+            for resource in resources:
+                try:
+                    with anyio.move_on_after(self.poll_timeout):
+                        await resource.aclose()
+                except Exception:
+                    continue
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
