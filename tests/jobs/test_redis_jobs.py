@@ -66,6 +66,7 @@ async def test_every_item_gets_exactly_one_job_within_max(
 
     async def take_item(job: MemoryJob) -> str | None:
         raw = await client.lpop(queue)
+        assert raw is None or isinstance(raw, bytes)
         return raw.decode() if raw is not None else None
 
     # jobs take 7 to 12 seconds; every fifth one fails (its item still counts as taken)
