@@ -28,6 +28,7 @@ import attrs
 from anyio.abc import TaskGroup
 
 from eventscale.observability import Event, EventBus, EventKind
+from eventscale.runtime import ScaledObject
 from eventscale.scalers import PushScaler, Scaler
 
 if TYPE_CHECKING:
@@ -423,7 +424,12 @@ class Controller:
             if not owned:
                 return
         try:
-            report = await obj.reconcile(lag=lag)
+            if self.ownership is not None and isinstance(obj, ScaledObject):
+                report: ReconcileReport = await obj.reconcile(
+                    lag=lag, guard=_owns(self.ownership, obj.key)
+                )
+            else:
+                report = await obj.reconcile(lag=lag)
         except Exception as exc:  # never let one object break the group
             logger.exception("reconciling %s failed", obj.key)
             status.last_error = f"{type(exc).__name__}: {exc}"
@@ -480,6 +486,19 @@ class Controller:
         """Return once a reconcile that started after reconcile number ``after`` finished."""
         while entry.finished <= after:
             await entry.reconciled.wait()
+
+
+def _owns(ownership: Ownership, key: str) -> Callable[[], Awaitable[bool]]:
+    """A guard checked right before a change is applied: polling took time, and the
+    lease may have run out since the check at the start of the tick."""
+
+    async def guard() -> bool:
+        try:
+            return await ownership.owns(key)
+        except Exception:
+            return False
+
+    return guard
 
 
 def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:

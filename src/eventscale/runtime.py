@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -332,12 +332,21 @@ class ScaledObject:
         _, report = await self._evaluate(current_replicas, None)
         return report
 
-    async def reconcile(self, *, lag: float | None = None) -> EvaluationReport:
+    async def reconcile(
+        self,
+        *,
+        lag: float | None = None,
+        guard: Callable[[], Awaitable[bool]] | None = None,
+    ) -> EvaluationReport:
         """Poll, decide and apply once; the engine state moves on.
 
         When the target cannot be read, nothing is decided or applied (the report
         carries ``target_error``); when it cannot be written, the state is not
         advanced, so the next reconcile tries again from the same history.
+
+        ``guard`` is awaited right before a change is applied; when it returns
+        ``False`` (this process lost the object's lease while polling) nothing is
+        applied and the state does not move.
         """
         new_state, report = await self._evaluate(None, lag)
         if report.target_error is not None:
@@ -352,6 +361,8 @@ class ScaledObject:
             return report
         decision = report.decision
         if decision.changed:
+            if guard is not None and not await guard():
+                return report
             try:
                 with anyio.fail_after(self.poll_timeout):
                     if self._set_with_reason:

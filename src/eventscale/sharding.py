@@ -136,13 +136,22 @@ class LeaseSharding:
         return max(self._members, key=lambda m: _weight(m, key))
 
     async def _refresh_members(self) -> None:
-        now = self.clock()
         path = f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases"
         listing = await self.client.request("GET", path)
+        # Times count from after the read: one taken before it could predate a renewal
+        # the listing shows, and make a Lease look expired too early.
+        now = self.clock()
         live = {self.identity}
+        electors = {e.name: e for e in self._objects.values()}
         for item in listing.get("items") or []:
             meta = item.get("metadata") or {}
             name = str(meta.get("name") or "")
+            elector = electors.get(name)
+            if elector is not None:
+                # Every replica watches every object's Lease, not only those it wants:
+                # when a holder dies, its successor's expiry clock has long been running.
+                elector.observe(item)
+                continue
             if not name.startswith(self._member_prefix):
                 continue
             spec = item.get("spec") or {}
@@ -159,10 +168,14 @@ class LeaseSharding:
 
     # ------------------------------------------------------------------ ownership
 
+    def lease_name(self, key: str) -> str:
+        """The name of the Lease that guards object ``key`` (``namespace/name``)."""
+        return f"{self.prefix}-{_slug(key)}"
+
     def _object_elector(self, key: str) -> LeaderElector:
         elector = self._objects.get(key)
         if elector is None:
-            elector = self._elector(f"{self.prefix}-{_slug(key)}")
+            elector = self._elector(self.lease_name(key))
             self._objects[key] = elector
         return elector
 

@@ -509,6 +509,59 @@ async def test_a_failing_watch_backs_off_and_polling_goes_on() -> None:
         await until(lambda: target.requested == 2, "the next poll")
 
 
+# ----------------------------------------------------------------------------- ownership
+
+
+class FlagOwnership:
+    """Ownership the test turns on and off."""
+
+    def __init__(self) -> None:
+        self.owned = True
+        self.released: list[str] = []
+
+    async def owns(self, key: str) -> bool:
+        return self.owned
+
+    async def release(self, key: str) -> None:
+        self.released.append(key)
+
+
+class LeaseLosingScaler(StaticScaler):
+    """Its poll takes so long that the lease runs out meanwhile."""
+
+    def __init__(self, ownership: FlagOwnership, value: float) -> None:
+        super().__init__(value, target=1)
+        self.ownership = ownership
+        self.lose = True
+
+    async def get_metrics(self) -> ScalerReport:
+        if self.lose:
+            self.ownership.owned = False
+        return await super().get_metrics()
+
+
+async def test_a_lease_lost_during_the_poll_stops_the_write() -> None:
+    clock = ManualClock(START)
+    ownership = FlagOwnership()
+    scaler = LeaseLosingScaler(ownership, 3)
+    target = MemoryTarget(0, clock=clock)
+    async with Controller(clock=clock, sleep=clock.sleep, ownership=ownership) as ctl:
+        ctl.add(make("leased", 1, scaler, clock, target=target))
+        with anyio.fail_after(5):
+            await clock.wait_for_sleepers(1)
+        assert scaler.polls == 1
+        assert target.set_calls == 0  # owned when the tick began, not when it would write
+        await step(clock, 1, sleepers=1)
+        assert scaler.polls == 1  # not owned: not even polled
+        assert not ctl.status("default/leased").owned
+        ownership.owned = True
+        scaler.lose = False
+        await step(clock, 1, sleepers=1)
+        assert target.requested == 3
+        assert ctl.status("default/leased").owned
+    assert ownership.released == ["default/leased"]
+
+
 # ----------------------------------------------------------------------------- events
 
 

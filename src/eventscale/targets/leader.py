@@ -167,6 +167,15 @@ class LeaderElector:
             self._observed = record
             self._observed_at = now
 
+    def observe(self, lease: Mapping[str, Any]) -> None:
+        """Take note of the Lease as read elsewhere (a LIST), as if this elector read it.
+
+        Expiry counts from the moment a contender first sees a record, so a contender
+        that keeps observing a Lease it does not try for can take it as soon as it
+        expires. Call it right after the read returned.
+        """
+        self._observe(LeaseRecord.from_object(lease), self.clock())
+
     async def try_acquire_or_renew(self) -> bool:
         """One attempt to take or renew the Lease; ``True`` if this elector now leads.
 
@@ -191,9 +200,12 @@ class LeaderElector:
             self._renewed_at = now
             return True
         record = LeaseRecord.from_object(obj)
-        self._observe(record, now)
+        # Seen now, after the read returned (as client-go does): a time taken before the
+        # request could predate the holder's renewal that the read returns.
+        seen = self.clock()
+        self._observe(record, seen)
         held_by_other = bool(record.holder) and record.holder != self.identity
-        if held_by_other and self._observed_at + record.lease_duration > now:
+        if held_by_other and self._observed_at + record.lease_duration > seen:
             self._renewed_at = None
             return False  # held by someone else and not expired
         updated = dict(obj)
