@@ -42,7 +42,13 @@ class Trace:
     def from_csv(cls, source: str | Path | io.TextIOBase) -> Trace:
         """Read a trace CSV (a path, or an open text file)."""
         if isinstance(source, (str, Path)):
-            with open(source, newline="") as handle:
+            try:
+                handle = open(source, newline="")  # noqa: SIM115 - closed below
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read {source}: {exc.strerror}", path=str(source)
+                ) from None
+            with handle:
                 return cls._read(handle, str(source))
         return cls._read(source, "<trace>")
 
@@ -179,6 +185,20 @@ class Timeline:
                     linewidth=0.8,
                     label=f"{label} activation {spec.activation_target:g}",
                 )
+        interval = self.spec.polling_interval
+        failed_label = "read failed"
+        for step in self.steps:
+            if any(v is None for v in step.metrics.values()):
+                # A failed read is not a 0: shade the tick instead of drawing a value.
+                top.axvspan(
+                    step.time,
+                    step.time + interval,
+                    color="tab:red",
+                    alpha=0.15,
+                    linewidth=0,
+                    label=failed_label,
+                )
+                failed_label = "_nolegend_"
         top.set_ylabel("metric")
         top.legend(loc="upper right", fontsize="small")
         bottom.step(times, [s.desired_replicas for s in self.steps], where="post", label="desired")
