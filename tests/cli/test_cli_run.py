@@ -1,0 +1,145 @@
+"""``eventscale run --target memory`` on a real Redis list, read as JSON lines, stopped by a signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from cli._runner import command, write
+from servers._proc import unique_name
+from servers.redis_srv import RedisServer
+
+
+@pytest.fixture
+def orders(redis_server: RedisServer) -> Iterator[tuple[redis.Redis, str]]:
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    name = unique_name("cli-run")
+    yield client, name
+    client.delete(name)
+    client.close()
+
+
+def manifest(tmp_path: Path, redis_server: RedisServer, lst: str) -> str:
+    return write(
+        tmp_path / "run.yaml",
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: runner, namespace: jobs}}
+spec:
+  scaleTargetRef: {{name: runner}}
+  pollingInterval: 1
+  triggers:
+    - type: redis
+      name: orders
+      metadata: {{address: "{redis_server.address}", listName: {lst}, listLength: "2"}}
+""",
+    )
+
+
+class Lines:
+    """JSON lines from a running command's stdout, with a deadline per wait."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.seen: list[dict[str, Any]] = []
+
+    def until(self, kind: str, timeout: float = 20) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if not ready:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"eventscale run exited early: {self.proc.returncode}")
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                pytest.fail("eventscale run closed its output")
+            event = json.loads(line)  # every line is one JSON object
+            self.seen.append(event)
+            if event["kind"] == kind:
+                return event
+        pytest.fail(f"no {kind!r} event within {timeout}s; saw {self.seen[-5:]}")
+
+
+def start(path: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*command("script"), "run", path, "--target", "memory"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_run_prints_json_lines_until_a_scale_then_stops_cleanly(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    orders: tuple[redis.Redis, str],
+    stop: signal.Signals,
+) -> None:
+    client, lst = orders
+    proc = start(manifest(tmp_path, redis_server, lst))
+    try:
+        lines = Lines(proc)
+        # The empty list: a poll with value 0, a decision to stay at 0.
+        poll = lines.until("poll")
+        assert poll["scaledObject"] == "jobs/runner"
+        assert poll["triggers"][0]["value"] == 0.0
+        assert poll["triggers"][0]["name"] == "orders"
+        decision = lines.until("decision")
+        assert decision["desiredReplicas"] == 0
+        assert decision["active"] is False
+        # 5 items, listLength 2: ceil(5 / 2) = 3 replicas, from 0 within the default
+        # scale-up policy (max(0 + 4, 0 * 2) = 4).
+        client.rpush(lst, *range(5))
+        scale = lines.until("scale")
+        assert scale["scaledObject"] == "jobs/runner"
+        assert scale["fromReplicas"] == 0
+        assert scale["toReplicas"] == 3
+        assert "orders" in scale["reason"]
+        proc.send_signal(stop)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    for line in out.splitlines():  # whatever was still buffered is whole JSON lines too
+        json.loads(line)
+
+
+def test_run_with_a_bad_manifest_exits_2(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "bad.yaml",
+        """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: bad}
+spec:
+  scaleTargetRef: {name: w}
+  triggers: [{type: redis, metadata: {listName: x}}]
+""",
+    )
+    proc = subprocess.run(
+        [*command(), "run", path, "--target", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "spec.triggers[0]" in proc.stderr
