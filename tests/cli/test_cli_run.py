@@ -66,7 +66,7 @@ class Lines:
             line = self.proc.stdout.readline()
             if not line:
                 pytest.fail("eventscale run closed its output")
-            event = json.loads(line)  # every line is one JSON object
+            event: dict[str, Any] = json.loads(line)  # every line is one JSON object
             self.seen.append(event)
             if event["kind"] == kind:
                 return event
