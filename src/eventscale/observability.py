@@ -14,6 +14,7 @@ error messages were redacted where they were created.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import inspect
 import logging
@@ -235,7 +236,8 @@ class PrometheusExporter:
     ``eventscale_trigger_value``, ``eventscale_trigger_active``,
     ``eventscale_trigger_errors_total``, ``eventscale_desired_replicas``,
     ``eventscale_current_replicas``, ``eventscale_loop_lag_seconds``,
-    ``eventscale_last_scale_timestamp_seconds``.
+    ``eventscale_last_scale_timestamp_seconds``. The series of an object removed from
+    the controller are dropped.
     """
 
     def __init__(self, registry: Any | None = None) -> None:
@@ -275,6 +277,7 @@ class PrometheusExporter:
             ["scaled_object"],
             **kwargs,
         )
+        self._series: dict[str, set[str]] = {}  # scaled object -> trigger labels seen
 
     def __call__(self, event: Event) -> None:
         """Update the metrics from one event."""
@@ -282,6 +285,7 @@ class PrometheusExporter:
         if event.kind is EventKind.POLL:
             for trig in event.triggers:
                 label = trig.name or str(trig.index)
+                self._series.setdefault(so, set()).add(label)
                 if trig.error is not None:
                     self.errors.labels(so, label).inc()
                     continue
@@ -298,6 +302,18 @@ class PrometheusExporter:
             self.last_scale.labels(so).set(event.time)
             if event.to_replicas is not None:
                 self.current.labels(so).set(event.to_replicas)
+        elif event.kind is EventKind.OBJECT_REMOVED:
+            self._forget(so)
+
+    def _forget(self, so: str) -> None:
+        """Drop every series of a removed object (it would export its last values forever)."""
+        for label in self._series.pop(so, ()):
+            for metric in (self.value, self.active, self.errors):
+                with contextlib.suppress(KeyError):
+                    metric.remove(so, label)
+        for metric in (self.desired, self.current, self.lag, self.last_scale):
+            with contextlib.suppress(KeyError):
+                metric.remove(so)
 
 
 def summarize(triggers: Sequence[TriggerResult]) -> str:
