@@ -1,0 +1,173 @@
+"""``eventscale intercept``: the interceptor and the controller for HTTPScaledObjects.
+
+Reads ``HTTPScaledObject`` manifests, serves their routes through an
+:class:`~eventscale.http.Interceptor`, and runs one ScaledObject per manifest (an
+``http`` trigger on the route's pending requests) in a
+:class:`~eventscale.controller.Controller` whose ``wake`` the interceptor calls when
+it holds a request for an upstream at zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+from eventscale.errors import ConfigError
+
+__all__ = ("add_parser", "parse_address", "parse_upstreams", "run_intercept")
+
+
+def parse_address(text: str, *, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT``, or ``PORT``) as a pair; :class:`ConfigError` otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        host, port_text = "", text
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"expected HOST:PORT, got {text!r}", path=option) from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port out of range in {text!r}", path=option)
+    return host, port
+
+
+def parse_upstreams(items: list[str] | None) -> dict[str, str]:
+    """``--upstream SERVICE=URL`` options as a mapping."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, url = item.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"--upstream takes SERVICE=http://HOST:PORT, got {item!r}", path="--upstream"
+            )
+        out[name] = url
+    return out
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``intercept`` subcommand to the ``eventscale`` parser's subparsers."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "intercept",
+        help="reverse proxy + controller for HTTPScaledObjects (scale web apps from zero)",
+        description="Serve the routes of every HTTPScaledObject in the manifests (by Host "
+        "header and path prefix), count pending requests per route, hold requests while an "
+        "upstream at zero scales up, and scale each workload on its pending requests.",
+    )
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="YAML files ('-' for stdin)")
+    p.add_argument(
+        "--listen", default="0.0.0.0:8080", metavar="HOST:PORT", help="proxy address (0.0.0.0:8080)"
+    )
+    p.add_argument(
+        "--admin",
+        default="127.0.0.1:9090",
+        metavar="HOST:PORT",
+        help="metrics endpoint address (127.0.0.1:9090); 'none' to disable",
+    )
+    p.add_argument("--target", choices=["kubernetes", "docker", "memory"], default="kubernetes")
+    p.add_argument(
+        "--upstream",
+        action="append",
+        metavar="SERVICE=URL",
+        help="where a scaleTargetRef.service is reached (repeatable; default http://SERVICE:PORT)",
+    )
+    p.add_argument(
+        "--max-held",
+        type=int,
+        default=100,
+        metavar="N",
+        help="requests held per route while its upstream starts; more get 503 (default 100)",
+    )
+    p.add_argument(
+        "--hold-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="override every route's hold timeout (default: the manifest's, else 20)",
+    )
+    p.add_argument(
+        "--retry-after", type=int, default=5, metavar="SECONDS", help="Retry-After sent with 503"
+    )
+    p.add_argument(
+        "--polling-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often each object is reconciled besides wake-ups (default 1)",
+    )
+    return p
+
+
+async def run_intercept(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the interceptor and the controller until cancelled."""
+    from eventscale.cli import _make_target, _read_manifest_files
+    from eventscale.controller import Controller
+    from eventscale.http.interceptor import Interceptor
+    from eventscale.http.manifest import load_http_scaled_objects
+    from eventscale.observability import Event, EventKind
+    from eventscale.runtime import ScaledObject
+
+    specs = load_http_scaled_objects(_read_manifest_files(args.manifests))
+    if not specs:
+        raise ConfigError("the manifests hold no HTTPScaledObject", path="MANIFEST")
+    host, port = parse_address(args.listen, option="--listen")
+    admin = None if args.admin == "none" else parse_address(args.admin, option="--admin")
+    upstreams = parse_upstreams(args.upstream)
+    if args.max_held < 0:
+        raise ConfigError("must be >= 0", path="--max-held")
+    routes = [
+        s.to_route(
+            upstreams,
+            max_held=args.max_held,
+            hold_timeout=args.hold_timeout,
+            retry_after=args.retry_after,
+        )
+        for s in specs
+    ]
+    objects = []
+    for s in specs:
+        if s.skip_scaled_object_creation:
+            continue
+        spec = s.to_scaled_object_spec(polling_interval=args.polling_interval)
+        objects.append(ScaledObject(spec, target=_make_target(args.target, spec)))
+
+    def on_event(event: Event) -> None:
+        if event.kind in (EventKind.SCALE, EventKind.TARGET_ERROR):
+            out.write(json.dumps(event.to_dict()) + "\n")
+            out.flush()
+
+    async with Controller() as ctl:
+        ctl.events.add_hook(on_event)
+        for obj in objects:
+            ctl.add(obj)
+        interceptor = Interceptor(routes, wake=ctl.wake)
+        try:
+            await interceptor.start(
+                host,
+                port,
+                admin_host=admin[0] if admin else None,
+                admin_port=admin[1] if admin else None,
+            )
+            where = f"http://{host}:{interceptor.port}"
+            metrics = (
+                f", metrics at http://{admin[0]}:{interceptor.admin_port}/_eventscale/metrics"
+                if admin
+                else ""
+            )
+            out.write(
+                json.dumps(
+                    {
+                        "listening": where,
+                        "admin": interceptor.admin_port,
+                        "routes": [r.name for r in routes],
+                    }
+                )
+                + "\n"
+            )
+            out.flush()
+            sys.stderr.write(f"eventscale: intercepting on {where}{metrics}\n")
+            await ctl.run_until_cancelled()
+        finally:
+            await interceptor.aclose()
+    return 0
