@@ -415,6 +415,18 @@ async def _demo(args: argparse.Namespace, out: _Writable) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- intercept
+
+
+def _intercept(args: argparse.Namespace, out: _Writable) -> int:
+    from eventscale.http.cli import run_intercept
+
+    try:
+        return anyio.run(run_intercept, args, out)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -545,6 +557,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--plain", action="store_true", help="one line per second instead of a live view"
     )
+    from eventscale.http.cli import add_parser as add_intercept_parser
+
+    add_intercept_parser(sub)
     return parser
 
 
@@ -568,6 +583,8 @@ def main(argv: Sequence[str] | None = None, *, out: _Writable | None = None) -> 
                 return anyio.run(_run, args, stdout)
             except KeyboardInterrupt:
                 return EXIT_OK
+        if args.command == "intercept":
+            return _intercept(args, stdout)
         try:
             return anyio.run(_demo, args, stdout)
         except KeyboardInterrupt:

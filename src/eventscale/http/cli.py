@@ -12,11 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from eventscale.errors import ConfigError
 
 __all__ = ("add_parser", "parse_address", "parse_upstreams", "run_intercept")
+
+
+class _Writable(Protocol):
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 def parse_address(text: str, *, option: str) -> tuple[str, int]:
@@ -99,7 +105,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     return p
 
 
-async def run_intercept(args: argparse.Namespace, out: TextIO) -> int:
+async def run_intercept(args: argparse.Namespace, out: _Writable) -> int:
     """Run the interceptor and the controller until cancelled."""
     from eventscale.cli import _make_target, _read_manifest_files
     from eventscale.controller import Controller
