@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import anyio
@@ -46,7 +47,7 @@ def make(
     name: str,
     interval: float,
     scaler: StaticScaler,
-    clock: ManualClock,
+    clock: Callable[[], float],
     *,
     target: MemoryTarget | None = None,
     poll_timeout: float | None = None,
@@ -507,6 +508,31 @@ async def test_a_failing_watch_backs_off_and_polling_goes_on() -> None:
         scaler.value = 2
         clock.advance(4)
         await until(lambda: target.requested == 2, "the next poll")
+
+
+# ----------------------------------------------------------------------------- real clock
+
+
+async def test_real_clock_wake_push_and_shutdown() -> None:
+    """The same guarantees with the real clock (the controller parks loops differently)."""
+    threads = threading.active_count()
+    woken, level, stuck = StaticScaler(0, target=1), LevelPushScaler(0, target=1), HangingScaler()
+    targets = [MemoryTarget(0) for _ in range(3)]
+    async with Controller() as ctl:
+        ctl.add(make("woken", 30, woken, time.time, target=targets[0]))
+        ctl.add(make("level", 30, level, time.time, target=targets[1]))
+        ctl.add(make("stuck", 30, stuck, time.time, target=targets[2], poll_timeout=60))
+        await until(lambda: woken.polls == 1 and level.watches == 1, "the first ticks")
+        woken.value = 2
+        ctl.wake("default/woken")
+        await until(lambda: targets[0].requested == 2, "the woken reconcile")
+        level.value = 3
+        await until(lambda: targets[1].requested == 3, "the push-triggered reconcile")
+        await anyio.sleep(0.2)
+        assert level.polls <= 3, f"{level.polls} polls of an active source in 0.2 s"
+        assert woken.polls == 2
+    assert all(s.closed for s in (woken, level, stuck))
+    assert threading.active_count() == threads
 
 
 # ----------------------------------------------------------------------------- ownership
