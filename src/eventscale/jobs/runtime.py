@@ -130,8 +130,10 @@ class ScaledJob:
     :param scalers: one per trigger, in order; built through the scaler registry from
         ``contexts`` (or the spec's own metadata) when omitted.
     :param clock: wall-clock seconds for report and event times.
-    :param poll_timeout: seconds each scaler or target call may take (default
-        ``min(10, pollingInterval)``).
+    :param poll_timeout: seconds each scaler call and each job listing may take
+        (default ``min(10, pollingInterval)``).
+    :param action_timeout: seconds starting or deleting a batch of jobs may take
+        (default 60: a backend may start many jobs one by one).
     :param events: the event bus (the controller sets its own when this is ``None``).
 
     It runs in :class:`eventscale.controller.Controller` like a ScaledObject.
@@ -147,9 +149,11 @@ class ScaledJob:
         state: JobState | None = None,
         clock: Callable[[], float] = time.time,
         poll_timeout: float | None = None,
+        action_timeout: float = 60.0,
         events: EventBus | None = None,
     ) -> None:
         self.spec = spec
+        self.action_timeout = action_timeout
         self.target = target
         self.clock = clock
         self.events = events
@@ -327,10 +331,10 @@ class ScaledJob:
 
     async def _act(self, what: str, call: Any) -> str | None:
         try:
-            with anyio.fail_after(self.poll_timeout):
+            with anyio.fail_after(self.action_timeout):
                 await call
         except Exception as exc:
-            message = f"{what}: {_message(exc, self.poll_timeout)}"
+            message = f"{what}: {_message(exc, self.action_timeout)}"
             await self._emit(
                 Event(
                     kind=EventKind.TARGET_ERROR,
