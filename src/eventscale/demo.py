@@ -15,6 +15,7 @@ import time
 from typing import Protocol
 
 import anyio
+import attrs
 
 from eventscale.controller import Controller
 from eventscale.observability import Event, EventKind
@@ -33,7 +34,7 @@ from eventscale.spec import (
 )
 from eventscale.targets.memory import MemoryTarget
 
-__all__ = ("DEMO_SPEC", "arrivals_per_second", "run_demo")
+__all__ = ("DEMO_SPEC", "Story", "TextOut", "arrivals_per_second", "run_demo")
 
 
 class TextOut(Protocol):
@@ -78,8 +79,12 @@ DEMO_SPEC = ScaledObjectSpec(
 
 
 def arrivals_per_second(t: float, seconds: float) -> float:
-    """The producer's rate at demo time ``t``: quiet, a burst, a tail, then nothing."""
-    burst_start, burst_end, tail_end = 0.05 * seconds, 0.3 * seconds, 0.4 * seconds
+    """The producer's rate at demo time ``t``: quiet, a burst, a tail, then nothing.
+
+    The phases are fractions of ``seconds`` so that a shorter or longer demo tells the
+    same story: quiet for the first 8 %, 30 items/s until 40 %, 6 items/s until 50 %.
+    """
+    burst_start, burst_end, tail_end = 0.08 * seconds, 0.4 * seconds, 0.5 * seconds
     if t < burst_start:
         return 0.0
     if t < burst_end:
@@ -89,10 +94,63 @@ def arrivals_per_second(t: float, seconds: float) -> float:
     return 0.0
 
 
+@attrs.frozen
+class Story:
+    """What happened in a demo run, read back from the target's history (demo seconds)."""
+
+    activated_at: float | None
+    peak: int
+    peak_at: float | None
+    drained_at: float | None
+    zero_at: float | None
+    counts: tuple[int, ...]
+
+    def lines(self, cooldown: float) -> list[str]:
+        """The story in words, one line per chapter."""
+        if self.activated_at is None:
+            return ["the queue never woke the workers up"]
+        out = [
+            f"activated from 0 at {self.activated_at:.0f}s, when the first items arrived",
+            f"scaled out to a peak of {self.peak} replicas at {self.peak_at:.0f}s",
+        ]
+        if self.drained_at is not None:
+            out.append(f"the queue was empty again at {self.drained_at:.0f}s")
+        if self.zero_at is not None:
+            out.append(
+                f"back to 0 replicas at {self.zero_at:.0f}s, once the queue had been idle "
+                f"for the {cooldown:g}s cooldown"
+            )
+        else:
+            out.append("still running replicas when the demo ended (try a longer --seconds)")
+        out.append("replica changes: " + " -> ".join(str(c) for c in self.counts))
+        return out
+
+
+def _story(target: MemoryTarget, drained_at: float | None) -> Story:
+    history = list(target.history)
+    activated = next((c.at for c in history if c.old == 0 and c.new > 0), None)
+    peak = max((c.new for c in history), default=0)
+    peak_at = next((c.at for c in history if c.new == peak), None) if peak else None
+    zero_at = None
+    if history and history[-1].new == 0 and activated is not None:
+        zero_at = history[-1].at
+    counts = [target.initial]
+    for change in history:
+        if change.new != counts[-1]:
+            counts.append(change.new)
+    return Story(activated, peak, peak_at, drained_at, zero_at, tuple(counts))
+
+
 async def run_demo(
     out: TextOut, *, seconds: float = 60.0, speed: float = 1.0, live: bool = False
-) -> MemoryTarget:
-    """Run the demo story for ``seconds`` of demo time, printing one line per second."""
+) -> Story:
+    """Run the demo story for ``seconds`` of demo time; return what happened.
+
+    ``speed`` runs the demo clock that many times faster than real time (the
+    controller, the producer and the workers all use it). ``live`` redraws one status
+    line and keeps a line for each change of replicas (for a terminal); otherwise one
+    line per demo second is printed.
+    """
     start = time.monotonic()
 
     def clock() -> float:
@@ -103,7 +161,7 @@ async def run_demo(
 
     queue = GaugeRegistry()
     queue.set("demo-queue", 0)
-    target = MemoryTarget(replicas=0)
+    target = MemoryTarget(replicas=0, name="demo-worker", clock=clock)
     scaler = MemoryScaler("demo-queue", target=10, registry=queue, trigger="queue")
     obj = ScaledObject(DEMO_SPEC, target=target, scalers=[scaler], clock=clock)
     last_reason = ["waiting for the first poll"]
@@ -113,40 +171,47 @@ async def run_demo(
             last_reason[0] = event.reason
 
     out.write(
-        "eventscale demo: a queue (target 10 items per replica), a bursty producer, workers that\n"
-        f"finish {WORK_RATE:g} items/s each; min 0, max 8 replicas, cooldown 10 s, "
-        "polling every 1 s.\n\n"
+        "eventscale demo: a queue (target 10 items per replica), a bursty producer, workers "
+        f"that\nfinish {WORK_RATE:g} items/s each; min 0, max 8 replicas, cooldown "
+        f"{DEMO_SPEC.cooldown_period} s, polling every {DEMO_SPEC.polling_interval} s.\n\n"
     )
-    header = f"{'time':>5}  {'queue':>6}  {'replicas':>8}  reason\n"
-    out.write(header)
+    out.write(f"{'time':>5}  {'queue':>6}  {'replicas':>8}  reason\n")
+    drained_at: float | None = None
     async with Controller(clock=clock, sleep=sleep) as ctl:
         ctl.events.add_hook(on_event)
         ctl.add(obj)
-        step = 0.1
-        t = 0.0
+        last = 0.0
         next_print = 0.0
+        shown_replicas = -1
         backlog = 0.0
-        while t <= seconds:
-            backlog += arrivals_per_second(t, seconds) * step
-            backlog = max(0.0, backlog - target.current * WORK_RATE * step)
+        while True:
+            now = min(clock(), seconds)
+            dt = now - last
+            last = now
+            # Items arrive at the producer's rate and each ready replica works through
+            # WORK_RATE items per second.
+            backlog += arrivals_per_second(now, seconds) * dt
+            backlog = max(0.0, backlog - target.current * WORK_RATE * dt)
+            if backlog < 0.5 and drained_at is None and target.current > 0:
+                drained_at = now
+            elif backlog >= 0.5:
+                drained_at = None
             queue.set("demo-queue", round(backlog))
-            if t >= next_print:
-                line = f"{t:5.0f}  {round(backlog):6d}  {target.current:8d}  {last_reason[0]}"
-                out.write(("\r\x1b[K" + line) if live else (line + "\n"))
-                if live and int(t) % 5 == 0:
-                    out.write("\n")
+            if now >= next_print or (live and target.current != shown_replicas):
+                line = f"{now:5.0f}  {round(backlog):6d}  {target.current:8d}  {last_reason[0]}"
+                if live:
+                    keep = target.current != shown_replicas
+                    out.write("\r\x1b[K" + line + ("\n" if keep else ""))
+                else:
+                    out.write(line + "\n")
                 out.flush()
-                next_print += 1.0
-            await sleep(step)
-            t += step
-    story = " -> ".join(_dedupe([target.initial, *target.requested_counts()]))
-    out.write(f"\n\nreplica changes: {story}\n")
-    return target
-
-
-def _dedupe(counts: list[int]) -> list[str]:
-    out: list[str] = []
-    for count in counts:
-        if not out or out[-1] != str(count):
-            out.append(str(count))
-    return out
+                shown_replicas = target.current
+                while next_print <= now:
+                    next_print += 1.0
+            if now >= seconds:
+                break
+            await sleep(0.1)
+    story = _story(target, drained_at)
+    out.write("\n" + "\n".join(story.lines(DEMO_SPEC.cooldown_period)) + "\n")
+    out.flush()
+    return story

@@ -1,0 +1,119 @@
+"""``eventscale demo`` tells the true story; ``--help`` works everywhere."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cli._runner import Runner
+
+ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(.+)$")
+
+
+def test_demo_plain_tells_the_story(cli: Runner) -> None:
+    result = cli("demo", "--speed", "60", "--plain", timeout=60)
+    assert result.code == 0, result.output
+    assert result.stderr == ""
+    rows = [
+        (int(m[1]), int(m[2]), int(m[3]), m[4])
+        for m in map(ROW.match, result.stdout.splitlines())
+        if m
+    ]
+    # One line per demo second, 0 to 60.
+    assert [t for t, *_ in rows] == list(range(61))
+    replicas = [r for _, _, r, _ in rows]
+    queue = [q for _, q, _, _ in rows]
+    assert replicas[0] == 0
+    assert queue[0] == 0
+    # Activation from 0: nothing runs before items arrive.
+    first_up = next(i for i, r in enumerate(replicas) if r > 0)
+    assert any(q > 0 for q in queue[: first_up + 1])
+    assert all(r == 0 for r in replicas[:first_up])
+    assert any("activated by queue: scaling from 0" in reason for *_, reason in rows)
+    # Scale out: well past one replica, never past maxReplicaCount 8.
+    peak = max(replicas)
+    assert 4 <= peak <= 8
+    # The return to 0: it ends at 0 with an empty queue.
+    assert replicas[-1] == 0
+    assert queue[-1] == 0
+
+    summary = result.stdout.split("\n\n")[-1].splitlines()
+    found = {}
+    for line, pattern in zip(
+        summary,
+        [
+            r"activated from 0 at (\d+)s",
+            r"scaled out to a peak of (\d+) replicas at (\d+)s",
+            r"the queue was empty again at (\d+)s",
+            r"back to 0 replicas at (\d+)s, once the queue had been idle for the 10s cooldown",
+            r"replica changes: ([\d >-]+)$",
+        ],
+        strict=True,
+    ):
+        match = re.match(pattern, line)
+        assert match, (pattern, line)
+        found[pattern.split()[0]] = match.groups()
+    activated = int(found["activated"][0])
+    peak_count, peak_at = map(int, found["scaled"])
+    drained = int(found["the"][0])
+    zero = int(found["back"][0])
+    counts = [int(c) for c in found["replica"][0].split(" -> ")]
+    # The summary agrees with the table (rounded to whole seconds) ...
+    assert peak_count == peak
+    assert abs(activated - first_up) <= 1
+    assert activated <= peak_at < drained < zero
+    # ... the cooldown is respected: 0 only after the queue was idle for about 10 s
+    # (polling every second, so up to a second either way) ...
+    assert zero - drained >= 9
+    # ... and the replica story rises from 0 to the peak, then falls back to 0.
+    top = counts.index(peak)
+    assert counts[0] == 0
+    assert counts[-1] == 0
+    assert counts[: top + 1] == sorted(counts[: top + 1])
+    assert counts[top:] == sorted(counts[top:], reverse=True)
+
+
+def test_demo_rejects_a_bad_speed(cli: Runner) -> None:
+    result = cli("demo", "--speed", "0")
+    assert result.code == 2
+    assert "--speed" in result.stderr
+
+
+COMMANDS = {
+    "evaluate": ["--current-replicas", "--json", "--target", "--timeout", "--env", "--no-os-env"],
+    "run": ["--target", "--json", "--env", "--no-os-env"],
+    "simulate": ["--trace", "--plot", "--json", "--ready-delay", "--current-replicas", "--name"],
+    "demo": ["--seconds", "--speed", "--plain"],
+}
+
+
+def test_top_level_help_lists_every_command(cli: Runner) -> None:
+    for how in ("module", "package", "script"):
+        result = cli("--help", how=how)
+        assert result.code == 0, result.output
+        assert result.stdout.startswith("usage: eventscale")
+        for name in COMMANDS:
+            assert re.search(rf"^\s+{name}\s+\S", result.stdout, re.MULTILINE), name
+        assert "Exit codes" in result.stdout
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_command_help(cli: Runner, name: str) -> None:
+    result = cli(name, "--help")
+    assert result.code == 0, result.output
+    assert result.stdout.startswith(f"usage: eventscale {name}")
+    for option in COMMANDS[name]:
+        assert option in result.stdout, option
+
+
+def test_no_command_and_unknown_options(cli: Runner) -> None:
+    bare = cli()
+    assert bare.code == 2
+    assert "usage: eventscale" in bare.stderr
+    unknown = cli("evaluate", "m.yaml", "--frobnicate")
+    assert unknown.code == 2
+    assert "--frobnicate" in unknown.stderr
+    version = cli("--version")
+    assert version.code == 0
+    assert version.stdout.startswith("eventscale ")
