@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Self
 
+import anyio
 import attrs
 
 from eventscale.auth import Secret, redact_text
@@ -256,7 +257,7 @@ class ExternalScaler(ScalerBase):
         self._pb: Any = _proto.messages()  # a missing extra is a ConfigError, raised now
 
     @classmethod
-    def from_context(cls, ctx: TriggerContext) -> ExternalScaler:
+    def from_context(cls, ctx: TriggerContext) -> Self:
         """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
         return cls(ExternalScalerConfig.from_context(ctx), trigger_name=ctx.identity)
 
@@ -269,7 +270,7 @@ class ExternalScaler(ScalerBase):
         *,
         index: int = 0,
         metric_type: MetricType = MetricType.AVERAGE_VALUE,
-    ) -> ExternalScaler:
+    ) -> Self:
         """Build the scaler from KEDA trigger ``metadata`` (and auth parameters / env)."""
         ctx = TriggerContext(
             metadata=metadata,
@@ -400,11 +401,6 @@ class ExternalPushScaler(ExternalScaler):
         super().__init__(config, trigger_name=trigger_name or f"external-push[{config.index}]")
         self._stream: Any = None
 
-    @classmethod
-    def from_context(cls, ctx: TriggerContext) -> ExternalPushScaler:
-        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(ExternalScalerConfig.from_context(ctx), trigger_name=ctx.identity)
-
     async def wait_for_activity(self) -> None:
         """Return when the server streams ``result: true``.
 
@@ -443,4 +439,7 @@ class ExternalPushScaler(ExternalScaler):
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.cancel()
+            # let the cancellation complete on this loop before the channel closes
+            with anyio.move_on_after(5, shield=True):
+                await stream.code()
         await super().aclose()

@@ -153,10 +153,12 @@ class _Entry:
         self.lock = anyio.Lock()
         self.cached: tuple[ScalerReport, float] | None = None
         self.changed = anyio.Event()
+        self.version = 0  # bumped by notify(): a stream compares it with what it read
         self.streams = 0
         self.last_used = time.monotonic()
 
     def notify(self) -> None:
+        self.version += 1
         self.changed.set()
         self.changed = anyio.Event()
 
@@ -433,11 +435,16 @@ class ExternalScalerServer:
 
     # ------------------------------------------------------------------ streams
 
-    async def _wait_for_change(self, entry: _Entry, *, active: bool) -> None:
+    async def _wait_for_change(self, entry: _Entry, *, active: bool, seen: int) -> None:
         """Return when ``entry`` should be read again, or the server is stopping.
+
+        ``seen`` is the notification count when the stream last read the scaler: a
+        notification since then returns at once.
 
         :raises ScalerError: the scaler's ``wait_for_activity`` failed.
         """
+        if entry.version != seen:
+            return
         failure: list[ScalerError] = []
         changed = entry.changed
         watch = not active and isinstance(entry.scaler, PushScaler)
@@ -554,12 +561,13 @@ class _Servicer:
         try:
             last: bool | None = None
             while not owner._stopping.is_set():
+                seen = entry.version
                 report = await self._report(entry, context, fresh=True)
                 if report.is_active != last:
                     last = report.is_active
                     yield self.pb.IsActiveResponse(result=last)
                 try:
-                    await owner._wait_for_change(entry, active=last)
+                    await owner._wait_for_change(entry, active=last, seen=seen)
                 except ScalerError as exc:
                     await self._abort(context, exc)
         finally:
