@@ -184,6 +184,8 @@ async def test_hold_timeout_answers_504_or_goes_to_the_failover() -> None:
             status, body, _ = await _get(s, icpt.port, "/", "fo.test")
             assert (status, body["upstream"]) == (200, "fallback")
             assert icpt.metrics(with_failover.name).failovers == 1
+            # The failover's answer is not the upstream's: no cold-start latency from it.
+            assert icpt.metrics(with_failover.name).cold_starts == ()
             # Nobody is held any more: the abandoned cold start records no latency.
             await poll_until(lambda: icpt.metrics(plain.name).held == 0, what="nothing held")
             assert icpt.metrics(plain.name).cold_starts == ()

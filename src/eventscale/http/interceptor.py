@@ -493,6 +493,7 @@ class Interceptor:
         route = state.route
         if state.held >= route.max_held:
             state.rejected += 1
+            self._wake(route.name)  # even with a queue of 0 the workload must start
             return web.Response(
                 status=503,
                 text="the upstream is starting and the hold queue is full; retry later\n",
@@ -514,9 +515,7 @@ class Interceptor:
                     state.failovers += 1
                     try:
                         return await self._forward(
-                            state,
-                            route.failover.rstrip("/"),
-                            request,
+                            state, route.failover.rstrip("/"), request, failover=True
                         )
                     except _UpstreamRefusedError:
                         return _error(502, "the failover upstream refused the connection")
@@ -586,7 +585,12 @@ class Interceptor:
         return headers
 
     async def _forward(
-        self, state: _RouteState, base: str, request: web.BaseRequest
+        self,
+        state: _RouteState,
+        base: str,
+        request: web.BaseRequest,
+        *,
+        failover: bool = False,
     ) -> web.StreamResponse:
         session = self._session
         assert session is not None, "the interceptor is not started"
@@ -619,7 +623,7 @@ class Interceptor:
             logger.debug("upstream %s failed: %s", route.name, exc)
             return _error(502, "the upstream failed")
         try:
-            if state.cold_since is not None:
+            if state.cold_since is not None and not failover:
                 state.cold_starts.append(self.clock() - state.cold_since)
                 state.cold_since = None
             out_headers = [
