@@ -427,6 +427,18 @@ def _intercept(args: argparse.Namespace, out: _Writable) -> int:
         return EXIT_OK
 
 
+# --------------------------------------------------------------------------- serve-external
+
+
+def _serve_external(args: argparse.Namespace, out: _Writable) -> int:
+    from eventscale.external.cli import run_serve_external
+
+    try:
+        return anyio.run(run_serve_external, args, out)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -560,6 +572,9 @@ def _build_parser() -> argparse.ArgumentParser:
     from eventscale.http.cli import add_parser as add_intercept_parser
 
     add_intercept_parser(sub)
+    from eventscale.external.cli import add_parser as add_serve_external_parser
+
+    add_serve_external_parser(sub)
     return parser
 
 
@@ -585,6 +600,8 @@ def main(argv: Sequence[str] | None = None, *, out: _Writable | None = None) -> 
                 return EXIT_OK
         if args.command == "intercept":
             return _intercept(args, stdout)
+        if args.command == "serve-external":
+            return _serve_external(args, stdout)
         try:
             return anyio.run(_demo, args, stdout)
         except KeyboardInterrupt:

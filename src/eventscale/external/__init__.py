@@ -8,27 +8,33 @@
   language, from an eventscale ScaledObject.
 
 The protocol is KEDA's ``externalscaler.proto``, shipped in this package and compiled
-on first use (see :mod:`eventscale.external._proto`).
+on first use (see :mod:`eventscale.external._proto`). Names are loaded lazily, so the
+command line can list ``serve-external`` without grpcio installed; using one without
+the extra raises :class:`~eventscale.errors.MissingExtraError`.
 """
 
 from __future__ import annotations
 
-from eventscale.external.client import (
-    ExternalPushScaler,
-    ExternalScaler,
-    ExternalScalerConfig,
-    scaler_metadata_for,
-)
-from eventscale.external.server import (
-    SCALER_NAME_KEY,
-    SCALER_TYPE_KEY,
-    ExternalScalerServer,
-    ScalerRef,
-    ServerTLS,
-    load_server_target,
-    scalers_from_manifest,
-    serve_external,
-)
+import importlib
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from eventscale.external.client import (
+        ExternalPushScaler,
+        ExternalScaler,
+        ExternalScalerConfig,
+        scaler_metadata_for,
+    )
+    from eventscale.external.server import (
+        SCALER_NAME_KEY,
+        SCALER_TYPE_KEY,
+        ExternalScalerServer,
+        ScalerRef,
+        ServerTLS,
+        load_server_target,
+        scalers_from_manifest,
+        serve_external,
+    )
 
 __all__ = (
     "SCALER_NAME_KEY",
@@ -44,3 +50,14 @@ __all__ = (
     "scalers_from_manifest",
     "serve_external",
 )
+
+_CLIENT: Final = frozenset(
+    {"ExternalPushScaler", "ExternalScaler", "ExternalScalerConfig", "scaler_metadata_for"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = "client" if name in _CLIENT else "server"
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
