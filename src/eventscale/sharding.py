@@ -106,6 +106,7 @@ class LeaseSharding:
         self.member = self._elector(self._member_prefix + _slug(self.identity))
         self._objects: dict[str, LeaderElector] = {}
         self._renewed: dict[str, float] = {}
+        self._locks: dict[str, anyio.Lock] = {}
         self._seen: dict[str, tuple[str, float]] = {}  # lease name -> (resourceVersion, first seen)
         self._members: list[str] = [self.identity]
         self._tg: TaskGroup | None = None
@@ -198,15 +199,31 @@ class LeaseSharding:
         elector = self._objects.pop(key, None)
         self._renewed.pop(key, None)
         if elector is not None and not self._abandoned:
-            try:
-                await elector.release()
-            except TargetError as exc:
-                logger.warning("releasing the lease of %s failed: %s", key, exc)
+            # after a settle in flight, which could otherwise take the Lease back
+            async with self._lock(key):
+                self._renewed.pop(key, None)
+                try:
+                    await elector.release()
+                except TargetError as exc:
+                    logger.warning("releasing the lease of %s failed: %s", key, exc)
+            self._locks.pop(key, None)
+
+    def _lock(self, key: str) -> anyio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = anyio.Lock()
+        return lock
 
     async def _settle(self, key: str) -> None:
-        elector = self._objects.get(key)
-        if elector is None:
-            return
+        # One settle per object at a time: owns() registering an object and the
+        # background refresh would otherwise both write its Lease, and the 409 the
+        # loser gets would drop a lease just taken.
+        async with self._lock(key):
+            elector = self._objects.get(key)
+            if elector is not None:
+                await self._settle_locked(key, elector)
+
+    async def _settle_locked(self, key: str, elector: LeaderElector) -> None:
         try:
             if self.preferred_owner(key) == self.identity:
                 now = self.clock()

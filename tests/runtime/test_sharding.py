@@ -279,3 +279,45 @@ async def test_sharding_rejects_inconsistent_durations(kube_standin: KubeStandIn
             LeaseSharding(client, lease_duration=2, renew_deadline=2, retry_period=0.5)
     finally:
         await client.aclose()
+
+
+async def test_registering_an_object_while_a_refresh_settles_it_keeps_it_owned(
+    kube_standin: KubeStandIn,
+) -> None:
+    """``owns()`` settles a new object while the background refresh settles it too. Both
+    read the same Lease record; unserialised, both write it, one gets a 409, and the
+    lease just taken is dropped (the object then waits a whole polling interval)."""
+    ns = unique_name("solo")
+    client = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)))
+    api = kube_standin.api
+    try:
+        sharding = LeaseSharding(
+            client, identity="solo", lease_duration=20, renew_deadline=15, retry_period=10
+        )
+        async with sharding:
+            for i in range(6):  # each round the unserialised code loses with p = 1/2
+                key = f"{ns}/o{i}"
+                path = f"/leases/{sharding.lease_name(key)}"
+                gate = api.hang(path)
+                owned: list[bool] = []
+
+                async def register(key: str = key) -> None:
+                    owned.append(await sharding.owns(key))
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(register)
+                    await until(
+                        lambda path=path: any(p.endswith(path) for _, p, _ in api.log),
+                        "the first read of the Lease",
+                        limit=5,
+                    )
+                    tg.start_soon(sharding.refresh)
+                    await anyio.sleep(0.3)  # let the refresh reach the same Lease
+                    gate.set()
+                assert owned == [True]
+                assert sharding.holds(key), f"round {i}: the lease was dropped"
+                lease = api.get(LEASES, "leases", ns, sharding.lease_name(key))
+                assert lease is not None
+                assert lease["spec"]["holderIdentity"] == "solo"
+    finally:
+        await client.aclose()
