@@ -7,6 +7,10 @@ It speaks the REST API over TLS with bearer tokens, for:
 * one custom resource, ``batch.example.com/v1`` ``Worker`` (plural ``workers``), with a
   scale subresource (``.spec.replicas``, selector in ``.status.selector``),
 * ``coordination.k8s.io/v1`` Leases, ``v1`` Secrets and ConfigMaps,
+* ``batch/v1`` Jobs: a created Job gets the status a Job controller gives it (one
+  active pod, not ready yet); tests move it on with :meth:`KubeApiStandIn.job_ready`
+  and :meth:`KubeApiStandIn.finish_job` (``Complete``/``Failed`` conditions),
+* ``labelSelector`` (equality and existence terms) on every list,
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``) and ``/version``.
 
 Bodies are what the API returns: ``kind``/``apiVersion``, metadata with
@@ -25,6 +29,7 @@ import json
 import ssl
 import tempfile
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -68,6 +73,7 @@ RESOURCES = (
     Resource("apis/coordination.k8s.io/v1", "leases", "Lease"),
     Resource("api/v1", "secrets", "Secret"),
     Resource("api/v1", "configmaps", "ConfigMap"),
+    Resource("apis/batch/v1", "jobs", "Job"),
 )
 _BY_PATH = {(r.prefix, r.plural): r for r in RESOURCES}
 
@@ -90,6 +96,8 @@ class KubeApiStandIn:
         self.hanging: dict[str, threading.Event] = {}
         self.pending_conflicts: dict[Key, int] = {}
         self.log: list[tuple[str, str, str]] = []  # method, path, user
+        # plural, namespace, name, query parameters of each DELETE
+        self.deleted: list[tuple[str, str, str, dict[str, list[str]]]] = []
         self.url = ""
         self.ca: trustme.CA | None = None
 
@@ -178,6 +186,36 @@ class KubeApiStandIn:
             }
         )
 
+    def job_ready(self, namespace: str, name: str) -> None:
+        """The Job's pod is running and ready."""
+        with self.lock:
+            job = self.objects[("apis/batch/v1", "jobs", namespace, name)]
+            job["status"].update({"active": 1, "ready": 1})
+            job["metadata"]["resourceVersion"] = self._bump()
+
+    def finish_job(self, namespace: str, name: str, *, succeeded: bool = True) -> None:
+        """The Job completed (``Complete``) or failed (``Failed``) now."""
+        with self.lock:
+            job = self.objects[("apis/batch/v1", "jobs", namespace, name)]
+            now = _now()
+            kind = "Complete" if succeeded else "Failed"
+            status = job["status"]
+            status.update({"active": 0, "ready": 0})
+            status["succeeded" if succeeded else "failed"] = 1
+            if succeeded:
+                status["completionTime"] = now
+            status["conditions"] = [
+                {
+                    "type": kind,
+                    "status": "True",
+                    "lastProbeTime": now,
+                    "lastTransitionTime": now,
+                    "reason": "Completed" if succeeded else "BackoffLimitExceeded",
+                    "message": "" if succeeded else "Job has reached the specified backoff limit",
+                }
+            ]
+            job["metadata"]["resourceVersion"] = self._bump()
+
     def deny(self, verb: str, resource: str, name: str | None = None) -> None:
         """Answer 403 to ``verb`` (get, list, create, update, delete) on ``resource``
         (``deployments``, ``deployments/scale``, ``leases``...), for ``name`` or all."""
@@ -223,6 +261,26 @@ def _status(
     return body
 
 
+def _selects(selector: str, obj: dict[str, Any]) -> bool:
+    """Whether ``obj``'s labels match an equality/existence ``labelSelector``."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
 class _ApiError(Exception):
     def __init__(
         self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
@@ -235,6 +293,7 @@ class _ApiError(Exception):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    query: dict[str, list[str]]
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -264,7 +323,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         api = self.server.api
         body = self._body() if method in ("POST", "PUT") else None
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        self.query = urllib.parse.parse_qs(query)
         auth = self.headers.get("Authorization", "")
         user = api.tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
         with api.lock:
@@ -433,10 +493,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._check_access(verb, res, sub, namespace, name, user)
         if name is None:
             if method == "GET":
+                selector = (self.query.get("labelSelector") or [""])[0]
                 items = [
                     copy.deepcopy(o)
                     for k, o in api.objects.items()
-                    if k[:3] == (res.prefix, res.plural, namespace)
+                    if k[:3] == (res.prefix, res.plural, namespace) and _selects(selector, o)
                 ]
                 return 200, {
                     "kind": f"{res.kind}List",
@@ -463,6 +524,8 @@ class _Handler(BaseHTTPRequestHandler):
             body["metadata"].pop("resourceVersion", None)
             body["apiVersion"] = res.prefix.split("/", 1)[1]
             body["kind"] = res.kind
+            if res.kind == "Job":  # what the Job controller does at once: one pending pod
+                body["status"] = {"active": 1, "ready": 0, "startTime": _now()}
             return 201, api.put(body)
         key = (res.prefix, res.plural, namespace, name)
         obj = api.objects.get(key)
@@ -474,6 +537,7 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, copy.deepcopy(obj)
         if method == "DELETE":
             del api.objects[key]
+            api.deleted.append((res.plural, namespace, name, self.query))
             return 200, _status(200, "", "") | {
                 "status": "Success",
                 "details": {"name": name, "kind": res.plural},
