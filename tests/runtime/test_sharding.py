@@ -301,16 +301,16 @@ async def test_registering_an_object_while_a_refresh_settles_it_keeps_it_owned(
                 gate = api.hang(path)
                 owned: list[bool] = []
 
-                async def register(key: str = key) -> None:
+                async def register(key: str = key, owned: list[bool] = owned) -> None:
                     owned.append(await sharding.owns(key))
 
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(register)
-                    await until(
-                        lambda path=path: any(p.endswith(path) for _, p, _ in api.log),
-                        "the first read of the Lease",
-                        limit=5,
-                    )
+
+                    def read(path: str = path) -> bool:
+                        return any(p.endswith(path) for _, p, _ in api.log)
+
+                    await until(read, "the first read of the Lease", limit=5)
                     tg.start_soon(sharding.refresh)
                     await anyio.sleep(0.3)  # let the refresh reach the same Lease
                     gate.set()
