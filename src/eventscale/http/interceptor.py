@@ -345,6 +345,8 @@ class Interceptor:
         With ``admin_port`` given, also serve the metrics endpoint there (on
         ``admin_host``, ``host`` by default; :attr:`admin_port` tells the port chosen).
         """
+        if self._session is not None:
+            raise RuntimeError("the interceptor is already started")
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=10),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
