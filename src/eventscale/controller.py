@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -171,6 +172,12 @@ class Controller:
     :param sleep: the sleep function (``anyio.sleep``; tests may pass a manual clock's).
     :param events: the event bus (one is created when omitted: :attr:`events`).
     :param ownership: shares objects between controller processes (Kubernetes Leases).
+    :param spread: spread the objects' schedules over their polling interval. Every
+        object still reconciles at once when added, but its second tick comes a fixed
+        fraction of the interval early (derived from its key), so thousands of objects
+        added together do not all poll at the same instant ever after. Default: on with
+        the real clock, off with an injected ``sleep`` (exact schedules for tests and
+        simulations).
     """
 
     def __init__(
@@ -180,9 +187,11 @@ class Controller:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         events: EventBus | None = None,
         ownership: Ownership | None = None,
+        spread: bool | None = None,
     ) -> None:
         self.clock = clock
         self.sleep = sleep
+        self.spread = spread if spread is not None else sleep is anyio.sleep
         self.events = events if events is not None else EventBus()
         self.ownership = ownership
         self._entries: dict[str, _Entry] = {}
@@ -343,6 +352,7 @@ class Controller:
         obj = entry.obj
         interval = obj.spec.polling_interval
         next_at = self.clock()
+        shift = _phase(obj.key, interval) if self.spread else 0.0
         while True:
             now = self.clock()
             lag = max(0.0, now - next_at)
@@ -354,7 +364,8 @@ class Controller:
             entry.finished = number
             reconciled, entry.reconciled = entry.reconciled, anyio.Event()
             reconciled.set()
-            next_at += interval
+            next_at += interval - shift
+            shift = 0.0
             now = self.clock()
             if next_at < now:  # we fell behind by whole intervals: skip them, do not burst
                 next_at += math.ceil((now - next_at) / interval) * interval
@@ -486,6 +497,11 @@ class Controller:
         """Return once a reconcile that started after reconcile number ``after`` finished."""
         while entry.finished <= after:
             await entry.reconciled.wait()
+
+
+def _phase(key: str, interval: float) -> float:
+    """A fixed offset in ``[0, interval)`` for ``key``: the same in every process."""
+    return zlib.crc32(key.encode()) / 2**32 * interval
 
 
 def _owns(ownership: Ownership, key: str) -> Callable[[], Awaitable[bool]]:

@@ -9,7 +9,10 @@ that no second tick can come from the schedule itself.
 
 from __future__ import annotations
 
+import zlib
+
 import anyio
+import attrs
 import pytest
 
 from eventscale.controller import Controller
@@ -17,7 +20,7 @@ from eventscale.metrics import ScalerReport
 from eventscale.observability import Event, EventKind
 from eventscale.runtime import ScaledObject
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
-from eventscale.testing import MemoryTarget, StaticScaler
+from eventscale.testing import ManualClock, MemoryTarget, StaticScaler
 
 pytestmark = pytest.mark.anyio
 
@@ -102,3 +105,32 @@ async def test_leaving_the_block_ends_parked_loops_and_closes_everything() -> No
     assert all(t.closed for t in targets)
     assert all(s.closed for s in scalers)
     assert len(ctl) == 0
+
+
+async def test_spread_shifts_only_the_second_tick_by_a_fixed_fraction() -> None:
+    clock = ManualClock(1000.0)
+    scalers = {name: StaticScaler(1, target=5) for name in ("a", "b", "c")}
+    polls: list[Event] = []
+    async with Controller(clock=clock, sleep=clock.sleep, spread=True) as ctl:
+        ctl.events.add_hook(lambda e: polls.append(e) if e.kind is EventKind.POLL else None)
+        for name, scaler in scalers.items():
+            obj = make(name, scaler, MemoryTarget(0, clock=clock))
+            obj.spec = attrs.evolve(obj.spec, polling_interval=10)
+            obj.clock = clock
+            ctl.add(obj)
+        with anyio.fail_after(5):
+            await clock.wait_for_sleepers(3)
+            while len(polls) < 9:
+                deadline = clock.next_deadline  # step from tick to tick, in time order
+                assert deadline is not None
+                clock.set(deadline)
+                await anyio.sleep(0.01)
+                await clock.wait_for_sleepers(3)
+    for name in scalers:
+        times = [e.time - 1000.0 for e in polls if e.scaled_object == f"default/{name}"]
+        shift = zlib.crc32(f"default/{name}".encode()) / 2**32 * 10
+        assert 0 <= shift < 10
+        # at once, then a fraction of the interval early, then on the shifted grid
+        assert times[:3] == pytest.approx([0.0, 10 - shift, 20 - shift]), name
+    second = {round(e.time, 6) for e in polls if e.time > 1000.0}
+    assert len(second) > 3  # the three objects no longer poll at the same instants
