@@ -102,7 +102,12 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 
 async def run_serve_external(args: argparse.Namespace, out: _Writable) -> int:
     """Run the server for parsed ``args``; returns the exit status (0 after a signal)."""
-    from eventscale.external.server import ExternalScalerServer, ServerTLS, serve_external
+    from eventscale.external.server import (
+        ExternalScalerServer,
+        ServerTLS,
+        build_server,
+        serve_external,
+    )
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise ConfigError("--tls-cert and --tls-key go together", path="--tls-key")
@@ -133,26 +138,30 @@ async def run_serve_external(args: argparse.Namespace, out: _Writable) -> int:
         )
         out.flush()
 
-    async with anyio.create_task_group() as tg:
+    server = build_server(
+        source,
+        env=_environment(args),
+        allow_types=allow,
+        stream_poll_interval=args.stream_poll_interval,
+        cache_ttl=args.cache_ttl,
+    )
+    try:
+        async with anyio.create_task_group() as tg:
 
-        async def on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    tg.cancel_scope.cancel()
-                    return
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tg.cancel_scope.cancel()
+                        return
 
-        tg.start_soon(on_signal)
-        await serve_external(
-            source,
-            host=args.host,
-            port=args.port,
-            tls=tls,
-            env=_environment(args),
-            grace=args.grace,
-            ready=ready,
-            allow_types=allow,
-            stream_poll_interval=args.stream_poll_interval,
-            cache_ttl=args.cache_ttl,
-        )
-        tg.cancel_scope.cancel()
+            tg.start_soon(on_signal)
+            await serve_external(
+                server, host=args.host, port=args.port, tls=tls, grace=args.grace, ready=ready
+            )
+            tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # one failure (a port in use...): report it as itself
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
     return 0

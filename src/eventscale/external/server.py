@@ -52,6 +52,7 @@ __all__ = (
     "ExternalScalerServer",
     "ScalerRef",
     "ServerTLS",
+    "build_server",
     "load_server_target",
     "scalers_from_manifest",
     "serve_external",
@@ -671,7 +672,7 @@ async def serve_external(
     (``env`` is the environment its ``...FromEnv`` parameters read). ``ready`` is
     called once the server listens.
     """
-    server = _server_from_source(source, env, options)
+    server = build_server(source, env=env, **options)
     try:
         await server.start(host, port, tls=tls)
         if ready is not None:
@@ -682,11 +683,16 @@ async def serve_external(
             await server.stop(grace)
 
 
-def _server_from_source(
+def build_server(
     source: str | ExternalScalerServer | Mapping[str, Scaler],
-    env: Mapping[str, str] | None,
-    options: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    **options: Any,
 ) -> ExternalScalerServer:
+    """A server for ``source`` (as :func:`serve_external` takes it), not started yet.
+
+    :raises ConfigError: the manifest, the target or a trigger is invalid.
+    """
     if isinstance(source, ExternalScalerServer):
         return source
     if isinstance(source, Mapping):
