@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
+from prometheus_client.parser import text_string_to_metric_families
 
 from eventscale.controller import Controller
 from eventscale.errors import ConfigError
@@ -32,6 +33,15 @@ async def _get(
         text = await resp.text()
         body: Any = await resp.json() if resp.content_type == "application/json" else text
         return resp.status, body, resp.headers
+
+
+def _prometheus(text: str) -> dict[tuple[str, str], float]:
+    """Parse the exposition text with prometheus_client's own parser."""
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, sample.labels["route"])] = sample.value
+    return out
 
 
 async def test_routes_by_host_path_prefix_and_header() -> None:
@@ -118,6 +128,12 @@ async def test_pending_requests_are_counted_per_host() -> None:
                 async with s.get(f"http://127.0.0.1:{icpt.admin_port}/_eventscale/metrics") as resp:
                     routes = {r["name"]: r for r in (await resp.json())["routes"]}
                 assert routes[rb.name]["pending"] == 1
+                async with s.get(f"http://127.0.0.1:{icpt.admin_port}/metrics") as resp:
+                    assert resp.status == 200
+                    samples = _prometheus(await resp.text())
+                assert samples[("eventscale_http_pending", ra.name)] == 3
+                assert samples[("eventscale_http_pending", rb.name)] == 1
+                assert samples[("eventscale_http_requests_total", ra.name)] == 3
                 a.gate.set()
                 b.gate.set()
                 results = await asyncio.gather(*tasks)
@@ -160,6 +176,12 @@ async def test_bounded_hold_queue_answers_503_with_retry_after() -> None:
             assert metrics.ready
             assert metrics.held == 0
             assert len(metrics.cold_starts) == 1
+            samples = _prometheus(icpt.prometheus_text())
+            assert samples[("eventscale_http_rejected_total", route.name)] == 4
+            assert samples[("eventscale_http_cold_start_seconds_count", route.name)] == 1
+            assert samples[("eventscale_http_cold_start_seconds_sum", route.name)] == pytest.approx(
+                metrics.cold_starts[0], abs=1e-3
+            )
         finally:
             await up.stop()
 

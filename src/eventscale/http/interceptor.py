@@ -430,9 +430,66 @@ class Interceptor:
         """The request stats of route ``name``."""
         return self._states[name].stats
 
+    def prometheus_text(self) -> str:
+        """Every route's counters in the Prometheus text exposition format."""
+        families: list[tuple[str, str, str, Callable[[RouteMetrics], float]]] = [
+            (
+                "pending",
+                "gauge",
+                "Requests in the interceptor (held included).",
+                lambda m: m.pending,
+            ),
+            ("held", "gauge", "Requests waiting for a cold upstream.", lambda m: m.held),
+            ("ready", "gauge", "1 when the upstream accepts connections.", lambda m: m.ready),
+            ("requests_total", "counter", "Requests received.", lambda m: m.total),
+            (
+                "rejected_total",
+                "counter",
+                "Requests refused (hold queue full).",
+                lambda m: m.rejected,
+            ),
+            (
+                "hold_timeouts_total",
+                "counter",
+                "Held requests that timed out.",
+                lambda m: m.timed_out,
+            ),
+            (
+                "failovers_total",
+                "counter",
+                "Held requests sent to the failover.",
+                lambda m: m.failovers,
+            ),
+            (
+                "upstream_errors_total",
+                "counter",
+                "Requests answered 502/504 by the interceptor.",
+                lambda m: m.upstream_errors,
+            ),
+        ]
+        all_metrics = [self.metrics(name) for name in self._states]
+        lines: list[str] = []
+        for suffix, kind, help_text, read in families:
+            metric = f"eventscale_http_{suffix}"
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
+            lines += [f"{metric}{{route={_label(m.name)}}} {float(read(m)):g}" for m in all_metrics]
+        metric = "eventscale_http_cold_start_seconds"
+        lines += [
+            f"# HELP {metric} First held request to first upstream byte, per cold start.",
+            f"# TYPE {metric} summary",
+        ]
+        for m in all_metrics:
+            lines.append(f"{metric}_count{{route={_label(m.name)}}} {len(m.cold_starts)}")
+            lines.append(f"{metric}_sum{{route={_label(m.name)}}} {sum(m.cold_starts):g}")
+        return "\n".join(lines) + "\n"
+
     async def _handle_admin(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.path == "/healthz":
             return web.Response(text="ok")
+        if request.path == "/metrics":
+            return web.Response(
+                text=self.prometheus_text(), content_type="text/plain", charset="utf-8"
+            )
         if request.path != DEFAULT_METRICS_PATH:
             return web.Response(status=404, text="not found")
         window = parse_window(request.query_string)
@@ -658,6 +715,12 @@ class Interceptor:
 def _error(status: int, text: str, *, retry_after: int | None = None) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+def _label(value: str) -> str:
+    """A Prometheus label value, quoted and escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def _hostname(host: str) -> str:
