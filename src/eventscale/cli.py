@@ -156,14 +156,15 @@ def _read_manifest_files(paths: Sequence[str]) -> str:
     return "\n---\n".join(texts)
 
 
-def _load(paths: Sequence[str]) -> Manifests:
+def _load(paths: Sequence[str], *, jobs: bool = False) -> Manifests:
     from eventscale.manifest import load_manifests
 
     manifests = load_manifests(_read_manifest_files(paths), ignore_unknown_kinds=True)
     for data in manifests.secrets.values():
         _current_redactor.add(data.values())
-    if not manifests.scaled_objects:
-        raise ConfigError("the manifest holds no ScaledObject", path=", ".join(paths))
+    if not manifests.scaled_objects and not (jobs and manifests.scaled_jobs):
+        kinds = "ScaledObject or ScaledJob" if jobs else "ScaledObject"
+        raise ConfigError(f"the manifest holds no {kinds}", path=", ".join(paths))
     return manifests
 
 
@@ -226,7 +227,7 @@ async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) ->
     from eventscale.runtime import ScaledObject
     from eventscale.targets.memory import MemoryTarget
 
-    manifests = _load([args.manifest])
+    manifests = _load([args.manifest], jobs=True)
     env = _env(args)
     objects = []
     # Build every object (and so check every trigger's metadata) before polling any.
@@ -253,9 +254,23 @@ async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) ->
         for obj in objects:
             await obj.aclose()
     failed = any(t.error is not None for r in reports for t in r.triggers)
+    from eventscale.jobs import cli as jobs_cli  # ScaledJobs: eventscale/jobs/cli.py
+
+    job_reports = await jobs_cli.evaluate_scaled_jobs(
+        manifests,
+        env=env,
+        poll_timeout=args.timeout,
+        target=args.target,
+        running=args.current_replicas,
+    )
+    failed = failed or any(not r.ok for r in job_reports)
     if args.json:
-        out.write(json.dumps({"scaledObjects": [r.to_dict() for r in reports]}, indent=2) + "\n")
+        doc: dict[str, Any] = {"scaledObjects": [r.to_dict() for r in reports]}
+        if job_reports:
+            doc["scaledJobs"] = jobs_cli.job_reports_json(job_reports)
+        out.write(json.dumps(doc, indent=2) + "\n")
     else:
+        jobs_cli.write_job_reports(job_reports, out)
         for report in reports:
             state = "active" if report.decision.is_active else "inactive"
             out.write(
@@ -289,7 +304,18 @@ async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) ->
 def _simulate(args: argparse.Namespace, out: _Writable) -> int:
     from eventscale.simulate import Trace, simulate
 
-    manifests = _load([args.manifest])
+    manifests = _load([args.manifest], jobs=True)
+    if not manifests.scaled_objects or args.job_seconds is not None:
+        from eventscale.jobs.cli import simulate_scaled_job
+
+        return simulate_scaled_job(
+            manifests,
+            trace_path=args.trace,
+            job_seconds=args.job_seconds,
+            name=args.name,
+            as_json=args.json,
+            out=out,
+        )
     spec = manifests.scaled_object(args.name)
     trace = Trace.from_csv(args.trace)
     if args.ready_delay < 0:
@@ -547,6 +573,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--current-replicas", type=int, metavar="N", help="replicas at time 0 (default 0)"
     )
     sim.add_argument("--name", help="the ScaledObject to simulate when the file holds several")
+    sim.add_argument(
+        "--job-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="simulate the ScaledJob (--name) instead: each job runs this long",
+    )
 
     demo = sub.add_parser(
         "demo",

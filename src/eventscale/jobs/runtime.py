@@ -45,7 +45,7 @@ from eventscale.observability import Event, EventBus, EventKind, TriggerResult
 from eventscale.scalers import Scaler, create_scaler
 from eventscale.spec import ScaledJobSpec, ScalingStrategy
 
-__all__ = ("JobReport", "JobState", "ScaledJob")
+__all__ = ("JobReport", "JobState", "ScaledJob", "decide_job_starts")
 
 #: Longest a single scaler or target call may take (seconds).
 DEFAULT_POLL_TIMEOUT = 10.0
@@ -112,6 +112,31 @@ class JobReport:
             "targetError": self.target_error,
             "triggers": [t.to_dict() for t in self.triggers],
         }
+
+
+def decide_job_starts(
+    spec: ScaledJobSpec, metrics: Sequence[JobScalerMetric], counts: JobCounts
+) -> JobDecision:
+    """KEDA's decision, then eventscale's two rules on top.
+
+    Paused (``autoscaling.keda.sh/paused``): start nothing. Otherwise never let more
+    than ``maxReplicaCount`` jobs be unfinished at once: KEDA's ``custom`` strategy can
+    ask for more, and eventscale holds the cap and says so in the reason.
+
+    :raises ConfigError: ``customScalingRunningJobPercentage`` does not parse.
+    """
+    decision = decide_jobs(spec, metrics, counts.running, counts.pending)
+    room = max(0, spec.max_replica_count - counts.running)
+    if spec.paused and decision.create:
+        return attrs.evolve(decision, create=0, reason=decision.reason + "; paused: creating none")
+    if decision.create > room:
+        return attrs.evolve(
+            decision,
+            create=room,
+            reason=f"{decision.reason}; capped at {room} so no more than "
+            f"maxReplicaCount {spec.max_replica_count} jobs are unfinished",
+        )
+    return decision
 
 
 def _message(exc: BaseException, timeout: float) -> str:
@@ -290,30 +315,11 @@ class ScaledJob:
     # ------------------------------------------------------------------ deciding
 
     def decide(self, observations: Sequence[TriggerObservation], counts: JobCounts) -> JobDecision:
-        """The strategies' decision, capped so unfinished jobs never exceed ``maxReplicaCount``.
-
-        KEDA's ``custom`` strategy (and ``minReplicaCount`` top-ups) can ask for more;
-        eventscale holds the cap and says so in the reason.
-
-        :raises ConfigError: ``customScalingRunningJobPercentage`` does not parse.
-        """
+        """The decision for ``observations`` and ``counts`` (see :func:`decide_job_starts`)."""
         metrics = [
             m for m in (JobScalerMetric.from_observation(o) for o in observations) if m is not None
         ]
-        decision = decide_jobs(self.spec, metrics, counts.running, counts.pending)
-        room = max(0, self.spec.max_replica_count - counts.running)
-        if self.spec.paused and decision.create:
-            return attrs.evolve(
-                decision, create=0, reason=decision.reason + "; paused: creating none"
-            )
-        if decision.create > room:
-            return attrs.evolve(
-                decision,
-                create=room,
-                reason=f"{decision.reason}; capped at {room} so no more than "
-                f"maxReplicaCount {self.spec.max_replica_count} jobs are unfinished",
-            )
-        return decision
+        return decide_job_starts(self.spec, metrics, counts)
 
     async def evaluate(self, *, running: int | None = None, pending: int = 0) -> JobReport:
         """Poll the triggers and decide; start and delete nothing.
