@@ -6,7 +6,7 @@ replica *acts* on each one:
 * Each replica keeps a **member Lease** (``{prefix}-member-{id}``) renewed; the live
   members are those whose Lease record changed within ``lease_duration`` (measured on
   this replica's clock, as client-go does, so clock skew does not matter).
-* Each object has an **object Lease** (``{prefix}-{namespace}-{name}``). Its preferred
+* Each object has an **object Lease** (``{prefix}-object-{namespace}-{name}-{hash}``). Its preferred
   owner is chosen among the live members by rendezvous hashing, so objects spread
   evenly and only about ``1/n`` of them move when a member joins or leaves.
 * The preferred owner takes the object Lease (waiting for a previous holder's Lease to
@@ -171,7 +171,7 @@ class LeaseSharding:
 
     def lease_name(self, key: str) -> str:
         """The name of the Lease that guards object ``key`` (``namespace/name``)."""
-        return f"{self.prefix}-{_slug(key)}"
+        return f"{self.prefix}-object-{_slug(key)}"
 
     def _object_elector(self, key: str) -> LeaderElector:
         elector = self._objects.get(key)
