@@ -164,11 +164,16 @@ async def run_demo(
     target = MemoryTarget(replicas=0, name="demo-worker", clock=clock)
     scaler = MemoryScaler("demo-queue", target=10, registry=queue, trigger="queue")
     obj = ScaledObject(DEMO_SPEC, target=target, scalers=[scaler], clock=clock)
+    # Every scale action gets a line of its own with its reason; between them one
+    # line per demo second shows the queue and the latest decision.
     last_reason = ["waiting for the first poll"]
+    scales: list[tuple[int, str]] = []
 
     def on_event(event: Event) -> None:
         if event.kind is EventKind.DECISION and event.reason:
             last_reason[0] = event.reason
+        elif event.kind is EventKind.SCALE and event.to_replicas is not None:
+            scales.append((event.to_replicas, event.reason or ""))
 
     out.write(
         "eventscale demo: a queue (target 10 items per replica), a bursty producer, workers "
@@ -182,7 +187,6 @@ async def run_demo(
         ctl.add(obj)
         last = 0.0
         next_print = 0.0
-        shown_replicas = -1
         backlog = 0.0
         while True:
             now = min(clock(), seconds)
@@ -197,15 +201,19 @@ async def run_demo(
             elif backlog >= 0.5:
                 drained_at = None
             queue.set("demo-queue", round(backlog))
-            if now >= next_print or (live and target.current != shown_replicas):
+            if scales:
+                for count, why in scales:
+                    line = f"{now:5.0f}  {round(backlog):6d}  {count:8d}  {why}"
+                    out.write(("\r\x1b[K" if live else "") + line + "\n")
+                scales.clear()
+            elif now >= next_print:
                 line = f"{now:5.0f}  {round(backlog):6d}  {target.current:8d}  {last_reason[0]}"
-                if live:
-                    keep = target.current != shown_replicas
-                    out.write("\r\x1b[K" + line + ("\n" if keep else ""))
-                else:
-                    out.write(line + "\n")
+                # On a terminal this is a status line, redrawn until the next scale action.
+                out.write(("\r\x1b[K" + line) if live else (line + "\n"))
+            else:
+                line = ""
+            if line:
                 out.flush()
-                shown_replicas = target.current
                 while next_print <= now:
                     next_print += 1.0
             if now >= seconds:
