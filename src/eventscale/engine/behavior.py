@@ -195,11 +195,11 @@ def scale_up_limit(current: int, rules: ResolvedRules, events: Events, now: floa
     policies there is no limit.
     """
     select = rules.select_policy
-    if select is SelectPolicy.DISABLED:
+    if select is _SELECT_DISABLED:
         return current
     if not rules.steps:
         return REPLICA_CAP
-    pick_min = select is SelectPolicy.MIN
+    pick_min = select is _SELECT_MIN
     best: int | None = None
     start = current
     last_period = -1
@@ -223,11 +223,11 @@ def scale_down_limit(current: int, rules: ResolvedRules, events: Events, now: fl
     policies there is no limit.
     """
     select = rules.select_policy
-    if select is SelectPolicy.DISABLED:
+    if select is _SELECT_DISABLED:
         return current
     if not rules.steps:
         return 0
-    pick_max = select is SelectPolicy.MIN
+    pick_max = select is _SELECT_MIN
     best: int | None = None
     start = current
     last_period = -1
@@ -257,6 +257,18 @@ class Limit(enum.Enum):
     TOO_MANY = "TooManyReplicas"
     SCALE_UP_LIMIT = "ScaleUpLimit"
     SCALE_DOWN_LIMIT = "ScaleDownLimit"
+
+
+# Reading an enum member through its class (``Limit.NONE``) goes through a slow
+# metaclass lookup on CPython 3.11 (several times a plain attribute); the functions
+# run on every decision use these module-level names instead.
+_NO_LIMIT: Final[Limit] = Limit.NONE
+_TOO_FEW: Final[Limit] = Limit.TOO_FEW
+_TOO_MANY: Final[Limit] = Limit.TOO_MANY
+_UP_LIMIT: Final[Limit] = Limit.SCALE_UP_LIMIT
+_DOWN_LIMIT: Final[Limit] = Limit.SCALE_DOWN_LIMIT
+_SELECT_MIN: Final[SelectPolicy] = SelectPolicy.MIN
+_SELECT_DISABLED: Final[SelectPolicy] = SelectPolicy.DISABLED
 
 
 @attrs.frozen
@@ -319,26 +331,26 @@ def behavior_step(
     if stabilized > current:
         limit = scale_up_limit(current, up, events, now)
         if limit < max_replicas:
-            hi, hi_reason = limit, Limit.SCALE_UP_LIMIT
+            hi, hi_reason = limit, _UP_LIMIT
         else:
-            hi, hi_reason = max_replicas, Limit.TOO_MANY
+            hi, hi_reason = max_replicas, _TOO_MANY
         if stabilized > hi:
             return max(hi, min_replicas), stabilized, hi_reason, up_bound, down_bound, limit
         if stabilized < min_replicas:
-            return min_replicas, stabilized, Limit.TOO_FEW, up_bound, down_bound, limit
-        return stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit
+            return min_replicas, stabilized, _TOO_FEW, up_bound, down_bound, limit
+        return stabilized, stabilized, _NO_LIMIT, up_bound, down_bound, limit
     if stabilized < current:
         limit = scale_down_limit(current, down, events, now)
         if limit > min_replicas:
-            lo, lo_reason = limit, Limit.SCALE_DOWN_LIMIT
+            lo, lo_reason = limit, _DOWN_LIMIT
         else:
-            lo, lo_reason = min_replicas, Limit.TOO_FEW
+            lo, lo_reason = min_replicas, _TOO_FEW
         if stabilized < lo:
             return min(lo, max_replicas), stabilized, lo_reason, up_bound, down_bound, limit
         if stabilized > max_replicas:
-            return max_replicas, stabilized, Limit.TOO_MANY, up_bound, down_bound, limit
-        return stabilized, stabilized, Limit.NONE, up_bound, down_bound, limit
-    return current, stabilized, Limit.NONE, up_bound, down_bound, None
+            return max_replicas, stabilized, _TOO_MANY, up_bound, down_bound, limit
+        return stabilized, stabilized, _NO_LIMIT, up_bound, down_bound, limit
+    return current, stabilized, _NO_LIMIT, up_bound, down_bound, None
 
 
 def legacy_scale_up_limit(current: int) -> int:
@@ -378,11 +390,11 @@ def legacy_step(
             stabilized = value
     limit = legacy_scale_up_limit(current)
     if limit < max_replicas:
-        hi, hi_reason = limit, Limit.SCALE_UP_LIMIT
+        hi, hi_reason = limit, _UP_LIMIT
     else:
-        hi, hi_reason = max_replicas, Limit.TOO_MANY
+        hi, hi_reason = max_replicas, _TOO_MANY
     if stabilized < min_replicas:
-        return min_replicas, stabilized, Limit.TOO_FEW, raw, stabilized, limit
+        return min_replicas, stabilized, _TOO_FEW, raw, stabilized, limit
     if stabilized > hi:
         return max(hi, min_replicas), stabilized, hi_reason, raw, stabilized, limit
-    return stabilized, stabilized, Limit.NONE, raw, stabilized, limit
+    return stabilized, stabilized, _NO_LIMIT, raw, stabilized, limit

@@ -38,8 +38,8 @@ from eventscale.engine.behavior import (
     scale_up_limit,
 )
 from eventscale.engine.hpa import (
+    REPLICA_CAP,
     Tolerance,
-    average_value_replicas,
     metric_replicas,
     value_replicas,
 )
@@ -60,6 +60,15 @@ from eventscale.metrics import MetricSpec, MetricType
 from eventscale.spec import Fallback, FallbackBehavior, ScaledObjectSpec
 
 __all__ = ("Engine", "EngineWarning", "check_spec", "decide", "fallback_replicas")
+
+# Reading an enum member through its class (``Limit.NONE``) goes through a slow
+# metaclass lookup on CPython 3.11; the per-decision code uses module-level names.
+_OK: Final[TriggerStatus] = TriggerStatus.OK
+_VALUE: Final[MetricType] = MetricType.VALUE
+_NO_LIMIT: Final[Limit] = Limit.NONE
+_UP_LIMIT: Final[Limit] = Limit.SCALE_UP_LIMIT
+_DOWN_LIMIT: Final[Limit] = Limit.SCALE_DOWN_LIMIT
+_TOO_MANY: Final[Limit] = Limit.TOO_MANY
 
 
 def fallback_replicas(fallback: Fallback, current: int) -> int:
@@ -246,25 +255,26 @@ class Engine:
             desired, stabilized, limit, up_bound, down_bound, _ = behavior_step(
                 raw, current, lo, hi, self._up, self._down, recs, events, now
             )
-        if limit is Limit.SCALE_UP_LIMIT:
-            return (
-                desired,
-                Rule.SCALE_UP_LIMIT,
-                (f"metrics ask for {stabilized}; scale-up policy allows {desired} now"),
-            )
-        if limit is Limit.SCALE_DOWN_LIMIT:
-            return (
-                desired,
-                Rule.SCALE_DOWN_LIMIT,
-                (f"metrics ask for {stabilized}; scale-down policy allows {desired} now"),
-            )
-        if limit is Limit.TOO_MANY:
-            return (
-                desired,
-                Rule.MAX_REPLICAS,
-                (f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"),
-            )
-        if limit is Limit.TOO_FEW:
+        if limit is not _NO_LIMIT:
+            if limit is _UP_LIMIT:
+                return (
+                    desired,
+                    Rule.SCALE_UP_LIMIT,
+                    (f"metrics ask for {stabilized}; scale-up policy allows {desired} now"),
+                )
+            if limit is _DOWN_LIMIT:
+                return (
+                    desired,
+                    Rule.SCALE_DOWN_LIMIT,
+                    (f"metrics ask for {stabilized}; scale-down policy allows {desired} now"),
+                )
+            if limit is _TOO_MANY:
+                return (
+                    desired,
+                    Rule.MAX_REPLICAS,
+                    (f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"),
+                )
+            # Limit.TOO_FEW
             return desired, Rule.MIN_REPLICAS, f"metrics ask for {stabilized}; floor is {lo}"
         if stabilized > raw and desired > raw:
             down_window = (
@@ -350,7 +360,9 @@ class Engine:
 
         # 2. read the triggers ----------------------------------------------------------
         # (the hot path: one pass per trigger, MetricType and helpers bound to locals)
-        by_index = {item.trigger_index: item for item in observations}
+        by_index: dict[int, TriggerObservation] = {}
+        for item in observations:  # (a plain loop: cheaper than a comprehension here)
+            by_index[item.trigger_index] = item
         fallback = self._fallback
         tolerance = self._tolerance
         details: list[TriggerDetail] = []
@@ -362,7 +374,8 @@ class Engine:
         fallen: list[str] = []
         variables: dict[str, float | None] = {}
         composite = self._composite
-        value_type = MetricType.VALUE
+        band_low = 1.0 - tolerance.scale_down
+        band_high = 1.0 + tolerance.scale_up
         for index, name, variable in self._trigger_rows:
             obs = by_index.get(index)
             if obs is None:
@@ -387,12 +400,27 @@ class Engine:
                             error = f"metric {metric!r} missing from the scaler's report"
                             break
                         total += value
+                        metric_target = ms.target
                         metric_type = ms.metric_type
-                        if metric_type is value_type:
-                            n = value_replicas(value, ms.target, current, ready_replicas, tolerance)
-                        else:
-                            n = average_value_replicas(value, ms.target, current, tolerance)
-                        metrics.append(MetricDetail(metric, value, ms.target, metric_type, n))
+                        if metric_type is _VALUE:
+                            n = value_replicas(
+                                value, metric_target, current, ready_replicas, tolerance
+                            )
+                        else:  # average_value_replicas(), inlined (the common metric type)
+                            usage = round(value * 1000)
+                            milli_target = round(metric_target * 1000)
+                            if milli_target <= 0:
+                                n = REPLICA_CAP if usage > 0 else 0
+                            elif (
+                                current > 0
+                                and band_low <= usage / (milli_target * current) <= band_high
+                            ):
+                                n = current
+                            else:
+                                n = -(-usage // milli_target)
+                                if n > REPLICA_CAP:
+                                    n = REPLICA_CAP
+                        metrics.append(MetricDetail(metric, value, metric_target, metric_type, n))
                         if proposal is None or n > proposal:
                             proposal = n
                 else:
@@ -407,9 +435,7 @@ class Engine:
                             raw = proposal
                             raw_trigger = name
                     details.append(
-                        TriggerDetail(
-                            index, name, TriggerStatus.OK, active, proposal, tuple(metrics)
-                        )
+                        TriggerDetail(index, name, _OK, active, proposal, tuple(metrics))
                     )
                     continue
             # the trigger failed (or reported no value for one of its metrics)

@@ -159,13 +159,15 @@ class TriggerStatus(enum.Enum):
     FALLBACK = "fallback"
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class MetricDetail:
     """One metric of one trigger: its value, target and the replicas it asks for.
 
     The output classes (this one, :class:`TriggerDetail`, :class:`Decision`) accept
     their fields by keyword or, in the order listed, by position; the engine passes
-    them by position, which is cheaper on its hot path.
+    them by position, which is cheaper on its hot path. They are frozen but keep a
+    ``__dict__`` (``slots=False``): the engine builds several per decision, and
+    attrs builds a frozen dict class almost twice as fast as a frozen slotted one.
     """
 
     name: str
@@ -175,7 +177,7 @@ class MetricDetail:
     replicas: int
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class TriggerDetail:
     """Per-trigger part of a :class:`Decision`."""
 
@@ -189,7 +191,7 @@ class TriggerDetail:
     failures: int = 0
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class Decision:
     """The engine's answer for one tick.
 
