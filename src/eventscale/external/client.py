@@ -394,7 +394,9 @@ class ExternalPushScaler(ExternalScaler):
     """An ``external-push`` trigger: polls like ``external`` and watches ``StreamIsActive``.
 
     One stream stays open across :meth:`wait_for_activity` calls, so every ``true`` the
-    server sends wakes the caller once (as each one makes KEDA request a scale).
+    server sends wakes the caller once (as each one makes KEDA request a scale). Cancelling
+    a waiting call cancels the stream too (gRPC ends a call whose read is cancelled); the
+    next call opens a new one, whose first message is the current activity.
     """
 
     def __init__(self, config: ExternalScalerConfig, *, trigger_name: str | None = None) -> None:
