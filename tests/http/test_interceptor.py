@@ -160,7 +160,7 @@ async def test_bounded_hold_queue_answers_503_with_retry_after() -> None:
         assert icpt.port is not None
         held = [asyncio.create_task(_get(s, icpt.port, "/", "app.test")) for _ in range(3)]
         await poll_until(lambda: icpt.metrics(route.name).held == 3, what="3 held")
-        assert wakes == [route.name]
+        assert set(wakes) == {route.name}
         # The queue is full: more requests are refused at once, not queued.
         for _ in range(4):
             status, _, headers = await _get(s, icpt.port, "/", "app.test")
@@ -225,13 +225,28 @@ async def test_an_upstream_that_goes_away_is_held_again() -> None:
         await up.stop()  # scaled to zero
         pending = asyncio.create_task(_get(s, icpt.port, "/", "app.test"))
         await poll_until(lambda: icpt.metrics(route.name).held == 1, what="held after scale-in")
-        assert wakes == [route.name]
+        assert set(wakes) == {route.name}
         restarted = Upstream("app", port)
         await restarted.start()
         try:
             assert (await pending)[0] == 200
         finally:
             await restarted.stop()
+
+
+async def test_first_request_after_a_quiet_spell_wakes_the_controller() -> None:
+    async with upstream("app") as up:
+        route = Route(name=unique_name("r"), hosts=["app.test"], upstream=up.url)
+        wakes: list[str] = []
+        async with (
+            Interceptor([route], wake=wakes.append, wake_after_idle=60) as icpt,
+            aiohttp.ClientSession() as s,
+        ):
+            assert icpt.port is not None
+            assert (await _get(s, icpt.port, "/", "app.test"))[0] == 200
+            assert wakes == [route.name]  # the route had never seen a request
+            assert (await _get(s, icpt.port, "/", "app.test"))[0] == 200
+            assert wakes == [route.name]  # busy route: no further wake-up
 
 
 class StartingTarget(MemoryTarget):

@@ -232,6 +232,9 @@ class Interceptor:
     :param clock: monotonic seconds, for cold-start latencies.
     :param connect_timeout: seconds to open a connection to an upstream.
     :param probe_interval: seconds between connection attempts to a cold upstream.
+    :param wake_after_idle: a request that arrives after this many seconds without
+        any activity on its route also calls ``wake`` (the object may be at zero while
+        the upstream still answers, or be about to go there).
     """
 
     def __init__(
@@ -243,8 +246,10 @@ class Interceptor:
         clock: Callable[[], float] = time.monotonic,
         connect_timeout: float = 5.0,
         probe_interval: float = 0.05,
+        wake_after_idle: float = 1.0,
     ) -> None:
         self.wake = wake
+        self.wake_after_idle = wake_after_idle
         self.registry = registry
         self.clock = clock
         self.connect_timeout = connect_timeout
@@ -519,7 +524,12 @@ class Interceptor:
         if state is None:
             return web.Response(status=404, text=f"no route for host {request.host!r}\n")
         stats = state.stats
+        idle = stats.last_activity_age()
         token = stats.begin()
+        if idle is None or idle > self.wake_after_idle:
+            # The first request after a quiet spell: reconcile now, the object may be at
+            # zero even though something answers for it.
+            self._wake(state.route.name)
         try:
             if not state.ready:
                 held = await self._hold(state, request)
