@@ -276,7 +276,7 @@ async def test_light_load_does_not_scale_and_pending_load_scales_out() -> None:
             name=unique_name("so"),
             scale_target_ref=ScaleTargetRef(name="web"),
             triggers=(
-                TriggerSpec(type="http", metadata={"name": mw.stats.name, "targetValue": "10"}),
+                TriggerSpec(type="http", metadata={"name": mw.stats.name, "targetValue": "25"}),
             ),
             min_replica_count=1,
             max_replica_count=20,
@@ -318,7 +318,7 @@ async def test_light_load_does_not_scale_and_pending_load_scales_out() -> None:
         assert statuses == [200] * 150
         assert desired
         assert set(desired) == {1}
-        # 100 requests/s that each take 400 ms: ~40 pending, target 10 per replica.
-        statuses, desired = await load(100, 1.5, "/sleep?ms=400")
+        # 100 requests/s that each take 1 s: up to ~100 pending, target 25 per replica.
+        statuses, desired = await load(100, 1.5, "/sleep?ms=1000")
         assert statuses == [200] * 150
         assert max(desired) >= 3
