@@ -656,6 +656,8 @@ class _Resolution:
                     metric_type=trig.metric_type,
                     use_cached_metrics=trig.use_cached_metrics,
                     path=path,
+                    object_name=spec.name,
+                    object_namespace=spec.namespace,
                 )
             )
         ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")

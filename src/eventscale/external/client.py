@@ -149,6 +149,8 @@ class ExternalScalerConfig:
             scaler_metadata=scaler_metadata_for(ctx),
             index=ctx.index,
             metric_type=ctx.metric_type,
+            name=ctx.object_name,
+            namespace=ctx.object_namespace,
         )
 
 

@@ -87,6 +87,8 @@ class TriggerContext:
     the environment ``...FromEnv`` names are resolved against (by default, nothing: pass
     ``os.environ`` or a container's env explicitly). ``index`` is the trigger's position,
     used in metric names (``s{index}-...``); ``path`` prefixes error field paths.
+    ``object_name`` / ``object_namespace`` name the ScaledObject (or ScaledJob) the
+    trigger belongs to (the external scaler sends them in its ``ScaledObjectRef``).
     """
 
     metadata: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m))
@@ -100,6 +102,8 @@ class TriggerContext:
     metric_type: MetricType = MetricType.AVERAGE_VALUE
     use_cached_metrics: bool = False
     path: str | None = None
+    object_name: str = ""
+    object_namespace: str = ""
 
     @property
     def identity(self) -> str:
