@@ -213,6 +213,13 @@ class Engine:
                 self._up.stabilization_window_seconds, self._down.stabilization_window_seconds
             )
             self._event_horizon = float(max(self._up.longest_period, self._down.longest_period))
+        # the windows as the reasons print them (formatting a float is not free)
+        if self._legacy:
+            self._down_window_text = f"{self._rec_horizon:g}s"
+            self._up_window_text = f"{0.0:g}s"
+        else:
+            self._down_window_text = f"{self._down.stabilization_window_seconds:g}s"
+            self._up_window_text = f"{self._up.stabilization_window_seconds:g}s"
         self._paused_replicas = spec.paused_replicas
         self._paused = spec.paused
         self._paused_in = spec.paused_scale_in
@@ -277,25 +284,21 @@ class Engine:
             # Limit.TOO_FEW
             return desired, Rule.MIN_REPLICAS, f"metrics ask for {stabilized}; floor is {lo}"
         if stabilized > raw and desired > raw:
-            down_window = (
-                self._rec_horizon if self._legacy else self._down.stabilization_window_seconds
-            )
             return (
                 desired,
                 Rule.STABILIZED_DOWN,
                 (
                     f"scale down held by stabilization window: highest recommendation in the last "
-                    f"{down_window:g}s is {down_bound}"
+                    f"{self._down_window_text} is {down_bound}"
                 ),
             )
         if stabilized < raw and desired < raw:
-            up_window = 0.0 if self._legacy else self._up.stabilization_window_seconds
             return (
                 desired,
                 Rule.STABILIZED_UP,
                 (
                     f"scale up held by stabilization window: lowest recommendation in the last "
-                    f"{up_window:g}s is {up_bound}"
+                    f"{self._up_window_text} is {up_bound}"
                 ),
             )
         if desired == current:
@@ -385,7 +388,7 @@ class Engine:
             else:
                 report = obs.report
                 error = None
-                metrics: list[MetricDetail] = []
+                metrics: tuple[MetricDetail, ...] = ()  # usually one metric: no list
                 proposal: int | None = None
                 total = 0.0
                 if obs.specs:
@@ -420,23 +423,21 @@ class Engine:
                                 n = -(-usage // milli_target)
                                 if n > REPLICA_CAP:
                                     n = REPLICA_CAP
-                        metrics.append(MetricDetail(metric, value, metric_target, metric_type, n))
+                        metrics += (MetricDetail(metric, value, metric_target, metric_type, n),)
                         if proposal is None or n > proposal:
                             proposal = n
                 else:
                     total = sum(v.value for v in report.values)
                 if error is None:
                     active = report.is_active
-                    if variable is not None:
-                        variables[variable] = total
                     if composite is None:
                         any_active = any_active or active
                         if proposal is not None and (raw is None or proposal > raw):
                             raw = proposal
                             raw_trigger = name
-                    details.append(
-                        TriggerDetail(index, name, _OK, active, proposal, tuple(metrics))
-                    )
+                    elif variable is not None:
+                        variables[variable] = total
+                    details.append(TriggerDetail(index, name, _OK, active, proposal, metrics))
                     continue
             # the trigger failed (or reported no value for one of its metrics)
             assert error is not None
