@@ -126,15 +126,21 @@ def _setup_logging(verbosity: int, err: _Output) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     library = logging.getLogger("eventscale")
+    # librdkafka's own log, relayed under eventscale's name: a driver's chatter that
+    # repeats every connection attempt the trigger's error already sums up.
+    driver = logging.getLogger("eventscale.scalers.kafka.librdkafka")
     if verbosity <= 0:
         root.setLevel(logging.CRITICAL + 1)
         library.setLevel(logging.WARNING)
+        driver.setLevel(logging.CRITICAL + 1)
     elif verbosity == 1:
         root.setLevel(logging.WARNING)
         library.setLevel(logging.INFO)
+        driver.setLevel(logging.WARNING)
     else:
         root.setLevel(logging.DEBUG)
         library.setLevel(logging.DEBUG)
+        driver.setLevel(logging.DEBUG)
 
 
 _current_redactor = _Redactor()
