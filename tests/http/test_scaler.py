@@ -322,3 +322,9 @@ async def test_light_load_does_not_scale_and_pending_load_scales_out() -> None:
         statuses, desired = await load(100, 1.5, "/sleep?ms=1000")
         assert statuses == [200] * 150
         assert max(desired) >= 3
+
+
+def test_url_password_never_shown() -> None:
+    cfg = HTTPTriggerConfig.from_metadata(ctx(url="http://ops:s3cretpw@app:8000/m"))
+    assert "s3cretpw" not in repr(cfg)
+    assert "app:8000" in repr(cfg)
