@@ -25,6 +25,7 @@ from cli._runner import Runner, assert_no_secret, write
 from servers._proc import free_port, unique_name
 from servers.azurite_srv import DEV_KEY, AzuriteServer
 from servers.kafka_srv import KafkaBroker
+from servers.kubernetes_srv import KubeStandIn
 from servers.rabbitmq_srv import RabbitMQServer
 from servers.redis_srv import RedisServer
 
@@ -607,3 +608,65 @@ spec:
         result = cli("evaluate", "-", "--json", stdin=manifest, how=how)
         assert result.code == 0, (how, result.output)
         assert result.json()["scaledObjects"][0]["desiredReplicas"] == 2, how
+
+
+def test_current_replicas_from_the_kubernetes_target(
+    cli: Runner,
+    tmp_path: Path,
+    redis_list: Callable[[int], str],
+    kube_standin: KubeStandIn,
+) -> None:
+    ns = unique_name("ns")
+    kube_standin.api.deployment("eval-worker", ns, replicas=6)
+    lst = redis_list(12)
+    path = write(
+        tmp_path / "k8s.yaml",
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: eval-worker, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: eval-worker}}
+  triggers:
+    - {{type: redis, metadata: {{address: "{REDIS}", listName: {lst}, listLength: "5"}}}}
+""",
+    )
+    kubeconfig = {"KUBECONFIG": str(kube_standin.kubeconfig(ns))}
+    result = cli("evaluate", path, "--json", "--target", "kubernetes", env=kubeconfig)
+    assert result.code == 0, result.output
+    [obj] = result.json()["scaledObjects"]
+    # The target reports 6. The metric asks ceil(12 / 5) = 3, but a first decision
+    # records the current 6 as a recommendation and the default 300 s scale-down
+    # window keeps the highest one: 6.
+    assert obj["currentReplicas"] == 6
+    assert obj["desiredReplicas"] == 6
+    # A dry run: the Deployment was not touched.
+    deployment = kube_standin.api.get("apis/apps/v1", "deployments", ns, "eval-worker")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 6
+    assert_no_secret(result, [kube_standin.token])
+
+    # An unreachable API: said on stderr, counted as 0; the triggers decide the status.
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(
+        kube_standin.kubeconfig(ns)
+        .read_text()
+        .replace(kube_standin.url, f"https://127.0.0.1:{free_port()}")
+    )
+    down = cli(
+        "evaluate",
+        path,
+        "--json",
+        "--target",
+        "kubernetes",
+        "--timeout",
+        "3",
+        env={"KUBECONFIG": str(dead)},
+    )
+    assert down.code == 0, down.output
+    assert "cannot read the target" in down.stderr
+    assert "assuming 0 replicas" in down.stderr
+    [obj] = down.json()["scaledObjects"]
+    assert obj["currentReplicas"] == 0
+    assert obj["desiredReplicas"] == 3
+    assert_no_secret(down, [kube_standin.token])
