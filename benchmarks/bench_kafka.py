@@ -231,4 +231,22 @@ def run(quick: bool) -> str:
         "partition, one after another, written in the benchmark). The batched poll sends "
         "one metadata request, one committed-offsets request for the group and one "
         "list-offsets request per partition leader, whatever the partition count.\n"
+        + _reading(medians, ratio)
+    )
+
+
+def _reading(medians: dict[str, float], ratio: float) -> str:
+    one = medians["one evaluation, 1000 partitions"]
+    met = one < 50 and ratio >= 10
+    groups = medians[f"{GROUPS} groups at once, 1000 partitions"]
+    shared = medians[f"{GROUPS} groups at once, 1000 partitions, snapshotTTL=200ms"]
+    return (
+        f"\nReading the figures: the 1,000-partition evaluation "
+        f"{'meets' if met else 'misses'} the issue's goal (under 50 ms, at least 10x the "
+        f"per-partition baseline). Ten groups polled at the same instant ({groups:.0f} ms) "
+        "cost more than ten single evaluations would suggest on a 2-core machine: the "
+        "time is Python work on the 1,000 per-partition futures that confluent-kafka "
+        "returns, not broker round trips; `snapshotTTL` lets those ten scalers share one "
+        f"metadata and log-end-offsets request ({shared:.0f} ms, "
+        f"{100 * (1 - shared / groups):.0f}% less).\n"
     )
