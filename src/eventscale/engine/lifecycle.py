@@ -213,6 +213,9 @@ class Engine:
                 self._up.stabilization_window_seconds, self._down.stabilization_window_seconds
             )
             self._event_horizon = float(max(self._up.longest_period, self._down.longest_period))
+        # the tolerance band for AverageValue ratios (Tolerance.within, precomputed)
+        self._band_low = 1.0 - self._tolerance.scale_down
+        self._band_high = 1.0 + self._tolerance.scale_up
         # the windows as the reasons print them (formatting a float is not free)
         if self._legacy:
             self._down_window_text = f"{self._rec_horizon:g}s"
@@ -377,8 +380,8 @@ class Engine:
         fallen: list[str] = []
         variables: dict[str, float | None] = {}
         composite = self._composite
-        band_low = 1.0 - tolerance.scale_down
-        band_high = 1.0 + tolerance.scale_up
+        band_low = self._band_low
+        band_high = self._band_high
         for index, name, variable in self._trigger_rows:
             obs = by_index.get(index)
             if obs is None:
