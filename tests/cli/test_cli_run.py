@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import select
 import signal
 import subprocess
@@ -143,3 +145,50 @@ spec:
     )
     assert proc.returncode == 2, proc.stderr
     assert "spec.triggers[0]" in proc.stderr
+
+
+def read_pty(fd: int, proc: subprocess.Popen[bytes], until: bytes, timeout: float = 20) -> bytes:
+    """What the command wrote to its terminal, up to and including ``until``."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while until not in seen:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{until!r} not shown within {timeout}s: {seen[-500:]!r}")
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the command closed its terminal
+                break
+        elif proc.poll() is not None:
+            break
+    return seen
+
+
+def test_run_on_a_terminal_draws_a_live_table(
+    tmp_path: Path, redis_server: RedisServer, orders: tuple[redis.Redis, str]
+) -> None:
+    client, lst = orders
+    client.rpush(lst, *range(7))  # ceil(7 / 2) = 4 replicas
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [*command(), "run", manifest(tmp_path, redis_server, lst), "--target", "memory"],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    try:
+        # Once at 4 replicas the engine keeps them: the row then reads
+        # object, replicas, desired, metric values, reason.
+        screen = read_pty(main, proc, b"keeping 4")
+        assert re.search(rb"OBJECT\s+REPLICAS\s+DESIRED\s+METRICS\s+REASON", screen)
+        assert re.search(rb"jobs/runner\s+4\s+4\s+orders=7\s+metrics ask for 4; keeping 4", screen)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)
+    assert b"Traceback" not in screen
