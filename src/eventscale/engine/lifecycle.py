@@ -48,7 +48,7 @@ from eventscale.engine.model import (
     Combiner,
     Decision,
     EngineOptions,
-    MetricDetail,
+    PendingDetail,
     Rule,
     TriggerDetail,
     TriggerObservation,
@@ -63,7 +63,6 @@ __all__ = ("Engine", "EngineWarning", "check_spec", "decide", "fallback_replicas
 
 # Reading an enum member through its class (``Limit.NONE``) goes through a slow
 # metaclass lookup on CPython 3.11; the per-decision code uses module-level names.
-_OK: Final[TriggerStatus] = TriggerStatus.OK
 _VALUE: Final[MetricType] = MetricType.VALUE
 _NO_LIMIT: Final[Limit] = Limit.NONE
 _UP_LIMIT: Final[Limit] = Limit.SCALE_UP_LIMIT
@@ -371,7 +370,7 @@ class Engine:
             by_index[item.trigger_index] = item
         fallback = self._fallback
         tolerance = self._tolerance
-        details: list[TriggerDetail] = []
+        details: list[TriggerDetail | PendingDetail] = []
         failures: list[tuple[int, int]] = []
         raw: int | None = None
         raw_trigger: str | None = None
@@ -391,7 +390,9 @@ class Engine:
             else:
                 report = obs.report
                 error = None
-                metrics: tuple[MetricDetail, ...] = ()  # usually one metric: no list
+                # the details are recorded as plain tuples; Decision builds the
+                # TriggerDetail/MetricDetail objects only if they are read
+                metrics: tuple[tuple[str, float, float, MetricType, int], ...] = ()
                 proposal: int | None = None
                 total = 0.0
                 if obs.specs:
@@ -426,7 +427,7 @@ class Engine:
                                 n = -(-usage // milli_target)
                                 if n > REPLICA_CAP:
                                     n = REPLICA_CAP
-                        metrics += (MetricDetail(metric, value, metric_target, metric_type, n),)
+                        metrics += ((metric, value, metric_target, metric_type, n),)
                         if proposal is None or n > proposal:
                             proposal = n
                 else:
@@ -440,7 +441,7 @@ class Engine:
                             raw_trigger = name
                     elif variable is not None:
                         variables[variable] = total
-                    details.append(TriggerDetail(index, name, _OK, active, proposal, metrics))
+                    details.append((index, name, active, proposal, metrics))
                     continue
             # the trigger failed (or reported no value for one of its metrics)
             assert error is not None
@@ -671,7 +672,7 @@ class Engine:
             events = tuple(e for e in events if e[0] > now - self._event_horizon)
         # by position (cheaper): the fields in their declared order
         new_state = ScalingState(created_at, last_active, recs, events, tuple(failures))
-        decision = Decision(
+        decision = Decision._with_pending_details(
             desired,  # replicas
             current,  # current_replicas
             active,  # is_active
@@ -679,7 +680,7 @@ class Engine:
             reason,
             decided_by,  # trigger
             raw,  # raw_replicas
-            tuple(details),  # triggers
+            tuple(details),  # triggers, built on first read
             fb_replicas is not None,  # fallback_active
         )
         return new_state, decision

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -125,6 +125,9 @@ class EngineOptions:
 
 DEFAULT_OPTIONS: Final = EngineOptions()
 
+# Instance-dict key of a Decision's pending trigger details (see Decision).
+_PENDING: Final = "_pending_triggers"
+
 
 class Rule(enum.Enum):
     """Which rule decided the replica count."""
@@ -159,16 +162,9 @@ class TriggerStatus(enum.Enum):
     FALLBACK = "fallback"
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen(kw_only=True)
 class MetricDetail:
-    """One metric of one trigger: its value, target and the replicas it asks for.
-
-    The output classes (this one, :class:`TriggerDetail`, :class:`Decision`) accept
-    their fields by keyword or, in the order listed, by position; the engine passes
-    them by position, which is cheaper on its hot path. They are frozen but keep a
-    ``__dict__`` (``slots=False``): the engine builds several per decision, and
-    attrs builds a frozen dict class almost twice as fast as a frozen slotted one.
-    """
+    """One metric of one trigger: its value, target and the replicas it asks for."""
 
     name: str
     value: float
@@ -177,7 +173,7 @@ class MetricDetail:
     replicas: int
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen(kw_only=True)
 class TriggerDetail:
     """Per-trigger part of a :class:`Decision`."""
 
@@ -191,7 +187,42 @@ class TriggerDetail:
     failures: int = 0
 
 
-@attrs.frozen(slots=False)
+#: A healthy trigger's detail as the engine records it, before it is built:
+#: ``(index, name, is_active, replicas, metrics)`` with each metric as
+#: ``(name, value, target, metric_type, replicas)``.
+PendingDetail = tuple[
+    int, str, bool, int | None, tuple[tuple[str, float, float, MetricType, int], ...]
+]
+
+
+def _build_details(
+    pending: tuple[TriggerDetail | PendingDetail, ...],
+) -> tuple[TriggerDetail, ...]:
+    details = []
+    for item in pending:
+        if isinstance(item, TriggerDetail):
+            details.append(item)
+            continue
+        index, name, is_active, replicas, metrics = item
+        details.append(
+            TriggerDetail(
+                index=index,
+                name=name,
+                status=TriggerStatus.OK,
+                is_active=is_active,
+                replicas=replicas,
+                metrics=tuple(
+                    MetricDetail(
+                        name=m_name, value=value, target=target, metric_type=kind, replicas=n
+                    )
+                    for m_name, value, target, kind, n in metrics
+                ),
+            )
+        )
+    return tuple(details)
+
+
+@attrs.frozen(kw_only=True, slots=False)
 class Decision:
     """The engine's answer for one tick.
 
@@ -199,6 +230,13 @@ class Decision:
     ``reason`` says it in one line of words. ``raw_replicas`` is the metrics'
     recommendation before stabilization, policies and bounds (``None`` when no
     metric could be read). ``triggers`` has one entry per trigger of the spec.
+
+    A decision made by the engine builds its ``triggers`` (the
+    :class:`TriggerDetail` and :class:`MetricDetail` objects) the first time they are
+    read, not in the decision step: most callers never read them, and building them
+    was a third of the step's time. Reading, comparing, hashing, printing, copying
+    or pickling a decision gives the same values either way. (This is why the class
+    keeps a ``__dict__``: a missing ``triggers`` entry is what triggers the build.)
     """
 
     replicas: int
@@ -211,6 +249,55 @@ class Decision:
     triggers: tuple[TriggerDetail, ...] = ()
     fallback_active: bool = False
     paused: bool = False
+
+    @classmethod
+    def _with_pending_details(
+        cls,
+        replicas: int,
+        current_replicas: int,
+        is_active: bool,
+        rule: Rule,
+        reason: str,
+        trigger: str | None,
+        raw_replicas: int | None,
+        pending: tuple[TriggerDetail | PendingDetail, ...],
+        fallback_active: bool,
+    ) -> Decision:
+        """The engine's constructor: ``triggers`` is built from ``pending`` on first read.
+
+        It fills the instance dict directly instead of running the attrs ``__init__``
+        (the class has no validators or converters to skip); a test checks that it
+        sets every field but ``triggers``.
+        """
+        decision = object.__new__(cls)
+        decision.__dict__.update(
+            replicas=replicas,
+            current_replicas=current_replicas,
+            is_active=is_active,
+            rule=rule,
+            reason=reason,
+            trigger=trigger,
+            raw_replicas=raw_replicas,
+            fallback_active=fallback_active,
+            paused=False,
+            _pending_triggers=pending,  # _PENDING
+        )
+        return decision
+
+    if not TYPE_CHECKING:  # (mypy would accept any attribute name on the class)
+
+        def __getattr__(self, name: str) -> Any:
+            # Python calls this only for a name missing from the instance: ``triggers``
+            # of a decision whose details are pending. Build them once and keep them.
+            if name == "triggers":
+                fields = self.__dict__
+                pending = fields.get(_PENDING)
+                if pending is not None:
+                    details = _build_details(pending)
+                    fields["triggers"] = details
+                    fields.pop(_PENDING, None)
+                    return details
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def changed(self) -> bool:
