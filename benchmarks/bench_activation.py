@@ -127,8 +127,8 @@ async def _sample(
                     # the subscription must be in place before the push is timed
                     while not await _subscribed(client, channel):  # noqa: ASYNC110
                         await anyio.sleep(0.002)
-                else:
-                    await anyio.sleep(rng.uniform(0, interval))  # a random phase
+            if not push:
+                await anyio.sleep(rng.uniform(0, interval))  # a random phase
             start = time.perf_counter()
             await client.lpush(key, "job-1")
             with anyio.fail_after(interval + 10):
