@@ -162,9 +162,15 @@ class TriggerStatus(enum.Enum):
     FALLBACK = "fallback"
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(slots=False)
 class MetricDetail:
-    """One metric of one trigger: its value, target and the replicas it asks for."""
+    """One metric of one trigger: its value, target and the replicas it asks for.
+
+    The detail classes (this one and :class:`TriggerDetail`) take their fields by
+    keyword or, in the order listed, by position, and keep a ``__dict__``
+    (``slots=False``): :class:`Decision` builds them by position from the engine's
+    tuples, and attrs builds a frozen dict class almost twice as fast as a slotted one.
+    """
 
     name: str
     value: float
@@ -173,7 +179,7 @@ class MetricDetail:
     replicas: int
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(slots=False)
 class TriggerDetail:
     """Per-trigger part of a :class:`Decision`."""
 
@@ -199,26 +205,15 @@ def _build_details(
     pending: tuple[TriggerDetail | PendingDetail, ...],
 ) -> tuple[TriggerDetail, ...]:
     details = []
+    ok = TriggerStatus.OK
     for item in pending:
-        if isinstance(item, TriggerDetail):
+        if isinstance(item, TriggerDetail):  # a failed trigger: built by the engine
             details.append(item)
             continue
         index, name, is_active, replicas, metrics = item
-        details.append(
-            TriggerDetail(
-                index=index,
-                name=name,
-                status=TriggerStatus.OK,
-                is_active=is_active,
-                replicas=replicas,
-                metrics=tuple(
-                    MetricDetail(
-                        name=m_name, value=value, target=target, metric_type=kind, replicas=n
-                    )
-                    for m_name, value, target, kind, n in metrics
-                ),
-            )
-        )
+        # by position: the tuples hold the fields in their declared order
+        built = tuple([MetricDetail(*metric) for metric in metrics])
+        details.append(TriggerDetail(index, name, ok, is_active, replicas, built))
     return tuple(details)
 
 
