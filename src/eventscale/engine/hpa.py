@@ -80,18 +80,13 @@ def average_value_replicas(
     count (``total / (target * current)``), ``current`` is returned. A target of 0
     asks for :data:`REPLICA_CAP` replicas when there is any load, 0 otherwise.
     """
-    # The engine calls this once per metric per decision: ``to_milli_int``,
-    # ``Tolerance.within`` and ``_ceil_div`` are written out inline.
-    usage = round(total * 1000)
-    tgt = round(target * 1000)
+    usage = to_milli_int(total)
+    tgt = to_milli_int(target)
     if tgt <= 0:
         return REPLICA_CAP if usage > 0 else 0
-    if current > 0 and (
-        1.0 - tolerance.scale_down <= usage / (tgt * current) <= 1.0 + tolerance.scale_up
-    ):
+    if current > 0 and tolerance.within(usage / (tgt * current)):
         return current
-    replicas = -(-usage // tgt)
-    return replicas if replicas < REPLICA_CAP else REPLICA_CAP
+    return min(REPLICA_CAP, _ceil_div(usage, tgt))
 
 
 def value_replicas(
