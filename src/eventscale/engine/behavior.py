@@ -227,7 +227,7 @@ def scale_down_limit(current: int, rules: ResolvedRules, events: Events, now: fl
         return current
     if not rules.steps:
         return 0
-    pick_max = select is _SELECT_MIN
+    pick_max = select is _SELECT_MIN  # Min: the smallest reduction, the highest count
     best: int | None = None
     start = current
     last_period = -1

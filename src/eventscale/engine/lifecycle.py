@@ -364,7 +364,7 @@ class Engine:
             )
 
         # 2. read the triggers ----------------------------------------------------------
-        # (the hot path: one pass per trigger, MetricType and helpers bound to locals)
+        # (the hot path; docs/engine.md, "Performance", says what is done here and why)
         by_index: dict[int, TriggerObservation] = {}
         for item in observations:  # (a plain loop: cheaper than a comprehension here)
             by_index[item.trigger_index] = item
