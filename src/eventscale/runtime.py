@@ -9,22 +9,19 @@ are part of the :class:`EvaluationReport` and of the events it emits.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 import attrs
 
-from eventscale.auth import Secret, redact_text
+from eventscale._polling import call_timeout, failure_message, poll_triggers, trigger_results
+from eventscale.auth import Secret
 from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
-from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
-from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.errors import ConfigError
 from eventscale.observability import Event, EventBus, EventKind, TriggerResult
 from eventscale.scalers import Scaler, create_scaler
 from eventscale.spec import ScaledObjectSpec
@@ -199,82 +196,16 @@ class ScaledObject:
 
     # ------------------------------------------------------------------ polling
 
-    def _identity(self, index: int) -> str:
-        trig = self.spec.triggers[index]
-        return trig.name or f"{trig.type}[{index}]"
-
-    async def _poll_one(self, index: int) -> TriggerObservation:
-        scaler = self.scalers[index]
-        ident = self._identity(index)
-        name = self.spec.triggers[index].name
-        specs: tuple[MetricSpec, ...] = ()
-        try:
-            specs = tuple(scaler.metric_specs())
-            with _Timeout(self.poll_timeout):
-                report = await scaler.get_metrics()
-            _check_report(report, specs)
-        except ScalerError as exc:
-            return TriggerObservation.failure(index, specs, exc.with_trigger(ident), name=name)
-        except TimeoutError:
-            err: ScalerError = ScalerTimeout(
-                f"no answer within {self.poll_timeout:g}s", trigger=ident, transient=True
-            )
-            return TriggerObservation.failure(index, specs, err, name=name)
-        except Exception as exc:  # a user scaler's bug must not stop the loop
-            err = ScalerError(
-                f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}", trigger=ident
-            )
-            return TriggerObservation.failure(index, specs, err, name=name)
-        return TriggerObservation.success(index, specs, report, name=name)
-
     async def poll(self) -> tuple[TriggerObservation, ...]:
         """Poll every trigger once, concurrently; failures become error observations."""
-        if len(self.scalers) == 1:
-            return (await self._poll_one(0),)
-        results: list[TriggerObservation | None] = [None] * len(self.scalers)
-
-        async def run(i: int) -> None:
-            results[i] = await self._poll_one(i)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(len(self.scalers)):
-                tg.start_soon(run, i)
-        return tuple(r for r in results if r is not None)
+        return await poll_triggers(self.scalers, self.spec.triggers, self.poll_timeout)
 
     async def _read_current(self) -> tuple[int, str | None]:
         try:
-            with _Timeout(self.poll_timeout):
+            with call_timeout(self.poll_timeout):
                 return await self.target.get_replicas(), None
-        except TimeoutError:
-            return 0, f"target did not answer within {self.poll_timeout:g}s"
-        except TargetError as exc:
-            return 0, str(exc)
         except Exception as exc:
-            return 0, f"target failed: {type(exc).__name__}: {redact_text(str(exc))}"
-
-    def _results(self, observations: Sequence[TriggerObservation]) -> tuple[TriggerResult, ...]:
-        out = []
-        for obs in observations:
-            trig = self.spec.triggers[obs.trigger_index]
-            spec0 = obs.specs[0] if obs.specs else None
-            value: float | None = None
-            if obs.report is not None and obs.report.values:
-                value = obs.report.values[0].value
-            out.append(
-                TriggerResult(
-                    index=obs.trigger_index,
-                    type=trig.type,
-                    name=trig.name,
-                    metric_name=spec0.name if spec0 else None,
-                    value=value,
-                    target=spec0.target if spec0 else None,
-                    metric_type=spec0.metric_type.value if spec0 else None,
-                    activation_target=spec0.activation_target if spec0 else None,
-                    active=bool(obs.report and obs.report.is_active),
-                    error=str(obs.error) if obs.error is not None else None,
-                )
-            )
-        return tuple(out)
+            return 0, failure_message(exc, self.poll_timeout)
 
     async def _emit(self, event: Event) -> None:
         if self.events is not None:
@@ -288,7 +219,7 @@ class ScaledObject:
         if current_replicas is None:
             current_replicas, target_error = await self._read_current()
         now = self.clock()
-        triggers = self._results(observations)
+        triggers = trigger_results(self.spec.triggers, observations)
         await self._emit(
             Event(
                 kind=EventKind.POLL,
@@ -366,19 +297,13 @@ class ScaledObject:
             if guard is not None and not await guard():
                 return report
             try:
-                with _Timeout(self.poll_timeout):
+                with call_timeout(self.poll_timeout):
                     if self._set_with_reason:
                         await self.target.set_replicas(decision.replicas, reason=decision.reason)  # type: ignore[call-arg]
                     else:
                         await self.target.set_replicas(decision.replicas)
             except Exception as exc:
-                message = (
-                    f"target did not answer within {self.poll_timeout:g}s"
-                    if isinstance(exc, TimeoutError)
-                    else str(exc)
-                    if isinstance(exc, TargetError)
-                    else f"target failed: {type(exc).__name__}: {redact_text(str(exc))}"
-                )
+                message = failure_message(exc, self.poll_timeout)
                 await self._emit(
                     Event(
                         kind=EventKind.TARGET_ERROR,
@@ -432,105 +357,3 @@ class ScaledObject:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-
-
-class _Timeout:
-    """``anyio.fail_after(seconds)`` for the per-call timeouts, cheap at scale.
-
-    On asyncio the deadlines are grouped in 50 ms buckets that share one timer, so
-    10,000 objects polling every second do not each push two timers through the event
-    loop's heap per tick; a call may overrun its timeout by up to 50 ms. Elsewhere
-    (trio) it is ``anyio.fail_after``.
-    """
-
-    __slots__ = ("_fallback", "_fired", "_key", "_scope", "_seconds")
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._fired = False
-        self._fallback: AbstractContextManager[anyio.CancelScope] | None = None
-
-    def __enter__(self) -> None:
-        loop = _asyncio_loop()
-        if loop is None:
-            self._fallback = anyio.fail_after(self._seconds)
-            self._fallback.__enter__()
-            return
-        self._scope = scope = anyio.CancelScope()
-        scope.__enter__()
-        self._key = _BUCKETS.add(loop, loop.time() + self._seconds, self)
-
-    def _fire(self) -> None:
-        self._fired = True
-        self._scope.cancel()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        if self._fallback is not None:
-            return self._fallback.__exit__(exc_type, exc, tb)
-        _BUCKETS.discard(self._key, self)
-        suppressed = self._scope.__exit__(exc_type, exc, tb)
-        if self._fired and self._scope.cancelled_caught:
-            raise TimeoutError
-        return suppressed
-
-
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
-class _Buckets:
-    """Timeouts grouped by deadline (50 ms buckets), one timer per bucket and loop."""
-
-    WIDTH = 0.05
-
-    def __init__(self) -> None:
-        self._open: dict[tuple[int, int], set[_Timeout]] = {}
-
-    def add(
-        self, loop: asyncio.AbstractEventLoop, deadline: float, timeout: _Timeout
-    ) -> tuple[int, int]:
-        """Register ``timeout`` to fire at ``deadline`` (rounded up); return its bucket key."""
-        key = (id(loop), math.ceil(deadline / self.WIDTH))
-        bucket = self._open.get(key)
-        if bucket is None:
-            bucket = self._open[key] = set()
-            loop.call_at(key[1] * self.WIDTH, self._expire, key)
-        bucket.add(timeout)
-        return key
-
-    def discard(self, key: tuple[int, int], timeout: _Timeout) -> None:
-        """Forget ``timeout`` (its call finished); drop the bucket once it is empty."""
-        bucket = self._open.get(key)
-        if bucket is not None:
-            bucket.discard(timeout)
-            if not bucket:
-                del self._open[key]
-
-    def _expire(self, key: tuple[int, int]) -> None:
-        for timeout in self._open.pop(key, ()):
-            timeout._fire()
-
-
-_BUCKETS = _Buckets()
-
-
-def _check_report(report: object, specs: Sequence[MetricSpec]) -> None:
-    if not isinstance(report, ScalerReport):
-        raise ScalerError(
-            f"scaler returned {type(report).__name__}, not a ScalerReport", transient=False
-        )
-    if not report.values:
-        raise ScalerError("scaler returned no metric values", transient=False)
-    for value in report.values:
-        if not math.isfinite(value.value):
-            raise ScalerError(
-                f"scaler returned a non-finite value for {value.name}", transient=False
-            )
