@@ -21,7 +21,6 @@ One reconcile, in order:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -30,7 +29,8 @@ from typing import Any, Self
 import anyio
 import attrs
 
-from eventscale.auth import Secret, redact_text
+from eventscale._polling import failure_message, poll_triggers, trigger_results
+from eventscale.auth import Secret
 from eventscale.engine.jobs import (
     JobDecision,
     JobScalerMetric,
@@ -38,9 +38,8 @@ from eventscale.engine.jobs import (
     running_job_percentage,
 )
 from eventscale.engine.model import TriggerObservation
-from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
+from eventscale.errors import ConfigError
 from eventscale.jobs.base import JobCounts, JobInfo, JobTarget, history_to_delete
-from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.observability import Event, EventBus, EventKind, TriggerResult
 from eventscale.scalers import Scaler, create_scaler
 from eventscale.spec import ScaledJobSpec, ScalingStrategy
@@ -140,11 +139,7 @@ def decide_job_starts(
 
 
 def _message(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"job target did not answer within {timeout:g}s"
-    if isinstance(exc, TargetError):
-        return str(exc)
-    return f"job target failed: {type(exc).__name__}: {redact_text(str(exc))}"
+    return failure_message(exc, timeout, "job target")
 
 
 class ScaledJob:
@@ -240,66 +235,11 @@ class ScaledJob:
 
     # ------------------------------------------------------------------ polling
 
-    async def _poll_one(self, index: int) -> TriggerObservation:
-        scaler = self.scalers[index]
-        trig = self.spec.triggers[index]
-        ident = trig.name or f"{trig.type}[{index}]"
-        specs: tuple[MetricSpec, ...] = ()
-        try:
-            specs = tuple(scaler.metric_specs())
-            with anyio.fail_after(self.poll_timeout):
-                report = await scaler.get_metrics()
-            if not isinstance(report, ScalerReport) or not report.values:  # type: ignore[redundant-expr]
-                raise ScalerError("scaler returned no metric values", transient=False)
-            if not all(math.isfinite(v.value) for v in report.values):
-                raise ScalerError("scaler returned a non-finite value", transient=False)
-        except ScalerError as exc:
-            return TriggerObservation.failure(index, specs, exc.with_trigger(ident), name=trig.name)
-        except TimeoutError:
-            err: ScalerError = ScalerTimeout(
-                f"no answer within {self.poll_timeout:g}s", trigger=ident, transient=True
-            )
-            return TriggerObservation.failure(index, specs, err, name=trig.name)
-        except Exception as exc:  # a user scaler's bug must not stop the loop
-            err = ScalerError(
-                f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}", trigger=ident
-            )
-            return TriggerObservation.failure(index, specs, err, name=trig.name)
-        return TriggerObservation.success(index, specs, report, name=trig.name)
-
     async def poll(self) -> tuple[TriggerObservation, ...]:
         """Poll every trigger once, concurrently; failures become error observations."""
-        results: list[TriggerObservation | None] = [None] * len(self.scalers)
-
-        async def run(i: int) -> None:
-            results[i] = await self._poll_one(i)
-
-        async with anyio.create_task_group() as tg:
-            for i in range(len(self.scalers)):
-                tg.start_soon(run, i)
-        return tuple(r for r in results if r is not None)
-
-    def _results(self, observations: Sequence[TriggerObservation]) -> tuple[TriggerResult, ...]:
-        out = []
-        for obs in observations:
-            trig = self.spec.triggers[obs.trigger_index]
-            spec0 = obs.specs[0] if obs.specs else None
-            value = obs.report.values[0].value if obs.report and obs.report.values else None
-            out.append(
-                TriggerResult(
-                    index=obs.trigger_index,
-                    type=trig.type,
-                    name=trig.name,
-                    metric_name=spec0.name if spec0 else None,
-                    value=value,
-                    target=spec0.target if spec0 else None,
-                    metric_type=spec0.metric_type.value if spec0 else None,
-                    activation_target=spec0.activation_target if spec0 else None,
-                    active=bool(obs.report and obs.report.is_active),
-                    error=str(obs.error) if obs.error is not None else None,
-                )
-            )
-        return tuple(out)
+        if not self.scalers:
+            return ()
+        return await poll_triggers(self.scalers, self.spec.triggers, self.poll_timeout)
 
     async def _emit(self, event: Event) -> None:
         if self.events is not None:
@@ -432,7 +372,7 @@ class ScaledJob:
         if counts is None:
             counts = JobCounts.of(jobs)
         now = self.clock()
-        triggers = self._results(observations)
+        triggers = trigger_results(self.spec.triggers, observations)
         await self._emit(
             Event(
                 kind=EventKind.POLL,
