@@ -37,7 +37,7 @@ from eventscale.targets.kubernetes import KubeClient
 __all__ = ("LeaderElector", "LeaseRecord", "LeadershipLost")
 
 
-class LeadershipLost(TargetError):  # noqa: N818 - named like the rest of the tree
+class LeadershipLost(TargetError):
     """The leader could not renew its Lease in time, or another holder took it."""
 
 
