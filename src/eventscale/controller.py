@@ -9,7 +9,7 @@ under a timeout inside the object's own loop, and failures are reported as event
 never raised into the group.
 
 Several controller processes can share the objects: give each an
-:class:`~eventscale.sharding.OwnershipManager` (Kubernetes Leases), and an object is
+:class:`~eventscale.sharding.LeaseSharding` (Kubernetes Leases), and an object is
 reconciled only by the process that holds its lease.
 """
 
@@ -22,7 +22,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import anyio
 import attrs
@@ -37,7 +37,14 @@ if TYPE_CHECKING:
 
     from eventscale.observability import TriggerResult
 
-__all__ = ("Controller", "ObjectStatus", "Ownership", "Reconcilable", "ReconcileReport")
+__all__ = (
+    "Controller",
+    "NotifyingOwnership",
+    "ObjectStatus",
+    "Ownership",
+    "Reconcilable",
+    "ReconcileReport",
+)
 
 logger = logging.getLogger("eventscale.controller")
 
@@ -51,6 +58,20 @@ class Ownership(Protocol):
 
     async def release(self, key: str) -> None:
         """Give ``key`` up (the object was removed from this controller)."""
+        ...
+
+
+@runtime_checkable
+class NotifyingOwnership(Ownership, Protocol):
+    """An :class:`Ownership` that also announces the objects it gains (optional).
+
+    The controller subscribes :meth:`Controller.wake` while it runs, so an object whose
+    lease this process just took is reconciled at once instead of at its next tick.
+    """
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(key)`` whenever this process gains ``key``; returns an
+        unsubscribe function."""
         ...
 
 
@@ -197,12 +218,15 @@ class Controller:
         self._entries: dict[str, _Entry] = {}
         self._tg: TaskGroup | None = None
         self._pending: list[Reconcilable] = []
+        self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        if isinstance(self.ownership, NotifyingOwnership):
+            self._unsubscribe = self.ownership.subscribe(self.wake)
         pending, self._pending = self._pending, []
         for obj in pending:
             self._start(obj)
@@ -215,6 +239,9 @@ class Controller:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._tg is not None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         for entry in self._entries.values():
             entry.scope.cancel()
         self._tg.cancel_scope.cancel()
