@@ -19,27 +19,22 @@ as the Docker target does (docs/targets/docker.md).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 import anyio
 
-from eventscale._optional import import_optional
+from eventscale._docker_api import DockerAPI, container_name_prefix
 from eventscale.errors import ConfigError, TargetError
 from eventscale.jobs.base import JOB_LABEL, REVISION_LABEL, JobInfo, JobPhase, template_revision
 from eventscale.targets.docker import CREATED_LABEL, ContainerTemplate
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from eventscale.spec import ScaledJobSpec
 
 __all__ = ("DockerJobTarget", "template_from_job_target_ref")
@@ -48,7 +43,6 @@ log = logging.getLogger("eventscale.jobs.docker")
 
 _RUNNING = frozenset({"running", "restarting", "paused"})
 _FINISHED = frozenset({"exited", "dead"})
-_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
 def _parse_time(text: str | None) -> float | None:
@@ -145,23 +139,14 @@ class DockerJobTarget:
             )
         if not timeout > 0:
             raise ConfigError("timeout must be > 0", path="timeout")
-        self._aiohttp = import_optional("aiohttp", extra="docker", what="Docker jobs")
+        self._docker = DockerAPI(url, owner=name, timeout=timeout, what="Docker jobs")
         self.name = name
         self.template = template
         self.timeout = timeout
-        self.url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        self.name_prefix = _NAME_CHARS.sub("-", name_prefix or name).strip("-.") or "job"
-        if self.url.startswith("unix://"):
-            self._socket: str | None = self.url.removeprefix("unix://")
-            self._base = "http://docker"
-        elif self.url.startswith(("tcp://", "http://")):
-            self._socket = None
-            self._base = "http://" + self.url.split("://", 1)[1].rstrip("/")
-        else:
-            raise ConfigError(f"unsupported Docker URL {self.url!r}", path="url")
+        self.url = self._docker.url
+        self.name_prefix = container_name_prefix(name_prefix or name, "job")
         self._revision = template_revision(template.create_body())
         self._finished: dict[str, tuple[float | None, int | None, str | None]] = {}
-        self._session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_spec(
@@ -186,63 +171,15 @@ class DockerJobTarget:
         """A hash of the container template."""
         return self._revision
 
-    # -- HTTP --------------------------------------------------------------------------
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            aiohttp = self._aiohttp
-            connector = (
-                aiohttp.UnixConnector(path=self._socket)
-                if self._socket is not None
-                else aiohttp.TCPConnector()
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    async def _api(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None, ok: Sequence[int] = ()
-    ) -> tuple[int, Any]:
-        session = self._get_session()
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["data"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": "application/json"}
-        try:
-            with anyio.fail_after(self.timeout):
-                async with session.request(method, self._base + path, **kwargs) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-        except TimeoutError as exc:
-            raise TargetError(
-                f"{method} {path} timed out after {self.timeout:g}s", target=self.name
-            ) from exc
-        except self._aiohttp.ClientError as exc:
-            raise TargetError(
-                f"cannot reach the Docker daemon at {self.url}: {exc}", target=self.name
-            ) from exc
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
-            payload = raw.decode(errors="replace")
-        if status >= 400 and status not in ok:
-            message = payload.get("message") if isinstance(payload, dict) else payload
-            raise TargetError(
-                f"{method} {path}: {message or 'failed'}", target=self.name, status=status
-            )
-        return status, payload
-
     # -- the JobTarget protocol --------------------------------------------------------
 
     async def list_jobs(self) -> Sequence[JobInfo]:
         """Every container labelled for this ScaledJob, oldest first."""
-        filters = json.dumps({"label": [f"{JOB_LABEL}={self.name}"]})
-        _, listing = await self._api("GET", f"/containers/json?all=true&filters={quote(filters)}")
+        listing = await self._docker.list_labelled({JOB_LABEL: self.name})
         jobs: list[JobInfo] = []
         seen: set[str] = set()
-        for item in listing or ():
+        for item in listing:
             labels = item.get("Labels") or {}
-            if labels.get(JOB_LABEL) != self.name:
-                continue  # never act on a container outside the set
             cid = str(item["Id"])
             seen.add(cid)
             name = str((item.get("Names") or ["/" + cid[:12]])[0]).lstrip("/")
@@ -278,7 +215,7 @@ class DockerJobTarget:
         cached = self._finished.get(cid)
         if cached is not None:
             return cached
-        status, info = await self._api("GET", f"/containers/{cid}/json", ok=(404,))
+        status, info = await self._docker.inspect(cid, ok=(404,))
         if status == 404:
             return None, None, "the container is gone"
         state = info.get("State") or {}
@@ -326,38 +263,18 @@ class DockerJobTarget:
             CREATED_LABEL: str(time.time_ns()),
         }
         name = f"{self.name_prefix}-{uuid.uuid4().hex[:10]}"
-        status, created = await self._api(
-            "POST", f"/containers/create?name={quote(name)}", body, ok=(404,)
+        await self._docker.create_and_start(
+            name, body, noun="a job container", pull_hint="images are not pulled"
         )
-        if status == 404:
-            message = created.get("message") if isinstance(created, dict) else created
-            raise TargetError(
-                f"cannot create a job container from image {body.get('Image')!r}: {message} "
-                "(images are not pulled: load or pull it on the Docker host first)",
-                target=self.name,
-                status=404,
-            )
-        cid = str(created["Id"])
-        try:
-            await self._api("POST", f"/containers/{cid}/start", ok=(304,))
-        except TargetError:
-            with anyio.CancelScope(shield=True):
-                await self._api("DELETE", f"/containers/{cid}?force=true&v=true", ok=(404,))
-            raise
         return name
 
     async def delete_jobs(self, names: Sequence[str]) -> None:
         """Remove the named containers (killing those still running)."""
 
-        async def one(name: str) -> None:
-            await self._api("DELETE", f"/containers/{quote(name)}?force=true&v=true", ok=(404,))
-
         async with anyio.create_task_group() as tg:
             for name in names:
-                tg.start_soon(one, name)
+                tg.start_soon(self._docker.remove, name)
 
     async def aclose(self) -> None:
         """Close the HTTP session (the containers are left as they are)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._docker.aclose()

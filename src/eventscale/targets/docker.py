@@ -15,25 +15,18 @@ The Engine API is spoken directly with aiohttp over the daemon's unix socket (or
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import quote
+from typing import Any, Final
 
 import anyio
 import attrs
 
-from eventscale._optional import import_optional
+from eventscale._docker_api import DockerAPI, container_name_prefix
 from eventscale.errors import ConfigError, TargetError
 from eventscale.targets import TargetBase
-
-if TYPE_CHECKING:
-    import aiohttp
 
 __all__ = (
     "COMPOSE_PROJECT",
@@ -55,7 +48,6 @@ COMPOSE_SERVICE: Final = "com.docker.compose.service"
 _COMPOSE_NUMBER: Final = "com.docker.compose.container-number"
 
 _LIVE_STATES: Final = frozenset({"running", "restarting", "paused"})
-_NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
 def _str_map(value: Mapping[str, Any] | None) -> Mapping[str, str]:
@@ -174,23 +166,14 @@ class DockerTarget(TargetBase):
             )
         if stop_timeout < 0 or not timeout > 0:
             raise ConfigError("stop_timeout must be >= 0 and timeout > 0", path="timeout")
-        self._aiohttp = import_optional("aiohttp", extra="docker", what="the Docker target")
+        self._docker = DockerAPI(url, owner=name, timeout=timeout, what="the Docker target")
         self.name = name
         self.template = template
         self.compose = (compose_project, compose_service) if compose_project else None
-        self.url = url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        self.url = self._docker.url
         self.stop_timeout = stop_timeout
         self.timeout = timeout
-        self.name_prefix = _NAME_CHARS.sub("-", name_prefix or name).strip("-.") or "eventscale"
-        if self.url.startswith("unix://"):
-            self._socket: str | None = self.url.removeprefix("unix://")
-            self._base = "http://docker"
-        elif self.url.startswith(("tcp://", "http://")):
-            self._socket = None
-            self._base = "http://" + self.url.split("://", 1)[1].rstrip("/")
-        else:
-            raise ConfigError(f"unsupported Docker URL {self.url!r}", path="url")
-        self._session: aiohttp.ClientSession | None = None
+        self.name_prefix = container_name_prefix(name_prefix or name, "eventscale")
         self._lock = anyio.Lock()
 
     def __repr__(self) -> str:
@@ -204,69 +187,13 @@ class DockerTarget(TargetBase):
             return {COMPOSE_PROJECT: str(project), COMPOSE_SERVICE: str(service)}
         return {TARGET_LABEL: self.name}
 
-    # -- HTTP ------------------------------------------------------------------------
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            aiohttp = self._aiohttp
-            connector = (
-                aiohttp.UnixConnector(path=self._socket)
-                if self._socket is not None
-                else aiohttp.TCPConnector()
-            )
-            self._session = aiohttp.ClientSession(connector=connector)
-        return self._session
-
-    async def _api(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | None = None,
-        *,
-        extra_time: float = 0.0,
-        ok: Sequence[int] = (),
-    ) -> tuple[int, Any]:
-        limit = self.timeout + extra_time
-        session = self._get_session()
-        kwargs: dict[str, Any] = {}
-        if body is not None:
-            kwargs["data"] = json.dumps(body)
-            kwargs["headers"] = {"Content-Type": "application/json"}
-        try:
-            with anyio.fail_after(limit):
-                async with session.request(method, self._base + path, **kwargs) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-        except TimeoutError as exc:
-            raise TargetError(
-                f"{method} {path} timed out after {limit:g}s", target=self.name
-            ) from exc
-        except self._aiohttp.ClientError as exc:
-            raise TargetError(
-                f"cannot reach the Docker daemon at {self.url}: {exc}", target=self.name
-            ) from exc
-        try:
-            payload = json.loads(raw) if raw else None
-        except ValueError:
-            payload = raw.decode(errors="replace")
-        if status >= 400 and status not in ok:
-            message = payload.get("message") if isinstance(payload, dict) else payload
-            raise TargetError(
-                f"{method} {path}: {message or 'failed'}", target=self.name, status=status
-            )
-        return status, payload
-
     # -- members -----------------------------------------------------------------------
 
     async def members(self) -> list[_Member]:
         """Every container of the set (live or not), oldest first."""
-        filters = json.dumps({"label": [f"{k}={v}" for k, v in self.selector.items()]})
-        _, listing = await self._api("GET", f"/containers/json?all=true&filters={quote(filters)}")
         out: list[_Member] = []
-        for item in listing or ():
+        for item in await self._docker.list_labelled(self.selector):
             labels = _str_map(item.get("Labels"))
-            if any(labels.get(k) != v for k, v in self.selector.items()):
-                continue  # never act on a container outside the set
             stamp_text = labels.get(CREATED_LABEL, "")
             stamp = int(stamp_text) if stamp_text.isdigit() else int(item.get("Created", 0)) * 10**9
             names = item.get("Names") or ["/" + item["Id"][:12]]
@@ -324,7 +251,7 @@ class DockerTarget(TargetBase):
             raise TargetError(
                 "no template and no running container of the set to clone", target=self.name
             )
-        _, info = await self._api("GET", f"/containers/{live[0].id}/json")
+        _, info = await self._docker.inspect(live[0].id)
         config = info.get("Config") or {}
         host = dict(info.get("HostConfig") or {})
         host.pop("PortBindings", None)  # a clone cannot bind the same host ports
@@ -367,24 +294,9 @@ class DockerTarget(TargetBase):
             labels[_COMPOSE_NUMBER] = str(number)
         body["Labels"] = labels
         name = f"{self.name_prefix}-{uuid.uuid4().hex[:8]}"
-        status, created = await self._api(
-            "POST", f"/containers/create?name={quote(name)}", body, ok=(404,)
+        await self._docker.create_and_start(
+            name, body, noun="a container", pull_hint="the target does not pull images"
         )
-        if status == 404:
-            message = created.get("message") if isinstance(created, dict) else created
-            raise TargetError(
-                f"cannot create a container from image {body.get('Image')!r}: {message} "
-                "(the target does not pull images: load or pull it on the Docker host first)",
-                target=self.name,
-                status=404,
-            )
-        container = str(created["Id"])
-        try:
-            await self._api("POST", f"/containers/{container}/start", ok=(304,))
-        except TargetError:
-            with anyio.CancelScope(shield=True):
-                await self._api("DELETE", f"/containers/{container}?force=true&v=true", ok=(404,))
-            raise
 
     async def _remove_all(self, doomed: Sequence[_Member]) -> None:
         async with anyio.create_task_group() as tg:
@@ -393,21 +305,13 @@ class DockerTarget(TargetBase):
 
     async def _remove_one(self, member: _Member) -> None:
         if member.state in _LIVE_STATES:
-            wait = max(0, round(self.stop_timeout))
-            await self._api(
-                "POST",
-                f"/containers/{member.id}/stop?t={wait}",
-                extra_time=wait,
-                ok=(304, 404),
-            )
-        await self._api("DELETE", f"/containers/{member.id}?force=true&v=true", ok=(404,))
+            await self._docker.stop(member.id, max(0, round(self.stop_timeout)))
+        await self._docker.remove(member.id)
 
     async def ping(self) -> None:
         """Check that the daemon answers; :class:`TargetError` otherwise."""
-        await self._api("GET", "/_ping")
+        await self._docker.ping()
 
     async def aclose(self) -> None:
         """Close the HTTP session (the containers keep running)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._docker.aclose()
