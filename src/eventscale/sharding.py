@@ -18,7 +18,14 @@ replica *acts* on each one:
 
 When a replica dies, its member Lease goes stale, the others stop counting it, and its
 objects' Leases expire and move to their new preferred owners within about
-``lease_duration + retry_period``.
+``lease_duration + retry_period``. The new owner's controller is told at once
+(:meth:`LeaseSharding.subscribe`, which :class:`~eventscale.controller.Controller`
+uses), so a moved object is reconciled when its Lease is taken, not at its next tick.
+
+Each round settles the objects' Leases concurrently, at most ``concurrency`` Lease
+requests at a time (registrations through :meth:`LeaseSharding.owns` share the same
+bound), so a replica with thousands of objects still renews them all well within
+``renew_deadline``.
 """
 
 from __future__ import annotations
@@ -70,6 +77,7 @@ class LeaseSharding:
     :param prefix: name prefix of every Lease this uses.
     :param lease_duration / renew_deadline / retry_period: as in client-go leader
         election (15 / 10 / 2 seconds by default).
+    :param concurrency: most object Leases read or written at once (default 32).
     """
 
     def __init__(
@@ -82,6 +90,7 @@ class LeaseSharding:
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        concurrency: int = 32,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
@@ -92,6 +101,8 @@ class LeaseSharding:
                 "sharding needs 0 < retry_period < renew_deadline < lease_duration",
                 path="lease_duration",
             )
+        if concurrency < 1:
+            raise ConfigError("must be at least 1", path="concurrency")
         self.client = client
         self.identity = identity or default_identity()
         self.namespace = namespace or client.namespace
@@ -99,6 +110,7 @@ class LeaseSharding:
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
+        self.concurrency = concurrency
         self.clock = clock
         self.sleep = sleep
         self._elector_cls = LeaderElector
@@ -111,6 +123,8 @@ class LeaseSharding:
         self._members: list[str] = [self.identity]
         self._tg: TaskGroup | None = None
         self._abandoned = False
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._listeners: list[Callable[[str], None]] = []
 
     def _elector(self, name: str) -> LeaderElector:
         return self._elector_cls(
@@ -191,8 +205,30 @@ class LeaseSharding:
         """Register ``key`` (first call) and say whether this replica may act on it now."""
         if key not in self._objects:
             self._object_elector(key)
-            await self._settle(key)
+            # The caller acts on the answer now: no gain notification for this settle.
+            await self._settle(key, notify=False)
         return self.holds(key)
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(key)`` each time this replica gains ``key`` in a background
+        round (a Lease taken over, or renewed again after it had lapsed); returns a
+        function that unsubscribes. The callback runs in the event loop and must not
+        block; an exception it raises is logged and ignored."""
+        self._listeners.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return unsubscribe
+
+    def _gained(self, key: str) -> None:
+        logger.info("%s gained the lease of %s", self.identity, key)
+        for callback in list(self._listeners):
+            try:
+                callback(key)
+            except Exception:
+                logger.exception("a gain callback for %s failed", key)
 
     async def release(self, key: str) -> None:
         """Stop managing ``key`` and give its Lease up."""
@@ -214,21 +250,31 @@ class LeaseSharding:
             lock = self._locks[key] = anyio.Lock()
         return lock
 
-    async def _settle(self, key: str) -> None:
+    def _capacity(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.concurrency)
+        return self._limiter
+
+    async def _settle(self, key: str, *, notify: bool = True) -> None:
+        # The capacity is taken before the lock, never while holding it: a task that
+        # holds a lock never waits for capacity, so the two cannot deadlock.
         # One settle per object at a time: owns() registering an object and the
         # background refresh would otherwise both write its Lease, and the 409 the
         # loser gets would drop a lease just taken.
-        async with self._lock(key):
+        async with self._capacity(), self._lock(key):
             elector = self._objects.get(key)
             if elector is not None:
-                await self._settle_locked(key, elector)
+                await self._settle_locked(key, elector, notify=notify)
 
-    async def _settle_locked(self, key: str, elector: LeaderElector) -> None:
+    async def _settle_locked(self, key: str, elector: LeaderElector, *, notify: bool) -> None:
         try:
             if self.preferred_owner(key) == self.identity:
                 now = self.clock()
+                held = self.holds(key)
                 if await elector.try_acquire_or_renew():
                     self._renewed[key] = now
+                    if notify and not held and self.holds(key):
+                        self._gained(key)
                 else:
                     self._renewed.pop(key, None)
             elif key in self._renewed or elector.is_leader:
@@ -238,14 +284,25 @@ class LeaseSharding:
             logger.warning("lease for %s: %s", key, exc)
 
     async def refresh(self) -> None:
-        """One round: renew the member Lease, recount members, settle every object."""
+        """One round: renew the member Lease, recount members, settle every object.
+
+        The objects are settled concurrently, at most :attr:`concurrency` at a time.
+        """
         try:
             await self.member.try_acquire_or_renew()
             await self._refresh_members()
         except TargetError as exc:
             logger.warning("sharding refresh failed: %s", exc)
-        for key in list(self._objects):
-            await self._settle(key)
+        keys = iter(list(self._objects))
+
+        async def worker() -> None:
+            # A few workers share one iterator: no task per object and round.
+            for key in keys:
+                await self._settle(key)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(self.concurrency, len(self._objects))):
+                tg.start_soon(worker)
 
     async def _run(self) -> None:
         while True:

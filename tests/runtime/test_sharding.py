@@ -19,12 +19,13 @@ import anyio
 import attrs
 import pytest
 
-from eventscale.controller import Controller
+from eventscale.controller import Controller, NotifyingOwnership
 from eventscale.errors import ConfigError
 from eventscale.runtime import ScaledObject
 from eventscale.sharding import LeaseSharding, _weight
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.targets.kubernetes import KubeClient, KubeConfig, KubernetesTarget
+from eventscale.targets.memory import MemoryTarget
 from eventscale.testing import StaticScaler
 from servers._proc import unique_name
 from servers.kubernetes_srv import KubeStandIn
@@ -320,4 +321,223 @@ async def test_registering_an_object_while_a_refresh_settles_it_keeps_it_owned(
                 assert lease is not None
                 assert lease["spec"]["holderIdentity"] == "solo"
     finally:
+        await client.aclose()
+
+
+# --------------------------------------------------------------------------- gains wake
+
+
+class Gate:
+    """An ownership that grants objects only when told, and announces each grant."""
+
+    def __init__(self) -> None:
+        self.owned: set[str] = set()
+        self.listeners: list[Callable[[str], None]] = []
+
+    async def owns(self, key: str) -> bool:
+        return key in self.owned
+
+    async def release(self, key: str) -> None:
+        self.owned.discard(key)
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        self.listeners.append(callback)
+        return lambda: self.listeners.remove(callback)
+
+    def grant(self, key: str) -> None:
+        self.owned.add(key)
+        for callback in list(self.listeners):
+            callback(key)
+
+
+class Silent:
+    """An ownership of the original two-method shape (no notifications)."""
+
+    def __init__(self, owned: set[str]) -> None:
+        self.owned = owned
+
+    async def owns(self, key: str) -> bool:
+        return key in self.owned
+
+    async def release(self, key: str) -> None:
+        self.owned.discard(key)
+
+
+def idle_object(name: str, namespace: str, interval: float = 300.0) -> ScaledObject:
+    """An object that wants 3 replicas and polls rarely (a wake is the only way to act)."""
+    spec = ScaledObjectSpec(
+        name=name,
+        namespace=namespace,
+        scale_target_ref=ScaleTargetRef(name=name),
+        triggers=[TriggerSpec(type="memory", name="load")],
+        polling_interval=interval,
+    )
+    return ScaledObject(spec, target=MemoryTarget(), scalers=[StaticScaler(3, target=1)])
+
+
+async def test_an_announced_gain_wakes_the_object_at_once() -> None:
+    gate = Gate()
+    obj = idle_object("gated", "ns")
+    assert isinstance(gate, NotifyingOwnership)
+    assert not isinstance(Silent(set()), NotifyingOwnership)
+    async with Controller(ownership=gate, spread=False) as ctl:
+        assert len(gate.listeners) == 1
+        ctl.add(obj)
+        await until(lambda: not ctl.status("ns/gated").owned, "the first tick", limit=5)
+        assert await obj.target.get_replicas() == 0
+        gate.grant("ns/gated")  # 300 s before the next tick: only the wake can act now
+        await until(lambda: ctl.status("ns/gated").polls == 1, "the woken reconcile", limit=5)
+        assert await obj.target.get_replicas() == 3
+    assert gate.listeners == []  # unsubscribed on exit
+
+
+async def test_an_ownership_without_notifications_still_works() -> None:
+    owned = {"ns/plain"}
+    obj = idle_object("plain", "ns")
+    async with Controller(ownership=Silent(owned), spread=False) as ctl:
+        ctl.add(obj)
+        await until(lambda: ctl.status("ns/plain").polls == 1, "the first reconcile", limit=5)
+        assert await obj.target.get_replicas() == 3
+    assert owned == set()  # released on exit
+
+
+async def test_a_taken_over_object_is_reconciled_when_its_lease_is_taken(
+    kube_standin: KubeStandIn,
+) -> None:
+    """Objects poll every 300 s: the survivor acts on the dead replica's objects within
+    seconds only because gaining their Leases wakes them."""
+    identities = ("wake-a", "wake-b")
+    while True:
+        ns = unique_name("wake")
+        keys = [f"{ns}/o{i}" for i in range(4)]
+        if {rendezvous(identities, k) for k in keys} == set(identities):
+            break
+    clients = [
+        KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)), timeout=5)
+        for _ in identities
+    ]
+    shardings = [
+        LeaseSharding(client, identity=ident, lease_duration=4, renew_deadline=3, retry_period=0.3)
+        for client, ident in zip(clients, identities, strict=True)
+    ]
+    controllers: list[Controller] = []
+    objects = [[idle_object(f"o{i}", ns) for i in range(4)] for _ in identities]
+    scopes = [anyio.CancelScope() for _ in identities]
+
+    async def run(j: int) -> None:
+        with scopes[j]:
+            async with shardings[j], Controller(ownership=shardings[j], spread=False) as ctl:
+                controllers.append(ctl)
+                for obj in objects[j]:
+                    ctl.add(obj)
+                await ctl.run_until_cancelled()
+
+    def replicas(j: int) -> list[int]:
+        targets = [o.target for o in objects[j]]
+        return [t.requested for t in targets if isinstance(t, MemoryTarget)]
+
+    owners = [identities.index(rendezvous(identities, k)) for k in keys]
+    try:
+        async with anyio.create_task_group() as tg:
+            for j in range(len(identities)):
+                tg.start_soon(run, j)
+            want = [[3 if owners[i] == j else 0 for i in range(4)] for j in range(2)]
+            await until(lambda: [replicas(0), replicas(1)] == want, "each owner to scale", limit=10)
+            survivor = 1
+            moved = [i for i in range(4) if owners[i] == 0]
+            kept = [i for i in range(4) if owners[i] == survivor]
+            shardings[0].abandon()
+            scopes[0].cancel()
+            await until(
+                lambda: replicas(survivor) == [3] * 4,
+                "the survivor to act on the objects it took over",
+                limit=15,
+            )
+            ctl = next(c for c in controllers if c.ownership is shardings[survivor])
+            # one reconcile each: at add for its own objects, at the gain for the moved
+            # ones (registration and renewals wake nothing)
+            assert [ctl.status(keys[i]).polls for i in kept] == [1] * len(kept)
+            assert [ctl.status(keys[i]).polls for i in moved] == [1] * len(moved)
+            tg.cancel_scope.cancel()
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def lease_requests(standin: KubeStandIn, since: int, name: str) -> int:
+    return sum(1 for _, path, _ in standin.api.log[since:] if path.endswith(f"/leases/{name}"))
+
+
+async def test_a_round_settles_objects_concurrently_so_one_slow_lease_holds_none_back(
+    kube_standin: KubeStandIn,
+) -> None:
+    ns = unique_name("conc")
+    api = kube_standin.api
+    client = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)))
+    sharding = LeaseSharding(
+        client, identity="conc", lease_duration=30, renew_deadline=20, retry_period=10
+    )
+    keys = [f"{ns}/o{i}" for i in range(5)]
+    try:
+        async with sharding:
+            for key in keys:
+                assert await sharding.owns(key)
+            names = [sharding.lease_name(k) for k in keys]
+            mark = len(api.log)
+            gate = api.hang(f"/leases/{names[0]}")  # the first object settled in a round
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sharding.refresh)
+                await until(
+                    lambda: all(lease_requests(kube_standin, mark, n) >= 2 for n in names[1:]),
+                    "the other objects' Leases renewed (read and written) past the slow one",
+                    limit=10,
+                )
+                assert lease_requests(kube_standin, mark, names[0]) == 1  # still hanging
+                gate.set()
+            assert all(sharding.holds(k) for k in keys)
+    finally:
+        api.release_all()
+        await client.aclose()
+
+
+async def test_a_round_keeps_within_its_concurrency(kube_standin: KubeStandIn) -> None:
+    ns = unique_name("bound")
+    api = kube_standin.api
+    client = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)))
+    sharding = LeaseSharding(
+        client,
+        identity="bound",
+        lease_duration=30,
+        renew_deadline=20,
+        retry_period=10,
+        concurrency=2,
+    )
+    keys = [f"{ns}/o{i}" for i in range(5)]
+    try:
+        async with sharding:
+            for key in keys:
+                assert await sharding.owns(key)
+            names = [sharding.lease_name(k) for k in keys]
+            mark = len(api.log)
+            gates = [api.hang(f"/leases/{n}") for n in names[:2]]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sharding.refresh)
+                await until(
+                    lambda: all(lease_requests(kube_standin, mark, n) for n in names[:2]),
+                    "both slow Leases in flight",
+                    limit=10,
+                )
+                await anyio.sleep(0.3)  # room for a third request, if the bound leaked
+                assert [lease_requests(kube_standin, mark, n) for n in names] == [1, 1, 0, 0, 0]
+                for gate in gates:
+                    gate.set()
+            assert all(lease_requests(kube_standin, mark, n) >= 2 for n in names)
+            assert all(sharding.holds(k) for k in keys)
+        with pytest.raises(ConfigError, match="at least 1"):
+            LeaseSharding(client, concurrency=0)
+    finally:
+        api.release_all()
         await client.aclose()
