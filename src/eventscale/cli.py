@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +32,7 @@ from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, EventscaleError
 
 if TYPE_CHECKING:
+    from eventscale.jobs.base import JobTarget
     from eventscale.manifest import Manifests
     from eventscale.targets import Target
 
@@ -113,22 +115,32 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
-def _setup_logging(verbosity: int, err: _Output) -> None:
-    """Log to stderr through the redactor.
+def _setup_logging(verbosity: int, err: _Output) -> Callable[[], None]:
+    """Log to stderr through the redactor; return a function that undoes it.
 
     By default only eventscale's warnings are shown (broker client libraries log the
     same connection failures the report already carries); ``-v`` shows eventscale's
-    info and every library's warnings, ``-vv`` debug output.
+    info and every library's warnings, ``-vv`` debug output. :func:`main` restores the
+    previous logging setup when it returns, so calling it in-process (tests, an
+    embedding application) leaves logging as it found it.
     """
     handler = logging.StreamHandler(err)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter(_current_redactor))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
     library = logging.getLogger("eventscale")
     # librdkafka's own log, relayed under eventscale's name: a driver's chatter that
     # repeats every connection attempt the trigger's error already sums up.
     driver = logging.getLogger("eventscale.scalers.kafka.librdkafka")
+    saved_handlers = list(root.handlers)
+    saved_levels = [(logger, logger.level) for logger in (root, library, driver)]
+
+    def restore() -> None:
+        root.handlers[:] = saved_handlers
+        for logger, level in saved_levels:
+            logger.setLevel(level)
+
+    root.handlers[:] = [handler]
     if verbosity <= 0:
         root.setLevel(logging.CRITICAL + 1)
         library.setLevel(logging.WARNING)
@@ -141,6 +153,7 @@ def _setup_logging(verbosity: int, err: _Output) -> None:
         root.setLevel(logging.DEBUG)
         library.setLevel(logging.DEBUG)
         driver.setLevel(logging.DEBUG)
+    return restore
 
 
 _current_redactor = _Redactor()
@@ -199,7 +212,7 @@ def _fmt(value: float | None) -> str:
     return f"{value:g}"
 
 
-def _make_target(kind: str, spec: Any, *, replicas: int = 0) -> Target:
+def _make_target(kind: str, spec: Any, *, replicas: int = 0, client: Any = None) -> Target:
     if kind == "memory":
         from eventscale.targets.memory import MemoryTarget
 
@@ -207,7 +220,9 @@ def _make_target(kind: str, spec: Any, *, replicas: int = 0) -> Target:
     if kind == "kubernetes":
         from eventscale.targets.kubernetes import KubernetesTarget
 
-        return KubernetesTarget.from_ref(spec.scale_target_ref, namespace=spec.namespace)
+        return KubernetesTarget.from_ref(
+            spec.scale_target_ref, namespace=spec.namespace, client=client
+        )
     if kind == "docker":
         from eventscale.targets.docker import DockerTarget
 
@@ -356,48 +371,152 @@ def _simulate(args: argparse.Namespace, out: _Writable) -> int:
 # --------------------------------------------------------------------------- run
 
 
+def _job_target(kind: str, spec: Any, *, client: Any, job_seconds: float) -> JobTarget:
+    """The job backend ``--target`` names, for one ScaledJob."""
+    if kind == "memory":
+        from eventscale.jobs.memory import MemoryJobTarget
+
+        return MemoryJobTarget(duration=job_seconds, name=spec.name)
+    if kind == "kubernetes":
+        from eventscale.jobs.kubernetes import KubernetesJobTarget
+
+        return KubernetesJobTarget.from_spec(spec, client=client)
+    if kind == "docker":
+        from eventscale.jobs.docker import DockerJobTarget
+
+        return DockerJobTarget.from_spec(spec)
+    raise ConfigError(f"unknown target {kind!r} (kubernetes, docker or memory)", path="--target")
+
+
+def _lease_timing(args: argparse.Namespace) -> tuple[float, float, float]:
+    """``--lease-duration``, ``--renew-deadline`` and ``--retry-period``, the last two
+    derived from the first (2/3 and 2/15 of it, client-go's 15/10/2) when not given."""
+    duration = args.lease_duration
+    renew = args.renew_deadline if args.renew_deadline is not None else duration * 2 / 3
+    retry = args.retry_period if args.retry_period is not None else duration * 2 / 15
+    if not 0 < retry < renew < duration:
+        raise ConfigError(
+            f"needs 0 < retry period ({retry:g}) < renew deadline ({renew:g}) "
+            f"< lease duration ({duration:g})",
+            path="--lease-duration",
+        )
+    return duration, renew, retry
+
+
 async def _run(args: argparse.Namespace, out: _Writable) -> int:
-    from eventscale.controller import Controller
-    from eventscale.observability import Event, EventKind
+    from eventscale.controller import Reconcilable
+    from eventscale.jobs.runtime import ScaledJob
     from eventscale.runtime import ScaledObject
 
-    manifests = _load(args.manifests)
+    manifests = _load(args.manifests, jobs=True)
     env = _env(args)
     live = out.isatty() and not args.json
-    objects = [
-        ScaledObject(
-            spec,
-            target=_make_target(args.target, spec),
-            contexts=manifests.trigger_contexts(spec, env=env),
-        )
-        for spec in manifests.scaled_objects
-    ]
-    rows: dict[str, list[str]] = {o.key: [o.key, "?", "?", "-", "starting"] for o in objects}
+    if args.job_seconds < 0:
+        raise ConfigError("must be >= 0", path="--job-seconds")
+    timing = _lease_timing(args) if args.shard_leases else None
+    client = None
+    if args.target == "kubernetes" or args.shard_leases:
+        from eventscale.targets.kubernetes import KubeClient, KubeConfig
+
+        client = KubeClient(KubeConfig.load(args.kubeconfig, args.context))
+    objects: list[Reconcilable] = []
+    kinds: dict[str, str] = {}
+    try:
+        for spec in manifests.scaled_objects:
+            objects.append(
+                ScaledObject(
+                    spec,
+                    target=_make_target(args.target, spec, client=client),
+                    contexts=manifests.trigger_contexts(spec, env=env),
+                )
+            )
+            kinds[objects[-1].key] = "ScaledObject"
+        for job_spec in manifests.scaled_jobs:
+            job = ScaledJob(
+                job_spec,
+                target=_job_target(
+                    args.target, job_spec, client=client, job_seconds=args.job_seconds
+                ),
+                contexts=manifests.trigger_contexts(job_spec, env=env),
+            )
+            objects.append(job)
+            if job.key in kinds:
+                raise ConfigError(
+                    f"a ScaledObject and a ScaledJob are both named {job.key}; "
+                    "eventscale run needs distinct names",
+                    path=f"ScaledJob {job.key}",
+                )
+            kinds[job.key] = "ScaledJob"
+    except BaseException:
+        for obj in objects:
+            await obj.aclose()
+        if client is not None:
+            await client.aclose()
+        raise
+    try:
+        return await _run_objects(args, out, objects, kinds, live, client, timing)
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
+async def _run_objects(
+    args: argparse.Namespace,
+    out: _Writable,
+    objects: Sequence[Any],
+    kinds: dict[str, str],
+    live: bool,
+    client: Any,
+    timing: tuple[float, float, float] | None,
+) -> int:
+    from eventscale.controller import Controller
+    from eventscale.observability import Event, EventKind
+
+    rows: dict[str, list[str]] = {
+        o.key: [o.key, kinds[o.key], "?", "?", "-", "starting"] for o in objects
+    }
     shown = (EventKind.SCALE, EventKind.DECISION, EventKind.TARGET_ERROR, EventKind.POLL)
+    sharding = None
+    if timing is not None:
+        from eventscale.sharding import LeaseSharding
+
+        duration, renew, retry = timing
+        sharding = LeaseSharding(
+            client,
+            identity=args.identity,
+            namespace=args.lease_namespace,
+            lease_duration=duration,
+            renew_deadline=renew,
+            retry_period=retry,
+        )
+    extra: dict[str, str] = {} if sharding is None else {"identity": sharding.identity}
 
     def on_event(event: Event) -> None:
         if not live:
             if event.kind in shown:
-                out.write(json.dumps(event.to_dict()) + "\n")
+                line = event.to_dict()
+                line["objectKind"] = kinds.get(event.scaled_object, "ScaledObject")
+                line.update(extra)
+                out.write(json.dumps(line) + "\n")
                 out.flush()
             return
         row = rows.get(event.scaled_object)
         if row is None:
             return
         if event.kind is EventKind.POLL:
-            row[3] = ", ".join(
+            row[4] = ", ".join(
                 f"{t.name or t.index}={'error' if t.error else _fmt(t.value)}"
                 for t in event.triggers
             )
             if event.current_replicas is not None:
-                row[1] = str(event.current_replicas)
+                row[2] = str(event.current_replicas)
         elif event.kind is EventKind.DECISION:
-            row[2] = str(event.desired_replicas)
-            row[4] = event.reason or ""
+            row[3] = str(event.desired_replicas)
+            row[5] = event.reason or ""
         elif event.kind is EventKind.SCALE:
-            row[1] = str(event.to_replicas)
+            row[2] = str(event.to_replicas)
         elif event.kind is EventKind.TARGET_ERROR:
-            row[4] = f"target error: {event.error}"
+            row[5] = f"target error: {event.error}"
 
     async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM) as signals:
@@ -405,29 +524,40 @@ async def _run(args: argparse.Namespace, out: _Writable) -> int:
                 scope.cancel()
                 return
 
+    async def control() -> None:
+        async with Controller(ownership=sharding) as ctl:
+            ctl.events.add_hook(on_event)
+            for obj in objects:
+                ctl.add(obj)
+            if not live:
+                await ctl.run_until_cancelled()
+            who = "" if sharding is None else f", replica {sharding.identity}"
+            while True:
+                if sharding is not None:
+                    for key, row in rows.items():
+                        if key in ctl and not ctl.status(key).owned:
+                            row[5] = "owned by another replica"
+                table = [
+                    ["OBJECT", "KIND", "REPLICAS", "DESIRED", "METRICS", "REASON"],
+                    *rows.values(),
+                ]
+                out.write(
+                    "\x1b[2J\x1b[H"
+                    + time.strftime("%H:%M:%S")
+                    + f"  eventscale run ({len(rows)} objects{who}, Ctrl-C to stop)\n\n"
+                )
+                _table(table, out)
+                out.flush()
+                await anyio.sleep(1)
+
     with anyio.CancelScope() as scope:
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_on_sigterm, scope)
-            async with Controller() as ctl:
-                ctl.events.add_hook(on_event)
-                for obj in objects:
-                    ctl.add(obj)
-                if live:
-                    while True:
-                        table = [
-                            ["OBJECT", "REPLICAS", "DESIRED", "METRICS", "REASON"],
-                            *rows.values(),
-                        ]
-                        out.write(
-                            "\x1b[2J\x1b[H"
-                            + time.strftime("%H:%M:%S")
-                            + f"  eventscale run ({len(rows)} objects, Ctrl-C to stop)\n\n"
-                        )
-                        _table(table, out)
-                        out.flush()
-                        await anyio.sleep(1)
-                else:
-                    await ctl.run_until_cancelled()
+            if sharding is None:
+                await control()
+            else:
+                async with sharding:
+                    await control()
     return EXIT_OK
 
 
@@ -541,17 +671,73 @@ def _build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run the controller on the manifests until interrupted",
-        description="Reconcile every ScaledObject in the manifests on its pollingInterval until "
-        "interrupted (Ctrl-C or SIGTERM). A live table on a terminal, JSON lines otherwise.",
+        description="Reconcile every ScaledObject and ScaledJob in the manifests on its "
+        "pollingInterval until interrupted (Ctrl-C or SIGTERM). A live table on a terminal, "
+        "JSON lines otherwise. With --shard-leases several 'eventscale run' processes on the "
+        "same manifests share the objects through Kubernetes Leases: each object is acted on "
+        "by one of them, and a dead one's objects move to the others.",
     )
     run.add_argument("manifests", nargs="+", metavar="MANIFEST", help="YAML files ('-' for stdin)")
     run.add_argument(
         "--target",
         choices=["kubernetes", "docker", "memory"],
         default="kubernetes",
-        help="where replicas are applied (default kubernetes; memory starts at 0 and only records)",
+        help="where replicas are applied and jobs started: Deployments/Jobs, containers, or "
+        "memory (starts at 0 and only records; default kubernetes)",
     )
     run.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    run.add_argument(
+        "--job-seconds",
+        type=float,
+        default=math.inf,
+        metavar="SECONDS",
+        help="with --target memory: how long each ScaledJob job runs (default: until stopped)",
+    )
+    run.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="the kubeconfig for the kubernetes target and --shard-leases "
+        "(default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
+    )
+    run.add_argument("--context", metavar="NAME", help="the kubeconfig context (default: current)")
+    shard = run.add_argument_group("scale-out over several processes")
+    shard.add_argument(
+        "--shard-leases",
+        action="store_true",
+        help="share the objects with the other processes run with this option, through "
+        "coordination.k8s.io Leases in the Kubernetes API",
+    )
+    shard.add_argument(
+        "--lease-namespace",
+        metavar="NS",
+        help="where the Leases live (default: the kubeconfig context's namespace)",
+    )
+    shard.add_argument(
+        "--identity",
+        metavar="ID",
+        help="this process's identity, unique among the replicas (default: host name and pid)",
+    )
+    shard.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="a dead replica's objects move after this long (default 15)",
+    )
+    shard.add_argument(
+        "--renew-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="stop acting on an object whose Lease was not renewed for this long "
+        "(default 2/3 of the lease duration)",
+    )
+    shard.add_argument(
+        "--retry-period",
+        type=float,
+        metavar="SECONDS",
+        help="how often Leases are renewed and members recounted "
+        "(default 2/15 of the lease duration)",
+    )
     env_options(run)
 
     sim = sub.add_parser(
@@ -625,7 +811,7 @@ def main(argv: Sequence[str] | None = None, *, out: _Writable | None = None) -> 
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_INVALID
-    _setup_logging(args.verbose, stderr)
+    restore_logging = _setup_logging(args.verbose, stderr)
     try:
         if args.command == "evaluate":
             return anyio.run(_evaluate, args, stdout, stderr)
@@ -656,6 +842,8 @@ def main(argv: Sequence[str] | None = None, *, out: _Writable | None = None) -> 
         if args.verbose:
             stderr.write("".join(traceback.format_exception(exc)))
         return EXIT_FAILED
+    finally:
+        restore_logging()
 
 
 if __name__ == "__main__":  # pragma: no cover

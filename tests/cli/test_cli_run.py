@@ -75,9 +75,9 @@ class Lines:
         pytest.fail(f"no {kind!r} event within {timeout}s; saw {self.seen[-5:]}")
 
 
-def start(path: str) -> subprocess.Popen[str]:
+def start(path: str, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*command("script"), "run", path, "--target", "memory"],
+        [*command("script"), "run", path, "--target", "memory", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -180,10 +180,13 @@ def test_run_on_a_terminal_draws_a_live_table(
     os.close(child)
     try:
         # Once at 4 replicas the engine keeps them: the row then reads
-        # object, replicas, desired, metric values, reason.
+        # object, kind, replicas, desired, metric values, reason.
         screen = read_pty(main, proc, b"keeping 4")
-        assert re.search(rb"OBJECT\s+REPLICAS\s+DESIRED\s+METRICS\s+REASON", screen)
-        assert re.search(rb"jobs/runner\s+4\s+4\s+orders=7\s+metrics ask for 4; keeping 4", screen)
+        assert re.search(rb"OBJECT\s+KIND\s+REPLICAS\s+DESIRED\s+METRICS\s+REASON", screen)
+        assert re.search(
+            rb"jobs/runner\s+ScaledObject\s+4\s+4\s+orders=7\s+metrics ask for 4; keeping 4",
+            screen,
+        )
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
     finally:
@@ -192,3 +195,59 @@ def test_run_on_a_terminal_draws_a_live_table(
             proc.wait()
         os.close(main)
     assert b"Traceback" not in screen
+
+
+def job_manifest(tmp_path: Path, redis_server: RedisServer, lst: str) -> str:
+    return write(
+        tmp_path / "job.yaml",
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {{name: crunch, namespace: jobs}}
+spec:
+  jobTargetRef:
+    template:
+      spec:
+        containers: [{{name: crunch, image: busybox}}]
+  pollingInterval: 1
+  maxReplicaCount: 4
+  triggers:
+    - type: redis
+      name: orders
+      metadata: {{address: "{redis_server.address}", listName: {lst}, listLength: "1"}}
+""",
+    )
+
+
+def test_run_starts_scaled_jobs_and_prints_each_start_as_a_json_line(
+    tmp_path: Path, redis_server: RedisServer, orders: tuple[redis.Redis, str]
+) -> None:
+    client, lst = orders
+    proc = start(job_manifest(tmp_path, redis_server, lst))
+    try:
+        lines = Lines(proc)
+        poll = lines.until("poll")
+        assert poll["scaledObject"] == "jobs/crunch"
+        assert poll["objectKind"] == "ScaledJob"
+        assert poll["currentReplicas"] == 0  # no job running yet
+        assert poll["triggers"][0]["value"] == 0.0
+        # three items, one job each (the in-memory jobs run until the command stops)
+        client.rpush(lst, "a", "b", "c")
+        started = lines.until("scale")
+        assert started["objectKind"] == "ScaledJob"
+        assert started["rule"] == "jobs"
+        assert (started["fromReplicas"], started["toReplicas"]) == (0, 3)
+        # six more: maxReplicaCount 4 caps the unfinished jobs, so one more starts
+        client.rpush(lst, *range(6))
+        more = lines.until("scale")
+        assert (more["fromReplicas"], more["toReplicas"]) == (3, 4)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    for line in out.splitlines():
+        json.loads(line)
