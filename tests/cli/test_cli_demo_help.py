@@ -121,3 +121,15 @@ def test_no_command_and_unknown_options(cli: Runner) -> None:
     version = cli("--version")
     assert version.code == 0
     assert version.stdout.startswith("eventscale ")
+
+
+def test_main_in_process_leaves_logging_as_it_found_it() -> None:
+    import io
+    import logging
+
+    from eventscale.cli import main
+
+    root, library = logging.getLogger(), logging.getLogger("eventscale")
+    before = (list(root.handlers), root.level, library.level)
+    assert main(["demo", "--seconds", "2", "--speed", "100", "--plain"], out=io.StringIO()) == 0
+    assert (list(root.handlers), root.level, library.level) == before
