@@ -32,7 +32,7 @@ import ssl
 import tempfile
 import time
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -71,6 +71,8 @@ __all__ = (
 DEFAULT_TIMEOUT: Final = timedelta(milliseconds=3000)  # KEDA_HTTP_DEFAULT_TIMEOUT
 DEFAULT_VALUE: Final = 20.0
 AMQP_PUSH_POLL_INTERVAL: Final = 0.25  # seconds between passive declares in wait_for_activity
+TOKEN_EXPIRY_MARGIN: Final = 10.0  # refresh an OAuth2 token this long before it expires
+DEFAULT_TOKEN_LIFETIME: Final = 300.0  # for a token response without expires_in
 HTTP_PUSH_POLL_INTERVAL: Final = 1.0  # seconds between management API reads in wait_for_activity
 _ROOT_VHOST_PATH: Final = "/%2F"
 
@@ -627,6 +629,10 @@ class RabbitMQScaler(ScalerBase):
     idle queue with cheap, consumer-free polls every ``push_poll_interval`` seconds
     (default 0.25 over AMQP, 1.0 over HTTP), so a controller wakes within about that
     long after the first message instead of waiting for its polling interval.
+
+    The keyword arguments are the KEDA parameters in snake case (see the docs page),
+    plus ``connection_name`` (shown in the management UI), ``push_poll_interval`` and
+    ``clock`` (monotonic seconds, used for the OAuth2 token cache; tests inject one).
     """
 
     def __init__(
@@ -663,6 +669,7 @@ class RabbitMQScaler(ScalerBase):
         metric_type: MetricType = MetricType.AVERAGE_VALUE,
         trigger_name: str | None = None,
         push_poll_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if push_poll_interval is not None and push_poll_interval <= 0:
             raise ConfigError("push_poll_interval must be positive", path="push_poll_interval")
@@ -743,6 +750,9 @@ class RabbitMQScaler(ScalerBase):
         self._session: Any = None
         self._ssl: ssl.SSLContext | None = None
         self._token: tuple[str, float] | None = None
+        self._token_ssl: ssl.SSLContext | None = None
+        self._auth_style: str | None = None
+        self._clock = clock
         self._closed = False
         if push_poll_interval is None:
             push_poll_interval = (
@@ -1083,39 +1093,91 @@ class RabbitMQScaler(ScalerBase):
             self._ssl = build_ssl_context(self.config)
         return self._ssl
 
+    def _token_ssl_context(self) -> ssl.SSLContext:
+        """TLS for the token endpoint: the system's CAs plus ``ca``; ``unsafeSsl`` applies."""
+        if self._token_ssl is None:
+            context = ssl.create_default_context()
+            c = self.config
+            if c.tls and c.ca:
+                context.load_verify_locations(cadata=c.ca)
+            if c.unsafe_ssl:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._token_ssl = context
+        return self._token_ssl
+
     async def _bearer(self, session: Any, limit: float) -> str:
-        now = time.monotonic()
+        """The cached access token, or a new one from the client-credentials grant.
+
+        A token is reused until ``TOKEN_EXPIRY_MARGIN`` seconds before its
+        ``expires_in`` runs out (half its lifetime for short-lived tokens). The client
+        credentials go in an HTTP Basic header first (RFC 6749 2.3.1); an endpoint that
+        rejects that with 400/401 is asked again with them in the form, and the style
+        that worked is remembered (as Go's ``clientcredentials`` does for KEDA).
+        """
+        now = self._clock()
         if self._token is not None and self._token[1] > now:
             return self._token[0]
         c = self.config
         assert c.oauth_token_uri is not None
         assert c.client_id is not None
         assert c.client_secret is not None
-        form: list[tuple[str, str]] = [
-            ("grant_type", "client_credentials"),
-            ("client_id", c.client_id),
-            ("client_secret", c.client_secret.reveal()),
-        ]
+        form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
         if c.scopes:
             form.append(("scope", " ".join(c.scopes)))
         form.extend(c.endpoint_params)
+        styles = [self._auth_style] if self._auth_style else ["header", "params"]
+        status, body = 0, ""
         aiohttp = _aiohttp()
-        async with session.post(
-            c.oauth_token_uri, data=form, timeout=aiohttp.ClientTimeout(total=limit)
-        ) as resp:
-            body = await resp.text()
-            if resp.status != 200:
-                raise self._error(
-                    f"OAuth2 token request failed: status {resp.status}, response: {body[:300]}",
-                    None,
-                    transient=resp.status >= 500,
-                )
-            data = await resp.json(content_type=None)
-        token = str(data.get("access_token", ""))
+        try:
+            for style in styles:
+                headers: dict[str, str] = {"Accept": "application/json"}
+                data = list(form)
+                if style == "header":
+                    pair = f"{quote_plus(c.client_id)}:{quote_plus(c.client_secret.reveal())}"
+                    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+                else:
+                    data += [
+                        ("client_id", c.client_id),
+                        ("client_secret", c.client_secret.reveal()),
+                    ]
+                async with session.post(
+                    c.oauth_token_uri,
+                    data=data,
+                    headers=headers,
+                    ssl=self._token_ssl_context()
+                    if c.oauth_token_uri.startswith("https:")
+                    else None,
+                    timeout=aiohttp.ClientTimeout(total=limit),
+                ) as resp:
+                    status, body = resp.status, await resp.text()
+                if status == 200:
+                    self._auth_style = style
+                    break
+                if status not in (400, 401):
+                    break
+        except aiohttp.ClientError as exc:
+            raise self._error(
+                "cannot reach the OAuth2 token endpoint", exc, transient=True
+            ) from exc
+        if status != 200:
+            raise self._error(
+                f"OAuth2 token request failed: status {status}, response: {body[:300]}",
+                None,
+                transient=status >= 500 or status == 429,
+            )
+        try:
+            answer = json.loads(body)
+        except ValueError as exc:
+            raise self._error("OAuth2 token response is not JSON", exc, transient=False) from exc
+        token = str(answer.get("access_token", "")) if isinstance(answer, dict) else ""
         if not token:
             raise self._error("OAuth2 token response has no access_token", None, transient=False)
-        expires = float(data.get("expires_in", 300) or 300)
-        self._token = (token, now + max(expires - 30, 1))
+        try:
+            lifetime = float(answer.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
+        except (TypeError, ValueError):
+            lifetime = DEFAULT_TOKEN_LIFETIME
+        self._token = (token, now + max(lifetime - TOKEN_EXPIRY_MARGIN, lifetime / 2))
         return token
 
     async def _read_http(self) -> QueueInfo:
@@ -1129,15 +1191,22 @@ class RabbitMQScaler(ScalerBase):
             async with asyncio.timeout(timeout):
                 session = await self._session_get()
                 headers: dict[str, str] = {}
-                if c.oauth_token_uri:
-                    headers["Authorization"] = "Bearer " + await self._bearer(session, timeout)
-                elif login is not None:
+                if login is not None and not c.oauth_token_uri:
                     pair = f"{login}:{password or ''}".encode()
                     headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-                async with session.get(yarl.URL(url, encoded=True), headers=headers) as resp:
-                    body = await resp.text()
-                    status = resp.status
-                    reason = resp.reason or ""
+                # With OAuth2 a 401 from the broker with a cached token (expired or
+                # revoked early) drops it and tries once more with a fresh one.
+                for attempt in (1, 2):
+                    cached = self._token is not None and self._token[1] > self._clock()
+                    if c.oauth_token_uri:
+                        headers["Authorization"] = "Bearer " + await self._bearer(session, timeout)
+                    async with session.get(yarl.URL(url, encoded=True), headers=headers) as resp:
+                        body = await resp.text()
+                        status = resp.status
+                        reason = resp.reason or ""
+                    if not (c.oauth_token_uri and status == 401 and cached and attempt == 1):
+                        break
+                    self._token = None
         except TimeoutError as exc:
             raise self._error(
                 f"timed out after {timeout:g}s requesting {shown}", exc, transient=True
