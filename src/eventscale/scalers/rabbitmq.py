@@ -459,7 +459,9 @@ def build_ssl_context(config: RabbitMQConfig) -> ssl.SSLContext:
                 context.load_cert_chain(cert_path, key_path, password=password)
             except (ssl.SSLError, OSError) as exc:
                 raise ConfigError(
-                    f"cannot load the client certificate/key: {type(exc).__name__}", path="cert"
+                    "cannot load the client certificate/key (wrong keyPassword, or not a "
+                    f"PEM certificate and key pair): {type(exc).__name__}",
+                    path="keyPassword" if config.key_password else "cert",
                 ) from None
     if config.unsafe_ssl:
         context.check_hostname = False
@@ -749,6 +751,10 @@ class RabbitMQScaler(ScalerBase):
         self._amqp: _AmqpConnection | None = None
         self._session: Any = None
         self._ssl: ssl.SSLContext | None = None
+        if config.tls and config.cert and config.key:
+            # Load the client certificate now: a bad key or keyPassword is a ConfigError
+            # when the trigger is built, not an error on every poll.
+            self._ssl = build_ssl_context(config)
         self._token: tuple[str, float] | None = None
         self._token_ssl: ssl.SSLContext | None = None
         self._auth_style: str | None = None
