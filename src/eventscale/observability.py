@@ -34,6 +34,7 @@ __all__ = (
     "EventKind",
     "PrometheusExporter",
     "TriggerResult",
+    "log_level",
     "logger",
 )
 
@@ -149,6 +150,20 @@ class EventBus:
         self._subscribers: list[MemoryObjectSendStream[Event]] = []
         self.dropped = 0
 
+    @property
+    def has_listeners(self) -> bool:
+        """Whether a hook or a subscriber is registered (events go somewhere but the log)."""
+        return bool(self._hooks) or bool(self._subscribers)
+
+    def wants(self, level: int) -> bool:
+        """Whether an event logged at ``level`` reaches anyone.
+
+        ``True`` when a hook or subscriber is registered, or when the ``eventscale``
+        logger is enabled for ``level`` (see :func:`log_level`). The runtime asks
+        before it builds an event, so a controller with no consumer builds none.
+        """
+        return bool(self._hooks) or bool(self._subscribers) or logger.isEnabledFor(level)
+
     def add_hook(self, hook: EventHook) -> None:
         """Call ``hook(event)`` for every event (a coroutine function is awaited)."""
         self._hooks.append(hook)
@@ -174,25 +189,41 @@ class EventBus:
     async def emit(self, event: Event) -> None:
         """Deliver ``event`` to every hook and subscriber, and log it."""
         _log(event)
-        for hook in list(self._hooks):
-            try:
-                result = hook(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                logger.exception("event hook %r failed", hook)
-        for send in list(self._subscribers):
-            try:
-                send.send_nowait(event)
-            except anyio.WouldBlock:
-                self.dropped += 1
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
+        if self._hooks:
+            for hook in tuple(self._hooks):
+                try:
+                    result = hook(event)
+                    if result is not None and inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    logger.exception("event hook %r failed", hook)
+        if self._subscribers:
+            for send in tuple(self._subscribers):
+                try:
+                    send.send_nowait(event)
+                except anyio.WouldBlock:
+                    self.dropped += 1
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass
+
+
+def log_level(kind: EventKind, *, failed: bool = False) -> int:
+    """The level an event of ``kind`` is logged at (``failed``: a poll with a failed trigger)."""
+    if kind is EventKind.POLL:
+        return logging.WARNING if failed else logging.DEBUG
+    if kind is EventKind.DECISION:
+        return logging.DEBUG
+    if kind is EventKind.TARGET_ERROR:
+        return logging.WARNING
+    return logging.INFO
 
 
 def _log(event: Event) -> None:
-    extra = {"scaled_object": event.scaled_object, "event": event.kind.value}
-    if event.kind is EventKind.SCALE:
+    kind = event.kind
+    if not logger.isEnabledFor(log_level(kind, failed=True)):
+        return  # the common case: nothing to format
+    extra = {"scaled_object": event.scaled_object, "event": kind.value}
+    if kind is EventKind.SCALE:
         logger.info(
             "%s scaled %s -> %s: %s",
             event.scaled_object,
@@ -201,9 +232,9 @@ def _log(event: Event) -> None:
             event.reason,
             extra={**extra, "from_replicas": event.from_replicas, "to_replicas": event.to_replicas},
         )
-    elif event.kind is EventKind.TARGET_ERROR:
+    elif kind is EventKind.TARGET_ERROR:
         logger.warning("%s target error: %s", event.scaled_object, event.error, extra=extra)
-    elif event.kind is EventKind.POLL:
+    elif kind is EventKind.POLL:
         for trig in event.triggers:
             if trig.error is not None:
                 logger.warning(
@@ -214,7 +245,7 @@ def _log(event: Event) -> None:
                     extra={**extra, "trigger": trig.name or trig.index},
                 )
         logger.debug("%s polled", event.scaled_object, extra=extra)
-    elif event.kind is EventKind.DECISION:
+    elif kind is EventKind.DECISION:
         logger.debug(
             "%s decided %s: %s",
             event.scaled_object,

@@ -10,6 +10,7 @@ are part of the :class:`EvaluationReport` and of the events it emits.
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -78,6 +79,39 @@ class EvaluationReport:
             "reason": self.decision.reason,
             "triggers": [t.to_dict() for t in self.triggers],
         }
+
+
+class _Cycle:
+    """One poll-decide(-apply) cycle: what a report is built from (see ``_cycle``).
+
+    Mutable and slotted: the controller's loop reads it and drops it, so nothing of a
+    tick outlives the tick but the engine state.
+    """
+
+    __slots__ = (
+        "applied",
+        "current_replicas",
+        "decision",
+        "observations",
+        "target_error",
+        "time",
+        "triggers",
+    )
+
+    def __init__(
+        self,
+        time: float,
+        current_replicas: int,
+        observations: tuple[TriggerObservation, ...],
+        target_error: str | None,
+    ) -> None:
+        self.time = time
+        self.current_replicas = current_replicas
+        self.observations = observations
+        self.target_error = target_error
+        self.decision: Decision | None = None
+        self.triggers: tuple[TriggerResult, ...] | None = None
+        self.applied = False
 
 
 def _accepts_reason(target: Target) -> bool:
@@ -207,63 +241,132 @@ class ScaledObject:
         except Exception as exc:
             return 0, failure_message(exc, self.poll_timeout)
 
-    async def _emit(self, event: Event) -> None:
-        if self.events is not None:
-            await self.events.emit(event)
+    def _listening(self, level: int) -> EventBus | None:
+        """The event bus when an event logged at ``level`` reaches anyone, else ``None``."""
+        bus = self.events
+        return bus if bus is not None and bus.wants(level) else None
 
-    async def _evaluate(
-        self, current_replicas: int | None, lag: float | None
-    ) -> tuple[ScalingState, EvaluationReport]:
+    async def _cycle(
+        self,
+        current_replicas: int | None,
+        lag: float | None,
+        *,
+        apply: bool,
+        guard: Callable[[], Awaitable[bool]] | None = None,
+    ) -> _Cycle:
+        """Poll, decide and (with ``apply``) apply once, emitting the events.
+
+        What :meth:`evaluate` and :meth:`reconcile` do, without the report: the
+        controller's loop reads the outcome from the returned record and builds no
+        report. Events are built only when someone listens (:meth:`EventBus.wants`).
+        """
         observations = await self.poll()
         target_error: str | None = None
         if current_replicas is None:
             current_replicas, target_error = await self._read_current()
         now = self.clock()
-        triggers = trigger_results(self.spec.triggers, observations)
-        await self._emit(
-            Event(
-                kind=EventKind.POLL,
-                time=now,
-                scaled_object=self.key,
-                triggers=triggers,
-                current_replicas=None if target_error else current_replicas,
-                lag=lag,
+        cycle = _Cycle(now, current_replicas, observations, target_error)
+        failed = False
+        for obs in observations:
+            if obs.error is not None:
+                failed = True
+                break
+        bus = self._listening(logging.WARNING if failed else logging.DEBUG)
+        if bus is not None:
+            cycle.triggers = trigger_results(self.spec.triggers, observations)
+            await bus.emit(
+                Event(
+                    kind=EventKind.POLL,
+                    time=now,
+                    scaled_object=self.key,
+                    triggers=cycle.triggers,
+                    current_replicas=None if target_error else current_replicas,
+                    lag=lag,
+                )
             )
-        )
         new_state, decision = self._engine_now().decide(
             self.state, observations, current_replicas, now
         )
-        report = EvaluationReport(
+        cycle.decision = decision
+        bus = self._listening(logging.DEBUG)
+        if bus is not None:
+            await bus.emit(
+                Event(
+                    kind=EventKind.DECISION,
+                    time=now,
+                    scaled_object=self.key,
+                    current_replicas=current_replicas,
+                    desired_replicas=decision.replicas,
+                    active=decision.is_active,
+                    rule=decision.rule.value,
+                    reason=decision.reason,
+                )
+            )
+        if not apply:
+            return cycle
+        if target_error is not None:
+            await self._target_error(now, target_error)
+            return cycle
+        if decision.replicas != decision.current_replicas:  # decision.changed
+            if guard is not None and not await guard():
+                return cycle
+            try:
+                with call_timeout(self.poll_timeout):
+                    if self._set_with_reason:
+                        await self.target.set_replicas(decision.replicas, reason=decision.reason)  # type: ignore[call-arg]
+                    else:
+                        await self.target.set_replicas(decision.replicas)
+            except Exception as exc:
+                cycle.target_error = failure_message(exc, self.poll_timeout)
+                await self._target_error(now, cycle.target_error)
+                return cycle
+            bus = self._listening(logging.INFO)
+            if bus is not None:
+                await bus.emit(
+                    Event(
+                        kind=EventKind.SCALE,
+                        time=now,
+                        scaled_object=self.key,
+                        from_replicas=current_replicas,
+                        to_replicas=decision.replicas,
+                        rule=decision.rule.value,
+                        reason=decision.reason,
+                    )
+                )
+            cycle.applied = True
+        self.state = new_state
+        return cycle
+
+    async def _target_error(self, now: float, message: str) -> None:
+        bus = self._listening(logging.WARNING)
+        if bus is not None:
+            await bus.emit(
+                Event(kind=EventKind.TARGET_ERROR, time=now, scaled_object=self.key, error=message)
+            )
+
+    def _report(self, cycle: _Cycle) -> EvaluationReport:
+        triggers = cycle.triggers
+        if triggers is None:
+            triggers = trigger_results(self.spec.triggers, cycle.observations)
+        assert cycle.decision is not None
+        return EvaluationReport(
             name=self.spec.name,
             namespace=self.spec.namespace,
-            time=now,
-            current_replicas=current_replicas,
-            decision=decision,
+            time=cycle.time,
+            current_replicas=cycle.current_replicas,
+            decision=cycle.decision,
             triggers=triggers,
-            observations=observations,
-            target_error=target_error,
+            observations=cycle.observations,
+            target_error=cycle.target_error,
+            applied=cycle.applied,
         )
-        await self._emit(
-            Event(
-                kind=EventKind.DECISION,
-                time=now,
-                scaled_object=self.key,
-                current_replicas=current_replicas,
-                desired_replicas=decision.replicas,
-                active=decision.is_active,
-                rule=decision.rule.value,
-                reason=decision.reason,
-            )
-        )
-        return new_state, report
 
     async def evaluate(self, *, current_replicas: int | None = None) -> EvaluationReport:
         """Poll every trigger once and decide; apply nothing and keep no state.
 
         ``current_replicas`` overrides reading the target.
         """
-        _, report = await self._evaluate(current_replicas, None)
-        return report
+        return self._report(await self._cycle(current_replicas, None, apply=False))
 
     async def reconcile(
         self,
@@ -281,51 +384,7 @@ class ScaledObject:
         ``False`` (this process lost the object's lease while polling) nothing is
         applied and the state does not move.
         """
-        new_state, report = await self._evaluate(None, lag)
-        if report.target_error is not None:
-            await self._emit(
-                Event(
-                    kind=EventKind.TARGET_ERROR,
-                    time=report.time,
-                    scaled_object=self.key,
-                    error=report.target_error,
-                )
-            )
-            return report
-        decision = report.decision
-        if decision.changed:
-            if guard is not None and not await guard():
-                return report
-            try:
-                with call_timeout(self.poll_timeout):
-                    if self._set_with_reason:
-                        await self.target.set_replicas(decision.replicas, reason=decision.reason)  # type: ignore[call-arg]
-                    else:
-                        await self.target.set_replicas(decision.replicas)
-            except Exception as exc:
-                message = failure_message(exc, self.poll_timeout)
-                await self._emit(
-                    Event(
-                        kind=EventKind.TARGET_ERROR,
-                        time=report.time,
-                        scaled_object=self.key,
-                        error=message,
-                    )
-                )
-                return attrs.evolve(report, target_error=message)
-            await self._emit(
-                Event(
-                    kind=EventKind.SCALE,
-                    time=report.time,
-                    scaled_object=self.key,
-                    from_replicas=report.current_replicas,
-                    to_replicas=decision.replicas,
-                    rule=decision.rule.value,
-                    reason=decision.reason,
-                )
-            )
-        self.state = new_state
-        return attrs.evolve(report, applied=decision.changed)
+        return self._report(await self._cycle(None, lag, apply=True, guard=guard))
 
     # ------------------------------------------------------------------ lifecycle
 
