@@ -200,3 +200,133 @@ async def test_a_forbidden_create_is_a_target_error_in_the_report(
             await broken.list_jobs()
     finally:
         await broken.aclose()
+
+
+def conditions_manifest(name: str, conditions: list[str]) -> str:
+    listed = ", ".join(f'"{c}"' for c in conditions)
+    return f"""
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {{name: {name}}}
+spec:
+  jobTargetRef:
+    template:
+      metadata: {{labels: {{app: warm}}}}
+      spec:
+        containers: [{{name: warm, image: busybox}}]
+        readinessGates: [{{conditionType: example.com/Warmed}}]
+        restartPolicy: Never
+  maxReplicaCount: 10
+  scalingStrategy: {{strategy: accurate, pendingPodConditions: [{listed}]}}
+  triggers:
+  - type: memory
+    metadata: {{target: "1"}}
+"""
+
+
+async def test_pending_pod_conditions_are_read_from_the_jobs_pods(
+    kube_standin: KubeStandIn,
+) -> None:
+    """A Job is pending until one of its pods has every listed condition True, whatever
+    the Job's own status says (KEDA's pendingPodConditions)."""
+    api = kube_standin.api
+    namespace = unique_name("ns")
+    name = unique_name("warm")
+    text = conditions_manifest(name, ["Ready", "example.com/Warmed"])
+    spec, target, sj = make(kube_standin, namespace, text, StaticScaler(3))
+    assert target.pending_pod_conditions == ("Ready", "example.com/Warmed")
+    try:
+        report = await sj.reconcile()
+        assert len(report.started) == 3
+        first, second, third = report.started
+        for job in report.started:  # the Job controller made one pod per Job
+            (pod,) = api.job_pods(namespace, job)
+            owner = pod["metadata"]["ownerReferences"][0]
+            created = api.get("apis/batch/v1", "jobs", namespace, job)
+            assert created is not None
+            assert owner["uid"] == created["metadata"]["uid"]
+        mark = len(api.log)
+        assert {j.phase for j in await target.list_jobs()} == {JobPhase.PENDING}
+        assert (
+            "GET",
+            f"/api/v1/namespaces/{namespace}/pods",
+            api.tokens[kube_standin.token],
+        ) in api.log[mark:]
+
+        # Ready alone (the Job's status.ready is 1 now) is not enough: Warmed is missing
+        api.job_ready(namespace, first)
+        phases = {j.name: j.phase for j in await target.list_jobs()}
+        assert phases[first] is JobPhase.PENDING
+        api.pod_condition(namespace, first, "example.com/Warmed")
+        # Warmed without Ready is not enough either
+        api.pod_condition(namespace, second, "example.com/Warmed")
+        phases = {j.name: j.phase for j in await target.list_jobs()}
+        assert phases == {
+            first: JobPhase.RUNNING,
+            second: JobPhase.PENDING,
+            third: JobPhase.PENDING,
+        }
+        # accurate: the backlog of 3 less the 2 pending Jobs is 1 more Job (with all 3
+        # pending it would be none)
+        report = await sj.reconcile()
+        assert (report.counts.running, report.counts.pending) == (3, 2)
+        assert len(report.started) == 1
+        # a finished Job is finished, whatever its pods say
+        api.finish_job(namespace, second, succeeded=True)
+        phases = {j.name: j.phase for j in await target.list_jobs()}
+        assert phases[second] is JobPhase.SUCCEEDED
+        # a second pod (a retry) with the conditions counts too
+        (pod,) = api.job_pods(namespace, third)
+        retry = {**pod, "metadata": {**pod["metadata"], "name": f"{third}-retry", "uid": "r"}}
+        retry["status"] = {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "True"},
+                {"type": "example.com/Warmed", "status": "True"},
+            ],
+        }
+        api.put(retry)
+        phases = {j.name: j.phase for j in await target.list_jobs()}
+        assert phases[third] is JobPhase.RUNNING
+        # deleting a Job takes its pods along
+        await target.delete_jobs([first])
+        assert api.job_pods(namespace, first) == []
+    finally:
+        await sj.aclose()
+    assert spec.pending_pod_conditions == ("Ready", "example.com/Warmed")
+
+
+async def test_without_pending_pod_conditions_no_pod_is_read(kube_standin: KubeStandIn) -> None:
+    api = kube_standin.api
+    namespace = unique_name("ns")
+    _, target, sj = make(kube_standin, namespace, manifest(unique_name("plain")), StaticScaler(2))
+    try:
+        report = await sj.reconcile()
+        api.job_ready(namespace, report.started[0])
+        mark = len(api.log)
+        phases = sorted(j.phase.value for j in await target.list_jobs())
+        assert phases == ["pending", "running"]
+        assert not [p for _, p, _ in api.log[mark:] if p.endswith("/pods")]
+    finally:
+        await sj.aclose()
+
+
+async def test_pods_that_cannot_be_listed_are_a_target_error(kube_standin: KubeStandIn) -> None:
+    namespace = unique_name("ns")
+    text = conditions_manifest(unique_name("denied"), ["Ready"])
+    _, target, sj = make(kube_standin, namespace, text, StaticScaler(1))
+    try:
+        assert len((await sj.reconcile()).started) == 1
+        kube_standin.api.deny("list", "pods")
+        try:
+            with pytest.raises(TargetError, match="forbidden"):
+                await target.list_jobs()
+            report = await sj.reconcile()  # an error, never "no job pending"
+            assert report.target_error is not None
+            assert "pods" in report.target_error
+            assert report.started == ()
+        finally:
+            with kube_standin.api.lock:
+                kube_standin.api.denied.discard(("list", "pods", None))
+    finally:
+        await sj.aclose()

@@ -10,6 +10,12 @@ It speaks the REST API over TLS with bearer tokens, for:
 * ``batch/v1`` Jobs: a created Job gets the status a Job controller gives it (one
   active pod, not ready yet); tests move it on with :meth:`KubeApiStandIn.job_ready`
   and :meth:`KubeApiStandIn.finish_job` (``Complete``/``Failed`` conditions),
+* ``v1`` Pods of those Jobs: each created Job gets one pod, labelled and owned as the
+  Job controller does it (``job-name``, ``controller-uid`` and their
+  ``batch.kubernetes.io/`` forms, a controller ``ownerReference``), ``Pending`` with
+  ``PodScheduled``; :meth:`KubeApiStandIn.job_ready` and
+  :meth:`KubeApiStandIn.finish_job` move it along, :meth:`KubeApiStandIn.pod_condition`
+  sets any condition (readiness gates), and deleting a Job deletes its pods,
 * ``labelSelector`` (equality and existence terms) on every list,
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``) and ``/version``.
 
@@ -74,6 +80,7 @@ RESOURCES = (
     Resource("api/v1", "secrets", "Secret"),
     Resource("api/v1", "configmaps", "ConfigMap"),
     Resource("apis/batch/v1", "jobs", "Job"),
+    Resource("api/v1", "pods", "Pod"),
 )
 _BY_PATH = {(r.prefix, r.plural): r for r in RESOURCES}
 
@@ -192,6 +199,92 @@ class KubeApiStandIn:
             job = self.objects[("apis/batch/v1", "jobs", namespace, name)]
             job["status"].update({"active": 1, "ready": 1})
             job["metadata"]["resourceVersion"] = self._bump()
+            for pod in self.job_pods(namespace, name):
+                pod["status"]["phase"] = "Running"
+                for kind in ("Initialized", "ContainersReady", "Ready"):
+                    self._set_condition(pod, kind, True)
+
+    # -- pods of Jobs (what the Job controller and the kubelet would do) -----------------
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The live pod objects the Job controller made for ``job`` (not copies)."""
+        with self.lock:
+            return [
+                o
+                for k, o in self.objects.items()
+                if k[:3] == ("api/v1", "pods", namespace)
+                and o["metadata"].get("labels", {}).get("batch.kubernetes.io/job-name") == job
+            ]
+
+    def _set_condition(self, pod: dict[str, Any], kind: str, value: bool) -> None:
+        conditions = pod["status"].setdefault("conditions", [])
+        status = "True" if value else "False"
+        for cond in conditions:
+            if cond["type"] == kind:
+                cond.update({"status": status, "lastTransitionTime": _now()})
+                break
+        else:
+            conditions.append(
+                {
+                    "type": kind,
+                    "status": status,
+                    "lastProbeTime": None,
+                    "lastTransitionTime": _now(),
+                }
+            )
+        pod["metadata"]["resourceVersion"] = self._bump()
+
+    def pod_condition(self, namespace: str, job: str, kind: str, value: bool = True) -> None:
+        """Set condition ``kind`` on every pod of ``job`` (``True`` by default)."""
+        with self.lock:
+            for pod in self.job_pods(namespace, job):
+                self._set_condition(pod, kind, value)
+
+    def _start_job_pod(self, job: dict[str, Any]) -> dict[str, Any]:
+        """One pod for a new Job, from its template, as the Job controller creates it."""
+        meta = job["metadata"]
+        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+        uid = meta["uid"]
+        labels = {
+            **((template.get("metadata") or {}).get("labels") or {}),
+            "job-name": meta["name"],
+            "controller-uid": uid,
+            "batch.kubernetes.io/job-name": meta["name"],
+            "batch.kubernetes.io/controller-uid": uid,
+        }
+        return self.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
+                    "namespace": meta["namespace"],
+                    "labels": labels,
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "batch/v1",
+                            "kind": "Job",
+                            "name": meta["name"],
+                            "uid": uid,
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "spec": template.get("spec") or {},
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [
+                        {
+                            "type": "PodScheduled",
+                            "status": "True",
+                            "lastProbeTime": None,
+                            "lastTransitionTime": _now(),
+                        }
+                    ],
+                },
+            }
+        )
 
     def finish_job(self, namespace: str, name: str, *, succeeded: bool = True) -> None:
         """The Job completed (``Complete``) or failed (``Failed``) now."""
@@ -215,6 +308,10 @@ class KubeApiStandIn:
                 }
             ]
             job["metadata"]["resourceVersion"] = self._bump()
+            for pod in self.job_pods(namespace, name):
+                pod["status"]["phase"] = "Succeeded" if succeeded else "Failed"
+                for kind in ("ContainersReady", "Ready"):
+                    self._set_condition(pod, kind, False)
 
     def deny(self, verb: str, resource: str, name: str | None = None) -> None:
         """Answer 403 to ``verb`` (get, list, create, update, delete) on ``resource``
@@ -526,6 +623,9 @@ class _Handler(BaseHTTPRequestHandler):
             body["kind"] = res.kind
             if res.kind == "Job":  # what the Job controller does at once: one pending pod
                 body["status"] = {"active": 1, "ready": 0, "startTime": _now()}
+                created = api.put(body)
+                api._start_job_pod(created)
+                return 201, created
             return 201, api.put(body)
         key = (res.prefix, res.plural, namespace, name)
         obj = api.objects.get(key)
@@ -537,6 +637,10 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, copy.deepcopy(obj)
         if method == "DELETE":
             del api.objects[key]
+            if res.kind == "Job":  # the garbage collector removes the Job's pods
+                for pod in api.job_pods(namespace, name):
+                    pod_meta = pod["metadata"]
+                    del api.objects[("api/v1", "pods", namespace, pod_meta["name"])]
             api.deleted.append((res.plural, namespace, name, self.query))
             return 200, _status(200, "", "") | {
                 "status": "Success",

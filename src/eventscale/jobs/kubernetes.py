@@ -6,12 +6,19 @@ Job and its pod template, as KEDA labels them), the template revision and
 ``app.kubernetes.io/managed-by: eventscale``. Jobs are found with a label selector, so
 a restarted controller recounts the Jobs an earlier one created.
 
-Phases, from the Job's status (no pod listing): a ``Complete`` condition is
-*succeeded* (finished at ``completionTime``), a ``Failed`` condition *failed*;
-otherwise a Job with a ready pod (``status.ready``) is *running* and one without is
-*pending*. KEDA looks at the pods instead (phase, or ``pendingPodConditions``);
-``status.ready`` gives the same answer for pods without readiness probes, and eventscale
-does not read ``pendingPodConditions`` yet.
+Phases: a ``Complete`` condition is *succeeded* (finished at ``completionTime``), a
+``Failed`` condition *failed*. An unfinished Job is *running* or *pending*:
+
+* with ``scalingStrategy.pendingPodConditions`` (KEDA's rule), it is running once one
+  of its pods has every listed condition ``True`` and pending until then. The pods are
+  read with one list per listing (``GET /api/v1/namespaces/<ns>/pods`` selected by the
+  ScaledJob's label, which the pod template carries) and matched to their Job by the
+  controller ``ownerReference`` (or the ``batch.kubernetes.io/job-name`` /
+  ``job-name`` label); KEDA lists the pods of each Job separately, one request per Job.
+* without it, from the Job's status alone: running with a ready pod (``status.ready``),
+  pending without. KEDA looks at the pods' phase (``Running``/``Succeeded``);
+  ``status.ready`` gives the same answer for pods without readiness probes, and saves a
+  pod listing per Job.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
+import attrs
 
 from eventscale.errors import ConfigError, TargetError, TargetNotFound
 from eventscale.jobs.base import JOB_LABEL, REVISION_LABEL, JobInfo, JobPhase, template_revision
@@ -59,6 +67,17 @@ def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None
     return None
 
 
+def _owning_job(pod: Mapping[str, Any], by_uid: Mapping[str, str]) -> str | None:
+    """The name of the listed Job ``pod`` belongs to, if any."""
+    meta = pod.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == "Job":
+            return by_uid.get(str(ref.get("uid")))
+    labels = meta.get("labels") or {}
+    name = labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    return str(name) if name is not None and str(name) in by_uid.values() else None
+
+
 class KubernetesJobTarget:
     """Creates ``batch/v1`` Jobs for one ScaledJob.
 
@@ -73,6 +92,10 @@ class KubernetesJobTarget:
         :class:`~eventscale.targets.kubernetes.KubernetesTarget` (a given ``client``
         is shared and not closed here).
     :param timeout: seconds allowed for each API call.
+    :param pending_pod_conditions: pod condition types (``Ready``, ``PodScheduled``, a
+        readiness gate's type...): an unfinished Job is pending until one of its pods
+        has all of them ``True`` (``scalingStrategy.pendingPodConditions``). Empty (the
+        default): pending until ``status.ready``, without reading pods.
     """
 
     def __init__(
@@ -89,6 +112,7 @@ class KubernetesJobTarget:
         context: str | None = None,
         client: KubeClient | None = None,
         timeout: float = 10.0,
+        pending_pod_conditions: Sequence[str] = (),
     ) -> None:
         if not name:
             raise ConfigError("the ScaledJob name must not be empty", path="metadata.name")
@@ -111,6 +135,7 @@ class KubernetesJobTarget:
         self.annotations = dict(annotations or {})
         self.propagation_policy = policy
         self.timeout = timeout
+        self.pending_pod_conditions = tuple(pending_pod_conditions)
         self._revision = template_revision(self.job_target_ref)
         # Job names are DNS labels (<= 63 characters): prefix + "-" + 5 hex.
         self._prefix = name[:57].rstrip("-.")
@@ -124,6 +149,7 @@ class KubernetesJobTarget:
         }
         kwargs.setdefault("namespace", spec.namespace)
         kwargs.setdefault("propagation_policy", spec.rollout.propagation_policy)
+        kwargs.setdefault("pending_pod_conditions", spec.pending_pod_conditions)
         return cls(
             spec.name,
             spec.job_target_ref,
@@ -170,14 +196,52 @@ class KubernetesJobTarget:
         listing = await self._call(
             "GET", self._path, params={"labelSelector": f"{JOB_LABEL}={self.name}"}
         )
-        jobs = []
-        for item in listing.get("items") or ():
-            meta = item.get("metadata") or {}
-            if (meta.get("labels") or {}).get(JOB_LABEL) != self.name:
-                continue
-            jobs.append(self._info(item))
+        items = [
+            item
+            for item in listing.get("items") or ()
+            if ((item.get("metadata") or {}).get("labels") or {}).get(JOB_LABEL) == self.name
+        ]
+        jobs = [self._info(item) for item in items]
+        if self.pending_pod_conditions and any(not j.phase.finished for j in jobs):
+            started = await self._jobs_with_conditions_met(items)
+            jobs = [
+                j
+                if j.phase.finished
+                else attrs.evolve(
+                    j, phase=JobPhase.RUNNING if j.name in started else JobPhase.PENDING
+                )
+                for j in jobs
+            ]
         jobs.sort(key=lambda j: (j.created, j.name))
         return tuple(jobs)
+
+    async def _jobs_with_conditions_met(self, items: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Names of the Jobs with a pod whose every ``pending_pod_conditions`` is True."""
+        by_uid = {
+            str((item.get("metadata") or {}).get("uid")): str(
+                (item.get("metadata") or {}).get("name")
+            )
+            for item in items
+        }
+        pods = await self._call(
+            "GET",
+            f"/api/v1/namespaces/{self.namespace}/pods",
+            params={"labelSelector": f"{JOB_LABEL}={self.name}"},
+        )
+        wanted = set(self.pending_pod_conditions)
+        started: set[str] = set()
+        for pod in pods.get("items") or ():
+            job = _owning_job(pod, by_uid)
+            if job is None or job in started:
+                continue
+            true = {
+                str(c.get("type"))
+                for c in (pod.get("status") or {}).get("conditions") or ()
+                if c.get("status") == "True"
+            }
+            if wanted <= true:
+                started.add(job)
+        return started
 
     def _info(self, item: Mapping[str, Any]) -> JobInfo:
         meta = item.get("metadata") or {}
