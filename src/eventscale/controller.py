@@ -16,6 +16,7 @@ reconciled only by the process that holds its lease.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import math
 import time
@@ -142,39 +143,116 @@ class Reconcilable(Protocol):
 
 @attrs.define
 class ObjectStatus:
-    """The controller's view of one object: its last report and counters."""
+    """The controller's view of one object after its last reconcile.
+
+    Plain fields updated in place (no report is kept per tick): ``polls`` counts
+    finished reconciles, ``active`` is the last decision's activity, ``last_error`` the
+    first trigger or target error of the last reconcile (``None`` when it was clean),
+    ``last_lag`` how late it ran, ``owned`` whether this process holds the object.
+    """
 
     key: str
     polls: int = 0
-    last_report: ReconcileReport | None = None
+    active: bool = False
     last_error: str | None = None
     last_lag: float | None = None
     owned: bool = True
 
 
-@attrs.define
 class _Entry:
-    obj: Reconcilable
-    scope: anyio.CancelScope
-    wake: anyio.Event
-    status: ObjectStatus
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    # Reconciles started and finished (numbered), and an event set after each finishes:
-    # a push watcher waits for the first reconcile that started after its wake-up.
-    started: int = 0
-    finished: int = 0
-    reconciled: anyio.Event = attrs.field(factory=anyio.Event)
-    #: the object's push-capable scalers (a runtime protocol check is slow: done once)
-    push: tuple[PushScaler, ...] = ()
-    #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
-    waiter: asyncio.Future[None] | None = None
+    """One object's loop: its cancel scope, wake-ups and reconcile counters.
+
+    The events other tasks wait on are created only when one waits (most loops never
+    have a waiter), so an idle loop holds no per-tick objects.
+    """
+
+    __slots__ = (
+        "done_event",
+        "ended",
+        "expire",
+        "finished",
+        "obj",
+        "push",
+        "reconciled",
+        "scaled_object",
+        "scope",
+        "started",
+        "status",
+        "waiter",
+        "wake_event",
+        "woken",
+    )
+
+    def __init__(self, obj: Reconcilable, status: ObjectStatus, push: tuple[PushScaler, ...]):
+        self.obj = obj
+        self.scope = anyio.CancelScope()
+        self.status = status
+        #: the object's push-capable scalers (a runtime protocol check is slow: done once)
+        self.push = push
+        self.scaled_object = isinstance(obj, ScaledObject)
+        #: a wake-up is pending (``wake_event`` is its event, made when someone waits)
+        self.woken = False
+        self.wake_event: anyio.Event | None = None
+        #: the loop has ended (``done_event``, made by a waiter, is then set)
+        self.ended = False
+        self.done_event: anyio.Event | None = None
+        # Reconciles started and finished (numbered), and an event set after each finishes:
+        # a push watcher waits for the first reconcile that started after its wake-up.
+        self.started = 0
+        self.finished = 0
+        self.reconciled: anyio.Event | None = None
+        #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
+        self.waiter: asyncio.Future[None] | None = None
+        #: the timer callback of that wait, bound once (no bound method per tick)
+        self.expire = self._expire
 
     def notify(self) -> None:
-        """Set ``wake`` and end a parked wait at once."""
-        self.wake.set()
+        """Record a wake-up and end a parked wait at once."""
+        self.woken = True
+        event = self.wake_event
+        if event is not None:
+            event.set()
+        self._expire()
+
+    def _expire(self) -> None:
         waiter = self.waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def consume_wake(self) -> None:
+        """The reconcile starting now serves the pending wake-up."""
+        self.woken = False
+        self.wake_event = None
+
+    def wake_waiter(self) -> anyio.Event:
+        """The event set by the next wake-up (already set when one is pending)."""
+        event = self.wake_event
+        if event is None:
+            event = self.wake_event = anyio.Event()
+            if self.woken:
+                event.set()
+        return event
+
+    def reconcile_finished(self, number: int) -> None:
+        """Count reconcile ``number`` finished and release whoever waits for one."""
+        self.finished = number
+        event = self.reconciled
+        if event is not None:
+            self.reconciled = None
+            event.set()
+
+    def loop_ended(self) -> None:
+        """Mark the loop ended and release whoever waits for it."""
+        self.ended = True
+        if self.done_event is not None:
+            self.done_event.set()
+
+    async def wait_ended(self) -> None:
+        """Return once the loop has ended."""
+        if not self.ended:
+            if self.done_event is None:
+                self.done_event = anyio.Event()
+            await self.done_event.wait()
 
 
 class Controller:
@@ -218,6 +296,9 @@ class Controller:
         self._entries: dict[str, _Entry] = {}
         self._tg: TaskGroup | None = None
         self._pending: list[Reconcilable] = []
+        # Timer callbacks of the loops' waits run in this context instead of a copy of
+        # the caller's per timer (they only resolve a future).
+        self._timer_context = contextvars.Context()
         self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -331,7 +412,7 @@ class Controller:
         self._entries.pop(entry.status.key, None)
         entry.scope.cancel()
         with anyio.CancelScope(shield=True):
-            await entry.done.wait()
+            await entry.wait_ended()
             if close:
                 await entry.obj.aclose()
         await self.events.emit(
@@ -347,11 +428,7 @@ class Controller:
     def _start(self, obj: Reconcilable) -> None:
         assert self._tg is not None
         entry = _Entry(
-            obj=obj,
-            scope=anyio.CancelScope(),
-            wake=anyio.Event(),
-            status=ObjectStatus(obj.key),
-            push=tuple(s for s in obj.scalers if isinstance(s, PushScaler)),
+            obj, ObjectStatus(obj.key), tuple(s for s in obj.scalers if isinstance(s, PushScaler))
         )
         self._entries[obj.key] = entry
         self._tg.start_soon(self._run_object, entry, name=f"eventscale:{obj.key}")
@@ -373,88 +450,80 @@ class Controller:
                 else:
                     await self._tick_loop(entry)
         finally:
-            entry.done.set()
+            entry.loop_ended()
 
     async def _tick_loop(self, entry: _Entry) -> None:
+        # The hot loop of a large controller: per tick it allocates nothing that
+        # outlives the tick but the engine state (a long-lived allocation per tick is
+        # what makes the cyclic garbage collector scan the whole heap, see
+        # docs/runtime.md), so waits park on a bare future with a timer whose callback
+        # and context are made once, and the status is updated in place.
         obj = entry.obj
         interval = obj.spec.polling_interval
-        next_at = self.clock()
+        clock = self.clock
+        next_at = clock()
         shift = _phase(obj.key, interval) if self.spread else 0.0
+        # The real clock on asyncio: the fast wait below. Otherwise (an injected sleep,
+        # or trio) the general one in _wait.
+        loop = _running_asyncio_loop() if self.sleep is anyio.sleep else None
+        context = self._timer_context
         while True:
-            now = self.clock()
-            lag = max(0.0, now - next_at)
-            if entry.wake.is_set():  # this reconcile serves the pending wake-up
-                entry.wake = anyio.Event()
+            now = clock()
+            lag = now - next_at
+            if lag < 0.0:
+                lag = 0.0
+            if entry.woken:  # this reconcile serves the pending wake-up
+                entry.consume_wake()
             entry.started += 1
             number = entry.started
             await self._reconcile_once(entry, lag)
-            entry.finished = number
-            reconciled, entry.reconciled = entry.reconciled, anyio.Event()
-            reconciled.set()
+            entry.reconcile_finished(number)
             next_at += interval - shift
             shift = 0.0
-            now = self.clock()
+            now = clock()
             if next_at < now:  # we fell behind by whole intervals: skip them, do not burst
                 next_at += math.ceil((now - next_at) / interval) * interval
-            await self._wait(entry, next_at - now)
-            if entry.wake.is_set():
-                next_at = self.clock()
-
-    async def _wait(self, entry: _Entry, delay: float) -> None:
-        if entry.wake.is_set():
-            return
-        if delay <= 0:
-            await anyio.lowlevel.checkpoint()
-            return
-        if self.sleep is anyio.sleep:
-            loop = _running_asyncio_loop()
-            if loop is not None:
-                # The real clock on asyncio: park on a bare future that a timer or
-                # notify() resolves. No task, no cancel scope, no exception per tick.
+            delay = next_at - now
+            if entry.woken:
+                pass
+            elif delay <= 0:
+                await anyio.lowlevel.checkpoint()
+            elif loop is not None:
+                # Park on a bare future that the timer or notify() resolves: no task,
+                # no cancel scope, no exception per tick.
                 parked: asyncio.Future[None] = loop.create_future()
-                timer = loop.call_later(delay, _resolve, parked)
                 entry.waiter = parked
+                timer = loop.call_later(delay, entry.expire, context=context)
                 try:
                     await parked
                 finally:
                     entry.waiter = None
                     timer.cancel()
-                return
+            else:
+                await self._wait(entry, delay)
+            if entry.woken:
+                next_at = clock()
+
+    async def _wait(self, entry: _Entry, delay: float) -> None:
+        """Sleep ``delay`` seconds with ``self.sleep`` or until a wake-up."""
+        waiter = entry.wake_waiter()
+        if self.sleep is anyio.sleep:  # trio: no bare futures
             with anyio.move_on_after(delay):
-                await entry.wake.wait()
+                await waiter.wait()
             return
         if not entry.push:
             # Without push scalers only wake() can cut the wait short.
-            with anyio.CancelScope() as scope:
-                waiter = entry.wake
-
-                async def cut_short() -> None:
-                    await waiter.wait()
-                    scope.cancel()
-
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(cut_short)
-                    await self.sleep(delay)
-                    tg.cancel_scope.cancel()
+            await _sleep_or_wake(self.sleep, delay, waiter)
             return
-        with anyio.CancelScope() as scope:
-            waiter = entry.wake
-
-            async def sleeper() -> None:
-                await self.sleep(delay)
-                scope.cancel()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(sleeper)
-                await waiter.wait()
-                tg.cancel_scope.cancel()
+        await _wake_or_sleep(self.sleep, delay, waiter)
 
     async def _reconcile_once(self, entry: _Entry, lag: float) -> None:
         obj = entry.obj
         status = entry.status
-        if self.ownership is not None:
+        ownership = self.ownership
+        if ownership is not None:
             try:
-                owned = await self.ownership.owns(obj.key)
+                owned = await ownership.owns(obj.key)
             except Exception as exc:
                 owned = False
                 status.last_error = f"ownership check failed: {exc}"
@@ -462,12 +531,29 @@ class Controller:
             if not owned:
                 return
         try:
-            if self.ownership is not None and isinstance(obj, ScaledObject):
-                report: ReconcileReport = await obj.reconcile(
-                    lag=lag, guard=_owns(self.ownership, obj.key)
+            if entry.scaled_object:
+                # No report: the status is all the controller keeps of a tick.
+                assert isinstance(obj, ScaledObject)
+                cycle = await obj._cycle(
+                    None,
+                    lag,
+                    apply=True,
+                    guard=None if ownership is None else _owns(ownership, obj.key),
                 )
+                decision = cycle.decision
+                active = decision is not None and decision.is_active
+                error = cycle.target_error
+                if error is None:
+                    for observation in cycle.observations:
+                        if observation.error is not None:
+                            error = str(observation.error)
+                            break
             else:
                 report = await obj.reconcile(lag=lag)
+                active = report.decision.is_active
+                error = report.target_error or next(
+                    (t.error for t in report.triggers if t.error is not None), None
+                )
         except Exception as exc:  # never let one object break the group
             logger.exception("reconciling %s failed", obj.key)
             status.last_error = f"{type(exc).__name__}: {exc}"
@@ -481,11 +567,9 @@ class Controller:
             )
             return
         status.polls += 1
-        status.last_report = report
+        status.active = active
         status.last_lag = lag
-        status.last_error = report.target_error or next(
-            (t.error for t in report.triggers if t.error is not None), None
-        )
+        status.last_error = error
 
     async def _watch(self, entry: _Entry, scaler: PushScaler) -> None:
         """Wake the object whenever ``scaler`` reports possible activity.
@@ -523,7 +607,10 @@ class Controller:
     async def _next_reconcile(entry: _Entry, after: int) -> None:
         """Return once a reconcile that started after reconcile number ``after`` finished."""
         while entry.finished <= after:
-            await entry.reconciled.wait()
+            event = entry.reconciled
+            if event is None:
+                event = entry.reconciled = anyio.Event()
+            await event.wait()
 
 
 def _phase(key: str, interval: float) -> float:
@@ -557,8 +644,40 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
 
 
 def _is_active(status: ObjectStatus) -> bool:
-    report = status.last_report
-    return report is not None and report.decision.is_active
+    # (a function: mypy would keep a narrowed attribute across the awaits in _watch)
+    return status.active
+
+
+async def _sleep_or_wake(
+    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
+) -> None:
+    """``sleep(delay)``, cut short when ``wake`` is set."""
+    with anyio.CancelScope() as scope:
+
+        async def cut_short() -> None:
+            await wake.wait()
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cut_short)
+            await sleep(delay)
+            tg.cancel_scope.cancel()
+
+
+async def _wake_or_sleep(
+    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
+) -> None:
+    """Wait for ``wake``, for at most ``sleep(delay)``."""
+    with anyio.CancelScope() as scope:
+
+        async def sleeper() -> None:
+            await sleep(delay)
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper)
+            await wake.wait()
+            tg.cancel_scope.cancel()
 
 
 async def _close_unused(old: Reconcilable, new: Reconcilable) -> None:
