@@ -9,12 +9,18 @@ trigger's auth parameters, each wrapped in :class:`~eventscale.auth.Secret`.
 Where KEDA logs an unresolvable reference and carries on with an empty value, eventscale
 raises :class:`~eventscale.errors.ConfigError`: a missing Secret, key, ConfigMap or
 environment variable is a configuration mistake, not a credential of ``""``.
+
+The resolution rules live here once, as pure functions over objects already fetched:
+the synchronous resolver below feeds them the Secrets and ConfigMaps it was given, and
+the asynchronous one (:mod:`eventscale.secrets`) the objects its sources returned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Final
+
+import attrs
 
 from eventscale.auth import Secret
 from eventscale.errors import ConfigError
@@ -29,18 +35,289 @@ if TYPE_CHECKING:
 
 __all__ = ("resolve_trigger_authentication", "resolve_trigger_contexts")
 
-_UNRESOLVABLE = {
+TriggerAuthentications = (
+    Mapping[tuple[str, str], TriggerAuthenticationSpec] | Iterable[TriggerAuthenticationSpec]
+)
+
+SECRET: Final = "Secret"
+CONFIG_MAP: Final = "ConfigMap"
+
+
+# ------------------------------------------------------------ the shared resolution rules
+
+
+@attrs.frozen(kw_only=True)
+class SecretData:
+    """A Secret or ConfigMap as a source found it.
+
+    ``values`` maps each key to its value; ``unreadable`` names the keys present but not
+    UTF-8 text (a binary keytab, say), which fail only when a trigger uses them;
+    ``origin`` says where it came from, for messages (``the cluster (namespace 'apps')``).
+    """
+
+    values: Mapping[str, Secret] = attrs.field(repr=lambda v: f"<{len(v)} keys>")
+    origin: str
+    unreadable: frozenset[str] = frozenset()
+
+
+@attrs.frozen(kw_only=True)
+class Wording:
+    """How a resolver words the messages in which the two resolvers differ.
+
+    :param pod_identity_note: appended to "podIdentity provider ... is not supported by
+        eventscale".
+    :param unreachable: the ``spec`` fields eventscale cannot read credentials from,
+        each with the name of what it points at.
+    :param unreachable_hint: what to use instead, after "cannot read credentials from".
+    :param mention_origin: name where a found object came from in the missing-key and
+        not-UTF-8 messages.
+    """
+
+    pod_identity_note: str
+    unreachable: Mapping[str, str]
+    unreachable_hint: str
+    mention_origin: bool
+
+
+_UNREACHABLE: Final = {
     "hashiCorpVault": "HashiCorp Vault",
     "azureKeyVault": "Azure Key Vault",
     "awsSecretManager": "AWS Secrets Manager",
     "gcpSecretManager": "GCP Secret Manager",
     "boundServiceAccountToken": "a bound service account token",
-    "filePath": "a file mounted in the KEDA operator",
 }
 
-TriggerAuthentications = (
-    Mapping[tuple[str, str], TriggerAuthenticationSpec] | Iterable[TriggerAuthenticationSpec]
+SYNC_WORDING: Final = Wording(
+    pod_identity_note=", which only resolves secretTargetRef, configMapTargetRef and env",
+    unreachable={**_UNREACHABLE, "filePath": "a file mounted in the KEDA operator"},
+    unreachable_hint="use secretTargetRef or env instead",
+    mention_origin=False,
 )
+"""The synchronous resolver's wording (it cannot read ``filePath``)."""
+
+ASYNC_WORDING: Final = Wording(
+    pod_identity_note="",
+    unreachable=_UNREACHABLE,
+    unreachable_hint="use secretTargetRef, configMapTargetRef, env or filePath instead",
+    mention_origin=True,
+)
+"""The asynchronous resolver's wording (it reads ``filePath`` itself)."""
+
+
+@attrs.frozen
+class Reference:
+    """One ``configMapTargetRef`` or ``secretTargetRef`` entry, found at ``path``."""
+
+    kind: str
+    path: str
+    parameter: str
+    name: str
+    key: str
+
+
+def as_secret(value: str | Secret) -> Secret:
+    """``value`` as a :class:`~eventscale.auth.Secret` (a Secret is kept as it is)."""
+    return value if isinstance(value, Secret) else Secret(value)
+
+
+def describe(auth: TriggerAuthenticationSpec, used_by: str | None) -> str:
+    """How messages name ``auth`` (and the trigger that uses it)."""
+    return f"{auth.kind} {auth.name!r}" + (f" (used by {used_by})" if used_by else "")
+
+
+def references(auth: TriggerAuthenticationSpec) -> list[Reference]:
+    """The object references of ``auth`` in resolution order: ConfigMaps, then Secrets."""
+    refs = [
+        Reference(CONFIG_MAP, f"spec.configMapTargetRef[{j}]", r.parameter, r.name, r.key)
+        for j, r in enumerate(auth.config_map_target_ref)
+    ]
+    refs += [
+        Reference(SECRET, f"spec.secretTargetRef[{j}]", r.parameter, r.name, r.key)
+        for j, r in enumerate(auth.secret_target_ref)
+    ]
+    return refs
+
+
+def provider_errors(
+    auth: TriggerAuthenticationSpec, who: str, wording: Wording
+) -> list[ConfigError]:
+    """An error for a pod identity provider and one for each source eventscale cannot read."""
+    errors: list[ConfigError] = []
+    provider = (auth.pod_identity or {}).get("provider")
+    if provider not in (None, "", "none"):
+        errors.append(
+            ConfigError(
+                f"{who}: podIdentity provider {provider!r} is not supported by eventscale"
+                + wording.pod_identity_note,
+                path="spec.podIdentity.provider",
+            )
+        )
+    for field, label in wording.unreachable.items():
+        if field in auth.other:
+            errors.append(
+                ConfigError(
+                    f"{who}: eventscale cannot read credentials from {label}; "
+                    + wording.unreachable_hint,
+                    path=f"spec.{field}",
+                )
+            )
+    return errors
+
+
+def resolve_entries(
+    auth: TriggerAuthenticationSpec,
+    who: str,
+    *,
+    env: Mapping[str, str],
+    fetch: Callable[[Reference], SecretData | None],
+    wording: Wording,
+    searched: str | None = None,
+) -> tuple[dict[str, Secret], list[ConfigError]]:
+    """The ``env``, ``configMapTargetRef`` and ``secretTargetRef`` entries of ``auth``.
+
+    Applied in that order, a later entry overriding an earlier one for the same
+    parameter. ``fetch`` gives the object a reference names (``None`` when there is
+    none) or raises :class:`ConfigError` when it cannot be read; ``searched`` (where
+    it was looked for) is added to a not-found message.
+
+    :returns: the parameters found, and an error for every entry that failed.
+    """
+    errors: list[ConfigError] = []
+    params: dict[str, Secret] = {}
+    for j, env_ref in enumerate(auth.env):
+        if env_ref.name in env:
+            params[env_ref.parameter] = Secret(env[env_ref.name])
+        else:
+            errors.append(
+                ConfigError(
+                    f"{who}: environment variable {env_ref.name!r} is not set "
+                    "(pass the scale target's environment as env=...)",
+                    path=f"spec.env[{j}].name",
+                )
+            )
+    for ref in references(auth):
+        kind, name, key = ref.kind, ref.name, ref.key
+        try:
+            data = fetch(ref)
+        except ConfigError as exc:
+            errors.append(ConfigError(f"{who}: {exc.reason}", path=f"{ref.path}.name"))
+            continue
+        if data is None:
+            note = f" ({searched})" if searched is not None else ""
+            errors.append(
+                ConfigError(f"{who}: {kind} {name!r} not found{note}", path=f"{ref.path}.name")
+            )
+            continue
+        where = f" in {data.origin}" if wording.mention_origin else ""
+        if key in data.values:
+            params[ref.parameter] = data.values[key]
+        elif key in data.unreadable:
+            errors.append(
+                ConfigError(
+                    f"{who}: {kind} {name!r} key {key!r}{where} is not UTF-8 "
+                    "text (value not shown)",
+                    path=f"{ref.path}.key",
+                )
+            )
+        else:
+            errors.append(
+                ConfigError(
+                    f"{who}: {kind} {name!r}{where} has no key {key!r}",
+                    path=f"{ref.path}.key",
+                )
+            )
+    return params, errors
+
+
+def auth_table(
+    auths: TriggerAuthentications,
+) -> Mapping[tuple[str, str], TriggerAuthenticationSpec]:
+    """``auths`` as a ``{(kind, name): spec}`` mapping."""
+    if isinstance(auths, Mapping):
+        return auths
+    return {(ta.kind, ta.name): ta for ta in auths}
+
+
+def referenced_authentications(
+    spec: ScaledObjectSpec | ScaledJobSpec,
+    table: Mapping[tuple[str, str], TriggerAuthenticationSpec],
+) -> list[tuple[tuple[str, str], TriggerAuthenticationSpec, str]]:
+    """Each (Cluster)TriggerAuthentication of ``table`` that ``spec`` uses, once, in order.
+
+    Each comes as ``(key, spec, path of the first trigger that uses it)``.
+    """
+    seen: dict[tuple[str, str], tuple[tuple[str, str], TriggerAuthenticationSpec, str]] = {}
+    for i, trig in enumerate(spec.triggers):
+        ref = trig.authentication_ref
+        if ref is None:
+            continue
+        key = (ref.kind, ref.name)
+        ta = table.get(key)
+        if ta is not None and key not in seen:
+            seen[key] = (key, ta, f"spec.triggers[{i}]")
+    return list(seen.values())
+
+
+def build_trigger_contexts(
+    spec: ScaledObjectSpec | ScaledJobSpec,
+    table: Mapping[tuple[str, str], TriggerAuthenticationSpec],
+    resolved: Mapping[tuple[str, str], Mapping[str, Secret] | ConfigError],
+    env: dict[str, str],
+) -> tuple[TriggerContext, ...]:
+    """One context per trigger of ``spec``, from already ``resolved`` authentications.
+
+    ``resolved`` holds, for each key :func:`referenced_authentications` gave, its
+    parameters or the :class:`ConfigError` resolving it raised.
+
+    :raises ConfigError: a missing TriggerAuthentication (at
+        ``spec.triggers[i].authenticationRef.name``) and the errors of ``resolved``,
+        each reported once, where the first trigger that uses it stands.
+    """
+    from eventscale.scalers._params import TriggerContext
+
+    errors: list[ConfigError] = []
+    reported: set[tuple[str, str]] = set()
+    contexts: list[TriggerContext] = []
+    for i, trig in enumerate(spec.triggers):
+        path = f"spec.triggers[{i}]"
+        auth: dict[str, Secret] = {}
+        ref = trig.authentication_ref
+        if ref is not None:
+            key = (ref.kind, ref.name)
+            if table.get(key) is None:
+                errors.append(
+                    ConfigError(
+                        f"{ref.kind} {ref.name!r} not found",
+                        path=f"{path}.authenticationRef.name",
+                    )
+                )
+            else:
+                outcome = resolved[key]
+                if not isinstance(outcome, ConfigError):
+                    auth = dict(outcome)
+                elif key not in reported:
+                    errors.extend(outcome.errors or (outcome,))
+                reported.add(key)
+        contexts.append(
+            TriggerContext(
+                metadata=dict(trig.metadata),
+                auth=auth,
+                env=env,
+                index=i,
+                name=trig.name,
+                trigger_type=trig.type,
+                metric_type=trig.metric_type,
+                use_cached_metrics=trig.use_cached_metrics,
+                path=path,
+                object_name=spec.name,
+                object_namespace=spec.namespace,
+            )
+        )
+    ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")
+    return tuple(contexts)
+
+
+# --------------------------------------------------------------- the synchronous resolver
 
 
 def resolve_trigger_authentication(
@@ -61,103 +338,32 @@ def resolve_trigger_authentication(
         Secret, key, ConfigMap or variable; a provider eventscale cannot reach). Values
         are never part of the message.
     """
-    secrets = secrets or {}
-    config_maps = config_maps or {}
-    env = env or {}
-    who = f"{auth.kind} {auth.name!r}" + (f" (used by {used_by})" if used_by else "")
-    errors: list[ConfigError] = []
-    params: dict[str, Secret] = {}
+    secret_maps = secrets or {}
+    cm_maps = config_maps or {}
 
-    provider = (auth.pod_identity or {}).get("provider")
-    if provider not in (None, "", "none"):
-        errors.append(
-            ConfigError(
-                f"{who}: podIdentity provider {provider!r} is not supported by eventscale, "
-                "which only resolves secretTargetRef, configMapTargetRef and env",
-                path="spec.podIdentity.provider",
-            )
+    def fetch(ref: Reference) -> SecretData | None:
+        if ref.kind == CONFIG_MAP:
+            cm = cm_maps.get(ref.name)
+            if cm is None:
+                return None
+            return SecretData(values={k: Secret(v) for k, v in cm.items()}, origin="")
+        secret = secret_maps.get(ref.name)
+        # A key listed as undecodable wins only where the Secret gives no value for it.
+        broken = (ref.name, ref.key) in undecodable
+        if secret is None and not broken:
+            return None
+        return SecretData(
+            values={k: as_secret(v) for k, v in (secret or {}).items()},
+            origin="",
+            unreadable=frozenset({ref.key}) if broken else frozenset(),
         )
-    for key, label in _UNRESOLVABLE.items():
-        if key in auth.other:
-            errors.append(
-                ConfigError(
-                    f"{who}: eventscale cannot read credentials from {label}; "
-                    "use secretTargetRef or env instead",
-                    path=f"spec.{key}",
-                )
-            )
 
-    for j, env_ref in enumerate(auth.env):
-        if env_ref.name in env:
-            params[env_ref.parameter] = Secret(env[env_ref.name])
-        else:
-            errors.append(
-                ConfigError(
-                    f"{who}: environment variable {env_ref.name!r} is not set "
-                    "(pass the scale target's environment as env=...)",
-                    path=f"spec.env[{j}].name",
-                )
-            )
-    for j, cm_ref in enumerate(auth.config_map_target_ref):
-        cm = config_maps.get(cm_ref.name)
-        if cm is None:
-            errors.append(
-                ConfigError(
-                    f"{who}: ConfigMap {cm_ref.name!r} not found",
-                    path=f"spec.configMapTargetRef[{j}].name",
-                )
-            )
-        elif cm_ref.key not in cm:
-            errors.append(
-                ConfigError(
-                    f"{who}: ConfigMap {cm_ref.name!r} has no key {cm_ref.key!r}",
-                    path=f"spec.configMapTargetRef[{j}].key",
-                )
-            )
-        else:
-            params[cm_ref.parameter] = Secret(cm[cm_ref.key])
-    for j, secret_ref in enumerate(auth.secret_target_ref):
-        secret = secrets.get(secret_ref.name)
-        if (secret_ref.name, secret_ref.key) in undecodable and (
-            secret is None or secret_ref.key not in secret
-        ):
-            errors.append(
-                ConfigError(
-                    f"{who}: Secret {secret_ref.name!r} key {secret_ref.key!r} "
-                    "is not UTF-8 text (value not shown)",
-                    path=f"spec.secretTargetRef[{j}].key",
-                )
-            )
-        elif secret is None:
-            errors.append(
-                ConfigError(
-                    f"{who}: Secret {secret_ref.name!r} not found",
-                    path=f"spec.secretTargetRef[{j}].name",
-                )
-            )
-        elif secret_ref.key not in secret:
-            errors.append(
-                ConfigError(
-                    f"{who}: Secret {secret_ref.name!r} has no key {secret_ref.key!r}",
-                    path=f"spec.secretTargetRef[{j}].key",
-                )
-            )
-        else:
-            params[secret_ref.parameter] = _as_secret(secret[secret_ref.key])
+    who = describe(auth, used_by)
+    errors = provider_errors(auth, who, SYNC_WORDING)
+    params, more = resolve_entries(auth, who, env=env or {}, fetch=fetch, wording=SYNC_WORDING)
+    errors += more
     ConfigError.collect(errors, what=f"cannot resolve {who}")
     return params
-
-
-def _as_secret(value: str | Secret) -> Secret:
-    return value if isinstance(value, Secret) else Secret(value)
-
-
-def _auth_table(
-    auths: TriggerAuthentications,
-) -> Mapping[tuple[str, str], TriggerAuthenticationSpec]:
-    if isinstance(auths, Mapping):
-        return auths
-    return {(ta.kind, ta.name): ta for ta in auths}
 
 
 def resolve_trigger_contexts(
@@ -179,56 +385,19 @@ def resolve_trigger_contexts(
     :raises ConfigError: every unresolvable reference, each with its path; a missing
         TriggerAuthentication is reported at ``spec.triggers[i].authenticationRef.name``.
     """
-    from eventscale.scalers._params import TriggerContext
-
-    table = _auth_table(trigger_authentications)
+    table = auth_table(trigger_authentications)
     environment = dict(env or {})
-    errors: list[ConfigError] = []
-    resolved: dict[tuple[str, str], dict[str, Secret] | None] = {}
-    contexts: list[TriggerContext] = []
-    for i, trig in enumerate(spec.triggers):
-        path = f"spec.triggers[{i}]"
-        auth: dict[str, Secret] = {}
-        ref = trig.authentication_ref
-        if ref is not None:
-            key = (ref.kind, ref.name)
-            ta = table.get(key)
-            if ta is None:
-                errors.append(
-                    ConfigError(
-                        f"{ref.kind} {ref.name!r} not found",
-                        path=f"{path}.authenticationRef.name",
-                    )
-                )
-            else:
-                if key not in resolved:
-                    try:
-                        resolved[key] = resolve_trigger_authentication(
-                            ta,
-                            secrets=secrets,
-                            config_maps=config_maps,
-                            env=environment,
-                            undecodable=undecodable,
-                            used_by=path,
-                        )
-                    except ConfigError as exc:
-                        resolved[key] = None
-                        errors.extend(exc.errors or (exc,))
-                auth = dict(resolved[key] or {})
-        contexts.append(
-            TriggerContext(
-                metadata=dict(trig.metadata),
-                auth=auth,
+    resolved: dict[tuple[str, str], Mapping[str, Secret] | ConfigError] = {}
+    for key, ta, used_by in referenced_authentications(spec, table):
+        try:
+            resolved[key] = resolve_trigger_authentication(
+                ta,
+                secrets=secrets,
+                config_maps=config_maps,
                 env=environment,
-                index=i,
-                name=trig.name,
-                trigger_type=trig.type,
-                metric_type=trig.metric_type,
-                use_cached_metrics=trig.use_cached_metrics,
-                path=path,
-                object_name=spec.name,
-                object_namespace=spec.namespace,
+                undecodable=undecodable,
+                used_by=used_by,
             )
-        )
-    ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")
-    return tuple(contexts)
+        except ConfigError as exc:
+            resolved[key] = exc
+    return build_trigger_contexts(spec, table, resolved, environment)

@@ -38,6 +38,21 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 import anyio
 import attrs
 
+from eventscale._resolve import (
+    ASYNC_WORDING,
+    CONFIG_MAP,
+    SECRET,
+    Reference,
+    SecretData,
+    as_secret,
+    auth_table,
+    build_trigger_contexts,
+    describe,
+    provider_errors,
+    referenced_authentications,
+    references,
+    resolve_entries,
+)
 from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, TargetError, TargetNotFound
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerAuthenticationSpec
@@ -69,42 +84,12 @@ DEFAULT_CLUSTER_NAMESPACE: Final = "keda"
 _OBJECT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _NAMESPACE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
-_SECRET: Final = "Secret"
-_CONFIG_MAP: Final = "ConfigMap"
-
-# What eventscale cannot reach (filePath is handled here, unlike the synchronous resolver).
-_UNREACHABLE: Final = {
-    "hashiCorpVault": "HashiCorp Vault",
-    "azureKeyVault": "Azure Key Vault",
-    "awsSecretManager": "AWS Secrets Manager",
-    "gcpSecretManager": "GCP Secret Manager",
-    "boundServiceAccountToken": "a bound service account token",
-}
-
-
-def _as_secret(value: str | Secret) -> Secret:
-    return value if isinstance(value, Secret) else Secret(value)
-
 
 def _strip_newline(text: str) -> str:
     """Drop one trailing line break, as ``echo`` or an editor leaves in a mounted file."""
     if text.endswith("\r\n"):
         return text[:-2]
     return text.removesuffix("\n")
-
-
-@attrs.frozen(kw_only=True)
-class SecretData:
-    """A Secret or ConfigMap as a source found it.
-
-    ``values`` maps each key to its value; ``unreadable`` names the keys present but not
-    UTF-8 text (a binary keytab, say), which fail only when a trigger uses them;
-    ``origin`` says where it came from, for messages (``the cluster (namespace 'apps')``).
-    """
-
-    values: Mapping[str, Secret] = attrs.field(repr=lambda v: f"<{len(v)} keys>")
-    origin: str
-    unreadable: frozenset[str] = frozenset()
 
 
 @runtime_checkable
@@ -153,7 +138,7 @@ class MappingSource:
         description: str = "the given Secrets",
     ) -> None:
         self._secrets = {
-            name: {key: _as_secret(value) for key, value in values.items()}
+            name: {key: as_secret(value) for key, value in values.items()}
             for name, values in (secrets or {}).items()
         }
         self._config_maps = {
@@ -259,14 +244,14 @@ class DirectorySource:
         folder = self._secret_dirs.get(name)
         if folder is None:
             return None
-        return await anyio.to_thread.run_sync(_read_directory, folder, _SECRET)
+        return await anyio.to_thread.run_sync(_read_directory, folder, SECRET)
 
     async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
         """The ConfigMap ``name`` read from its directory, or ``None`` if none is mapped."""
         folder = self._config_map_dirs.get(name)
         if folder is None:
             return None
-        return await anyio.to_thread.run_sync(_read_directory, folder, _CONFIG_MAP)
+        return await anyio.to_thread.run_sync(_read_directory, folder, CONFIG_MAP)
 
 
 def _read_directory(folder: Path, kind: str) -> SecretData:
@@ -319,7 +304,7 @@ class ClusterSource:
 
     async def get_secret(self, name: str, namespace: str) -> SecretData | None:
         """``GET /api/v1/namespaces/{namespace}/secrets/{name}``, base64 ``data`` decoded."""
-        obj = await self._get("secrets", _SECRET, name, namespace)
+        obj = await self._get("secrets", SECRET, name, namespace)
         if obj is None:
             return None
         values: dict[str, Secret] = {}
@@ -340,7 +325,7 @@ class ClusterSource:
 
     async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
         """``GET /api/v1/namespaces/{namespace}/configmaps/{name}``, its ``data``."""
-        obj = await self._get("configmaps", _CONFIG_MAP, name, namespace)
+        obj = await self._get("configmaps", CONFIG_MAP, name, namespace)
         if obj is None:
             return None
         data = obj.get("data") or {}
@@ -469,7 +454,7 @@ class _Resolution:
             found: SecretData | ConfigError | None = None
             for source in self.resolver.sources:
                 try:
-                    if kind == _SECRET:
+                    if kind == SECRET:
                         found = await source.get_secret(name, namespace)
                     else:
                         found = await source.get_config_map(name, namespace)
@@ -494,32 +479,14 @@ class _Resolution:
     async def authentication(
         self, auth: TriggerAuthenticationSpec, namespace: str, used_by: str | None
     ) -> dict[str, Secret]:
-        who = f"{auth.kind} {auth.name!r}" + (f" (used by {used_by})" if used_by else "")
+        who = describe(auth, used_by)
         if auth.kind == "ClusterTriggerAuthentication":
             namespace = self.resolver.cluster_namespace
-        errors: list[ConfigError] = []
-        params: dict[str, Secret] = {}
-
-        provider = (auth.pod_identity or {}).get("provider")
-        if provider not in (None, "", "none"):
-            errors.append(
-                ConfigError(
-                    f"{who}: podIdentity provider {provider!r} is not supported by eventscale",
-                    path="spec.podIdentity.provider",
-                )
-            )
-        for field, label in _UNREACHABLE.items():
-            if field in auth.other:
-                errors.append(
-                    ConfigError(
-                        f"{who}: eventscale cannot read credentials from {label}; "
-                        "use secretTargetRef, configMapTargetRef, env or filePath instead",
-                        path=f"spec.{field}",
-                    )
-                )
+        errors = provider_errors(auth, who, ASYNC_WORDING)
         if "filePath" in auth.other:
             # As KEDA: the file's parameters are the whole result; the other entries of
             # this (Cluster)TriggerAuthentication are not read.
+            params: dict[str, Secret] = {}
             try:
                 params = await self.file_params(auth, who)
             except ConfigError as exc:
@@ -527,60 +494,34 @@ class _Resolution:
             ConfigError.collect(errors, what=f"cannot resolve {who}")
             return params
 
-        env = self.resolver.env
-        for j, env_ref in enumerate(auth.env):
-            if env_ref.name in env:
-                params[env_ref.parameter] = Secret(env[env_ref.name])
-            else:
-                errors.append(
-                    ConfigError(
-                        f"{who}: environment variable {env_ref.name!r} is not set "
-                        "(pass the scale target's environment as env=...)",
-                        path=f"spec.env[{j}].name",
-                    )
-                )
-        refs: list[tuple[str, str, str, str, str]] = [
-            (_CONFIG_MAP, f"spec.configMapTargetRef[{j}]", r.parameter, r.name, r.key)
-            for j, r in enumerate(auth.config_map_target_ref)
-        ]
-        refs += [
-            (_SECRET, f"spec.secretTargetRef[{j}]", r.parameter, r.name, r.key)
-            for j, r in enumerate(auth.secret_target_ref)
-        ]
-        for kind, path, parameter, name, key in refs:
+        # Fetch every referenced object first (in resolution order, so an unreachable
+        # source fails where it did), then apply the shared rules to what was found.
+        fetched: dict[tuple[str, str], SecretData | ConfigError | None] = {}
+        for ref in references(auth):
             try:
-                data = await self.lookup(kind, name, namespace)
+                fetched[(ref.kind, ref.name)] = await self.lookup(ref.kind, ref.name, namespace)
             except ConfigError as exc:
-                errors.append(ConfigError(f"{who}: {exc.reason}", path=f"{path}.name"))
-                continue
+                fetched[(ref.kind, ref.name)] = exc
             except ScalerError as exc:
                 raise ScalerError(
                     f"{who}: {exc.message}", trigger=exc.trigger, transient=exc.transient
                 ) from exc
-            if data is None:
-                errors.append(
-                    ConfigError(
-                        f"{who}: {kind} {name!r} not found ({self.searched(namespace)})",
-                        path=f"{path}.name",
-                    )
-                )
-            elif key in data.values:
-                params[parameter] = data.values[key]
-            elif key in data.unreadable:
-                errors.append(
-                    ConfigError(
-                        f"{who}: {kind} {name!r} key {key!r} in {data.origin} is not UTF-8 "
-                        "text (value not shown)",
-                        path=f"{path}.key",
-                    )
-                )
-            else:
-                errors.append(
-                    ConfigError(
-                        f"{who}: {kind} {name!r} in {data.origin} has no key {key!r}",
-                        path=f"{path}.key",
-                    )
-                )
+
+        def fetch(ref: Reference) -> SecretData | None:
+            found = fetched[(ref.kind, ref.name)]
+            if isinstance(found, ConfigError):
+                raise found
+            return found
+
+        params, more = resolve_entries(
+            auth,
+            who,
+            env=self.resolver.env,
+            fetch=fetch,
+            wording=ASYNC_WORDING,
+            searched=self.searched(namespace),
+        )
+        errors += more
         ConfigError.collect(errors, what=f"cannot resolve {who}")
         return params
 
@@ -615,53 +556,15 @@ class _Resolution:
             | Iterable[TriggerAuthenticationSpec]
         ),
     ) -> tuple[TriggerContext, ...]:
-        from eventscale.scalers._params import TriggerContext
-
-        table = auths if isinstance(auths, Mapping) else {(a.kind, a.name): a for a in auths}
+        table = auth_table(auths)
         namespace = self.resolver.namespace or spec.namespace
-        environment = dict(self.resolver.env)
-        errors: list[ConfigError] = []
-        resolved: dict[tuple[str, str], dict[str, Secret] | None] = {}
-        contexts: list[TriggerContext] = []
-        for i, trig in enumerate(spec.triggers):
-            path = f"spec.triggers[{i}]"
-            auth: dict[str, Secret] = {}
-            ref = trig.authentication_ref
-            if ref is not None:
-                key = (ref.kind, ref.name)
-                ta = table.get(key)
-                if ta is None:
-                    errors.append(
-                        ConfigError(
-                            f"{ref.kind} {ref.name!r} not found",
-                            path=f"{path}.authenticationRef.name",
-                        )
-                    )
-                else:
-                    if key not in resolved:
-                        try:
-                            resolved[key] = await self.authentication(ta, namespace, path)
-                        except ConfigError as exc:
-                            resolved[key] = None
-                            errors.extend(exc.errors or (exc,))
-                    auth = dict(resolved[key] or {})
-            contexts.append(
-                TriggerContext(
-                    metadata=dict(trig.metadata),
-                    auth=auth,
-                    env=environment,
-                    index=i,
-                    name=trig.name,
-                    trigger_type=trig.type,
-                    metric_type=trig.metric_type,
-                    use_cached_metrics=trig.use_cached_metrics,
-                    path=path,
-                    object_name=spec.name,
-                    object_namespace=spec.namespace,
-                )
-            )
-        ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")
-        return tuple(contexts)
+        resolved: dict[tuple[str, str], Mapping[str, Secret] | ConfigError] = {}
+        for key, ta, used_by in referenced_authentications(spec, table):
+            try:
+                resolved[key] = await self.authentication(ta, namespace, used_by)
+            except ConfigError as exc:
+                resolved[key] = exc
+        return build_trigger_contexts(spec, table, resolved, dict(self.resolver.env))
 
 
 def _read_params_file(root: Path, relative: str, who: str, path: str) -> dict[str, Secret]:
