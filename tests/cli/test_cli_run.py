@@ -251,3 +251,24 @@ def test_run_starts_scaled_jobs_and_prints_each_start_as_a_json_line(
     assert "Traceback" not in err, err
     for line in out.splitlines():
         json.loads(line)
+
+
+def test_a_scaled_object_and_a_scaled_job_of_one_name_exit_2(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    both = (
+        Path(manifest(tmp_path, redis_server, "l1")).read_text()
+        + "---\n"
+        + Path(job_manifest(tmp_path, redis_server, "l2")).read_text().replace("crunch", "runner")
+    )
+    path = write(tmp_path / "both.yaml", both)
+    proc = subprocess.run(
+        [*command(), "run", path, "--target", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "jobs/runner" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -252,3 +252,42 @@ spec:
         assert r.bad == [], r.bad
         assert "Traceback" not in errors[r.identity], errors[r.identity]
     print(f"takeover after SIGKILL: {took:.2f}s (lease duration {LEASE_DURATION:g}s)")
+
+
+def test_inconsistent_lease_timing_or_a_missing_kubeconfig_exits_2(
+    tmp_path: Path, redis_server: RedisServer, kube_standin: KubeStandIn
+) -> None:
+    path = write(
+        tmp_path / "one.yaml",
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: one}}
+spec:
+  scaleTargetRef: {{name: one}}
+  triggers:
+    - type: redis
+      metadata: {{address: "{redis_server.address}", listName: x, listLength: "2"}}
+""",
+    )
+    kubeconfig = str(kube_standin.kubeconfig("default"))
+    base = [*command(), "run", path, "--target", "memory", "--shard-leases"]
+    timing = subprocess.run(
+        [*base, "--kubeconfig", kubeconfig, "--lease-duration", "3", "--renew-deadline", "4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert timing.returncode == 2, timing.stderr
+    assert "--lease-duration" in timing.stderr
+    assert "renew deadline (4)" in timing.stderr
+    missing = subprocess.run(
+        [*base, "--kubeconfig", str(tmp_path / "nowhere.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert missing.returncode == 2, missing.stderr
+    assert "nowhere.yaml" in missing.stderr
