@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -127,7 +128,7 @@ class _Timeout:
     (trio) it is ``anyio.fail_after``.
     """
 
-    __slots__ = ("_fallback", "_fired", "_key", "_scope", "_seconds")
+    __slots__ = ("_bucket", "_fallback", "_fired", "_scope", "_seconds")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -142,7 +143,7 @@ class _Timeout:
             return
         self._scope = scope = anyio.CancelScope()
         scope.__enter__()
-        self._key = _BUCKETS.add(loop, loop.time() + self._seconds, self)
+        self._bucket = _BUCKETS.add(loop, loop.time() + self._seconds, self)
 
     def _fire(self) -> None:
         self._fired = True
@@ -156,7 +157,7 @@ class _Timeout:
     ) -> bool | None:
         if self._fallback is not None:
             return self._fallback.__exit__(exc_type, exc, tb)
-        _BUCKETS.discard(self._key, self)
+        self._bucket.discard(self)
         suppressed = self._scope.__exit__(exc_type, exc, tb)
         if self._fired and self._scope.cancelled_caught:
             raise TimeoutError
@@ -171,36 +172,40 @@ def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class _Buckets:
-    """Timeouts grouped by deadline (50 ms buckets), one timer per bucket and loop."""
+    """Timeouts grouped by deadline (50 ms buckets), one timer per bucket and loop.
+
+    A bucket stays open until its timer fires, even once its calls have finished:
+    calls that finish one after the other would otherwise each open it again, with a
+    new timer every time. The buckets of a loop go with the loop (weak keys), so a
+    later loop that reuses its ``id`` never finds a bucket whose timer cannot fire.
+    """
 
     WIDTH = 0.05
 
     def __init__(self) -> None:
-        self._open: dict[tuple[int, int], set[_Timeout]] = {}
+        self._loops: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[int, set[_Timeout]]
+        ] = weakref.WeakKeyDictionary()
 
     def add(
         self, loop: asyncio.AbstractEventLoop, deadline: float, timeout: _Timeout
-    ) -> tuple[int, int]:
-        """Register ``timeout`` to fire at ``deadline`` (rounded up); return its bucket key."""
-        key = (id(loop), math.ceil(deadline / self.WIDTH))
-        bucket = self._open.get(key)
+    ) -> set[_Timeout]:
+        """Register ``timeout`` to fire at ``deadline`` (rounded up); return its bucket."""
+        buckets = self._loops.get(loop)
+        if buckets is None:
+            buckets = self._loops[loop] = {}
+        slot = math.ceil(deadline / self.WIDTH)
+        bucket = buckets.get(slot)
         if bucket is None:
-            bucket = self._open[key] = set()
-            loop.call_at(key[1] * self.WIDTH, self._expire, key)
+            bucket = buckets[slot] = set()
+            loop.call_at(slot * self.WIDTH, _expire, buckets, slot)
         bucket.add(timeout)
-        return key
+        return bucket
 
-    def discard(self, key: tuple[int, int], timeout: _Timeout) -> None:
-        """Forget ``timeout`` (its call finished); drop the bucket once it is empty."""
-        bucket = self._open.get(key)
-        if bucket is not None:
-            bucket.discard(timeout)
-            if not bucket:
-                del self._open[key]
 
-    def _expire(self, key: tuple[int, int]) -> None:
-        for timeout in self._open.pop(key, ()):
-            timeout._fire()
+def _expire(buckets: dict[int, set[_Timeout]], slot: int) -> None:
+    for timeout in buckets.pop(slot, ()):
+        timeout._fire()
 
 
 _BUCKETS = _Buckets()
