@@ -6,7 +6,8 @@
   errors can name *where* without ever showing the key.
 * :class:`ClientPool` shares one async SDK client per account or namespace (and per event
   loop, because aiohttp sessions belong to a loop), counting references and closing the
-  client when the last scaler releases it.
+  client when the last scaler releases it; :class:`PooledClient` is one scaler's hold on
+  such a client (and on the workload identity credential it made).
 * :func:`azure_errors` translates azure-core exceptions into :class:`ScalerError`.
 """
 
@@ -16,14 +17,14 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
 from eventscale.auth import Secret, redact_text
-from eventscale.errors import ScalerError, ScalerTimeout
-from eventscale.scalers._params import AUTH, Params
+from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
+from eventscale.scalers._params import AUTH, Params, Source
 
 __all__ = (
     "AZURE_WORKLOAD",
@@ -31,11 +32,15 @@ __all__ = (
     "POD_IDENTITY_KEY",
     "ClientPool",
     "CloudSuffixes",
+    "PooledClient",
     "azure_errors",
+    "connection_secrets",
+    "connection_setting",
     "parse_connection_string",
     "pod_identity",
     "resolve_cloud_suffix",
     "secret_fingerprint",
+    "workload_credential",
 )
 
 
@@ -131,6 +136,48 @@ def parse_connection_string(text: str) -> dict[str, str]:
     if not out:
         raise ValueError("the connection string is empty")
     return out
+
+
+def connection_setting(p: Params, order: Sequence[Source]) -> tuple[Secret | None, str | None]:
+    """The trigger's ``connection`` along ``order``, and the field path it came from."""
+    found = p.lookup("connection", order)
+    if found is None:
+        return None, None
+    return Secret(found.raw), p.found_path(found)
+
+
+def connection_secrets(connection: Secret | None, keys: Iterable[str]) -> tuple[Secret | None, ...]:
+    """What to redact from messages: the connection string and each of its ``keys`` parts.
+
+    The parts are listed too because a driver message may quote a key without the rest.
+    """
+    if connection is None:
+        return ()
+    out: list[Secret | None] = [connection]
+    try:
+        parts = parse_connection_string(connection.reveal())
+    except ValueError:
+        return tuple(out)
+    for name in keys:
+        if parts.get(name):
+            out.append(Secret(parts[name]))
+    return tuple(out)
+
+
+def workload_credential() -> Any:
+    """A new ``azure.identity.aio.WorkloadIdentityCredential``.
+
+    :raises ConfigError: ``azure-identity`` is not installed (path ``podIdentity``).
+    """
+    try:
+        from azure.identity.aio import WorkloadIdentityCredential
+    except ImportError:
+        raise ConfigError(
+            "workload identity needs the 'azure-identity' package "
+            "(pip install azure-identity), or pass credential= to the scaler",
+            path="podIdentity",
+        ) from None
+    return WorkloadIdentityCredential()
 
 
 def secret_fingerprint(secret: Secret | None) -> str:
@@ -272,3 +319,49 @@ class ClientPool(Generic[C]):
         """How many users hold the client for ``key`` on the running loop (for tests)."""
         entry = self._entries.get(self._full_key(key))
         return entry.refs if entry is not None else 0
+
+
+class PooledClient(Generic[C]):
+    """One scaler's hold on a client of a :class:`ClientPool`.
+
+    The client is acquired on first use with ``factory``. :meth:`aclose` releases it
+    (the pool closes it with its last user) and closes ``owned_credential``, the
+    credential the scaler made for itself; after that, :meth:`get` raises.
+    """
+
+    def __init__(
+        self,
+        pool: ClientPool[C],
+        key: tuple[Any, ...],
+        factory: Callable[[], Awaitable[C] | C],
+        *,
+        trigger: str,
+        owned_credential: Any = None,
+    ) -> None:
+        self._pool = pool
+        self._key = key
+        self._factory = factory
+        self._trigger = trigger
+        self._owned_credential = owned_credential
+        self._client: C | None = None
+        self._closed = False
+
+    async def get(self) -> C:
+        """The pooled client. :raises ScalerError: after :meth:`aclose` (permanent)."""
+        if self._closed:
+            raise ScalerError("the scaler is closed", trigger=self._trigger, transient=False)
+        if self._client is None:
+            self._client = await self._pool.acquire(self._key, self._factory)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Release the client and close the owned credential; safe to repeat."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._client is not None:
+            self._client = None
+            await self._pool.release(self._key)
+        if self._owned_credential is not None:
+            await self._owned_credential.close()
+            self._owned_credential = None

@@ -266,6 +266,10 @@ class Params:
                     return _Found(raw, source, key)
         return None
 
+    def found_path(self, found: _Found) -> str:
+        """The field path of a value :meth:`lookup` found (``...FromEnv`` for the env)."""
+        return self._path(found.key, found.source)
+
     def has(
         self, name: str, order: Sequence[Source] = (META,), aliases: Sequence[str] = ()
     ) -> bool:

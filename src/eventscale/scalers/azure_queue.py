@@ -35,13 +35,17 @@ from eventscale.scalers import ScalerBase
 from eventscale.scalers._azure_common import (
     AZURE_WORKLOAD,
     ClientPool,
+    PooledClient,
     azure_errors,
+    connection_secrets,
+    connection_setting,
     parse_connection_string,
     pod_identity,
     resolve_cloud_suffix,
     secret_fingerprint,
+    workload_credential,
 )
-from eventscale.scalers._params import AUTH, ENV, META, Params, Source, TriggerContext
+from eventscale.scalers._params import AUTH, ENV, META, Params, TriggerContext
 
 if TYPE_CHECKING:
     from azure.storage.queue.aio import QueueClient, QueueServiceClient
@@ -102,9 +106,7 @@ class AzureQueueMetadata:
         queue_name = p.string("queueName", required=True)
         queue_length = p.integer("queueLength", default=5)
         activation = p.integer("activationQueueLength", default=0)
-        found = p.lookup("connection", _CONNECTION_ORDER)
-        connection = Secret(found.raw) if found is not None else None
-        connection_path = _source_path(ctx, found.source, found.key) if found is not None else None
+        connection, connection_path = connection_setting(p, _CONNECTION_ORDER)
         account_name = p.string("accountName", default="")
         strategy = p.enum(
             "queueLengthStrategy", QueueLengthStrategy, default=QueueLengthStrategy.ALL
@@ -134,14 +136,6 @@ class AzureQueueMetadata:
             index=ctx.index,
             metric_type=ctx.metric_type,
         )
-
-
-def _source_path(ctx: TriggerContext, source: Source, key: str) -> str:
-    if source is Source.AUTH:
-        return ctx.auth_path(key)
-    if source is Source.ENV:
-        return ctx.metadata_path(f"{key}FromEnv")
-    return ctx.metadata_path(key)
 
 
 def storage_queue_endpoint(connection: Secret, *, path: str | None = None) -> str:
@@ -197,12 +191,11 @@ class AzureQueueScaler(ScalerBase):
         self.metadata = metadata
         self._timeout = timeout
         self._trigger = trigger or f"azure-queue[{metadata.index}]"
-        self._owned_credential: Any = None
+        owned_credential: Any = None
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.endpoint = f"https://{metadata.account_name}.{metadata.endpoint_suffix}"
             if credential is None:
-                credential = _workload_credential()
-                self._owned_credential = credential
+                credential = owned_credential = workload_credential()
             self._credential: Any = credential
             self._pool_key: tuple[Any, ...] = (
                 "azure-queue",
@@ -217,8 +210,14 @@ class AzureQueueScaler(ScalerBase):
             )
             self._credential = None
             self._pool_key = ("azure-queue", self.endpoint, secret_fingerprint(metadata.connection))
+        self._service: PooledClient[QueueServiceClient] = PooledClient(
+            _POOL,
+            self._pool_key,
+            self._make_service,
+            trigger=self._trigger,
+            owned_credential=owned_credential,
+        )
         self._queue: QueueClient | None = None
-        self._closed = False
 
     @classmethod
     def from_context(
@@ -248,19 +247,7 @@ class AzureQueueScaler(ScalerBase):
         )
 
     def _secrets(self) -> tuple[Secret | None, ...]:
-        connection = self.metadata.connection
-        if connection is None:
-            return ()
-        # The account key alone, too: a driver message may quote it without the rest.
-        extra: list[Secret | None] = [connection]
-        try:
-            parts = parse_connection_string(connection.reveal())
-        except ValueError:
-            return tuple(extra)
-        for name in ("accountkey", "sharedaccesssignature"):
-            if parts.get(name):
-                extra.append(Secret(parts[name]))
-        return tuple(extra)
+        return connection_secrets(self.metadata.connection, ("accountkey", "sharedaccesssignature"))
 
     async def _make_service(self) -> QueueServiceClient:
         from azure.storage.queue.aio import QueueServiceClient
@@ -282,10 +269,8 @@ class AzureQueueScaler(ScalerBase):
             ) from None
 
     async def _queue_client(self) -> QueueClient:
-        if self._closed:
-            raise ScalerError("the scaler is closed", trigger=self._trigger, transient=False)
+        service = await self._service.get()
         if self._queue is None:
-            service = await _POOL.acquire(self._pool_key, self._make_service)
             self._queue = service.get_queue_client(self.metadata.queue_name)
         return self._queue
 
@@ -322,24 +307,5 @@ class AzureQueueScaler(ScalerBase):
 
     async def aclose(self) -> None:
         """Release the shared account client (closed with its last user); safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._queue is not None:
-            self._queue = None
-            await _POOL.release(self._pool_key)
-        if self._owned_credential is not None:
-            await self._owned_credential.close()
-            self._owned_credential = None
-
-
-def _workload_credential() -> Any:
-    try:
-        from azure.identity.aio import WorkloadIdentityCredential
-    except ImportError:
-        raise ConfigError(
-            "workload identity needs the 'azure-identity' package "
-            "(pip install azure-identity), or pass credential= to the scaler",
-            path="podIdentity",
-        ) from None
-    return WorkloadIdentityCredential()
+        self._queue = None
+        await self._service.aclose()

@@ -43,13 +43,17 @@ from eventscale.scalers import ScalerBase
 from eventscale.scalers._azure_common import (
     AZURE_WORKLOAD,
     ClientPool,
+    PooledClient,
     azure_errors,
+    connection_secrets,
+    connection_setting,
     parse_connection_string,
     pod_identity,
     resolve_cloud_suffix,
     secret_fingerprint,
+    workload_credential,
 )
-from eventscale.scalers._params import AUTH, ENV, Params, Source, TriggerContext
+from eventscale.scalers._params import AUTH, ENV, Params, TriggerContext
 
 if TYPE_CHECKING:
     from azure.servicebus.aio.management import ServiceBusAdministrationClient
@@ -151,8 +155,7 @@ class AzureServiceBusMetadata:
         subscription = p.string("subscriptionName", default="")
         message_count = p.integer("messageCount", default=5)
         activation = p.integer("activationMessageCount", default=0)
-        found = p.lookup("connection", _CONNECTION_ORDER)
-        connection = Secret(found.raw) if found is not None else None
+        connection, connection_path = connection_setting(p, _CONNECTION_ORDER)
         namespace = p.string("namespace", default="")
         use_regex = p.boolean("useRegex", default=False)
         operation = p.enum("operation", Operation, default=Operation.SUM)
@@ -202,7 +205,7 @@ class AzureServiceBusMetadata:
             message_count=message_count,
             activation_message_count=activation,
             connection=connection,
-            connection_path=_source_path(ctx, found.source, found.key) if found else None,
+            connection_path=connection_path,
             namespace=namespace,
             fully_qualified_namespace=fqdn,
             use_regex=use_regex,
@@ -221,12 +224,6 @@ def _check_regex(p: Params, pattern: str, name: str) -> None:
         re.compile(pattern)
     except re.error as exc:
         p.fail(f"invalid regular expression {pattern!r}: {exc}", name)
-
-
-def _source_path(ctx: TriggerContext, source: Source, key: str) -> str:
-    if source is Source.AUTH:
-        return ctx.auth_path(key)
-    return ctx.metadata_path(f"{key}FromEnv")
 
 
 def servicebus_namespace(connection: Secret, *, path: str | None = None) -> str:
@@ -292,13 +289,12 @@ class AzureServiceBusScaler(ScalerBase):
         self._trigger = trigger or f"azure-servicebus[{metadata.index}]"
         verify = connection_verify if connection_verify is not None else metadata.ca_cert_file
         self._verify = verify
-        self._owned_credential: Any = None
+        owned_credential: Any = None
         self._credential: Any = None
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.namespace = metadata.fully_qualified_namespace
             if credential is None:
-                credential = _workload_credential()
-                self._owned_credential = credential
+                credential = owned_credential = workload_credential()
             self._credential = credential
             auth_key: Any = ("token", id(credential))
         else:
@@ -308,8 +304,13 @@ class AzureServiceBusScaler(ScalerBase):
             )
             auth_key = secret_fingerprint(metadata.connection)
         self._pool_key: tuple[Any, ...] = ("azure-servicebus", self.namespace, auth_key, verify)
-        self._admin: ServiceBusAdministrationClient | None = None
-        self._closed = False
+        self._admin: PooledClient[ServiceBusAdministrationClient] = PooledClient(
+            _POOL,
+            self._pool_key,
+            self._make_admin,
+            trigger=self._trigger,
+            owned_credential=owned_credential,
+        )
 
     @classmethod
     def from_context(
@@ -351,18 +352,9 @@ class AzureServiceBusScaler(ScalerBase):
         )
 
     def _secrets(self) -> tuple[Secret | None, ...]:
-        connection = self.metadata.connection
-        if connection is None:
-            return ()
-        out: list[Secret | None] = [connection]
-        try:
-            parts = parse_connection_string(connection.reveal())
-        except ValueError:
-            return tuple(out)
-        for name in ("sharedaccesskey", "sharedaccesssignature"):
-            if parts.get(name):
-                out.append(Secret(parts[name]))
-        return tuple(out)
+        return connection_secrets(
+            self.metadata.connection, ("sharedaccesskey", "sharedaccesssignature")
+        )
 
     def _make_admin(self) -> ServiceBusAdministrationClient:
         from azure.servicebus.aio.management import ServiceBusAdministrationClient
@@ -384,13 +376,6 @@ class AzureServiceBusScaler(ScalerBase):
                 transient=False,
             ) from None
 
-    async def _client(self) -> ServiceBusAdministrationClient:
-        if self._closed:
-            raise ScalerError("the scaler is closed", trigger=self._trigger, transient=False)
-        if self._admin is None:
-            self._admin = await _POOL.acquire(self._pool_key, self._make_admin)
-        return self._admin
-
     def _describe(self) -> str:
         m = self.metadata
         kind = "queue" if m.entity_type is EntityType.QUEUE else "subscription"
@@ -401,7 +386,7 @@ class AzureServiceBusScaler(ScalerBase):
 
     async def message_count(self) -> int:
         """Read the count once. :raises ScalerError: on any failure (never reported as 0)."""
-        admin = await self._client()
+        admin = await self._admin.get()
         m = self.metadata
         try:
             async with azure_errors(
@@ -478,15 +463,7 @@ class AzureServiceBusScaler(ScalerBase):
 
     async def aclose(self) -> None:
         """Release the shared namespace client (closed with its last user); safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._admin is not None:
-            self._admin = None
-            await _POOL.release(self._pool_key)
-        if self._owned_credential is not None:
-            await self._owned_credential.close()
-            self._owned_credential = None
+        await self._admin.aclose()
 
 
 def _receivable(status: Any) -> bool:
@@ -495,15 +472,3 @@ def _receivable(status: Any) -> bool:
         return True
     text = str(getattr(status, "value", status)).lower()
     return text not in _NOT_RECEIVABLE
-
-
-def _workload_credential() -> Any:
-    try:
-        from azure.identity.aio import WorkloadIdentityCredential
-    except ImportError:
-        raise ConfigError(
-            "workload identity needs the 'azure-identity' package "
-            "(pip install azure-identity), or pass credential= to the scaler",
-            path="podIdentity",
-        ) from None
-    return WorkloadIdentityCredential()
