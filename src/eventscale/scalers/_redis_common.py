@@ -9,6 +9,8 @@
 * :func:`redis_call`: runs one Redis call under the connection's timeout and translates
   driver exceptions into :class:`~eventscale.errors.ScalerError` (or
   :class:`~eventscale.errors.ScalerTimeout`) whose message never carries a secret.
+* :class:`ScalerClient`: one scaler's use of the registry (its lease, closing, and
+  waiting for activity through keyspace notifications).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import attrs
 from eventscale._optional import import_optional
 from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
+from eventscale.metrics import ScalerReport
 from eventscale.scalers._params import AUTH, ENV, META, Params, parse_go_bool
 
 __all__ = (
@@ -39,6 +42,7 @@ __all__ = (
     "RedisConnection",
     "RedisLease",
     "RedisMode",
+    "ScalerClient",
     "connection_from_kwargs",
     "mode_for_trigger_type",
     "parse_connection",
@@ -595,3 +599,62 @@ async def wait_on_keyspace(
     finally:
         with contextlib.suppress(Exception):
             await pubsub.aclose()
+
+
+class ScalerClient:
+    """One scaler's share of the :data:`REGISTRY` client for its connection.
+
+    ``identity`` is the scaler's trigger identity: a "closed" error names it, and
+    :meth:`wait_until_active` sets it on the errors it raises.
+    """
+
+    def __init__(self, conn: RedisConnection, identity: str) -> None:
+        self.conn = conn
+        self.identity = identity
+        self._lease: RedisLease | None = None
+        self._closed = False
+
+    def acquire(self) -> RedisLease:
+        """The lease, taken on first use. :raises ScalerError: after :meth:`aclose`."""
+        if self._closed:
+            raise ScalerError("the scaler is closed", trigger=self.identity, transient=False)
+        if self._lease is None or self._lease.released:
+            self._lease = REGISTRY.acquire(self.conn)
+        return self._lease
+
+    async def aclose(self) -> None:
+        """Give back the lease; the last user closes the client. Safe to call twice."""
+        self._closed = True
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await REGISTRY.release(lease)
+
+    async def wait_until_active(
+        self,
+        key: str,
+        flags: str,
+        get_metrics: Callable[[], Awaitable[ScalerReport]],
+        *,
+        poll_interval: float,
+        notified_interval: float = 5.0,
+    ) -> None:
+        """Return once ``get_metrics()`` reports active: :func:`wait_on_keyspace` on ``key``.
+
+        :raises ScalerError: Redis cannot be read (with this scaler's identity).
+        """
+
+        async def active() -> bool:
+            return (await get_metrics()).is_active
+
+        lease = self.acquire()
+        try:
+            await wait_on_keyspace(
+                lease,
+                key,
+                flags,
+                active,
+                poll_interval=poll_interval,
+                notified_interval=notified_interval,
+            )
+        except ScalerError as exc:
+            raise exc.with_trigger(self.identity) from exc.__cause__

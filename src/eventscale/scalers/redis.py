@@ -36,17 +36,16 @@ from eventscale.metrics import (
 from eventscale.scalers import ScalerBase
 from eventscale.scalers._params import Params, TriggerContext
 from eventscale.scalers._redis_common import (
-    REGISTRY,
     RedisConnection,
     RedisLease,
     RedisMode,
+    ScalerClient,
     _import_exceptions,
     _import_redis,
     connection_from_kwargs,
     mode_for_trigger_type,
     parse_connection,
     redis_call,
-    wait_on_keyspace,
 )
 
 __all__ = (
@@ -298,8 +297,7 @@ class RedisListScaler(ScalerBase):
         self._clock = clock
         self._push_poll_interval = push_poll_interval
         self._identity = trigger_name or f"redis[{config.index}]"
-        self._lease: RedisLease | None = None
-        self._closed = False
+        self._client = ScalerClient(config.connection, self._identity)
         self._nonempty_since: float | None = None
 
     # -- construction from KEDA metadata ------------------------------------------------
@@ -371,38 +369,18 @@ class RedisListScaler(ScalerBase):
         (a cluster, or ``CONFIG`` denied) it checks every ``push_poll_interval`` seconds.
         :raises ScalerError: Redis cannot be read.
         """
-
-        async def active() -> bool:
-            return (await self.get_metrics()).is_active
-
-        lease = self._acquire()
-        try:
-            await wait_on_keyspace(
-                lease,
-                self.config.list_name,
-                "l",
-                active,
-                poll_interval=self._push_poll_interval,
-                notified_interval=5.0,
-            )
-        except ScalerError as exc:
-            raise exc.with_trigger(self._identity) from exc.__cause__
+        await self._client.wait_until_active(
+            self.config.list_name, "l", self.get_metrics, poll_interval=self._push_poll_interval
+        )
 
     async def aclose(self) -> None:
         """Give back the shared client; the last user closes it. Safe to call twice."""
-        self._closed = True
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            await REGISTRY.release(lease)
+        await self._client.aclose()
 
     # -- internals --------------------------------------------------------------------------
 
     def _acquire(self) -> RedisLease:
-        if self._closed:
-            raise ScalerError("the scaler is closed", trigger=self._identity, transient=False)
-        if self._lease is None or self._lease.released:
-            self._lease = REGISTRY.acquire(self.config.connection)
-        return self._lease
+        return self._client.acquire()
 
     async def _poll(self) -> ScalerReport:
         cfg = self.config

@@ -33,17 +33,16 @@ from eventscale.metrics import (
 from eventscale.scalers import ScalerBase
 from eventscale.scalers._params import Params, TriggerContext
 from eventscale.scalers._redis_common import (
-    REGISTRY,
     RedisConnection,
     RedisLease,
     RedisMode,
+    ScalerClient,
     _import_exceptions,
     _import_redis,
     connection_from_kwargs,
     mode_for_trigger_type,
     parse_connection,
     redis_call,
-    wait_on_keyspace,
 )
 
 __all__ = (
@@ -218,8 +217,7 @@ class RedisStreamsScaler(ScalerBase):
         self.config = config
         self._push_poll_interval = push_poll_interval
         self._identity = trigger_name or f"redis-streams[{config.index}]"
-        self._lease: RedisLease | None = None
-        self._closed = False
+        self._client = ScalerClient(config.connection, self._identity)
         self._version_checked = False
 
     @classmethod
@@ -281,38 +279,18 @@ class RedisStreamsScaler(ScalerBase):
         it checks every ``push_poll_interval`` seconds. Pending mode only becomes active
         when a consumer reads, so at zero replicas it waits for that.
         """
-
-        async def active() -> bool:
-            return (await self.get_metrics()).is_active
-
-        lease = self._acquire()
-        try:
-            await wait_on_keyspace(
-                lease,
-                self.config.stream,
-                "t",
-                active,
-                poll_interval=self._push_poll_interval,
-                notified_interval=5.0,
-            )
-        except ScalerError as exc:
-            raise exc.with_trigger(self._identity) from exc.__cause__
+        await self._client.wait_until_active(
+            self.config.stream, "t", self.get_metrics, poll_interval=self._push_poll_interval
+        )
 
     async def aclose(self) -> None:
         """Give back the shared client; the last user closes it. Safe to call twice."""
-        self._closed = True
-        lease, self._lease = self._lease, None
-        if lease is not None:
-            await REGISTRY.release(lease)
+        await self._client.aclose()
 
     # -- internals --------------------------------------------------------------------------
 
     def _acquire(self) -> RedisLease:
-        if self._closed:
-            raise ScalerError("the scaler is closed", trigger=self._identity, transient=False)
-        if self._lease is None or self._lease.released:
-            self._lease = REGISTRY.acquire(self.config.connection)
-        return self._lease
+        return self._client.acquire()
 
     async def _count(self, lease: RedisLease) -> int:
         cfg, conn, client = self.config, lease.conn, lease.client
