@@ -23,6 +23,7 @@ The order of the rules (docs/engine.md explains each one):
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
@@ -31,6 +32,7 @@ import attrs
 
 from eventscale.engine.behavior import (
     Limit,
+    ResolvedRules,
     behavior_step,
     legacy_scale_up_limit,
     legacy_step,
@@ -57,7 +59,7 @@ from eventscale.engine.model import (
 from eventscale.engine.modifiers import CompiledFormula, FormulaError, compile_formula
 from eventscale.engine.state import ScalingState
 from eventscale.metrics import MetricSpec, MetricType
-from eventscale.spec import Fallback, FallbackBehavior, ScaledObjectSpec
+from eventscale.spec import Behavior, Fallback, FallbackBehavior, ScaledObjectSpec
 
 __all__ = ("Engine", "EngineWarning", "check_spec", "decide", "fallback_replicas")
 
@@ -173,6 +175,33 @@ class _Composite:
     metric_type: MetricType
 
 
+def _resolved_rules(
+    behavior: Behavior | None, tolerance: float, scale_down_window: float
+) -> tuple[ResolvedRules, ResolvedRules]:
+    """:func:`resolve_behavior`, shared between engines of equal behaviors.
+
+    A controller with thousands of objects has thousands of engines, nearly all with
+    the same (often absent) ``behavior``: they share one pair of frozen rules instead
+    of each holding its own copies.
+    """
+    try:
+        return _resolved_rules_cached(behavior, tolerance, scale_down_window)
+    except TypeError:  # an unhashable behavior (built by hand with lists)
+        return resolve_behavior(behavior, tolerance=tolerance, scale_down_window=scale_down_window)
+
+
+@functools.lru_cache(maxsize=256)
+def _resolved_rules_cached(
+    behavior: Behavior | None, tolerance: float, scale_down_window: float
+) -> tuple[ResolvedRules, ResolvedRules]:
+    return resolve_behavior(behavior, tolerance=tolerance, scale_down_window=scale_down_window)
+
+
+@functools.lru_cache(maxsize=256)
+def _tolerance(scale_up: float, scale_down: float) -> Tolerance:
+    return Tolerance(scale_up, scale_down)
+
+
 class Engine:
     """The decision step for one spec, with everything that can be prepared done once.
 
@@ -197,17 +226,15 @@ class Engine:
         self._idle = idle if idle is not None and idle < self._min else None
         self._floor = max(self._min, 1)
         self._legacy = options.legacy_hpa and spec.behavior is None
-        self._up, self._down = resolve_behavior(
-            spec.behavior,
-            tolerance=options.tolerance,
-            scale_down_window=options.downscale_stabilization,
+        self._up, self._down = _resolved_rules(
+            spec.behavior, options.tolerance, options.downscale_stabilization
         )
         if self._legacy:
-            self._tolerance = Tolerance(options.tolerance, options.tolerance)
+            self._tolerance = _tolerance(options.tolerance, options.tolerance)
             self._rec_horizon = options.downscale_stabilization
             self._event_horizon = 0.0
         else:
-            self._tolerance = Tolerance(self._up.tolerance, self._down.tolerance)
+            self._tolerance = _tolerance(self._up.tolerance, self._down.tolerance)
             self._rec_horizon = max(
                 self._up.stabilization_window_seconds, self._down.stabilization_window_seconds
             )
