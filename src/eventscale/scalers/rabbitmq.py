@@ -13,8 +13,13 @@ Two ways to read a queue (KEDA ``protocol``; ``auto`` picks from the ``host`` UR
   only), report publish/deliver rates, and match queues by regex with ``operation``
   ``sum``/``max``/``avg``. Note that the management API's counts lag a few seconds.
 
+:meth:`RabbitMQScaler.wait_for_activity` lets a controller wake on the first message:
+RabbitMQ cannot announce an arrival without delivering the message, so it is a
+consumer-free poll (a passive declare on one held channel every 0.25 s over AMQP).
+
 Every failure (broker down, wrong credentials, missing queue or vhost, non-200 answer,
-timeout) is a :class:`~eventscale.errors.ScalerError`, never a count of 0. Messages are
+timeout, a TLS handshake that fails) is a :class:`~eventscale.errors.ScalerError`, never
+a count of 0. Messages are
 anonymised as KEDA does (``user:password@``) and scrubbed of every secret the scaler holds.
 """
 
