@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from eventscale._faults import InjectedFailure
 from eventscale.errors import TargetError
 from eventscale.jobs.base import JobInfo, JobPhase
 
@@ -114,8 +115,7 @@ class MemoryJobTarget:
         self.on_start = on_start
         self.name = name
         self.jobs: list[MemoryJob] = []
-        self._failure: TargetError | None = None
-        self._failures_left: int | None = None
+        self._failure = InjectedFailure()
         self.closed = False
 
     # -- the JobTarget protocol --------------------------------------------------------
@@ -208,25 +208,16 @@ class MemoryJobTarget:
 
     def fail(self, error: TargetError | None = None, *, times: int | None = None) -> None:
         """Make the next calls raise ``error`` (default a 503 :class:`TargetError`)."""
-        if times is not None and times < 1:
-            raise ValueError(f"times must be >= 1, got {times}")
-        self._failure = error or TargetError("injected failure", target=self.name, status=503)
-        self._failures_left = times
+        self._failure.arm(
+            error or TargetError("injected failure", target=self.name, status=503), times
+        )
 
     def recover(self) -> None:
         """Stop failing."""
-        self._failure = None
-        self._failures_left = None
+        self._failure.clear()
 
     def _maybe_fail(self) -> None:
-        failure = self._failure
-        if failure is None:
-            return
-        if self._failures_left is not None:
-            self._failures_left -= 1
-            if self._failures_left <= 0:
-                self.recover()
-        raise type(failure)(failure.message, target=failure.target, status=failure.status)
+        self._failure.check()
 
     def __repr__(self) -> str:
         return f"MemoryJobTarget(name={self.name!r}, jobs={len(self.jobs)})"

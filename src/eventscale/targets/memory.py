@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 import attrs
 
+from eventscale._faults import InjectedFailure
 from eventscale.errors import TargetError, TargetNotFound
 from eventscale.targets import TargetBase
 
@@ -77,8 +78,7 @@ class MemoryTarget(TargetBase):
         # (time the request becomes visible, count) in request order; the first is the start.
         self._timeline: list[tuple[float, int]] = [(float("-inf"), self.initial)]
         self._history: list[ReplicaChange] = []
-        self._failure: TargetError | None = None
-        self._failures_left: int | None = None
+        self._failure = InjectedFailure()
         self.get_calls = 0
         self.set_calls = 0
         self.closed = False
@@ -158,10 +158,9 @@ class MemoryTarget(TargetBase):
         ``times`` limits how many calls fail (``None``: every call until :meth:`recover`).
         A failing :meth:`set_replicas` changes nothing and records nothing.
         """
-        if times is not None and times < 1:
-            raise ValueError(f"times must be >= 1, got {times}")
-        self._failure = error or TargetError("injected failure", target=self.name, status=status)
-        self._failures_left = times
+        self._failure.arm(
+            error or TargetError("injected failure", target=self.name, status=status), times
+        )
 
     def fail_not_found(self, *, times: int | None = None) -> None:
         """Make the next calls raise :class:`TargetNotFound`, as if the workload was deleted."""
@@ -169,19 +168,10 @@ class MemoryTarget(TargetBase):
 
     def recover(self) -> None:
         """Stop failing."""
-        self._failure = None
-        self._failures_left = None
+        self._failure.clear()
 
     def _maybe_fail(self) -> None:
-        failure = self._failure
-        if failure is None:
-            return
-        if self._failures_left is not None:
-            self._failures_left -= 1
-            if self._failures_left <= 0:
-                self.recover()
-        # A fresh instance each time: a raised exception carries its traceback along.
-        raise type(failure)(failure.message, target=failure.target, status=failure.status)
+        self._failure.check()
 
     def __repr__(self) -> str:
         return (
