@@ -430,3 +430,31 @@ spec:
         await sj.aclose()
     with anyio.fail_after(1):
         await sj.aclose()  # idempotent
+
+
+# ----------------------------------------------------------------------- ownership guard
+
+
+@pytest.mark.anyio
+async def test_guard_that_refuses_starts_nothing_and_is_asked_once() -> None:
+    clock = ManualClock(100.0)
+    target = target_with(clock)
+    sj = ScaledJob(spec(max_replica_count=5), target=target, scalers=[StaticScaler(3)], clock=clock)
+    calls = 0
+
+    async def lost_the_lease() -> bool:
+        nonlocal calls
+        calls += 1
+        return False
+
+    report = await sj.reconcile(guard=lost_the_lease)
+    assert report.decision.create == 3
+    assert report.started == ()
+    assert tuple(await target.list_jobs()) == ()
+    assert calls == 1
+
+    async def still_owner() -> bool:
+        return True
+
+    report = await sj.reconcile(guard=still_owner)
+    assert len(report.started) == 3

@@ -22,7 +22,7 @@ One reconcile, in order:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -292,8 +292,19 @@ class ScaledJob:
             return message
         return None
 
-    async def reconcile(self, *, lag: float | None = None) -> JobReport:
-        """One tick: poll, count, roll out, start jobs, clean up history."""
+    async def reconcile(
+        self,
+        *,
+        lag: float | None = None,
+        guard: Callable[[], Awaitable[bool]] | None = None,
+    ) -> JobReport:
+        """One tick: poll, count, roll out, start jobs, clean up history.
+
+        ``guard`` is awaited once, right before the first change (a rollout deletion,
+        a job start or a history clean-up); when it returns ``False`` the tick changes
+        nothing. The controller passes one that re-checks this process still owns the
+        ScaledJob's Lease, since polling took time.
+        """
         observations = await self.poll()
         jobs, target_error = await self._list()
         if target_error is not None:
@@ -307,10 +318,20 @@ class ScaledJob:
                 )
             )
             return report
+        allowed: bool | None = None
+
+        async def may_act() -> bool:
+            nonlocal allowed
+            if allowed is None:
+                allowed = guard is None or await guard()
+            return allowed
+
         rolled: tuple[str, ...] = ()
         if self.spec.rollout.strategy != "gradual" and not self.spec.paused:
             revision = self.target.revision
             rolled = tuple(j.name for j in jobs if not j.phase.finished and j.revision != revision)
+            if rolled and not await may_act():
+                return await self._report(observations, jobs, lag, None)
             if rolled:
                 error = await self._act(
                     "deleting jobs of an older template", self.target.delete_jobs(rolled)
@@ -324,6 +345,8 @@ class ScaledJob:
         if report.decision.is_active:
             self.state.last_active_time = report.time
         started: tuple[str, ...] = ()
+        if report.decision.create > 0 and not await may_act():
+            return report
         if report.decision.create > 0:
             names: list[str] = []
 
@@ -352,7 +375,7 @@ class ScaledJob:
             successful_limit=self.spec.successful_jobs_history_limit,
             failed_limit=self.spec.failed_jobs_history_limit,
         )
-        if cleaned and not self.spec.paused:
+        if cleaned and not self.spec.paused and await may_act():
             error = await self._act("deleting finished jobs", self.target.delete_jobs(cleaned))
             if error is not None:
                 return attrs.evolve(report, target_error=error)
