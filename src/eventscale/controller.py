@@ -23,7 +23,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
 
 import anyio
 import attrs
@@ -169,7 +169,6 @@ class _Entry:
     __slots__ = (
         "done_event",
         "ended",
-        "expire",
         "finished",
         "obj",
         "push",
@@ -203,8 +202,6 @@ class _Entry:
         self.reconciled: anyio.Event | None = None
         #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
         self.waiter: asyncio.Future[None] | None = None
-        #: the timer callback of that wait, bound once (no bound method per tick)
-        self.expire = self._expire
 
     def notify(self) -> None:
         """Record a wake-up and end a parked wait at once."""
@@ -299,6 +296,10 @@ class Controller:
         # Timer callbacks of the loops' waits run in this context instead of a copy of
         # the caller's per timer (they only resolve a future).
         self._timer_context = contextvars.Context()
+        # The loops' parked waits by wake-up time (a millisecond slot of the event
+        # loop's clock), one timer per slot: 10,000 loops do not each push a timer
+        # through the event loop's heap every tick. A wait ends up to 1 ms late.
+        self._slots: dict[int, list[asyncio.Future[None]]] = {}
         self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -330,6 +331,7 @@ class Controller:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
+            self._slots.clear()  # their timers belong to this event loop
             await self._close_all()
 
     async def _close_all(self) -> None:
@@ -456,8 +458,8 @@ class Controller:
         # The hot loop of a large controller: per tick it allocates nothing that
         # outlives the tick but the engine state (a long-lived allocation per tick is
         # what makes the cyclic garbage collector scan the whole heap, see
-        # docs/runtime.md), so waits park on a bare future with a timer whose callback
-        # and context are made once, and the status is updated in place.
+        # docs/runtime.md), so waits park on a bare future woken by a shared
+        # millisecond slot, and the status is updated in place.
         obj = entry.obj
         interval = obj.spec.polling_interval
         clock = self.clock
@@ -467,6 +469,7 @@ class Controller:
         # or trio) the general one in _wait.
         loop = _running_asyncio_loop() if self.sleep is anyio.sleep else None
         context = self._timer_context
+        slots = self._slots
         while True:
             now = clock()
             lag = now - next_at
@@ -489,20 +492,29 @@ class Controller:
             elif delay <= 0:
                 await anyio.lowlevel.checkpoint()
             elif loop is not None:
-                # Park on a bare future that the timer or notify() resolves: no task,
-                # no cancel scope, no exception per tick.
+                # Park on a bare future that notify() or the wake-up slot resolves: no
+                # task, no cancel scope, no exception and no timer of its own per tick.
                 parked: asyncio.Future[None] = loop.create_future()
                 entry.waiter = parked
-                timer = loop.call_later(delay, entry.expire, context=context)
+                slot = math.ceil((loop.time() + delay) * _SLOTS_PER_SECOND)
+                waiting = slots.get(slot)
+                if waiting is None:
+                    waiting = slots[slot] = []
+                    loop.call_at(slot / _SLOTS_PER_SECOND, self._wake_slot, slot, context=context)
+                waiting.append(parked)
                 try:
                     await parked
                 finally:
                     entry.waiter = None
-                    timer.cancel()
             else:
                 await self._wait(entry, delay)
             if entry.woken:
                 next_at = clock()
+
+    def _wake_slot(self, slot: int) -> None:
+        for parked in self._slots.pop(slot, ()):
+            if not parked.done():
+                parked.set_result(None)
 
     async def _wait(self, entry: _Entry, delay: float) -> None:
         """Sleep ``delay`` seconds with ``self.sleep`` or until a wake-up."""
@@ -611,6 +623,10 @@ class Controller:
             if event is None:
                 event = entry.reconciled = anyio.Event()
             await event.wait()
+
+
+#: Wake-up resolution of the loops' waits on asyncio (slots per second).
+_SLOTS_PER_SECOND: Final = 1000
 
 
 def _phase(key: str, interval: float) -> float:

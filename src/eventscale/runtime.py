@@ -19,7 +19,13 @@ from typing import Any, Self
 import anyio
 import attrs
 
-from eventscale._polling import call_timeout, failure_message, poll_triggers, trigger_results
+from eventscale._polling import (
+    call_timeout,
+    failure_message,
+    poll_trigger,
+    poll_triggers,
+    trigger_results,
+)
 from eventscale.auth import Secret
 from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
 from eventscale.errors import ConfigError
@@ -260,7 +266,13 @@ class ScaledObject:
         controller's loop reads the outcome from the returned record and builds no
         report. Events are built only when someone listens (:meth:`EventBus.wants`).
         """
-        observations = await self.poll()
+        scalers = self.scalers
+        if len(scalers) == 1:  # (the common case, without the two coroutines of poll())
+            observations: tuple[TriggerObservation, ...] = (
+                await poll_trigger(scalers[0], 0, self.spec.triggers[0], self.poll_timeout),
+            )
+        else:
+            observations = await self.poll()
         target_error: str | None = None
         if current_replicas is None:
             current_replicas, target_error = await self._read_current()
