@@ -132,8 +132,13 @@ class Reconcilable(Protocol):
         """The target (closed when no longer used)."""
         ...
 
-    async def reconcile(self, *, lag: float | None = None) -> ReconcileReport:
-        """Poll, decide and apply once."""
+    async def reconcile(
+        self,
+        *,
+        lag: float | None = None,
+        guard: Callable[[], Awaitable[bool]] | None = None,
+    ) -> ReconcileReport:
+        """Poll, decide and apply once; await ``guard`` right before changing anything."""
         ...
 
     async def aclose(self) -> None:
@@ -561,7 +566,9 @@ class Controller:
                             error = str(observation.error)
                             break
             else:
-                report = await obj.reconcile(lag=lag)
+                report = await obj.reconcile(
+                    lag=lag, guard=None if ownership is None else _owns(ownership, obj.key)
+                )
                 active = report.decision.is_active
                 error = report.target_error or next(
                     (t.error for t in report.triggers if t.error is not None), None
