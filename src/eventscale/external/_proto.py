@@ -14,10 +14,11 @@ Two sources, tried in this order by :func:`load`:
 
 Before importing the generated modules, :func:`load` checks what it can check without
 importing them (the .proto's hash and grpcio's version), because protobuf registers the
-messages in its process-wide descriptor pool on import: a message module that imported
-and a service module that then failed would leave names the compiled fallback cannot
-register again. ``protobuf``'s own check (runtime not older than the generated code)
-runs before it registers anything, so it needs no pre-check.
+messages in its process-wide descriptor pool on import and the compiled fallback could
+not register the same names again. protobuf's own check (runtime not older than the
+generated code) runs before it registers anything. Should the message module import and
+the service module still fail, the fallback compiles only the service module, on top of
+the generated messages.
 
 :data:`loaded_from` and :data:`fallback_reason` say which source was used and why, for
 diagnostics and tests.
@@ -29,6 +30,7 @@ import hashlib
 import importlib
 import logging
 import re
+import sys
 import threading
 from importlib import resources
 from types import ModuleType
@@ -96,13 +98,13 @@ def load() -> tuple[Any, Any]:
     with _lock:
         if _modules is None:
             require()
-            modules, reason = _import_generated()
-            if modules is None:
-                modules = _compile(reason)
+            pb2, pb2_grpc, reason = _import_generated()
+            if pb2_grpc is None:
+                _modules = _compile(reason, pb2)
                 loaded_from, fallback_reason = "compiled", reason
             else:
+                _modules = pb2, pb2_grpc
                 loaded_from, fallback_reason = "generated", None
-            _modules = modules
     return _modules
 
 
@@ -129,30 +131,36 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _import_generated() -> tuple[tuple[Any, Any] | None, str]:
-    """The generated modules, or ``(None, why they cannot be used)``."""
+def _import_generated() -> tuple[Any, Any, str]:
+    """``(pb2, pb2_grpc, "")``, or what imported and why the rest cannot be used."""
     try:
         info = importlib.import_module(GENERATED)
     except ImportError as exc:
-        return None, f"the build-time modules are not installed ({exc})"
+        return None, None, f"the build-time modules are not installed ({exc})"
     proto = resources.files("eventscale.external").joinpath("externalscaler.proto")
     sha = hashlib.sha256(proto.read_bytes()).hexdigest()
     if getattr(info, "PROTO_SHA256", None) != sha:
-        return None, "the build-time modules were generated from a different externalscaler.proto"
+        return None, None, "the build-time modules were generated from another externalscaler.proto"
     needed = str(getattr(info, "GRPCIO_TOOLS_VERSION", ""))
     installed = str(grpc().__version__)
     if _version(installed) < _version(needed):
-        return None, f"the build-time modules need grpcio>={needed}, found {installed}"
+        return None, None, f"the build-time modules need grpcio>={needed}, found {installed}"
+    pb2 = None
     try:
         pb2 = importlib.import_module(f"{GENERATED}.externalscaler_pb2")
         pb2_grpc = importlib.import_module(f"{GENERATED}.externalscaler_pb2_grpc")
     except Exception as exc:  # a version check, or anything else: compile instead
-        return None, f"the build-time modules do not import: {type(exc).__name__}: {exc}"
-    return (pb2, pb2_grpc), ""
+        return pb2, None, f"the build-time modules do not import: {type(exc).__name__}: {exc}"
+    return pb2, pb2_grpc, ""
 
 
-def _compile(reason: str) -> tuple[Any, Any]:
-    """Compile the shipped .proto in this process (needs grpcio-tools)."""
+def _compile(reason: str, pb2: Any) -> tuple[Any, Any]:
+    """Compile the shipped .proto in this process (needs grpcio-tools).
+
+    ``pb2`` is the generated message module when it imported (only the service module
+    failed): its messages are already in protobuf's descriptor pool, where compiling
+    them again would clash, so only the service module is compiled, on top of it.
+    """
     _log.info("compiling %s at run time: %s", PROTO_FILE, reason)
     try:
         importlib.import_module("grpc_tools")
@@ -164,7 +172,12 @@ def _compile(reason: str) -> tuple[Any, Any]:
             "or `pip install grpcio-tools`"
         ) from exc
     try:
-        result: tuple[Any, Any] = grpc().protos_and_services(PROTO_FILE)
+        if pb2 is None:
+            result: tuple[Any, Any] = grpc().protos_and_services(PROTO_FILE)
+        else:
+            # the compiled service module imports its messages under this name
+            sys.modules.setdefault(PROTO_FILE[: -len(".proto")].replace("/", ".") + "_pb2", pb2)
+            result = (pb2, grpc().services(PROTO_FILE))
     except Exception as exc:
         raise ConfigError(
             f"{WHAT}: cannot compile {PROTO_FILE} at run time "
