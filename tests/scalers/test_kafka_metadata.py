@@ -325,27 +325,20 @@ def test_oauth_mapping() -> None:
     assert conf["sasl.oauthbearer.extensions"] == "k=v,k2=v2"
 
 
-@pytest.mark.parametrize(
-    "auth",
-    [
-        {**GSSAPI, "password": "admin"},
-        {
-            "sasl": "oauthbearer",
-            "saslTokenProvider": "aws_msk_iam",
-            "tls": "enable",
-            "awsAccessKeyID": "x",
-            "awsSecretAccessKey": "y",
-        },
-    ],
-    ids=["gssapi", "aws_msk_iam"],
-)
-def test_unsupported_sasl_is_a_config_error_at_build(auth: dict[str, str | Secret]) -> None:
+def test_aws_role_arn_parses_but_cannot_build() -> None:
+    auth: dict[str, str | Secret] = {
+        "sasl": "oauthbearer",
+        "saslTokenProvider": "aws_msk_iam",
+        "tls": "enable",
+        "awsRoleArn": "arn:aws:iam::123456789012:role/keda",
+    }
     ctx = TriggerContext(
         metadata={**AUTH_META, "awsRegion": "eu-west-1"}, auth=auth, trigger_type="kafka"
     )
-    parse_kafka_metadata(ctx)  # the KEDA vectors parse...
-    with pytest.raises(ConfigError, match="not supported"):
-        KafkaScaler.from_context(ctx)  # ...but eventscale cannot connect with them yet
+    parse_kafka_metadata(ctx)  # the KEDA vector parses...
+    with pytest.raises(ConfigError, match="STS") as info:
+        KafkaScaler.from_context(ctx)  # ...but eventscale has no STS client to assume it
+    assert info.value.path == "authenticationRef.awsRoleArn"
 
 
 def test_secrets_never_in_repr_or_errors() -> None:

@@ -16,23 +16,41 @@ shared too). This is off unless a scaler asks for a TTL.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
+import os
+import shlex
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
 from eventscale._optional import import_optional
 from eventscale.auth import Secret
+from eventscale.errors import ConfigError
 
-__all__ = ("POOL", "KafkaClientPool", "KafkaConnection", "Settings")
+__all__ = (
+    "KERBEROS",
+    "POOL",
+    "KafkaClientPool",
+    "KafkaConnection",
+    "KerberosFiles",
+    "KerberosLogin",
+    "KerberosRegistry",
+    "Settings",
+    "librdkafka_has_gssapi",
+)
 
 _LOG: Final = logging.getLogger("eventscale.scalers.kafka.librdkafka")
 
-#: librdkafka configuration for one cluster connection: name -> value (secrets wrapped).
-Settings = tuple[tuple[str, "str | Secret"], ...]
+#: librdkafka configuration for one cluster connection: name -> value (secrets wrapped;
+#: callbacks such as ``oauth_cb`` are objects that compare equal when they do the same).
+Settings = tuple[tuple[str, Any], ...]
 
 Futures = Mapping[Any, "concurrent.futures.Future[Any]"]
 
@@ -72,8 +90,13 @@ class KafkaConnection:
         """Whether a client has been created (and not dropped yet)."""
         return self._admin is not None or bool(self._consumers)
 
+    @property
+    def admin_created(self) -> bool:
+        """Whether the admin client exists (so :meth:`admin` returns without blocking)."""
+        return self._admin is not None
+
     def admin(self) -> Any:
-        """The admin client, created on first use."""
+        """The admin client, created on first use (which may block: call it off the loop)."""
         admin = self._admin
         if admin is not None:
             return admin
@@ -82,12 +105,7 @@ class KafkaConnection:
                 ck = import_optional(
                     "confluent_kafka.admin", extra="kafka", what="the kafka scaler"
                 )
-                conf: dict[str, Any] = {
-                    k: (v.reveal() if isinstance(v, Secret) else v) for k, v in self.key
-                }
-                conf.setdefault("client.id", "eventscale")
-                conf["logger"] = _LOG
-                self._admin = ck.AdminClient(conf)
+                self._admin = ck.AdminClient(self._conf())
                 self.clients_created += 1
             return self._admin
 
@@ -98,6 +116,10 @@ class KafkaConnection:
         conf.setdefault("client.id", "eventscale")
         conf["logger"] = _LOG
         return conf
+
+    def consumer_created(self, group: str) -> bool:
+        """Whether the offsets consumer of ``group`` exists."""
+        return group in self._consumers
 
     def consumer(self, group: str) -> Any:
         """A consumer carrying ``group.id = group``, used only to read committed offsets.
@@ -169,7 +191,7 @@ class KafkaClientPool:
         self._lock = threading.Lock()
         self._connections: dict[Settings, KafkaConnection] = {}
 
-    def acquire(self, settings: Mapping[str, str | Secret]) -> KafkaConnection:
+    def acquire(self, settings: Mapping[str, Any]) -> KafkaConnection:
         """A lease on the connection for ``settings``; no network I/O happens here."""
         key: Settings = tuple(sorted(settings.items()))
         with self._lock:
@@ -206,3 +228,176 @@ class KafkaClientPool:
 
 #: The process-wide pool every :class:`~eventscale.scalers.kafka.KafkaScaler` uses by default.
 POOL: Final = KafkaClientPool()
+
+
+# ---------------------------------------------------------------------------- Kerberos
+
+
+@functools.cache
+def librdkafka_has_gssapi() -> bool:
+    """Whether the librdkafka that confluent-kafka loaded was built with GSSAPI (libsasl2).
+
+    The wheels on PyPI bundle a librdkafka built without it; a confluent-kafka built
+    from source against a system librdkafka usually has it. librdkafka refuses an
+    unsupported ``builtin.features`` value before it creates anything, so the probe is
+    cheap: with GSSAPI it creates (and drops) a producer that has no broker to talk to.
+    """
+    ck = import_optional("confluent_kafka", extra="kafka", what="the kafka scaler")
+    try:
+        ck.Producer({"builtin.features": "sasl_gssapi", "log_level": 0})
+    except ck.KafkaException:
+        return False
+    return True
+
+
+@attrs.frozen
+class KerberosLogin:
+    """Who logs in to Kerberos: a principal with either a keytab or a password.
+
+    ``config`` is the krb5.conf text. The repr shows the principal only.
+    """
+
+    principal: str
+    config: str = attrs.field(repr=False)
+    keytab: bytes | None = attrs.field(default=None, repr=False)
+    password: Secret | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class KerberosFiles:
+    """The private files of one Kerberos login and the ``kinit`` command that uses them.
+
+    ``directory`` (mode 0700) holds ``krb5.conf``, the ticket cache and either the keytab
+    or a password file (each mode 0600). librdkafka runs :attr:`kinit_command` through
+    the shell at client start and before the ticket expires; the password, when there is
+    one, reaches ``kinit`` on its standard input, never on a command line.
+    """
+
+    login: KerberosLogin
+    directory: Path
+    config_path: Path
+    ccache_path: Path
+    keytab_path: Path | None
+    password_path: Path | None
+    kinit_command: str
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The variables the Kerberos library of this process (and ``kinit``) read."""
+        return {"KRB5_CONFIG": str(self.config_path), "KRB5CCNAME": f"FILE:{self.ccache_path}"}
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+class KerberosRegistry:
+    """The one Kerberos login of this process, shared by every GSSAPI scaler using it.
+
+    The Kerberos library inside librdkafka reads its configuration from ``KRB5_CONFIG``
+    and its tickets from ``KRB5CCNAME``: both are environment variables of the whole
+    process. So a process can hold one Kerberos login at a time; a scaler asking for a
+    different ``kerberosConfig``, principal or credential while another is in use gets a
+    :class:`~eventscale.errors.ConfigError`. Scalers with the same login share the files,
+    which are deleted (and the two variables restored) when the last one lets go.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: KerberosFiles | None = None
+        self._refs = 0
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def active(self) -> KerberosFiles | None:
+        """The files of the login in use, if any."""
+        return self._files
+
+    def acquire(self, login: KerberosLogin, *, path: str | None = None) -> KerberosFiles:
+        """Write the files for ``login`` (or share the ones already written for it).
+
+        :raises ConfigError: another login is in use in this process (``path`` names the
+            field in the error).
+        """
+        with self._lock:
+            current = self._files
+            if current is not None:
+                if current.login != login:
+                    raise ConfigError(self._conflict(current.login, login), path=path)
+                self._refs += 1
+                return current
+            files = self._write(login)
+            self._saved_env = {k: os.environ.get(k) for k in files.environment}
+            os.environ.update(files.environment)
+            self._files, self._refs = files, 1
+            return files
+
+    def release(self, files: KerberosFiles) -> None:
+        """Give a lease back; the last one deletes the files and restores the variables."""
+        with self._lock:
+            if self._files is not files:
+                return
+            self._refs -= 1
+            if self._refs > 0:
+                return
+            self._files = None
+            for key, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            self._saved_env = {}
+        shutil.rmtree(files.directory, ignore_errors=True)
+
+    @staticmethod
+    def _conflict(held: KerberosLogin, wanted: KerberosLogin) -> str:
+        what = (
+            "kerberosConfig"
+            if held.config != wanted.config
+            else "principal"
+            if held.principal != wanted.principal
+            else "credential (keytab or password)"
+        )
+        return (
+            f"a different Kerberos {what} is already in use in this process: librdkafka's "
+            "Kerberos library reads KRB5_CONFIG and KRB5CCNAME, which are process-wide, so "
+            "one process can hold one Kerberos login at a time; run scalers with other "
+            "Kerberos logins in another process"
+        )
+
+    @staticmethod
+    def _write(login: KerberosLogin) -> KerberosFiles:
+        directory = Path(tempfile.mkdtemp(prefix="eventscale-krb5-"))  # mode 0700
+        try:
+            config_path = directory / "krb5.conf"
+            _write_private(config_path, login.config.encode("utf-8"))
+            principal = shlex.quote(login.principal)
+            keytab_path = password_path = None
+            if login.keytab is not None:
+                keytab_path = directory / "client.keytab"
+                _write_private(keytab_path, login.keytab)
+                command = f"kinit -k -t {shlex.quote(str(keytab_path))} {principal}"
+            else:
+                password = login.password.reveal() if login.password is not None else ""
+                password_path = directory / "password"
+                _write_private(password_path, (password + "\n").encode("utf-8"))
+                command = f"kinit {principal} < {shlex.quote(str(password_path))}"
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return KerberosFiles(
+            login=login,
+            directory=directory,
+            config_path=config_path,
+            ccache_path=directory / "ccache",
+            keytab_path=keytab_path,
+            password_path=password_path,
+            kinit_command=command,
+        )
+
+
+#: The process-wide Kerberos login every GSSAPI :class:`~eventscale.scalers.kafka.KafkaScaler`
+#: uses by default.
+KERBEROS: Final = KerberosRegistry()

@@ -66,6 +66,14 @@ def valid_region(region: str) -> bool:
     return bool(_REGION.match(region))
 
 
+def _optional_secret(value: str | Secret | None) -> Secret | None:
+    return None if value is None or value == "" else Secret(value)
+
+
+def _secret(value: str | Secret) -> Secret:
+    return Secret(value)
+
+
 @attrs.frozen
 class AwsCredentials:
     """An AWS access key pair, optionally with a session token (temporary credentials).
@@ -74,10 +82,8 @@ class AwsCredentials:
     """
 
     access_key_id: str = attrs.field(repr=False)
-    secret_access_key: Secret = attrs.field(converter=Secret)
-    session_token: Secret | None = attrs.field(
-        default=None, converter=lambda v: None if v in (None, "") else Secret(v)
-    )
+    secret_access_key: Secret = attrs.field(converter=_secret)
+    session_token: Secret | None = attrs.field(default=None, converter=_optional_secret)
 
     def secrets(self) -> list[Secret]:
         """The secret parts, for redacting driver messages."""
@@ -170,7 +176,7 @@ def presign(
 class MskToken:
     """A token and the moment it stops being valid. The repr hides the token."""
 
-    token: Secret = attrs.field(converter=Secret)
+    token: Secret = attrs.field(converter=_secret)
     expires_at: datetime
 
 

@@ -23,6 +23,8 @@ Clients are shared through :mod:`eventscale.scalers._kafka_pool`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import concurrent.futures
 import enum
 import logging
@@ -47,7 +49,18 @@ from eventscale.metrics import (
     normalize_metric_name,
 )
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._kafka_pool import POOL, Futures, KafkaClientPool, KafkaConnection
+from eventscale.scalers._kafka_pool import (
+    KERBEROS,
+    POOL,
+    Futures,
+    KafkaClientPool,
+    KafkaConnection,
+    KerberosFiles,
+    KerberosLogin,
+    KerberosRegistry,
+    librdkafka_has_gssapi,
+)
+from eventscale.scalers._msk_iam import AwsCredentials, MskIamTokenProvider, valid_region
 from eventscale.scalers._params import AUTH, ENV, META, Params, Source, TriggerContext
 
 __all__ = (
@@ -182,6 +195,12 @@ class KafkaMetadata:
     timeout: timedelta = timedelta(seconds=5)
     snapshot_ttl: timedelta = timedelta(0)
     librdkafka: Mapping[str, str | Secret] = attrs.field(factory=dict, repr=False)
+    #: ``sasl: gssapi``: who logs in (keytab or password, principal, krb5.conf).
+    kerberos: KerberosLogin | None = attrs.field(default=None, repr=False)
+    aws_region: str = ""
+    #: ``aws_msk_iam`` with an access key: the token callback handed to librdkafka.
+    #: ``None`` with a role ARN or the operator's identity, which eventscale cannot use.
+    msk_iam: MskIamTokenProvider | None = attrs.field(default=None, repr=False)
     index: int = 0
     metric_type: MetricType = MetricType.AVERAGE_VALUE
 
@@ -224,6 +243,19 @@ def _enum(
         return None
 
 
+_KEYTAB_VERSIONS: Final = (b"\x05\x01", b"\x05\x02")
+
+
+def _decode_keytab(value: Secret) -> bytes | None:
+    """The keytab file a ``keytab`` secret holds (base64), or ``None`` if it holds none."""
+    text = "".join(value.reveal().split())
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data[:2] in _KEYTAB_VERSIONS else None
+
+
 def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
     """Parse and validate a ``kafka`` trigger (spec 2.1, validation order included).
 
@@ -264,8 +296,21 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
     realm = p.string("realm", order=(AUTH,), default="")
     kerberos_config = p.string("kerberosConfig", order=(AUTH,), default="")
     kerberos_service = p.string("kerberosServiceName", order=(AUTH,), default="kafka")
+    # Read for validation only: MIT kinit never uses FAST without an armor cache.
     p.boolean("kerberosDisableFAST", order=(AUTH,), default=False)
     aws_region = p.string("awsRegion", default="")
+    # AWS credentials, in the order KEDA's GetAwsAuthorization looks for them.
+    aws_role_arn = p.string("awsRoleArn", order=(AUTH,), default="")
+    identity_owner = p.string("identityOwner", default="")
+    aws_key_source: Sequence[Source] = (AUTH,)
+    aws_key_id = p.string("awsAccessKeyID", order=(AUTH,), aliases=("awsAccessKeyId",), default="")
+    aws_secret = p.secret("awsSecretAccessKey")
+    aws_token = p.secret("awsSessionToken")
+    if not aws_key_id and identity_owner != "operator":
+        aws_key_source = (META, ENV)
+        aws_key_id = p.string("awsAccessKeyID", order=(META, ENV), default="")
+        aws_secret = p.secret("awsSecretAccessKey", order=(ENV,))
+        aws_token = None
     # eventscale extensions (not KEDA parameters)
     timeout = p.duration("timeout", default=timedelta(seconds=5))
     snapshot_ttl = p.duration("snapshotTTL", default=timedelta(0))
@@ -340,9 +385,20 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
                     return ("sasl aws_msk_iam needs tls=enable", "tls", META)
                 if not aws_region:
                     return ("sasl aws_msk_iam needs awsRegion", "awsRegion", META)
-                has_keys = p.has("awsAccessKeyID", (AUTH,)) and p.has("awsSecretAccessKey", (AUTH,))
-                if not (has_keys or p.has("awsRoleArn", (AUTH,))):
-                    return ("sasl aws_msk_iam needs AWS credentials", "awsAccessKeyID", AUTH)
+                if aws_role_arn or identity_owner == "operator":
+                    return None
+                if not aws_key_id:
+                    return (
+                        "sasl aws_msk_iam needs AWS credentials (awsAccessKeyID)",
+                        "awsAccessKeyID",
+                        aws_key_source[0],
+                    )
+                if not aws_secret:
+                    return (
+                        "sasl aws_msk_iam: awsSecretAccessKey not found",
+                        "awsSecretAccessKey",
+                        aws_key_source[-1],
+                    )
             else:
                 if not username:
                     return ("sasl oauthbearer needs a username", "username", AUTH)
@@ -376,6 +432,16 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
     if problem is not None:
         reason, name, source = problem
         p.fail(reason, name, source)
+    keytab_bytes: bytes | None = None
+    if problem is None and sasl is SaslMechanism.GSSAPI and keytab:
+        keytab_bytes = _decode_keytab(keytab)
+        if keytab_bytes is None:
+            p.fail(
+                "keytab must be the base64 encoding of a keytab file "
+                "(eventscale secrets are text; the value is not shown)",
+                "keytab",
+                AUTH,
+            )
     if version is not None:
         try:
             _check_version(version)
@@ -402,7 +468,9 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
         sasl = SaslMechanism.NONE
     if sasl is not SaslMechanism.NONE:
         conf["sasl.mechanism"] = _SASL_LIBRDKAFKA[sasl]
-        if sasl is SaslMechanism.OAUTHBEARER:
+        if sasl is SaslMechanism.OAUTHBEARER and token_provider == "aws_msk_iam":
+            pass  # the token comes from MskIamTokenProvider (oauth_cb), added at build
+        elif sasl is SaslMechanism.OAUTHBEARER:
             conf["sasl.oauthbearer.method"] = "oidc"
             conf["sasl.oauthbearer.client.id"] = username or ""
             if password:
@@ -415,6 +483,8 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
         elif sasl is SaslMechanism.GSSAPI:
             conf["sasl.kerberos.service.name"] = kerberos_service
             conf["sasl.kerberos.principal"] = f"{username}@{realm}"
+            # librdkafka runs the kinit command (set when the scaler writes the files)
+            # at start and then every minute; a ticket is renewed well before it expires.
         else:
             conf["sasl.username"] = username or ""
             if password:
@@ -426,6 +496,23 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
         (True, True): "SASL_SSL",
     }[(tls, sasl is not SaslMechanism.NONE)]
 
+    kerberos: KerberosLogin | None = None
+    if sasl is SaslMechanism.GSSAPI:
+        kerberos = KerberosLogin(
+            principal=f"{username}@{realm}",
+            config=kerberos_config,
+            keytab=keytab_bytes,
+            password=None if keytab_bytes is not None else password,
+        )
+    msk_iam: MskIamTokenProvider | None = None
+    if (
+        sasl is SaslMechanism.OAUTHBEARER
+        and token_provider == "aws_msk_iam"
+        and not aws_role_arn
+        and aws_key_id
+        and aws_secret
+    ):
+        msk_iam = MskIamTokenProvider(aws_region, AwsCredentials(aws_key_id, aws_secret, aws_token))
     return KafkaMetadata(
         bootstrap_servers=servers,
         consumer_group=group,
@@ -448,6 +535,9 @@ def parse_kafka_metadata(ctx: TriggerContext) -> KafkaMetadata:
         timeout=timeout or timedelta(seconds=5),
         snapshot_ttl=snapshot_ttl or timedelta(0),
         librdkafka=conf,
+        kerberos=kerberos,
+        aws_region=aws_region,
+        msk_iam=msk_iam,
         index=ctx.index,
         metric_type=ctx.metric_type,
     )
@@ -648,29 +738,45 @@ class KafkaScaler(ScalerBase):
     settings and created at the first poll; :meth:`aclose` gives it back.
     """
 
-    def __init__(self, meta: KafkaMetadata, *, pool: KafkaClientPool = POOL) -> None:
+    def __init__(
+        self,
+        meta: KafkaMetadata,
+        *,
+        pool: KafkaClientPool = POOL,
+        kerberos: KerberosRegistry = KERBEROS,
+        ctx: TriggerContext | None = None,
+    ) -> None:
         self.meta = meta
         self._pool = pool
-        self._conn: KafkaConnection | None = pool.acquire(meta.librdkafka)
+        self._kerberos = kerberos
+        self._identity = ctx.identity if ctx is not None else f"kafka[{meta.index}]"
         self._previous_offsets: dict[TopicPartition, int] = {}
-        self._secrets = [v for v in meta.librdkafka.values() if isinstance(v, Secret)]
-        self._identity = f"kafka[{meta.index}]"
+        settings: dict[str, Any] = dict(meta.librdkafka)
+        secrets = [v for v in meta.librdkafka.values() if isinstance(v, Secret)]
+        self._kerberos_files: KerberosFiles | None = None
+        if meta.sasl is SaslMechanism.GSSAPI:
+            files = self._kerberos_files = _kerberos_files(meta, kerberos, ctx)
+            settings["sasl.kerberos.kinit.cmd"] = files.kinit_command
+            if files.keytab_path is not None:
+                settings["sasl.kerberos.keytab"] = str(files.keytab_path)
+            if files.login.password is not None:
+                secrets.append(files.login.password)
+        elif meta.sasl is SaslMechanism.OAUTHBEARER and meta.sasl_token_provider == "aws_msk_iam":
+            provider = _msk_iam_provider(meta, ctx)
+            settings["oauth_cb"] = provider
+            secrets.extend(provider.credentials.secrets())
+        self._secrets = secrets
+        self._conn: KafkaConnection | None = pool.acquire(settings)
 
     @classmethod
     def from_context(cls, ctx: TriggerContext) -> KafkaScaler:
-        """Parse ``ctx`` and build the scaler. :raises ConfigError: bad metadata."""
-        meta = parse_kafka_metadata(ctx)
-        if meta.sasl is SaslMechanism.GSSAPI or (
-            meta.sasl is SaslMechanism.OAUTHBEARER and meta.sasl_token_provider == "aws_msk_iam"
-        ):
-            what = "gssapi" if meta.sasl is SaslMechanism.GSSAPI else "aws_msk_iam"
-            raise ConfigError(
-                f"sasl {what} is not supported by eventscale's kafka scaler yet",
-                path=ctx.metadata_path("sasl"),
-            )
-        scaler = cls(meta)
-        scaler._identity = ctx.identity
-        return scaler
+        """Parse ``ctx`` and build the scaler.
+
+        :raises ConfigError: bad metadata, or a SASL setup this process cannot use
+            (GSSAPI without GSSAPI in librdkafka or with a second Kerberos login,
+            ``aws_msk_iam`` without an access key).
+        """
+        return cls(parse_kafka_metadata(ctx), ctx=ctx)
 
     @property
     def connection(self) -> KafkaConnection | None:
@@ -689,13 +795,22 @@ class KafkaScaler(ScalerBase):
         )
 
     async def aclose(self) -> None:
-        """Release the shared client; the last scaler on a connection destroys it."""
+        """Release the shared client; the last scaler on a connection destroys it.
+
+        With ``sasl: gssapi`` the last scaler of the Kerberos login also deletes its
+        keytab (or password), krb5.conf and ticket cache files.
+        """
         conn, self._conn = self._conn, None
         if conn is None:
             return
         box = self._pool.release(conn)
-        if box:
-            await anyio.to_thread.run_sync(_destroy, box)
+        try:
+            if box:
+                await anyio.to_thread.run_sync(_destroy, box)
+        finally:
+            files, self._kerberos_files = self._kerberos_files, None
+            if files is not None:
+                self._kerberos.release(files)
 
     # -- one poll ------------------------------------------------------------------
 
@@ -723,7 +838,8 @@ class KafkaScaler(ScalerBase):
 
     async def _get_lag(self, conn: KafkaConnection) -> LagTotals:
         ck, ck_admin = _ck, _ck_admin
-        admin = conn.admin()
+        # Creating a client can block (an OAUTHBEARER callback runs in the constructor).
+        admin = conn.admin() if conn.admin_created else await anyio.to_thread.run_sync(conn.admin)
         meta = self.meta
         timeout = meta.timeout.total_seconds()
         ttl = meta.snapshot_ttl.total_seconds()
@@ -790,7 +906,12 @@ class KafkaScaler(ScalerBase):
             )
         if committed_all is None:
             # the list-offsets requests are in flight meanwhile
-            committed = await self._fetch_committed(conn.consumer(group), tps, timeout)
+            consumer = (
+                conn.consumer(group)
+                if conn.consumer_created(group)
+                else await anyio.to_thread.run_sync(conn.consumer, group)
+            )
+            committed = await self._fetch_committed(consumer, tps, timeout)
         else:
             committed = {tp: committed_all.get(tp, INVALID_OFFSET) for tp in wanted}
         await self._wait(latest_futures, timeout, "read the log end offsets")
@@ -927,6 +1048,47 @@ class KafkaScaler(ScalerBase):
         if name in _TIMEOUT_CODES:
             return ScalerTimeout(message, transient=True)
         return ScalerError(message, transient=name not in _NOT_TRANSIENT_CODES)
+
+
+def _path(ctx: TriggerContext | None, name: str, *, auth: bool = False) -> str:
+    if ctx is None:
+        return name
+    return ctx.auth_path(name) if auth else ctx.metadata_path(name)
+
+
+def _kerberos_files(
+    meta: KafkaMetadata, registry: KerberosRegistry, ctx: TriggerContext | None
+) -> KerberosFiles:
+    if not librdkafka_has_gssapi():
+        raise ConfigError(
+            "sasl gssapi needs a librdkafka built with GSSAPI (Cyrus SASL), and the one "
+            f"confluent-kafka loaded here (librdkafka {_ck.libversion()[0]}) was built "
+            "without it, as the confluent-kafka wheels on PyPI are; to use Kerberos, build "
+            "confluent-kafka from source (pip install --no-binary confluent-kafka) against "
+            "a librdkafka of the same version built with libsasl2",
+            path=_path(ctx, "sasl"),
+        )
+    if meta.kerberos is None:  # parse_kafka_metadata always sets it for gssapi
+        raise ConfigError("sasl gssapi without a Kerberos login", path=_path(ctx, "sasl"))
+    return registry.acquire(meta.kerberos, path=_path(ctx, "kerberosConfig", auth=True))
+
+
+def _msk_iam_provider(meta: KafkaMetadata, ctx: TriggerContext | None) -> MskIamTokenProvider:
+    if meta.msk_iam is None:
+        raise ConfigError(
+            "sasl aws_msk_iam: eventscale signs MSK tokens with an access key "
+            "(awsAccessKeyID, awsSecretAccessKey and, for temporary credentials, "
+            "awsSessionToken); a role ARN (awsRoleArn), pod identity or the operator's "
+            "own identity needs the AWS SDK's credential chain and STS, which eventscale "
+            "does not include",
+            path=_path(ctx, "awsRoleArn", auth=True),
+        )
+    if not valid_region(meta.aws_region):
+        raise ConfigError(
+            f"awsRegion {meta.aws_region!r} is not an AWS region name",
+            path=_path(ctx, "awsRegion"),
+        )
+    return meta.msk_iam
 
 
 def _destroy(box: list[Any]) -> None:
