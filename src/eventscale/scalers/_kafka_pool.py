@@ -372,7 +372,8 @@ class KerberosRegistry:
         directory = Path(tempfile.mkdtemp(prefix="eventscale-krb5-"))  # mode 0700
         try:
             config_path = directory / "krb5.conf"
-            _write_private(config_path, login.config.encode("utf-8"))
+            # parameters arrive trimmed; the profile parser wants whole lines
+            _write_private(config_path, (login.config.rstrip("\n") + "\n").encode("utf-8"))
             principal = shlex.quote(login.principal)
             keytab_path = password_path = None
             if login.keytab is not None:
