@@ -54,6 +54,9 @@ Settings = tuple[tuple[str, Any], ...]
 
 Futures = Mapping[Any, "concurrent.futures.Future[Any]"]
 
+# librdkafka error names that mean the brokers refused this client's credentials.
+_AUTH_ERRORS: Final = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED"})
+
 
 @attrs.define(eq=False)
 class _Snapshot:
@@ -84,6 +87,11 @@ class KafkaConnection:
         self._consumers: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._snapshots: dict[Hashable, _Snapshot] = {}
+        #: The last authentication error librdkafka reported for this connection (its
+        #: error name and text), cleared by :meth:`clear_auth_error` after a good poll.
+        #: librdkafka reports a refused login only through its error callback; requests
+        #: themselves just time out.
+        self.auth_error: tuple[str, str] | None = None
 
     @property
     def has_client(self) -> bool:
@@ -115,7 +123,19 @@ class KafkaConnection:
         }
         conf.setdefault("client.id", "eventscale")
         conf["logger"] = _LOG
+        conf["error_cb"] = self._on_error
         return conf
+
+    def _on_error(self, error: Any) -> None:
+        name = error.name()
+        if name in _AUTH_ERRORS:
+            self.auth_error = (name, error.str())
+        else:
+            _LOG.debug("librdkafka error %s: %s", name, error.str())
+
+    def clear_auth_error(self) -> None:
+        """Forget a reported authentication error (the connection works now)."""
+        self.auth_error = None
 
     def consumer_created(self, group: str) -> bool:
         """Whether the offsets consumer of ``group`` exists."""

@@ -830,11 +830,13 @@ class KafkaScaler(ScalerBase):
         if conn is None:
             raise ScalerError("the kafka scaler is closed", trigger=self._identity, transient=False)
         try:
-            return await self._get_lag(conn)
+            totals = await self._get_lag(conn)
         except ScalerError as exc:
             raise exc.with_trigger(self._identity) from exc.__cause__
         finally:
             conn.serve_logs()
+        conn.clear_auth_error()
+        return totals
 
     async def _get_lag(self, conn: KafkaConnection) -> LagTotals:
         ck, ck_admin = _ck, _ck_admin
@@ -1014,6 +1016,9 @@ class KafkaScaler(ScalerBase):
             left = await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
             failed = next((f for f in items if f.done() and f.exception() is not None), None)
             if failed is None and left:
+                refused = self._refused(what)
+                if refused is not None:
+                    raise refused
                 raise ScalerTimeout(
                     f"could not {what} within {limit:g}s ({self._servers()})", transient=True
                 )
@@ -1033,8 +1038,29 @@ class KafkaScaler(ScalerBase):
             ",".join(self.meta.bootstrap_servers), self._secrets
         )
 
-    def _translate(self, exc: BaseException, what: str) -> ScalerError:
-        error = exc.args[0] if exc.args else exc
+    def _refused(self, what: str) -> ScalerError | None:
+        """A non-transient error if librdkafka reported that the brokers refused to
+        authenticate this client (its requests then merely time out)."""
+        conn = self._conn
+        if conn is None:
+            return None
+        conn.serve_logs()  # runs librdkafka's error callback
+        if conn.auth_error is None:
+            return None
+        name, text = conn.auth_error
+        return ScalerError(
+            redact_text(
+                f"could not {what}: the brokers refused authentication: {name}: {text} "
+                f"({self._servers()})",
+                self._secrets,
+            ),
+            transient=False,
+        )
+
+    def _translate(self, exc: object, what: str) -> ScalerError:
+        # a KafkaException wraps a KafkaError; a per-partition error is a bare KafkaError
+        args = getattr(exc, "args", None)
+        error: Any = args[0] if args else exc
         name = error.name() if hasattr(error, "name") else type(error).__name__
         text = error.str() if hasattr(error, "str") else str(error)
         message = redact_text(
@@ -1046,7 +1072,7 @@ class KafkaScaler(ScalerBase):
                 self._secrets,
             )
         if name in _TIMEOUT_CODES:
-            return ScalerTimeout(message, transient=True)
+            return self._refused(what) or ScalerTimeout(message, transient=True)
         return ScalerError(message, transient=name not in _NOT_TRANSIENT_CODES)
 
 
