@@ -7,8 +7,9 @@
   :class:`ExternalPushScaler` (``external-push``) read any KEDA external scaler, in any
   language, from an eventscale ScaledObject.
 
-The protocol is KEDA's ``externalscaler.proto``, shipped in this package and compiled
-on first use (see :mod:`eventscale.external._proto`). Names are loaded lazily, so the
+The protocol is KEDA's ``externalscaler.proto``, shipped in this package; its Python
+modules are generated when eventscale is built, or compiled on first use when they are
+missing (see :mod:`eventscale.external._proto`). Names are loaded lazily, so the
 command line can list ``serve-external`` without grpcio installed; using one without
 the extra raises :class:`~eventscale.errors.MissingExtraError`.
 """
