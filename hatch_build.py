@@ -16,8 +16,9 @@ this file), not generated code: building a wheel from the sdist generates again.
 The wheel is the same whatever extras are installed with it, so the modules are
 generated for core installs too; they are a few kilobytes and are only imported when
 the ``external`` extra is used. If grpcio-tools cannot be imported (a build without
-isolation in an environment that lacks it), the hook warns and builds without the
-modules; eventscale then compiles the .proto at run time instead.
+isolation in an environment that lacks it), the hook warns and generates nothing; the
+wheel then carries whatever an earlier build left in the directory, or nothing, and
+eventscale checks what it finds at run time (compiling the .proto when needed).
 """
 
 from __future__ import annotations
@@ -63,9 +64,17 @@ class ExternalScalerStubs(BuildHookInterface):  # type: ignore[type-arg]
         try:
             from grpc_tools import grpc_version, protoc  # type: ignore[import-untyped]
         except ImportError as exc:
+            left = (Path(self.root) / OUTPUT / "__init__.py").exists()
             self.app.display_warning(
-                f"eventscale: grpcio-tools is not importable ({exc}); building without the "
-                "generated gRPC modules (eventscale.external compiles the .proto at run time)"
+                f"eventscale: grpcio-tools is not importable ({exc}), so the gRPC modules "
+                "are not generated; "
+                + (
+                    f"the wheel carries those a previous build left in {OUTPUT}"
+                    if left
+                    else "the wheel carries none"
+                )
+                + " (eventscale.external checks them at run time and compiles the .proto "
+                "when they are missing or do not match)"
             )
             return
         root = Path(self.root)
