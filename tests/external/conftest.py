@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,19 @@ def independent_server(tmp_path: Path) -> Iterator[Callable[[], IndependentServe
     yield start
     for server in started:
         server.stop()
+
+
+# grpc.aio binds its completion-queue poller to the event loop it first runs on and
+# may still post callbacks to it after a test ends; with a fresh loop per test those
+# land on a closed loop ("Event loop is closed" raised into a later test). Every test
+# of this package therefore shares one event loop, kept alive by the fixture below.
+@pytest.fixture(scope="package")
+def anyio_backend() -> str:
+    """The external-scaler tests run on one asyncio loop for the whole package."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="package", autouse=True)
+async def _one_event_loop_for_grpc(anyio_backend: str) -> AsyncIterator[None]:
+    """Holds anyio's test runner (and so its event loop) open across the package."""
+    yield  # noqa: PT022 - the suspended generator is what keeps the runner leased
