@@ -413,3 +413,24 @@ async def test_stopped_broker_is_an_error_then_recovers_without_leaks(
         await a.aclose()
         await h.aclose()
     await wait_for(lambda: connections_named(server, conn_name) == 0, 15, "no connection left")
+
+
+async def test_failed_connect_leaves_no_unclosed_connection_behind() -> None:
+    """aio-pika's Connection.__del__ creates a close() coroutine for a connection left
+    unclosed, which cannot be awaited when the collector runs outside the event loop;
+    the scaler closes a connection whose connect() failed instead of dropping it."""
+    import gc
+
+    import aio_pika
+
+    host = f"amqp://guest:{SECRET}@127.0.0.1:{free_port()}/"
+    async with RabbitMQScaler(host=host, queue_name="q") as scaler:
+        with pytest.raises(ScalerError):
+            await scaler.get_metrics()
+    gc.collect()
+    unclosed = [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, aio_pika.Connection) and not obj.is_closed
+    ]
+    assert unclosed == []

@@ -29,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import enum
+import functools
 import json
 import os
 import posixpath
@@ -42,6 +43,7 @@ from datetime import timedelta
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
+import anyio
 import attrs
 
 from eventscale._optional import import_optional
@@ -502,6 +504,29 @@ def _aio_pika() -> Any:
     return import_optional("aio_pika", extra="rabbitmq", what="the rabbitmq scaler")
 
 
+@functools.cache
+def _closing_connection_class() -> Any:
+    """aio-pika's ``Connection``, closed at once when connecting fails.
+
+    A ``Connection`` whose ``connect()`` raised is dropped unclosed, and its ``__del__``
+    then creates a ``close()`` coroutine it cannot schedule when the garbage collector
+    runs outside the event loop ("coroutine 'Connection.close' was never awaited").
+    Closing it on failure marks it closed, so ``__del__`` has nothing to do.
+    """
+    base = _aio_pika().Connection
+
+    class ClosingConnection(base):  # type: ignore[misc, valid-type]
+        async def connect(self, timeout: Any = None) -> None:  # noqa: ASYNC109 - aio-pika's signature
+            try:
+                await super().connect(timeout=timeout)
+            except BaseException:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await self.close()
+                raise
+
+    return ClosingConnection
+
+
 @attrs.frozen
 class _AmqpTarget:
     """Everything that identifies one shared AMQP connection."""
@@ -549,6 +574,7 @@ class _AmqpConnection:
                 kwargs["ssl_context"] = build_ssl_context(self.config)
             if t.external:
                 kwargs["auth"] = "external"
+            kwargs["connection_class"] = _closing_connection_class()
             self.connection = await aio_pika.connect(**kwargs)
             return self.connection
 
