@@ -14,18 +14,73 @@ import weakref
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
+from typing import Any
 
 import anyio
 
 from eventscale.auth import redact_text
 from eventscale.engine import TriggerObservation
-from eventscale.errors import ScalerError, ScalerTimeout, TargetError
+from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
 from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.observability import TriggerResult
-from eventscale.scalers import Scaler
-from eventscale.spec import TriggerSpec
+from eventscale.scalers import Scaler, TriggerContext, create_scaler
+from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerSpec
 
-__all__ = ("call_timeout", "failure_message", "poll_trigger", "poll_triggers", "trigger_results")
+__all__ = (
+    "DEFAULT_POLL_TIMEOUT",
+    "build_scalers",
+    "call_timeout",
+    "close_all",
+    "default_poll_timeout",
+    "failure_message",
+    "poll_trigger",
+    "poll_triggers",
+    "trigger_results",
+)
+
+#: Longest a single scaler call may take before it counts as a failure (seconds).
+DEFAULT_POLL_TIMEOUT = 10.0
+
+
+def default_poll_timeout(polling_interval: float, given: float | None) -> float:
+    """``given``, or the smaller of :data:`DEFAULT_POLL_TIMEOUT` and the polling interval."""
+    return given if given is not None else min(DEFAULT_POLL_TIMEOUT, polling_interval)
+
+
+def build_scalers(
+    spec: ScaledObjectSpec | ScaledJobSpec,
+    scalers: Sequence[Scaler] | None,
+    contexts: Sequence[TriggerContext] | None,
+) -> tuple[Scaler, ...]:
+    """One scaler per trigger of ``spec``: ``scalers`` as given, or built from ``contexts``.
+
+    Without ``contexts`` the spec's own metadata is used (no TriggerAuthentication,
+    no environment). Scalers connect on their first poll, never in their
+    constructors, so a :class:`ConfigError` in a later trigger leaves nothing open.
+    """
+    if scalers is None:
+        if contexts is None:
+            from eventscale.manifest import Manifests
+
+            contexts = Manifests().trigger_contexts(spec)
+        scalers = [create_scaler(ctx) for ctx in contexts]
+    if len(scalers) != len(spec.triggers):
+        raise ConfigError(
+            f"{len(scalers)} scalers given for {len(spec.triggers)} triggers",
+            path="spec.triggers",
+        )
+    return tuple(scalers)
+
+
+async def close_all(resources: Sequence[Any], each_within: float) -> None:
+    """``aclose()`` every resource, shielded from cancellation, ignoring their errors."""
+    with anyio.CancelScope(shield=True):
+        for resource in resources:
+            try:
+                with anyio.move_on_after(each_within):
+                    await resource.aclose()
+            except Exception:
+                continue
 
 
 def trigger_identity(trigger: TriggerSpec, index: int) -> str:

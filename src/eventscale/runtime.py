@@ -16,11 +16,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-import anyio
 import attrs
 
 from eventscale._polling import (
+    DEFAULT_POLL_TIMEOUT,
+    build_scalers,
     call_timeout,
+    close_all,
+    default_poll_timeout,
     failure_message,
     poll_trigger,
     poll_triggers,
@@ -28,16 +31,12 @@ from eventscale._polling import (
 )
 from eventscale.auth import Secret
 from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
-from eventscale.errors import ConfigError
 from eventscale.observability import Event, EventBus, EventKind, TriggerResult
-from eventscale.scalers import Scaler, create_scaler
+from eventscale.scalers import Scaler
 from eventscale.spec import ScaledObjectSpec
 from eventscale.targets import Target
 
 __all__ = ("DEFAULT_POLL_TIMEOUT", "EvaluationReport", "ScaledObject")
-
-#: Longest a single scaler call may take before it counts as a failure (seconds).
-DEFAULT_POLL_TIMEOUT = 10.0
 
 
 @attrs.frozen(kw_only=True)
@@ -163,26 +162,9 @@ class ScaledObject:
         self.options = options
         self.clock = clock
         self.events = events
-        self.poll_timeout = (
-            poll_timeout
-            if poll_timeout is not None
-            else min(DEFAULT_POLL_TIMEOUT, spec.polling_interval)
-        )
+        self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
         self.state = state if state is not None else ScalingState.new()
-        if scalers is None:
-            if contexts is None:
-                from eventscale.manifest import Manifests
-
-                contexts = Manifests().trigger_contexts(spec)
-            # Scalers connect on their first poll, never in their constructors, so a
-            # ConfigError in a later trigger leaves nothing open behind it.
-            scalers = [create_scaler(ctx) for ctx in contexts]
-        if len(scalers) != len(spec.triggers):
-            raise ConfigError(
-                f"{len(scalers)} scalers given for {len(spec.triggers)} triggers",
-                path="spec.triggers",
-            )
-        self.scalers: tuple[Scaler, ...] = tuple(scalers)
+        self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts)
         self._set_with_reason = _accepts_reason(target)
         self._closed = False
         self._engine: tuple[ScaledObjectSpec, EngineOptions | None, Engine] | None = None
@@ -405,18 +387,7 @@ class ScaledObject:
         if self._closed:
             return
         self._closed = True
-        with anyio.CancelScope(shield=True):
-            for scaler in self.scalers:
-                try:
-                    with anyio.move_on_after(self.poll_timeout):
-                        await scaler.aclose()
-                except Exception:
-                    continue
-            try:
-                with anyio.move_on_after(self.poll_timeout):
-                    await self.target.aclose()
-            except Exception:
-                pass
+        await close_all([*self.scalers, self.target], self.poll_timeout)
 
     async def __aenter__(self) -> Self:
         return self

@@ -29,7 +29,14 @@ from typing import Any, Self
 import anyio
 import attrs
 
-from eventscale._polling import failure_message, poll_triggers, trigger_results
+from eventscale._polling import (
+    build_scalers,
+    close_all,
+    default_poll_timeout,
+    failure_message,
+    poll_triggers,
+    trigger_results,
+)
 from eventscale.auth import Secret
 from eventscale.engine.jobs import (
     JobDecision,
@@ -38,16 +45,12 @@ from eventscale.engine.jobs import (
     running_job_percentage,
 )
 from eventscale.engine.model import TriggerObservation
-from eventscale.errors import ConfigError
 from eventscale.jobs.base import JobCounts, JobInfo, JobTarget, history_to_delete
 from eventscale.observability import Event, EventBus, EventKind, TriggerResult
-from eventscale.scalers import Scaler, create_scaler
+from eventscale.scalers import Scaler
 from eventscale.spec import ScaledJobSpec, ScalingStrategy
 
 __all__ = ("JobReport", "JobState", "ScaledJob", "decide_job_starts")
-
-#: Longest a single scaler or target call may take (seconds).
-DEFAULT_POLL_TIMEOUT = 10.0
 
 
 @attrs.define
@@ -178,23 +181,8 @@ class ScaledJob:
         self.clock = clock
         self.events = events
         self.state = state if state is not None else JobState()
-        self.poll_timeout = (
-            poll_timeout
-            if poll_timeout is not None
-            else min(DEFAULT_POLL_TIMEOUT, spec.polling_interval)
-        )
-        if scalers is None:
-            if contexts is None:
-                from eventscale.manifest import Manifests
-
-                contexts = Manifests().trigger_contexts(spec)
-            scalers = [create_scaler(ctx) for ctx in contexts]
-        if len(scalers) != len(spec.triggers):
-            raise ConfigError(
-                f"{len(scalers)} scalers given for {len(spec.triggers)} triggers",
-                path="spec.triggers",
-            )
-        self.scalers: tuple[Scaler, ...] = tuple(scalers)
+        self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
+        self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts)
         if spec.strategy is ScalingStrategy.CUSTOM:
             running_job_percentage(spec)  # a bad percentage is a ConfigError now, not per tick
         self._closed = False
@@ -441,14 +429,7 @@ class ScaledJob:
         if self._closed:
             return
         self._closed = True
-        with anyio.CancelScope(shield=True):
-            resources: list[Scaler | JobTarget] = [*self.scalers, self.target]
-            for resource in resources:
-                try:
-                    with anyio.move_on_after(self.poll_timeout):
-                        await resource.aclose()
-                except Exception:
-                    continue
+        await close_all([*self.scalers, self.target], self.poll_timeout)
 
     async def __aenter__(self) -> Self:
         return self
