@@ -1,7 +1,7 @@
 """Activation from zero against the real Redis: push (keyspace notifications) vs polling.
 
 One ScaledObject with one ``redis`` list trigger (``listLength: 5``) on an empty list
-and a target at 0 replicas, run by a real :class:`~eventscale.controller.Controller`.
+and a target at 0 replicas, run by a real :class:`~eventscale.runtime.controller.Controller`.
 After the first poll, the benchmark LPUSHes one item and measures the time from just
 before the LPUSH to the target's ``set_replicas(n >= 1)`` call.
 
@@ -72,9 +72,9 @@ async def _sample(
     the poll that found the item to set_replicas(>= 1)."""
     import anyio
 
-    from eventscale.controller import Controller
     from eventscale.metrics import MetricSpec, ScalerReport
-    from eventscale.runtime import ScaledObject
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.scaled_object import ScaledObject
     from eventscale.scalers import PushScaler, Scaler
     from eventscale.targets.memory import MemoryTarget
 

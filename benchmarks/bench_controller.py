@@ -49,9 +49,9 @@ async def _measure(objects: int, warmup: float, window: float, gc_mode: str) -> 
 
     import anyio
 
-    from eventscale.controller import Controller
-    from eventscale.observability import Event, EventKind
-    from eventscale.runtime import ScaledObject
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.observability import Event, EventKind
+    from eventscale.runtime.scaled_object import ScaledObject
     from eventscale.scalers.memory import GaugeRegistry, MemoryScaler
     from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
     from eventscale.targets.memory import MemoryTarget

@@ -144,7 +144,7 @@ def _time_sync(fn: Callable[[], object], runs: int) -> list[float]:
 
 async def _measure(bootstrap: str, cluster: _Cluster, quick: bool) -> list[tuple[str, list[float]]]:
     from eventscale.scalers import TriggerContext
-    from eventscale.scalers.kafka import KafkaScaler
+    from eventscale.scalers.kafka.scaler import KafkaScaler
 
     runs = 5 if quick else 30
     rows: list[tuple[str, list[float]]] = []

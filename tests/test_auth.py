@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from eventscale.auth import REDACTED, Secret, is_secret_name, redact_text, redact_url
 from eventscale.errors import ConfigError, ScalerError
+from eventscale.redaction import REDACTED, Secret, is_secret_name, redact_text, redact_url
 
 
 def test_secret_hides_itself_everywhere() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 import eventscale as es
 from eventscale import scalers
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.testing import MemoryTarget
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "scalers" / "index.md"

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
-from eventscale.manifest import (
+from eventscale.manifests.reader import (
     Manifests,
     dump_manifests,
     load_manifests,
@@ -22,8 +21,9 @@ from eventscale.manifest import (
     to_manifest,
 )
 from eventscale.metrics import MetricType
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
-from eventscale.scalers._params import AUTH, ENV, META, Params
+from eventscale.scalers.params import AUTH, ENV, META, Params
 from eventscale.spec import (
     FallbackBehavior,
     PolicyType,

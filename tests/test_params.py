@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
-from eventscale.scalers._params import (
+from eventscale.redaction import Secret
+from eventscale.scalers.params import (
     AUTH,
     ENV,
     META,

@@ -1,4 +1,4 @@
-"""eventscale.secrets: trigger authentication from the stream, mounted directories, files
+"""eventscale.authentication.resolver: trigger authentication from the stream, mounted directories, files
 and a Kubernetes cluster (the API stand-in, through the real KubeClient)."""
 
 from __future__ import annotations
@@ -11,13 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from eventscale.auth import Secret
-from eventscale.errors import ConfigError, ScalerError
-from eventscale.manifest import Manifests, load_manifests
-from eventscale.scalers import TriggerContext
-from eventscale.scalers._params import Params
-from eventscale.scalers.azure_queue import AzureQueueMetadata
-from eventscale.secrets import (
+from eventscale.authentication.resolver import (
     AuthResolver,
     ClusterSource,
     DirectorySource,
@@ -26,6 +20,12 @@ from eventscale.secrets import (
     SecretSource,
     resolve_trigger_contexts_async,
 )
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.manifests.reader import Manifests, load_manifests
+from eventscale.redaction import Secret
+from eventscale.scalers import TriggerContext
+from eventscale.scalers.azure.storage_queue import AzureQueueMetadata
+from eventscale.scalers.params import Params
 from eventscale.targets.kubernetes import KubeClient, KubeConfig
 from servers._proc import free_port, unique_name
 from servers.kubernetes_srv import KubeStandIn

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 import pytest
 from azure.storage.queue.aio import QueueServiceClient
 
+from eventscale.authentication.resolver import ClusterSource, resolve_trigger_contexts_async
 from eventscale.errors import ConfigError, ScalerError
-from eventscale.manifest import load_manifests
+from eventscale.manifests.reader import load_manifests
 from eventscale.scalers import create_scaler
-from eventscale.secrets import ClusterSource, resolve_trigger_contexts_async
 from eventscale.targets.kubernetes import KubeClient, KubeConfig
 from servers._proc import unique_name
 from servers.azurite_srv import DEV_KEY, AzuriteServer

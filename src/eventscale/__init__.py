@@ -8,11 +8,10 @@ first use of one of their names, which keeps ``import eventscale`` fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from eventscale import _lazy
 from eventscale._version import __version__
-from eventscale.auth import Secret
 from eventscale.errors import (
     ConfigError,
     EventscaleError,
@@ -24,6 +23,7 @@ from eventscale.errors import (
     TargetNotFound,
 )
 from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport
+from eventscale.redaction import Secret
 from eventscale.scalers import PushScaler, Scaler, TriggerContext, create_scaler, register_scaler
 from eventscale.spec import (
     ScaledJobSpec,
@@ -35,7 +35,7 @@ from eventscale.spec import (
 from eventscale.targets import Target
 
 if TYPE_CHECKING:
-    from eventscale.controller import Controller
+    from eventscale.authentication.resolver import resolve_trigger_contexts_async
     from eventscale.engine import (
         Decision,
         EngineOptions,
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
         TriggerObservation,
         decide,
     )
-    from eventscale.manifest import (
+    from eventscale.manifests.reader import (
         Manifests,
         dump_manifests,
         load_manifests,
@@ -51,10 +51,10 @@ if TYPE_CHECKING:
         load_scaled_object,
         to_manifest,
     )
-    from eventscale.observability import Event, EventBus, EventKind
-    from eventscale.runtime import EvaluationReport, ScaledObject
-    from eventscale.secrets import resolve_trigger_contexts_async
-    from eventscale.simulate import Trace
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.observability import Event, EventBus, EventKind
+    from eventscale.runtime.scaled_object import EvaluationReport, ScaledObject
+    from eventscale.simulation.scaled_object import Trace
 
 __all__ = (
     "ConfigError",
@@ -105,36 +105,24 @@ __all__ = (
 
 # Public name -> the module that defines it, imported on first access.
 _LAZY: dict[str, str] = {
-    "Controller": "eventscale.controller",
+    "Controller": "eventscale.runtime",
     "Decision": "eventscale.engine",
     "EngineOptions": "eventscale.engine",
     "ScalingState": "eventscale.engine",
     "TriggerObservation": "eventscale.engine",
     "decide": "eventscale.engine",
-    "Manifests": "eventscale.manifest",
-    "dump_manifests": "eventscale.manifest",
-    "load_manifests": "eventscale.manifest",
-    "load_scaled_job": "eventscale.manifest",
-    "load_scaled_object": "eventscale.manifest",
-    "to_manifest": "eventscale.manifest",
-    "Event": "eventscale.observability",
-    "EventBus": "eventscale.observability",
-    "EventKind": "eventscale.observability",
+    "Manifests": "eventscale.manifests",
+    "dump_manifests": "eventscale.manifests",
+    "load_manifests": "eventscale.manifests",
+    "load_scaled_job": "eventscale.manifests",
+    "load_scaled_object": "eventscale.manifests",
+    "to_manifest": "eventscale.manifests",
+    "Event": "eventscale.runtime",
+    "EventBus": "eventscale.runtime",
+    "EventKind": "eventscale.runtime",
     "EvaluationReport": "eventscale.runtime",
     "ScaledObject": "eventscale.runtime",
-    "resolve_trigger_contexts_async": "eventscale.secrets",
-    "Trace": "eventscale.simulate",
+    "resolve_trigger_contexts_async": "eventscale.authentication",
+    "Trace": "eventscale.simulation",
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'eventscale' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, _LAZY, __all__)

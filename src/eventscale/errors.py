@@ -15,7 +15,7 @@ Driver exceptions (redis, aio-pika, confluent-kafka, azure, HTTP) are translated
 boundary with ``raise ... from exc``, so the original is always on ``__cause__``.
 
 No message built here contains a secret: callers pass values through
-:func:`eventscale.auth.redact_text` or :class:`eventscale.auth.Secret` before they reach
+:func:`eventscale.redaction.redact_text` or :class:`eventscale.redaction.Secret` before they reach
 an exception.
 """
 

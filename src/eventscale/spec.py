@@ -1,6 +1,6 @@
 """Typed, frozen specs of KEDA objects: ScaledObject, ScaledJob, TriggerAuthentication.
 
-These are the values :mod:`eventscale.manifest` produces from YAML and the engine and
+These are the values :mod:`eventscale.manifests.reader` produces from YAML and the engine and
 controller consume. They can also be built directly in Python; every field has KEDA's
 default. Durations are seconds as ``float`` (KEDA's fields are whole seconds; the
 engine works in seconds throughout). Cross-field rules are checked in
@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import attrs
 
-from eventscale.auth import REDACTED, is_secret_name, redact_text
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricType
+from eventscale.redaction import REDACTED, is_secret_name, redact_text
 
 __all__ = (
     "ANNOTATION_FORCE_ACTIVATION",

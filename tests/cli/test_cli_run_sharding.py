@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from cli._runner import command, write
-from eventscale.sharding import _slug, _weight
+from eventscale.runtime.sharding import _slug, _weight
 from servers._proc import unique_name
 from servers.kubernetes_srv import KubeStandIn
 from servers.redis_srv import RedisServer

@@ -219,7 +219,13 @@ class EngineMachine(RuleBasedStateMachine):
 
     def _check_policies(self, d: Decision, current: int) -> None:
         up, _ = self._rules()
-        if d.replicas <= current or d.rule in (Rule.MIN_REPLICAS, Rule.FALLBACK):
+        # KEDA writes min, fallback and idle counts straight to the scale subresource:
+        # the HPA's scale-up policies never see those steps.
+        if d.replicas <= current or d.rule in (
+            Rule.MIN_REPLICAS,
+            Rule.FALLBACK,
+            Rule.SCALE_TO_IDLE,
+        ):
             return
         if d.rule is Rule.SCALE_FROM_ZERO and d.replicas == max(self.spec.min_replica_count, 1):
             return

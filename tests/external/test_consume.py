@@ -12,7 +12,6 @@ import pytest
 import redis.asyncio as aioredis
 import trustme
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.external import (
     ExternalPushScaler,
@@ -21,9 +20,10 @@ from eventscale.external import (
     ServerTLS,
 )
 from eventscale.metrics import MetricType
-from eventscale.runtime import ScaledObject
+from eventscale.redaction import Secret
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import create_scaler, resolve_scaler_class
-from eventscale.scalers._params import TriggerContext
+from eventscale.scalers.params import TriggerContext
 from eventscale.targets.memory import MemoryTarget
 from eventscale.testing import StaticScaler
 from external.conftest import IndependentServer

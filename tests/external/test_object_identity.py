@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from eventscale.external.client import ExternalScaler
-from eventscale.manifest import load_manifests
+from eventscale.manifests.reader import load_manifests
 
 MANIFEST = """
 apiVersion: keda.sh/v1alpha1

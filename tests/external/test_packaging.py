@@ -61,8 +61,8 @@ def test_missing_grpc_names_the_extra(trigger_type: str) -> None:
 def test_the_command_line_and_package_load_without_grpc() -> None:
     out = _python(
         """
-        import eventscale.external, eventscale.external.cli
-        from eventscale.cli import _build_parser
+        import eventscale.external, eventscale.cli.serve_external
+        from eventscale.cli._main import _build_parser
         help_text = _build_parser().format_help()
         print("serve-external" in help_text)
         try:

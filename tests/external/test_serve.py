@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from eventscale.errors import ScalerError
 from eventscale.external import ExternalScalerServer, ScalerRef, _proto, scalers_from_manifest
-from eventscale.scalers._params import ENV, Params
+from eventscale.scalers.params import ENV, Params
 from eventscale.testing import StaticScaler
 from servers._proc import unique_name
 from servers.redis_srv import RedisServer

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from eventscale.cli.intercept import add_parser
 from eventscale.http import HTTPScaler, load_http_scaled_objects
-from eventscale.http.cli import add_parser
 from eventscale.scalers import TriggerContext, create_scaler
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "http.md"

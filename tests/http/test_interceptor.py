@@ -12,10 +12,10 @@ import pytest
 from multidict import CIMultiDictProxy
 from prometheus_client.parser import text_string_to_metric_families
 
-from eventscale.controller import Controller
 from eventscale.errors import ConfigError
 from eventscale.http import Interceptor, Route, load_http_scaled_objects, registry
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.targets.memory import MemoryTarget
 from servers._proc import free_port, unique_name
 from servers.http_srv import Upstream, poll_until, upstream

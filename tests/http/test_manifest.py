@@ -7,7 +7,7 @@ import pytest
 from eventscale.errors import ConfigError
 from eventscale.http import HTTPMetric, load_http_scaled_objects
 from eventscale.http.manifest import HTTPScaledObjectSpec
-from eventscale.manifest import Manifests
+from eventscale.manifests.reader import Manifests
 from eventscale.scalers import create_scaler
 
 FULL = """

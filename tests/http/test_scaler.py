@@ -11,7 +11,7 @@ import pytest
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.http import HTTPMetric, HTTPScaler, HTTPTriggerConfig, RequestStats, StatsRegistry
 from eventscale.metrics import MetricType
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import TriggerContext, create_scaler
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.targets.memory import MemoryTarget

@@ -98,7 +98,7 @@ async def test_busybox_jobs_drain_a_redis_list(
     keys = {k: f"{name}-{k.lower()}" for k in ("QUEUE", "ACTIVE", "CONC", "TAKEN", "DONE")}
     keys_env = {**keys, "LUA": LUA}
     text = manifest(name, docker_daemon.image, redis_server, keys_env)
-    from eventscale.manifest import load_manifests
+    from eventscale.manifests.reader import load_manifests
 
     spec = load_manifests(text).scaled_job()
     target = DockerJobTarget.from_spec(spec, url=docker_daemon.url, network_mode="host")
@@ -158,7 +158,7 @@ async def test_a_new_process_recounts_running_job_containers(
     keys = {k: f"{name}-{k.lower()}" for k in ("QUEUE", "ACTIVE", "CONC", "TAKEN", "DONE")}
     # WORK=30: the jobs outlive this test's checks
     text = manifest(name, docker_daemon.image, redis_server, {**keys, "LUA": LUA}, work=30)
-    from eventscale.manifest import load_manifests
+    from eventscale.manifests.reader import load_manifests
 
     spec = load_manifests(text).scaled_job()
     client = aioredis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)

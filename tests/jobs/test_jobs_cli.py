@@ -11,8 +11,8 @@ import redis
 
 from eventscale.cli import main
 from eventscale.jobs import simulate_jobs
-from eventscale.manifest import load_manifests
-from eventscale.simulate import Trace
+from eventscale.manifests.reader import load_manifests
+from eventscale.simulation.scaled_object import Trace
 from servers._proc import unique_name
 from servers.redis_srv import RedisServer
 

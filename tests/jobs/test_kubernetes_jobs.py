@@ -14,7 +14,7 @@ from eventscale.jobs import (
     KubernetesJobTarget,
     ScaledJob,
 )
-from eventscale.manifest import load_manifests
+from eventscale.manifests.reader import load_manifests
 from eventscale.spec import ScaledJobSpec
 from eventscale.targets.kubernetes import KubeConfig
 from eventscale.testing import StaticScaler

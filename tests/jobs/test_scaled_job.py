@@ -9,10 +9,10 @@ from typing import Any
 import anyio
 import pytest
 
-from eventscale.controller import Controller
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.jobs import JobCounts, JobPhase, MemoryJobTarget, ScaledJob
-from eventscale.observability import Event, EventBus, EventKind
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.observability import Event, EventBus, EventKind
 from eventscale.spec import JobRollout, ScaledJobSpec, ScalingStrategy, TriggerSpec
 from eventscale.testing import ManualClock, StaticScaler
 

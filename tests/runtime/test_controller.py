@@ -17,11 +17,11 @@ import anyio.lowlevel
 import pytest
 import redis.asyncio as aioredis
 
-from eventscale.controller import Controller
 from eventscale.errors import ScalerError, TargetConflict
 from eventscale.metrics import ScalerReport
-from eventscale.observability import Event, EventKind
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.observability import Event, EventKind
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import PushScaler
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.testing import ManualClock, MemoryTarget, StaticScaler

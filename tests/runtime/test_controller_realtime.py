@@ -15,10 +15,10 @@ import anyio
 import attrs
 import pytest
 
-from eventscale.controller import Controller
 from eventscale.metrics import ScalerReport
-from eventscale.observability import Event, EventKind
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.observability import Event, EventKind
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.testing import ManualClock, MemoryTarget, StaticScaler
 

@@ -8,10 +8,10 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from eventscale.controller import Controller
 from eventscale.errors import ScalerError
-from eventscale.observability import Event, EventBus, EventKind, PrometheusExporter
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.observability import Event, EventBus, EventKind, PrometheusExporter
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.testing import ManualClock, MemoryTarget, StaticScaler
 

@@ -8,8 +8,8 @@ import pytest
 from eventscale.engine import Rule
 from eventscale.errors import ScalerError, TargetError
 from eventscale.metrics import MetricSpec, ScalerReport
-from eventscale.observability import Event, EventBus, EventKind
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.observability import Event, EventBus, EventKind
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.testing import ManualClock, MemoryTarget, SequenceScaler, StaticScaler
 

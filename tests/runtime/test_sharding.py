@@ -19,10 +19,10 @@ import anyio
 import attrs
 import pytest
 
-from eventscale.controller import Controller, NotifyingOwnership
 from eventscale.errors import ConfigError
-from eventscale.runtime import ScaledObject
-from eventscale.sharding import LeaseSharding, _weight
+from eventscale.runtime.controller import Controller, NotifyingOwnership
+from eventscale.runtime.scaled_object import ScaledObject
+from eventscale.runtime.sharding import LeaseSharding, _weight
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.targets.kubernetes import KubeClient, KubeConfig, KubernetesTarget
 from eventscale.targets.memory import MemoryTarget

@@ -13,12 +13,12 @@ import logging
 import pytest
 from azure.storage.queue.aio import QueueServiceClient
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
-from eventscale.manifest import load_manifests
+from eventscale.manifests.reader import load_manifests
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext, create_scaler
-from eventscale.scalers.azure_queue import AzureQueueMetadata, AzureQueueScaler
-from eventscale.scalers.azure_servicebus import AzureServiceBusMetadata, AzureServiceBusScaler
+from eventscale.scalers.azure.servicebus import AzureServiceBusMetadata, AzureServiceBusScaler
+from eventscale.scalers.azure.storage_queue import AzureQueueMetadata, AzureQueueScaler
 from servers._proc import unique_name
 from servers.azurite_srv import DEV_KEY, AzuriteServer
 from servers.servicebus_srv import ServiceBusStandIn

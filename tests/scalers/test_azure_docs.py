@@ -14,10 +14,10 @@ import anyio
 import pytest
 from azure.storage.queue import QueueServiceClient
 
-from eventscale.auth import Secret
-from eventscale.manifest import load_manifests
+from eventscale.manifests.reader import load_manifests
+from eventscale.redaction import Secret
 from eventscale.scalers import create_scaler
-from eventscale.scalers.azure_servicebus import AzureServiceBusScaler
+from eventscale.scalers.azure.servicebus import AzureServiceBusScaler
 from servers._proc import unique_name
 from servers.azurite_srv import AzuriteServer
 from servers.servicebus_srv import ServiceBusStandIn

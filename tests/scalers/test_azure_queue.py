@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from azure.storage.queue.aio import QueueClient, QueueServiceClient
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import MetricType
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext, create_scaler
-from eventscale.scalers.azure_queue import (
+from eventscale.scalers.azure.storage_queue import (
     AzureQueueMetadata,
     AzureQueueScaler,
     QueueLengthStrategy,
@@ -428,7 +428,7 @@ async def test_unreachable_account_is_a_transient_scaler_error() -> None:
 async def test_one_client_per_account_shared_and_closed_with_the_last_user(
     azurite_server: AzuriteServer, service: QueueServiceClient
 ) -> None:
-    from eventscale.scalers import azure_queue
+    from eventscale.scalers.azure import storage_queue as azure_queue
 
     a, b = await new_queue(service, 1), await new_queue(service, 2)
     first = AzureQueueScaler.from_context(queue_ctx(azurite_server, a.queue_name))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext, create_scaler
-from eventscale.scalers.azure_servicebus import (
+from eventscale.scalers.azure.servicebus import (
     AzureServiceBusMetadata,
     AzureServiceBusScaler,
     EntityType,
@@ -423,7 +423,7 @@ async def test_connection_verify_keyword_overrides_metadata(
 async def test_connection_from_env_through_the_registry_shares_one_client(
     servicebus_server: ServiceBusStandIn,
 ) -> None:
-    from eventscale.scalers import azure_servicebus
+    from eventscale.scalers.azure import servicebus as azure_servicebus
 
     a, b = unique_name("q"), unique_name("q")
     servicebus_server.set_queue(a, active=1)

@@ -14,8 +14,8 @@ import pytest
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricType
 from eventscale.scalers import Scaler, create_scaler
-from eventscale.scalers._params import TriggerContext
 from eventscale.scalers.cron import CronConfig, CronScaler, parse_cron
+from eventscale.scalers.params import TriggerContext
 
 NY = ZoneInfo("America/New_York")
 

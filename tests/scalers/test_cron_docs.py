@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from eventscale.scalers import create_scaler
-from eventscale.scalers._params import TriggerContext
 from eventscale.scalers.cron import CronScaler
+from eventscale.scalers.params import TriggerContext
 
 DOC = Path(__file__).parents[2] / "docs" / "scalers" / "cron.md"
 

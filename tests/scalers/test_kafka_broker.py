@@ -17,11 +17,11 @@ import anyio
 import pytest
 import yaml
 
-from eventscale.auth import Secret
 from eventscale.errors import ScalerError, ScalerTimeout
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext, create_scaler
-from eventscale.scalers._kafka_pool import POOL, KafkaClientPool, KafkaConnection
-from eventscale.scalers.kafka import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka._pool import POOL, KafkaClientPool, KafkaConnection
+from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
 from servers._proc import free_port, unique_name
 from servers.kafka_srv import KafkaBroker
 

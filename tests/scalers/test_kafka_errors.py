@@ -21,8 +21,8 @@ import pytest
 
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.scalers import TriggerContext
-from eventscale.scalers._kafka_pool import KafkaClientPool
-from eventscale.scalers.kafka import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka._pool import KafkaClientPool
+from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
 from servers._proc import Proc, free_port, port_open, unique_name, wait_until
 from servers.kafka_srv import tansu_binary
 

@@ -25,18 +25,18 @@ from typing import Any
 import attrs
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
-from eventscale.scalers import kafka as kafka_module
-from eventscale.scalers._kafka_pool import (
+from eventscale.scalers.kafka import scaler as kafka_module
+from eventscale.scalers.kafka._pool import (
     KafkaClientPool,
     KerberosFiles,
     KerberosLogin,
     KerberosRegistry,
     librdkafka_has_gssapi,
 )
-from eventscale.scalers.kafka import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
 from servers._proc import Proc, ensure_apt, free_port, port_open, run, unique_name, wait_until
 
 REALM = "EVENTSCALE.TEST"

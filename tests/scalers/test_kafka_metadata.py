@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import MetricType
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
-from eventscale.scalers.kafka import (
+from eventscale.scalers.kafka.scaler import (
     INVALID_OFFSET,
     KafkaMetadata,
     KafkaScaler,

@@ -18,11 +18,10 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
+from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
-from eventscale.scalers._kafka_pool import KafkaClientPool
-from eventscale.scalers._msk_iam import (
+from eventscale.scalers.kafka._msk_iam import (
     AwsCredentials,
     MskIamTokenProvider,
     msk_iam_token,
@@ -30,7 +29,8 @@ from eventscale.scalers._msk_iam import (
     signing_key,
     valid_region,
 )
-from eventscale.scalers.kafka import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka._pool import KafkaClientPool
+from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
 from servers._proc import free_port, unique_name
 
 # AWS's documentation example credentials (not real ones).

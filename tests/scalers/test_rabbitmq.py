@@ -15,8 +15,8 @@ import pytest
 
 from eventscale.errors import ScalerError
 from eventscale.metrics import ScalerReport
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers.rabbitmq import Mode, RabbitMQScaler
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.rabbitmq.scaler import Mode, RabbitMQScaler
 from servers._proc import free_port, unique_name
 from servers.rabbitmq_srv import PrivateRabbitMQ, RabbitMQServer
 

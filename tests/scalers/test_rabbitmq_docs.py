@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from eventscale.scalers import create_scaler
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers.rabbitmq import RabbitMQScaler
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
 from servers.rabbitmq_srv import RabbitMQServer
 
 DOC = Path(__file__).parents[2] / "docs" / "scalers" / "rabbitmq.md"

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 import trustme
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricType
+from eventscale.redaction import Secret
 from eventscale.scalers import create_scaler
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers.rabbitmq import (
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.rabbitmq.scaler import (
     Mode,
     Operation,
     Protocol,

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from eventscale.errors import ScalerError
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers.rabbitmq import RabbitMQScaler
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
 from eventscale.testing import ManualClock
 from servers._proc import free_port, unique_name
 from servers.rabbitmq_srv import OAUTH_RESOURCE, PrivateRabbitMQ, make_jwt

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator, Callable
 import aio_pika
 import pytest
 
-from eventscale.controller import Controller
 from eventscale.errors import ConfigError, ScalerError
-from eventscale.observability import Event, EventKind
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.observability import Event, EventKind
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import PushScaler
-from eventscale.scalers.rabbitmq import RabbitMQScaler
+from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.targets.memory import MemoryTarget
 from servers._proc import unique_name

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import ScalerReport
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers.rabbitmq import RabbitMQScaler
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
 from servers._proc import unique_name
 from servers.rabbitmq_srv import EXTERNAL_USER, PrivateRabbitMQ
 

@@ -14,9 +14,9 @@ import redis
 import yaml
 
 from eventscale.scalers import create_scaler
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers.redis import RedisListScaler
-from eventscale.scalers.redis_streams import RedisStreamsScaler
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.redis.lists import RedisListScaler
+from eventscale.scalers.redis.streams import RedisStreamsScaler
 from servers._proc import unique_name
 from servers.redis_srv import RedisServer
 

@@ -11,26 +11,26 @@ from typing import Any
 
 import pytest
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricType
+from eventscale.redaction import Secret
 from eventscale.scalers import create_scaler, resolve_scaler_class
-from eventscale.scalers._params import TriggerContext
-from eventscale.scalers._redis_common import (
+from eventscale.scalers.params import TriggerContext
+from eventscale.scalers.redis._common import (
     ERR_NO_ADDRESSES,
     ERR_TLS_BOTH,
     ERR_UNEQUAL_HOSTS_PORTS,
     RedisConnection,
     RedisMode,
 )
-from eventscale.scalers.redis import (
+from eventscale.scalers.redis.lists import (
     ListEnd,
     QueueAgeMode,
     RedisListConfig,
     RedisListScaler,
     item_timestamp,
 )
-from eventscale.scalers.redis_streams import (
+from eventscale.scalers.redis.streams import (
     ERR_MISSING_STREAM,
     RedisStreamsConfig,
     RedisStreamsScaler,

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from eventscale.errors import ScalerError
-from eventscale.scalers._redis_common import RedisConnection, RedisMode
-from eventscale.scalers.redis_streams import RedisStreamsScaler, StreamMode
+from eventscale.scalers.redis._common import RedisConnection, RedisMode
+from eventscale.scalers.redis.streams import RedisStreamsScaler, StreamMode
 from servers._proc import unique_name
 from servers.redis_srv import RedisCluster, RedisServer
 

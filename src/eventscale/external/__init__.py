@@ -16,8 +16,9 @@ the extra raises :class:`~eventscale.errors.MissingExtraError`.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
+
+from eventscale import _lazy
 
 if TYPE_CHECKING:
     from eventscale.external.client import (
@@ -54,13 +55,10 @@ __all__ = (
     "serve_external",
 )
 
-_CLIENT: Final = frozenset(
-    {"ExternalPushScaler", "ExternalScaler", "ExternalScalerConfig", "scaler_metadata_for"}
+_CLIENT = ("ExternalPushScaler", "ExternalScaler", "ExternalScalerConfig", "scaler_metadata_for")
+
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {name: f"{__name__}.client" if name in _CLIENT else f"{__name__}.server" for name in __all__},
+    __all__,
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = "client" if name in _CLIENT else "server"
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -26,12 +26,12 @@ from typing import Any, Final, Self
 import anyio
 import attrs
 
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.external import _proto
 from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport, metric_name
+from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._params import AUTH, Params, TriggerContext
+from eventscale.scalers.params import AUTH, Params, TriggerContext
 
 __all__ = (
     "ExternalPushScaler",

@@ -39,12 +39,12 @@ from typing import Any, Final, Self, cast
 import anyio
 import attrs
 
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, EventscaleError, ScalerError, ScalerTimeout
 from eventscale.external import _proto
 from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import PushScaler, Scaler, ScalerFactory, create_scaler
-from eventscale.scalers._params import TriggerContext
+from eventscale.scalers.params import TriggerContext
 
 __all__ = (
     "SCALER_NAME_KEY",
@@ -596,7 +596,7 @@ def scalers_from_manifest(
 
     :raises ConfigError: the manifest or a trigger is invalid (nothing is left open).
     """
-    from eventscale.manifest import load_manifests
+    from eventscale.manifests.reader import load_manifests
 
     manifests = load_manifests(source, ignore_unknown_kinds=True)
     out: dict[str, tuple[Scaler, tuple[str, ...]]] = {}

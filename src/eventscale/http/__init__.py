@@ -18,8 +18,9 @@ trigger need nothing beyond eventscale.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from eventscale import _lazy
 from eventscale.http._stats import RequestStats, StatsRegistry, registry
 from eventscale.http.middleware import DEFAULT_METRICS_PATH, InFlightMiddleware
 from eventscale.http.scaler import HTTPMetric, HTTPScaler, HTTPTriggerConfig
@@ -44,20 +45,15 @@ __all__ = (
     "registry",
 )
 
-_LAZY = {
-    "Interceptor": "eventscale.http.interceptor",
-    "Route": "eventscale.http.interceptor",
-    "RouteMetrics": "eventscale.http.interceptor",
-    "HTTPScaledObjectSpec": "eventscale.http.manifest",
-    "load_http_scaled_objects": "eventscale.http.manifest",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # The interceptor imports aiohttp: load it (and the manifest reader) on first use.
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
+# The interceptor imports aiohttp: it (and the manifest reader) load on first use.
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        "Interceptor": "eventscale.http.interceptor",
+        "Route": "eventscale.http.interceptor",
+        "RouteMetrics": "eventscale.http.interceptor",
+        "HTTPScaledObjectSpec": "eventscale.http.manifest",
+        "load_http_scaled_objects": "eventscale.http.manifest",
+    },
+    __all__,
+)

@@ -21,7 +21,7 @@ import attrs
 
 from eventscale.errors import ConfigError, join_path
 from eventscale.http.scaler import HTTPMetric
-from eventscale.scalers._params import parse_go_duration
+from eventscale.scalers.params import parse_go_duration
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 
 __all__ = (

@@ -31,7 +31,6 @@ from typing import Any, Final
 import anyio.lowlevel
 
 from eventscale._optional import import_optional
-from eventscale.auth import redact_text, redact_url
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.http._stats import StatsRegistry, registry
 from eventscale.metrics import (
@@ -41,8 +40,9 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
+from eventscale.redaction import redact_text, redact_url
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._params import Params, TriggerContext
+from eventscale.scalers.params import Params, TriggerContext
 
 __all__ = ("HTTPMetric", "HTTPScaler", "HTTPTriggerConfig")
 

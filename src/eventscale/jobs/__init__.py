@@ -1,7 +1,8 @@
 """ScaledJob: one job per unit of work, started as work arrives (KEDA's ScaledJob).
 
 * :class:`ScaledJob`: the runtime object (poll, decide, start jobs, clean history);
-  it runs in :class:`eventscale.controller.Controller` beside ScaledObjects.
+  it lives in :mod:`eventscale.runtime` and runs in its ``Controller`` beside
+  ScaledObjects (importable from here too).
 * :class:`JobTarget`: the job-launching protocol, with :class:`JobInfo`,
   :class:`JobPhase` and :class:`JobCounts`.
 * Backends: :class:`MemoryJobTarget` (tests), :class:`KubernetesJobTarget`
@@ -13,9 +14,9 @@ docs/scaledjob.md has a worked example.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from eventscale import _lazy
 from eventscale.jobs.base import (
     JOB_LABEL,
     REVISION_LABEL,
@@ -27,12 +28,13 @@ from eventscale.jobs.base import (
     template_revision,
 )
 from eventscale.jobs.memory import MemoryJob, MemoryJobTarget
-from eventscale.jobs.runtime import JobReport, JobState, ScaledJob
 
 if TYPE_CHECKING:
+    # ScaledJob is the runtime's (eventscale.runtime); kept here as an old path.
     from eventscale.jobs.docker import DockerJobTarget
     from eventscale.jobs.kubernetes import KubernetesJobTarget
-    from eventscale.jobs.simulate import JobStep, JobTimeline, simulate_jobs
+    from eventscale.runtime.scaled_job import JobReport, JobState, ScaledJob
+    from eventscale.simulation.scaled_job import JobStep, JobTimeline, simulate_jobs
 
 __all__ = (
     "JOB_LABEL",
@@ -55,17 +57,17 @@ __all__ = (
     "template_revision",
 )
 
-_LAZY = {
-    "DockerJobTarget": "eventscale.jobs.docker",
-    "KubernetesJobTarget": "eventscale.jobs.kubernetes",
-    "JobStep": "eventscale.jobs.simulate",
-    "JobTimeline": "eventscale.jobs.simulate",
-    "simulate_jobs": "eventscale.jobs.simulate",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        "DockerJobTarget": "eventscale.jobs.docker",
+        "KubernetesJobTarget": "eventscale.jobs.kubernetes",
+        "JobReport": "eventscale.runtime.scaled_job",
+        "JobState": "eventscale.runtime.scaled_job",
+        "ScaledJob": "eventscale.runtime.scaled_job",
+        "JobStep": "eventscale.simulation.scaled_job",
+        "JobTimeline": "eventscale.simulation.scaled_job",
+        "simulate_jobs": "eventscale.simulation.scaled_job",
+    },
+    __all__,
+)

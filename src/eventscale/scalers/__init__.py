@@ -18,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Protocol, Self, runtime_checkable
 
+from eventscale import _lazy
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricSpec, ScalerReport
-from eventscale.scalers._params import TriggerContext
+from eventscale.scalers.params import TriggerContext
 
 __all__ = (
     "ENTRY_POINT_GROUP",
@@ -103,16 +104,16 @@ class ScalerBase:
 
 # trigger type -> "module:attribute" for the built-ins; imported on first use.
 _BUILTIN: Final[Mapping[str, str]] = {
-    "kafka": "eventscale.scalers.kafka:KafkaScaler",
-    "rabbitmq": "eventscale.scalers.rabbitmq:RabbitMQScaler",
-    "redis": "eventscale.scalers.redis:RedisListScaler",
-    "redis-cluster": "eventscale.scalers.redis:RedisListScaler",
-    "redis-sentinel": "eventscale.scalers.redis:RedisListScaler",
-    "redis-streams": "eventscale.scalers.redis_streams:RedisStreamsScaler",
-    "redis-cluster-streams": "eventscale.scalers.redis_streams:RedisStreamsScaler",
-    "redis-sentinel-streams": "eventscale.scalers.redis_streams:RedisStreamsScaler",
-    "azure-servicebus": "eventscale.scalers.azure_servicebus:AzureServiceBusScaler",
-    "azure-queue": "eventscale.scalers.azure_queue:AzureQueueScaler",
+    "kafka": "eventscale.scalers.kafka.scaler:KafkaScaler",
+    "rabbitmq": "eventscale.scalers.rabbitmq.scaler:RabbitMQScaler",
+    "redis": "eventscale.scalers.redis.lists:RedisListScaler",
+    "redis-cluster": "eventscale.scalers.redis.lists:RedisListScaler",
+    "redis-sentinel": "eventscale.scalers.redis.lists:RedisListScaler",
+    "redis-streams": "eventscale.scalers.redis.streams:RedisStreamsScaler",
+    "redis-cluster-streams": "eventscale.scalers.redis.streams:RedisStreamsScaler",
+    "redis-sentinel-streams": "eventscale.scalers.redis.streams:RedisStreamsScaler",
+    "azure-servicebus": "eventscale.scalers.azure.servicebus:AzureServiceBusScaler",
+    "azure-queue": "eventscale.scalers.azure.storage_queue:AzureQueueScaler",
     "cron": "eventscale.scalers.cron:CronScaler",
     "memory": "eventscale.scalers.memory:MemoryScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
@@ -186,9 +187,10 @@ def create_scaler(ctx: TriggerContext) -> Scaler:
     return cls.from_context(ctx)
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy access to built-in scaler classes: ``eventscale.scalers.RedisListScaler``.
-    for ref in _BUILTIN.values():
-        if ref.endswith(f":{name}"):
-            return _import_ref(ref)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Built-in scaler classes by name (``eventscale.scalers.RedisListScaler``), imported on
+# first use so that importing this package loads no broker client.
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {ref.partition(":")[2]: ref.partition(":")[0] for ref in _BUILTIN.values()},
+    __all__,
+)

@@ -46,7 +46,7 @@ from eventscale.metrics import (
     normalize_metric_name,
 )
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._params import Params, TriggerContext
+from eventscale.scalers.params import Params, TriggerContext
 
 __all__ = (
     "Clock",

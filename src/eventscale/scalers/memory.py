@@ -37,7 +37,7 @@ from eventscale.metrics import (
     normalize_metric_name,
 )
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._params import Params, TriggerContext
+from eventscale.scalers.params import Params, TriggerContext
 
 __all__ = ("GaugeRegistry", "MemoryScaler", "gauges", "set_gauge")
 

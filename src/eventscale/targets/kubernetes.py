@@ -36,8 +36,8 @@ import attrs
 import yaml
 
 from eventscale._optional import import_optional
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, TargetConflict, TargetError, TargetNotFound
+from eventscale.redaction import Secret, redact_text
 from eventscale.targets import TargetBase
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class KubeConfig:
     """Where the API server is and how to authenticate to it.
 
     Build one with :meth:`load`, :meth:`from_kubeconfig` or :meth:`in_cluster`.
-    Credentials are :class:`~eventscale.auth.Secret` and never shown in ``repr``.
+    Credentials are :class:`~eventscale.redaction.Secret` and never shown in ``repr``.
     ``token_file`` is re-read every minute (in-cluster tokens are rotated).
     """
 

@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from eventscale._version import __version__
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, EventscaleError
+from eventscale.redaction import Secret, redact_text
 
 if TYPE_CHECKING:
     from eventscale.jobs.base import JobTarget
-    from eventscale.manifest import Manifests
+    from eventscale.manifests.reader import Manifests
     from eventscale.targets import Target
 
 __all__ = ("main",)
@@ -176,7 +176,7 @@ def _read_manifest_files(paths: Sequence[str]) -> str:
 
 
 def _load(paths: Sequence[str], *, jobs: bool = False) -> Manifests:
-    from eventscale.manifest import load_manifests
+    from eventscale.manifests.reader import load_manifests
 
     manifests = load_manifests(_read_manifest_files(paths), ignore_unknown_kinds=True)
     for data in manifests.secrets.values():
@@ -245,7 +245,7 @@ async def _current_replicas(target: Target, limit: float) -> tuple[int, str | No
 
 
 async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) -> int:
-    from eventscale.runtime import ScaledObject
+    from eventscale.runtime.scaled_object import ScaledObject
     from eventscale.targets.memory import MemoryTarget
 
     manifests = _load([args.manifest], jobs=True)
@@ -275,7 +275,7 @@ async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) ->
         for obj in objects:
             await obj.aclose()
     failed = any(t.error is not None for r in reports for t in r.triggers)
-    from eventscale.jobs import cli as jobs_cli  # ScaledJobs: eventscale/jobs/cli.py
+    from eventscale.cli import _jobs as jobs_cli
 
     job_reports = await jobs_cli.evaluate_scaled_jobs(
         manifests,
@@ -323,11 +323,11 @@ async def _evaluate(args: argparse.Namespace, out: _Writable, err: _Writable) ->
 
 
 def _simulate(args: argparse.Namespace, out: _Writable) -> int:
-    from eventscale.simulate import Trace, simulate
+    from eventscale.simulation.scaled_object import Trace, simulate
 
     manifests = _load([args.manifest], jobs=True)
     if not manifests.scaled_objects or args.job_seconds is not None:
-        from eventscale.jobs.cli import simulate_scaled_job
+        from eventscale.cli._jobs import simulate_scaled_job
 
         return simulate_scaled_job(
             manifests,
@@ -404,9 +404,9 @@ def _lease_timing(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 async def _run(args: argparse.Namespace, out: _Writable) -> int:
-    from eventscale.controller import Reconcilable
-    from eventscale.jobs.runtime import ScaledJob
-    from eventscale.runtime import ScaledObject
+    from eventscale.runtime.controller import Reconcilable
+    from eventscale.runtime.scaled_job import ScaledJob
+    from eventscale.runtime.scaled_object import ScaledObject
 
     manifests = _load(args.manifests, jobs=True)
     env = _env(args)
@@ -469,8 +469,8 @@ async def _run_objects(
     client: Any,
     timing: tuple[float, float, float] | None,
 ) -> int:
-    from eventscale.controller import Controller
-    from eventscale.observability import Event, EventKind
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.observability import Event, EventKind
 
     rows: dict[str, list[str]] = {
         o.key: [o.key, kinds[o.key], "?", "?", "-", "starting"] for o in objects
@@ -478,7 +478,7 @@ async def _run_objects(
     shown = (EventKind.SCALE, EventKind.DECISION, EventKind.TARGET_ERROR, EventKind.POLL)
     sharding = None
     if timing is not None:
-        from eventscale.sharding import LeaseSharding
+        from eventscale.runtime.sharding import LeaseSharding
 
         duration, renew, retry = timing
         sharding = LeaseSharding(
@@ -565,7 +565,7 @@ async def _run_objects(
 
 
 async def _demo(args: argparse.Namespace, out: _Writable) -> int:
-    from eventscale.demo import run_demo
+    from eventscale.cli.demo import run_demo
 
     if not args.speed > 0:
         raise ConfigError("must be > 0", path="--speed")
@@ -581,7 +581,7 @@ async def _demo(args: argparse.Namespace, out: _Writable) -> int:
 
 
 def _intercept(args: argparse.Namespace, out: _Writable) -> int:
-    from eventscale.http.cli import run_intercept
+    from eventscale.cli.intercept import run_intercept
 
     try:
         return anyio.run(run_intercept, args, out)
@@ -593,7 +593,7 @@ def _intercept(args: argparse.Namespace, out: _Writable) -> int:
 
 
 def _serve_external(args: argparse.Namespace, out: _Writable) -> int:
-    from eventscale.external.cli import run_serve_external
+    from eventscale.cli.serve_external import run_serve_external
 
     try:
         return anyio.run(run_serve_external, args, out)
@@ -793,10 +793,10 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--plain", action="store_true", help="one line per second instead of a live view"
     )
-    from eventscale.http.cli import add_parser as add_intercept_parser
+    from eventscale.cli.intercept import add_parser as add_intercept_parser
 
     add_intercept_parser(sub)
-    from eventscale.external.cli import add_parser as add_serve_external_parser
+    from eventscale.cli.serve_external import add_parser as add_serve_external_parser
 
     add_serve_external_parser(sub)
     return parser
@@ -844,7 +844,3 @@ def main(argv: Sequence[str] | None = None, *, out: _Writable | None = None) -> 
         return EXIT_FAILED
     finally:
         restore_logging()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -22,9 +22,9 @@ from typing import Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
-from eventscale.scalers._params import AUTH, Params, Source
+from eventscale.redaction import Secret, redact_text
+from eventscale.scalers.params import AUTH, Params, Source
 
 __all__ = (
     "AZURE_WORKLOAD",

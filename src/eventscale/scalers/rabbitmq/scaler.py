@@ -47,7 +47,6 @@ import anyio
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.metrics import (
     MetricSpec,
@@ -57,8 +56,9 @@ from eventscale.metrics import (
     normalize_metric_name,
     sanitize_metric_value,
 )
+from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._params import AUTH, ENV, META, Params, TriggerContext
+from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
 
 # Fail at import time, with the extra to install, when the client library is missing.
 import_optional("aio_pika", extra="rabbitmq", what="the rabbitmq scaler")
@@ -139,7 +139,7 @@ class RabbitMQConfig:
     """Validated settings of one ``rabbitmq`` trigger (build it through the scaler).
 
     Secrets (``host``, ``password``, ``key``, ``key_password``, ``client_secret``) are
-    :class:`~eventscale.auth.Secret` values and never show in a repr.
+    :class:`~eventscale.redaction.Secret` values and never show in a repr.
     """
 
     queue_name: str

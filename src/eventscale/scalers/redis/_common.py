@@ -28,10 +28,10 @@ from typing import Any, Final, TypeVar
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.metrics import ScalerReport
-from eventscale.scalers._params import AUTH, ENV, META, Params, parse_go_bool
+from eventscale.redaction import Secret, redact_text
+from eventscale.scalers.params import AUTH, ENV, META, Params, parse_go_bool
 
 __all__ = (
     "ERR_NO_ADDRESSES",

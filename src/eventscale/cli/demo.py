@@ -2,8 +2,8 @@
 
 Everything is real except the broker: the in-memory ``memory`` trigger reads a gauge
 that the demo's producer fills and its workers drain, the real
-:class:`~eventscale.controller.Controller` reconciles a real
-:class:`~eventscale.runtime.ScaledObject` through the engine, and a
+:class:`~eventscale.runtime.controller.Controller` reconciles a real
+:class:`~eventscale.runtime.scaled_object.ScaledObject` through the engine, and a
 :class:`~eventscale.targets.memory.MemoryTarget` records what it was told. Time can
 run faster than real time (``--speed``): the controller and the workers share one
 scaled clock.
@@ -17,9 +17,9 @@ from typing import Protocol
 import anyio
 import attrs
 
-from eventscale.controller import Controller
-from eventscale.observability import Event, EventKind
-from eventscale.runtime import ScaledObject
+from eventscale.runtime.controller import Controller
+from eventscale.runtime.observability import Event, EventKind
+from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers.memory import GaugeRegistry, MemoryScaler
 from eventscale.spec import (
     Advanced,

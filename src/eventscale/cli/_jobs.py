@@ -1,6 +1,6 @@
 """``eventscale evaluate`` and ``eventscale simulate`` for ScaledJobs.
 
-:mod:`eventscale.cli` calls these when a manifest holds ScaledJobs; they are kept
+:mod:`eventscale.cli._main` calls these when a manifest holds ScaledJobs; they are kept
 here so the command module stays about ScaledObjects.
 """
 
@@ -14,8 +14,8 @@ from eventscale.errors import ConfigError
 
 if TYPE_CHECKING:
     from eventscale.jobs.base import JobTarget
-    from eventscale.jobs.runtime import JobReport
-    from eventscale.manifest import Manifests
+    from eventscale.manifests.reader import Manifests
+    from eventscale.runtime.scaled_job import JobReport
     from eventscale.spec import ScaledJobSpec
 
 __all__ = ("evaluate_scaled_jobs", "simulate_scaled_job", "write_job_reports")
@@ -63,7 +63,7 @@ async def evaluate_scaled_jobs(
     ``docker``); with ``none`` (or when ``running`` is given) ``running`` jobs, else
     0, are assumed. A target that cannot be listed is in the report's ``target_error``.
     """
-    from eventscale.jobs.runtime import ScaledJob
+    from eventscale.runtime.scaled_job import ScaledJob
 
     objects = []
     for spec in manifests.scaled_jobs:
@@ -124,8 +124,8 @@ def simulate_scaled_job(
     out: _Writable,
 ) -> int:
     """``eventscale simulate`` for a ScaledJob; returns the exit status (0)."""
-    from eventscale.jobs.simulate import simulate_jobs
-    from eventscale.simulate import Trace
+    from eventscale.simulation.scaled_job import simulate_jobs
+    from eventscale.simulation.scaled_object import Trace
 
     if job_seconds is None:
         raise ConfigError(

@@ -31,8 +31,8 @@ from typing import Any, Final
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
+from eventscale.redaction import Secret
 
 __all__ = (
     "KERBEROS",
@@ -246,7 +246,7 @@ class KafkaClientPool:
             return list(self._connections.values())
 
 
-#: The process-wide pool every :class:`~eventscale.scalers.kafka.KafkaScaler` uses by default.
+#: The process-wide pool every :class:`~eventscale.scalers.kafka.scaler.KafkaScaler` uses by default.
 POOL: Final = KafkaClientPool()
 
 
@@ -419,6 +419,6 @@ class KerberosRegistry:
         )
 
 
-#: The process-wide Kerberos login every GSSAPI :class:`~eventscale.scalers.kafka.KafkaScaler`
+#: The process-wide Kerberos login every GSSAPI :class:`~eventscale.scalers.kafka.scaler.KafkaScaler`
 #: uses by default.
 KERBEROS: Final = KerberosRegistry()

@@ -23,7 +23,6 @@ from typing import Any, Final
 
 import attrs
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import (
     MetricSpec,
@@ -33,9 +32,10 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
+from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._params import Params, TriggerContext
-from eventscale.scalers._redis_common import (
+from eventscale.scalers.params import Params, TriggerContext
+from eventscale.scalers.redis._common import (
     RedisConnection,
     RedisLease,
     RedisMode,

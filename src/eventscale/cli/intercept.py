@@ -3,7 +3,7 @@
 Reads ``HTTPScaledObject`` manifests, serves their routes through an
 :class:`~eventscale.http.Interceptor`, and runs one ScaledObject per manifest (an
 ``http`` trigger on the route's pending requests) in a
-:class:`~eventscale.controller.Controller` whose ``wake`` the interceptor calls when
+:class:`~eventscale.runtime.controller.Controller` whose ``wake`` the interceptor calls when
 it holds a request for an upstream at zero.
 """
 
@@ -107,12 +107,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 async def run_intercept(args: argparse.Namespace, out: _Writable) -> int:
     """Run the interceptor and the controller until cancelled."""
-    from eventscale.cli import _make_target, _read_manifest_files
-    from eventscale.controller import Controller
+    from eventscale.cli._main import _make_target, _read_manifest_files
     from eventscale.http.interceptor import Interceptor
     from eventscale.http.manifest import load_http_scaled_objects
-    from eventscale.observability import Event, EventKind
-    from eventscale.runtime import ScaledObject
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.observability import Event, EventKind
+    from eventscale.runtime.scaled_object import ScaledObject
 
     specs = load_http_scaled_objects(_read_manifest_files(args.manifests))
     if not specs:

@@ -18,7 +18,7 @@ lag, the cap at the partition count, activity on the uncapped sum, ``partitionLi
 One poll sends a bounded number of requests whatever the partition count: one metadata
 request, one committed-offsets request for the group and one list-offsets request per
 partition leader (librdkafka groups the partitions by leader), the last two concurrently.
-Clients are shared through :mod:`eventscale.scalers._kafka_pool`.
+Clients are shared through :mod:`eventscale.scalers.kafka._pool`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import anyio.to_thread
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.auth import Secret, redact_text
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.metrics import (
     MetricSpec,
@@ -48,8 +47,10 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
+from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import ScalerBase
-from eventscale.scalers._kafka_pool import (
+from eventscale.scalers.kafka._msk_iam import AwsCredentials, MskIamTokenProvider, valid_region
+from eventscale.scalers.kafka._pool import (
     KERBEROS,
     POOL,
     Futures,
@@ -60,8 +61,7 @@ from eventscale.scalers._kafka_pool import (
     KerberosRegistry,
     librdkafka_has_gssapi,
 )
-from eventscale.scalers._msk_iam import AwsCredentials, MskIamTokenProvider, valid_region
-from eventscale.scalers._params import AUTH, ENV, META, Params, Source, TriggerContext
+from eventscale.scalers.params import AUTH, ENV, META, Params, Source, TriggerContext
 
 __all__ = (
     "INVALID_OFFSET",
@@ -171,7 +171,7 @@ class KafkaMetadata:
 
     Field names follow the KEDA parameters; see docs/scalers/kafka.md for each one.
     ``librdkafka`` holds the connection settings (TLS, SASL) as librdkafka configuration,
-    secrets wrapped in :class:`~eventscale.auth.Secret`.
+    secrets wrapped in :class:`~eventscale.redaction.Secret`.
     """
 
     bootstrap_servers: tuple[str, ...]

@@ -1,6 +1,6 @@
 """Polling triggers: one call per scaler under a timeout, failures as observations.
 
-Shared by :class:`~eventscale.runtime.ScaledObject` and
+Shared by :class:`~eventscale.runtime.scaled_object.ScaledObject` and
 :class:`~eventscale.jobs.ScaledJob`. Nothing here raises for a failing scaler: a
 :class:`~eventscale.errors.ScalerError`, a timeout, a bug in a user's scaler or a
 malformed report all become an error :class:`~eventscale.engine.TriggerObservation`.
@@ -18,11 +18,11 @@ from typing import Any
 
 import anyio
 
-from eventscale.auth import redact_text
 from eventscale.engine import TriggerObservation
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
 from eventscale.metrics import MetricSpec, ScalerReport
-from eventscale.observability import TriggerResult
+from eventscale.redaction import redact_text
+from eventscale.runtime.observability import TriggerResult
 from eventscale.scalers import Scaler, TriggerContext, create_scaler
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerSpec
 
@@ -60,7 +60,7 @@ def build_scalers(
     """
     if scalers is None:
         if contexts is None:
-            from eventscale.manifest import Manifests
+            from eventscale.manifests.reader import Manifests
 
             contexts = Manifests().trigger_contexts(spec)
         scalers = [create_scaler(ctx) for ctx in contexts]

@@ -4,7 +4,7 @@ This is KEDA's ``ResolveAuthRefAndPodIdentity`` for a library: a trigger's
 ``authenticationRef`` names a (Cluster)TriggerAuthentication, whose ``env``,
 ``configMapTargetRef`` and ``secretTargetRef`` entries (applied in that order, a later
 one overriding an earlier one for the same parameter, as KEDA does) become the
-trigger's auth parameters, each wrapped in :class:`~eventscale.auth.Secret`.
+trigger's auth parameters, each wrapped in :class:`~eventscale.redaction.Secret`.
 
 Where KEDA logs an unresolvable reference and carries on with an empty value, eventscale
 raises :class:`~eventscale.errors.ConfigError`: a missing Secret, key, ConfigMap or
@@ -12,7 +12,7 @@ environment variable is a configuration mistake, not a credential of ``""``.
 
 The resolution rules live here once, as pure functions over objects already fetched:
 the synchronous resolver below feeds them the Secrets and ConfigMaps it was given, and
-the asynchronous one (:mod:`eventscale.secrets`) the objects its sources returned.
+the asynchronous one (:mod:`eventscale.authentication.resolver`) the objects its sources returned.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from eventscale.auth import Secret
 from eventscale.errors import ConfigError
+from eventscale.redaction import Secret
 from eventscale.spec import (
     ScaledJobSpec,
     ScaledObjectSpec,
@@ -31,7 +31,7 @@ from eventscale.spec import (
 )
 
 if TYPE_CHECKING:
-    from eventscale.scalers._params import TriggerContext
+    from eventscale.scalers.params import TriggerContext
 
 __all__ = ("resolve_trigger_authentication", "resolve_trigger_contexts")
 
@@ -116,7 +116,7 @@ class Reference:
 
 
 def as_secret(value: str | Secret) -> Secret:
-    """``value`` as a :class:`~eventscale.auth.Secret` (a Secret is kept as it is)."""
+    """``value`` as a :class:`~eventscale.redaction.Secret` (a Secret is kept as it is)."""
     return value if isinstance(value, Secret) else Secret(value)
 
 
@@ -273,7 +273,7 @@ def build_trigger_contexts(
         ``spec.triggers[i].authenticationRef.name``) and the errors of ``resolved``,
         each reported once, where the first trigger that uses it stands.
     """
-    from eventscale.scalers._params import TriggerContext
+    from eventscale.scalers.params import TriggerContext
 
     errors: list[ConfigError] = []
     reported: set[tuple[str, str]] = set()

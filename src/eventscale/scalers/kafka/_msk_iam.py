@@ -30,7 +30,7 @@ from urllib.parse import quote
 import attrs
 
 from eventscale._version import __version__
-from eventscale.auth import Secret
+from eventscale.redaction import Secret
 
 __all__ = (
     "ALGORITHM",

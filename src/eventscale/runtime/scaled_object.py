@@ -18,7 +18,9 @@ from typing import Any, Self
 
 import attrs
 
-from eventscale._polling import (
+from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
+from eventscale.redaction import Secret
+from eventscale.runtime._polling import (
     DEFAULT_POLL_TIMEOUT,
     build_scalers,
     call_timeout,
@@ -29,9 +31,7 @@ from eventscale._polling import (
     poll_triggers,
     trigger_results,
 )
-from eventscale.auth import Secret
-from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
-from eventscale.observability import Event, EventBus, EventKind, TriggerResult
+from eventscale.runtime.observability import Event, EventBus, EventKind, TriggerResult
 from eventscale.scalers import Scaler
 from eventscale.spec import ScaledObjectSpec
 from eventscale.targets import Target
@@ -201,7 +201,7 @@ class ScaledObject:
 
         :raises ConfigError: the manifest or a trigger's metadata is invalid.
         """
-        from eventscale.manifest import load_manifests
+        from eventscale.manifests.reader import load_manifests
 
         manifests = load_manifests(source)
         spec = manifests.scaled_object(name)

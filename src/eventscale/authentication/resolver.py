@@ -1,0 +1,690 @@
+"""Trigger authentication from wherever the credentials live.
+
+:meth:`Manifests.trigger_contexts <eventscale.manifests.reader.Manifests.trigger_contexts>` resolves
+a trigger's ``authenticationRef`` synchronously, from the Secrets and ConfigMaps written in
+the same manifest stream. This module does the same asynchronously, looking every
+referenced Secret and ConfigMap up in a chain of :class:`SecretSource` objects:
+
+* :class:`MappingSource`: the manifest stream and Secrets given in code;
+* :class:`DirectorySource`: Secrets (and ConfigMaps) mounted as directories, one file per
+  key, as Kubernetes mounts a ``secret`` volume;
+* :class:`ClusterSource`: the Kubernetes API, through the Kubernetes target's
+  :class:`~eventscale.targets.kubernetes.KubeClient`
+  (``GET /api/v1/namespaces/{namespace}/secrets/{name}``).
+
+The first source that has an object of the referenced name supplies it whole. On top of
+what the synchronous resolver does, a ClusterTriggerAuthentication's ``filePath`` (KEDA's
+file of JSON auth parameters under the operator's ``--filepath-auth-root-path``) is read
+when the resolver is given a ``file_root``.
+
+Every value becomes an :class:`~eventscale.redaction.Secret`. Errors name the entry of the
+TriggerAuthentication that failed (``spec.secretTargetRef[0].key``) and the
+TriggerAuthentication itself, never a value. :func:`resolve_trigger_contexts_async` is the
+one-call entry point; :class:`AuthResolver` is the reusable object behind it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+
+import anyio
+import attrs
+
+from eventscale.authentication._resolve import (
+    ASYNC_WORDING,
+    CONFIG_MAP,
+    SECRET,
+    Reference,
+    SecretData,
+    as_secret,
+    auth_table,
+    build_trigger_contexts,
+    describe,
+    provider_errors,
+    referenced_authentications,
+    references,
+    resolve_entries,
+)
+from eventscale.errors import ConfigError, ScalerError, TargetError, TargetNotFound
+from eventscale.redaction import Secret, redact_text
+from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerAuthenticationSpec
+
+if TYPE_CHECKING:
+    from eventscale.manifests.reader import Manifests
+    from eventscale.scalers.params import TriggerContext
+    from eventscale.targets.kubernetes import KubeClient
+
+__all__ = (
+    "DEFAULT_CLUSTER_NAMESPACE",
+    "AuthResolver",
+    "ClusterSource",
+    "DirectorySource",
+    "MappingSource",
+    "SecretData",
+    "SecretSource",
+    "default_sources",
+    "resolve_trigger_contexts_async",
+)
+
+log = logging.getLogger("eventscale.secrets")
+
+DEFAULT_CLUSTER_NAMESPACE: Final = "keda"
+"""Where a ClusterTriggerAuthentication's Secrets are read, as KEDA's default
+``KEDA_CLUSTER_OBJECT_NAMESPACE``."""
+
+# DNS-1123 subdomain (object names) and label (namespaces), as the API server validates them.
+_OBJECT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAMESPACE: Final = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _strip_newline(text: str) -> str:
+    """Drop one trailing line break, as ``echo`` or an editor leaves in a mounted file."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")
+
+
+@runtime_checkable
+class SecretSource(Protocol):
+    """Somewhere Secrets and ConfigMaps can be looked up by name.
+
+    Each method returns ``None`` when the source has no object of that name (the next
+    source is tried), raises :class:`~eventscale.errors.ConfigError` (without a path) when
+    it has one but may not or cannot read it, and
+    :class:`~eventscale.errors.ScalerError` when the source is unreachable for now.
+    ``namespace`` is the namespace the reference is resolved in; sources that hold one
+    namespace only ignore it.
+    """
+
+    @property
+    def description(self) -> str:
+        """How error messages name this source (``the manifest stream``)."""
+        ...
+
+    async def get_secret(self, name: str, namespace: str) -> SecretData | None:
+        """The Secret ``name``, or ``None``."""
+        ...
+
+    async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
+        """The ConfigMap ``name``, or ``None``."""
+        ...
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class MappingSource:
+    """Secrets and ConfigMaps held in memory: a manifest stream, or given in code.
+
+    ``secrets`` maps a Secret's name to its keys and values (plain strings are wrapped in
+    :class:`~eventscale.redaction.Secret`), ``config_maps`` the same for ConfigMaps.
+    ``undecodable`` lists ``(secret, key)`` pairs whose value is not UTF-8 text.
+    """
+
+    def __init__(
+        self,
+        secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
+        config_maps: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        undecodable: Collection[tuple[str, str]] = (),
+        description: str = "the given Secrets",
+    ) -> None:
+        self._secrets = {
+            name: {key: as_secret(value) for key, value in values.items()}
+            for name, values in (secrets or {}).items()
+        }
+        self._config_maps = {
+            name: {key: Secret(value) for key, value in values.items()}
+            for name, values in (config_maps or {}).items()
+        }
+        self._undecodable = frozenset(undecodable)
+        self._description = description
+
+    @classmethod
+    def from_manifests(
+        cls,
+        manifests: Manifests,
+        *,
+        secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
+        config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> MappingSource:
+        """The Secrets and ConfigMaps of a manifest stream; ``secrets`` and ``config_maps``
+        add objects or override the stream's key by key, as ``Manifests.trigger_contexts``
+        does."""
+        merged_secrets: dict[str, dict[str, str | Secret]] = {
+            name: dict(values) for name, values in manifests.secrets.items()
+        }
+        for name, values in (secrets or {}).items():
+            merged_secrets.setdefault(name, {}).update(values)
+        merged_maps: dict[str, dict[str, str]] = {
+            name: dict(values) for name, values in manifests.config_maps.items()
+        }
+        for name, cm_values in (config_maps or {}).items():
+            merged_maps.setdefault(name, {}).update(cm_values)
+        undecodable = {
+            (name, key)
+            for name, key in manifests.undecodable_secret_keys
+            if key not in (secrets or {}).get(name, {})
+        }
+        return cls(
+            merged_secrets,
+            merged_maps,
+            undecodable=undecodable,
+            description="the manifest stream",
+        )
+
+    @property
+    def description(self) -> str:
+        """How error messages name this source."""
+        return self._description
+
+    def __repr__(self) -> str:
+        return (
+            f"MappingSource({self._description!r}, secrets={sorted(self._secrets)!r}, "
+            f"config_maps={sorted(self._config_maps)!r})"
+        )
+
+    async def get_secret(self, name: str, namespace: str) -> SecretData | None:
+        """The Secret ``name`` (any namespace), or ``None``."""
+        values = self._secrets.get(name)
+        unreadable = frozenset(k for n, k in self._undecodable if n == name)
+        if values is None and not unreadable:
+            return None
+        return SecretData(values=values or {}, origin=self._description, unreadable=unreadable)
+
+    async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
+        """The ConfigMap ``name`` (any namespace), or ``None``."""
+        values = self._config_maps.get(name)
+        if values is None:
+            return None
+        return SecretData(values=values, origin=self._description)
+
+
+class DirectorySource:
+    """Secrets and ConfigMaps mounted as directories, one file per key.
+
+    ``secret_dirs`` maps a Secret's name to the directory it is mounted at
+    (``{"rabbitmq-secret": "/etc/secrets/rabbitmq"}``); ``config_map_dirs`` the same for
+    ConfigMaps. Each regular file of the directory is a key; Kubernetes' own bookkeeping
+    entries (``..data``, ``..2024_01_01...``) are skipped and the per-key symlinks are
+    followed. A value is the file's text minus one trailing line break. A directory that
+    is named here but does not exist is a :class:`~eventscale.errors.ConfigError`: it
+    was configured on purpose.
+    """
+
+    def __init__(
+        self,
+        secret_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+        config_map_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+    ) -> None:
+        self._secret_dirs = {name: Path(path) for name, path in (secret_dirs or {}).items()}
+        self._config_map_dirs = {name: Path(path) for name, path in (config_map_dirs or {}).items()}
+
+    @property
+    def description(self) -> str:
+        """How error messages name this source."""
+        return "the mounted directories"
+
+    def __repr__(self) -> str:
+        return (
+            f"DirectorySource(secret_dirs={ {k: str(v) for k, v in self._secret_dirs.items()}!r}, "
+            f"config_map_dirs={ {k: str(v) for k, v in self._config_map_dirs.items()}!r})"
+        )
+
+    async def get_secret(self, name: str, namespace: str) -> SecretData | None:
+        """The Secret ``name`` read from its directory, or ``None`` if none is mapped."""
+        folder = self._secret_dirs.get(name)
+        if folder is None:
+            return None
+        return await anyio.to_thread.run_sync(_read_directory, folder, SECRET)
+
+    async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
+        """The ConfigMap ``name`` read from its directory, or ``None`` if none is mapped."""
+        folder = self._config_map_dirs.get(name)
+        if folder is None:
+            return None
+        return await anyio.to_thread.run_sync(_read_directory, folder, CONFIG_MAP)
+
+
+def _read_directory(folder: Path, kind: str) -> SecretData:
+    if not folder.is_dir():
+        raise ConfigError(f"the {kind} directory {str(folder)!r} does not exist")
+    values: dict[str, Secret] = {}
+    unreadable: set[str] = set()
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot list the {kind} directory {str(folder)!r}: {exc.strerror}"
+        ) from None
+    for entry in entries:
+        if entry.name.startswith("..") or not entry.is_file():
+            continue
+        try:
+            raw = entry.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {str(entry)!r}: {exc.strerror}") from None
+        try:
+            values[entry.name] = Secret(_strip_newline(raw.decode("utf-8")))
+        except UnicodeDecodeError:
+            unreadable.add(entry.name)
+    return SecretData(
+        values=values, origin=f"directory {str(folder)!r}", unreadable=frozenset(unreadable)
+    )
+
+
+class ClusterSource:
+    """Secrets and ConfigMaps read from a Kubernetes cluster.
+
+    ``client`` is the Kubernetes target's :class:`~eventscale.targets.kubernetes.KubeClient`
+    (share the one your targets use; it is not closed here). A 404 means "not here"; a
+    401 or 403 (the client's account may not ``get`` Secrets in that namespace) is a
+    :class:`~eventscale.errors.ConfigError`; an unreachable API, a timeout or a server
+    error is a transient :class:`~eventscale.errors.ScalerError`.
+    """
+
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+
+    @property
+    def description(self) -> str:
+        """How error messages name this source."""
+        return "the cluster"
+
+    def __repr__(self) -> str:
+        return f"ClusterSource(server={self.client.config.server!r})"
+
+    async def get_secret(self, name: str, namespace: str) -> SecretData | None:
+        """``GET /api/v1/namespaces/{namespace}/secrets/{name}``, base64 ``data`` decoded."""
+        obj = await self._get("secrets", SECRET, name, namespace)
+        if obj is None:
+            return None
+        values: dict[str, Secret] = {}
+        unreadable: set[str] = set()
+        data = obj.get("data") or {}
+        for key, encoded in data.items() if isinstance(data, Mapping) else ():
+            try:
+                values[str(key)] = Secret(
+                    base64.b64decode(str(encoded), validate=True).decode("utf-8")
+                )
+            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+                unreadable.add(str(key))
+        return SecretData(
+            values=values,
+            origin=f"the cluster (namespace {namespace!r})",
+            unreadable=frozenset(unreadable),
+        )
+
+    async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
+        """``GET /api/v1/namespaces/{namespace}/configmaps/{name}``, its ``data``."""
+        obj = await self._get("configmaps", CONFIG_MAP, name, namespace)
+        if obj is None:
+            return None
+        data = obj.get("data") or {}
+        values = (
+            {str(k): Secret(str(v)) for k, v in data.items()} if isinstance(data, Mapping) else {}
+        )
+        return SecretData(values=values, origin=f"the cluster (namespace {namespace!r})")
+
+    async def _get(
+        self, plural: str, kind: str, name: str, namespace: str
+    ) -> Mapping[str, Any] | None:
+        # Names go into the URL path: anything but a Kubernetes name could redirect it.
+        if not _OBJECT_NAME.fullmatch(name):
+            raise ConfigError(f"{kind} name {name!r} is not a valid Kubernetes object name")
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace")
+        path = f"/api/v1/namespaces/{namespace}/{plural}/{name}"
+        try:
+            obj = await self.client.request("GET", path)
+        except TargetNotFound:
+            return None
+        except TargetError as exc:
+            # The client already redacted its credentials from the API's message.
+            detail = redact_text(exc.message)
+            if exc.status in (401, 403):
+                raise ConfigError(
+                    f"reading {kind} {name!r} in namespace {namespace!r} was refused "
+                    f"(HTTP {exc.status}): {detail}"
+                ) from exc
+            status = f" (HTTP {exc.status})" if exc.status is not None else ""
+            raise ScalerError(
+                f"cannot read {kind} {name!r} in namespace {namespace!r} from the "
+                f"Kubernetes API{status}: {detail}",
+                transient=True,
+            ) from exc
+        log.debug("read %s %s/%s from the cluster", kind, namespace, name)
+        return obj
+
+
+# --------------------------------------------------------------------------- resolver
+
+
+def _to_tuple(sources: Iterable[SecretSource]) -> tuple[SecretSource, ...]:
+    return tuple(sources)
+
+
+def _to_dict(env: Mapping[str, str]) -> dict[str, str]:
+    return dict(env)
+
+
+def _to_path(path: str | os.PathLike[str] | None) -> Path | None:
+    return Path(path) if path is not None else None
+
+
+@attrs.frozen(kw_only=True)
+class AuthResolver:
+    """Resolves TriggerAuthentications into auth parameters, and specs into contexts.
+
+    :param sources: where Secrets and ConfigMaps are looked up, in order; the first source
+        that has an object of the referenced name supplies it whole.
+    :param env: the environment of ``env`` entries and ``...FromEnv`` metadata (KEDA's
+        ``resolvedEnv``, the scale target container's environment). Empty by default;
+        pass ``os.environ`` for the process environment.
+    :param file_root: the directory a ClusterTriggerAuthentication's ``filePath`` is
+        relative to (KEDA's ``--filepath-auth-root-path``); ``None`` refuses ``filePath``.
+    :param namespace: the namespace a TriggerAuthentication's references are resolved in;
+        default: the ScaledObject's or ScaledJob's ``metadata.namespace``.
+    :param cluster_namespace: the namespace of a ClusterTriggerAuthentication's references
+        (KEDA's ``KEDA_CLUSTER_OBJECT_NAMESPACE``, default ``keda``).
+    """
+
+    sources: tuple[SecretSource, ...] = attrs.field(converter=_to_tuple, default=())
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_to_dict, repr=lambda m: f"<{len(m)} variables>"
+    )
+    file_root: Path | None = attrs.field(default=None, converter=_to_path)
+    namespace: str | None = None
+    cluster_namespace: str = DEFAULT_CLUSTER_NAMESPACE
+
+    async def resolve_authentication(
+        self,
+        auth: TriggerAuthenticationSpec,
+        *,
+        namespace: str = "default",
+        used_by: str | None = None,
+    ) -> dict[str, Secret]:
+        """The auth parameters ``auth`` provides, as ``{parameter: Secret}``.
+
+        ``namespace`` is where a TriggerAuthentication's references live (a
+        ClusterTriggerAuthentication always uses ``cluster_namespace``).
+
+        :raises ConfigError: every unresolvable entry, each at its path inside ``auth``
+            (``spec.secretTargetRef[0].name``), the message naming ``auth``.
+        :raises ScalerError: a source could not be reached (transient).
+        """
+        return await _Resolution(self).authentication(auth, namespace, used_by)
+
+    async def trigger_contexts(
+        self,
+        spec: ScaledObjectSpec | ScaledJobSpec,
+        trigger_authentications: (
+            Mapping[tuple[str, str], TriggerAuthenticationSpec]
+            | Iterable[TriggerAuthenticationSpec]
+        ) = (),
+    ) -> tuple[TriggerContext, ...]:
+        """One :class:`~eventscale.scalers.TriggerContext` per trigger of ``spec``, in order.
+
+        :raises ConfigError: every unresolvable reference of every trigger, each with its
+            path; a missing TriggerAuthentication is reported at
+            ``spec.triggers[i].authenticationRef.name``.
+        :raises ScalerError: a source could not be reached (transient).
+        """
+        return await _Resolution(self).contexts(spec, trigger_authentications)
+
+
+class _Resolution:
+    """One resolution run: looks each object up once, collects every error."""
+
+    def __init__(self, resolver: AuthResolver) -> None:
+        self.resolver = resolver
+        self.cache: dict[tuple[str, str, str], SecretData | ConfigError | None] = {}
+
+    async def lookup(self, kind: str, name: str, namespace: str) -> SecretData | None:
+        key = (kind, namespace, name)
+        if key not in self.cache:
+            found: SecretData | ConfigError | None = None
+            for source in self.resolver.sources:
+                try:
+                    if kind == SECRET:
+                        found = await source.get_secret(name, namespace)
+                    else:
+                        found = await source.get_config_map(name, namespace)
+                except ConfigError as exc:
+                    found = exc
+                if found is not None:
+                    break
+            if isinstance(found, SecretData):
+                log.debug("%s %r found in %s", kind, name, found.origin)
+            self.cache[key] = found
+        result = self.cache[key]
+        if isinstance(result, ConfigError):
+            raise result
+        return result
+
+    def searched(self, namespace: str) -> str:
+        names = [s.description for s in self.resolver.sources]
+        if not names:
+            return "no Secret or ConfigMap source is configured"
+        return f"searched {', '.join(names)}; namespace {namespace!r}"
+
+    async def authentication(
+        self, auth: TriggerAuthenticationSpec, namespace: str, used_by: str | None
+    ) -> dict[str, Secret]:
+        who = describe(auth, used_by)
+        if auth.kind == "ClusterTriggerAuthentication":
+            namespace = self.resolver.cluster_namespace
+        errors = provider_errors(auth, who, ASYNC_WORDING)
+        if "filePath" in auth.other:
+            # As KEDA: the file's parameters are the whole result; the other entries of
+            # this (Cluster)TriggerAuthentication are not read.
+            params: dict[str, Secret] = {}
+            try:
+                params = await self.file_params(auth, who)
+            except ConfigError as exc:
+                errors.append(exc)
+            ConfigError.collect(errors, what=f"cannot resolve {who}")
+            return params
+
+        # Fetch every referenced object first (in resolution order, so an unreachable
+        # source fails where it did), then apply the shared rules to what was found.
+        fetched: dict[tuple[str, str], SecretData | ConfigError | None] = {}
+        for ref in references(auth):
+            try:
+                fetched[(ref.kind, ref.name)] = await self.lookup(ref.kind, ref.name, namespace)
+            except ConfigError as exc:
+                fetched[(ref.kind, ref.name)] = exc
+            except ScalerError as exc:
+                raise ScalerError(
+                    f"{who}: {exc.message}", trigger=exc.trigger, transient=exc.transient
+                ) from exc
+
+        def fetch(ref: Reference) -> SecretData | None:
+            found = fetched[(ref.kind, ref.name)]
+            if isinstance(found, ConfigError):
+                raise found
+            return found
+
+        params, more = resolve_entries(
+            auth,
+            who,
+            env=self.resolver.env,
+            fetch=fetch,
+            wording=ASYNC_WORDING,
+            searched=self.searched(namespace),
+        )
+        errors += more
+        ConfigError.collect(errors, what=f"cannot resolve {who}")
+        return params
+
+    async def file_params(self, auth: TriggerAuthenticationSpec, who: str) -> dict[str, Secret]:
+        path = "spec.filePath"
+        raw = auth.other["filePath"]
+        if auth.kind != "ClusterTriggerAuthentication":
+            raise ConfigError(
+                f"{who}: filePath is only supported in a ClusterTriggerAuthentication", path=path
+            )
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(f"{who}: filePath must be a non-empty string", path=path)
+        root = self.resolver.file_root
+        if root is None:
+            raise ConfigError(
+                f"{who}: filePath needs a file root (pass file_root=..., eventscale's "
+                "--filepath-auth-root-path)",
+                path=path,
+            )
+        if os.path.isabs(raw) or ".." in raw:
+            raise ConfigError(
+                f"{who}: filePath must be relative to the file root and not contain '..'",
+                path=path,
+            )
+        return await anyio.to_thread.run_sync(_read_params_file, root, raw, who, path)
+
+    async def contexts(
+        self,
+        spec: ScaledObjectSpec | ScaledJobSpec,
+        auths: (
+            Mapping[tuple[str, str], TriggerAuthenticationSpec]
+            | Iterable[TriggerAuthenticationSpec]
+        ),
+    ) -> tuple[TriggerContext, ...]:
+        table = auth_table(auths)
+        namespace = self.resolver.namespace or spec.namespace
+        resolved: dict[tuple[str, str], Mapping[str, Secret] | ConfigError] = {}
+        for key, ta, used_by in referenced_authentications(spec, table):
+            try:
+                resolved[key] = await self.authentication(ta, namespace, used_by)
+            except ConfigError as exc:
+                resolved[key] = exc
+        return build_trigger_contexts(spec, table, resolved, dict(self.resolver.env))
+
+
+def _read_params_file(root: Path, relative: str, who: str, path: str) -> dict[str, Secret]:
+    full = root / relative
+    try:
+        inside = full.resolve().is_relative_to(root.resolve())
+    except OSError:
+        inside = False
+    if not inside:
+        raise ConfigError(f"{who}: filePath resolves outside the file root", path=path)
+    try:
+        text = full.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{who}: cannot read {str(full)!r}: {exc.strerror}", path=path) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{who}: {str(full)!r} is not UTF-8 text", path=path) from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        # Only the position: the decoder's message may quote the text.
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise ConfigError(f"{who}: {str(full)!r} is not valid JSON{where}", path=path) from None
+    if not isinstance(doc, dict) or not all(isinstance(v, str) for v in doc.values()):
+        raise ConfigError(
+            f"{who}: {str(full)!r} must hold a JSON object of parameter names to strings",
+            path=path,
+        )
+    log.debug("%s: read %d auth parameters from %s", who, len(doc), full)
+    return {str(k): Secret(v) for k, v in doc.items()}
+
+
+def default_sources(
+    manifests: Manifests | None = None,
+    *,
+    secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    secret_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+    config_map_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+    kube_client: KubeClient | None = None,
+) -> tuple[SecretSource, ...]:
+    """The chain :func:`resolve_trigger_contexts_async` uses: the stream (with ``secrets``
+    and ``config_maps`` merged over it), then mounted directories, then the cluster."""
+    chain: list[SecretSource] = []
+    if manifests is not None:
+        chain.append(
+            MappingSource.from_manifests(manifests, secrets=secrets, config_maps=config_maps)
+        )
+    elif secrets or config_maps:
+        chain.append(MappingSource(secrets, config_maps))
+    if secret_dirs or config_map_dirs:
+        chain.append(DirectorySource(secret_dirs, config_map_dirs))
+    if kube_client is not None:
+        chain.append(ClusterSource(kube_client))
+    return tuple(chain)
+
+
+async def resolve_trigger_contexts_async(
+    spec: ScaledObjectSpec | ScaledJobSpec,
+    manifests: Manifests | None = None,
+    *,
+    trigger_authentications: Iterable[TriggerAuthenticationSpec] = (),
+    secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
+    config_maps: Mapping[str, Mapping[str, str]] | None = None,
+    secret_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+    config_map_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
+    kube_client: KubeClient | None = None,
+    env: Mapping[str, str] | None = None,
+    file_root: str | os.PathLike[str] | None = None,
+    namespace: str | None = None,
+    cluster_namespace: str = DEFAULT_CLUSTER_NAMESPACE,
+    sources: Sequence[SecretSource] | None = None,
+) -> tuple[TriggerContext, ...]:
+    """One :class:`~eventscale.scalers.TriggerContext` per trigger of ``spec``.
+
+    TriggerAuthentications come from ``manifests`` plus ``trigger_authentications``.
+    Each referenced Secret or ConfigMap is looked up in, by default: the manifest stream
+    (``secrets`` / ``config_maps`` merged over it key by key), the directories of
+    ``secret_dirs`` / ``config_map_dirs``, then the cluster behind ``kube_client``. Pass
+    ``sources`` to choose the chain yourself: it replaces the default one whole (add
+    ``MappingSource.from_manifests(manifests)`` to keep the stream's Secrets). ``env``
+    (default: nothing; ``os.environ`` for the process) backs ``env`` entries and
+    ``...FromEnv`` metadata.
+    See :class:`AuthResolver` for ``file_root``, ``namespace`` and ``cluster_namespace``.
+
+    :raises ConfigError: every unresolvable reference, each with its path.
+    :raises ScalerError: the cluster could not be reached (transient).
+    """
+    if sources is not None and (
+        secrets or config_maps or secret_dirs or config_map_dirs or kube_client is not None
+    ):
+        raise TypeError(
+            "pass either sources=... or secrets/config_maps/secret_dirs/config_map_dirs/"
+            "kube_client, not both"
+        )
+    chain = (
+        tuple(sources)
+        if sources is not None
+        else default_sources(
+            manifests,
+            secrets=secrets,
+            config_maps=config_maps,
+            secret_dirs=secret_dirs,
+            config_map_dirs=config_map_dirs,
+            kube_client=kube_client,
+        )
+    )
+    table: dict[tuple[str, str], TriggerAuthenticationSpec] = dict(
+        manifests.trigger_authentications if manifests is not None else {}
+    )
+    for ta in trigger_authentications:
+        table[(ta.kind, ta.name)] = ta
+    resolver = AuthResolver(
+        sources=chain,
+        env=env or {},
+        file_root=file_root,
+        namespace=namespace,
+        cluster_namespace=cluster_namespace,
+    )
+    return await resolver.trigger_contexts(spec, table)

@@ -1,0 +1,110 @@
+"""The runtime: scaled objects and jobs polling their triggers, and the controller.
+
+This is the only layer where scalers, the pure engine and targets meet. It also
+holds the event bus (observability), Lease sharding and leader election.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventscale import _lazy
+
+if TYPE_CHECKING:
+    from eventscale.runtime.controller import (
+        Controller,
+        NotifyingOwnership,
+        ObjectStatus,
+        Ownership,
+        Reconcilable,
+        ReconcileReport,
+    )
+    from eventscale.runtime.leader import (
+        LeaderElector,
+        LeadershipLost,
+        LeaseRecord,
+    )
+    from eventscale.runtime.observability import (
+        Event,
+        EventBus,
+        EventHook,
+        EventKind,
+        PrometheusExporter,
+        TriggerResult,
+        log_level,
+        logger,
+    )
+    from eventscale.runtime.scaled_job import (
+        JobReport,
+        JobState,
+        ScaledJob,
+        decide_job_starts,
+    )
+    from eventscale.runtime.scaled_object import (
+        DEFAULT_POLL_TIMEOUT,
+        EvaluationReport,
+        ScaledObject,
+    )
+    from eventscale.runtime.sharding import (
+        LeaseSharding,
+    )
+
+__all__ = (
+    "Controller",
+    "DEFAULT_POLL_TIMEOUT",
+    "EvaluationReport",
+    "Event",
+    "EventBus",
+    "EventHook",
+    "EventKind",
+    "JobReport",
+    "JobState",
+    "LeaderElector",
+    "LeadershipLost",
+    "LeaseRecord",
+    "LeaseSharding",
+    "NotifyingOwnership",
+    "ObjectStatus",
+    "Ownership",
+    "PrometheusExporter",
+    "Reconcilable",
+    "ReconcileReport",
+    "ScaledJob",
+    "ScaledObject",
+    "TriggerResult",
+    "decide_job_starts",
+    "log_level",
+    "logger",
+)
+
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        "Controller": "eventscale.runtime.controller",
+        "DEFAULT_POLL_TIMEOUT": "eventscale.runtime.scaled_object",
+        "EvaluationReport": "eventscale.runtime.scaled_object",
+        "Event": "eventscale.runtime.observability",
+        "EventBus": "eventscale.runtime.observability",
+        "EventHook": "eventscale.runtime.observability",
+        "EventKind": "eventscale.runtime.observability",
+        "JobReport": "eventscale.runtime.scaled_job",
+        "JobState": "eventscale.runtime.scaled_job",
+        "LeaderElector": "eventscale.runtime.leader",
+        "LeadershipLost": "eventscale.runtime.leader",
+        "LeaseRecord": "eventscale.runtime.leader",
+        "LeaseSharding": "eventscale.runtime.sharding",
+        "NotifyingOwnership": "eventscale.runtime.controller",
+        "ObjectStatus": "eventscale.runtime.controller",
+        "Ownership": "eventscale.runtime.controller",
+        "PrometheusExporter": "eventscale.runtime.observability",
+        "Reconcilable": "eventscale.runtime.controller",
+        "ReconcileReport": "eventscale.runtime.controller",
+        "ScaledJob": "eventscale.runtime.scaled_job",
+        "ScaledObject": "eventscale.runtime.scaled_object",
+        "TriggerResult": "eventscale.runtime.observability",
+        "decide_job_starts": "eventscale.runtime.scaled_job",
+        "log_level": "eventscale.runtime.observability",
+        "logger": "eventscale.runtime.observability",
+    },
+    __all__,
+)

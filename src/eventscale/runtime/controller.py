@@ -1,0 +1,722 @@
+"""The async runtime: many ScaledObjects, each on its own polling schedule.
+
+A :class:`Controller` runs one loop per :class:`~eventscale.runtime.scaled_object.ScaledObject` in an
+anyio task group. Each loop reconciles on the object's ``pollingInterval`` (the next
+tick is scheduled from the previous one, so a slow poll does not push the schedule
+back), and wakes at once when a push-capable scaler's ``wait_for_activity()`` returns.
+One object's slow or failing scaler never delays or breaks another: every call runs
+under a timeout inside the object's own loop, and failures are reported as events,
+never raised into the group.
+
+Several controller processes can share the objects: give each an
+:class:`~eventscale.runtime.sharding.LeaseSharding` (Kubernetes Leases), and an object is
+reconciled only by the process that holds its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import math
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup
+
+from eventscale.runtime.observability import Event, EventBus, EventKind
+from eventscale.runtime.scaled_object import ScaledObject
+from eventscale.scalers import PushScaler, Scaler
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from eventscale.runtime.observability import TriggerResult
+
+__all__ = (
+    "Controller",
+    "NotifyingOwnership",
+    "ObjectStatus",
+    "Ownership",
+    "Reconcilable",
+    "ReconcileReport",
+)
+
+logger = logging.getLogger("eventscale.controller")
+
+
+class Ownership(Protocol):
+    """Decides whether this process may act on an object (see :mod:`eventscale.runtime.sharding`)."""
+
+    async def owns(self, key: str) -> bool:
+        """Whether this process holds ``key`` now (and may scale it)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Give ``key`` up (the object was removed from this controller)."""
+        ...
+
+
+@runtime_checkable
+class NotifyingOwnership(Ownership, Protocol):
+    """An :class:`Ownership` that also announces the objects it gains (optional).
+
+    The controller subscribes :meth:`Controller.wake` while it runs, so an object whose
+    lease this process just took is reconciled at once instead of at its next tick.
+    """
+
+    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
+        """Call ``callback(key)`` whenever this process gains ``key``; returns an
+        unsubscribe function."""
+        ...
+
+
+class _Decision(Protocol):
+    @property
+    def is_active(self) -> bool: ...
+
+
+class ReconcileReport(Protocol):
+    """What the controller reads from a reconcile: errors and activity."""
+
+    @property
+    def target_error(self) -> str | None:
+        """Why the target could not be read or written, if it could not."""
+        ...
+
+    @property
+    def triggers(self) -> Sequence[TriggerResult]:
+        """Each trigger's outcome."""
+        ...
+
+    @property
+    def decision(self) -> _Decision:
+        """The decision (its ``is_active`` is read)."""
+        ...
+
+
+class _PollingSpec(Protocol):
+    @property
+    def polling_interval(self) -> float: ...
+
+
+class Reconcilable(Protocol):
+    """What the controller runs: a :class:`~eventscale.runtime.scaled_object.ScaledObject`, a
+    :class:`~eventscale.jobs.ScaledJob`, or any object of this shape."""
+
+    events: EventBus | None
+    state: Any
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        ...
+
+    @property
+    def spec(self) -> _PollingSpec:
+        """The spec (its ``polling_interval`` is read)."""
+        ...
+
+    @property
+    def scalers(self) -> Sequence[Scaler]:
+        """The scalers (push-capable ones wake the loop)."""
+        ...
+
+    @property
+    def target(self) -> Any:
+        """The target (closed when no longer used)."""
+        ...
+
+    async def reconcile(
+        self,
+        *,
+        lag: float | None = None,
+        guard: Callable[[], Awaitable[bool]] | None = None,
+    ) -> ReconcileReport:
+        """Poll, decide and apply once; await ``guard`` right before changing anything."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close scalers and target."""
+        ...
+
+
+@attrs.define
+class ObjectStatus:
+    """The controller's view of one object after its last reconcile.
+
+    Plain fields updated in place (no report is kept per tick): ``polls`` counts
+    finished reconciles, ``active`` is the last decision's activity, ``last_error`` the
+    first trigger or target error of the last reconcile (``None`` when it was clean),
+    ``last_lag`` how late it ran, ``owned`` whether this process holds the object.
+    """
+
+    key: str
+    polls: int = 0
+    active: bool = False
+    last_error: str | None = None
+    last_lag: float | None = None
+    owned: bool = True
+
+
+class _Entry:
+    """One object's loop: its cancel scope, wake-ups and reconcile counters.
+
+    The events other tasks wait on are created only when one waits (most loops never
+    have a waiter), so an idle loop holds no per-tick objects.
+    """
+
+    __slots__ = (
+        "done_event",
+        "ended",
+        "finished",
+        "obj",
+        "push",
+        "reconciled",
+        "scaled_object",
+        "scope",
+        "started",
+        "status",
+        "waiter",
+        "wake_event",
+        "woken",
+    )
+
+    def __init__(self, obj: Reconcilable, status: ObjectStatus, push: tuple[PushScaler, ...]):
+        self.obj = obj
+        self.scope = anyio.CancelScope()
+        self.status = status
+        #: the object's push-capable scalers (a runtime protocol check is slow: done once)
+        self.push = push
+        self.scaled_object = isinstance(obj, ScaledObject)
+        #: a wake-up is pending (``wake_event`` is its event, made when someone waits)
+        self.woken = False
+        self.wake_event: anyio.Event | None = None
+        #: the loop has ended (``done_event``, made by a waiter, is then set)
+        self.ended = False
+        self.done_event: anyio.Event | None = None
+        # Reconciles started and finished (numbered), and an event set after each finishes:
+        # a push watcher waits for the first reconcile that started after its wake-up.
+        self.started = 0
+        self.finished = 0
+        self.reconciled: anyio.Event | None = None
+        #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
+        self.waiter: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        """Record a wake-up and end a parked wait at once."""
+        self.woken = True
+        event = self.wake_event
+        if event is not None:
+            event.set()
+        self._expire()
+
+    def _expire(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def consume_wake(self) -> None:
+        """The reconcile starting now serves the pending wake-up."""
+        self.woken = False
+        self.wake_event = None
+
+    def wake_waiter(self) -> anyio.Event:
+        """The event set by the next wake-up (already set when one is pending)."""
+        event = self.wake_event
+        if event is None:
+            event = self.wake_event = anyio.Event()
+            if self.woken:
+                event.set()
+        return event
+
+    def reconcile_finished(self, number: int) -> None:
+        """Count reconcile ``number`` finished and release whoever waits for one."""
+        self.finished = number
+        event = self.reconciled
+        if event is not None:
+            self.reconciled = None
+            event.set()
+
+    def loop_ended(self) -> None:
+        """Mark the loop ended and release whoever waits for it."""
+        self.ended = True
+        if self.done_event is not None:
+            self.done_event.set()
+
+    async def wait_ended(self) -> None:
+        """Return once the loop has ended."""
+        if not self.ended:
+            if self.done_event is None:
+                self.done_event = anyio.Event()
+            await self.done_event.wait()
+
+
+class Controller:
+    """Runs many scaled objects until cancelled.
+
+    Use it as an async context manager; objects can be added, updated and removed at
+    any time, before or while it runs::
+
+        async with Controller() as ctl:
+            ctl.add(scaled_object)
+            await ctl.run_until_cancelled()
+
+    Leaving the block cancels every loop and closes every object's scalers and target.
+
+    :param clock: wall-clock seconds, for events and loop-lag figures.
+    :param sleep: the sleep function (``anyio.sleep``; tests may pass a manual clock's).
+    :param events: the event bus (one is created when omitted: :attr:`events`).
+    :param ownership: shares objects between controller processes (Kubernetes Leases).
+    :param spread: spread the objects' schedules over their polling interval. Every
+        object still reconciles at once when added, but its second tick comes a fixed
+        fraction of the interval early (derived from its key), so thousands of objects
+        added together do not all poll at the same instant ever after. Default: on with
+        the real clock, off with an injected ``sleep`` (exact schedules for tests and
+        simulations).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        events: EventBus | None = None,
+        ownership: Ownership | None = None,
+        spread: bool | None = None,
+    ) -> None:
+        self.clock = clock
+        self.sleep = sleep
+        self.spread = spread if spread is not None else sleep is anyio.sleep
+        self.events = events if events is not None else EventBus()
+        self.ownership = ownership
+        self._entries: dict[str, _Entry] = {}
+        self._tg: TaskGroup | None = None
+        self._pending: list[Reconcilable] = []
+        # Timer callbacks of the loops' waits run in this context instead of a copy of
+        # the caller's per timer (they only resolve a future).
+        self._timer_context = contextvars.Context()
+        # The loops' parked waits by wake-up time (a millisecond slot of the event
+        # loop's clock), one timer per slot: 10,000 loops do not each push a timer
+        # through the event loop's heap every tick. A wait ends up to 1 ms late.
+        self._slots: dict[int, list[asyncio.Future[None]]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        if isinstance(self.ownership, NotifyingOwnership):
+            self._unsubscribe = self.ownership.subscribe(self.wake)
+        pending, self._pending = self._pending, []
+        for obj in pending:
+            self._start(obj)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for entry in self._entries.values():
+            entry.scope.cancel()
+        self._tg.cancel_scope.cancel()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
+            self._slots.clear()  # their timers belong to this event loop
+            await self._close_all()
+
+    async def _close_all(self) -> None:
+        entries, self._entries = list(self._entries.values()), {}
+        with anyio.CancelScope(shield=True):
+            for entry in entries:
+                await entry.obj.aclose()
+                if self.ownership is not None:
+                    try:
+                        await self.ownership.release(entry.status.key)
+                    except Exception:
+                        logger.exception("releasing %s failed", entry.status.key)
+
+    async def run_until_cancelled(self) -> None:
+        """Wait forever (the loops run in the background); cancel to stop."""
+        await anyio.sleep_forever()
+
+    # ------------------------------------------------------------------ objects
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def status(self, key: str) -> ObjectStatus:
+        """The status of object ``key`` (``namespace/name``)."""
+        return self._entries[key].status
+
+    def get(self, key: str) -> Reconcilable:
+        """The object registered under ``key``."""
+        return self._entries[key].obj
+
+    def add(self, obj: Reconcilable) -> None:
+        """Start reconciling ``obj``; :class:`ValueError` if its key is taken (see ``update``)."""
+        if obj.key in self._entries or any(p.key == obj.key for p in self._pending):
+            raise ValueError(f"{obj.key} is already managed; use update()")
+        if obj.events is None:
+            obj.events = self.events
+        if self._tg is None:
+            self._pending.append(obj)
+        else:
+            self._start(obj)
+
+    async def update(self, obj: Reconcilable) -> None:
+        """Replace the object with the same key, keeping its engine state.
+
+        The old object's scalers and target are closed unless the new one reuses them.
+        """
+        old = self._entries.get(obj.key)
+        if old is None:
+            pending = next((p for p in self._pending if p.key == obj.key), None)
+            if pending is not None:
+                self._pending.remove(pending)
+                obj.state = pending.state
+                await _close_unused(pending, obj)
+            self.add(obj)
+            return
+        await self._stop(old, close=False)
+        # Only now: a reconcile cut short by the stop may not move the state any more.
+        obj.state = old.obj.state
+        await _close_unused(old.obj, obj)
+        self.add(obj)
+
+    async def remove(self, key: str) -> None:
+        """Stop reconciling ``key`` and close its scalers and target."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self._pending = [p for p in self._pending if p.key != key]
+            return
+        await self._stop(entry, close=True)
+        if self.ownership is not None:
+            with anyio.CancelScope(shield=True):
+                await self.ownership.release(key)
+
+    async def _stop(self, entry: _Entry, *, close: bool) -> None:
+        self._entries.pop(entry.status.key, None)
+        entry.scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await entry.wait_ended()
+            if close:
+                await entry.obj.aclose()
+        await self.events.emit(
+            Event(kind=EventKind.OBJECT_REMOVED, time=self.clock(), scaled_object=entry.status.key)
+        )
+
+    def wake(self, key: str) -> None:
+        """Reconcile ``key`` now instead of at its next tick."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.notify()
+
+    def _start(self, obj: Reconcilable) -> None:
+        assert self._tg is not None
+        entry = _Entry(
+            obj, ObjectStatus(obj.key), tuple(s for s in obj.scalers if isinstance(s, PushScaler))
+        )
+        self._entries[obj.key] = entry
+        self._tg.start_soon(self._run_object, entry, name=f"eventscale:{obj.key}")
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _run_object(self, entry: _Entry) -> None:
+        obj = entry.obj
+        try:
+            with entry.scope:
+                await self.events.emit(
+                    Event(kind=EventKind.OBJECT_ADDED, time=self.clock(), scaled_object=obj.key)
+                )
+                if entry.push:
+                    async with anyio.create_task_group() as tg:
+                        for scaler in entry.push:
+                            tg.start_soon(self._watch, entry, scaler)
+                        await self._tick_loop(entry)
+                else:
+                    await self._tick_loop(entry)
+        finally:
+            entry.loop_ended()
+
+    async def _tick_loop(self, entry: _Entry) -> None:
+        # The hot loop of a large controller: per tick it allocates nothing that
+        # outlives the tick but the engine state (a long-lived allocation per tick is
+        # what makes the cyclic garbage collector scan the whole heap, see
+        # docs/runtime.md), so waits park on a bare future woken by a shared
+        # millisecond slot, and the status is updated in place.
+        obj = entry.obj
+        interval = obj.spec.polling_interval
+        clock = self.clock
+        next_at = clock()
+        shift = _phase(obj.key, interval) if self.spread else 0.0
+        # The real clock on asyncio: the fast wait below. Otherwise (an injected sleep,
+        # or trio) the general one in _wait.
+        loop = _running_asyncio_loop() if self.sleep is anyio.sleep else None
+        context = self._timer_context
+        slots = self._slots
+        while True:
+            now = clock()
+            lag = now - next_at
+            if lag < 0.0:
+                lag = 0.0
+            if entry.woken:  # this reconcile serves the pending wake-up
+                entry.consume_wake()
+            entry.started += 1
+            number = entry.started
+            await self._reconcile_once(entry, lag)
+            entry.reconcile_finished(number)
+            next_at += interval - shift
+            shift = 0.0
+            now = clock()
+            if next_at < now:  # we fell behind by whole intervals: skip them, do not burst
+                next_at += math.ceil((now - next_at) / interval) * interval
+            delay = next_at - now
+            if entry.woken:
+                pass
+            elif delay <= 0:
+                await anyio.lowlevel.checkpoint()
+            elif loop is not None:
+                # Park on a bare future that notify() or the wake-up slot resolves: no
+                # task, no cancel scope, no exception and no timer of its own per tick.
+                parked: asyncio.Future[None] = loop.create_future()
+                entry.waiter = parked
+                slot = math.ceil((loop.time() + delay) * _SLOTS_PER_SECOND)
+                waiting = slots.get(slot)
+                if waiting is None:
+                    waiting = slots[slot] = []
+                    loop.call_at(slot / _SLOTS_PER_SECOND, self._wake_slot, slot, context=context)
+                waiting.append(parked)
+                try:
+                    await parked
+                finally:
+                    entry.waiter = None
+            else:
+                await self._wait(entry, delay)
+            if entry.woken:
+                next_at = clock()
+
+    def _wake_slot(self, slot: int) -> None:
+        for parked in self._slots.pop(slot, ()):
+            if not parked.done():
+                parked.set_result(None)
+
+    async def _wait(self, entry: _Entry, delay: float) -> None:
+        """Sleep ``delay`` seconds with ``self.sleep`` or until a wake-up."""
+        waiter = entry.wake_waiter()
+        if self.sleep is anyio.sleep:  # trio: no bare futures
+            with anyio.move_on_after(delay):
+                await waiter.wait()
+            return
+        if not entry.push:
+            # Without push scalers only wake() can cut the wait short.
+            await _sleep_or_wake(self.sleep, delay, waiter)
+            return
+        await _wake_or_sleep(self.sleep, delay, waiter)
+
+    async def _reconcile_once(self, entry: _Entry, lag: float) -> None:
+        obj = entry.obj
+        status = entry.status
+        ownership = self.ownership
+        if ownership is not None:
+            try:
+                owned = await ownership.owns(obj.key)
+            except Exception as exc:
+                owned = False
+                status.last_error = f"ownership check failed: {exc}"
+            status.owned = owned
+            if not owned:
+                return
+        try:
+            if entry.scaled_object:
+                # No report: the status is all the controller keeps of a tick.
+                assert isinstance(obj, ScaledObject)
+                cycle = await obj._cycle(
+                    None,
+                    lag,
+                    apply=True,
+                    guard=None if ownership is None else _owns(ownership, obj.key),
+                )
+                decision = cycle.decision
+                active = decision is not None and decision.is_active
+                error = cycle.target_error
+                if error is None:
+                    for observation in cycle.observations:
+                        if observation.error is not None:
+                            error = str(observation.error)
+                            break
+            else:
+                report = await obj.reconcile(
+                    lag=lag, guard=None if ownership is None else _owns(ownership, obj.key)
+                )
+                active = report.decision.is_active
+                error = report.target_error or next(
+                    (t.error for t in report.triggers if t.error is not None), None
+                )
+        except Exception as exc:  # never let one object break the group
+            logger.exception("reconciling %s failed", obj.key)
+            status.last_error = f"{type(exc).__name__}: {exc}"
+            await self.events.emit(
+                Event(
+                    kind=EventKind.TARGET_ERROR,
+                    time=self.clock(),
+                    scaled_object=obj.key,
+                    error=status.last_error,
+                )
+            )
+            return
+        status.polls += 1
+        status.active = active
+        status.last_lag = lag
+        status.last_error = error
+
+    async def _watch(self, entry: _Entry, scaler: PushScaler) -> None:
+        """Wake the object whenever ``scaler`` reports possible activity.
+
+        A push scaler's ``wait_for_activity()`` returns at once while its source is
+        active, so the watch is armed only while the object is idle (and owned): an
+        active object is driven by its polls. A wake-up that finds the object still
+        idle (a spurious return) delays the next watch, with a doubling back-off, so a
+        misbehaving scaler cannot make the loop spin.
+        """
+        interval = entry.obj.spec.polling_interval
+        backoff = min(1.0, interval)
+        spurious = min(0.05, interval)
+        while True:
+            while not entry.status.owned or _is_active(entry.status):
+                await self._next_reconcile(entry, entry.started)
+            try:
+                await scaler.wait_for_activity()
+            except Exception as exc:
+                logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
+                await self.sleep(backoff)
+                backoff = min(backoff * 2, interval)
+                continue
+            backoff = min(1.0, interval)
+            started = entry.started
+            entry.notify()
+            await self._next_reconcile(entry, started)
+            if _is_active(entry.status) or not entry.status.owned:
+                spurious = min(0.05, interval)
+            else:
+                await self.sleep(spurious)
+                spurious = min(spurious * 2, interval)
+
+    @staticmethod
+    async def _next_reconcile(entry: _Entry, after: int) -> None:
+        """Return once a reconcile that started after reconcile number ``after`` finished."""
+        while entry.finished <= after:
+            event = entry.reconciled
+            if event is None:
+                event = entry.reconciled = anyio.Event()
+            await event.wait()
+
+
+#: Wake-up resolution of the loops' waits on asyncio (slots per second).
+_SLOTS_PER_SECOND: Final = 1000
+
+
+def _phase(key: str, interval: float) -> float:
+    """A fixed offset in ``[0, interval)`` for ``key``: the same in every process."""
+    return zlib.crc32(key.encode()) / 2**32 * interval
+
+
+def _owns(ownership: Ownership, key: str) -> Callable[[], Awaitable[bool]]:
+    """A guard checked right before a change is applied: polling took time, and the
+    lease may have run out since the check at the start of the tick."""
+
+    async def guard() -> bool:
+        try:
+            return await ownership.owns(key)
+        except Exception:
+            return False
+
+    return guard
+
+
+def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # another anyio backend (trio)
+        return None
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _is_active(status: ObjectStatus) -> bool:
+    # (a function: mypy would keep a narrowed attribute across the awaits in _watch)
+    return status.active
+
+
+async def _sleep_or_wake(
+    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
+) -> None:
+    """``sleep(delay)``, cut short when ``wake`` is set."""
+    with anyio.CancelScope() as scope:
+
+        async def cut_short() -> None:
+            await wake.wait()
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cut_short)
+            await sleep(delay)
+            tg.cancel_scope.cancel()
+
+
+async def _wake_or_sleep(
+    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
+) -> None:
+    """Wait for ``wake``, for at most ``sleep(delay)``."""
+    with anyio.CancelScope() as scope:
+
+        async def sleeper() -> None:
+            await sleep(delay)
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper)
+            await wake.wait()
+            tg.cancel_scope.cancel()
+
+
+async def _close_unused(old: Reconcilable, new: Reconcilable) -> None:
+    """Close the scalers and target of ``old`` that ``new`` does not reuse."""
+    reused = {id(s) for s in new.scalers} | {id(new.target)}
+    with anyio.CancelScope(shield=True):
+        for scaler in old.scalers:
+            if id(scaler) not in reused:
+                await _aclose_quietly(scaler)
+        if id(old.target) not in reused:
+            await _aclose_quietly(old.target)
+
+
+async def _aclose_quietly(resource: Any) -> None:
+    try:
+        with anyio.move_on_after(10):
+            await resource.aclose()
+    except Exception:
+        logger.debug("closing %r failed", resource, exc_info=True)

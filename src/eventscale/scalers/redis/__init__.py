@@ -1,0 +1,56 @@
+"""The Redis triggers: lists (``redis``) and streams (``redis-streams``), standalone, cluster and sentinel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventscale import _lazy
+
+if TYPE_CHECKING:
+    from eventscale.scalers.redis.lists import (
+        ListEnd,
+        QueueAgeMode,
+        RedisConnection,
+        RedisListConfig,
+        RedisListScaler,
+        RedisMode,
+        item_timestamp,
+    )
+    from eventscale.scalers.redis.streams import (
+        ERR_MISSING_STREAM,
+        RedisStreamsConfig,
+        RedisStreamsScaler,
+        StreamMode,
+    )
+
+__all__ = (
+    "ERR_MISSING_STREAM",
+    "ListEnd",
+    "QueueAgeMode",
+    "RedisConnection",
+    "RedisListConfig",
+    "RedisListScaler",
+    "RedisMode",
+    "RedisStreamsConfig",
+    "RedisStreamsScaler",
+    "StreamMode",
+    "item_timestamp",
+)
+
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        "ERR_MISSING_STREAM": "eventscale.scalers.redis.streams",
+        "ListEnd": "eventscale.scalers.redis.lists",
+        "QueueAgeMode": "eventscale.scalers.redis.lists",
+        "RedisConnection": "eventscale.scalers.redis.lists",
+        "RedisListConfig": "eventscale.scalers.redis.lists",
+        "RedisListScaler": "eventscale.scalers.redis.lists",
+        "RedisMode": "eventscale.scalers.redis.lists",
+        "RedisStreamsConfig": "eventscale.scalers.redis.streams",
+        "RedisStreamsScaler": "eventscale.scalers.redis.streams",
+        "StreamMode": "eventscale.scalers.redis.streams",
+        "item_timestamp": "eventscale.scalers.redis.lists",
+    },
+    __all__,
+)
