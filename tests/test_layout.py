@@ -66,11 +66,7 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {
-        _module_name(p): p
-        for p in PACKAGE.rglob("*.py")
-        if "_generated" not in p.parts
-    }
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py") if "_generated" not in p.parts}
 
 
 def _is_type_checking(node: ast.If) -> bool:

@@ -36,6 +36,7 @@ __all__ = (
     "TargetConflict",
     "TargetError",
     "TargetNotFound",
+    "join_path",
 )
 
 

@@ -40,7 +40,12 @@ from eventscale.errors import (
 )
 from eventscale.targets.kubernetes import KubeClient
 
-__all__ = ("LeaderElector", "LeaseRecord", "LeadershipLost")
+__all__ = (
+    "LeaderElector",
+    "LeadershipLost",
+    "LeaseRecord",
+    "default_identity",
+)
 
 
 def _micro_time(seconds: float) -> str:

@@ -68,6 +68,7 @@ __all__ = (
     "AzureServiceBusScaler",
     "EntityType",
     "Operation",
+    "servicebus_namespace",
 )
 
 DEFAULT_TIMEOUT: Final = 10.0

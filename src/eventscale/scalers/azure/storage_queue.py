@@ -53,7 +53,12 @@ if TYPE_CHECKING:
 # Fail at import time, with the extra to install, when the client library is missing.
 import_optional("azure.storage.queue.aio", extra="azure", what="the azure-queue scaler")
 
-__all__ = ("AzureQueueMetadata", "AzureQueueScaler", "QueueLengthStrategy")
+__all__ = (
+    "AzureQueueMetadata",
+    "AzureQueueScaler",
+    "QueueLengthStrategy",
+    "storage_queue_endpoint",
+)
 
 PEEK_LIMIT: Final = 32  # the most messages one Peek Messages call returns
 DEFAULT_TIMEOUT: Final = 10.0
