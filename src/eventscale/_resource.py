@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-__all__ = ("AsyncResource",)
+__all__ = ("AsyncResource", "AsyncService")
 
 
 class AsyncResource(metaclass=ABCMeta):
@@ -35,3 +35,24 @@ class AsyncResource(metaclass=ABCMeta):
     @abstractmethod
     async def aclose(self) -> None:
         """Release every resource the object holds (safe to call more than once)."""
+
+
+class AsyncService(AsyncResource):
+    """A server: ``async with`` starts it with its defaults (unless already started)
+    and closes it on the way out."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def started(self) -> bool:
+        """Whether :meth:`start` has run and :meth:`aclose` has not."""
+
+    @abstractmethod
+    async def start(self) -> Any:
+        """Start serving (with every argument at its default when entered by ``async with``)."""
+
+    async def __aenter__(self) -> Self:
+        if not self.started:
+            await self.start()
+        return self
