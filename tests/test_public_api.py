@@ -32,7 +32,8 @@ def _public_modules() -> list[str]:
 
 def _is_alias(name: str) -> bool:
     spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.origin is not None
+    assert spec is not None
+    assert spec.origin is not None
     with open(spec.origin) as f:
         return "from eventscale._compat import moved" in f.read()
 

@@ -280,14 +280,14 @@ class AzureServiceBusScaler(ScalerBase):
         credential: Any = None,
         connection_verify: str | bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        trigger: str | None = None,
+        trigger_name: str | None = None,
     ) -> None:
         import_optional(
             "azure.servicebus.aio.management", extra="azure", what="the azure-servicebus scaler"
         )
         self.metadata = metadata
         self._timeout = timeout
-        self._trigger = trigger or f"azure-servicebus[{metadata.index}]"
+        self._trigger = trigger_name or f"azure-servicebus[{metadata.index}]"
         verify = connection_verify if connection_verify is not None else metadata.ca_cert_file
         self._verify = verify
         owned_credential: Any = None
@@ -329,7 +329,7 @@ class AzureServiceBusScaler(ScalerBase):
             credential=credential,
             connection_verify=connection_verify,
             timeout=timeout,
-            trigger=ctx.identity,
+            trigger_name=ctx.identity,
         )
 
     def __repr__(self) -> str:

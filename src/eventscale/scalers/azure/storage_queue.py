@@ -190,12 +190,12 @@ class AzureQueueScaler(ScalerBase):
         *,
         credential: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
-        trigger: str | None = None,
+        trigger_name: str | None = None,
     ) -> None:
         import_optional("azure.storage.queue.aio", extra="azure", what="the azure-queue scaler")
         self.metadata = metadata
         self._timeout = timeout
-        self._trigger = trigger or f"azure-queue[{metadata.index}]"
+        self._trigger = trigger_name or f"azure-queue[{metadata.index}]"
         owned_credential: Any = None
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.endpoint = f"https://{metadata.account_name}.{metadata.endpoint_suffix}"
@@ -230,7 +230,7 @@ class AzureQueueScaler(ScalerBase):
     ) -> AzureQueueScaler:
         """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
         metadata = AzureQueueMetadata.from_context(ctx)
-        return cls(metadata, credential=credential, timeout=timeout, trigger=ctx.identity)
+        return cls(metadata, credential=credential, timeout=timeout, trigger_name=ctx.identity)
 
     def __repr__(self) -> str:
         m = self.metadata
