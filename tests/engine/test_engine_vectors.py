@@ -1,4 +1,4 @@
-"""Every acceptance vector of spec/engine.md section 6 (6.1 to 6.4) as a parametrized test."""
+"""Every acceptance vector of docs/engine.md (KEDA's pkg/scaling and the HPA's replica_calculator_test.go) as a parametrized test."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Reads the *active* message count of a queue or a topic subscription from the entity's
 runtime properties, through the async ``ServiceBusAdministrationClient`` (the management
-API), as KEDA does (spec/scalers.md section 6). With ``useRegex`` the queue name (or the
+API), as KEDA does (KEDA's pkg/scalers/azure_servicebus_scaler.go). With ``useRegex`` the queue name (or the
 subscription name, under one topic) is a regular expression matched against the whole
 entity name, and the matching entities' counts are combined by ``operation``
 (``sum``, ``max`` or ``avg`` with integer division).

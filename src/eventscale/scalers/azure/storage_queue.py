@@ -1,7 +1,7 @@
 """Azure Storage Queue scaler (``type: azure-queue``).
 
 Reads how many messages wait in one storage queue, the way KEDA's ``azure-queue`` scaler
-does (spec/scalers.md section 7):
+does (KEDA's pkg/scalers/azure_queue_scaler.go):
 
 * ``queueLengthStrategy: all`` (the default) reports the queue's *approximate message
   count*, which includes messages that are invisible because a consumer holds them;
