@@ -30,7 +30,8 @@ from eventscale.scalers.kafka._msk_iam import (
     valid_region,
 )
 from eventscale.scalers.kafka._pool import KafkaClientPool
-from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.config import KafkaMetadata, parse_kafka_metadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
 from servers._proc import free_port, unique_name
 
 # AWS's documentation example credentials (not real ones).
@@ -333,7 +334,7 @@ async def test_librdkafka_calls_the_token_callback() -> None:
         trigger_type="kafka",
     )
     pool = KafkaClientPool()
-    scaler = KafkaScaler(parse_kafka_metadata(c), pool=pool, ctx=c)
+    scaler = KafkaScaler(KafkaMetadata.from_context(c), pool=pool, trigger_name=c.identity)
     provider = scaler.meta.msk_iam
     assert provider is not None
     try:

@@ -21,7 +21,8 @@ from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext, create_scaler
 from eventscale.scalers.kafka._pool import POOL, KafkaClientPool, KafkaConnection
-from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.config import KafkaMetadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
 from servers._proc import free_port, unique_name
 from servers.kafka_srv import KafkaBroker
 
@@ -61,7 +62,7 @@ def build(
         scaler = create_scaler(ctx)
         assert isinstance(scaler, KafkaScaler)
     else:
-        scaler = KafkaScaler(parse_kafka_metadata(ctx), pool=pool)
+        scaler = KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool)
     made.append(scaler)
     return scaler
 
