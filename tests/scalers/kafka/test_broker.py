@@ -473,7 +473,7 @@ async def test_default_pool_is_released(
     assert len(POOL) == before
 
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers" / "kafka.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "scalers" / "kafka.md"
 
 
 def _blocks(language: str) -> list[str]:
