@@ -510,6 +510,8 @@ def test_docs_examples(kafka_broker: KafkaBroker, capsys: pytest.CaptureFixture[
 
     assert anyio.run(poll) == (30.0, True)  # 40-10 + 20-20 + 0 + 0
 
-    (example,) = _blocks("python")
+    example, own_config = _blocks("python")
     exec(compile(localize(example), str(DOCS), "exec"), {"__name__": "docs_example"})
     assert capsys.readouterr().out.strip() == f"s0-kafka-{topic.replace('.', '-')} 30.0 True"
+    exec(compile(localize(own_config), str(DOCS), "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out.strip() == f"s0-kafka-{topic.replace('.', '-')} 30.0"
