@@ -16,6 +16,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import attrs
 import pytest
 
 from eventscale.errors import ConfigError, ScalerError
@@ -285,6 +286,13 @@ def test_what_eventscale_cannot_sign_is_a_config_error_at_build(
     with pytest.raises(ConfigError) as info:
         KafkaScaler.from_context(c)
     assert info.value.path == path
+
+
+def test_build_errors_carry_the_trigger_path() -> None:
+    c = attrs.evolve(ctx({"awsRoleArn": "arn:aws:iam::1:role/r"}), path="spec.triggers[2]")
+    with pytest.raises(ConfigError) as info:
+        KafkaScaler.from_context(c)
+    assert info.value.path == "spec.triggers[2].authenticationRef.awsRoleArn"
 
 
 def test_secrets_stay_out_of_reprs_and_errors() -> None:

@@ -36,7 +36,7 @@ __all__ = (
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
-E = TypeVar("E", bound=enum.Enum)
+_E = TypeVar("_E", bound=enum.Enum)
 
 
 class OffsetResetPolicy(enum.Enum):
@@ -275,8 +275,8 @@ _Problem = tuple[str, str, Source]
 
 
 def _enum(
-    p: Params, name: str, enum_type: type[E], default: E, order: Sequence[Source]
-) -> E | None:
+    p: Params, name: str, enum_type: type[_E], default: _E, order: Sequence[Source]
+) -> _E | None:
     raw = p.choice(name, [str(m.value) for m in enum_type], order=order, default=default.value)
     if raw is None:
         return None

@@ -67,8 +67,6 @@ _LOG: Final = logging.getLogger("eventscale.scalers.kafka")
 _ck: Any = import_optional("confluent_kafka", extra="kafka", what="the kafka scaler")
 _ck_admin: Any = import_optional("confluent_kafka.admin", extra="kafka", what="the kafka scaler")
 
-# ---------------------------------------------------------------------------- I/O
-
 _NOT_TRANSIENT_CODES: Final = frozenset(
     {
         "UNKNOWN_TOPIC_OR_PART",
