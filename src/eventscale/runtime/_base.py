@@ -26,14 +26,39 @@ from eventscale.runtime._polling import (
     default_poll_timeout,
     poll_triggers,
 )
-from eventscale.runtime.observability import EventBus
+from eventscale.runtime.observability import EventBus, TriggerResult
 from eventscale.scalers import Scaler
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec
 
 if TYPE_CHECKING:
     from eventscale.manifests.reader import Manifests
 
-__all__ = ("PollingBase",)
+__all__ = ("PollingBase", "ReportBase")
+
+
+class ReportBase:
+    """What every report of a poll answers: ``key`` and ``ok``.
+
+    A mixin for the attrs report classes, which define the fields it reads.
+    """
+
+    __slots__ = ()
+
+    name: str
+    namespace: str
+    triggers: tuple[TriggerResult, ...]
+    target_error: str | None
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ok(self) -> bool:
+        """``True`` when every trigger was read and the target answered."""
+        return self.target_error is None and all(t.error is None for t in self.triggers)
+
 
 SpecT = TypeVar("SpecT", ScaledObjectSpec, ScaledJobSpec)
 TargetT = TypeVar("TargetT")

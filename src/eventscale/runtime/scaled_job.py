@@ -36,7 +36,7 @@ from eventscale.engine.jobs import (
 )
 from eventscale.engine.model import TriggerObservation
 from eventscale.jobs.base import JobCounts, JobInfo, JobTarget, history_to_delete
-from eventscale.runtime._base import PollingBase
+from eventscale.runtime._base import PollingBase, ReportBase
 from eventscale.runtime._polling import failure_message, trigger_results
 from eventscale.runtime.observability import Event, EventBus, EventKind, TriggerResult
 from eventscale.scalers import Scaler
@@ -57,7 +57,7 @@ class JobState:
 
 
 @attrs.frozen(kw_only=True)
-class JobReport:
+class JobReport(ReportBase):
     """One tick of a ScaledJob: the triggers, the jobs counted, the decision, the actions.
 
     ``counts`` are the jobs before anything was started this tick. ``started``,
@@ -78,16 +78,6 @@ class JobReport:
     rolled_out: tuple[str, ...] = ()
     cleaned: tuple[str, ...] = ()
     target_error: str | None = None
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        """``True`` when every trigger was read and the target answered."""
-        return self.target_error is None and all(t.error is None for t in self.triggers)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the shape ``eventscale evaluate --json`` prints for jobs)."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
-from eventscale.runtime._base import PollingBase
+from eventscale.runtime._base import PollingBase, ReportBase
 from eventscale.runtime._polling import (
     DEFAULT_POLL_TIMEOUT,
     call_timeout,
@@ -37,7 +37,7 @@ __all__ = ("DEFAULT_POLL_TIMEOUT", "EvaluationReport", "ScaledObject")
 
 
 @attrs.frozen(kw_only=True)
-class EvaluationReport:
+class EvaluationReport(ReportBase):
     """One poll of every trigger and the decision made from it.
 
     ``current_replicas`` is what the target held (or what the caller passed);
@@ -54,16 +54,6 @@ class EvaluationReport:
     observations: tuple[TriggerObservation, ...] = attrs.field(repr=False)
     target_error: str | None = None
     applied: bool = False
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        """``True`` when every trigger was read and the target answered."""
-        return self.target_error is None and all(t.error is None for t in self.triggers)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping in the shape ``eventscale evaluate --json`` prints.
