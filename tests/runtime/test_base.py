@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from anyio.abc import AsyncResource
 
+from eventscale._resource import AsyncResource
 from eventscale.jobs import MemoryJobTarget
 from eventscale.runtime.scaled_job import ScaledJob
 from eventscale.runtime.scaled_object import ScaledObject

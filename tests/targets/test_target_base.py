@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from anyio.abc import AsyncResource
 
+from eventscale._resource import AsyncResource
 from eventscale.targets import Target, TargetBase
 
 pytestmark = pytest.mark.anyio

@@ -5,7 +5,8 @@
 :class:`~eventscale.runtime.scaled_job.ScaledJob`: the spec, one scaler per trigger
 (built from trigger contexts when not given), the per-call poll timeout, the event
 bus, the clock, building from a manifest, polling every trigger once, and closing
-the scalers and the target (``async with`` comes from :class:`anyio.abc.AsyncResource`).
+the scalers and the target (``async with`` closes them: the objects share the one
+closeable base of scalers and targets).
 Each subclass adds its state, its decision and how it applies it.
 """
 
@@ -16,8 +17,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
-from anyio.abc import AsyncResource
-
+from eventscale._resource import AsyncResource
 from eventscale.engine import TriggerObservation
 from eventscale.redaction import Secret
 from eventscale.runtime._polling import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from anyio.abc import AsyncResource
+from eventscale._resource import AsyncResource
 
 __all__ = ("Target", "TargetBase")
 
@@ -41,8 +41,8 @@ class Target(Protocol):
 
 
 class TargetBase(AsyncResource):
-    """Optional base class: ``async with`` around :meth:`aclose` (from
-    :class:`anyio.abc.AsyncResource`), and an :meth:`aclose` that does nothing."""
+    """Optional base class: ``async with`` closes the target through :meth:`aclose`,
+    which does nothing until a subclass overrides it."""
 
     async def aclose(self) -> None:
         """Release resources (nothing by default)."""
