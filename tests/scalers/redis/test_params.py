@@ -317,25 +317,33 @@ def test_list_errors_are_collected_with_paths() -> None:
 
 
 def test_list_typed_and_metadata_configs_are_equal() -> None:
-    typed = RedisListScaler(address="127.0.0.1:6379", list_name="jobs", list_length=5)
+    typed = RedisListScaler(
+        RedisListConfig(
+            list_name="jobs", connection=RedisConnection(addresses="127.0.0.1:6379"), list_length=5
+        )
+    )
     parsed = RedisListScaler.from_metadata(
         {"address": "127.0.0.1:6379", "listName": "jobs", "listLength": "5"}
     )
     assert typed.config == parsed.config
     typed2 = RedisListScaler(
-        address=["a:1", "b:2"],
-        mode=RedisMode.CLUSTER,
-        list_name="jobs",
-        list_length=7,
-        activation_list_length=2,
-        password="pw-1234",
-        enable_tls=True,
-        queue_age_mode=QueueAgeMode.TIMESTAMP,
-        queue_age_target=30,
-        timestamp_field="ts",
-        oldest_item_at=ListEnd.LEFT,
-        index=3,
-        metric_type=MetricType.VALUE,
+        RedisListConfig(
+            list_name="jobs",
+            connection=RedisConnection(
+                addresses=["a:1", "b:2"],
+                mode=RedisMode.CLUSTER,
+                password="pw-1234",
+                enable_tls=True,
+            ),
+            list_length=7,
+            activation_list_length=2,
+            queue_age_mode=QueueAgeMode.TIMESTAMP,
+            queue_age_target=30,
+            timestamp_field="ts",
+            oldest_item_at=ListEnd.LEFT,
+            index=3,
+            metric_type=MetricType.VALUE,
+        )
     )
     parsed2 = RedisListScaler.from_metadata(
         {
@@ -424,9 +432,11 @@ def test_timeout_parameter() -> None:
 
 def test_typed_construction_errors_are_config_errors() -> None:
     with pytest.raises(ConfigError):
-        RedisListScaler(list_name="jobs")  # no address
+        RedisListScaler(
+            RedisListConfig(list_name="jobs", connection=RedisConnection())
+        )  # no address
     with pytest.raises(ConfigError):
-        RedisListScaler(address="a:1", list_name="")
+        RedisListScaler(RedisListConfig(list_name="", connection=RedisConnection(addresses="a:1")))
     with pytest.raises(ConfigError):
         RedisConnection(addresses=(), mode=RedisMode.STANDALONE)
     with pytest.raises(ConfigError):
@@ -670,12 +680,14 @@ def test_stream_metric_names_and_typed_equality() -> None:
     assert stream_config(meta, index=0).metric_name == "s0-redis-streams-my-stream"
     assert stream_config(meta, index=1).metric_name == "s1-redis-streams-my-stream"
     typed = RedisStreamsScaler(
-        address="127.0.0.1:6379",
-        stream="events",
-        consumer_group="workers",
-        lag_count=10,
-        activation_lag_count=2,
-        stream_length=99,
+        RedisStreamsConfig(
+            stream="events",
+            connection=RedisConnection(addresses="127.0.0.1:6379"),
+            consumer_group="workers",
+            lag_count=10,
+            activation_lag_count=2,
+            stream_length=99,
+        )
     )
     parsed = RedisStreamsScaler.from_metadata(
         {

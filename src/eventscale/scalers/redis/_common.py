@@ -43,7 +43,8 @@ __all__ = (
     "RedisLease",
     "RedisMode",
     "ScalerClient",
-    "connection_from_kwargs",
+    "import_exceptions",
+    "import_redis",
     "mode_for_trigger_type",
     "parse_connection",
     "redis_call",
@@ -68,7 +69,8 @@ DEFAULT_TIMEOUT: Final = 5.0
 import_optional("redis.asyncio", extra="redis", what="the redis scaler")
 
 
-def _import_redis() -> Any:
+def import_redis() -> Any:
+    """``redis.asyncio``; a missing extra raises :class:`~eventscale.errors.MissingExtraError`."""
     return import_optional("redis.asyncio", extra="redis", what="the redis scaler")
 
 
@@ -76,7 +78,8 @@ def _import_sub(name: str) -> Any:
     return import_optional(name, extra="redis", what="the redis scaler")
 
 
-def _import_exceptions() -> Any:
+def import_exceptions() -> Any:
+    """``redis.exceptions`` (the driver's exception classes)."""
     return import_optional("redis.exceptions", extra="redis", what="the redis scaler")
 
 
@@ -131,7 +134,9 @@ class RedisConnection:
     ``timeout`` (seconds) bounds every Redis call.
     """
 
-    addresses: tuple[str, ...] = attrs.field(converter=_to_addresses, validator=_check_addresses)
+    addresses: tuple[str, ...] = attrs.field(
+        default=(), converter=_to_addresses, validator=_check_addresses
+    )
     mode: RedisMode = RedisMode.STANDALONE
     username: str | None = None
     password: Secret | None = attrs.field(default=None, converter=_opt_secret)
@@ -165,41 +170,6 @@ class RedisConnection:
         if self.mode is RedisMode.CLUSTER:
             return f"redis cluster {','.join(self.addresses)}"
         return f"redis {self.addresses[0]}"
-
-
-def connection_from_kwargs(
-    *,
-    connection: RedisConnection | None,
-    address: str | Sequence[str] | None,
-    mode: RedisMode,
-    username: str | None,
-    password: str | Secret | None,
-    database_index: int,
-    enable_tls: bool,
-    unsafe_ssl: bool,
-    ca: str | Secret | None,
-    sentinel_master: str | None,
-    timeout: float,
-) -> RedisConnection:
-    """Build the connection of a typed scaler constructor (``connection`` or the shortcuts)."""
-    if connection is not None:
-        if address is not None:
-            raise ConfigError("give either connection or address, not both", path="address")
-        return connection
-    if address is None:
-        raise ConfigError(ERR_NO_ADDRESSES, path="address")
-    return RedisConnection(
-        addresses=_to_addresses(address),
-        mode=mode,
-        username=username or None,
-        password=password or None,
-        database_index=database_index,
-        enable_tls=enable_tls,
-        unsafe_ssl=unsafe_ssl,
-        ca=ca or None,
-        sentinel_master=sentinel_master,
-        timeout=timeout,
-    )
 
 
 def _join_host_port(host: str, port: str) -> str:
@@ -315,7 +285,7 @@ def _split_address(conn: RedisConnection, address: str) -> tuple[str, int]:
 
 def translate_error(conn: RedisConnection, what: str, exc: BaseException) -> ScalerError:
     """A :class:`ScalerError` for a driver exception, with every secret redacted."""
-    exceptions = _import_exceptions()
+    exceptions = import_exceptions()
     detail = redact_text(str(exc) or type(exc).__name__, conn.secrets())
     where = conn.describe()
     if isinstance(exc, (TimeoutError, exceptions.TimeoutError)):
@@ -340,7 +310,7 @@ async def redis_call(conn: RedisConnection, what: str, call: Callable[[], Awaita
     :raises ScalerTimeout: the call did not finish in time.
     :raises ScalerError: connection refused, authentication failure, Redis error reply.
     """
-    exceptions = _import_exceptions()
+    exceptions = import_exceptions()
     try:
         async with asyncio.timeout(conn.timeout):
             return await call()
@@ -464,7 +434,7 @@ def _common_kwargs(conn: RedisConnection, entry_tmp: list[str]) -> dict[str, Any
 
 
 def _build_client(conn: RedisConnection) -> _Entry:
-    redis_mod = _import_redis()
+    redis_mod = import_redis()
     retry_mod = import_optional("redis.asyncio.retry", extra="redis", what="the redis scaler")
     backoff = import_optional("redis.backoff", extra="redis", what="the redis scaler")
     tmp: list[str] = []
