@@ -13,7 +13,7 @@ import yaml
 
 from eventscale.scalers import create_scaler
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
+from eventscale.scalers.rabbitmq import RabbitMQScaler
 from servers.rabbitmq_srv import RabbitMQServer
 
 DOC = Path(__file__).parents[3] / "docs" / "scalers" / "rabbitmq.md"
