@@ -34,8 +34,8 @@ __all__ = (
     "vhost_and_prefix",
 )
 
-TOKEN_EXPIRY_MARGIN: Final = 10.0  # refresh an OAuth2 token this long before it expires
-DEFAULT_TOKEN_LIFETIME: Final = 300.0  # for a token response without expires_in
+_TOKEN_EXPIRY_MARGIN: Final = 10.0  # refresh an OAuth2 token this long before it expires
+_DEFAULT_TOKEN_LIFETIME: Final = 300.0  # for a token response without expires_in
 _ROOT_VHOST_PATH: Final = "/%2F"
 
 
@@ -147,13 +147,6 @@ class ManagementClient:
         self._token_ssl: ssl.SSLContext | None = None
         self._auth_style: str | None = None
 
-    async def read(self) -> QueueInfo:
-        """Read the queue (or the queues a regex matches) once.
-
-        :raises ScalerError: on any failure.
-        """
-        return await self._read_http()
-
     async def aclose(self) -> None:
         """Close the HTTP session (a later read opens a new one)."""
         session, self._session = self._session, None
@@ -217,7 +210,7 @@ class ManagementClient:
     async def _bearer(self, session: Any, limit: float) -> str:
         """The cached access token, or a new one from the client-credentials grant.
 
-        A token is reused until ``TOKEN_EXPIRY_MARGIN`` seconds before its
+        A token is reused until 10 seconds before its
         ``expires_in`` runs out (half its lifetime for short-lived tokens). The client
         credentials go in an HTTP Basic header first (RFC 6749 2.3.1); an endpoint that
         rejects that with 400/401 is asked again with them in the form, and the style
@@ -282,13 +275,17 @@ class ManagementClient:
         if not token:
             raise self._error("OAuth2 token response has no access_token", None, transient=False)
         try:
-            lifetime = float(answer.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
+            lifetime = float(answer.get("expires_in") or _DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):
-            lifetime = DEFAULT_TOKEN_LIFETIME
-        self._token = (token, now + max(lifetime - TOKEN_EXPIRY_MARGIN, lifetime / 2))
+            lifetime = _DEFAULT_TOKEN_LIFETIME
+        self._token = (token, now + max(lifetime - _TOKEN_EXPIRY_MARGIN, lifetime / 2))
         return token
 
-    async def _read_http(self) -> QueueInfo:
+    async def read(self) -> QueueInfo:
+        """Read the queue (or the queues a regex matches) once.
+
+        :raises ScalerError: on any failure.
+        """
         aiohttp = import_aiohttp()
         yarl = import_optional("yarl", extra="rabbitmq", what="the rabbitmq scaler")
         c = self.config

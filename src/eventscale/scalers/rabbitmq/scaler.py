@@ -47,8 +47,8 @@ import_optional("aio_pika", extra="rabbitmq", what="the rabbitmq scaler")
 
 __all__ = ("RabbitMQScaler", "metric_and_activity")
 
-AMQP_PUSH_POLL_INTERVAL: Final = 0.25  # seconds between passive declares in wait_for_activity
-HTTP_PUSH_POLL_INTERVAL: Final = 1.0  # seconds between management API reads in wait_for_activity
+_AMQP_PUSH_POLL_INTERVAL: Final = 0.25  # seconds between passive declares in wait_for_activity
+_HTTP_PUSH_POLL_INTERVAL: Final = 1.0  # seconds between management API reads in wait_for_activity
 
 
 def metric_and_activity(
@@ -126,9 +126,9 @@ class RabbitMQScaler(ScalerBase):
         self._closed = False
         if push_poll_interval is None:
             push_poll_interval = (
-                AMQP_PUSH_POLL_INTERVAL
+                _AMQP_PUSH_POLL_INTERVAL
                 if config.protocol is Protocol.AMQP
-                else HTTP_PUSH_POLL_INTERVAL
+                else _HTTP_PUSH_POLL_INTERVAL
             )
         self._push_poll_interval = push_poll_interval
 
