@@ -15,7 +15,8 @@ import redis.asyncio as aioredis
 
 from eventscale.errors import MissingExtraError, ScalerError, ScalerTimeout
 from eventscale.scalers import PushScaler, Scaler
-from eventscale.scalers.redis._common import REGISTRY, RedisConnection, RedisMode
+from eventscale.scalers.redis._client import REGISTRY
+from eventscale.scalers.redis._connection import RedisConnection, RedisMode
 from eventscale.scalers.redis.lists import QueueAgeMode, RedisListConfig, RedisListScaler
 from servers._proc import unique_name
 from servers.redis_srv import RedisCluster, RedisSentinel, RedisServer, RedisTLS

@@ -16,7 +16,7 @@ from eventscale.metrics import MetricType
 from eventscale.redaction import Secret
 from eventscale.scalers import create_scaler, resolve_scaler_class
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.redis._common import (
+from eventscale.scalers.redis._connection import (
     ERR_NO_ADDRESSES,
     ERR_TLS_BOTH,
     ERR_UNEQUAL_HOSTS_PORTS,

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from eventscale.errors import ScalerError
-from eventscale.scalers.redis._common import RedisConnection, RedisMode
+from eventscale.scalers.redis._connection import RedisConnection, RedisMode
 from eventscale.scalers.redis.streams import RedisStreamsConfig, RedisStreamsScaler, StreamMode
 from servers._proc import unique_name
 from servers.redis_srv import RedisCluster, RedisServer

@@ -14,7 +14,7 @@ import pytest
 from eventscale.errors import ConfigError
 from eventscale.redaction import Secret
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.redis._common import (
+from eventscale.scalers.redis._connection import (
     ERR_NO_ADDRESSES,
     RedisConnection,
     RedisMode,

@@ -32,15 +32,13 @@ from eventscale.metrics import (
 from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
-from eventscale.scalers.redis._common import (
+from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+from eventscale.scalers.redis._connection import (
     RedisConnection,
-    RedisLease,
-    ScalerClient,
     import_exceptions,
     import_redis,
     mode_for_trigger_type,
     parse_connection,
-    redis_call,
 )
 
 __all__ = (
