@@ -1,4 +1,9 @@
-"""The ``rabbitmq`` trigger: queue length or message rate over AMQP or the management API."""
+"""The ``rabbitmq`` trigger: queue length or message rate over AMQP or the management API.
+
+``config`` holds the settings (:class:`RabbitMQConfig`), ``scaler`` the scaler; the
+private modules read the queue (``_amqp``, ``_management``) and build TLS contexts and
+errors (``_tls``, ``_errors``).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,14 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
-    from eventscale.scalers.rabbitmq.scaler import (
-        Mode,
-        Operation,
-        Protocol,
+    from eventscale.scalers.rabbitmq._errors import anonymize_error
+    from eventscale.scalers.rabbitmq._management import (
         QueueInfo,
-        RabbitMQConfig,
-        RabbitMQScaler,
         aggregate_queues,
-        anonymize_error,
         vhost_and_prefix,
     )
+    from eventscale.scalers.rabbitmq.config import Mode, Operation, Protocol, RabbitMQConfig
+    from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
 
 __all__ = (
     "Mode",
@@ -34,15 +36,15 @@ __all__ = (
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
-        "Mode": "eventscale.scalers.rabbitmq.scaler",
-        "Operation": "eventscale.scalers.rabbitmq.scaler",
-        "Protocol": "eventscale.scalers.rabbitmq.scaler",
-        "QueueInfo": "eventscale.scalers.rabbitmq.scaler",
-        "RabbitMQConfig": "eventscale.scalers.rabbitmq.scaler",
+        "Mode": "eventscale.scalers.rabbitmq.config",
+        "Operation": "eventscale.scalers.rabbitmq.config",
+        "Protocol": "eventscale.scalers.rabbitmq.config",
+        "QueueInfo": "eventscale.scalers.rabbitmq._management",
+        "RabbitMQConfig": "eventscale.scalers.rabbitmq.config",
         "RabbitMQScaler": "eventscale.scalers.rabbitmq.scaler",
-        "aggregate_queues": "eventscale.scalers.rabbitmq.scaler",
-        "anonymize_error": "eventscale.scalers.rabbitmq.scaler",
-        "vhost_and_prefix": "eventscale.scalers.rabbitmq.scaler",
+        "aggregate_queues": "eventscale.scalers.rabbitmq._management",
+        "anonymize_error": "eventscale.scalers.rabbitmq._errors",
+        "vhost_and_prefix": "eventscale.scalers.rabbitmq._management",
     },
     __all__,
 )

@@ -1,4 +1,9 @@
-"""The Redis triggers: lists (``redis``) and streams (``redis-streams``), standalone, cluster and sentinel."""
+"""The Redis triggers: lists (``redis``) and streams (``redis-streams``), standalone, cluster and sentinel.
+
+``lists`` and ``streams`` hold the scalers and their configs; ``_connection`` the
+connection settings both share (:class:`RedisConnection`), ``_client`` the shared clients
+and every call made on them.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,12 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
+    from eventscale.scalers.redis._connection import RedisConnection, RedisMode
     from eventscale.scalers.redis.lists import (
         ListEnd,
         QueueAgeMode,
-        RedisConnection,
         RedisListConfig,
         RedisListScaler,
-        RedisMode,
         item_timestamp,
     )
     from eventscale.scalers.redis.streams import (
@@ -43,10 +47,10 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "ERR_MISSING_STREAM": "eventscale.scalers.redis.streams",
         "ListEnd": "eventscale.scalers.redis.lists",
         "QueueAgeMode": "eventscale.scalers.redis.lists",
-        "RedisConnection": "eventscale.scalers.redis.lists",
+        "RedisConnection": "eventscale.scalers.redis._connection",
         "RedisListConfig": "eventscale.scalers.redis.lists",
         "RedisListScaler": "eventscale.scalers.redis.lists",
-        "RedisMode": "eventscale.scalers.redis.lists",
+        "RedisMode": "eventscale.scalers.redis._connection",
         "RedisStreamsConfig": "eventscale.scalers.redis.streams",
         "RedisStreamsScaler": "eventscale.scalers.redis.streams",
         "StreamMode": "eventscale.scalers.redis.streams",

@@ -35,17 +35,14 @@ from eventscale.metrics import (
 from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
-from eventscale.scalers.redis._common import (
+from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+from eventscale.scalers.redis._connection import (
     RedisConnection,
-    RedisLease,
     RedisMode,
-    ScalerClient,
-    _import_exceptions,
-    _import_redis,
-    connection_from_kwargs,
+    import_exceptions,
+    import_redis,
     mode_for_trigger_type,
     parse_connection,
-    redis_call,
 )
 
 __all__ = (
@@ -228,71 +225,30 @@ class RedisListScaler(ScalerBase):
     """Scale on the length of a Redis list (KEDA ``redis``, ``redis-cluster``, ``redis-sentinel``).
 
     Build it from KEDA metadata with :meth:`from_metadata` / :meth:`from_context`, or
-    in Python::
+    in Python from a :class:`RedisListConfig`::
 
-        RedisListScaler(address="127.0.0.1:6379", list_name="jobs", list_length=5)
+        RedisListScaler(
+            RedisListConfig(
+                list_name="jobs",
+                connection=RedisConnection(addresses="127.0.0.1:6379"),
+                list_length=5,
+            )
+        )
 
-    For cluster and sentinel connections or client certificates pass
-    ``connection=RedisConnection(...)``. ``clock`` (Unix seconds) is what the queue-age
-    metric measures time with; tests inject a manual clock.
+    ``clock`` (Unix seconds) is what the queue-age metric measures time with; tests
+    inject a manual clock. :meth:`wait_for_activity` falls back to a check every
+    ``push_poll_interval`` seconds where keyspace notifications are unavailable.
     """
 
     def __init__(
         self,
-        config: RedisListConfig | None = None,
+        config: RedisListConfig,
         *,
-        list_name: str | None = None,
-        list_length: int = 5,
-        activation_list_length: int = 0,
-        address: str | Sequence[str] | None = None,
-        connection: RedisConnection | None = None,
-        mode: RedisMode = RedisMode.STANDALONE,
-        username: str | None = None,
-        password: str | Secret | None = None,
-        database_index: int = 0,
-        enable_tls: bool = False,
-        unsafe_ssl: bool = False,
-        ca: str | Secret | None = None,
-        sentinel_master: str | None = None,
-        timeout: float = 5.0,
-        queue_age_mode: QueueAgeMode = QueueAgeMode.NONE,
-        queue_age_target: float = 60.0,
-        activation_queue_age: float = 0.0,
-        oldest_item_at: ListEnd = ListEnd.RIGHT,
-        timestamp_field: str | None = None,
-        index: int = 0,
-        metric_type: MetricType = MetricType.AVERAGE_VALUE,
+        trigger_name: str | None = None,
         clock: Callable[[], float] = time.time,
         push_poll_interval: float = 1.0,
-        trigger_name: str | None = None,
     ) -> None:
-        _import_redis()  # a missing extra is a configuration error, raised now
-        if config is None:
-            config = RedisListConfig(
-                list_name=list_name or "",
-                connection=connection_from_kwargs(
-                    connection=connection,
-                    address=address,
-                    mode=mode,
-                    username=username,
-                    password=password,
-                    database_index=database_index,
-                    enable_tls=enable_tls,
-                    unsafe_ssl=unsafe_ssl,
-                    ca=ca,
-                    sentinel_master=sentinel_master,
-                    timeout=timeout,
-                ),
-                list_length=list_length,
-                activation_list_length=activation_list_length,
-                queue_age_mode=queue_age_mode,
-                queue_age_target=queue_age_target,
-                activation_queue_age=activation_queue_age,
-                oldest_item_at=oldest_item_at,
-                timestamp_field=timestamp_field,
-                index=index,
-                metric_type=metric_type,
-            )
+        import_redis()  # a missing extra is a configuration error, raised now
         self.config = config
         self._clock = clock
         self._push_poll_interval = push_poll_interval
@@ -455,7 +411,7 @@ class _WrongTypeError(Exception):
 
 
 async def _llen_raw(client: Any, key: str) -> int:
-    exceptions = _import_exceptions()
+    exceptions = import_exceptions()
     try:
         return int(await client.llen(key))
     except exceptions.ResponseError as exc:

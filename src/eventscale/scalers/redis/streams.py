@@ -32,17 +32,13 @@ from eventscale.metrics import (
 from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
-from eventscale.scalers.redis._common import (
+from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+from eventscale.scalers.redis._connection import (
     RedisConnection,
-    RedisLease,
-    RedisMode,
-    ScalerClient,
-    _import_exceptions,
-    _import_redis,
-    connection_from_kwargs,
+    import_exceptions,
+    import_redis,
     mode_for_trigger_type,
     parse_connection,
-    redis_call,
 )
 
 __all__ = (
@@ -157,63 +153,30 @@ class RedisStreamsConfig:
 class RedisStreamsScaler(ScalerBase):
     """Scale on a Redis stream: pending entries, length or consumer-group lag.
 
-    From KEDA metadata with :meth:`from_metadata` / :meth:`from_context`, or in Python::
+    From KEDA metadata with :meth:`from_metadata` / :meth:`from_context`, or in Python
+    from a :class:`RedisStreamsConfig`::
 
-        RedisStreamsScaler(address="127.0.0.1:6379", stream="events",
-                           consumer_group="workers", lag_count=10)
+        RedisStreamsScaler(
+            RedisStreamsConfig(
+                stream="events",
+                connection=RedisConnection(addresses="127.0.0.1:6379"),
+                consumer_group="workers",
+                lag_count=10,
+            )
+        )
+
+    :meth:`wait_for_activity` falls back to a check every ``push_poll_interval``
+    seconds where keyspace notifications are unavailable.
     """
 
     def __init__(
         self,
-        config: RedisStreamsConfig | None = None,
+        config: RedisStreamsConfig,
         *,
-        stream: str | None = None,
-        consumer_group: str | None = None,
-        pending_entries_count: int = 5,
-        stream_length: int = 5,
-        lag_count: int = 0,
-        activation_lag_count: int = 0,
-        address: str | Sequence[str] | None = None,
-        connection: RedisConnection | None = None,
-        mode: RedisMode = RedisMode.STANDALONE,
-        username: str | None = None,
-        password: str | Secret | None = None,
-        database_index: int = 0,
-        enable_tls: bool = False,
-        unsafe_ssl: bool = False,
-        ca: str | Secret | None = None,
-        sentinel_master: str | None = None,
-        timeout: float = 5.0,
-        index: int = 0,
-        metric_type: MetricType = MetricType.AVERAGE_VALUE,
-        push_poll_interval: float = 1.0,
         trigger_name: str | None = None,
+        push_poll_interval: float = 1.0,
     ) -> None:
-        _import_redis()  # a missing extra is a configuration error, raised now
-        if config is None:
-            config = RedisStreamsConfig(
-                stream=stream or "",
-                connection=connection_from_kwargs(
-                    connection=connection,
-                    address=address,
-                    mode=mode,
-                    username=username,
-                    password=password,
-                    database_index=database_index,
-                    enable_tls=enable_tls,
-                    unsafe_ssl=unsafe_ssl,
-                    ca=ca,
-                    sentinel_master=sentinel_master,
-                    timeout=timeout,
-                ),
-                consumer_group=consumer_group,
-                pending_entries_count=pending_entries_count,
-                stream_length=stream_length,
-                lag_count=lag_count,
-                activation_lag_count=activation_lag_count,
-                index=index,
-                metric_type=metric_type,
-            )
+        import_redis()  # a missing extra is a configuration error, raised now
         self.config = config
         self._push_poll_interval = push_poll_interval
         self._identity = trigger_name or f"redis-streams[{config.index}]"
@@ -324,7 +287,7 @@ class RedisStreamsScaler(ScalerBase):
 
     async def _lag(self, lease: RedisLease, group: str) -> int:
         cfg, conn, client = self.config, lease.conn, lease.client
-        exceptions = _import_exceptions()
+        exceptions = import_exceptions()
 
         async def groups_or_none() -> Any:
             try:

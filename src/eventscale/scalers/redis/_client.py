@@ -1,8 +1,5 @@
-"""Shared Redis plumbing for the list and stream scalers.
+"""Redis clients shared by the list and stream scalers, and every call made on them.
 
-* :class:`RedisConnection`: the connection settings of one trigger (address forms, auth,
-  database, TLS, cluster and sentinel), parsed from KEDA metadata by
-  :func:`parse_connection` with KEDA's lookup orders and validation messages.
 * :class:`RedisClientRegistry`: one client (and so one connection pool) per distinct
   connection settings and event loop, shared by every scaler that uses them, counted by
   reference and closed when the last scaler releases it.
@@ -17,282 +14,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
+from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.metrics import ScalerReport
 from eventscale.redaction import Secret, redact_text
-from eventscale.scalers.params import AUTH, ENV, META, Params, parse_go_bool
+from eventscale.scalers.redis._connection import (
+    RedisConnection,
+    RedisMode,
+    import_exceptions,
+    import_redis,
+    import_redis_module,
+)
 
 __all__ = (
-    "ERR_NO_ADDRESSES",
-    "ERR_TLS_BOTH",
-    "ERR_UNEQUAL_HOSTS_PORTS",
     "REGISTRY",
     "RedisClientRegistry",
-    "RedisConnection",
     "RedisLease",
-    "RedisMode",
     "ScalerClient",
-    "connection_from_kwargs",
-    "mode_for_trigger_type",
-    "parse_connection",
     "redis_call",
+    "translate_error",
     "wait_on_keyspace",
 )
 
 T = TypeVar("T")
-
-ERR_NO_ADDRESSES: Final = (
-    "no addresses or hosts given. address should be a comma separated list of host:port "
-    "or set the host/port values"
-)
-ERR_UNEQUAL_HOSTS_PORTS: Final = (
-    "not enough hosts or ports given. number of hosts should be equal to the number of ports"
-)
-ERR_TLS_BOTH: Final = "unable to set `tls` in both ScaledObject and TriggerAuthentication together"
-
-DEFAULT_TIMEOUT: Final = 5.0
-
-# Importing a Redis scaler module without the extra installed raises MissingExtraError (a
-# ConfigError naming ``eventscale[redis]``); ``import eventscale`` alone never loads redis.
-import_optional("redis.asyncio", extra="redis", what="the redis scaler")
-
-
-def _import_redis() -> Any:
-    return import_optional("redis.asyncio", extra="redis", what="the redis scaler")
-
-
-def _import_sub(name: str) -> Any:
-    return import_optional(name, extra="redis", what="the redis scaler")
-
-
-def _import_exceptions() -> Any:
-    return import_optional("redis.exceptions", extra="redis", what="the redis scaler")
-
-
-class RedisMode(enum.Enum):
-    """How the addresses are used: one server, cluster seed nodes, or sentinels."""
-
-    STANDALONE = "standalone"
-    CLUSTER = "cluster"
-    SENTINEL = "sentinel"
-
-
-_MODE_BY_TYPE: Final = {
-    "redis": RedisMode.STANDALONE,
-    "redis-streams": RedisMode.STANDALONE,
-    "redis-cluster": RedisMode.CLUSTER,
-    "redis-cluster-streams": RedisMode.CLUSTER,
-    "redis-sentinel": RedisMode.SENTINEL,
-    "redis-sentinel-streams": RedisMode.SENTINEL,
-}
-
-
-def mode_for_trigger_type(trigger_type: str) -> RedisMode:
-    """The connection mode a KEDA trigger type implies (``redis-cluster`` -> cluster)."""
-    return _MODE_BY_TYPE.get(trigger_type, RedisMode.STANDALONE)
-
-
-def _to_addresses(value: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(","))
-    return tuple(value)
-
-
-def _opt_secret(value: str | Secret | None) -> Secret | None:
-    if value is None or isinstance(value, Secret):
-        return value
-    return Secret(value)
-
-
-def _check_addresses(inst: RedisConnection, _attr: Any, value: tuple[str, ...]) -> None:
-    if not value or not value[0]:
-        raise ConfigError(ERR_NO_ADDRESSES, path="address")
-
-
-@attrs.frozen(kw_only=True)
-class RedisConnection:
-    """Connection settings of one Redis trigger; hashable, so it keys the client registry.
-
-    ``addresses`` are ``host:port`` strings (IPv6 in brackets). A standalone connection
-    uses the first one only (as KEDA does), a cluster uses all as seed nodes, a sentinel
-    connection uses all as sentinels and asks them for ``sentinel_master``.
-    ``ca``, ``cert``, ``key`` are PEM texts (as in a KEDA TriggerAuthentication).
-    ``timeout`` (seconds) bounds every Redis call.
-    """
-
-    addresses: tuple[str, ...] = attrs.field(converter=_to_addresses, validator=_check_addresses)
-    mode: RedisMode = RedisMode.STANDALONE
-    username: str | None = None
-    password: Secret | None = attrs.field(default=None, converter=_opt_secret)
-    database_index: int = 0
-    enable_tls: bool = False
-    unsafe_ssl: bool = False
-    ca: Secret | None = attrs.field(default=None, converter=_opt_secret)
-    cert: Secret | None = attrs.field(default=None, converter=_opt_secret)
-    key: Secret | None = attrs.field(default=None, converter=_opt_secret)
-    key_password: Secret | None = attrs.field(default=None, converter=_opt_secret)
-    sentinel_master: str | None = None
-    sentinel_username: str | None = None
-    sentinel_password: Secret | None = attrs.field(default=None, converter=_opt_secret)
-    timeout: float = attrs.field(default=DEFAULT_TIMEOUT, converter=float)
-
-    def __attrs_post_init__(self) -> None:
-        if not self.timeout > 0:
-            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout}", path="timeout")
-        if self.mode is RedisMode.SENTINEL and not self.sentinel_master:
-            raise ConfigError("a sentinel connection needs sentinelMaster", path="sentinelMaster")
-
-    def secrets(self) -> tuple[Secret, ...]:
-        """Every secret value these settings hold (for redaction)."""
-        values = (self.password, self.sentinel_password, self.key, self.key_password)
-        return tuple(v for v in values if v)
-
-    def describe(self) -> str:
-        """A secret-free description for messages: ``redis 127.0.0.1:6379``."""
-        if self.mode is RedisMode.SENTINEL:
-            return f"redis sentinel {','.join(self.addresses)} (master {self.sentinel_master!r})"
-        if self.mode is RedisMode.CLUSTER:
-            return f"redis cluster {','.join(self.addresses)}"
-        return f"redis {self.addresses[0]}"
-
-
-def connection_from_kwargs(
-    *,
-    connection: RedisConnection | None,
-    address: str | Sequence[str] | None,
-    mode: RedisMode,
-    username: str | None,
-    password: str | Secret | None,
-    database_index: int,
-    enable_tls: bool,
-    unsafe_ssl: bool,
-    ca: str | Secret | None,
-    sentinel_master: str | None,
-    timeout: float,
-) -> RedisConnection:
-    """Build the connection of a typed scaler constructor (``connection`` or the shortcuts)."""
-    if connection is not None:
-        if address is not None:
-            raise ConfigError("give either connection or address, not both", path="address")
-        return connection
-    if address is None:
-        raise ConfigError(ERR_NO_ADDRESSES, path="address")
-    return RedisConnection(
-        addresses=_to_addresses(address),
-        mode=mode,
-        username=username or None,
-        password=password or None,
-        database_index=database_index,
-        enable_tls=enable_tls,
-        unsafe_ssl=unsafe_ssl,
-        ca=ca or None,
-        sentinel_master=sentinel_master,
-        timeout=timeout,
-    )
-
-
-def _join_host_port(host: str, port: str) -> str:
-    # Go's net.JoinHostPort: brackets around hosts that contain a colon (IPv6).
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_connection(p: Params, mode: RedisMode) -> RedisConnection | None:
-    """Read the KEDA connection parameters (spec section 4.1) and run KEDA's address and
-    TLS validation. Returns ``None`` when an error was recorded on ``p``.
-
-    Parameters: ``address``/``addresses`` (meta > auth > env), ``host``/``hosts`` and
-    ``port``/``ports`` (meta > env > auth), ``username``/``password`` (meta > env > auth),
-    ``sentinelUsername``/``sentinelPassword``/``sentinelMaster`` (meta > auth > env),
-    ``databaseIndex``, ``enableTLS``, ``unsafeSsl``, ``timeout`` (meta), ``tls``,
-    ``cert``/``Cert``, ``key``, ``keyPassword``, ``ca`` (auth).
-    """
-    errors_before = len(p.errors)
-    addresses = p.string_list("address", order=(META, AUTH, ENV), aliases=("addresses",))
-    username = p.string("username", order=(META, ENV, AUTH))
-    password = p.secret("password", order=(META, ENV, AUTH))
-    sentinel_username = p.string("sentinelUsername", order=(META, AUTH, ENV))
-    sentinel_password = p.secret("sentinelPassword", order=(META, AUTH, ENV))
-    sentinel_master = p.string("sentinelMaster", order=(META, AUTH, ENV))
-    hosts = p.string_list("host", order=(META, ENV, AUTH), aliases=("hosts",))
-    ports = p.string_list("port", order=(META, ENV, AUTH), aliases=("ports",))
-    unsafe_ssl = p.boolean("unsafeSsl", default=False)
-    cert = p.secret("Cert", order=(AUTH,), aliases=("cert",))
-    key = p.secret("key", order=(AUTH,))
-    key_password = p.secret("keyPassword", order=(AUTH,))
-    ca = p.secret("ca", order=(AUTH,))
-    database_index = p.integer("databaseIndex", default=0)
-    enable_tls_raw = p.string("enableTLS")
-    tls_raw = p.string("tls", order=(AUTH,))
-    timeout = p.duration("timeout")
-
-    # Validate(), as KEDA: the address rule first; its failure stops the checks.
-    all_addresses = list(addresses or ())
-    if hosts and ports:
-        if len(hosts) != len(ports):
-            p.fail(ERR_UNEQUAL_HOSTS_PORTS, "host")
-            return None
-        all_addresses.extend(_join_host_port(h, port) for h, port in zip(hosts, ports, strict=True))
-    if not all_addresses or not all_addresses[0]:
-        p.fail(ERR_NO_ADDRESSES, "address")
-        return None
-
-    enable_tls = False
-    if enable_tls_raw is not None and tls_raw is not None:
-        p.fail(ERR_TLS_BOTH, "enableTLS")
-        return None
-    if enable_tls_raw is not None:
-        try:
-            enable_tls = parse_go_bool(enable_tls_raw)
-        except ValueError as exc:
-            p.fail(f"EnableTLS parsing error {exc}", "enableTLS")
-            return None
-    if tls_raw is not None:
-        if tls_raw == "enable":
-            enable_tls = True
-        elif tls_raw == "disable":
-            enable_tls = False
-        else:
-            p.fail(f"error incorrect TLS value given, got {tls_raw}", "tls", AUTH)
-            return None
-
-    if timeout is not None and timeout.total_seconds() <= 0:
-        p.fail("timeout must be greater than 0", "timeout")
-        return None
-    if mode is RedisMode.SENTINEL and not sentinel_master:
-        # KEDA finds this out only when the client asks the sentinels; say it now.
-        p.fail("a redis-sentinel trigger needs sentinelMaster", "sentinelMaster")
-        return None
-    if len(p.errors) > errors_before:
-        return None
-    return RedisConnection(
-        addresses=tuple(all_addresses),
-        mode=mode,
-        username=username,
-        password=password,
-        database_index=database_index,
-        enable_tls=enable_tls,
-        unsafe_ssl=bool(unsafe_ssl),
-        ca=ca,
-        cert=cert,
-        key=key,
-        key_password=key_password,
-        sentinel_master=sentinel_master,
-        sentinel_username=sentinel_username,
-        sentinel_password=sentinel_password,
-        timeout=timeout.total_seconds() if timeout is not None else DEFAULT_TIMEOUT,
-    )
-
 
 # --------------------------------------------------------------------------- errors
 
@@ -315,7 +68,7 @@ def _split_address(conn: RedisConnection, address: str) -> tuple[str, int]:
 
 def translate_error(conn: RedisConnection, what: str, exc: BaseException) -> ScalerError:
     """A :class:`ScalerError` for a driver exception, with every secret redacted."""
-    exceptions = _import_exceptions()
+    exceptions = import_exceptions()
     detail = redact_text(str(exc) or type(exc).__name__, conn.secrets())
     where = conn.describe()
     if isinstance(exc, (TimeoutError, exceptions.TimeoutError)):
@@ -340,7 +93,7 @@ async def redis_call(conn: RedisConnection, what: str, call: Callable[[], Awaita
     :raises ScalerTimeout: the call did not finish in time.
     :raises ScalerError: connection refused, authentication failure, Redis error reply.
     """
-    exceptions = _import_exceptions()
+    exceptions = import_exceptions()
     try:
         async with asyncio.timeout(conn.timeout):
             return await call()
@@ -464,7 +217,7 @@ def _common_kwargs(conn: RedisConnection, entry_tmp: list[str]) -> dict[str, Any
 
 
 def _build_client(conn: RedisConnection) -> _Entry:
-    redis_mod = _import_redis()
+    redis_mod = import_redis()
     retry_mod = import_optional("redis.asyncio.retry", extra="redis", what="the redis scaler")
     backoff = import_optional("redis.backoff", extra="redis", what="the redis scaler")
     tmp: list[str] = []
@@ -474,14 +227,14 @@ def _build_client(conn: RedisConnection) -> _Entry:
     retry = retry_mod.Retry(backoff.NoBackoff(), 1)
     try:
         if conn.mode is RedisMode.CLUSTER:
-            cluster_mod = _import_sub("redis.asyncio.cluster")
+            cluster_mod = import_redis_module("redis.asyncio.cluster")
             nodes = [cluster_mod.ClusterNode(*_split_address(conn, a)) for a in conn.addresses if a]
             client = cluster_mod.RedisCluster(
                 startup_nodes=nodes, retry=retry, max_connections=8, **kwargs
             )
             return _Entry(client=client, tmpdir=tmp[0] if tmp else None)
         if conn.mode is RedisMode.SENTINEL:
-            sentinel_mod = _import_sub("redis.asyncio.sentinel")
+            sentinel_mod = import_redis_module("redis.asyncio.sentinel")
             sentinel_kwargs = dict(kwargs)
             sentinel_kwargs["username"] = conn.sentinel_username
             sentinel_pw = conn.sentinel_password

@@ -13,10 +13,10 @@ import yaml
 
 from eventscale.scalers import create_scaler
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
+from eventscale.scalers.rabbitmq import RabbitMQScaler
 from servers.rabbitmq_srv import RabbitMQServer
 
-DOC = Path(__file__).parents[2] / "docs" / "scalers" / "rabbitmq.md"
+DOC = Path(__file__).parents[3] / "docs" / "scalers" / "rabbitmq.md"
 QUEUE = "eventscale-docs-orders"  # the name the page uses
 
 pytestmark = pytest.mark.anyio

@@ -11,12 +11,14 @@ from typing import Any
 
 import aio_pika
 import pytest
+import trustme
 from cryptography.hazmat.primitives import serialization
 
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import ScalerReport
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
+from eventscale.scalers.rabbitmq import RabbitMQConfig, RabbitMQScaler
+from eventscale.scalers.rabbitmq._tls import build_ssl_context
 from servers._proc import unique_name
 from servers.rabbitmq_srv import EXTERNAL_USER, PrivateRabbitMQ
 
@@ -93,13 +95,15 @@ async def test_amqps_client_certificate_logs_in_with_external(
     # No password anywhere: KEDA's rule picks SASL EXTERNAL, the broker takes the
     # login from the certificate's CN.
     scaler = RabbitMQScaler(
-        host=f"amqps://localhost:{private_rabbitmq.amqps_port}/",
-        queue_name=tls_queue,
-        tls=True,
-        ca=ca_pem(private_rabbitmq),
-        cert=cert,
-        key=key,
-        connection_name=conn_name,
+        RabbitMQConfig(
+            host=f"amqps://localhost:{private_rabbitmq.amqps_port}/",
+            queue_name=tls_queue,
+            tls=True,
+            ca=ca_pem(private_rabbitmq),
+            cert=cert,
+            key=key,
+            connection_name=conn_name,
+        )
     )
     async with scaler:
         assert value(await scaler.get_metrics()) == 4
@@ -210,3 +214,37 @@ async def test_wrong_key_password_is_a_config_error(private_rabbitmq: PrivateRab
         )
     assert info.value.path == "keyPassword"
     assert KEY_PASSWORD not in str(info.value)
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+
+
+def parse(metadata: dict[str, Any], auth: dict[str, Any]) -> RabbitMQConfig:
+    return RabbitMQConfig.from_context(
+        TriggerContext(
+            metadata={"queueName": "sample", **metadata}, auth=auth, trigger_type="rabbitmq"
+        )
+    )
+
+
+def test_tls_context_with_client_certificate() -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("client.example")
+    config = parse(
+        {"host": "amqps://rabbit:5671/", "unsafeSsl": "true"},
+        {
+            "tls": "enable",
+            "ca": ca.cert_pem.bytes().decode(),
+            "cert": leaf.cert_chain_pems[0].bytes().decode(),
+            "key": leaf.private_key_pem.bytes().decode(),
+        },
+    )
+    context = build_ssl_context(config)
+    assert context.check_hostname is False
+    bad = parse(
+        {"host": "amqps://rabbit:5671/"},
+        {"tls": "enable", "cert": PEM, "key": "not a key"},
+    )
+    with pytest.raises(ConfigError) as info:
+        build_ssl_context(bad)
+    assert "not a key" not in str(info.value)

@@ -20,7 +20,7 @@ from eventscale.scalers.redis.streams import RedisStreamsScaler
 from servers._proc import unique_name
 from servers.redis_srv import RedisServer
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "scalers"
 K8S_ADDRESS = "redis-master.default.svc.cluster.local:6379"
 
 

@@ -16,7 +16,8 @@ import pytest
 from eventscale.errors import ScalerError
 from eventscale.metrics import ScalerReport
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.rabbitmq.scaler import Mode, RabbitMQScaler
+from eventscale.scalers.rabbitmq import Mode, QueueInfo, RabbitMQConfig, RabbitMQScaler
+from eventscale.scalers.rabbitmq.scaler import metric_and_activity
 from servers._proc import free_port, unique_name
 from servers.rabbitmq_srv import PrivateRabbitMQ, RabbitMQServer
 
@@ -65,11 +66,11 @@ async def broker(rabbitmq_server: RabbitMQServer) -> AsyncIterator[Broker]:
 
 
 def amqp(server: RabbitMQServer, queue: str, **kw: Any) -> RabbitMQScaler:
-    return RabbitMQScaler(host=server.amqp_url, queue_name=queue, **kw)
+    return RabbitMQScaler(RabbitMQConfig(host=server.amqp_url, queue_name=queue, **kw))
 
 
 def http(server: RabbitMQServer, queue: str, **kw: Any) -> RabbitMQScaler:
-    return RabbitMQScaler(host=server.management_url + "/", queue_name=queue, **kw)
+    return RabbitMQScaler(RabbitMQConfig(host=server.management_url + "/", queue_name=queue, **kw))
 
 
 async def poll_until(
@@ -294,7 +295,7 @@ async def test_wrong_credentials_error_never_shows_password(
 ) -> None:
     port = rabbitmq_server.amqp_port if protocol == "amqp" else rabbitmq_server.management_port
     host = f"{protocol}://guest:{SECRET}@127.0.0.1:{port}/"
-    async with RabbitMQScaler(host=host, queue_name="anything") as scaler:
+    async with RabbitMQScaler(RabbitMQConfig(host=host, queue_name="anything")) as scaler:
         with pytest.raises(ScalerError) as info:
             await scaler.get_metrics()
     err = info.value
@@ -321,7 +322,7 @@ async def test_wrong_credentials_error_never_shows_password(
 @pytest.mark.parametrize("scheme", ["amqp", "http"])
 async def test_unreachable_broker_is_a_transient_error(scheme: str) -> None:
     host = f"{scheme}://guest:{SECRET}@127.0.0.1:{free_port()}/"
-    async with RabbitMQScaler(host=host, queue_name="q") as scaler:
+    async with RabbitMQScaler(RabbitMQConfig(host=host, queue_name="q")) as scaler:
         for _ in range(2):
             with pytest.raises(ScalerError) as info:
                 await scaler.get_metrics()
@@ -424,7 +425,7 @@ async def test_failed_connect_leaves_no_unclosed_connection_behind() -> None:
     import aio_pika
 
     host = f"amqp://guest:{SECRET}@127.0.0.1:{free_port()}/"
-    async with RabbitMQScaler(host=host, queue_name="q") as scaler:
+    async with RabbitMQScaler(RabbitMQConfig(host=host, queue_name="q")) as scaler:
         with pytest.raises(ScalerError):
             await scaler.get_metrics()
     gc.collect()
@@ -434,3 +435,51 @@ async def test_failed_connect_leaves_no_unclosed_connection_behind() -> None:
         if isinstance(obj, aio_pika.Connection) and not obj.is_closed
     ]
     assert unclosed == []
+
+
+# ------------------------------------------------------------------ metric and activity
+
+
+@pytest.mark.parametrize(
+    ("info", "mode", "active"),
+    [
+        pytest.param(QueueInfo(4, 3, 0, 0), Mode.QUEUE_LENGTH, True, id="RH1"),
+        pytest.param(QueueInfo(0, 0, 0, 0), Mode.QUEUE_LENGTH, False, id="RH2"),
+        pytest.param(QueueInfo(0, 0, 1.4, 2), Mode.QUEUE_LENGTH, False, id="RH3"),
+        pytest.param(QueueInfo(1, 1, 0, 1), Mode.MESSAGE_RATE, True, id="RH4"),
+        pytest.param(QueueInfo(0, 0, 0, 0), Mode.MESSAGE_RATE, False, id="RH5"),
+        pytest.param(QueueInfo(0, 0, 1.4, 0), Mode.MESSAGE_RATE, True, id="RH6"),
+        pytest.param(QueueInfo(20, 20, 0, 10), Mode.DELIVER_GET_RATE, True, id="RH7"),
+        pytest.param(QueueInfo(0, 0, 0, 0), Mode.DELIVER_GET_RATE, False, id="RH8"),
+    ],
+)
+def test_http_activity(info: QueueInfo, mode: Mode, active: bool) -> None:
+    _, is_active = metric_and_activity(mode, info, info.messages, 0)
+    assert is_active is active
+
+
+@pytest.mark.parametrize(
+    ("m", "p", "d", "milli", "active"),
+    [
+        pytest.param(0, 0, 0, 0, False, id="RE1"),
+        pytest.param(0, 0, 2, 0, False, id="RE2"),
+        pytest.param(10, 3, 0, 1000, True, id="RE3"),
+        pytest.param(10, 3, 2, 5500, True, id="RE4"),
+        pytest.param(4, 0, 2, 1000, False, id="RE5"),
+    ],
+)
+def test_expected_queue_consumption_time(
+    m: int, p: float, d: float, milli: int, active: bool
+) -> None:
+    value, is_active = metric_and_activity(
+        Mode.EXPECTED_QUEUE_CONSUMPTION_TIME, QueueInfo(m, m, p, d), m, 1
+    )
+    assert round(value * 1000) == milli
+    assert is_active is active
+
+
+def test_published_to_delivered_ratio() -> None:
+    mode = Mode.PUBLISHED_TO_DELIVERED_RATIO
+    assert metric_and_activity(mode, QueueInfo(0, 0, 0, 5), 0, 1) == (0, False)
+    assert metric_and_activity(mode, QueueInfo(0, 0, 3, 0), 0, 1) == (1, True)
+    assert metric_and_activity(mode, QueueInfo(0, 0, 6, 2), 0, 1) == (3, True)

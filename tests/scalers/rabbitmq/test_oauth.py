@@ -18,7 +18,7 @@ from aiohttp import web
 
 from eventscale.errors import ScalerError
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
+from eventscale.scalers.rabbitmq import RabbitMQConfig, RabbitMQScaler
 from eventscale.testing import ManualClock
 from servers._proc import free_port, unique_name
 from servers.rabbitmq_srv import OAUTH_RESOURCE, PrivateRabbitMQ, make_jwt
@@ -118,7 +118,7 @@ def scaler_for(
         },
         trigger_type="rabbitmq",
     )
-    return RabbitMQScaler(RabbitMQScaler.config_from_context(ctx), clock=clock)
+    return RabbitMQScaler(RabbitMQConfig.from_context(ctx), clock=clock)
 
 
 async def read_count(scaler: RabbitMQScaler, want: float | None = None) -> float:

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from eventscale.errors import ScalerError
-from eventscale.scalers.redis._common import RedisConnection, RedisMode
-from eventscale.scalers.redis.streams import RedisStreamsScaler, StreamMode
+from eventscale.scalers.redis._connection import RedisConnection, RedisMode
+from eventscale.scalers.redis.streams import RedisStreamsConfig, RedisStreamsScaler, StreamMode
 from servers._proc import unique_name
 from servers.redis_srv import RedisCluster, RedisServer
 
@@ -124,7 +124,12 @@ async def test_xinfo_error_is_an_error_not_xlen(redis_server: RedisServer) -> No
         await client.rpush(key, "a", "b")
         try:
             scaler = RedisStreamsScaler(
-                address=redis_server.address, stream=key, consumer_group="g", lag_count=5
+                RedisStreamsConfig(
+                    stream=key,
+                    connection=RedisConnection(addresses=redis_server.address),
+                    consumer_group="g",
+                    lag_count=5,
+                )
             )
             async with scaler:
                 with pytest.raises(ScalerError, match="XINFO GROUPS") as info:
@@ -146,7 +151,12 @@ async def test_undeterminable_lag_is_an_error(
     info = await client.xinfo_groups(key)
     assert info[0]["lag"] is None  # Redis itself cannot tell
     scaler = RedisStreamsScaler(
-        address=redis_server.address, stream=key, consumer_group="workers", lag_count=5
+        RedisStreamsConfig(
+            stream=key,
+            connection=RedisConnection(addresses=redis_server.address),
+            consumer_group="workers",
+            lag_count=5,
+        )
     )
     async with scaler:
         with pytest.raises(ScalerError, match="cannot determine the lag"):
@@ -158,7 +168,10 @@ async def test_wait_for_activity_wakes_on_xadd(redis_server: RedisServer) -> Non
     async with (
         aioredis.Redis(host=redis_server.host, port=redis_server.port) as client,
         RedisStreamsScaler(
-            address=redis_server.address, stream=key, push_poll_interval=30.0
+            RedisStreamsConfig(
+                stream=key, connection=RedisConnection(addresses=redis_server.address)
+            ),
+            push_poll_interval=30.0,
         ) as scaler,
     ):
         try:

@@ -15,8 +15,9 @@ import redis.asyncio as aioredis
 
 from eventscale.errors import MissingExtraError, ScalerError, ScalerTimeout
 from eventscale.scalers import PushScaler, Scaler
-from eventscale.scalers.redis._common import REGISTRY, RedisConnection, RedisMode
-from eventscale.scalers.redis.lists import QueueAgeMode, RedisListScaler
+from eventscale.scalers.redis._client import REGISTRY
+from eventscale.scalers.redis._connection import RedisConnection, RedisMode
+from eventscale.scalers.redis.lists import QueueAgeMode, RedisListConfig, RedisListScaler
 from servers._proc import unique_name
 from servers.redis_srv import RedisCluster, RedisSentinel, RedisServer, RedisTLS
 
@@ -103,7 +104,11 @@ async def test_other_key_types_like_keda(redis_server: RedisServer) -> None:
     key = unique_name("types")
     async with (
         admin(redis_server) as client,
-        RedisListScaler(address=redis_server.address, list_name=key) as scaler,
+        RedisListScaler(
+            RedisListConfig(
+                list_name=key, connection=RedisConnection(addresses=redis_server.address)
+            )
+        ) as scaler,
     ):
         try:
             await client.sadd(key, "a", "b")
@@ -132,7 +137,11 @@ async def test_database_index(redis_server: RedisServer) -> None:
                 RedisListScaler.from_metadata(
                     {"address": redis_server.address, "listName": key, "databaseIndex": "3"}
                 ) as in_db3,
-                RedisListScaler(address=redis_server.address, list_name=key) as in_db0,
+                RedisListScaler(
+                    RedisListConfig(
+                        list_name=key, connection=RedisConnection(addresses=redis_server.address)
+                    )
+                ) as in_db0,
             ):
                 assert (await in_db3.get_metrics()).value_of(f"s0-redis-{key}") == 2
                 assert (await in_db0.get_metrics()).value_of(f"s0-redis-{key}") == 0
@@ -144,11 +153,13 @@ async def test_queue_age_from_prefix_timestamp(redis_server: RedisServer) -> Non
     key = unique_name("age")
     clock = ManualClock(1_000_030.0)
     scaler = RedisListScaler(
-        address=redis_server.address,
-        list_name=key,
-        queue_age_mode=QueueAgeMode.TIMESTAMP,
-        activation_list_length=10,
-        activation_queue_age=20,
+        RedisListConfig(
+            list_name=key,
+            connection=RedisConnection(addresses=redis_server.address),
+            queue_age_mode=QueueAgeMode.TIMESTAMP,
+            activation_list_length=10,
+            activation_queue_age=20,
+        ),
         clock=clock,
     )
     async with admin(redis_server) as client, scaler:
@@ -210,11 +221,13 @@ async def test_queue_age_since_empty(redis_server: RedisServer) -> None:
     key = unique_name("since")
     clock = ManualClock(100.0)
     scaler = RedisListScaler(
-        address=redis_server.address,
-        list_name=key,
-        queue_age_mode=QueueAgeMode.SINCE_EMPTY,
-        activation_list_length=100,
-        activation_queue_age=20,
+        RedisListConfig(
+            list_name=key,
+            connection=RedisConnection(addresses=redis_server.address),
+            queue_age_mode=QueueAgeMode.SINCE_EMPTY,
+            activation_list_length=100,
+            activation_queue_age=20,
+        ),
         clock=clock,
     )
     name = f"s0-redis-queue-age-{key}"
@@ -243,7 +256,10 @@ async def test_wait_for_activity_wakes_on_push(redis_server: RedisServer) -> Non
     async with (
         admin(redis_server) as client,
         RedisListScaler(
-            address=redis_server.address, list_name=key, push_poll_interval=30.0
+            RedisListConfig(
+                list_name=key, connection=RedisConnection(addresses=redis_server.address)
+            ),
+            push_poll_interval=30.0,
         ) as scaler,
     ):
         try:
@@ -264,9 +280,16 @@ async def test_clients_are_shared_and_closed(private_redis: Callable[..., RedisS
     server = private_redis()
     key = unique_name("shared")
     async with admin(server) as client:
-        first = RedisListScaler(address=server.address, list_name=key)
+        first = RedisListScaler(
+            RedisListConfig(list_name=key, connection=RedisConnection(addresses=server.address))
+        )
         second = RedisListScaler.from_metadata({"address": server.address, "listName": key})
-        other_db = RedisListScaler(address=server.address, list_name=key, database_index=1)
+        other_db = RedisListScaler(
+            RedisListConfig(
+                list_name=key,
+                connection=RedisConnection(addresses=server.address, database_index=1),
+            )
+        )
         for scaler in (first, second, other_db):
             await scaler.get_metrics()
         assert REGISTRY.refcount(first.config.connection) == 2
@@ -287,7 +310,11 @@ async def test_clients_are_shared_and_closed(private_redis: Callable[..., RedisS
 async def test_server_down_then_back(private_redis: Callable[..., RedisServer]) -> None:
     server = private_redis()
     key = unique_name("fault")
-    scaler = RedisListScaler(address=server.address, list_name=key, timeout=2.0)
+    scaler = RedisListScaler(
+        RedisListConfig(
+            list_name=key, connection=RedisConnection(addresses=server.address, timeout=2.0)
+        )
+    )
     try:
         async with admin(server) as client:
             await client.rpush(key, "a", "b")
@@ -333,10 +360,15 @@ async def test_wrong_password_is_an_error_without_the_password(
             assert "wrong-pass-456" not in text
         assert err.trigger == "redis[0]"
     async with RedisListScaler(
-        address=server.address, list_name=key, password="right-pass-123"
+        RedisListConfig(
+            list_name=key,
+            connection=RedisConnection(addresses=server.address, password="right-pass-123"),
+        )
     ) as right:
         assert (await right.get_metrics()).is_active is False
-    missing = RedisListScaler(address=server.address, list_name=key)
+    missing = RedisListScaler(
+        RedisListConfig(list_name=key, connection=RedisConnection(addresses=server.address))
+    )
     async with missing:
         with pytest.raises(ScalerError, match="authentication failed"):
             await missing.get_metrics()
@@ -345,7 +377,11 @@ async def test_wrong_password_is_an_error_without_the_password(
 async def test_timeout_is_scaler_timeout(private_redis: Callable[..., RedisServer]) -> None:
     server = private_redis()
     key = unique_name("slow")
-    async with RedisListScaler(address=server.address, list_name=key, timeout=0.3) as scaler:
+    async with RedisListScaler(
+        RedisListConfig(
+            list_name=key, connection=RedisConnection(addresses=server.address, timeout=0.3)
+        )
+    ) as scaler:
         await scaler.get_metrics()  # connected before the freeze
         assert server.proc is not None
         os.kill(server.proc.popen.pid, signal.SIGSTOP)  # accepts TCP, never answers
@@ -363,7 +399,9 @@ async def test_refused_connection(private_redis: Callable[..., RedisServer]) -> 
     server = private_redis()
     assert server.proc is not None
     server.proc.stop()
-    async with RedisListScaler(address=server.address, list_name="x") as scaler:
+    async with RedisListScaler(
+        RedisListConfig(list_name="x", connection=RedisConnection(addresses=server.address))
+    ) as scaler:
         with pytest.raises(ScalerError, match="cannot connect") as info:
             await scaler.get_metrics()
         assert info.value.transient
@@ -372,7 +410,11 @@ async def test_refused_connection(private_redis: Callable[..., RedisServer]) -> 
 async def test_missing_extra_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis.asyncio", None)
     with pytest.raises(MissingExtraError, match=r"eventscale\[redis\]"):
-        RedisListScaler(address="127.0.0.1:6379", list_name="jobs")
+        RedisListScaler(
+            RedisListConfig(
+                list_name="jobs", connection=RedisConnection(addresses="127.0.0.1:6379")
+            )
+        )
 
 
 async def test_tls_with_ca(redis_tls: RedisTLS) -> None:
@@ -429,7 +471,7 @@ async def test_redis_cluster(redis_cluster: RedisCluster) -> None:
         # push path in a cluster: checks every push_poll_interval
         waiter_key = unique_name("clpush")
         async with RedisListScaler(
-            connection=seed, list_name=waiter_key, push_poll_interval=0.05
+            RedisListConfig(connection=seed, list_name=waiter_key), push_poll_interval=0.05
         ) as waiter_scaler:
             waiter = asyncio.create_task(waiter_scaler.wait_for_activity())
             await asyncio.sleep(0.1)

@@ -1,4 +1,4 @@
-"""RabbitMQ trigger metadata and pure computations: the KEDA vectors of spec/scalers.md 3.5."""
+"""RabbitMQConfig from KEDA metadata and from Python: the KEDA vectors of spec/scalers.md 3.5."""
 
 from __future__ import annotations
 
@@ -6,27 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import trustme
 
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricType
 from eventscale.redaction import Secret
 from eventscale.scalers import create_scaler
 from eventscale.scalers.params import TriggerContext
-from eventscale.scalers.rabbitmq.scaler import (
-    Mode,
-    Operation,
-    Protocol,
-    QueueInfo,
-    RabbitMQConfig,
-    RabbitMQScaler,
-    _uses_external_auth,
-    aggregate_queues,
-    anonymize_error,
-    build_ssl_context,
-    metric_and_activity,
-    vhost_and_prefix,
-)
+from eventscale.scalers.rabbitmq import Mode, Protocol, RabbitMQConfig, RabbitMQScaler
 
 ENV = {
     "myHostSecret": "amqp://user:sercet@somehost.com:5236/vhost",
@@ -45,7 +31,7 @@ def ctx(
 
 
 def parse(metadata: dict[str, Any], auth: dict[str, Any] | None = None) -> RabbitMQConfig:
-    return RabbitMQScaler.config_from_context(ctx(metadata, auth))
+    return RabbitMQConfig.from_context(ctx(metadata, auth))
 
 
 Q = {"queueName": "sample"}
@@ -366,7 +352,7 @@ def test_ra11_oauth() -> None:
     assert "secret-value" not in repr(config)
 
 
-# ------------------------------------------------------------------ names, vhost, SASL
+# ------------------------------------------------------------------ metric names
 
 
 @pytest.mark.parametrize(
@@ -384,187 +370,27 @@ def test_metric_names(queue: str, index: int, expected: str) -> None:
     assert spec.activation_target == 0
 
 
-@pytest.mark.parametrize(
-    ("raw_path", "vhost_name", "vhost", "prefix"),
-    [
-        ("/myVhost", "", "/myVhost", ""),
-        ("/%2FmyVhost", "", "/%2FmyVhost", ""),
-        ("/", "", "/%2F", ""),
-        ("//", "", "/%2F", ""),
-        ("/%2F", "", "/%2F", ""),
-        ("", "", "/%2F", ""),
-        ("/sub1/myVhost", "", "/myVhost", "/sub1"),
-        ("/sub1/", "overridenVhost", "/overridenVhost", "/sub1"),
-        ("/sub1/", "", "/%2F", "/sub1"),
-        ("/sub1//", "", "/%2F", "/sub1"),
-        ("/sub1/%2F", "", "/%2F", "/sub1"),
-        ("/sub1/sub2/myVhost", "", "/myVhost", "/sub1/sub2"),
-        ("/sub1/sub2/", "myVhost", "/myVhost", "/sub1/sub2"),
-        ("/sub1/sub2/%2F", "", "/%2F", "/sub1/sub2"),
-        ("/", "my vhost/x", "/my+vhost%2Fx", ""),
-    ],
-)
-def test_vhost_and_prefix(raw_path: str, vhost_name: str, vhost: str, prefix: str) -> None:
-    assert vhost_and_prefix(raw_path, vhost_name) == (vhost, prefix)
-
-
-@pytest.mark.parametrize(
-    ("host", "auth", "external"),
-    [
-        pytest.param(
-            "amqps://rabbit:5671/",
-            {"tls": "enable", "cert": PEM, "key": "k"},
-            True,
-            id="cert-no-creds",
-        ),
-        pytest.param(
-            "amqps://rabbit:5671/",
-            {"tls": "enable", "cert": PEM, "key": "k", "username": "u", "password": "p"},
-            False,
-            id="cert-and-password",
-        ),
-        pytest.param("amqps://rabbit:5671/", {"tls": "disable"}, False, id="tls-disabled"),
-        pytest.param("amqps://rabbit:5671/", {"tls": "enable", "ca": PEM}, False, id="ca-only"),
-        pytest.param(
-            "amqps://user:pass@rabbit:5671/",
-            {"tls": "enable", "cert": PEM, "key": "k"},
-            False,
-            id="url-password",
-        ),
-        pytest.param(
-            "amqps://CN=username@rabbit:5671/",
-            {"tls": "enable", "cert": PEM, "key": "k"},
-            True,
-            id="url-user-only",
-        ),
-    ],
-)
-def test_sasl_external_choice(host: str, auth: dict[str, Any], external: bool) -> None:
-    assert _uses_external_auth(parse({**Q, "host": host}, auth)) is external
-
-
-@pytest.mark.parametrize(
-    ("message", "expected"),
-    [
-        ("https://user1:password1@domain.com", "https://user:password@domain.com"),
-        ("fdasr345_-:password1@domain.com", "user:password@domain.com"),
-        ("this user1:password1@domain.com fails", "this user:password@domain.com fails"),
-        ("nothing to replace here", "nothing to replace here"),
-    ],
-)
-def test_error_anonymisation(message: str, expected: str) -> None:
-    assert anonymize_error(message) == "error inspecting RabbitMQ: " + expected
-
-
-# ------------------------------------------------------------------ metric and activity
-
-
-@pytest.mark.parametrize(
-    ("info", "mode", "active"),
-    [
-        pytest.param(QueueInfo(4, 3, 0, 0), Mode.QUEUE_LENGTH, True, id="RH1"),
-        pytest.param(QueueInfo(0, 0, 0, 0), Mode.QUEUE_LENGTH, False, id="RH2"),
-        pytest.param(QueueInfo(0, 0, 1.4, 2), Mode.QUEUE_LENGTH, False, id="RH3"),
-        pytest.param(QueueInfo(1, 1, 0, 1), Mode.MESSAGE_RATE, True, id="RH4"),
-        pytest.param(QueueInfo(0, 0, 0, 0), Mode.MESSAGE_RATE, False, id="RH5"),
-        pytest.param(QueueInfo(0, 0, 1.4, 0), Mode.MESSAGE_RATE, True, id="RH6"),
-        pytest.param(QueueInfo(20, 20, 0, 10), Mode.DELIVER_GET_RATE, True, id="RH7"),
-        pytest.param(QueueInfo(0, 0, 0, 0), Mode.DELIVER_GET_RATE, False, id="RH8"),
-    ],
-)
-def test_http_activity(info: QueueInfo, mode: Mode, active: bool) -> None:
-    _, is_active = metric_and_activity(mode, info, info.messages, 0)
-    assert is_active is active
-
-
-@pytest.mark.parametrize(
-    ("m", "p", "d", "milli", "active"),
-    [
-        pytest.param(0, 0, 0, 0, False, id="RE1"),
-        pytest.param(0, 0, 2, 0, False, id="RE2"),
-        pytest.param(10, 3, 0, 1000, True, id="RE3"),
-        pytest.param(10, 3, 2, 5500, True, id="RE4"),
-        pytest.param(4, 0, 2, 1000, False, id="RE5"),
-    ],
-)
-def test_expected_queue_consumption_time(
-    m: int, p: float, d: float, milli: int, active: bool
-) -> None:
-    value, is_active = metric_and_activity(
-        Mode.EXPECTED_QUEUE_CONSUMPTION_TIME, QueueInfo(m, m, p, d), m, 1
-    )
-    assert round(value * 1000) == milli
-    assert is_active is active
-
-
-def test_published_to_delivered_ratio() -> None:
-    mode = Mode.PUBLISHED_TO_DELIVERED_RATIO
-    assert metric_and_activity(mode, QueueInfo(0, 0, 0, 5), 0, 1) == (0, False)
-    assert metric_and_activity(mode, QueueInfo(0, 0, 3, 0), 0, 1) == (1, True)
-    assert metric_and_activity(mode, QueueInfo(0, 0, 6, 2), 0, 1) == (3, True)
-
-
-def q(messages: int, ready: int, publish: float, deliver: float) -> dict[str, Any]:
-    return {
-        "messages": messages,
-        "messages_ready": ready,
-        "message_stats": {
-            "publish_details": {"rate": publish},
-            "deliver_get_details": {"rate": deliver},
-        },
-    }
-
-
-@pytest.mark.parametrize(
-    ("items", "operation", "expected"),
-    [
-        pytest.param(
-            [q(10, 4, 2, 6), q(20, 8, 4, 2)], Operation.SUM, QueueInfo(30, 12, 6, 8), id="sum"
-        ),
-        pytest.param(
-            [q(10, 4, 2, 6), q(20, 8, 4, 2)], Operation.AVG, QueueInfo(15, 6, 3, 4), id="avg"
-        ),
-        pytest.param(
-            [q(10, 4, 2, 6), q(20, 8, 4, 2)], Operation.MAX, QueueInfo(20, 8, 4, 6), id="max"
-        ),
-        pytest.param(
-            [q(5, 3, 1, 3), q(6, 4, 3, 5)], Operation.AVG, QueueInfo(5, 3, 2.0, 4.0), id="avg-trunc"
-        ),
-        pytest.param(
-            [q(30, 5, 1, 9), q(10, 20, 7, 3)],
-            Operation.MAX,
-            QueueInfo(30, 20, 7, 9),
-            id="max-fields",
-        ),
-        pytest.param([], Operation.SUM, QueueInfo(), id="empty"),
-        pytest.param([{"messages": 3}], Operation.SUM, QueueInfo(3, 0, 0, 0), id="no-stats"),
-    ],
-)
-def test_regex_aggregation(
-    items: list[dict[str, Any]], operation: Operation, expected: QueueInfo
-) -> None:
-    assert aggregate_queues(items, operation) == expected
-
-
 # ------------------------------------------------------------------ typed == metadata
 
 
 def test_typed_construction_equals_metadata() -> None:
     typed = RabbitMQScaler(
-        host="http://guest:guest@rabbit:15672/vh",
-        queue_name="jobs",
-        mode=Mode.MESSAGE_RATE,
-        value=50,
-        activation_value=2,
-        use_regex=True,
-        operation="max",
-        exclude_unacknowledged=True,
-        page_size=10,
-        timeout=1.5,
-        username="u",
-        password="p4ssw0rd",
-        index=2,
-        metric_type=MetricType.VALUE,
+        RabbitMQConfig(
+            host="http://guest:guest@rabbit:15672/vh",
+            queue_name="jobs",
+            mode=Mode.MESSAGE_RATE,
+            value=50,
+            activation_value=2,
+            use_regex=True,
+            operation="max",
+            exclude_unacknowledged=True,
+            page_size=10,
+            timeout=1.5,
+            username="u",
+            password="p4ssw0rd",
+            index=2,
+            metric_type=MetricType.VALUE,
+        )
     )
     parsed = RabbitMQScaler.from_context(
         TriggerContext(
@@ -589,25 +415,29 @@ def test_typed_construction_equals_metadata() -> None:
     )
     assert typed.config == parsed.config
     assert typed.metric_specs() == parsed.metric_specs()
-    defaults = RabbitMQScaler(host="amqp://rabbit/", queue_name="q")
+    defaults = RabbitMQScaler(RabbitMQConfig(host="amqp://rabbit/", queue_name="q"))
     assert defaults.config == parse({"queueName": "q", "host": "amqp://rabbit/"})
 
 
 def test_typed_construction_validates() -> None:
     with pytest.raises(ConfigError, match="http"):
-        RabbitMQScaler(host="amqp://rabbit/", queue_name="q", use_regex=True)
+        RabbitMQScaler(RabbitMQConfig(host="amqp://rabbit/", queue_name="q", use_regex=True))
     with pytest.raises(ConfigError):
-        RabbitMQScaler(host="amqp://rabbit/", queue_name="q", mode=Mode.MESSAGE_RATE)
+        RabbitMQScaler(
+            RabbitMQConfig(host="amqp://rabbit/", queue_name="q", mode=Mode.MESSAGE_RATE)
+        )
     with pytest.raises(ConfigError):
-        RabbitMQScaler(host="ftp://rabbit/", queue_name="q")
+        RabbitMQScaler(RabbitMQConfig(host="ftp://rabbit/", queue_name="q"))
     with pytest.raises(ConfigError):
-        RabbitMQScaler(host="http://rabbit/", queue_name="q", operation="median")
+        RabbitMQScaler(RabbitMQConfig(host="http://rabbit/", queue_name="q", operation="median"))
     with pytest.raises(ConfigError):
-        RabbitMQScaler(host="http://rabbit/", queue_name="")
+        RabbitMQScaler(RabbitMQConfig(host="http://rabbit/", queue_name=""))
 
 
 def test_secrets_never_in_repr_or_config_errors() -> None:
-    scaler = RabbitMQScaler(host="amqp://user:hunter2secret@rabbit/", queue_name="q")
+    scaler = RabbitMQScaler(
+        RabbitMQConfig(host="amqp://user:hunter2secret@rabbit/", queue_name="q")
+    )
     assert "hunter2secret" not in repr(scaler)
     assert "hunter2secret" not in repr(scaler.config)
     with pytest.raises(ConfigError) as info:
@@ -618,26 +448,3 @@ def test_secrets_never_in_repr_or_config_errors() -> None:
 
 def test_registry_builds_rabbitmq_scaler() -> None:
     assert isinstance(create_scaler(ctx({**Q, **FROM_ENV})), RabbitMQScaler)
-
-
-def test_tls_context_with_client_certificate() -> None:
-    ca = trustme.CA()
-    leaf = ca.issue_cert("client.example")
-    config = parse(
-        {**Q, "host": "amqps://rabbit:5671/", "unsafeSsl": "true"},
-        {
-            "tls": "enable",
-            "ca": ca.cert_pem.bytes().decode(),
-            "cert": leaf.cert_chain_pems[0].bytes().decode(),
-            "key": leaf.private_key_pem.bytes().decode(),
-        },
-    )
-    context = build_ssl_context(config)
-    assert context.check_hostname is False
-    bad = parse(
-        {**Q, "host": "amqps://rabbit:5671/"},
-        {"tls": "enable", "cert": PEM, "key": "not a key"},
-    )
-    with pytest.raises(ConfigError) as info:
-        build_ssl_context(bad)
-    assert "not a key" not in str(info.value)

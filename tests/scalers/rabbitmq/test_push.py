@@ -16,7 +16,7 @@ from eventscale.runtime.controller import Controller
 from eventscale.runtime.observability import Event, EventKind
 from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import PushScaler
-from eventscale.scalers.rabbitmq.scaler import RabbitMQScaler
+from eventscale.scalers.rabbitmq import RabbitMQConfig, RabbitMQScaler
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 from eventscale.targets.memory import MemoryTarget
 from servers._proc import unique_name
@@ -61,7 +61,7 @@ async def until(check: Callable[[], bool], what: str) -> None:
 
 
 def test_rabbitmq_scaler_is_a_push_scaler(rabbitmq_server: RabbitMQServer) -> None:
-    scaler = RabbitMQScaler(host=rabbitmq_server.amqp_url, queue_name="q")
+    scaler = RabbitMQScaler(RabbitMQConfig(host=rabbitmq_server.amqp_url, queue_name="q"))
     assert isinstance(scaler, PushScaler)
 
 
@@ -70,7 +70,9 @@ async def test_returns_at_once_when_already_active(
 ) -> None:
     queue = await new_queue(channel)
     await publish(channel, queue, 2)
-    async with RabbitMQScaler(host=rabbitmq_server.amqp_url, queue_name=queue) as scaler:
+    async with RabbitMQScaler(
+        RabbitMQConfig(host=rabbitmq_server.amqp_url, queue_name=queue)
+    ) as scaler:
         await asyncio.wait_for(scaler.wait_for_activity(), WAKE_BOUND)
     await channel.queue_delete(queue)
 
@@ -79,7 +81,9 @@ async def test_amqp_watch_wakes_after_a_publish_and_consumes_nothing(
     rabbitmq_server: RabbitMQServer, channel: aio_pika.abc.AbstractChannel
 ) -> None:
     queue = await new_queue(channel)
-    scaler = RabbitMQScaler(host=rabbitmq_server.amqp_url, queue_name=queue, activation_value=1)
+    scaler = RabbitMQScaler(
+        RabbitMQConfig(host=rabbitmq_server.amqp_url, queue_name=queue, activation_value=1)
+    )
     try:
         watch = asyncio.create_task(scaler.wait_for_activity())
         await asyncio.sleep(0.6)  # a few watch polls on the empty queue
@@ -109,7 +113,7 @@ async def test_amqp_watch_of_a_missing_queue_is_an_error(
     rabbitmq_server: RabbitMQServer,
 ) -> None:
     async with RabbitMQScaler(
-        host=rabbitmq_server.amqp_url, queue_name=unique_name("es-push-missing")
+        RabbitMQConfig(host=rabbitmq_server.amqp_url, queue_name=unique_name("es-push-missing"))
     ) as scaler:
         with pytest.raises(ScalerError, match="does not exist") as info:
             await asyncio.wait_for(scaler.wait_for_activity(), WAKE_BOUND)
@@ -121,7 +125,8 @@ async def test_http_watch_wakes_after_a_publish(
 ) -> None:
     queue = await new_queue(channel)
     scaler = RabbitMQScaler(
-        host=rabbitmq_server.management_url + "/", queue_name=queue, push_poll_interval=0.5
+        RabbitMQConfig(host=rabbitmq_server.management_url + "/", queue_name=queue),
+        push_poll_interval=0.5,
     )
     try:
         watch = asyncio.create_task(scaler.wait_for_activity())
@@ -138,7 +143,9 @@ async def test_http_watch_wakes_after_a_publish(
 
 async def test_push_poll_interval_must_be_positive(rabbitmq_server: RabbitMQServer) -> None:
     with pytest.raises(ConfigError, match="push_poll_interval"):
-        RabbitMQScaler(host=rabbitmq_server.amqp_url, queue_name="q", push_poll_interval=0)
+        RabbitMQScaler(
+            RabbitMQConfig(host=rabbitmq_server.amqp_url, queue_name="q"), push_poll_interval=0
+        )
 
 
 async def test_controller_wakes_on_the_first_message(
@@ -146,7 +153,9 @@ async def test_controller_wakes_on_the_first_message(
 ) -> None:
     """An idle object with a 600 s polling interval scales from zero soon after a publish."""
     queue = await new_queue(channel)
-    scaler = RabbitMQScaler(host=rabbitmq_server.amqp_url, queue_name=queue, value=5)
+    scaler = RabbitMQScaler(
+        RabbitMQConfig(host=rabbitmq_server.amqp_url, queue_name=queue, value=5)
+    )
     target = MemoryTarget(0)
     spec = ScaledObjectSpec(
         name=unique_name("es-push-so"),
