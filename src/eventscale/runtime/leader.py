@@ -32,7 +32,7 @@ import anyio
 import attrs
 
 from eventscale.errors import ConfigError, TargetConflict, TargetError, TargetNotFound
-from eventscale.targets.kubernetes import KubeClient
+from eventscale.kube import KubeClient
 
 __all__ = ("LeaderElector", "LeaseRecord", "LeadershipLost")
 
@@ -79,7 +79,7 @@ def default_identity() -> str:
 class LeaderElector:
     """Contends for one Lease; at most one elector per Lease leads at a time.
 
-    :param client: the :class:`~eventscale.targets.kubernetes.KubeClient` to use.
+    :param client: the :class:`~eventscale.kube.KubeClient` to use.
     :param name: the Lease's name (one Lease per thing that needs a single actor:
         a whole controller, or one ScaledObject).
     :param namespace: default: the client's namespace.
