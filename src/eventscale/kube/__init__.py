@@ -18,11 +18,11 @@ if TYPE_CHECKING:
     from eventscale.kube.config import SERVICE_ACCOUNT_DIR, ExecCredentialPlugin, KubeConfig
 
 __all__ = (
-    "KNOWN_PLURALS",
-    "SERVICE_ACCOUNT_DIR",
     "ExecCredentialPlugin",
+    "KNOWN_PLURALS",
     "KubeClient",
     "KubeConfig",
+    "SERVICE_ACCOUNT_DIR",
     "api_prefix",
 )
 

@@ -23,9 +23,9 @@ from eventscale.errors import ConfigError
 from eventscale.redaction import Secret
 
 __all__ = (
-    "SERVICE_ACCOUNT_DIR",
     "ExecCredentialPlugin",
     "KubeConfig",
+    "SERVICE_ACCOUNT_DIR",
     "b64decode",
     "ssl_context",
 )
