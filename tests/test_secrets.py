@@ -21,12 +21,12 @@ from eventscale.authentication.resolver import (
     resolve_trigger_contexts_async,
 )
 from eventscale.errors import ConfigError, ScalerError
+from eventscale.kube import KubeClient, KubeConfig
 from eventscale.manifests.reader import Manifests, load_manifests
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
 from eventscale.scalers.azure.storage_queue import AzureQueueMetadata
 from eventscale.scalers.params import Params
-from eventscale.targets.kubernetes import KubeClient, KubeConfig
 from servers._proc import free_port, unique_name
 from servers.kubernetes_srv import KubeStandIn
 

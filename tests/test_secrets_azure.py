@@ -19,9 +19,9 @@ from azure.storage.queue.aio import QueueServiceClient
 
 from eventscale.authentication.resolver import ClusterSource, resolve_trigger_contexts_async
 from eventscale.errors import ConfigError, ScalerError
+from eventscale.kube import KubeClient, KubeConfig
 from eventscale.manifests.reader import load_manifests
 from eventscale.scalers import create_scaler
-from eventscale.targets.kubernetes import KubeClient, KubeConfig
 from servers._proc import unique_name
 from servers.azurite_srv import DEV_KEY, AzuriteServer
 from servers.kubernetes_srv import KubeStandIn

@@ -14,9 +14,9 @@ from eventscale.jobs import (
     KubernetesJobTarget,
     ScaledJob,
 )
+from eventscale.kube import KubeConfig
 from eventscale.manifests.reader import load_manifests
 from eventscale.spec import ScaledJobSpec
-from eventscale.targets.kubernetes import KubeConfig
 from eventscale.testing import StaticScaler
 from servers._proc import unique_name
 from servers.kubernetes_srv import KubeStandIn

@@ -20,11 +20,12 @@ import attrs
 import pytest
 
 from eventscale.errors import ConfigError
+from eventscale.kube import KubeClient, KubeConfig
 from eventscale.runtime.controller import Controller, NotifyingOwnership
 from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.runtime.sharding import LeaseSharding, _weight
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
-from eventscale.targets.kubernetes import KubeClient, KubeConfig, KubernetesTarget
+from eventscale.targets.kubernetes import KubernetesTarget
 from eventscale.targets.memory import MemoryTarget
 from eventscale.testing import StaticScaler
 from servers._proc import unique_name

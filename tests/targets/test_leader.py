@@ -8,8 +8,8 @@ import anyio
 import pytest
 
 from eventscale.errors import ConfigError, TargetError
+from eventscale.kube import KubeClient, KubeConfig
 from eventscale.runtime.leader import LeaderElector, LeadershipLost, LeaseRecord
-from eventscale.targets.kubernetes import KubeClient, KubeConfig
 from eventscale.testing import ManualClock
 from servers._proc import unique_name
 from servers.kubernetes_srv import KubeStandIn

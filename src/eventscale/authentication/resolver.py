@@ -58,9 +58,9 @@ from eventscale.redaction import Secret, redact_text
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerAuthenticationSpec
 
 if TYPE_CHECKING:
+    from eventscale.kube import KubeClient
     from eventscale.manifests.reader import Manifests
     from eventscale.scalers.params import TriggerContext
-    from eventscale.targets.kubernetes import KubeClient
 
 __all__ = (
     "DEFAULT_CLUSTER_NAMESPACE",

@@ -1,4 +1,10 @@
-"""The ``eventscale`` command line. Nothing in the library imports this package."""
+"""The ``eventscale`` command line. Nothing in the library imports this package.
+
+One module per command (:mod:`~eventscale.cli.evaluate`, :mod:`~eventscale.cli.run`,
+:mod:`~eventscale.cli.simulate`, :mod:`~eventscale.cli.demo`,
+:mod:`~eventscale.cli.intercept`, :mod:`~eventscale.cli.serve_external`); the parser and
+:func:`main` are in ``_main``.
+"""
 
 from __future__ import annotations
 

@@ -11,16 +11,17 @@ scaled clock.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
-from eventscale.runtime.controller import Controller
-from eventscale.runtime.observability import Event, EventKind
-from eventscale.runtime.scaled_object import ScaledObject
-from eventscale.scalers.memory import GaugeRegistry, MemoryScaler
+from eventscale.cli._common import EXIT_OK
+from eventscale.cli._output import Writable, is_terminal
+from eventscale.errors import ConfigError
 from eventscale.spec import (
     Advanced,
     Behavior,
@@ -32,22 +33,24 @@ from eventscale.spec import (
     ScalingRules,
     TriggerSpec,
 )
-from eventscale.targets.memory import MemoryTarget
 
-__all__ = ("DEMO_SPEC", "Story", "TextOut", "arrivals_per_second", "run_demo")
+if TYPE_CHECKING:
+    from eventscale.runtime.observability import Event
+    from eventscale.targets.memory import MemoryTarget
+
+__all__ = (
+    "DEMO_SPEC",
+    "Story",
+    "TextOut",
+    "add_parser",
+    "arrivals_per_second",
+    "execute",
+    "run_demo",
+)
 
 
-class TextOut(Protocol):
-    """Where the demo writes (a text stream such as ``sys.stdout``)."""
-
-    def write(self, text: str, /) -> int:
-        """Write ``text``."""
-        ...
-
-    def flush(self) -> None:
-        """Flush buffered output."""
-        ...
-
+#: Where the demo writes (a text stream such as ``sys.stdout``); kept for the old name.
+TextOut = Writable
 
 #: Items each worker replica finishes per second.
 WORK_RATE = 4.0
@@ -142,7 +145,7 @@ def _story(target: MemoryTarget, drained_at: float | None) -> Story:
 
 
 async def run_demo(
-    out: TextOut, *, seconds: float = 60.0, speed: float = 1.0, live: bool = False
+    out: Writable, *, seconds: float = 60.0, speed: float = 1.0, live: bool = False
 ) -> Story:
     """Run the demo story for ``seconds`` of demo time; return what happened.
 
@@ -151,6 +154,13 @@ async def run_demo(
     line and keeps a line for each change of replicas (for a terminal); otherwise one
     line per demo second is printed.
     """
+    # Imported here: building the command line's parser imports this module.
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.observability import EventKind
+    from eventscale.runtime.scaled_object import ScaledObject
+    from eventscale.scalers.memory import GaugeRegistry, MemoryScaler
+    from eventscale.targets.memory import MemoryTarget
+
     start = time.monotonic()
 
     def clock() -> float:
@@ -223,3 +233,47 @@ async def run_demo(
     out.write("\n" + "\n".join(story.lines(DEMO_SPEC.cooldown_period)) + "\n")
     out.flush()
     return story
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``demo`` subcommand to the ``eventscale`` parser's subparsers."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo",
+        help="a self-contained walk from 0 replicas to N and back to 0",
+        description="An in-memory queue with a bursty producer and a worker pool on a memory "
+        "target: activation from 0, scale out, cooldown and the return to 0. No server needed.",
+    )
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="length of the story in demo time (default 60)",
+    )
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="run this many times faster than real time (default 1)",
+    )
+    p.add_argument(
+        "--plain", action="store_true", help="one line per second instead of a live view"
+    )
+    p.set_defaults(execute=execute)
+    return p
+
+
+def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
+    """Run ``eventscale demo`` for parsed ``args``; 0 when the story ends or is interrupted."""
+    if not args.speed > 0:
+        raise ConfigError("must be > 0", path="--speed")
+    if not args.seconds > 0:
+        raise ConfigError("must be > 0", path="--seconds")
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(_run, args, out)
+    return EXIT_OK
+
+
+async def _run(args: argparse.Namespace, out: Writable) -> None:
+    await run_demo(
+        out, seconds=args.seconds, speed=args.speed, live=is_terminal(out) and not args.plain
+    )

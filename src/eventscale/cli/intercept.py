@@ -12,17 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Protocol
+from typing import Any
 
+import anyio
+
+from eventscale.cli._common import EXIT_OK, make_target, read_manifest_files
+from eventscale.cli._output import Writable
 from eventscale.errors import ConfigError
 
-__all__ = ("add_parser", "parse_address", "parse_upstreams", "run_intercept")
-
-
-class _Writable(Protocol):
-    def write(self, text: str, /) -> int: ...
-
-    def flush(self) -> None: ...
+__all__ = ("add_parser", "execute", "parse_address", "parse_upstreams", "run_intercept")
 
 
 def parse_address(text: str, *, option: str) -> tuple[str, int]:
@@ -102,19 +100,27 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often each object is reconciled besides wake-ups (default 1)",
     )
+    p.set_defaults(execute=execute)
     return p
 
 
-async def run_intercept(args: argparse.Namespace, out: _Writable) -> int:
+def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
+    """Run ``eventscale intercept`` for parsed ``args``; 0 once interrupted."""
+    try:
+        return anyio.run(run_intercept, args, out)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def run_intercept(args: argparse.Namespace, out: Writable) -> int:
     """Run the interceptor and the controller until cancelled."""
-    from eventscale.cli._main import _make_target, _read_manifest_files
     from eventscale.http.interceptor import Interceptor
     from eventscale.http.manifest import load_http_scaled_objects
     from eventscale.runtime.controller import Controller
     from eventscale.runtime.observability import Event, EventKind
     from eventscale.runtime.scaled_object import ScaledObject
 
-    specs = load_http_scaled_objects(_read_manifest_files(args.manifests))
+    specs = load_http_scaled_objects(read_manifest_files(args.manifests))
     if not specs:
         raise ConfigError("the manifests hold no HTTPScaledObject", path="MANIFEST")
     host, port = parse_address(args.listen, option="--listen")
@@ -136,7 +142,7 @@ async def run_intercept(args: argparse.Namespace, out: _Writable) -> int:
         if s.skip_scaled_object_creation:
             continue
         spec = s.to_scaled_object_spec(polling_interval=args.polling_interval)
-        objects.append(ScaledObject(spec, target=_make_target(args.target, spec)))
+        objects.append(ScaledObject(spec, target=make_target(args.target, spec)))
 
     def on_event(event: Event) -> None:
         if event.kind in (EventKind.SCALE, EventKind.TARGET_ERROR):
@@ -176,4 +182,4 @@ async def run_intercept(args: argparse.Namespace, out: _Writable) -> int:
             await ctl.run_until_cancelled()
         finally:
             await interceptor.aclose()
-    return 0
+    return EXIT_OK

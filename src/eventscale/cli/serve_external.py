@@ -9,22 +9,17 @@ server runs until SIGINT or SIGTERM, then shuts down gracefully.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 
+from eventscale.cli._common import EXIT_OK, add_env_options, environment
+from eventscale.cli._output import Writable
 from eventscale.errors import ConfigError
 
-__all__ = ("add_parser", "run_serve_external")
-
-
-class _Writable(Protocol):
-    def write(self, text: str, /) -> int: ...
-
-    def flush(self) -> None: ...
+__all__ = ("add_parser", "execute", "run_serve_external")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -79,28 +74,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on shutdown, in-flight calls get this long to finish (default 5)",
     )
-    p.add_argument(
-        "--env",
-        action="append",
-        metavar="KEY=VALUE",
-        help="an environment variable for the manifest's ...FromEnv parameters (repeatable); "
-        "the process environment is used too unless --no-os-env",
-    )
-    p.add_argument("--no-os-env", action="store_true", help="do not read the process environment")
+    add_env_options(p)
+    p.set_defaults(execute=execute)
     return p
 
 
-def _environment(args: argparse.Namespace) -> dict[str, str]:
-    env: dict[str, str] = {} if args.no_os_env else dict(os.environ)
-    for item in args.env or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env takes KEY=VALUE, got {item!r}", path="--env")
-        env[key] = value
-    return env
+def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
+    """Run ``eventscale serve-external`` for parsed ``args``; 0 after a signal."""
+    try:
+        return anyio.run(run_serve_external, args, out)
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
-async def run_serve_external(args: argparse.Namespace, out: _Writable) -> int:
+async def run_serve_external(args: argparse.Namespace, out: Writable) -> int:
     """Run the server for parsed ``args``; returns the exit status (0 after a signal)."""
     from eventscale.external.server import (
         ExternalScalerServer,
@@ -140,7 +127,7 @@ async def run_serve_external(args: argparse.Namespace, out: _Writable) -> int:
 
     server = build_server(
         source,
-        env=_environment(args),
+        env=environment(args),
         allow_types=allow,
         stream_poll_interval=args.stream_poll_interval,
         cache_ttl=args.cache_ttl,
@@ -164,4 +151,4 @@ async def run_serve_external(args: argparse.Namespace, out: _Writable) -> int:
         if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
             raise group.exceptions[0] from None
         raise
-    return 0
+    return EXIT_OK

@@ -37,7 +37,7 @@ import attrs
 
 from eventscale.errors import ConfigError, TargetError, TargetNotFound
 from eventscale.jobs.base import JOB_LABEL, REVISION_LABEL, JobInfo, JobPhase, template_revision
-from eventscale.targets.kubernetes import KubeClient, KubeConfig
+from eventscale.kube import KubeClient, KubeConfig
 
 if TYPE_CHECKING:
     import os

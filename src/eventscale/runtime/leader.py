@@ -38,7 +38,7 @@ from eventscale.errors import (
     TargetError,
     TargetNotFound,
 )
-from eventscale.targets.kubernetes import KubeClient
+from eventscale.kube import KubeClient
 
 __all__ = (
     "LeaderElector",
@@ -86,7 +86,7 @@ def default_identity() -> str:
 class LeaderElector:
     """Contends for one Lease; at most one elector per Lease leads at a time.
 
-    :param client: the :class:`~eventscale.targets.kubernetes.KubeClient` to use.
+    :param client: the :class:`~eventscale.kube.KubeClient` to use.
     :param name: the Lease's name (one Lease per thing that needs a single actor:
         a whole controller, or one ScaledObject).
     :param namespace: default: the client's namespace.

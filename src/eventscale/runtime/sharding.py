@@ -45,8 +45,8 @@ from anyio.abc import TaskGroup
 from eventscale.errors import ConfigError, TargetError
 
 if TYPE_CHECKING:
+    from eventscale.kube import KubeClient
     from eventscale.runtime.leader import LeaderElector
-    from eventscale.targets.kubernetes import KubeClient
 
 __all__ = ("LeaseSharding",)
 
@@ -72,7 +72,7 @@ class LeaseSharding:
     Use it as an async context manager around the controller: it renews its Leases in
     the background and releases them on exit.
 
-    :param client: a :class:`~eventscale.targets.kubernetes.KubeClient`.
+    :param client: a :class:`~eventscale.kube.KubeClient`.
     :param identity: this replica's identity (unique per process).
     :param prefix: name prefix of every Lease this uses.
     :param lease_duration / renew_deadline / retry_period: as in client-go leader

@@ -19,7 +19,8 @@ from servers._proc import free_port, unique_name
 from servers.redis_srv import RedisServer
 
 pb: Any = _proto.messages()
-HERE = Path(__file__).parent
+# factory_module.py lives with the external-scaler tests.
+HERE = Path(__file__).parents[1] / "external"
 
 
 class Served:

@@ -1,0 +1,146 @@
+"""What several ``eventscale`` commands share: exit codes, reading manifest files, the
+``--env`` options and environment, and building the ``--target`` backends."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eventscale.cli._output import REDACTOR
+from eventscale.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eventscale.jobs.base import JobTarget
+    from eventscale.manifests.reader import Manifests
+    from eventscale.targets import Target
+
+__all__ = (
+    "EXIT_FAILED",
+    "EXIT_INVALID",
+    "EXIT_OK",
+    "add_env_options",
+    "environment",
+    "job_target",
+    "load",
+    "make_target",
+    "read_manifest_files",
+)
+
+#: Exit status: every trigger was read / the command finished.
+EXIT_OK = 0
+#: Exit status: a trigger could not be read, or the command failed at run time.
+EXIT_FAILED = 1
+#: Exit status: invalid manifest, trace or command line.
+EXIT_INVALID = 2
+
+# Substrings of --env keys whose values are treated as secrets in the output filter.
+_SECRET_ENV_HINTS = ("password", "passwd", "secret", "key", "token", "conn", "credential", "sas")
+
+
+def read_manifest_files(paths: Sequence[str]) -> str:
+    """The YAML of every file in ``paths`` (``-`` is stdin) as one multi-document text."""
+    texts = []
+    for path in paths:
+        if path == "-":
+            texts.append(sys.stdin.read())
+            continue
+        try:
+            texts.append(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}", path=path) from None
+    return "\n---\n".join(texts)
+
+
+def load(paths: Sequence[str], *, jobs: bool = False) -> Manifests:
+    """Read the manifests in ``paths``; their Secrets' values are redacted from output.
+
+    :class:`ConfigError` when they hold no ScaledObject (nor ScaledJob, with ``jobs``).
+    """
+    from eventscale.manifests.reader import load_manifests
+
+    manifests = load_manifests(read_manifest_files(paths), ignore_unknown_kinds=True)
+    for data in manifests.secrets.values():
+        REDACTOR.add(data.values())
+    if not manifests.scaled_objects and not (jobs and manifests.scaled_jobs):
+        kinds = "ScaledObject or ScaledJob" if jobs else "ScaledObject"
+        raise ConfigError(f"the manifest holds no {kinds}", path=", ".join(paths))
+    return manifests
+
+
+def add_env_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--env KEY=VALUE`` and ``--no-os-env`` to a command's parser."""
+    p.add_argument(
+        "--env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an environment variable for ...FromEnv parameters (repeatable); "
+        "the process environment is used too unless --no-os-env",
+    )
+    p.add_argument("--no-os-env", action="store_true", help="do not read the process environment")
+
+
+def environment(args: argparse.Namespace) -> dict[str, str]:
+    """The environment ``--env`` and ``--no-os-env`` describe.
+
+    Values of keys that look secret (``PASSWORD``, ``TOKEN``...) are redacted from output.
+    """
+    env: dict[str, str] = dict(os.environ) if not args.no_os_env else {}
+    for item in args.env or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            # The item may hold a secret: do not echo it.
+            raise ConfigError("takes KEY=VALUE (an item has no '=' or no key)", path="--env")
+        env[key] = value
+        if any(hint in key.lower() for hint in _SECRET_ENV_HINTS):
+            REDACTOR.add([value])
+    return env
+
+
+def make_target(kind: str, spec: Any, *, replicas: int = 0, client: Any = None) -> Target:
+    """The ``--target`` backend (``memory``, ``kubernetes``, ``docker``) for a ScaledObject."""
+    if kind == "memory":
+        from eventscale.targets.memory import MemoryTarget
+
+        return MemoryTarget(replicas=replicas, name=spec.scale_target_ref.name)
+    if kind == "kubernetes":
+        from eventscale.targets.kubernetes import KubernetesTarget
+
+        return KubernetesTarget.from_ref(
+            spec.scale_target_ref, namespace=spec.namespace, client=client
+        )
+    if kind == "docker":
+        from eventscale.targets.docker import DockerTarget
+
+        return DockerTarget(spec.scale_target_ref.name)
+    raise ConfigError(f"unknown target {kind!r} (kubernetes, docker or memory)", path="--target")
+
+
+def job_target(
+    kind: str, spec: Any, *, client: Any = None, job_seconds: float | None = None
+) -> JobTarget:
+    """The job backend ``--target`` names, for one ScaledJob.
+
+    ``none`` is an empty in-memory backend (``evaluate`` without a target); ``memory``
+    runs each job ``job_seconds`` long.
+    """
+    if kind in ("none", "memory"):
+        from eventscale.jobs.memory import MemoryJobTarget
+
+        if kind == "none" or job_seconds is None:
+            return MemoryJobTarget()
+        return MemoryJobTarget(duration=job_seconds, name=spec.name)
+    if kind == "kubernetes":
+        from eventscale.jobs.kubernetes import KubernetesJobTarget
+
+        if client is None:
+            return KubernetesJobTarget.from_spec(spec)
+        return KubernetesJobTarget.from_spec(spec, client=client)
+    if kind == "docker":
+        from eventscale.jobs.docker import DockerJobTarget
+
+        return DockerJobTarget.from_spec(spec)
+    raise ConfigError(f"unknown target {kind!r} (kubernetes, docker or memory)", path="--target")

@@ -1,0 +1,40 @@
+"""The Kubernetes API: where it is and how to talk to it.
+
+:mod:`eventscale.kube.config` reads kubeconfig files and the in-cluster service account
+(:class:`KubeConfig`, :class:`ExecCredentialPlugin`); :mod:`eventscale.kube.client` is a
+small async REST client (:class:`KubeClient`). The Kubernetes target, the Kubernetes
+job backend, Lease sharding, leader election and ``TriggerAuthentication`` resolution
+all share them. docs/targets/kubernetes.md describes both.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventscale import _lazy
+
+if TYPE_CHECKING:
+    from eventscale.kube.client import KNOWN_PLURALS, KubeClient, api_prefix
+    from eventscale.kube.config import SERVICE_ACCOUNT_DIR, ExecCredentialPlugin, KubeConfig
+
+__all__ = (
+    "ExecCredentialPlugin",
+    "KNOWN_PLURALS",
+    "KubeClient",
+    "KubeConfig",
+    "SERVICE_ACCOUNT_DIR",
+    "api_prefix",
+)
+
+__getattr__, __dir__ = _lazy.lazy_exports(
+    __name__,
+    {
+        "KNOWN_PLURALS": "eventscale.kube.client",
+        "KubeClient": "eventscale.kube.client",
+        "api_prefix": "eventscale.kube.client",
+        "SERVICE_ACCOUNT_DIR": "eventscale.kube.config",
+        "ExecCredentialPlugin": "eventscale.kube.config",
+        "KubeConfig": "eventscale.kube.config",
+    },
+    __all__,
+)

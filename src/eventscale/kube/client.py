@@ -1,0 +1,233 @@
+"""A minimal async Kubernetes REST client on aiohttp: JSON in, JSON out, errors
+translated into :mod:`eventscale.errors`.
+
+docs/targets/kubernetes.md explains why eventscale does not use one of the Kubernetes
+client libraries.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from eventscale._optional import import_optional
+from eventscale.errors import ConfigError, TargetConflict, TargetError, TargetNotFound
+from eventscale.kube.config import ExecCredentialPlugin, KubeConfig, ssl_context
+from eventscale.redaction import Secret, redact_text
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ("KNOWN_PLURALS", "KubeClient", "api_prefix")
+
+_NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
+    (3, 13, 0) <= sys.version_info < (3, 13, 1)
+)
+
+#: ``(group, kind)`` -> plural for the built-in kinds that have a scale subresource
+#: (any other kind's plural is found by API discovery).
+KNOWN_PLURALS: Final[Mapping[tuple[str, str], str]] = {
+    ("apps", "Deployment"): "deployments",
+    ("apps", "StatefulSet"): "statefulsets",
+    ("apps", "ReplicaSet"): "replicasets",
+    ("", "ReplicationController"): "replicationcontrollers",
+}
+
+
+class KubeClient:
+    """A minimal async Kubernetes REST client: JSON in, JSON out, errors translated.
+
+    Responses with a status of 400 or more raise :class:`TargetNotFound` (404),
+    :class:`TargetConflict` (409) or :class:`TargetError` carrying the status and the
+    API's ``Status`` message; a call that takes longer than ``timeout`` seconds and an
+    unreachable server raise :class:`TargetError` too. A 401 with an exec plugin
+    refreshes the token once.
+    """
+
+    def __init__(self, config: KubeConfig, *, timeout: float = 10.0) -> None:
+        if not timeout > 0:
+            raise ConfigError(f"timeout must be > 0, got {timeout!r}", path="timeout")
+        self.config = config
+        self.timeout = timeout
+        self._aiohttp = import_optional("aiohttp", extra="kubernetes", what="the Kubernetes target")
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl_context(config)
+        self._file_token: tuple[float, Secret] | None = None
+        self._exec_token: tuple[float, Secret] | None = None
+
+    @property
+    def namespace(self) -> str:
+        """The default namespace of the configuration."""
+        return self.config.namespace
+
+    async def _token(self) -> Secret | None:
+        cfg = self.config
+        if cfg.exec_plugin is not None:
+            now = time.time()
+            if self._exec_token is None or self._exec_token[0] <= now:
+                self._exec_token = await self._run_exec_plugin(cfg.exec_plugin)
+            return self._exec_token[1]
+        if cfg.token_file is not None:
+            now = time.monotonic()
+            if self._file_token is None or now - self._file_token[0] > 60:
+                try:
+                    text = await anyio.Path(cfg.token_file).read_text()
+                except OSError as exc:
+                    raise TargetError(
+                        f"cannot read token file {cfg.token_file}: {exc.strerror}"
+                    ) from exc
+                self._file_token = (now, Secret(text.strip()))
+            return self._file_token[1]
+        return cfg.token
+
+    async def _run_exec_plugin(self, plugin: ExecCredentialPlugin) -> tuple[float, Secret]:
+        info = {
+            "apiVersion": plugin.api_version,
+            "kind": "ExecCredential",
+            "spec": {"interactive": False},
+        }
+        env = {**os.environ, **plugin.env, "KUBERNETES_EXEC_INFO": json.dumps(info)}
+        try:
+            with anyio.fail_after(self.timeout):
+                result = await anyio.run_process(
+                    [plugin.command, *plugin.args], env=env, check=False
+                )
+        except TimeoutError as exc:
+            raise TargetError(f"the exec credential plugin {plugin.command!r} timed out") from exc
+        except OSError as exc:
+            raise TargetError(
+                f"cannot run exec credential plugin {plugin.command!r}: {exc}"
+            ) from exc
+        if result.returncode != 0:
+            raise TargetError(
+                f"the exec credential plugin {plugin.command!r} failed "
+                f"with exit code {result.returncode}"
+            )
+        try:
+            status = json.loads(result.stdout)["status"]
+            token = Secret(str(status["token"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TargetError(
+                f"the exec credential plugin {plugin.command!r} printed no token credential"
+            ) from exc
+        expires = float("inf")
+        if status.get("expirationTimestamp"):
+            stamp = str(status["expirationTimestamp"]).replace("Z", "+00:00")
+            with contextlib.suppress(ValueError):
+                expires = datetime.fromisoformat(stamp).timestamp() - 10
+        return expires, token
+
+    async def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "eventscale"}
+        token = await self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token.reveal()}"
+        elif self.config.username and self.config.password:
+            raw = f"{self.config.username}:{self.config.password.reveal()}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        return headers
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            aiohttp = self._aiohttp
+            # A request cut off by its timeout leaves a TLS connection in a graceful
+            # shutdown that may never finish; on the Pythons that need it, aiohttp then
+            # aborts such transports when the session closes.
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl, limit=16, enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED
+            )
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    def _secrets(self) -> list[Secret | None]:
+        cached = [c[1] for c in (self._file_token, self._exec_token) if c is not None]
+        return [self.config.token, self.config.password, *cached]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-call limit is part of this API
+    ) -> dict[str, Any]:
+        """Send one request to ``path`` (``/apis/apps/v1/...``) and return the JSON body."""
+        limit = timeout if timeout is not None else self.timeout
+        for attempt in (0, 1):
+            try:
+                with anyio.fail_after(limit):
+                    status, payload = await self._send(method, path, body, params)
+            except TimeoutError as exc:
+                raise TargetError(
+                    f"{method} {path} timed out after {limit:g}s", status=None
+                ) from exc
+            except self._aiohttp.ClientError as exc:
+                text = redact_text(str(exc), self._secrets())
+                raise TargetError(
+                    f"cannot reach the Kubernetes API at {self.config.server}: {text}"
+                ) from exc
+            if status == 401 and attempt == 0 and self.config.exec_plugin is not None:
+                self._exec_token = None  # expired early: ask the plugin again
+                continue
+            break
+        if status >= 400:
+            raise self._error(status, payload, method, path)
+        return payload
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[int, dict[str, Any]]:
+        session = self._get_session()
+        headers = await self._headers()
+        kwargs: dict[str, Any] = {"headers": headers, "params": params}
+        if self.config.tls_server_name:
+            kwargs["server_hostname"] = self.config.tls_server_name
+        if body is not None:
+            kwargs["data"] = json.dumps(body)
+            headers["Content-Type"] = "application/json"
+        async with session.request(method, self.config.server + path, **kwargs) as resp:
+            raw = await resp.read()
+            try:
+                payload = json.loads(raw) if raw else {}
+            except ValueError:
+                payload = {"message": raw[:200].decode(errors="replace")}
+            if not isinstance(payload, dict):
+                payload = {"items": payload}
+            return resp.status, payload
+
+    def _error(
+        self, status: int, payload: Mapping[str, Any], method: str, path: str
+    ) -> TargetError:
+        message = str(payload.get("message") or payload.get("reason") or f"{method} {path} failed")
+        message = redact_text(message, self._secrets())
+        if status == 404:
+            return TargetNotFound(message, status=status)
+        if status == 409:
+            return TargetConflict(message, status=status)
+        return TargetError(message, status=status)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def api_prefix(api_version: str) -> str:
+    """``apps/v1`` -> ``/apis/apps/v1``; ``v1`` -> ``/api/v1``."""
+    version = api_version.strip("/")
+    return f"/apis/{version}" if "/" in version else f"/api/{version}"
