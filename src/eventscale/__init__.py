@@ -45,12 +45,11 @@ if TYPE_CHECKING:
     )
     from eventscale.manifests.reader import (
         Manifests,
-        dump_manifests,
         load_manifests,
         load_scaled_job,
         load_scaled_object,
-        to_manifest,
     )
+    from eventscale.manifests.writer import dump_manifests, to_manifest
     from eventscale.runtime.controller import Controller
     from eventscale.runtime.observability import Event, EventBus, EventKind
     from eventscale.runtime.scaled_object import EvaluationReport, ScaledObject
