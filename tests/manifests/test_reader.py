@@ -10,16 +10,15 @@ from typing import Any
 import pytest
 
 from eventscale.errors import ConfigError
+from eventscale.manifests import resolve_trigger_contexts
 from eventscale.manifests.reader import (
     Manifests,
-    dump_manifests,
     load_manifests,
     load_scaled_job,
     load_scaled_object,
     load_trigger_authentication,
-    resolve_trigger_contexts,
-    to_manifest,
 )
+from eventscale.manifests.writer import dump_manifests, to_manifest
 from eventscale.metrics import MetricType
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
@@ -34,7 +33,7 @@ from eventscale.spec import (
     TriggerAuthenticationSpec,
 )
 
-FIXTURES = Path(__file__).parent / "manifests"
+FIXTURES = Path(__file__).parent.parent / "data" / "manifests"
 
 
 def fixture(name: str) -> str:

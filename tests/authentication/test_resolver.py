@@ -1,5 +1,5 @@
-"""eventscale.authentication.resolver: trigger authentication from the stream, mounted directories, files
-and a Kubernetes cluster (the API stand-in, through the real KubeClient)."""
+"""eventscale.authentication: trigger authentication from the stream, mounted directories,
+files and a Kubernetes cluster (the API stand-in, through the real KubeClient)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from eventscale.authentication.resolver import (
-    AuthResolver,
+from eventscale.authentication.resolver import AuthResolver, resolve_trigger_contexts_async
+from eventscale.authentication.sources import (
     ClusterSource,
     DirectorySource,
     MappingSource,
     SecretData,
     SecretSource,
-    resolve_trigger_contexts_async,
 )
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.manifests.reader import Manifests, load_manifests

@@ -7,7 +7,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventscale.manifests.reader import dump_manifests, load_manifests, to_manifest
+from eventscale.manifests.reader import load_manifests
+from eventscale.manifests.writer import dump_manifests, to_manifest
 from eventscale.metrics import MetricType
 from eventscale.spec import (
     ANNOTATION_PAUSED,
