@@ -27,6 +27,7 @@ from eventscale.manifests.fields import (
     FieldReader,
     ManifestInput,
     key_path,
+    not_a_mapping,
     read_documents,
     type_name,
 )
@@ -496,11 +497,7 @@ def load_http_scaled_objects(
         prefix = f"[doc {doc.index}]" if multi else None
         data = doc.data
         if not isinstance(data, Mapping):
-            problems.append(
-                ConfigError(
-                    f"a manifest document must be a mapping, got {type_name(data)}", path=prefix
-                )
-            )
+            problems.append(not_a_mapping(data, prefix))
             continue
         if data.get("kind") != KIND:
             if not ignore_unknown_kinds:
@@ -515,15 +512,8 @@ def load_http_scaled_objects(
         spec = _read_one(r, data)
         if spec is not None and spec.key in seen:
             r.fail("metadata.name", f"duplicate HTTPScaledObject {spec.key!r}")
-        if r.errors:
-            errors = [r.with_line(e) for e in r.errors]
-            err = (
-                errors[0]
-                if len(errors) == 1
-                else ConfigError(
-                    f"invalid HTTPScaledObject ({len(errors)} problems)", errors=errors
-                )
-            )
+        err = r.error("HTTPScaledObject", multi=multi)
+        if err is not None:
             problems.append(err.prefixed(prefix) if prefix else err)
             continue
         if spec is not None:

@@ -35,6 +35,7 @@ __all__ = (
     "ObjectMeta",
     "did_you_mean",
     "key_path",
+    "not_a_mapping",
     "read_documents",
     "shown",
     "type_name",
@@ -389,6 +390,19 @@ class FieldReader:
 
     # -- final error ---------------------------------------------------------------
 
+    def error(self, what: str, *, multi: bool = False) -> ConfigError | None:
+        """The problems recorded so far as one error (``None`` if there are none).
+
+        Each problem carries its line; several are gathered under ``invalid {what}``
+        (with the line of ``kind`` when the document is one of a stream, ``multi``).
+        """
+        errors = [self.with_line(e) for e in self.errors]
+        if len(errors) <= 1:
+            return errors[0] if errors else None
+        line = self.line_of("kind")
+        at = f", line {line}" if line is not None and multi else ""
+        return ConfigError(f"invalid {what}{at} ({len(errors)} problems)", errors=errors)
+
     def with_line(self, err: ConfigError) -> ConfigError:
         """``err`` (and each error under it) with `` (line N)`` added where known."""
         if err.errors:
@@ -416,6 +430,11 @@ def _suggest(key: str, allowed: frozenset[str]) -> str:
     if close:
         return f" (did you mean {close[0]!r}?)"
     return ""
+
+
+def not_a_mapping(data: Any, path: str | None) -> ConfigError:
+    """The error for a document that is not a mapping, at ``path`` (``[doc N]``)."""
+    return ConfigError(f"a manifest document must be a mapping, got {type_name(data)}", path=path)
 
 
 def read_documents(source: ManifestInput) -> tuple[list[Document], bool]:

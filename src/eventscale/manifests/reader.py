@@ -28,7 +28,13 @@ from eventscale.authentication.contexts import stream_trigger_contexts
 from eventscale.errors import ConfigError
 from eventscale.manifests._auth import TA_KINDS, read_config_map, read_secret, read_trigger_auth
 from eventscale.manifests._scaled import read_scaled_job, read_scaled_object
-from eventscale.manifests.fields import FieldReader, ManifestInput, read_documents, shown, type_name
+from eventscale.manifests.fields import (
+    FieldReader,
+    ManifestInput,
+    not_a_mapping,
+    read_documents,
+    shown,
+)
 from eventscale.redaction import Secret
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerAuthenticationSpec
 
@@ -145,11 +151,7 @@ def load_manifests(source: ManifestInput, *, ignore_unknown_kinds: bool = False)
         prefix = f"[doc {doc.index}]"
         data = doc.data
         if not isinstance(data, Mapping):
-            problems.append(
-                ConfigError(
-                    f"a manifest document must be a mapping, got {type_name(data)}", path=prefix
-                )
-            )
+            problems.append(not_a_mapping(data, prefix))
             continue
         kind = data.get("kind")
         api_version = data.get("apiVersion")
@@ -198,14 +200,8 @@ def load_manifests(source: ManifestInput, *, ignore_unknown_kinds: bool = False)
                 if ident in seen:
                     r.fail("metadata.name", f"duplicate {kind} {name!r} (also [doc {seen[ident]}])")
                 seen.setdefault(ident, doc.index)
-        if r.errors:
-            errors = [r.with_line(e) for e in r.errors]
-            if len(errors) == 1:
-                err = errors[0]
-            else:
-                line = r.line_of("kind")
-                at = f", line {line}" if line is not None and multi else ""
-                err = ConfigError(f"invalid {what}{at} ({len(errors)} problems)", errors=errors)
+        err = r.error(what, multi=multi)
+        if err is not None:
             problems.append(err.prefixed(prefix) if multi else err)
 
     ConfigError.collect(problems, what="invalid manifests")
