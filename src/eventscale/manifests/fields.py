@@ -69,8 +69,8 @@ OBJECT_META_FIELDS: Final = frozenset(
 """The Kubernetes ObjectMeta fields: accepted (a ``kubectl get -o yaml`` dump has them),
 mostly ignored."""
 
-E = TypeVar("E", bound=enum.Enum)
-S = TypeVar("S")
+_E = TypeVar("_E", bound=enum.Enum)
+_S = TypeVar("_S")
 
 
 @attrs.frozen
@@ -304,10 +304,10 @@ class FieldReader:
         obj: Mapping[str, Any],
         key: str,
         path: str,
-        enum_type: type[E],
+        enum_type: type[_E],
         *,
-        default: E,
-    ) -> E:
+        default: _E,
+    ) -> _E:
         """A member of ``enum_type`` given by its value; ``""`` counts as absent."""
         field = key_path(path, key) if path else key
         value = obj.get(key)
@@ -375,7 +375,7 @@ class FieldReader:
             annotations=self.string_map(meta, "annotations", "metadata"),
         )
 
-    def build(self, make: Callable[[], S], check: Callable[[S], None] | None = None) -> S | None:
+    def build(self, make: Callable[[], _S], check: Callable[[_S], None] | None = None) -> _S | None:
         """Build a spec; its cross-field errors join the field errors (minus duplicates)."""
         try:
             spec = make()

@@ -113,10 +113,10 @@ class Manifests:
         return stream_trigger_contexts(self, spec, env=env, secrets=secrets)
 
 
-T = TypeVar("T", ScaledObjectSpec, ScaledJobSpec)
+_T = TypeVar("_T", ScaledObjectSpec, ScaledJobSpec)
 
 
-def _pick(specs: tuple[T, ...], name: str | None, kind: str) -> T:
+def _pick(specs: tuple[_T, ...], name: str | None, kind: str) -> _T:
     if name is None:
         if len(specs) != 1:
             raise ConfigError(f"expected exactly one {kind}, found {len(specs)}")
