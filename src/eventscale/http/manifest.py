@@ -430,7 +430,14 @@ def _read_one(r: FieldReader, doc: Mapping[str, Any]) -> HTTPScaledObjectSpec | 
     namespace = r.string(meta, "namespace", "metadata") or "default"
     annotations = r.string_map(meta, "annotations", "metadata")
     labels = r.string_map(meta, "labels", "metadata")
-    spec = r.sub(doc, "spec", "", _SPEC_FIELDS, required=True)
+    spec = r.sub(
+        doc,
+        "spec",
+        "",
+        _SPEC_FIELDS,
+        required=True,
+        notes={"host": "the add-on renamed 'host' to 'hosts'"},
+    )
     if spec is None:
         return None
     hosts = _string_list(r, spec, "hosts", "spec")

@@ -158,9 +158,18 @@ class FieldReader:
     # -- shapes --------------------------------------------------------------------
 
     def mapping(
-        self, value: Any, path: str, allowed: Iterable[str] | None = None
+        self,
+        value: Any,
+        path: str,
+        allowed: Iterable[str] | None = None,
+        *,
+        notes: Mapping[str, str] | None = None,
     ) -> Mapping[str, Any] | None:
-        """``value`` as a mapping with string keys; unknown keys are errors when ``allowed``."""
+        """``value`` as a mapping with string keys; unknown keys are errors when ``allowed``.
+
+        An unknown key gets a did-you-mean hint, or its entry of ``notes`` (for a field a
+        kind renamed: ``{"host": "the add-on renamed 'host' to 'hosts'"}``).
+        """
         if not isinstance(value, Mapping):
             self.fail(path, f"must be a mapping, got {type_name(value)}")
             return None
@@ -171,7 +180,9 @@ class FieldReader:
                 self.fail(path, f"keys must be strings, got {shown(key)}")
                 continue
             if allowed_set is not None and key not in allowed_set:
-                self.fail(key_path(path, key), f"unknown field {key!r}{_suggest(key, allowed_set)}")
+                note = notes.get(key) if notes is not None else None
+                hint = f" ({note})" if note else _suggest(key, allowed_set)
+                self.fail(key_path(path, key), f"unknown field {key!r}{hint}")
                 continue
             out[key] = item
         return out
@@ -184,15 +195,19 @@ class FieldReader:
         allowed: Iterable[str] | None = None,
         *,
         required: bool = False,
+        notes: Mapping[str, str] | None = None,
     ) -> Mapping[str, Any] | None:
-        """An optional (or required) nested mapping; ``null`` counts as absent."""
+        """An optional (or required) nested mapping; ``null`` counts as absent.
+
+        ``allowed`` and ``notes`` are those of :meth:`mapping`.
+        """
         value = obj.get(key)
         sub_path = key_path(path, key) if path else key
         if value is None:
             if required:
                 self.fail(sub_path, "is required")
             return None
-        return self.mapping(value, sub_path, allowed)
+        return self.mapping(value, sub_path, allowed, notes=notes)
 
     def items(self, obj: Mapping[str, Any], key: str, path: str) -> list[Any] | None:
         """An optional list (``None`` when absent or ``null``)."""
