@@ -1,15 +1,15 @@
-"""Trigger authentication from wherever the credentials live.
+"""Trigger authentication from wherever the credentials live, asynchronously.
 
 :meth:`Manifests.trigger_contexts <eventscale.manifests.Manifests.trigger_contexts>` resolves
-a trigger's ``authenticationRef`` synchronously, from the Secrets and ConfigMaps written in
-the same manifest stream. This module does the same asynchronously, looking every
-referenced Secret and ConfigMap up in a chain of :class:`SecretSource` objects:
+a trigger's ``authenticationRef`` synchronously (:mod:`eventscale.authentication.contexts`),
+from the Secrets and ConfigMaps written in the same manifest stream. This module does the
+same asynchronously, looking every referenced Secret and ConfigMap up in a chain of
+:class:`~eventscale.authentication.sources.SecretSource` objects: the manifest stream
+(:class:`~eventscale.authentication.sources.MappingSource`), mounted directories
+(:class:`~eventscale.authentication.sources.DirectorySource`) and the Kubernetes API
+(:class:`~eventscale.authentication.sources.ClusterSource`).
 
-the manifest stream (:class:`~eventscale.authentication.sources.MappingSource`), mounted
-directories (:class:`~eventscale.authentication.sources.DirectorySource`) and the
-Kubernetes API (:class:`~eventscale.authentication.sources.ClusterSource`).
-
-The sources are in :mod:`eventscale.authentication.sources`. The first source that has an object of the referenced name supplies it whole. On top of
+The first source that has an object of the referenced name supplies it whole. On top of
 what the synchronous resolver does, a ClusterTriggerAuthentication's ``filePath`` (KEDA's
 file of JSON auth parameters under the operator's ``--filepath-auth-root-path``) is read
 when the resolver is given a ``file_root``.
