@@ -1,4 +1,4 @@
-"""Fixtures of the authentication tests: a unique namespace and a client of the
+"""Fixtures of the authentication tests: a unique namespace and clients of the
 Kubernetes API stand-in."""
 
 from __future__ import annotations
@@ -17,10 +17,22 @@ def ns() -> str:
     return unique_name("ns")
 
 
-@pytest.fixture
-async def kube(kube_standin: KubeStandIn, ns: str) -> AsyncIterator[KubeClient]:
-    client = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)), timeout=5)
+async def _client(standin: KubeStandIn, ns: str, seconds: float) -> AsyncIterator[KubeClient]:
+    client = KubeClient(KubeConfig.from_kubeconfig(standin.kubeconfig(ns)), timeout=seconds)
     try:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def kube(kube_standin: KubeStandIn, ns: str) -> AsyncIterator[KubeClient]:
+    async for client in _client(kube_standin, ns, 5):
+        yield client
+
+
+@pytest.fixture
+async def kube_standin_client_fast(kube_standin: KubeStandIn, ns: str) -> AsyncIterator[KubeClient]:
+    """A client that gives up after 0.3 s, for a hung API."""
+    async for client in _client(kube_standin, ns, 0.3):
+        yield client

@@ -4,7 +4,6 @@ stand-in, through the real KubeClient) and from mounted directories, end to end.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -176,15 +175,6 @@ async def test_a_hung_api_is_a_transient_scaler_error(
         release.set()
     assert info.value.transient
     assert "timed out" in str(info.value)
-
-
-@pytest.fixture
-async def kube_standin_client_fast(kube_standin: KubeStandIn, ns: str) -> AsyncIterator[KubeClient]:
-    client = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)), timeout=0.3)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_binary_secret_value_is_reported_without_it(
