@@ -56,11 +56,9 @@ if TYPE_CHECKING:
     )
     from eventscale.manifests import (
         Manifests,
-        dump_manifests,
         load_manifests,
         load_scaled_job,
         load_scaled_object,
-        to_manifest,
     )
     from eventscale.runtime import (
         Controller,

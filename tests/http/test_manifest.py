@@ -254,3 +254,25 @@ def test_wrong_api_version_and_stream_prefixes() -> None:
         load_http_scaled_objects({"kind": "Deployment"}, ignore_unknown_kinds=False)
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_http_scaled_objects("spec: [")
+
+
+def test_errors_carry_lines_hints_and_the_32_bit_limit() -> None:
+    text = """\
+apiVersion: http.keda.sh/v1alpha1
+kind: HTTPScaledObject
+metadata: {name: a}
+spec:
+  host: a.test
+  hosts: [a.test]
+  scaleTargetRef: {name: a, service: a, port: 80}
+  replicas: {max: 9999999999}
+  scaledownPeriodd: 5
+"""
+    with pytest.raises(ConfigError) as info:
+        load_http_scaled_objects(text)
+    message = str(info.value)
+    assert "spec.host: unknown field 'host' (the add-on renamed 'host' to 'hosts') (line 5)" in (
+        message
+    )
+    assert "spec.replicas.max: 9999999999 is out of range for a 32-bit integer (line 8)" in message
+    assert "(did you mean 'scaledownPeriod'?) (line 9)" in message

@@ -1,8 +1,12 @@
 """Trigger authentication: where a trigger's secrets and parameters come from.
 
-KEDA's TriggerAuthentication rules, the secret sources (manifest files, a
-directory, the cluster) and the resolver that turns a ScaledObject's triggers into
-the :class:`~eventscale.scalers.params.TriggerContext` each scaler is built from.
+KEDA's TriggerAuthentication rules, the secret sources (manifest files, a directory,
+the cluster: :mod:`~eventscale.authentication.sources`), the synchronous resolver
+(:mod:`~eventscale.authentication.contexts`) and the asynchronous one
+(:mod:`~eventscale.authentication.resolver`) that turn a ScaledObject's triggers into the
+:class:`~eventscale.scalers.params.TriggerContext` each scaler is built from. This
+package reads manifest streams through :class:`ManifestStream` and imports nothing from
+:mod:`eventscale.manifests`.
 """
 
 from __future__ import annotations
@@ -12,20 +16,24 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
-    from eventscale.authentication._resolve import (
+    from eventscale.authentication.contexts import (
         resolve_trigger_authentication,
         resolve_trigger_contexts,
+        stream_trigger_contexts,
     )
     from eventscale.authentication.resolver import (
         DEFAULT_CLUSTER_NAMESPACE,
         AuthResolver,
+        default_sources,
+        resolve_trigger_contexts_async,
+    )
+    from eventscale.authentication.sources import (
         ClusterSource,
         DirectorySource,
+        ManifestStream,
         MappingSource,
         SecretData,
         SecretSource,
-        default_sources,
-        resolve_trigger_contexts_async,
     )
 
 __all__ = (
@@ -33,6 +41,7 @@ __all__ = (
     "ClusterSource",
     "DEFAULT_CLUSTER_NAMESPACE",
     "DirectorySource",
+    "ManifestStream",
     "MappingSource",
     "SecretData",
     "SecretSource",
@@ -40,22 +49,25 @@ __all__ = (
     "resolve_trigger_authentication",
     "resolve_trigger_contexts",
     "resolve_trigger_contexts_async",
+    "stream_trigger_contexts",
 )
 
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
         "AuthResolver": "eventscale.authentication.resolver",
-        "ClusterSource": "eventscale.authentication.resolver",
+        "ClusterSource": "eventscale.authentication.sources",
         "DEFAULT_CLUSTER_NAMESPACE": "eventscale.authentication.resolver",
-        "DirectorySource": "eventscale.authentication.resolver",
-        "MappingSource": "eventscale.authentication.resolver",
-        "SecretData": "eventscale.authentication.resolver",
-        "SecretSource": "eventscale.authentication.resolver",
+        "DirectorySource": "eventscale.authentication.sources",
+        "ManifestStream": "eventscale.authentication.sources",
+        "MappingSource": "eventscale.authentication.sources",
+        "SecretData": "eventscale.authentication.sources",
+        "SecretSource": "eventscale.authentication.sources",
         "default_sources": "eventscale.authentication.resolver",
-        "resolve_trigger_authentication": "eventscale.authentication._resolve",
-        "resolve_trigger_contexts": "eventscale.authentication._resolve",
+        "resolve_trigger_authentication": "eventscale.authentication.contexts",
+        "resolve_trigger_contexts": "eventscale.authentication.contexts",
         "resolve_trigger_contexts_async": "eventscale.authentication.resolver",
+        "stream_trigger_contexts": "eventscale.authentication.contexts",
     },
     __all__,
 )

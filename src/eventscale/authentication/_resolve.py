@@ -1,27 +1,29 @@
-"""Build each trigger's :class:`~eventscale.scalers.TriggerContext` from a spec.
+"""KEDA's trigger authentication rules, once, as pure functions over fetched objects.
 
-This is KEDA's ``ResolveAuthRefAndPodIdentity`` for a library: a trigger's
-``authenticationRef`` names a (Cluster)TriggerAuthentication, whose ``env``,
-``configMapTargetRef`` and ``secretTargetRef`` entries (applied in that order, a later
-one overriding an earlier one for the same parameter, as KEDA does) become the
-trigger's auth parameters, each wrapped in :class:`~eventscale.redaction.Secret`.
+This is KEDA's ``ResolveAuthRefAndPodIdentity`` (``pkg/scaling/resolver/scale_resolvers.go``)
+for a library: a trigger's ``authenticationRef`` names a (Cluster)TriggerAuthentication,
+whose ``env``, ``configMapTargetRef`` and ``secretTargetRef`` entries (applied in that
+order, a later one overriding an earlier one for the same parameter, as KEDA does)
+become the trigger's auth parameters, each wrapped in
+:class:`~eventscale.redaction.Secret`.
 
 Where KEDA logs an unresolvable reference and carries on with an empty value, eventscale
 raises :class:`~eventscale.errors.ConfigError`: a missing Secret, key, ConfigMap or
 environment variable is a configuration mistake, not a credential of ``""``.
 
-The resolution rules live here once, as pure functions over objects already fetched:
-the synchronous resolver below feeds them the Secrets and ConfigMaps it was given, and
-the asynchronous one (:mod:`eventscale.authentication.resolver`) the objects its sources returned.
+The synchronous resolver (:mod:`eventscale.authentication.contexts`) feeds these rules
+the Secrets and ConfigMaps it was given, the asynchronous one
+(:mod:`eventscale.authentication.resolver`) the objects its sources returned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
+from eventscale.authentication.sources import CONFIG_MAP, SECRET, SecretData
 from eventscale.errors import ConfigError
 from eventscale.redaction import Secret
 from eventscale.spec import (
@@ -33,31 +35,27 @@ from eventscale.spec import (
 if TYPE_CHECKING:
     from eventscale.scalers.params import TriggerContext
 
-__all__ = ("resolve_trigger_authentication", "resolve_trigger_contexts")
-
-TriggerAuthentications = (
-    Mapping[tuple[str, str], TriggerAuthenticationSpec] | Iterable[TriggerAuthenticationSpec]
+__all__ = (
+    "ASYNC_WORDING",
+    "SYNC_WORDING",
+    "Reference",
+    "TriggerAuthentications",
+    "Wording",
+    "auth_table",
+    "build_trigger_contexts",
+    "describe",
+    "provider_errors",
+    "referenced_authentications",
+    "references",
+    "resolve_entries",
 )
 
-SECRET: Final = "Secret"
-CONFIG_MAP: Final = "ConfigMap"
-
+TriggerAuthentications: TypeAlias = (
+    Mapping[tuple[str, str], TriggerAuthenticationSpec] | Iterable[TriggerAuthenticationSpec]
+)
+"""TriggerAuthentications as a ``{(kind, name): spec}`` mapping or an iterable of specs."""
 
 # ------------------------------------------------------------ the shared resolution rules
-
-
-@attrs.frozen(kw_only=True)
-class SecretData:
-    """A Secret or ConfigMap as a source found it.
-
-    ``values`` maps each key to its value; ``unreadable`` names the keys present but not
-    UTF-8 text (a binary keytab, say), which fail only when a trigger uses them;
-    ``origin`` says where it came from, for messages (``the cluster (namespace 'apps')``).
-    """
-
-    values: Mapping[str, Secret] = attrs.field(repr=lambda v: f"<{len(v)} keys>")
-    origin: str
-    unreadable: frozenset[str] = frozenset()
 
 
 @attrs.frozen(kw_only=True)
@@ -113,11 +111,6 @@ class Reference:
     parameter: str
     name: str
     key: str
-
-
-def as_secret(value: str | Secret) -> Secret:
-    """``value`` as a :class:`~eventscale.redaction.Secret` (a Secret is kept as it is)."""
-    return value if isinstance(value, Secret) else Secret(value)
 
 
 def describe(auth: TriggerAuthenticationSpec, used_by: str | None) -> str:
@@ -315,89 +308,3 @@ def build_trigger_contexts(
         )
     ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")
     return tuple(contexts)
-
-
-# --------------------------------------------------------------- the synchronous resolver
-
-
-def resolve_trigger_authentication(
-    auth: TriggerAuthenticationSpec,
-    *,
-    secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
-    config_maps: Mapping[str, Mapping[str, str]] | None = None,
-    env: Mapping[str, str] | None = None,
-    undecodable: Collection[tuple[str, str]] = (),
-    used_by: str | None = None,
-) -> dict[str, Secret]:
-    """The auth parameters ``auth`` provides, as ``{parameter: Secret}``.
-
-    ``secrets`` maps a Secret's name to its keys and values, ``config_maps`` the same for
-    ConfigMaps, ``env`` is the scale target container's environment.
-
-    :raises ConfigError: naming the entry of ``auth`` that cannot be resolved (a missing
-        Secret, key, ConfigMap or variable; a provider eventscale cannot reach). Values
-        are never part of the message.
-    """
-    secret_maps = secrets or {}
-    cm_maps = config_maps or {}
-
-    def fetch(ref: Reference) -> SecretData | None:
-        if ref.kind == CONFIG_MAP:
-            cm = cm_maps.get(ref.name)
-            if cm is None:
-                return None
-            return SecretData(values={k: Secret(v) for k, v in cm.items()}, origin="")
-        secret = secret_maps.get(ref.name)
-        # A key listed as undecodable wins only where the Secret gives no value for it.
-        broken = (ref.name, ref.key) in undecodable
-        if secret is None and not broken:
-            return None
-        return SecretData(
-            values={k: as_secret(v) for k, v in (secret or {}).items()},
-            origin="",
-            unreadable=frozenset({ref.key}) if broken else frozenset(),
-        )
-
-    who = describe(auth, used_by)
-    errors = provider_errors(auth, who, SYNC_WORDING)
-    params, more = resolve_entries(auth, who, env=env or {}, fetch=fetch, wording=SYNC_WORDING)
-    errors += more
-    ConfigError.collect(errors, what=f"cannot resolve {who}")
-    return params
-
-
-def resolve_trigger_contexts(
-    spec: ScaledObjectSpec | ScaledJobSpec,
-    *,
-    trigger_authentications: TriggerAuthentications = (),
-    secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
-    config_maps: Mapping[str, Mapping[str, str]] | None = None,
-    env: Mapping[str, str] | None = None,
-    undecodable: Collection[tuple[str, str]] = (),
-) -> tuple[TriggerContext, ...]:
-    """One :class:`~eventscale.scalers.TriggerContext` per trigger of ``spec``, in order.
-
-    ``trigger_authentications`` is a ``{(kind, name): spec}`` mapping or an iterable of
-    specs; ``secrets`` and ``config_maps`` back their references; ``env`` (default: empty;
-    pass ``os.environ`` to use the process environment) is both where ``env`` entries
-    and the triggers' ``...FromEnv`` metadata are looked up.
-
-    :raises ConfigError: every unresolvable reference, each with its path; a missing
-        TriggerAuthentication is reported at ``spec.triggers[i].authenticationRef.name``.
-    """
-    table = auth_table(trigger_authentications)
-    environment = dict(env or {})
-    resolved: dict[tuple[str, str], Mapping[str, Secret] | ConfigError] = {}
-    for key, ta, used_by in referenced_authentications(spec, table):
-        try:
-            resolved[key] = resolve_trigger_authentication(
-                ta,
-                secrets=secrets,
-                config_maps=config_maps,
-                env=environment,
-                undecodable=undecodable,
-                used_by=used_by,
-            )
-        except ConfigError as exc:
-            resolved[key] = exc
-    return build_trigger_contexts(spec, table, resolved, environment)

@@ -5,7 +5,9 @@ and how to scale the workload behind it. :func:`load_http_scaled_objects` reads 
 from YAML text, a mapping or a list of mappings (other kinds are skipped unless
 ``ignore_unknown_kinds=False``); every problem is reported in one
 :class:`~eventscale.errors.ConfigError` that names each field path
-(``spec.scaleTargetRef.port``).
+(``spec.scaleTargetRef.port``) and, for YAML text, its line. The fields are read by
+:class:`~eventscale.manifests.fields.FieldReader`, as KEDA's own kinds are, so the checks
+and their wording are the same (did-you-mean for unknown fields, 32-bit integers).
 
 :meth:`HTTPScaledObjectSpec.to_scaled_object_spec` gives the ScaledObject eventscale
 runs for it (one ``http`` trigger reading the interceptor's pending count for the
@@ -14,13 +16,21 @@ route), and :meth:`HTTPScaledObjectSpec.to_route` the interceptor route.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
 from eventscale.errors import ConfigError, join_path
 from eventscale.http.scaler import HTTPMetric
+from eventscale.manifests.fields import (
+    FieldReader,
+    ManifestInput,
+    key_path,
+    not_a_mapping,
+    read_documents,
+    type_name,
+)
 from eventscale.scalers.params import parse_go_duration
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 
@@ -256,150 +266,69 @@ def _upstream(
 # --------------------------------------------------------------------------- reading
 
 
-class _Reader:
-    def __init__(self) -> None:
-        self.errors: list[ConfigError] = []
-
-    def fail(self, path: str, reason: str) -> None:
-        self.errors.append(ConfigError(reason, path=path))
-
-    def mapping(
-        self, obj: Any, path: str, allowed: frozenset[str] | None = None
-    ) -> Mapping[str, Any] | None:
-        if obj is None:
-            return None
-        if not isinstance(obj, Mapping):
-            self.fail(path, f"must be a mapping, got {_type_name(obj)}")
-            return None
-        if allowed is not None:
-            for key in obj:
-                if key not in allowed:
-                    hint = " (the add-on renamed 'host' to 'hosts')" if key == "host" else ""
-                    self.fail(join_path(path, str(key)) or str(key), f"unknown field{hint}")
-        return obj
-
-    def string(
-        self, obj: Mapping[str, Any], key: str, path: str, *, required: bool = False
-    ) -> str | None:
-        value = obj.get(key)
-        where = join_path(path, key) or key
-        if value is None:
-            if required:
-                self.fail(where, "is required")
-            return None
-        if not isinstance(value, str):
-            self.fail(where, f"must be a string, got {_type_name(value)}")
-            return None
-        if required and not value.strip():
-            self.fail(where, "must not be empty")
-            return None
-        return value
-
-    def integer(
-        self,
-        obj: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int | None:
-        value = obj.get(key)
-        where = join_path(path, key) or key
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be an integer, got {_type_name(value)}")
-            return None
-        if minimum is not None and value < minimum:
-            self.fail(where, f"must be >= {minimum}, got {value}")
-            return None
-        if maximum is not None and value > maximum:
-            self.fail(where, f"must be <= {maximum}, got {value}")
-            return None
-        return value
-
-    def duration(self, obj: Mapping[str, Any], key: str, path: str) -> float | None:
-        value = obj.get(key)
-        where = join_path(path, key) or key
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            self.fail(where, f"must be a duration string such as '30s', got {_type_name(value)}")
-            return None
-        try:
-            return parse_go_duration(value.strip()).total_seconds()
-        except ValueError as exc:
-            self.fail(where, str(exc))
-            return None
-
-    def string_list(self, obj: Mapping[str, Any], key: str, path: str) -> list[str] | None:
-        value = obj.get(key)
-        where = join_path(path, key) or key
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            self.fail(where, f"must be a list, got {_type_name(value)}")
-            return None
-        out: list[str] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item.strip():
-                self.fail(f"{where}[{i}]", "must be a non-empty string")
-                continue
-            out.append(item.strip())
-        return out
-
-    def string_map(self, obj: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
-        value = obj.get(key)
-        where = join_path(path, key) or key
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail(where, f"must be a mapping, got {_type_name(value)}")
-            return {}
-        return {str(k): str(v) for k, v in value.items()}
+def _nonblank(r: FieldReader, obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    """A required string that must hold more than white space."""
+    value = r.string(obj, key, path, required=True)
+    if value is not None and not value.strip():
+        r.fail(key_path(path, key), "must not be empty")
+        return None
+    return value
 
 
-def _type_name(value: Any) -> str:
+def _duration(r: FieldReader, obj: Mapping[str, Any], key: str, path: str) -> float | None:
+    """A Go duration string (``30s``, ``1m30s``) in seconds."""
+    value = obj.get(key)
+    where = key_path(path, key)
     if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    return type(value).__name__
+        return None
+    if not isinstance(value, str):
+        r.fail(where, f"must be a duration string such as '30s', got {type_name(value)}")
+        return None
+    try:
+        return parse_go_duration(value.strip()).total_seconds()
+    except ValueError as exc:
+        r.fail(where, str(exc))
+        return None
 
 
-def _read_port(r: _Reader, obj: Mapping[str, Any], path: str) -> tuple[int | None, str | None]:
-    port = r.integer(obj, "port", path, minimum=1, maximum=65535)
+def _string_list(r: FieldReader, obj: Mapping[str, Any], key: str, path: str) -> list[str] | None:
+    """A list of non-empty strings, each stripped."""
+    items = r.items(obj, key, path)
+    if items is None:
+        return None
+    where = key_path(path, key)
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item.strip():
+            r.fail(f"{where}[{i}]", "must be a non-empty string")
+            continue
+        out.append(item.strip())
+    return out
+
+
+def _read_port(r: FieldReader, obj: Mapping[str, Any], path: str) -> tuple[int | None, str | None]:
+    port = r.integer(obj, "port", path, default=None, minimum=1, maximum=65535)
     port_name = r.string(obj, "portName", path)
     if ("port" in obj) == ("portName" in obj):
         r.fail(f"{path}.port", "must define either 'port' or 'portName' (exactly one)")
     return port, port_name
 
 
-def _read_target_ref(r: _Reader, spec: Mapping[str, Any]) -> HTTPScaleTargetRef | None:
+def _read_target_ref(r: FieldReader, spec: Mapping[str, Any]) -> HTTPScaleTargetRef | None:
     path = "spec.scaleTargetRef"
-    if "scaleTargetRef" not in spec:
-        r.fail(path, "is required")
-        return None
-    ref = r.mapping(
-        spec["scaleTargetRef"],
-        path,
-        frozenset({"name", "kind", "apiVersion", "service", "port", "portName", "deployment"}),
+    ref = r.sub(
+        spec,
+        "scaleTargetRef",
+        "spec",
+        ("name", "kind", "apiVersion", "service", "port", "portName", "deployment"),
+        required=True,
     )
     if ref is None:
         return None
     if "deployment" in ref:
         r.fail(f"{path}.deployment", "was replaced by 'name' (and 'kind') in the add-on")
-    name = r.string(ref, "name", path, required=True)
-    service = r.string(ref, "service", path, required=True)
+    name = _nonblank(r, ref, "name", path)
+    service = _nonblank(r, ref, "service", path)
     kind = r.string(ref, "kind", path) or "Deployment"
     api_version = r.string(ref, "apiVersion", path) or "apps/v1"
     port, port_name = _read_port(r, ref, path)
@@ -415,18 +344,19 @@ def _read_target_ref(r: _Reader, spec: Mapping[str, Any]) -> HTTPScaleTargetRef 
     )
 
 
-def _read_failover(r: _Reader, spec: Mapping[str, Any]) -> FailoverRef | None:
+def _read_failover(r: FieldReader, spec: Mapping[str, Any]) -> FailoverRef | None:
     path = "spec.coldStartTimeoutFailoverRef"
-    ref = r.mapping(
-        spec.get("coldStartTimeoutFailoverRef"),
-        path,
-        frozenset({"service", "port", "portName", "timeoutSeconds"}),
+    ref = r.sub(
+        spec,
+        "coldStartTimeoutFailoverRef",
+        "spec",
+        ("service", "port", "portName", "timeoutSeconds"),
     )
     if ref is None:
         return None
-    service = r.string(ref, "service", path, required=True)
+    service = _nonblank(r, ref, "service", path)
     port, port_name = _read_port(r, ref, path)
-    timeout = r.integer(ref, "timeoutSeconds", path, minimum=1)
+    timeout = r.integer(ref, "timeoutSeconds", path, default=None, minimum=1)
     if service is None:
         return None
     return FailoverRef(
@@ -437,24 +367,17 @@ def _read_failover(r: _Reader, spec: Mapping[str, Any]) -> FailoverRef | None:
     )
 
 
-def _read_headers(r: _Reader, spec: Mapping[str, Any]) -> tuple[HeaderMatch, ...]:
-    value = spec.get("headers")
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        r.fail("spec.headers", f"must be a list, got {_type_name(value)}")
-        return ()
+def _read_headers(r: FieldReader, spec: Mapping[str, Any]) -> tuple[HeaderMatch, ...]:
     out: list[HeaderMatch] = []
     seen: set[str] = set()
-    for i, item in enumerate(value):
+    for i, item in enumerate(r.items(spec, "headers", "spec") or ()):
         path = f"spec.headers[{i}]"
-        entry = r.mapping(item, path, frozenset({"name", "value"}))
+        entry = r.mapping(item, path, ("name", "value"))
         if entry is None:
-            if item is None:
-                r.fail(path, "must be a mapping, got null")
             continue
-        name = r.string(entry, "name", path, required=True)
-        val = r.string(entry, "value", path)
+        name = _nonblank(r, entry, "name", path)
+        # An empty value is a match on an empty header, not on any value.
+        val = "" if entry.get("value") == "" else r.string(entry, "value", path)
         if name is None:
             continue
         if name.lower() in seen:
@@ -464,23 +387,20 @@ def _read_headers(r: _Reader, spec: Mapping[str, Any]) -> tuple[HeaderMatch, ...
     return tuple(out)
 
 
-def _read_scaling_metric(r: _Reader, spec: Mapping[str, Any]) -> ScalingMetric:
-    pending = r.integer(spec, "targetPendingRequests", "spec", minimum=1)
+def _read_scaling_metric(r: FieldReader, spec: Mapping[str, Any]) -> ScalingMetric:
+    pending = r.integer(spec, "targetPendingRequests", "spec", default=None, minimum=1)
     path = "spec.scalingMetric"
-    sm = r.mapping(spec.get("scalingMetric"), path, frozenset({"concurrency", "requestRate"}))
+    sm = r.sub(spec, "scalingMetric", "spec", ("concurrency", "requestRate"))
     if sm is None:
         return ScalingMetric(target_value=pending if pending is not None else 100)
     if "concurrency" in sm and "requestRate" in sm:
         r.fail(path, "'concurrency' and 'requestRate' are mutually exclusive")
     if "requestRate" in sm:
         rpath = f"{path}.requestRate"
-        rate = r.mapping(
-            sm["requestRate"], rpath, frozenset({"targetValue", "window", "granularity"})
-        )
-        rate = rate if rate is not None else {}
-        target = r.integer(rate, "targetValue", rpath, minimum=1)
-        window = r.duration(rate, "window", rpath)
-        granularity = r.duration(rate, "granularity", rpath)
+        rate = r.sub(sm, "requestRate", path, ("targetValue", "window", "granularity")) or {}
+        target = r.integer(rate, "targetValue", rpath, default=None, minimum=1)
+        window = _duration(r, rate, "window", rpath)
+        granularity = _duration(r, rate, "granularity", rpath)
         if window is not None and window <= 0:
             r.fail(f"{rpath}.window", "must be greater than 0")
         if granularity is not None and granularity <= 0:
@@ -494,53 +414,52 @@ def _read_scaling_metric(r: _Reader, spec: Mapping[str, Any]) -> ScalingMetric:
             granularity=granularity if granularity and granularity > 0 else 1.0,
         )
     cpath = f"{path}.concurrency"
-    conc = r.mapping(sm.get("concurrency"), cpath, frozenset({"targetValue"}))
-    target = r.integer(conc or {}, "targetValue", cpath, minimum=1)
+    conc = r.sub(sm, "concurrency", path, ("targetValue",)) or {}
+    target = r.integer(conc, "targetValue", cpath, default=None, minimum=1)
     if target is None:
         target = pending
     return ScalingMetric(target_value=target if target is not None else 100)
 
 
-def _read_one(r: _Reader, doc: Mapping[str, Any]) -> HTTPScaledObjectSpec | None:
-    r.mapping(doc, "", frozenset({"apiVersion", "kind", "metadata", "spec", "status"}))
+def _read_one(r: FieldReader, doc: Mapping[str, Any]) -> HTTPScaledObjectSpec | None:
+    r.mapping(doc, "", ("apiVersion", "kind", "metadata", "spec", "status"))
     if doc.get("apiVersion") != API_VERSION:
         r.fail("apiVersion", f"must be {API_VERSION!r}, got {doc.get('apiVersion')!r}")
-    meta = r.mapping(doc.get("metadata"), "metadata") or {}
-    name = r.string(meta, "name", "metadata", required=True)
+    meta = r.sub(doc, "metadata", "") or {}
+    name = _nonblank(r, meta, "name", "metadata")
     namespace = r.string(meta, "namespace", "metadata") or "default"
     annotations = r.string_map(meta, "annotations", "metadata")
     labels = r.string_map(meta, "labels", "metadata")
-    if "spec" not in doc:
-        r.fail("spec", "is required")
-        return None
-    spec = r.mapping(doc["spec"], "spec", _SPEC_FIELDS)
+    spec = r.sub(
+        doc,
+        "spec",
+        "",
+        _SPEC_FIELDS,
+        required=True,
+        notes={"host": "the add-on renamed 'host' to 'hosts'"},
+    )
     if spec is None:
         return None
-    hosts = r.string_list(spec, "hosts", "spec")
+    hosts = _string_list(r, spec, "hosts", "spec")
     if hosts == [] or spec.get("hosts") is None:
         r.fail("spec.hosts", "at least one host is required")
-    prefixes = r.string_list(spec, "pathPrefixes", "spec")
+    prefixes = _string_list(r, spec, "pathPrefixes", "spec")
     headers = _read_headers(r, spec)
     target_ref = _read_target_ref(r, spec)
     failover = _read_failover(r, spec)
-    replicas = r.mapping(spec.get("replicas"), "spec.replicas", frozenset({"min", "max"})) or {}
-    min_replicas = r.integer(replicas, "min", "spec.replicas", minimum=0)
-    max_replicas = r.integer(replicas, "max", "spec.replicas", minimum=1)
+    replicas = r.sub(spec, "replicas", "spec", ("min", "max")) or {}
+    min_replicas = r.integer(replicas, "min", "spec.replicas", default=None, minimum=0)
+    max_replicas = r.integer(replicas, "max", "spec.replicas", default=None, minimum=1)
     lo = min_replicas if min_replicas is not None else 0
     hi = max_replicas if max_replicas is not None else 100
     if lo > hi:
         r.fail("spec.replicas.min", f"min ({lo}) must be <= max ({hi})")
     metric = _read_scaling_metric(r, spec)
-    scaledown = r.integer(spec, "scaledownPeriod", "spec", minimum=0)
-    initial = r.integer(spec, "initialCooldownPeriod", "spec", minimum=0)
-    timeouts = (
-        r.mapping(
-            spec.get("timeouts"), "spec.timeouts", frozenset({"conditionWait", "responseHeader"})
-        )
-        or {}
-    )
-    condition_wait = r.duration(timeouts, "conditionWait", "spec.timeouts")
-    response_header = r.duration(timeouts, "responseHeader", "spec.timeouts")
+    scaledown = r.integer(spec, "scaledownPeriod", "spec", default=None, minimum=0)
+    initial = r.integer(spec, "initialCooldownPeriod", "spec", default=None, minimum=0)
+    timeouts = r.sub(spec, "timeouts", "spec", ("conditionWait", "responseHeader")) or {}
+    condition_wait = _duration(r, timeouts, "conditionWait", "spec.timeouts")
+    response_header = _duration(r, timeouts, "responseHeader", "spec.timeouts")
     if r.errors or name is None or target_ref is None or not hosts:
         return None
     return HTTPScaledObjectSpec(
@@ -565,80 +484,43 @@ def _read_one(r: _Reader, doc: Mapping[str, Any]) -> HTTPScaledObjectSpec | None
     )
 
 
-def _documents(source: str | bytes | Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Any]:
-    if isinstance(source, bytes):
-        source = source.decode("utf-8")
-    if isinstance(source, str):
-        import yaml
-
-        try:
-            return [d for d in yaml.safe_load_all(source) if d is not None]
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if isinstance(source, Mapping):
-        return [source]
-    return list(source)
-
-
 def load_http_scaled_objects(
-    source: str | bytes | Mapping[str, Any] | Sequence[Mapping[str, Any]],
-    *,
-    ignore_unknown_kinds: bool = True,
+    source: ManifestInput, *, ignore_unknown_kinds: bool = True
 ) -> tuple[HTTPScaledObjectSpec, ...]:
     """Every ``HTTPScaledObject`` in ``source`` (YAML text, a mapping or a list of them).
 
     Other kinds are skipped (a Deployment or a ScaledObject in the same file) unless
     ``ignore_unknown_kinds`` is false. A ``v1`` ``List`` is expanded.
 
-    :raises ConfigError: listing every problem of every document with its field path;
-        in a stream of several documents each path is prefixed with ``[doc N]``.
+    :raises ConfigError: listing every problem of every document with its field path
+        (and, for YAML text, its line); in a stream of several documents each path is
+        prefixed with ``[doc N]``.
     """
-    docs: list[Any] = []
-    for doc in _documents(source):
-        if (
-            isinstance(doc, Mapping)
-            and doc.get("kind") == "List"
-            and isinstance(doc.get("items"), list)
-        ):
-            docs.extend(doc["items"])
-        else:
-            docs.append(doc)
-    multi = len(docs) > 1
+    docs, multi = read_documents(source)
     out: list[HTTPScaledObjectSpec] = []
     problems: list[ConfigError] = []
     seen: set[str] = set()
-    for i, doc in enumerate(docs):
-        prefix = f"[doc {i}]" if multi else None
-        if not isinstance(doc, Mapping):
-            problems.append(
-                ConfigError(
-                    f"a manifest document must be a mapping, got {_type_name(doc)}", path=prefix
-                )
-            )
+    for doc in docs:
+        prefix = f"[doc {doc.index}]" if multi else None
+        data = doc.data
+        if not isinstance(data, Mapping):
+            problems.append(not_a_mapping(data, prefix))
             continue
-        if doc.get("kind") != KIND:
+        if data.get("kind") != KIND:
             if not ignore_unknown_kinds:
                 problems.append(
                     ConfigError(
-                        f"unsupported kind {doc.get('kind')!r} (expected {KIND})",
+                        f"unsupported kind {data.get('kind')!r} (expected {KIND})",
                         path=join_path(prefix, "kind"),
                     )
                 )
             continue
-        r = _Reader()
-        spec = _read_one(r, doc)
+        r = FieldReader(doc)
+        spec = _read_one(r, data)
         if spec is not None and spec.key in seen:
             r.fail("metadata.name", f"duplicate HTTPScaledObject {spec.key!r}")
-        if r.errors:
-            err = (
-                r.errors[0]
-                if len(r.errors) == 1
-                else ConfigError(
-                    f"invalid HTTPScaledObject ({len(r.errors)} problems)", errors=r.errors
-                )
-            )
+        err = r.error("HTTPScaledObject", multi=multi)
+        if err is not None:
             problems.append(err.prefixed(prefix) if prefix else err)
             continue
         if spec is not None:

@@ -1,4 +1,11 @@
-"""KEDA manifests: YAML (or dicts) to frozen specs and back."""
+"""KEDA manifests: YAML (or dicts) to frozen specs and back.
+
+:mod:`~eventscale.manifests.reader` reads KEDA kinds into specs,
+:mod:`~eventscale.manifests.writer` writes specs back, and
+:mod:`~eventscale.manifests.fields` is the typed field reader every manifest kind
+(the HTTP add-on's too) is read with. ``resolve_trigger_contexts`` is
+:func:`eventscale.authentication.resolve_trigger_contexts`, re-exported here.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,22 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
+    from eventscale.authentication.contexts import (
+        resolve_trigger_contexts,
+    )
+    from eventscale.manifests.fields import (
+        ManifestInput,
+    )
     from eventscale.manifests.reader import (
         KEDA_API_VERSION,
-        ManifestInput,
         Manifests,
-        dump_manifests,
         load_manifests,
         load_scaled_job,
         load_scaled_object,
         load_trigger_authentication,
-        resolve_trigger_contexts,
+    )
+    from eventscale.manifests.writer import (
+        dump_manifests,
         to_manifest,
     )
 
@@ -37,15 +50,15 @@ __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
         "KEDA_API_VERSION": "eventscale.manifests.reader",
-        "ManifestInput": "eventscale.manifests.reader",
+        "ManifestInput": "eventscale.manifests.fields",
         "Manifests": "eventscale.manifests.reader",
-        "dump_manifests": "eventscale.manifests.reader",
+        "dump_manifests": "eventscale.manifests.writer",
         "load_manifests": "eventscale.manifests.reader",
         "load_scaled_job": "eventscale.manifests.reader",
         "load_scaled_object": "eventscale.manifests.reader",
         "load_trigger_authentication": "eventscale.manifests.reader",
-        "resolve_trigger_contexts": "eventscale.manifests.reader",
-        "to_manifest": "eventscale.manifests.reader",
+        "resolve_trigger_contexts": "eventscale.authentication.contexts",
+        "to_manifest": "eventscale.manifests.writer",
     },
     __all__,
 )

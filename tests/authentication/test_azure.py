@@ -17,7 +17,8 @@ from collections.abc import Iterable
 import pytest
 from azure.storage.queue.aio import QueueServiceClient
 
-from eventscale.authentication.resolver import ClusterSource, resolve_trigger_contexts_async
+from eventscale.authentication.resolver import resolve_trigger_contexts_async
+from eventscale.authentication.sources import ClusterSource
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.kube import KubeClient, KubeConfig
 from eventscale.manifests.reader import load_manifests

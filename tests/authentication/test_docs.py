@@ -15,7 +15,7 @@ import pytest
 
 from servers.kubernetes_srv import KubeStandIn
 
-DOC = Path(__file__).parent.parent / "docs" / "authentication.md"
+DOC = Path(__file__).parent.parent.parent / "docs" / "authentication.md"
 CONNECTION = (
     "DefaultEndpointsProtocol=https;AccountName=shop;AccountKey=ZG9jcy1rZXk=;"
     "EndpointSuffix=core.windows.net"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-DOC = Path(__file__).parent.parent / "docs" / "manifests.md"
+DOC = Path(__file__).parent.parent.parent / "docs" / "manifests.md"
 
 
 def test_manifests_doc_examples_run(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from eventscale.errors import ConfigError
+from eventscale.manifests import resolve_trigger_contexts
 from eventscale.manifests.reader import (
     Manifests,
-    dump_manifests,
     load_manifests,
     load_scaled_job,
     load_scaled_object,
     load_trigger_authentication,
-    resolve_trigger_contexts,
-    to_manifest,
 )
+from eventscale.manifests.writer import dump_manifests
 from eventscale.metrics import MetricType
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
@@ -31,19 +29,8 @@ from eventscale.spec import (
     ScaledObjectSpec,
     ScalingStrategy,
     SelectPolicy,
-    TriggerAuthenticationSpec,
 )
-
-FIXTURES = Path(__file__).parent / "manifests"
-
-
-def fixture(name: str) -> str:
-    return (FIXTURES / name).read_text()
-
-
-def load(name: str) -> Manifests:
-    return load_manifests(fixture(name))
-
+from manifests._docs import fixture, load, so_doc
 
 # ----------------------------------------------------------------------------- examples
 
@@ -255,44 +242,7 @@ def test_advanced_example_every_section() -> None:
     assert so.triggers[0].metadata["listLength"] == "10"
 
 
-@pytest.mark.parametrize(
-    "name",
-    sorted(p.name for p in FIXTURES.glob("*.yaml")),
-)
-def test_every_fixture_round_trips(name: str) -> None:
-    m = load(name)
-    specs: list[ScaledObjectSpec | ScaledJobSpec | TriggerAuthenticationSpec] = [
-        *m.scaled_objects,
-        *m.scaled_jobs,
-        *m.trigger_authentications.values(),
-    ]
-    assert specs
-    again = load_manifests([to_manifest(s) for s in specs])
-    assert [*again.scaled_objects, *again.scaled_jobs] == [*m.scaled_objects, *m.scaled_jobs]
-    assert again.trigger_authentications == m.trigger_authentications
-    # And through YAML text.
-    text = load_manifests(dump_manifests(*specs))
-    assert text.scaled_objects == m.scaled_objects
-    assert text.scaled_jobs == m.scaled_jobs
-    assert text.trigger_authentications == m.trigger_authentications
-
-
 # ----------------------------------------------------------------------------- reading details
-
-
-def so_doc(**spec: Any) -> dict[str, Any]:
-    """A valid ScaledObject manifest with ``spec`` fields replaced."""
-    body: dict[str, Any] = {
-        "scaleTargetRef": {"name": "worker"},
-        "triggers": [{"type": "redis", "metadata": {"listName": "jobs", "listLength": "5"}}],
-    }
-    body.update(spec)
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": {"name": "so"},
-        "spec": body,
-    }
 
 
 def test_metadata_numbers_keep_their_written_text() -> None:
@@ -414,22 +364,6 @@ def test_pick_needs_a_name_when_several() -> None:
     assert m.scaled_object("other").name == "other"
     with pytest.raises(ConfigError, match="no ScaledObject named 'nope'"):
         m.scaled_object("nope")
-
-
-def test_to_manifest_rejects_fractional_seconds() -> None:
-    so = load_scaled_object(so_doc())
-    import attrs
-
-    with pytest.raises(ConfigError) as info:
-        to_manifest(attrs.evolve(so, polling_interval=2.5))
-    assert info.value.path == "spec.pollingInterval"
-
-
-def test_to_manifest_writes_only_non_defaults() -> None:
-    assert to_manifest(load_scaled_object(so_doc()))["spec"] == {
-        "scaleTargetRef": {"name": "worker"},
-        "triggers": [{"type": "redis", "metadata": {"listName": "jobs", "listLength": "5"}}],
-    }
 
 
 # ----------------------------------------------------------------------------- malformed

@@ -1,13 +1,18 @@
-"""Property: ``load(to_manifest(spec)) == spec`` for generated specs, as dicts and as YAML."""
+"""eventscale.manifests.writer: ``load(to_manifest(spec)) == spec`` for every example file and
+for generated specs, as dicts and as YAML; only non-defaults are written."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import attrs
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventscale.manifests.reader import dump_manifests, load_manifests, to_manifest
+from eventscale.errors import ConfigError
+from eventscale.manifests.reader import load_manifests, load_scaled_object
+from eventscale.manifests.writer import dump_manifests, to_manifest
 from eventscale.metrics import MetricType
 from eventscale.spec import (
     ANNOTATION_PAUSED,
@@ -34,6 +39,7 @@ from eventscale.spec import (
     TriggerAuthenticationSpec,
     TriggerSpec,
 )
+from manifests._docs import FIXTURES, load, so_doc
 
 names = st.from_regex(r"[a-z][a-z0-9-]{0,15}", fullmatch=True)
 keys = st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,12}", fullmatch=True)
@@ -230,3 +236,39 @@ def test_trigger_authentication_round_trip(spec: TriggerAuthenticationSpec) -> N
     key = (spec.kind, spec.name)
     assert load_manifests(to_manifest(spec)).trigger_authentications == {key: spec}
     assert load_manifests(dump_manifests(spec)).trigger_authentications == {key: spec}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.name for p in FIXTURES.glob("*.yaml")),
+)
+def test_every_fixture_round_trips(name: str) -> None:
+    m = load(name)
+    specs: list[ScaledObjectSpec | ScaledJobSpec | TriggerAuthenticationSpec] = [
+        *m.scaled_objects,
+        *m.scaled_jobs,
+        *m.trigger_authentications.values(),
+    ]
+    assert specs
+    again = load_manifests([to_manifest(s) for s in specs])
+    assert [*again.scaled_objects, *again.scaled_jobs] == [*m.scaled_objects, *m.scaled_jobs]
+    assert again.trigger_authentications == m.trigger_authentications
+    # And through YAML text.
+    text = load_manifests(dump_manifests(*specs))
+    assert text.scaled_objects == m.scaled_objects
+    assert text.scaled_jobs == m.scaled_jobs
+    assert text.trigger_authentications == m.trigger_authentications
+
+
+def test_to_manifest_rejects_fractional_seconds() -> None:
+    so = load_scaled_object(so_doc())
+    with pytest.raises(ConfigError) as info:
+        to_manifest(attrs.evolve(so, polling_interval=2.5))
+    assert info.value.path == "spec.pollingInterval"
+
+
+def test_to_manifest_writes_only_non_defaults() -> None:
+    assert to_manifest(load_scaled_object(so_doc()))["spec"] == {
+        "scaleTargetRef": {"name": "worker"},
+        "triggers": [{"type": "redis", "metadata": {"listName": "jobs", "listLength": "5"}}],
+    }
