@@ -81,10 +81,10 @@ _DOWN_LIMIT: Final[Limit] = Limit.SCALE_DOWN_LIMIT
 _TOO_MANY: Final[Limit] = Limit.TOO_MANY
 _SCALING_MODIFIERS: Final[FallbackBehavior] = FallbackBehavior.SCALING_MODIFIERS
 
-History = Sequence[tuple[float, int]]
+_History = Sequence[tuple[float, int]]
 """``(time, replicas)`` recommendations or ``(time, change)`` scale events."""
 
-Step = tuple[int, Rule, str]
+_Step = tuple[int, Rule, str]
 """A rule's answer: ``(replicas, rule, reason)``."""
 
 
@@ -333,7 +333,7 @@ class Engine:
             paused=True,
         )
 
-    def _fallback_step(self, fb_replicas: int, raw: int | None, fallen: Sequence[str]) -> Step:
+    def _fallback_step(self, fb_replicas: int, raw: int | None, fallen: Sequence[str]) -> _Step:
         """Rule 3: ``max(fallback replicas, healthy proposals)`` within [min, max]."""
         fallback = self._fallback
         assert fallback is not None
@@ -346,14 +346,14 @@ class Engine:
         )
         return desired, Rule.FALLBACK, reason
 
-    def _active_unread(self, current: int) -> Step:
+    def _active_unread(self, current: int) -> _Step:
         """Rule 4, active but no metric read: hold (at least the floor, at most max)."""
         desired = min(max(current, self._floor), self._max)
         return desired, Rule.HOLD_ON_ERROR, f"active but no metric could be read; holding {desired}"
 
     def _scale_from_zero(
-        self, raw: int, current: int, events: History, now: float, why: str
-    ) -> Step:
+        self, raw: int, current: int, events: _History, now: float, why: str
+    ) -> _Step:
         """Rule 4, activation below ``max(min, 1)``: straight to what the metrics ask.
 
         At least the floor, within the scale-up policy and ``maxReplicaCount``.
@@ -367,7 +367,9 @@ class Engine:
         reason = f"{why}: scaling from {current} to {desired}; metrics ask for {raw}{capped}"
         return desired, Rule.SCALE_FROM_ZERO, reason
 
-    def _error_blocks_scale_down(self, current: int, unresolved: Sequence[tuple[str, str]]) -> Step:
+    def _error_blocks_scale_down(
+        self, current: int, unresolved: Sequence[tuple[str, str]]
+    ) -> _Step:
         """Rule 4: while active, an erroring trigger blocks a scale-down."""
         name, error = unresolved[0]
         reason = f"scale down blocked: trigger {name} failed ({error}); holding {current}"
@@ -379,8 +381,8 @@ class Engine:
         raw_trigger: str | None,
         current: int,
         unresolved: Sequence[tuple[str, str]],
-        recs: History,
-        events: History,
+        recs: _History,
+        events: _History,
         now: float,
     ) -> tuple[int, Rule, str, str | None]:
         """Rule 5: inactive with an erroring trigger and no fallback: hold.
@@ -412,10 +414,10 @@ class Engine:
         current: int,
         created_at: float,
         last_active: float | None,
-        recs: History,
-        events: History,
+        recs: _History,
+        events: _History,
         now: float,
-    ) -> Step:
+    ) -> _Step:
         """Rule 6: inactive: cooldown, then scale to zero or idle; at or below it, idle.
 
         While the (initial) cooldown runs, normal scaling down to ``max(min, 1)``;
@@ -478,7 +480,7 @@ class Engine:
             )
         return low, rule, reason
 
-    def _veto(self, desired: int, rule: Rule, reason: str, current: int) -> Step:
+    def _veto(self, desired: int, rule: Rule, reason: str, current: int) -> _Step:
         """Rule 7: ``paused-scale-in`` / ``paused-scale-out`` veto the direction they name."""
         if desired < current and self._paused_in:
             return (
