@@ -483,30 +483,23 @@ class Engine:
     def _veto(self, desired: int, rule: Rule, reason: str, current: int) -> _Step:
         """Rule 7: ``paused-scale-in`` / ``paused-scale-out`` veto the direction they name."""
         if desired < current and self._paused_in:
-            return (
-                current,
-                Rule.PAUSED_SCALE_IN,
-                f"scale in paused by annotation; holding {current}",
-            )
+            reason = f"scale in paused by annotation; holding {current}"
+            return current, Rule.PAUSED_SCALE_IN, reason
         if desired > current and self._paused_out:
-            return (
-                current,
-                Rule.PAUSED_SCALE_OUT,
-                f"scale out paused by annotation; holding {current}",
-            )
+            reason = f"scale out paused by annotation; holding {current}"
+            return current, Rule.PAUSED_SCALE_OUT, reason
         return desired, rule, reason
 
     # ------------------------------------------------------------------ the HPA step
 
     def _normal(
-        self,
-        raw: int,
-        current: int,
-        lo: int,
-        recs: Sequence[tuple[float, int]],
-        events: Sequence[tuple[float, int]],
-        now: float,
-    ) -> tuple[int, Rule, str]:
+        self, raw: int, current: int, lo: int, recs: _History, events: _History, now: float
+    ) -> _Step:
+        """The HPA step: bounds ``[lo, max]``, behavior policies and stabilization.
+
+        The reason names what held the count: a policy, a bound, or a stabilization
+        window (with the recommendation that held it).
+        """
         hi = self._max
         if current > hi:
             return hi, Rule.MAX_REPLICAS, f"current {current} is above maxReplicaCount {hi}"
@@ -522,48 +515,34 @@ class Engine:
             )
         if limit is not _NO_LIMIT:
             if limit is _UP_LIMIT:
-                return (
-                    desired,
-                    Rule.SCALE_UP_LIMIT,
-                    (f"metrics ask for {stabilized}; scale-up policy allows {desired} now"),
-                )
+                reason = f"metrics ask for {stabilized}; scale-up policy allows {desired} now"
+                return desired, Rule.SCALE_UP_LIMIT, reason
             if limit is _DOWN_LIMIT:
-                return (
-                    desired,
-                    Rule.SCALE_DOWN_LIMIT,
-                    (f"metrics ask for {stabilized}; scale-down policy allows {desired} now"),
-                )
+                reason = f"metrics ask for {stabilized}; scale-down policy allows {desired} now"
+                return desired, Rule.SCALE_DOWN_LIMIT, reason
             if limit is _TOO_MANY:
-                return (
-                    desired,
-                    Rule.MAX_REPLICAS,
-                    (f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"),
-                )
+                reason = f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"
+                return desired, Rule.MAX_REPLICAS, reason
             # Limit.TOO_FEW
             return desired, Rule.MIN_REPLICAS, f"metrics ask for {stabilized}; floor is {lo}"
         if stabilized > raw and desired > raw:
-            return (
-                desired,
-                Rule.STABILIZED_DOWN,
-                (
-                    f"scale down held by stabilization window: highest recommendation in the last "
-                    f"{self._down_window_text} is {down_bound}"
-                ),
+            reason = (
+                f"scale down held by stabilization window: highest recommendation in the last "
+                f"{self._down_window_text} is {down_bound}"
             )
+            return desired, Rule.STABILIZED_DOWN, reason
         if stabilized < raw and desired < raw:
-            return (
-                desired,
-                Rule.STABILIZED_UP,
-                (
-                    f"scale up held by stabilization window: lowest recommendation in the last "
-                    f"{self._up_window_text} is {up_bound}"
-                ),
+            reason = (
+                f"scale up held by stabilization window: lowest recommendation in the last "
+                f"{self._up_window_text} is {up_bound}"
             )
+            return desired, Rule.STABILIZED_UP, reason
         if desired == current:
             return desired, Rule.METRICS, f"metrics ask for {raw}; keeping {current}"
         return desired, Rule.METRICS, f"metrics ask for {raw}; scaling {current} -> {desired}"
 
-    def _up_limit(self, current: int, events: Sequence[tuple[float, int]], now: float) -> int:
+    def _up_limit(self, current: int, events: _History, now: float) -> int:
+        """How far the scale-up policy lets the count grow now."""
         if self._legacy:
             return legacy_scale_up_limit(current)
         return scale_up_limit(current, self._up, events, now)
