@@ -73,7 +73,7 @@ async def _measure(objects: int, warmup: float, window: float, gc_mode: str) -> 
             cooldown_period=5,
             max_replica_count=50,
         )
-        scaler = MemoryScaler(gauge, target=10, registry=registry, trigger="backlog")
+        scaler = MemoryScaler(gauge, target=10, registry=registry, trigger_name="backlog")
         objs.append(ScaledObject(spec, target=MemoryTarget(0), scalers=[scaler]))
     build_s = time.perf_counter() - built
     if gc_mode == "tuned":

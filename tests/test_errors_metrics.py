@@ -1,4 +1,4 @@
-"""The exception tree and metric helpers (spec/scalers.md 1.3-1.5, vectors F1-F14)."""
+"""The exception tree and metric helpers (KEDA's pkg/scalers/scaler.go and pkg/util/normalize_string.go, with their test vectors)."""
 
 from __future__ import annotations
 

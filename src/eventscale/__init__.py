@@ -15,6 +15,8 @@ from eventscale._version import __version__
 from eventscale.errors import (
     ConfigError,
     EventscaleError,
+    FormulaError,
+    LeadershipLost,
     MissingExtraError,
     ScalerError,
     ScalerTimeout,
@@ -24,7 +26,15 @@ from eventscale.errors import (
 )
 from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport
 from eventscale.redaction import Secret
-from eventscale.scalers import PushScaler, Scaler, TriggerContext, create_scaler, register_scaler
+from eventscale.scalers import (
+    PushScaler,
+    Scaler,
+    ScalerBase,
+    TriggerContext,
+    create_scaler,
+    register_scaler,
+)
+from eventscale.scalers.params import Params
 from eventscale.spec import (
     ScaledJobSpec,
     ScaledObjectSpec,
@@ -32,18 +42,19 @@ from eventscale.spec import (
     TriggerAuthenticationSpec,
     TriggerSpec,
 )
-from eventscale.targets import Target
+from eventscale.targets import Target, TargetBase
 
 if TYPE_CHECKING:
-    from eventscale.authentication.resolver import resolve_trigger_contexts_async
+    from eventscale.authentication import resolve_trigger_contexts_async
     from eventscale.engine import (
         Decision,
+        Engine,
         EngineOptions,
         ScalingState,
         TriggerObservation,
         decide,
     )
-    from eventscale.manifests.reader import (
+    from eventscale.manifests import (
         Manifests,
         dump_manifests,
         load_manifests,
@@ -51,38 +62,51 @@ if TYPE_CHECKING:
         load_scaled_object,
         to_manifest,
     )
-    from eventscale.runtime.controller import Controller
-    from eventscale.runtime.observability import Event, EventBus, EventKind
-    from eventscale.runtime.scaled_object import EvaluationReport, ScaledObject
-    from eventscale.simulation.scaled_object import Trace
+    from eventscale.runtime import (
+        Controller,
+        EvaluationReport,
+        Event,
+        EventBus,
+        EventKind,
+        ScaledJob,
+        ScaledObject,
+    )
+    from eventscale.simulation import Trace, simulate
 
 __all__ = (
     "ConfigError",
     "Controller",
     "Decision",
+    "Engine",
     "EngineOptions",
     "EvaluationReport",
     "Event",
     "EventBus",
     "EventKind",
     "EventscaleError",
+    "FormulaError",
+    "LeadershipLost",
     "Manifests",
     "MetricSpec",
     "MetricType",
     "MetricValue",
     "MissingExtraError",
+    "Params",
     "PushScaler",
     "ScaleTargetRef",
+    "ScaledJob",
     "ScaledJobSpec",
     "ScaledObject",
     "ScaledObjectSpec",
     "Scaler",
+    "ScalerBase",
     "ScalerError",
     "ScalerReport",
     "ScalerTimeout",
     "ScalingState",
     "Secret",
     "Target",
+    "TargetBase",
     "TargetConflict",
     "TargetError",
     "TargetNotFound",
@@ -100,6 +124,7 @@ __all__ = (
     "load_scaled_object",
     "register_scaler",
     "resolve_trigger_contexts_async",
+    "simulate",
     "to_manifest",
 )
 
@@ -107,6 +132,7 @@ __all__ = (
 _LAZY: dict[str, str] = {
     "Controller": "eventscale.runtime",
     "Decision": "eventscale.engine",
+    "Engine": "eventscale.engine",
     "EngineOptions": "eventscale.engine",
     "ScalingState": "eventscale.engine",
     "TriggerObservation": "eventscale.engine",
@@ -121,8 +147,10 @@ _LAZY: dict[str, str] = {
     "EventBus": "eventscale.runtime",
     "EventKind": "eventscale.runtime",
     "EvaluationReport": "eventscale.runtime",
+    "ScaledJob": "eventscale.runtime",
     "ScaledObject": "eventscale.runtime",
     "resolve_trigger_contexts_async": "eventscale.authentication",
     "Trace": "eventscale.simulation",
+    "simulate": "eventscale.simulation",
 }
 __getattr__, __dir__ = _lazy.lazy_exports(__name__, _LAZY, __all__)

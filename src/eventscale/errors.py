@@ -5,11 +5,13 @@
     EventscaleError
      ├── ConfigError (also a ValueError)        bad manifest, metadata or argument
      │    └── MissingExtraError (also ImportError) a scaler/target whose extra is not installed
+     ├── FormulaError                           a scalingModifiers formula failed on these values
      ├── ScalerError                            a trigger could not be read
      │    └── ScalerTimeout (also TimeoutError)
      └── TargetError                            a replica count could not be read or written
           ├── TargetNotFound (also LookupError)
-          └── TargetConflict                    optimistic-concurrency conflict that outlived its retries
+          ├── TargetConflict                    optimistic-concurrency conflict that outlived its retries
+          └── LeadershipLost                    a leader could not renew its Lease, or lost it
 
 Driver exceptions (redis, aio-pika, confluent-kafka, azure, HTTP) are translated at the
 boundary with ``raise ... from exc``, so the original is always on ``__cause__``.
@@ -26,12 +28,15 @@ from collections.abc import Sequence
 __all__ = (
     "ConfigError",
     "EventscaleError",
+    "FormulaError",
+    "LeadershipLost",
     "MissingExtraError",
     "ScalerError",
     "ScalerTimeout",
     "TargetConflict",
     "TargetError",
     "TargetNotFound",
+    "join_path",
 )
 
 
@@ -141,6 +146,10 @@ def _rebuild_missing_extra(reason: str, extra: str, module: str) -> MissingExtra
     return err
 
 
+class FormulaError(EventscaleError):
+    """A formula could not be evaluated for the given values (type error, division by 0)."""
+
+
 class ScalerError(EventscaleError):
     """A trigger's source could not be read: unreachable, refused, timed out, or malformed.
 
@@ -219,3 +228,7 @@ class TargetNotFound(TargetError, LookupError):
 
 class TargetConflict(TargetError):
     """A write kept conflicting with concurrent writers after every retry."""
+
+
+class LeadershipLost(TargetError):
+    """The leader could not renew its Lease in time, or another holder took it."""

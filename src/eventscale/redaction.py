@@ -113,9 +113,11 @@ def is_secret_name(name: str) -> bool:
     return name.lower() in _SECRET_NAMES
 
 
-# user:password@ in any URL-like string (amqp://, redis://, https://, sb://).
+# user:password@ in any URL-like string (amqp://, redis://, https://, sb://). The scheme
+# is bounded (real ones are short): unbounded, every letter of a long word would start a
+# scan to the end of the text, which made redaction quadratic.
 _URL_USERINFO = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]{0,31}://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
 )
 # key=value pairs of Azure-style connection strings and query strings.
 _KEY_VALUE = re.compile(

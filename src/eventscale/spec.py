@@ -134,13 +134,43 @@ class SelectPolicy(enum.Enum):
     DISABLED = "Disabled"
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _bounds(
+    low: float | None = None, high: float | None = None, *, above: float | None = None
+) -> Any:
+    """An attrs validator that raises :class:`ConfigError` at the field's KEDA name.
+
+    ``None`` values pass (optional fields); ``low``/``high`` are inclusive and ``above``
+    exclusive.
+    """
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is None:
+            return
+        if above is not None and not value > above:
+            reason = f"must be greater than {above:g}"
+        elif low is not None and value < low:
+            reason = f"must be at least {low:g}"
+        elif high is not None and value > high:
+            reason = f"must be at most {high:g}"
+        else:
+            return
+        raise ConfigError(f"{reason} (got {value!r})", path=_camel(attribute.name))
+
+    return check
+
+
 @attrs.frozen(kw_only=True)
 class ScalingPolicy:
     """Allow at most ``value`` pods (or percent) of change per ``period_seconds``."""
 
     type: PolicyType
-    value: int = attrs.field(validator=attrs.validators.gt(0))
-    period_seconds: int = attrs.field(validator=[attrs.validators.ge(1), attrs.validators.le(1800)])
+    value: int = attrs.field(validator=_bounds(above=0))
+    period_seconds: int = attrs.field(validator=_bounds(1, 1800))
 
 
 @attrs.frozen(kw_only=True)
@@ -149,13 +179,11 @@ class ScalingRules:
 
     stabilization_window_seconds: int | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional([attrs.validators.ge(0), attrs.validators.le(3600)]),
+        validator=_bounds(0, 3600),
     )
     select_policy: SelectPolicy | None = None
     policies: tuple[ScalingPolicy, ...] | None = None
-    tolerance: float | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
-    )
+    tolerance: float | None = attrs.field(default=None, validator=_bounds(0))
 
 
 @attrs.frozen(kw_only=True)
@@ -207,8 +235,8 @@ class FallbackBehavior(enum.Enum):
 class Fallback:
     """``spec.fallback``: replicas to hold after ``failure_threshold`` consecutive failures."""
 
-    failure_threshold: int = attrs.field(validator=attrs.validators.ge(0))
-    replicas: int = attrs.field(validator=attrs.validators.ge(0))
+    failure_threshold: int = attrs.field(validator=_bounds(0))
+    replicas: int = attrs.field(validator=_bounds(0))
     behavior: FallbackBehavior = FallbackBehavior.STATIC
 
 

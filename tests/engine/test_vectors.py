@@ -2,8 +2,8 @@
 
 H: replicas from a metric (the HPA formula), N: normalization with and without
 ``behavior``, K: KEDA's lifecycle (activation, cooldown, idle, pause, fallback,
-scalingModifiers); docs/engine.md describes each rule. The ScaledJob vectors (J) are
-in test_jobs.py.
+scalingModifiers); docs/engine.md describes each rule, after KEDA's pkg/scaling and the
+HPA's replica_calculator_test.go. The ScaledJob vectors (J) are in test_jobs.py.
 """
 
 from __future__ import annotations

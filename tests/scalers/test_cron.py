@@ -1,4 +1,4 @@
-"""The cron scaler: KEDA metadata vectors (spec/scalers.md 8.3), the [start, end) window,
+"""The cron scaler: KEDA metadata vectors (KEDA's pkg/scalers/cron_scaler_test.go), the [start, end) window,
 daylight-saving behaviour, and time injection through a manual clock."""
 
 from __future__ import annotations

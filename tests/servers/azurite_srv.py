@@ -1,7 +1,7 @@
 """Azurite (the Azure Storage emulator), queue service only, pinned to 3.35.0.
 
 Installed once from npm into ``CACHE_DIR/azurite-3.35.0`` under an install lock, then one
-``azurite-queue`` per test session on a free port (spec/test-infra.md section 4). The
+``azurite-queue`` per test session on a free port (docs/development.md, Test servers). The
 ``--skipApiVersionCheck`` flag is required: azure-storage-queue sends a newer API version
 than Azurite knows.
 """

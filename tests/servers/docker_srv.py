@@ -1,7 +1,7 @@
 """A private Docker daemon (Debian docker.io) with a busybox image built from a tarball.
 
 dockerd runs on its own unix socket with private data and exec roots under a temp
-dir, and with no bridge, no iptables rules and no IP forwarding (test-infra.md 6b),
+dir, and with no bridge, no iptables rules and no IP forwarding (docs/development.md, Test servers),
 so it leaves the machine's network alone. No registry is reachable: the image is
 imported from a root filesystem tarball holding a static busybox.
 """

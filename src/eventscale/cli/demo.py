@@ -162,7 +162,7 @@ async def run_demo(
     queue = GaugeRegistry()
     queue.set("demo-queue", 0)
     target = MemoryTarget(replicas=0, name="demo-worker", clock=clock)
-    scaler = MemoryScaler("demo-queue", target=10, registry=queue, trigger="queue")
+    scaler = MemoryScaler("demo-queue", target=10, registry=queue, trigger_name="queue")
     obj = ScaledObject(DEMO_SPEC, target=target, scalers=[scaler], clock=clock)
     # Every scale action gets a line of its own with its reason; between them one
     # line per demo second shows the queue and the latest decision.

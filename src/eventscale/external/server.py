@@ -33,12 +33,12 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Final, Self, cast
+from typing import Any, Final, cast
 
 import anyio
 import attrs
 
+from eventscale._resource import AsyncService
 from eventscale.errors import ConfigError, EventscaleError, ScalerError, ScalerTimeout
 from eventscale.external import _proto
 from eventscale.metrics import MetricSpec, ScalerReport
@@ -212,7 +212,7 @@ def _status_for(exc: BaseException) -> tuple[str, str]:
     return "INTERNAL", f"{type(exc).__name__}: {exc}"
 
 
-class ExternalScalerServer:
+class ExternalScalerServer(AsyncService):
     """Expose eventscale scalers (built-in or your own) as a KEDA external scaler.
 
     :param scalers: scalers served by name (selected with ``scalerName``, or by the
@@ -421,17 +421,13 @@ class ExternalScalerServer:
         if self._server is not None:
             await self._server.wait_for_termination()
 
-    async def __aenter__(self) -> Self:
-        if self._server is None:
-            await self.start()
-        return self
+    @property
+    def started(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Shut down (with the default grace period) and close every scaler."""
         await self.stop()
 
     # ------------------------------------------------------------------ streams

@@ -33,13 +33,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import attrs
 
 from eventscale._optional import import_optional
+from eventscale._resource import AsyncService
 from eventscale.errors import ConfigError
 from eventscale.http._stats import RequestStats, StatsRegistry, registry
 from eventscale.http.middleware import DEFAULT_METRICS_PATH, parse_window
@@ -222,7 +222,7 @@ class _RouteState:
         self.upstream_errors = 0
 
 
-class Interceptor:
+class Interceptor(AsyncService):
     """The reverse proxy. Use as an async context manager or call :meth:`start`/:meth:`aclose`.
 
     :param routes: the routes; names must be unique.
@@ -399,18 +399,10 @@ class Interceptor:
         for state in self._states.values():
             self.registry.unregister(state.route.name, state.stats)
 
-    async def __aenter__(self) -> Self:
-        if self._session is None:
-            await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
+    @property
+    def started(self) -> bool:
+        """Whether the server is listening."""
+        return self._session is not None
 
     # ------------------------------------------------------------------ metrics
 

@@ -176,7 +176,7 @@ class HTTPScaler(ScalerBase):
 
     :param config: the parsed trigger.
     :param index: the trigger's position (metric name prefix).
-    :param trigger: how errors name the trigger.
+    :param trigger_name: how errors name the trigger.
     :param registry: where in-process stats are looked up.
     """
 
@@ -186,12 +186,12 @@ class HTTPScaler(ScalerBase):
         *,
         index: int = 0,
         metric_type: MetricType = MetricType.AVERAGE_VALUE,
-        trigger: str | None = None,
+        trigger_name: str | None = None,
         registry: StatsRegistry = registry,
     ) -> None:
         self.config = config
         self.registry = registry
-        self.trigger = trigger or f"http[{index}]"
+        self.trigger = trigger_name or f"http[{index}]"
         label = config.name if config.name is not None else _url_label(config.url or "")
         self.spec = MetricSpec(
             name=metric_name(index, normalize_metric_name(f"http-{label}")),
@@ -208,7 +208,7 @@ class HTTPScaler(ScalerBase):
             HTTPTriggerConfig.from_metadata(ctx),
             index=ctx.index,
             metric_type=ctx.metric_type,
-            trigger=ctx.identity,
+            trigger_name=ctx.identity,
         )
 
     def metric_specs(self) -> Sequence[MetricSpec]:

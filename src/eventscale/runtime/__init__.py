@@ -13,9 +13,7 @@ from eventscale import _lazy
 if TYPE_CHECKING:
     from eventscale.runtime.controller import (
         Controller,
-        NotifyingOwnership,
         ObjectStatus,
-        Ownership,
         Reconcilable,
         ReconcileReport,
     )
@@ -34,6 +32,7 @@ if TYPE_CHECKING:
         log_level,
         logger,
     )
+    from eventscale.runtime.ownership import NotifyingOwnership, Ownership
     from eventscale.runtime.scaled_job import (
         JobReport,
         JobState,
@@ -93,9 +92,9 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "LeadershipLost": "eventscale.runtime.leader",
         "LeaseRecord": "eventscale.runtime.leader",
         "LeaseSharding": "eventscale.runtime.sharding",
-        "NotifyingOwnership": "eventscale.runtime.controller",
+        "NotifyingOwnership": "eventscale.runtime.ownership",
         "ObjectStatus": "eventscale.runtime.controller",
-        "Ownership": "eventscale.runtime.controller",
+        "Ownership": "eventscale.runtime.ownership",
         "PrometheusExporter": "eventscale.runtime.observability",
         "Reconcilable": "eventscale.runtime.controller",
         "ReconcileReport": "eventscale.runtime.controller",

@@ -10,7 +10,10 @@ never raised into the group.
 
 Several controller processes can share the objects: give each an
 :class:`~eventscale.runtime.sharding.LeaseSharding` (Kubernetes Leases), and an object is
-reconciled only by the process that holds its lease.
+reconciled only by the process that holds its lease. The protocol it implements,
+:class:`~eventscale.runtime.ownership.Ownership`, lives in
+:mod:`eventscale.runtime.ownership` (also importable from here); the per-object loop
+bookkeeping is in ``runtime/_schedule.py``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,24 @@ import contextvars
 import logging
 import math
 import time
-import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+from eventscale.runtime._schedule import (
+    SLOTS_PER_SECOND,
+    ObjectLoop,
+    phase,
+    running_asyncio_loop,
+    sleep_or_wake,
+    wake_or_sleep,
+)
 from eventscale.runtime.observability import Event, EventBus, EventKind
+from eventscale.runtime.ownership import NotifyingOwnership, Ownership
 from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import PushScaler, Scaler
 
@@ -48,32 +59,6 @@ __all__ = (
 )
 
 logger = logging.getLogger("eventscale.controller")
-
-
-class Ownership(Protocol):
-    """Decides whether this process may act on an object (see :mod:`eventscale.runtime.sharding`)."""
-
-    async def owns(self, key: str) -> bool:
-        """Whether this process holds ``key`` now (and may scale it)."""
-        ...
-
-    async def release(self, key: str) -> None:
-        """Give ``key`` up (the object was removed from this controller)."""
-        ...
-
-
-@runtime_checkable
-class NotifyingOwnership(Ownership, Protocol):
-    """An :class:`Ownership` that also announces the objects it gains (optional).
-
-    The controller subscribes :meth:`Controller.wake` while it runs, so an object whose
-    lease this process just took is reconciled at once instead of at its next tick.
-    """
-
-    def subscribe(self, callback: Callable[[str], None]) -> Callable[[], None]:
-        """Call ``callback(key)`` whenever this process gains ``key``; returns an
-        unsubscribe function."""
-        ...
 
 
 class _Decision(Protocol):
@@ -164,99 +149,6 @@ class ObjectStatus:
     owned: bool = True
 
 
-class _Entry:
-    """One object's loop: its cancel scope, wake-ups and reconcile counters.
-
-    The events other tasks wait on are created only when one waits (most loops never
-    have a waiter), so an idle loop holds no per-tick objects.
-    """
-
-    __slots__ = (
-        "done_event",
-        "ended",
-        "finished",
-        "obj",
-        "push",
-        "reconciled",
-        "scaled_object",
-        "scope",
-        "started",
-        "status",
-        "waiter",
-        "wake_event",
-        "woken",
-    )
-
-    def __init__(self, obj: Reconcilable, status: ObjectStatus, push: tuple[PushScaler, ...]):
-        self.obj = obj
-        self.scope = anyio.CancelScope()
-        self.status = status
-        #: the object's push-capable scalers (a runtime protocol check is slow: done once)
-        self.push = push
-        self.scaled_object = isinstance(obj, ScaledObject)
-        #: a wake-up is pending (``wake_event`` is its event, made when someone waits)
-        self.woken = False
-        self.wake_event: anyio.Event | None = None
-        #: the loop has ended (``done_event``, made by a waiter, is then set)
-        self.ended = False
-        self.done_event: anyio.Event | None = None
-        # Reconciles started and finished (numbered), and an event set after each finishes:
-        # a push watcher waits for the first reconcile that started after its wake-up.
-        self.started = 0
-        self.finished = 0
-        self.reconciled: anyio.Event | None = None
-        #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
-        self.waiter: asyncio.Future[None] | None = None
-
-    def notify(self) -> None:
-        """Record a wake-up and end a parked wait at once."""
-        self.woken = True
-        event = self.wake_event
-        if event is not None:
-            event.set()
-        self._expire()
-
-    def _expire(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def consume_wake(self) -> None:
-        """The reconcile starting now serves the pending wake-up."""
-        self.woken = False
-        self.wake_event = None
-
-    def wake_waiter(self) -> anyio.Event:
-        """The event set by the next wake-up (already set when one is pending)."""
-        event = self.wake_event
-        if event is None:
-            event = self.wake_event = anyio.Event()
-            if self.woken:
-                event.set()
-        return event
-
-    def reconcile_finished(self, number: int) -> None:
-        """Count reconcile ``number`` finished and release whoever waits for one."""
-        self.finished = number
-        event = self.reconciled
-        if event is not None:
-            self.reconciled = None
-            event.set()
-
-    def loop_ended(self) -> None:
-        """Mark the loop ended and release whoever waits for it."""
-        self.ended = True
-        if self.done_event is not None:
-            self.done_event.set()
-
-    async def wait_ended(self) -> None:
-        """Return once the loop has ended."""
-        if not self.ended:
-            if self.done_event is None:
-                self.done_event = anyio.Event()
-            await self.done_event.wait()
-
-
 class Controller:
     """Runs many scaled objects until cancelled.
 
@@ -295,7 +187,7 @@ class Controller:
         self.spread = spread if spread is not None else sleep is anyio.sleep
         self.events = events if events is not None else EventBus()
         self.ownership = ownership
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, ObjectLoop] = {}
         self._tg: TaskGroup | None = None
         self._pending: list[Reconcilable] = []
         # Timer callbacks of the loops' waits run in this context instead of a copy of
@@ -415,7 +307,7 @@ class Controller:
             with anyio.CancelScope(shield=True):
                 await self.ownership.release(key)
 
-    async def _stop(self, entry: _Entry, *, close: bool) -> None:
+    async def _stop(self, entry: ObjectLoop, *, close: bool) -> None:
         self._entries.pop(entry.status.key, None)
         entry.scope.cancel()
         with anyio.CancelScope(shield=True):
@@ -434,7 +326,7 @@ class Controller:
 
     def _start(self, obj: Reconcilable) -> None:
         assert self._tg is not None
-        entry = _Entry(
+        entry = ObjectLoop(
             obj, ObjectStatus(obj.key), tuple(s for s in obj.scalers if isinstance(s, PushScaler))
         )
         self._entries[obj.key] = entry
@@ -442,7 +334,7 @@ class Controller:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _run_object(self, entry: _Entry) -> None:
+    async def _run_object(self, entry: ObjectLoop) -> None:
         obj = entry.obj
         try:
             with entry.scope:
@@ -459,7 +351,7 @@ class Controller:
         finally:
             entry.loop_ended()
 
-    async def _tick_loop(self, entry: _Entry) -> None:
+    async def _tick_loop(self, entry: ObjectLoop) -> None:
         # The hot loop of a large controller: per tick it allocates nothing that
         # outlives the tick but the engine state (a long-lived allocation per tick is
         # what makes the cyclic garbage collector scan the whole heap, see
@@ -469,10 +361,10 @@ class Controller:
         interval = obj.spec.polling_interval
         clock = self.clock
         next_at = clock()
-        shift = _phase(obj.key, interval) if self.spread else 0.0
+        shift = phase(obj.key, interval) if self.spread else 0.0
         # The real clock on asyncio: the fast wait below. Otherwise (an injected sleep,
         # or trio) the general one in _wait.
-        loop = _running_asyncio_loop() if self.sleep is anyio.sleep else None
+        loop = running_asyncio_loop() if self.sleep is anyio.sleep else None
         context = self._timer_context
         slots = self._slots
         while True:
@@ -501,11 +393,11 @@ class Controller:
                 # task, no cancel scope, no exception and no timer of its own per tick.
                 parked: asyncio.Future[None] = loop.create_future()
                 entry.waiter = parked
-                slot = math.ceil((loop.time() + delay) * _SLOTS_PER_SECOND)
+                slot = math.ceil((loop.time() + delay) * SLOTS_PER_SECOND)
                 waiting = slots.get(slot)
                 if waiting is None:
                     waiting = slots[slot] = []
-                    loop.call_at(slot / _SLOTS_PER_SECOND, self._wake_slot, slot, context=context)
+                    loop.call_at(slot / SLOTS_PER_SECOND, self._wake_slot, slot, context=context)
                 waiting.append(parked)
                 try:
                     await parked
@@ -521,7 +413,7 @@ class Controller:
             if not parked.done():
                 parked.set_result(None)
 
-    async def _wait(self, entry: _Entry, delay: float) -> None:
+    async def _wait(self, entry: ObjectLoop, delay: float) -> None:
         """Sleep ``delay`` seconds with ``self.sleep`` or until a wake-up."""
         waiter = entry.wake_waiter()
         if self.sleep is anyio.sleep:  # trio: no bare futures
@@ -530,11 +422,11 @@ class Controller:
             return
         if not entry.push:
             # Without push scalers only wake() can cut the wait short.
-            await _sleep_or_wake(self.sleep, delay, waiter)
+            await sleep_or_wake(self.sleep, delay, waiter)
             return
-        await _wake_or_sleep(self.sleep, delay, waiter)
+        await wake_or_sleep(self.sleep, delay, waiter)
 
-    async def _reconcile_once(self, entry: _Entry, lag: float) -> None:
+    async def _reconcile_once(self, entry: ObjectLoop, lag: float) -> None:
         obj = entry.obj
         status = entry.status
         ownership = self.ownership
@@ -590,7 +482,7 @@ class Controller:
         status.last_lag = lag
         status.last_error = error
 
-    async def _watch(self, entry: _Entry, scaler: PushScaler) -> None:
+    async def _watch(self, entry: ObjectLoop, scaler: PushScaler) -> None:
         """Wake the object whenever ``scaler`` reports possible activity.
 
         A push scaler's ``wait_for_activity()`` returns at once while its source is
@@ -623,22 +515,13 @@ class Controller:
                 spurious = min(spurious * 2, interval)
 
     @staticmethod
-    async def _next_reconcile(entry: _Entry, after: int) -> None:
+    async def _next_reconcile(entry: ObjectLoop, after: int) -> None:
         """Return once a reconcile that started after reconcile number ``after`` finished."""
         while entry.finished <= after:
             event = entry.reconciled
             if event is None:
                 event = entry.reconciled = anyio.Event()
             await event.wait()
-
-
-#: Wake-up resolution of the loops' waits on asyncio (slots per second).
-_SLOTS_PER_SECOND: Final = 1000
-
-
-def _phase(key: str, interval: float) -> float:
-    """A fixed offset in ``[0, interval)`` for ``key``: the same in every process."""
-    return zlib.crc32(key.encode()) / 2**32 * interval
 
 
 def _owns(ownership: Ownership, key: str) -> Callable[[], Awaitable[bool]]:
@@ -654,53 +537,9 @@ def _owns(ownership: Ownership, key: str) -> Callable[[], Awaitable[bool]]:
     return guard
 
 
-def _running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:  # another anyio backend (trio)
-        return None
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 def _is_active(status: ObjectStatus) -> bool:
     # (a function: mypy would keep a narrowed attribute across the awaits in _watch)
     return status.active
-
-
-async def _sleep_or_wake(
-    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
-) -> None:
-    """``sleep(delay)``, cut short when ``wake`` is set."""
-    with anyio.CancelScope() as scope:
-
-        async def cut_short() -> None:
-            await wake.wait()
-            scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(cut_short)
-            await sleep(delay)
-            tg.cancel_scope.cancel()
-
-
-async def _wake_or_sleep(
-    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
-) -> None:
-    """Wait for ``wake``, for at most ``sleep(delay)``."""
-    with anyio.CancelScope() as scope:
-
-        async def sleeper() -> None:
-            await sleep(delay)
-            scope.cancel()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(sleeper)
-            await wake.wait()
-            tg.cancel_scope.cancel()
 
 
 async def _close_unused(old: Reconcilable, new: Reconcilable) -> None:

@@ -31,14 +31,21 @@ from typing import Any
 import anyio
 import attrs
 
-from eventscale.errors import ConfigError, TargetConflict, TargetError, TargetNotFound
+from eventscale.errors import (
+    ConfigError,
+    LeadershipLost,
+    TargetConflict,
+    TargetError,
+    TargetNotFound,
+)
 from eventscale.targets.kubernetes import KubeClient
 
-__all__ = ("LeaderElector", "LeaseRecord", "LeadershipLost")
-
-
-class LeadershipLost(TargetError):
-    """The leader could not renew its Lease in time, or another holder took it."""
+__all__ = (
+    "LeaderElector",
+    "LeadershipLost",
+    "LeaseRecord",
+    "default_identity",
+)
 
 
 def _micro_time(seconds: float) -> str:

@@ -36,6 +36,7 @@ __all__ = (
     "TriggerResult",
     "log_level",
     "logger",
+    "summarize",
 )
 
 logger = logging.getLogger("eventscale")

@@ -22,9 +22,8 @@ One reconcile, in order:
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -37,18 +36,14 @@ from eventscale.engine.jobs import (
 )
 from eventscale.engine.model import TriggerObservation
 from eventscale.jobs.base import JobCounts, JobInfo, JobTarget, history_to_delete
-from eventscale.redaction import Secret
-from eventscale.runtime._polling import (
-    build_scalers,
-    close_all,
-    default_poll_timeout,
-    failure_message,
-    poll_triggers,
-    trigger_results,
-)
+from eventscale.runtime._base import PollingBase, ReportBase
+from eventscale.runtime._polling import failure_message, trigger_results
 from eventscale.runtime.observability import Event, EventBus, EventKind, TriggerResult
 from eventscale.scalers import Scaler
 from eventscale.spec import ScaledJobSpec, ScalingStrategy
+
+if TYPE_CHECKING:
+    from eventscale.manifests.reader import Manifests
 
 __all__ = ("JobReport", "JobState", "ScaledJob", "decide_job_starts")
 
@@ -62,7 +57,7 @@ class JobState:
 
 
 @attrs.frozen(kw_only=True)
-class JobReport:
+class JobReport(ReportBase):
     """One tick of a ScaledJob: the triggers, the jobs counted, the decision, the actions.
 
     ``counts`` are the jobs before anything was started this tick. ``started``,
@@ -83,16 +78,6 @@ class JobReport:
     rolled_out: tuple[str, ...] = ()
     cleaned: tuple[str, ...] = ()
     target_error: str | None = None
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        """``True`` when every trigger was read and the target answered."""
-        return self.target_error is None and all(t.error is None for t in self.triggers)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (the shape ``eventscale evaluate --json`` prints for jobs)."""
@@ -145,7 +130,7 @@ def _message(exc: BaseException, timeout: float) -> str:
     return failure_message(exc, timeout, "job target")
 
 
-class ScaledJob:
+class ScaledJob(PollingBase[ScaledJobSpec, JobTarget]):
     """A ScaledJob spec bound to live scalers and a :class:`~eventscale.jobs.JobTarget`.
 
     :param spec: the ScaledJob.
@@ -159,8 +144,11 @@ class ScaledJob:
         (default 60: a backend may start many jobs one by one).
     :param events: the event bus (the controller sets its own when this is ``None``).
 
-    It runs in :class:`eventscale.runtime.controller.Controller` like a ScaledObject.
+    It runs in :class:`eventscale.runtime.controller.Controller` like a ScaledObject;
+    :meth:`aclose` closes the scalers and the target (jobs keep running).
     """
+
+    _kind = "ScaledJob"
 
     def __init__(
         self,
@@ -175,59 +163,23 @@ class ScaledJob:
         action_timeout: float = 60.0,
         events: EventBus | None = None,
     ) -> None:
-        self.spec = spec
         self.action_timeout = action_timeout
-        self.target = target
-        self.clock = clock
-        self.events = events
         self.state = state if state is not None else JobState()
-        self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
-        self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts)
+        super().__init__(
+            spec,
+            target=target,
+            scalers=scalers,
+            contexts=contexts,
+            clock=clock,
+            poll_timeout=poll_timeout,
+            events=events,
+        )
         if spec.strategy is ScalingStrategy.CUSTOM:
             running_job_percentage(spec)  # a bad percentage is a ConfigError now, not per tick
-        self._closed = False
 
     @classmethod
-    def from_manifest(
-        cls,
-        source: str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
-        *,
-        target: JobTarget,
-        name: str | None = None,
-        env: Mapping[str, str] | None = None,
-        secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
-        **kwargs: Any,
-    ) -> ScaledJob:
-        """Build from KEDA YAML (text, a dict or a list of documents).
-
-        ``name`` picks one ScaledJob when the stream holds several; ``env`` and
-        ``secrets`` resolve ``...FromEnv`` parameters and Secret references as for
-        :meth:`eventscale.runtime.scaled_object.ScaledObject.from_manifest`.
-
-        :raises ConfigError: the manifest or a trigger's metadata is invalid.
-        """
-        from eventscale.manifests.reader import load_manifests
-
-        manifests = load_manifests(source)
-        spec = manifests.scaled_job(name)
-        contexts = manifests.trigger_contexts(spec, env=env, secrets=secrets)
-        return cls(spec, target=target, contexts=contexts, **kwargs)
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.spec.namespace}/{self.spec.name}"
-
-    def __repr__(self) -> str:
-        return f"<ScaledJob {self.key} triggers={len(self.scalers)} target={self.target!r}>"
-
-    # ------------------------------------------------------------------ polling
-
-    async def poll(self) -> tuple[TriggerObservation, ...]:
-        """Poll every trigger once, concurrently; failures become error observations."""
-        if not self.scalers:
-            return ()
-        return await poll_triggers(self.scalers, self.spec.triggers, self.poll_timeout)
+    def _spec_from(cls, manifests: Manifests, name: str | None) -> ScaledJobSpec:
+        return manifests.scaled_job(name)
 
     async def _emit(self, event: Event) -> None:
         if self.events is not None:
@@ -421,23 +373,3 @@ class ScaledJob:
             )
         )
         return report
-
-    # ------------------------------------------------------------------ lifecycle
-
-    async def aclose(self) -> None:
-        """Close every scaler and the target (jobs keep running; errors are ignored)."""
-        if self._closed:
-            return
-        self._closed = True
-        await close_all([*self.scalers, self.target], self.poll_timeout)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -9,26 +9,20 @@ are part of the :class:`EvaluationReport` and of the events it emits.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from eventscale.engine import Decision, Engine, EngineOptions, ScalingState, TriggerObservation
-from eventscale.redaction import Secret
+from eventscale.runtime._base import PollingBase, ReportBase
 from eventscale.runtime._polling import (
     DEFAULT_POLL_TIMEOUT,
-    build_scalers,
     call_timeout,
-    close_all,
-    default_poll_timeout,
     failure_message,
     poll_trigger,
-    poll_triggers,
     trigger_results,
 )
 from eventscale.runtime.observability import Event, EventBus, EventKind, TriggerResult
@@ -36,11 +30,14 @@ from eventscale.scalers import Scaler
 from eventscale.spec import ScaledObjectSpec
 from eventscale.targets import Target
 
+if TYPE_CHECKING:
+    from eventscale.manifests.reader import Manifests
+
 __all__ = ("DEFAULT_POLL_TIMEOUT", "EvaluationReport", "ScaledObject")
 
 
 @attrs.frozen(kw_only=True)
-class EvaluationReport:
+class EvaluationReport(ReportBase):
     """One poll of every trigger and the decision made from it.
 
     ``current_replicas`` is what the target held (or what the caller passed);
@@ -57,16 +54,6 @@ class EvaluationReport:
     observations: tuple[TriggerObservation, ...] = attrs.field(repr=False)
     target_error: str | None = None
     applied: bool = False
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def ok(self) -> bool:
-        """``True`` when every trigger was read and the target answered."""
-        return self.target_error is None and all(t.error is None for t in self.triggers)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping in the shape ``eventscale evaluate --json`` prints.
@@ -119,15 +106,7 @@ class _Cycle:
         self.applied = False
 
 
-def _accepts_reason(target: Target) -> bool:
-    try:
-        params = inspect.signature(target.set_replicas).parameters
-    except (TypeError, ValueError):
-        return False
-    return "reason" in params
-
-
-class ScaledObject:
+class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
     """A ScaledObject spec bound to live scalers and a target.
 
     Build it from a manifest with :meth:`from_manifest` or from a spec with the
@@ -144,6 +123,8 @@ class ScaledObject:
     :param poll_timeout: seconds a single scaler or target call may take.
     """
 
+    _kind = "ScaledObject"
+
     def __init__(
         self,
         spec: ScaledObjectSpec,
@@ -157,17 +138,22 @@ class ScaledObject:
         poll_timeout: float | None = None,
         events: EventBus | None = None,
     ) -> None:
-        self.spec = spec
-        self.target = target
         self.options = options
-        self.clock = clock
-        self.events = events
-        self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
         self.state = state if state is not None else ScalingState.new()
-        self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts)
-        self._set_with_reason = _accepts_reason(target)
-        self._closed = False
+        super().__init__(
+            spec,
+            target=target,
+            scalers=scalers,
+            contexts=contexts,
+            clock=clock,
+            poll_timeout=poll_timeout,
+            events=events,
+        )
         self._engine: tuple[ScaledObjectSpec, EngineOptions | None, Engine] | None = None
+
+    @classmethod
+    def _spec_from(cls, manifests: Manifests, name: str | None) -> ScaledObjectSpec:
+        return manifests.scaled_object(name)
 
     def _engine_now(self) -> Engine:
         # One engine per object, rebuilt only when ``spec`` or ``options`` is replaced:
@@ -178,49 +164,6 @@ class ScaledObject:
         engine = Engine(self.spec, self.options)
         self._engine = (self.spec, self.options, engine)
         return engine
-
-    # ------------------------------------------------------------------ construction
-
-    @classmethod
-    def from_manifest(
-        cls,
-        source: str | Mapping[str, Any] | Sequence[Mapping[str, Any]],
-        *,
-        target: Target,
-        name: str | None = None,
-        env: Mapping[str, str] | None = None,
-        secrets: Mapping[str, Mapping[str, str | Secret]] | None = None,
-        **kwargs: Any,
-    ) -> ScaledObject:
-        """Build from KEDA YAML (text, a dict, or a list of documents).
-
-        The stream may hold TriggerAuthentications and Secrets that the triggers
-        reference; ``secrets`` adds Secrets by name and ``env`` is the environment
-        ``...FromEnv`` parameters read. ``name`` picks one ScaledObject when the stream
-        holds several.
-
-        :raises ConfigError: the manifest or a trigger's metadata is invalid.
-        """
-        from eventscale.manifests.reader import load_manifests
-
-        manifests = load_manifests(source)
-        spec = manifests.scaled_object(name)
-        contexts = manifests.trigger_contexts(spec, env=env, secrets=secrets)
-        return cls(spec, target=target, contexts=contexts, **kwargs)
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``: how the controller and events name this object."""
-        return f"{self.spec.namespace}/{self.spec.name}"
-
-    def __repr__(self) -> str:
-        return f"<ScaledObject {self.key} triggers={len(self.scalers)} target={self.target!r}>"
-
-    # ------------------------------------------------------------------ polling
-
-    async def poll(self) -> tuple[TriggerObservation, ...]:
-        """Poll every trigger once, concurrently; failures become error observations."""
-        return await poll_triggers(self.scalers, self.spec.triggers, self.poll_timeout)
 
     async def _read_current(self) -> tuple[int, str | None]:
         try:
@@ -306,10 +249,7 @@ class ScaledObject:
                 return cycle
             try:
                 with call_timeout(self.poll_timeout):
-                    if self._set_with_reason:
-                        await self.target.set_replicas(decision.replicas, reason=decision.reason)  # type: ignore[call-arg]
-                    else:
-                        await self.target.set_replicas(decision.replicas)
+                    await self.target.set_replicas(decision.replicas, reason=decision.reason)
             except Exception as exc:
                 cycle.target_error = failure_message(exc, self.poll_timeout)
                 await self._target_error(now, cycle.target_error)
@@ -379,23 +319,3 @@ class ScaledObject:
         applied and the state does not move.
         """
         return self._report(await self._cycle(None, lag, apply=True, guard=guard))
-
-    # ------------------------------------------------------------------ lifecycle
-
-    async def aclose(self) -> None:
-        """Close every scaler and the target (errors while closing are ignored)."""
-        if self._closed:
-            return
-        self._closed = True
-        await close_all([*self.scalers, self.target], self.poll_timeout)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final, Protocol, Self, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from eventscale import _lazy
+from eventscale._resource import AsyncResource
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.scalers.params import TriggerContext
@@ -27,6 +27,7 @@ __all__ = (
     "ENTRY_POINT_GROUP",
     "PushScaler",
     "Scaler",
+    "ScalerBase",
     "ScalerFactory",
     "TriggerContext",
     "create_scaler",
@@ -84,22 +85,14 @@ class ScalerFactory(Protocol):
         ...
 
 
-class ScalerBase:
-    """Optional base class: async context manager support around :meth:`aclose`."""
+class ScalerBase(AsyncResource):
+    """Optional base class for scalers: ``async with`` closes the scaler.
+
+    :meth:`aclose` does nothing by default; a scaler that holds connections overrides it.
+    """
 
     async def aclose(self) -> None:
         """Release resources (nothing by default)."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 # trigger type -> "module:attribute" for the built-ins; imported on first use.

@@ -1,6 +1,6 @@
 """The ``cron`` scaler: a fixed replica count inside a recurring time window.
 
-KEDA semantics (spec/scalers.md section 8): ``start`` and ``end`` are five-field cron
+KEDA semantics (KEDA's pkg/scalers/cron_scaler.go): ``start`` and ``end`` are five-field cron
 expressions (minute, hour, day of month, month, day of week) read on the wall clock of
 ``timezone``. Inside the window the metric is ``desiredReplicas`` and the trigger is
 active; outside it reports 0 and is inactive. The window is ``[start, end)``: active
@@ -52,7 +52,9 @@ __all__ = (
     "Clock",
     "CronConfig",
     "CronExpression",
+    "CronField",
     "CronScaler",
+    "in_window",
     "load_timezone",
     "parse_cron",
     "utc_clock",

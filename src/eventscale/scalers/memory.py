@@ -111,7 +111,7 @@ class MemoryScaler(ScalerBase):
         metric_type: MetricType = MetricType.AVERAGE_VALUE,
         index: int = 0,
         registry: GaugeRegistry | None = None,
-        trigger: str | None = None,
+        trigger_name: str | None = None,
     ) -> None:
         if not gauge:
             raise ConfigError("the gauge name must not be empty", path="name")
@@ -119,7 +119,7 @@ class MemoryScaler(ScalerBase):
             raise ConfigError(f"target must be greater than 0, got {target!r}", path="target")
         self.gauge = gauge
         self.registry = registry if registry is not None else gauges
-        self.trigger = trigger or f"memory[{index}]"
+        self.trigger = trigger_name or f"memory[{index}]"
         self.spec = MetricSpec(
             name=metric_name(index, normalize_metric_name(f"memory-{gauge}")),
             target=target,
@@ -151,7 +151,7 @@ class MemoryScaler(ScalerBase):
             activation_target=activation,
             metric_type=ctx.metric_type,
             index=ctx.index,
-            trigger=ctx.identity,
+            trigger_name=ctx.identity,
         )
 
     def metric_specs(self) -> Sequence[MetricSpec]:

@@ -1,7 +1,7 @@
 """KEDA-style trigger parameter resolution, shared by every scaler.
 
 A scaler's ``from_metadata()`` reads each parameter through one :class:`Params`
-object, which reproduces KEDA's typed-config rules (spec/scalers.md section 1.2):
+object, which reproduces KEDA's typed-config rules (KEDA's pkg/scalers/scalersconfig/typed_config.go):
 
 * per-parameter lookup order over three sources: trigger ``metadata``, the
   TriggerAuthentication's resolved ``auth`` parameters, and ``env`` (through the

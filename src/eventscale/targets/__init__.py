@@ -7,8 +7,9 @@ subresource) and Docker (a labelled set of containers).
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from anyio.abc import AsyncResource
 
 __all__ = ("Target", "TargetBase")
 
@@ -19,7 +20,8 @@ class Target(Protocol):
 
     :meth:`get_replicas` returns the desired count the target holds now.
     :meth:`set_replicas` asks for ``replicas``; it returns once the request is
-    accepted (not once the replicas are running).
+    accepted (not once the replicas are running). ``reason`` is why (the engine's
+    decision reason); a target may record or log it, or ignore it, but must accept it.
 
     Both raise :class:`~eventscale.errors.TargetNotFound` when the workload does not
     exist and :class:`~eventscale.errors.TargetError` for any other failure.
@@ -29,8 +31,8 @@ class Target(Protocol):
         """The replica count the target holds now."""
         ...
 
-    async def set_replicas(self, replicas: int) -> None:
-        """Ask for ``replicas``."""
+    async def set_replicas(self, replicas: int, *, reason: str | None = None) -> None:
+        """Ask for ``replicas``; ``reason`` says why (it may be ignored)."""
         ...
 
     async def aclose(self) -> None:
@@ -38,19 +40,9 @@ class Target(Protocol):
         ...
 
 
-class TargetBase:
-    """Optional base class: async context manager support around :meth:`aclose`."""
+class TargetBase(AsyncResource):
+    """Optional base class: ``async with`` around :meth:`aclose` (from
+    :class:`anyio.abc.AsyncResource`), and an :meth:`aclose` that does nothing."""
 
     async def aclose(self) -> None:
         """Release resources (nothing by default)."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

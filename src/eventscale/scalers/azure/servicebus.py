@@ -2,7 +2,7 @@
 
 Reads the *active* message count of a queue or a topic subscription from the entity's
 runtime properties, through the async ``ServiceBusAdministrationClient`` (the management
-API), as KEDA does (spec/scalers.md section 6). With ``useRegex`` the queue name (or the
+API), as KEDA does (KEDA's pkg/scalers/azure_servicebus_scaler.go). With ``useRegex`` the queue name (or the
 subscription name, under one topic) is a regular expression matched against the whole
 entity name, and the matching entities' counts are combined by ``operation``
 (``sum``, ``max`` or ``avg`` with integer division).
@@ -68,6 +68,7 @@ __all__ = (
     "AzureServiceBusScaler",
     "EntityType",
     "Operation",
+    "servicebus_namespace",
 )
 
 DEFAULT_TIMEOUT: Final = 10.0
@@ -279,14 +280,14 @@ class AzureServiceBusScaler(ScalerBase):
         credential: Any = None,
         connection_verify: str | bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
-        trigger: str | None = None,
+        trigger_name: str | None = None,
     ) -> None:
         import_optional(
             "azure.servicebus.aio.management", extra="azure", what="the azure-servicebus scaler"
         )
         self.metadata = metadata
         self._timeout = timeout
-        self._trigger = trigger or f"azure-servicebus[{metadata.index}]"
+        self._trigger = trigger_name or f"azure-servicebus[{metadata.index}]"
         verify = connection_verify if connection_verify is not None else metadata.ca_cert_file
         self._verify = verify
         owned_credential: Any = None
@@ -328,7 +329,7 @@ class AzureServiceBusScaler(ScalerBase):
             credential=credential,
             connection_verify=connection_verify,
             timeout=timeout,
-            trigger=ctx.identity,
+            trigger_name=ctx.identity,
         )
 
     def __repr__(self) -> str:

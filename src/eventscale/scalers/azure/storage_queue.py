@@ -1,7 +1,7 @@
 """Azure Storage Queue scaler (``type: azure-queue``).
 
 Reads how many messages wait in one storage queue, the way KEDA's ``azure-queue`` scaler
-does (spec/scalers.md section 7):
+does (KEDA's pkg/scalers/azure_queue_scaler.go):
 
 * ``queueLengthStrategy: all`` (the default) reports the queue's *approximate message
   count*, which includes messages that are invisible because a consumer holds them;
@@ -53,7 +53,12 @@ if TYPE_CHECKING:
 # Fail at import time, with the extra to install, when the client library is missing.
 import_optional("azure.storage.queue.aio", extra="azure", what="the azure-queue scaler")
 
-__all__ = ("AzureQueueMetadata", "AzureQueueScaler", "QueueLengthStrategy")
+__all__ = (
+    "AzureQueueMetadata",
+    "AzureQueueScaler",
+    "QueueLengthStrategy",
+    "storage_queue_endpoint",
+)
 
 PEEK_LIMIT: Final = 32  # the most messages one Peek Messages call returns
 DEFAULT_TIMEOUT: Final = 10.0
@@ -185,12 +190,12 @@ class AzureQueueScaler(ScalerBase):
         *,
         credential: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
-        trigger: str | None = None,
+        trigger_name: str | None = None,
     ) -> None:
         import_optional("azure.storage.queue.aio", extra="azure", what="the azure-queue scaler")
         self.metadata = metadata
         self._timeout = timeout
-        self._trigger = trigger or f"azure-queue[{metadata.index}]"
+        self._trigger = trigger_name or f"azure-queue[{metadata.index}]"
         owned_credential: Any = None
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.endpoint = f"https://{metadata.account_name}.{metadata.endpoint_suffix}"
@@ -225,7 +230,7 @@ class AzureQueueScaler(ScalerBase):
     ) -> AzureQueueScaler:
         """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
         metadata = AzureQueueMetadata.from_context(ctx)
-        return cls(metadata, credential=credential, timeout=timeout, trigger=ctx.identity)
+        return cls(metadata, credential=credential, timeout=timeout, trigger_name=ctx.identity)
 
     def __repr__(self) -> str:
         m = self.metadata

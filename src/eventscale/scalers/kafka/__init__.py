@@ -1,4 +1,9 @@
-"""The ``kafka`` trigger: consumer-group lag."""
+"""The ``kafka`` trigger: consumer-group lag.
+
+``config`` holds the settings (:class:`KafkaMetadata`), ``scaler`` the scaler, ``_lag``
+the pure lag maths, ``_pool`` the shared clients and Kerberos files, ``_msk_iam`` the
+AWS MSK IAM tokens (docs/scalers/kafka.md).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,26 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
-    from eventscale.scalers.kafka.scaler import (
+    from eventscale.scalers.kafka._lag import (
         INVALID_OFFSET,
-        KafkaMetadata,
-        KafkaScaler,
         LagTotals,
-        OffsetResetPolicy,
-        SaslMechanism,
         TopicPartition,
         cap_total_lag,
         compute_lag,
         find_factors,
         lag_for_partition,
         next_factor,
+        select_partitions,
+    )
+    from eventscale.scalers.kafka.config import (
+        KafkaMetadata,
+        OffsetResetPolicy,
+        SaslMechanism,
         parse_kafka_metadata,
         parse_partition_limitation,
-        select_partitions,
+    )
+    from eventscale.scalers.kafka.scaler import (
+        KafkaScaler,
     )
 
 __all__ = (
@@ -46,21 +55,21 @@ __all__ = (
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
-        "INVALID_OFFSET": "eventscale.scalers.kafka.scaler",
-        "KafkaMetadata": "eventscale.scalers.kafka.scaler",
+        "INVALID_OFFSET": "eventscale.scalers.kafka._lag",
+        "KafkaMetadata": "eventscale.scalers.kafka.config",
         "KafkaScaler": "eventscale.scalers.kafka.scaler",
-        "LagTotals": "eventscale.scalers.kafka.scaler",
-        "OffsetResetPolicy": "eventscale.scalers.kafka.scaler",
-        "SaslMechanism": "eventscale.scalers.kafka.scaler",
-        "TopicPartition": "eventscale.scalers.kafka.scaler",
-        "cap_total_lag": "eventscale.scalers.kafka.scaler",
-        "compute_lag": "eventscale.scalers.kafka.scaler",
-        "find_factors": "eventscale.scalers.kafka.scaler",
-        "lag_for_partition": "eventscale.scalers.kafka.scaler",
-        "next_factor": "eventscale.scalers.kafka.scaler",
-        "parse_kafka_metadata": "eventscale.scalers.kafka.scaler",
-        "parse_partition_limitation": "eventscale.scalers.kafka.scaler",
-        "select_partitions": "eventscale.scalers.kafka.scaler",
+        "LagTotals": "eventscale.scalers.kafka._lag",
+        "OffsetResetPolicy": "eventscale.scalers.kafka.config",
+        "SaslMechanism": "eventscale.scalers.kafka.config",
+        "TopicPartition": "eventscale.scalers.kafka._lag",
+        "cap_total_lag": "eventscale.scalers.kafka._lag",
+        "compute_lag": "eventscale.scalers.kafka._lag",
+        "find_factors": "eventscale.scalers.kafka._lag",
+        "lag_for_partition": "eventscale.scalers.kafka._lag",
+        "next_factor": "eventscale.scalers.kafka._lag",
+        "parse_kafka_metadata": "eventscale.scalers.kafka.config",
+        "parse_partition_limitation": "eventscale.scalers.kafka.config",
+        "select_partitions": "eventscale.scalers.kafka._lag",
     },
     __all__,
 )

@@ -13,7 +13,7 @@ from eventscale import scalers
 from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.testing import MemoryTarget
 
-PAGE = Path(__file__).resolve().parent.parent / "docs" / "scalers" / "index.md"
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "scalers" / "index.md"
 
 
 def _load_example() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""azure-servicebus: KEDA vectors (spec/scalers.md 6.3) and counts read through the real SDK.
+"""azure-servicebus: KEDA vectors (KEDA's pkg/scalers/azure_servicebus_scaler_test.go) and counts read through the real SDK.
 
 No Service Bus emulator runs here, so the counts come from the management API stand-in
 (tests/servers/servicebus_srv.py), which speaks the service's ATOM XML over TLS and checks
@@ -52,7 +52,7 @@ Q = {"queueName": "testqueue"}
 CFE = {"connectionFromEnv": "none"}
 TOPIC = {"topicName": "testtopic", "subscriptionName": "testsubscription"}
 
-# (id, metadata, auth, ok) -- spec/scalers.md 6.3; resolved env none=none.
+# (id, metadata, auth, ok) -- KEDA's pkg/scalers/azure_servicebus_scaler_test.go; resolved env none=none.
 VECTORS: list[tuple[str, dict[str, str], dict[str, str], bool]] = [
     ("SB1", {}, {}, False),
     ("SB2", {**Q, **CFE}, {}, True),

@@ -1,4 +1,4 @@
-"""azure-queue: KEDA vectors (spec/scalers.md 7.3) and counts read from a real Azurite."""
+"""azure-queue: KEDA vectors (KEDA's pkg/scalers/azure_queue_scaler_test.go) and counts read from a real Azurite."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def ctx(
 
 WORKLOAD = {"podIdentity": "azure-workload"}
 
-# (id, metadata, auth, ok) -- spec/scalers.md 7.3; resolved env CONNECTION=SAMPLE.
+# (id, metadata, auth, ok) -- KEDA's pkg/scalers/azure_queue_scaler_test.go; resolved env CONNECTION=SAMPLE.
 VECTORS: list[tuple[str, dict[str, str], dict[str, str], bool]] = [
     ("AQ1", {}, {}, False),
     (

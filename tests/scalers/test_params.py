@@ -1,4 +1,4 @@
-"""The shared KEDA parameter helper (spec/scalers.md sections 1.2 and 1.7)."""
+"""The shared KEDA parameter helper (KEDA's pkg/scalers/scalersconfig/typed_config.go and pkg/scalers/scaler_test.go)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import attrs
 import pytest
 
 from eventscale.errors import ConfigError, ScalerError
@@ -30,7 +31,8 @@ from eventscale.scalers.kafka._msk_iam import (
     valid_region,
 )
 from eventscale.scalers.kafka._pool import KafkaClientPool
-from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.config import KafkaMetadata, parse_kafka_metadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
 from servers._proc import free_port, unique_name
 
 # AWS's documentation example credentials (not real ones).
@@ -286,6 +288,13 @@ def test_what_eventscale_cannot_sign_is_a_config_error_at_build(
     assert info.value.path == path
 
 
+def test_build_errors_carry_the_trigger_path() -> None:
+    c = attrs.evolve(ctx({"awsRoleArn": "arn:aws:iam::1:role/r"}), path="spec.triggers[2]")
+    with pytest.raises(ConfigError) as info:
+        KafkaScaler.from_context(c)
+    assert info.value.path == "spec.triggers[2].authenticationRef.awsRoleArn"
+
+
 def test_secrets_stay_out_of_reprs_and_errors() -> None:
     secret, token = "wJalrXUtnFEMI-very-secret", "session-token-very-secret"
     auth: dict[str, str | Secret] = {
@@ -333,7 +342,7 @@ async def test_librdkafka_calls_the_token_callback() -> None:
         trigger_type="kafka",
     )
     pool = KafkaClientPool()
-    scaler = KafkaScaler(parse_kafka_metadata(c), pool=pool, ctx=c)
+    scaler = KafkaScaler(KafkaMetadata.from_context(c), pool=pool, trigger_name=c.identity)
     provider = scaler.meta.msk_iam
     assert provider is not None
     try:

@@ -22,7 +22,7 @@ from servers._proc import unique_name
 from servers.azurite_srv import AzuriteServer
 from servers.servicebus_srv import ServiceBusStandIn
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "scalers"
 
 
 def block(page: str, language: str) -> str:

@@ -36,7 +36,8 @@ from eventscale.scalers.kafka._pool import (
     KerberosRegistry,
     librdkafka_has_gssapi,
 )
-from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.config import KafkaMetadata, parse_kafka_metadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
 from servers._proc import Proc, ensure_apt, free_port, port_open, run, unique_name, wait_until
 
 REALM = "EVENTSCALE.TEST"
@@ -93,14 +94,21 @@ async def test_gssapi_scaler_without_gssapi_in_librdkafka_is_a_config_error() ->
     )
     registry = KerberosRegistry()
     if librdkafka_has_gssapi():  # a confluent-kafka built with GSSAPI: the scaler builds
-        scaler = KafkaScaler(parse_kafka_metadata(ctx), pool=KafkaClientPool(), kerberos=registry)
+        scaler = KafkaScaler(
+            KafkaMetadata.from_context(ctx), pool=KafkaClientPool(), kerberos=registry
+        )
         assert held(registry) is not None
         await scaler.aclose()
         assert held(registry) is None
         return
     before = os.environ.get("KRB5_CONFIG")
     with pytest.raises(ConfigError, match="built with GSSAPI") as info:
-        KafkaScaler(parse_kafka_metadata(ctx), pool=KafkaClientPool(), kerberos=registry, ctx=ctx)
+        KafkaScaler(
+            KafkaMetadata.from_context(ctx),
+            pool=KafkaClientPool(),
+            kerberos=registry,
+            trigger_name=ctx.identity,
+        )
     assert info.value.path == "metadata.sasl"
     assert "pw-never-shown" not in str(info.value)
     assert registry.active is None  # nothing written
@@ -235,8 +243,12 @@ async def test_scaler_wires_the_files_into_librdkafka_settings(
     keytab = base64.b64encode(FAKE_KEYTAB).decode()
     ctx = TriggerContext(metadata=META, auth=gssapi_auth(keytab=keytab), trigger_type="kafka")
     pool = KafkaClientPool()
-    first = KafkaScaler(parse_kafka_metadata(ctx), pool=pool, kerberos=registry, ctx=ctx)
-    second = KafkaScaler(parse_kafka_metadata(ctx), pool=pool, kerberos=registry, ctx=ctx)
+    first = KafkaScaler(
+        KafkaMetadata.from_context(ctx), pool=pool, kerberos=registry, trigger_name=ctx.identity
+    )
+    second = KafkaScaler(
+        KafkaMetadata.from_context(ctx), pool=pool, kerberos=registry, trigger_name=ctx.identity
+    )
     files = registry.active
     assert files is not None
     assert first.connection is second.connection  # same login, same client
@@ -251,7 +263,12 @@ async def test_scaler_wires_the_files_into_librdkafka_settings(
         trigger_type="kafka",
     )
     with pytest.raises(ConfigError, match="process-wide") as info:
-        KafkaScaler(parse_kafka_metadata(other), pool=pool, kerberos=registry, ctx=other)
+        KafkaScaler(
+            KafkaMetadata.from_context(other),
+            pool=pool,
+            kerberos=registry,
+            trigger_name=other.identity,
+        )
     assert info.value.path == "authenticationRef.kerberosConfig"
     await first.aclose()
     assert files.directory.exists()

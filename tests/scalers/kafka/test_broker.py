@@ -21,7 +21,8 @@ from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext, create_scaler
 from eventscale.scalers.kafka._pool import POOL, KafkaClientPool, KafkaConnection
-from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.config import KafkaMetadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
 from servers._proc import free_port, unique_name
 from servers.kafka_srv import KafkaBroker
 
@@ -61,7 +62,7 @@ def build(
         scaler = create_scaler(ctx)
         assert isinstance(scaler, KafkaScaler)
     else:
-        scaler = KafkaScaler(parse_kafka_metadata(ctx), pool=pool)
+        scaler = KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool)
     made.append(scaler)
     return scaler
 
@@ -472,7 +473,7 @@ async def test_default_pool_is_released(
     assert len(POOL) == before
 
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers" / "kafka.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "scalers" / "kafka.md"
 
 
 def _blocks(language: str) -> list[str]:
@@ -509,6 +510,8 @@ def test_docs_examples(kafka_broker: KafkaBroker, capsys: pytest.CaptureFixture[
 
     assert anyio.run(poll) == (30.0, True)  # 40-10 + 20-20 + 0 + 0
 
-    (example,) = _blocks("python")
+    example, own_config = _blocks("python")
     exec(compile(localize(example), str(DOCS), "exec"), {"__name__": "docs_example"})
     assert capsys.readouterr().out.strip() == f"s0-kafka-{topic.replace('.', '-')} 30.0 True"
+    exec(compile(localize(own_config), str(DOCS), "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out.strip() == f"s0-kafka-{topic.replace('.', '-')} 30.0"

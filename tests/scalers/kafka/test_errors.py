@@ -22,7 +22,8 @@ import pytest
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.scalers import TriggerContext
 from eventscale.scalers.kafka._pool import KafkaClientPool
-from eventscale.scalers.kafka.scaler import KafkaScaler, parse_kafka_metadata
+from eventscale.scalers.kafka.config import KafkaMetadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
 from servers._proc import Proc, free_port, port_open, unique_name, wait_until
 from servers.kafka_srv import tansu_binary
 
@@ -74,7 +75,7 @@ def scaler_for(servers: str, pool: KafkaClientPool, **metadata: str) -> KafkaSca
         auth={"sasl": "scram_sha256", "username": unique_name("user"), "password": PASSWORD},
         trigger_type="kafka",
     )
-    return KafkaScaler(parse_kafka_metadata(ctx), pool=pool, ctx=ctx)
+    return KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool, trigger_name=ctx.identity)
 
 
 @pytest.mark.anyio
@@ -114,7 +115,9 @@ def scaler() -> Iterator[KafkaScaler]:
         auth={"sasl": "plaintext", "username": "u", "password": PASSWORD},
         trigger_type="kafka",
     )
-    made = KafkaScaler(parse_kafka_metadata(ctx), pool=KafkaClientPool(), ctx=ctx)
+    made = KafkaScaler(
+        KafkaMetadata.from_context(ctx), pool=KafkaClientPool(), trigger_name=ctx.identity
+    )
     yield made
     conn = made.connection
     assert conn is not None

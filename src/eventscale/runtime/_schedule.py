@@ -1,0 +1,173 @@
+"""The bookkeeping of one object's loop in the controller, and its waits.
+
+:class:`ObjectLoop` is what :class:`~eventscale.runtime.controller.Controller` keeps per
+object: the loop's cancel scope, pending wake-ups and reconcile counters. The
+functions are the loop's waits and its schedule offset. See docs/runtime.md for why
+nothing here allocates per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Final
+
+import anyio
+
+from eventscale.runtime.scaled_object import ScaledObject
+from eventscale.scalers import PushScaler
+
+if TYPE_CHECKING:
+    from eventscale.runtime.controller import ObjectStatus, Reconcilable
+
+__all__ = (
+    "SLOTS_PER_SECOND",
+    "ObjectLoop",
+    "phase",
+    "running_asyncio_loop",
+    "sleep_or_wake",
+    "wake_or_sleep",
+)
+
+
+class ObjectLoop:
+    """One object's loop: its cancel scope, wake-ups and reconcile counters.
+
+    The events other tasks wait on are created only when one waits (most loops never
+    have a waiter), so an idle loop holds no per-tick objects.
+    """
+
+    __slots__ = (
+        "done_event",
+        "ended",
+        "finished",
+        "obj",
+        "push",
+        "reconciled",
+        "scaled_object",
+        "scope",
+        "started",
+        "status",
+        "waiter",
+        "wake_event",
+        "woken",
+    )
+
+    def __init__(self, obj: Reconcilable, status: ObjectStatus, push: tuple[PushScaler, ...]):
+        self.obj = obj
+        self.scope = anyio.CancelScope()
+        self.status = status
+        #: the object's push-capable scalers (a runtime protocol check is slow: done once)
+        self.push = push
+        self.scaled_object = isinstance(obj, ScaledObject)
+        #: a wake-up is pending (``wake_event`` is its event, made when someone waits)
+        self.woken = False
+        self.wake_event: anyio.Event | None = None
+        #: the loop has ended (``done_event``, made by a waiter, is then set)
+        self.ended = False
+        self.done_event: anyio.Event | None = None
+        # Reconciles started and finished (numbered), and an event set after each finishes:
+        # a push watcher waits for the first reconcile that started after its wake-up.
+        self.started = 0
+        self.finished = 0
+        self.reconciled: anyio.Event | None = None
+        #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
+        self.waiter: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        """Record a wake-up and end a parked wait at once."""
+        self.woken = True
+        event = self.wake_event
+        if event is not None:
+            event.set()
+        self._expire()
+
+    def _expire(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def consume_wake(self) -> None:
+        """The reconcile starting now serves the pending wake-up."""
+        self.woken = False
+        self.wake_event = None
+
+    def wake_waiter(self) -> anyio.Event:
+        """The event set by the next wake-up (already set when one is pending)."""
+        event = self.wake_event
+        if event is None:
+            event = self.wake_event = anyio.Event()
+            if self.woken:
+                event.set()
+        return event
+
+    def reconcile_finished(self, number: int) -> None:
+        """Count reconcile ``number`` finished and release whoever waits for one."""
+        self.finished = number
+        event = self.reconciled
+        if event is not None:
+            self.reconciled = None
+            event.set()
+
+    def loop_ended(self) -> None:
+        """Mark the loop ended and release whoever waits for it."""
+        self.ended = True
+        if self.done_event is not None:
+            self.done_event.set()
+
+    async def wait_ended(self) -> None:
+        """Return once the loop has ended."""
+        if not self.ended:
+            if self.done_event is None:
+                self.done_event = anyio.Event()
+            await self.done_event.wait()
+
+
+#: Wake-up resolution of the loops' waits on asyncio (slots per second).
+SLOTS_PER_SECOND: Final = 1000
+
+
+def phase(key: str, interval: float) -> float:
+    """A fixed offset in ``[0, interval)`` for ``key``: the same in every process."""
+    return zlib.crc32(key.encode()) / 2**32 * interval
+
+
+def running_asyncio_loop() -> asyncio.AbstractEventLoop | None:
+    """The running asyncio loop, or ``None`` on another anyio backend (trio)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # another anyio backend (trio)
+        return None
+
+
+async def sleep_or_wake(
+    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
+) -> None:
+    """``sleep(delay)``, cut short when ``wake`` is set."""
+    with anyio.CancelScope() as scope:
+
+        async def cut_short() -> None:
+            await wake.wait()
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cut_short)
+            await sleep(delay)
+            tg.cancel_scope.cancel()
+
+
+async def wake_or_sleep(
+    sleep: Callable[[float], Awaitable[None]], delay: float, wake: anyio.Event
+) -> None:
+    """Wait for ``wake``, for at most ``sleep(delay)``."""
+    with anyio.CancelScope() as scope:
+
+        async def sleeper() -> None:
+            await sleep(delay)
+            scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sleeper)
+            await wake.wait()
+            tg.cancel_scope.cancel()
