@@ -15,7 +15,8 @@ import attrs
 
 from eventscale.engine.hpa import Tolerance, metric_replicas
 from eventscale.engine.model import Combiner
-from eventscale.engine.modifiers import CompiledFormula, FormulaError
+from eventscale.engine.modifiers import CompiledFormula
+from eventscale.errors import FormulaError
 from eventscale.metrics import MetricType
 from eventscale.spec import Fallback
 
