@@ -192,12 +192,13 @@ class Engine:
             self._composite = Composite(
                 formula, None, mods.target, mods.activation_target, mods.metric_type
             )
-        self._reader = TriggerReader(
+        reader = TriggerReader(
             tuple((i, name, variable) for i, name, variable, _ in triggers),
             self._tolerance,
             self._fallback,
             composite=self._composite is not None,
         )
+        self._read_triggers = reader.read  # bound once: it runs on every decision
 
     # ------------------------------------------------------------------ the step
 
@@ -221,7 +222,7 @@ class Engine:
 
         # 2. read the triggers (the hot path; docs/engine.md, "Performance")
         raw, raw_trigger, any_active, unresolved, fallen, variables, details, failures = (
-            self._reader.read(observations, state, current, ready_replicas)
+            self._read_triggers(observations, state, current, ready_replicas)
         )
 
         # 3. fallback and the composite
