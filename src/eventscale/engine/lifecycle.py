@@ -80,6 +80,8 @@ _UP_LIMIT: Final[Limit] = Limit.SCALE_UP_LIMIT
 _DOWN_LIMIT: Final[Limit] = Limit.SCALE_DOWN_LIMIT
 _TOO_MANY: Final[Limit] = Limit.TOO_MANY
 _SCALING_MODIFIERS: Final[FallbackBehavior] = FallbackBehavior.SCALING_MODIFIERS
+# the engine's Decision constructor, looked up once (see Decision._with_pending_details)
+_new_decision: Final = Decision._with_pending_details
 
 _History = Sequence[tuple[float, int]]
 """``(time, replicas)`` recommendations or ``(time, change)`` scale events."""
@@ -298,7 +300,7 @@ class Engine:
         last_active = now if active else state.last_active
         # by position (cheaper): the fields in their declared order
         new_state = ScalingState(created_at, last_active, recs, events, tuple(failures))
-        decision = Decision._with_pending_details(
+        decision = _new_decision(
             desired,  # replicas
             current,  # current_replicas
             active,  # is_active
