@@ -190,7 +190,7 @@ class MySQLMetadata:
         else:
             if not host:
                 p.fail("no host given (nor a connectionString)", "host")
-            if not 0 < port < 65536:
+            if port is not None and not 0 < port < 65536:
                 p.fail(f"port {port} is not a TCP port number", "port")
             dsn = MySQLDSN(user=username, password=password, host=host, port=port, db_name=db_name)
         p.finish()

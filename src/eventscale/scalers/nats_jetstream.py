@@ -107,7 +107,7 @@ class NATSJetStreamMetadata:
         endpoint = p.string("natsServerMonitoringEndpoint", order=_AUTH_FIRST, required=True)
         if not account and not account_id:
             p.fail("no account name or id given", "account")
-        if lag <= 0:
+        if lag is not None and lag <= 0:
             p.fail(f"lagThreshold must be a positive number, got {lag}", "lagThreshold")
         if endpoint and ("/" in endpoint or "?" in endpoint):
             p.fail(
