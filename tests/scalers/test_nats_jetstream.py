@@ -170,7 +170,8 @@ async def test_missing_stream_consumer_or_account_is_an_error(
     nats_server: NATSServer, stream: tuple[Any, str], change: dict[str, str], message: str
 ) -> None:
     _, name = stream
-    c = server_ctx(nats_server, change.pop("stream", name), **change)
+    rest = {key: value for key, value in change.items() if key != "stream"}
+    c = server_ctx(nats_server, change.get("stream", name), **rest)
     async with NATSJetStreamScaler.from_context(c) as scaler:
         with pytest.raises(ScalerError, match=message) as info:
             await scaler.get_metrics()

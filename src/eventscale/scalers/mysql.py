@@ -173,7 +173,8 @@ class MySQLMetadata:
         password = p.secret("password", order=_SECRET_ORDER)
         # KEDA's docs name hostFromEnv and portFromEnv too: they are read last.
         host = p.string("host", order=(META, AUTH, ENV), default="")
-        port = p.integer("port", order=(META, AUTH, ENV), default=3306)
+        # None when the value did not parse (the error is recorded).
+        port: int | None = p.integer("port", order=(META, AUTH, ENV), default=3306)
         db_name = p.string("dbName", order=_PART_ORDER, default="")
         dsn = MySQLDSN()
         if found is not None:
@@ -192,7 +193,9 @@ class MySQLMetadata:
                 p.fail("no host given (nor a connectionString)", "host")
             if port is not None and not 0 < port < 65536:
                 p.fail(f"port {port} is not a TCP port number", "port")
-            dsn = MySQLDSN(user=username, password=password, host=host, port=port, db_name=db_name)
+            dsn = MySQLDSN(
+                user=username, password=password, host=host, port=port or 3306, db_name=db_name
+            )
         p.finish()
         assert query is not None
         assert query_value is not None

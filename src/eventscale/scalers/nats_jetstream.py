@@ -101,7 +101,8 @@ class NATSJetStreamMetadata:
         account_id = p.string("accountID", order=_AUTH_FIRST, default="")
         stream = p.string("stream", required=True)
         consumer = p.string("consumer", required=True)
-        lag = p.integer("lagThreshold", default=10)
+        # None when the value did not parse (the error is recorded).
+        lag: int | None = p.integer("lagThreshold", default=10)
         activation = p.integer("activationLagThreshold", default=0)
         use_https = p.boolean("useHttps", default=False)
         endpoint = p.string("natsServerMonitoringEndpoint", order=_AUTH_FIRST, required=True)
@@ -119,6 +120,7 @@ class NATSJetStreamMetadata:
         assert stream is not None
         assert consumer is not None
         assert endpoint is not None
+        assert lag is not None
         return cls(
             endpoint=endpoint,
             stream=stream,
