@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import aiomysql
@@ -432,3 +434,26 @@ async def test_scalers_with_the_same_settings_share_one_pool(mariadb_server: SQL
     with pytest.raises(ScalerError, match="closed"):
         await second.get_metrics()
     await other.aclose()
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers"
+
+
+async def test_docs_example(mariadb_server: SQLServer, table: str, user: tuple[str, str]) -> None:
+    """docs/scalers/mysql.md's manifest, its Secret pointed at the test server."""
+    (yaml_text,) = re.findall(r"```yaml\n(.*?)```", (DOCS / "mysql.md").read_text(), re.DOTALL)
+    await insert(mariadb_server, table, *["queued"] * 7)
+    name, password = user
+    dsn = f"{name}:{password}@tcp(127.0.0.1:{mariadb_server.port})/test"
+    loaded = load_manifests(yaml_text.replace("task_instance", table))
+    (c,) = loaded.trigger_contexts(
+        loaded.scaled_object(), secrets={"mysql-secrets": {"mysql_conn_str": Secret(dsn)}}
+    )
+    scaler = create_scaler(c)
+    assert isinstance(scaler, MySQLScaler)
+    try:
+        report = await scaler.get_metrics()
+    finally:
+        await scaler.aclose()
+    # 7 / 6 -> 2, not above the activation value 5.4
+    assert (report.value_of("s0-mysql-test"), report.is_active) == (2.0, False)

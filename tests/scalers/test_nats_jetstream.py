@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -353,3 +355,30 @@ async def test_cluster_without_a_leader_is_an_error(cluster: tuple[int, dict[str
     async with NATSJetStreamScaler.from_context(c) as scaler:
         with pytest.raises(ScalerError, match="leader node not found for consumer 'workers'"):
             await scaler.lag()
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers"
+
+
+async def test_docs_example(nats_server: NATSServer, stream: tuple[Any, str]) -> None:
+    """docs/scalers/nats-jetstream.md's manifest, pointed at the test server."""
+    (yaml_text,) = re.findall(
+        r"```yaml\n(.*?)```", (DOCS / "nats-jetstream.md").read_text(), re.DOTALL
+    )
+    js, name = stream
+    for i in range(3):
+        await js.publish(f"{name}.new", f"m{i}".encode())
+    yaml_text = (
+        yaml_text.replace("nats.nats.svc.cluster.local:8222", nats_server.monitoring_endpoint)
+        .replace('"mystream"', f'"{name}"')
+        .replace('"pull_consumer"', '"workers"')
+    )
+    loaded = load_manifests(yaml_text)
+    (c,) = loaded.trigger_contexts(loaded.scaled_object())
+    scaler = create_scaler(c)
+    assert isinstance(scaler, NATSJetStreamScaler)
+    try:
+        report = await scaler.get_metrics()
+    finally:
+        await scaler.aclose()
+    assert (report.value_of(f"s0-nats-jetstream-{name}"), report.is_active) == (3.0, False)

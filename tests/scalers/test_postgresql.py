@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -520,3 +522,56 @@ spec:
     (c,) = loaded.trigger_contexts(loaded.scaled_object(), env={"PG_PASSWORD": "unused-trust"})
     report = await poll(c)
     assert (report.value_of("s0-postgresql"), report.is_active) == (3.0, True)
+
+
+def test_pod_identity_is_refused() -> None:
+    with pytest.raises(ConfigError, match="no pod identity") as info:
+        PostgreSQLMetadata.from_context(
+            ctx(
+                {**PARTS, "query": "SELECT 1", "targetQueryValue": "1"},
+                auth={"podIdentity": "azure-workload"},
+            )
+        )
+    assert info.value.all_paths() == ["authenticationRef.podIdentity"]
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "scalers"
+
+
+def docs_yaml(page: str) -> str:
+    found = re.findall(r"```yaml\n(.*?)```", (DOCS / page).read_text(), re.DOTALL)
+    assert len(found) == 1, f"{page} should have one yaml example"
+    return str(found[0])
+
+
+async def test_docs_example(scram_postgres: SQLServer) -> None:
+    """docs/scalers/postgresql.md's manifest, host and Secret pointed at the test server."""
+    conn = await asyncpg.connect(
+        host=scram_postgres.host,
+        port=scram_postgres.port,
+        user=scram_postgres.user,
+        password=scram_postgres.password,
+        database="postgres",
+    )
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS task_instance (state text)")
+        await conn.execute("TRUNCATE task_instance")
+        await conn.executemany(
+            "INSERT INTO task_instance VALUES ($1)", [("queued",)] * 17 + [("done",)]
+        )
+        yaml_text = (
+            docs_yaml("postgresql.md")
+            .replace("postgres.db.svc.cluster.local", "127.0.0.1")
+            .replace('port: "5432"', f'port: "{scram_postgres.port}"')
+            .replace("userName: keda", "userName: postgres")
+            .replace("dbName: airflow", "dbName: postgres")
+        )
+        loaded = load_manifests(yaml_text)
+        (c,) = loaded.trigger_contexts(
+            loaded.scaled_object(), secrets={"pg-secret": {"password": Secret(PG_PASSWORD)}}
+        )
+        report = await poll(c)
+        assert (report.value_of("s0-postgresql"), report.is_active) == (2.0, True)
+    finally:
+        await conn.execute("DROP TABLE task_instance")
+        await conn.close()

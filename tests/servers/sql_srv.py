@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +108,14 @@ def scram_postgres() -> Iterator[SQLServer]:
             log=tmp / "postgres.log",
         )
         try:
-            wait_until(lambda: port_open(port), timeout=30, what="private PostgreSQL", log=proc.log)
+            isready = str(_pg_bin("pg_isready"))
+
+            def ready() -> bool:
+                # The port opens before the server accepts logins ("starting up").
+                check = [isready, "-q", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+                return subprocess.run(check, timeout=5, check=False).returncode == 0
+
+            wait_until(ready, timeout=30, what="private PostgreSQL", log=proc.log)
             yield SQLServer("127.0.0.1", port, "postgres", "postgres", PG_PASSWORD, proc)
         finally:
             proc.stop()

@@ -164,6 +164,16 @@ class PostgreSQLMetadata:
         sslmode = p.choice("sslmode", SSL_MODES, order=_PART_ORDER) or ""
         password = p.secret("password", order=_CONNECTION_ORDER)
         port = 5432
+        identity = ctx.auth.get("podIdentity")
+        identity_text = (
+            identity.reveal() if isinstance(identity, Secret) else identity or ""
+        ).strip()
+        if identity_text not in ("", "none"):
+            p.fail(
+                f"the postgresql scaler supports no pod identity (got {identity_text!r})",
+                "podIdentity",
+                AUTH,
+            )
         if target == 0:
             p.fail("no targetQueryValue given", "targetQueryValue")
         if connection is None:
@@ -287,6 +297,7 @@ _POOLS: Final[PoolRegistry[Any]] = PoolRegistry(_close_pool)
 _TRANSIENT_CLASSES: Final = ("08", "53", "57", "40")
 _QUERY_CANCELED: Final = "57014"
 _AUTH_CLASS: Final = "28"
+_CLIENT_GRACE: Final = 1.0  # seconds the client waits past the server's statement bound
 
 
 class PostgreSQLScaler(ScalerBase):
@@ -380,7 +391,11 @@ class PostgreSQLScaler(ScalerBase):
         if self._pool is None:
             self._pool = await _POOLS.acquire(self._pool_key, self._make_pool)
         async with self._pool.acquire(timeout=self.timeout) as conn:
-            rows: list[Any] = await conn.fetch(self.metadata.query, timeout=self.timeout)
+            # asyncpg's own timeout cancels the query on the server if statement_timeout
+            # did not (a pooler may drop the setting); it gives the server a head start.
+            rows: list[Any] = await conn.fetch(
+                self.metadata.query, timeout=self.timeout + _CLIENT_GRACE / 2
+            )
             return rows
 
     async def query_value(self) -> float:
@@ -388,7 +403,7 @@ class PostgreSQLScaler(ScalerBase):
         import asyncpg
 
         # The client deadline leaves the server's statement_timeout room to answer first.
-        deadline = self.timeout + 1.0
+        deadline = self.timeout + _CLIENT_GRACE
         try:
             async with asyncio.timeout(deadline):
                 rows = await self._fetch()
