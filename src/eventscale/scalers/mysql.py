@@ -31,22 +31,20 @@ from urllib.parse import parse_qsl, unquote
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
+from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import (
     MetricSpec,
     MetricType,
-    ScalerReport,
     metric_name,
     normalize_metric_name,
 )
 from eventscale.redaction import Secret, redact_text
-from eventscale.scalers import ScalerBase
 from eventscale.scalers._sql import (
     DEFAULT_TIMEOUT,
     POOL_SIZE,
     PoolRegistry,
+    SQLScaler,
     fingerprint,
-    single_number,
 )
 from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
 
@@ -232,12 +230,14 @@ async def _close_pool(pool: Any) -> None:
 _POOLS: Final[PoolRegistry[Any]] = PoolRegistry(_close_pool)
 
 
-class MySQLScaler(ScalerBase):
+class MySQLScaler(SQLScaler):
     """Runs one query against MySQL or MariaDB and reports its number.
 
     ``timeout`` (seconds) bounds each poll: the server stops the statement after it and
     the client gives up shortly after (closing that connection).
     """
+
+    engine = "mysql"
 
     def __init__(
         self,
@@ -247,22 +247,30 @@ class MySQLScaler(ScalerBase):
         trigger_name: str | None = None,
     ) -> None:
         import_optional("aiomysql", extra="mysql", what="the mysql scaler")
-        self.metadata = metadata
-        self.timeout = timeout
-        self._trigger = trigger_name or f"mysql[{metadata.index}]"
-        self.address = metadata.address
-        d = metadata.dsn
-        # No secret in the key: the password as a fingerprint.
-        self._pool_key: tuple[Any, ...] = (
-            "mysql",
-            self.address,
-            d.user,
-            d.tls,
-            fingerprint(d.password),
-            round(timeout * 1000),
+        self.metadata = m = metadata
+        address = m.address
+        super().__init__(
+            spec=MetricSpec(
+                name=m.metric_name,
+                target=m.query_value,
+                metric_type=m.metric_type,
+                activation_target=m.activation_query_value,
+            ),
+            address=address,
+            # No secret in the key: the password as a fingerprint.
+            pool_key=(
+                "mysql",
+                address,
+                m.dsn.user,
+                m.dsn.tls,
+                fingerprint(m.dsn.password),
+                round(timeout * 1000),
+            ),
+            pools=_POOLS,
+            secrets=(m.dsn.password,),
+            timeout=timeout,
+            trigger=trigger_name or f"mysql[{m.index}]",
         )
-        self._pool: Any = None
-        self._closed = False
 
     @classmethod
     def from_context(cls, ctx: TriggerContext, *, timeout: float = DEFAULT_TIMEOUT) -> MySQLScaler:
@@ -276,22 +284,6 @@ class MySQLScaler(ScalerBase):
             f"MySQLScaler(address={self.address!r}, query={m.query!r}, "
             f"queryValue={m.query_value:g})"
         )
-
-    def metric_specs(self) -> Sequence[MetricSpec]:
-        """One metric, ``s{index}-mysql-{dbName}``, target ``queryValue``."""
-        m = self.metadata
-        return (
-            MetricSpec(
-                name=m.metric_name,
-                target=m.query_value,
-                metric_type=m.metric_type,
-                activation_target=m.activation_query_value,
-            ),
-        )
-
-    def _error(self, reason: str, *, transient: bool) -> ScalerError:
-        message = redact_text(f"mysql at {self.address}: {reason}", [self.metadata.dsn.password])
-        return ScalerError(message, trigger=self._trigger, transient=transient)
 
     async def _make_pool(self) -> Any:
         import aiomysql
@@ -315,9 +307,9 @@ class MySQLScaler(ScalerBase):
         pool.eventscale_bounded = weakref.WeakSet()
         return pool
 
-    async def _bound(self, conn: Any) -> None:
+    async def _bound(self, pool: Any, conn: Any) -> None:
         """Set the server-side statement time limit on a new connection."""
-        bounded: weakref.WeakSet[Any] = self._pool.eventscale_bounded
+        bounded: weakref.WeakSet[Any] = pool.eventscale_bounded
         if conn in bounded:
             return
         async with conn.cursor() as cur:
@@ -331,15 +323,11 @@ class MySQLScaler(ScalerBase):
                 )
         bounded.add(conn)
 
-    async def _fetch(self) -> Sequence[Sequence[Any]]:
-        if self._closed:
-            raise ScalerError("the scaler is closed", trigger=self._trigger, transient=False)
-        if self._pool is None:
-            self._pool = await _POOLS.acquire(self._pool_key, self._make_pool)
-        conn = await self._pool.acquire()
+    async def _run(self, pool: Any) -> Sequence[Sequence[Any]]:
+        conn = await pool.acquire()
         healthy = False
         try:
-            await self._bound(conn)
+            await self._bound(pool, conn)
             async with conn.cursor() as cur:
                 await cur.execute(self.metadata.query)
                 rows: Sequence[Sequence[Any]] = await cur.fetchall()
@@ -349,57 +337,25 @@ class MySQLScaler(ScalerBase):
             if not healthy:
                 # A timed-out or failed exchange leaves the protocol state unknown.
                 conn.close()
-            self._pool.release(conn)
+            pool.release(conn)
 
-    async def query_value(self) -> float:
-        """Run the query once and return its number. :raises ScalerError: on any failure."""
+    def _translate(self, exc: Exception) -> ScalerError | None:
         import pymysql
 
-        deadline = self.timeout + 1.0
-        try:
-            async with asyncio.timeout(deadline):
-                rows = await self._fetch()
-        except ScalerError:
-            raise
-        except TimeoutError as exc:
-            raise ScalerTimeout(
-                f"mysql at {self.address}: no answer within {self.timeout:g}s",
-                trigger=self._trigger,
-                transient=True,
-            ) from exc
-        except pymysql.err.MySQLError as exc:
+        if isinstance(exc, pymysql.err.MySQLError):
             code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
             text = str(exc.args[1] if len(exc.args) > 1 else exc)[:300]
             if code in _STATEMENT_TIMEOUT:
-                raise ScalerTimeout(
-                    self._error(
-                        f"the query was stopped after {self.timeout:g}s ({text})", transient=True
-                    ).message,
-                    trigger=self._trigger,
+                return self._error(
+                    f"the query was stopped after {self.timeout:g}s ({text})",
                     transient=True,
-                ) from exc
+                    timeout=True,
+                )
             if code in _ACCESS_DENIED:
-                raise self._error(f"login refused ({text})", transient=False) from exc
+                return self._error(f"login refused ({text})", transient=False)
             if code in _CONNECTION_LOST or code >= _CLIENT_ERRORS:
-                raise self._error(f"cannot connect or read ({text})", transient=True) from exc
-            raise self._error(
-                f"query failed: {text} (error {code})", transient=code in _RETRYABLE
-            ) from exc
-        except OSError as exc:
-            raise self._error(f"cannot connect ({exc})", transient=True) from exc
-        return single_number(rows, what="the mysql query", trigger=self._trigger)
-
-    async def get_metrics(self) -> ScalerReport:
-        """Poll once: the number, active when above ``activationQueryValue``."""
-        value = await self.query_value()
-        m = self.metadata
-        return ScalerReport.single(m.metric_name, value, is_active=value > m.activation_query_value)
-
-    async def aclose(self) -> None:
-        """Release the shared pool (closed with its last user); safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._pool is not None:
-            self._pool = None
-            await _POOLS.release(self._pool_key)
+                return self._error(f"cannot connect or read ({text})", transient=True)
+            return self._error(f"query failed: {text} (error {code})", transient=code in _RETRYABLE)
+        if isinstance(exc, OSError):
+            return self._error(f"cannot connect ({exc})", transient=True)
+        return None

@@ -26,16 +26,16 @@ from urllib.parse import unquote, urlsplit
 import attrs
 
 from eventscale._optional import import_optional
-from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
-from eventscale.metrics import MetricSpec, MetricType, ScalerReport, metric_name
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.metrics import MetricSpec, MetricType, metric_name
 from eventscale.redaction import Secret, redact_text
-from eventscale.scalers import ScalerBase
 from eventscale.scalers._sql import (
+    CLIENT_GRACE,
     DEFAULT_TIMEOUT,
     POOL_SIZE,
     PoolRegistry,
+    SQLScaler,
     fingerprint,
-    single_number,
 )
 from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
 
@@ -297,15 +297,16 @@ _POOLS: Final[PoolRegistry[Any]] = PoolRegistry(_close_pool)
 _TRANSIENT_CLASSES: Final = ("08", "53", "57", "40")
 _QUERY_CANCELED: Final = "57014"
 _AUTH_CLASS: Final = "28"
-_CLIENT_GRACE: Final = 1.0  # seconds the client waits past the server's statement bound
 
 
-class PostgreSQLScaler(ScalerBase):
+class PostgreSQLScaler(SQLScaler):
     """Runs one query against PostgreSQL and reports its number.
 
     ``timeout`` (seconds) bounds each poll: the server cancels the statement after it
     (``statement_timeout``) and the client gives up shortly after.
     """
+
+    engine = "postgresql"
 
     def __init__(
         self,
@@ -315,22 +316,31 @@ class PostgreSQLScaler(ScalerBase):
         trigger_name: str | None = None,
     ) -> None:
         import_optional("asyncpg", extra="postgresql", what="the postgresql scaler")
-        self.metadata = metadata
-        self.timeout = timeout
-        self._trigger = trigger_name or f"postgresql[{metadata.index}]"
-        self.address = metadata.address
-        # No secret in the key: the connection string and password as fingerprints.
-        self._pool_key: tuple[Any, ...] = (
-            "postgresql",
-            self.address,
-            metadata.user_name,
-            metadata.sslmode,
-            fingerprint(metadata.connection),
-            fingerprint(metadata.password),
-            round(timeout * 1000),
+        self.metadata = m = metadata
+        address = m.address
+        super().__init__(
+            spec=MetricSpec(
+                name=m.metric_name,
+                target=m.target_query_value,
+                metric_type=m.metric_type,
+                activation_target=m.activation_target_query_value,
+            ),
+            address=address,
+            # No secret in the key: the connection string and password as fingerprints.
+            pool_key=(
+                "postgresql",
+                address,
+                m.user_name,
+                m.sslmode,
+                fingerprint(m.connection),
+                fingerprint(m.password),
+                round(timeout * 1000),
+            ),
+            pools=_POOLS,
+            secrets=(m.connection, m.password),
+            timeout=timeout,
+            trigger=trigger_name or f"postgresql[{m.index}]",
         )
-        self._pool: asyncpg.Pool[Any] | None = None
-        self._closed = False
 
     @classmethod
     def from_context(
@@ -346,25 +356,6 @@ class PostgreSQLScaler(ScalerBase):
             f"PostgreSQLScaler(address={self.address!r}, query={m.query!r}, "
             f"targetQueryValue={m.target_query_value:g})"
         )
-
-    def metric_specs(self) -> Sequence[MetricSpec]:
-        """One metric, ``s{index}-postgresql``, target ``targetQueryValue``."""
-        m = self.metadata
-        return (
-            MetricSpec(
-                name=m.metric_name,
-                target=m.target_query_value,
-                metric_type=m.metric_type,
-                activation_target=m.activation_target_query_value,
-            ),
-        )
-
-    def _secrets(self) -> tuple[Secret | None, ...]:
-        return (self.metadata.connection, self.metadata.password)
-
-    def _error(self, reason: str, *, transient: bool) -> ScalerError:
-        message = redact_text(f"postgresql at {self.address}: {reason}", self._secrets())
-        return ScalerError(message, trigger=self._trigger, transient=transient)
 
     async def _make_pool(self) -> asyncpg.Pool[Any]:
         import asyncpg
@@ -385,72 +376,33 @@ class PostgreSQLScaler(ScalerBase):
         )
         return pool
 
-    async def _fetch(self) -> list[Any]:
-        if self._closed:
-            raise ScalerError("the scaler is closed", trigger=self._trigger, transient=False)
-        if self._pool is None:
-            self._pool = await _POOLS.acquire(self._pool_key, self._make_pool)
-        async with self._pool.acquire(timeout=self.timeout) as conn:
+    async def _run(self, pool: asyncpg.Pool[Any]) -> Sequence[Sequence[Any]]:
+        async with pool.acquire(timeout=self.timeout) as conn:
             # asyncpg's own timeout cancels the query on the server if statement_timeout
             # did not (a pooler may drop the setting); it gives the server a head start.
             rows: list[Any] = await conn.fetch(
-                self.metadata.query, timeout=self.timeout + _CLIENT_GRACE / 2
+                self.metadata.query, timeout=self.timeout + CLIENT_GRACE / 2
             )
             return rows
 
-    async def query_value(self) -> float:
-        """Run the query once and return its number. :raises ScalerError: on any failure."""
+    def _translate(self, exc: Exception) -> ScalerError | None:
         import asyncpg
 
-        # The client deadline leaves the server's statement_timeout room to answer first.
-        deadline = self.timeout + _CLIENT_GRACE
-        try:
-            async with asyncio.timeout(deadline):
-                rows = await self._fetch()
-        except ScalerError:
-            raise
-        except TimeoutError as exc:
-            raise ScalerTimeout(
-                f"postgresql at {self.address}: no answer within {self.timeout:g}s",
-                trigger=self._trigger,
-                transient=True,
-            ) from exc
-        except asyncpg.PostgresError as exc:
+        if isinstance(exc, asyncpg.PostgresError):
             state = str(getattr(exc, "sqlstate", "") or "")
             text = str(exc).split("\n")[0][:300]
             if state == _QUERY_CANCELED:
-                raise ScalerTimeout(
-                    redact_text(
-                        f"postgresql at {self.address}: the query was canceled after "
-                        f"{self.timeout:g}s ({text})",
-                        self._secrets(),
-                    ),
-                    trigger=self._trigger,
+                return self._error(
+                    f"the query was canceled after {self.timeout:g}s ({text})",
                     transient=True,
-                ) from exc
+                    timeout=True,
+                )
             if state.startswith(_AUTH_CLASS):
-                raise self._error(f"login refused ({text})", transient=False) from exc
-            raise self._error(
+                return self._error(f"login refused ({text})", transient=False)
+            return self._error(
                 f"query failed: {text} (SQLSTATE {state})",
                 transient=state[:2] in _TRANSIENT_CLASSES,
-            ) from exc
-        except (OSError, asyncpg.InterfaceError) as exc:
-            raise self._error(f"cannot connect ({exc})", transient=True) from exc
-        return single_number(rows, what="the postgresql query", trigger=self._trigger)
-
-    async def get_metrics(self) -> ScalerReport:
-        """Poll once: the number, active when above ``activationTargetQueryValue``."""
-        value = await self.query_value()
-        m = self.metadata
-        return ScalerReport.single(
-            m.metric_name, value, is_active=value > m.activation_target_query_value
-        )
-
-    async def aclose(self) -> None:
-        """Release the shared pool (closed with its last user); safe to repeat."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._pool is not None:
-            self._pool = None
-            await _POOLS.release(self._pool_key)
+            )
+        if isinstance(exc, OSError | asyncpg.InterfaceError):
+            return self._error(f"cannot connect ({exc})", transient=True)
+        return None
