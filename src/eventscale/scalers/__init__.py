@@ -108,6 +108,8 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "azure-servicebus": "eventscale.scalers.azure.servicebus:AzureServiceBusScaler",
     "azure-queue": "eventscale.scalers.azure.storage_queue:AzureQueueScaler",
     "cron": "eventscale.scalers.cron:CronScaler",
+    "prometheus": "eventscale.scalers.prometheus:PrometheusScaler",
+    "metrics-api": "eventscale.scalers.metrics_api:MetricsAPIScaler",
     "memory": "eventscale.scalers.memory:MemoryScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
     "external": "eventscale.external.client:ExternalScaler",

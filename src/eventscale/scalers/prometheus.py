@@ -1,0 +1,294 @@
+"""Prometheus scaler (``type: prometheus``): scale on the value of one PromQL query.
+
+Each poll runs ``query`` through the instant-query API (``GET {serverAddress}/api/v1/query``)
+and reports the single value it returns, as KEDA's prometheus scaler does (KEDA's
+pkg/scalers/prometheus_scaler.go)::
+
+    triggers:
+      - type: prometheus
+        metadata:
+          serverAddress: http://prometheus:9090
+          query: sum(rate(http_requests_total{deployment="web"}[2m]))
+          threshold: "100"
+
+* The query must return one sample (a one-element vector or a scalar). Several series
+  are an error: aggregate them (``sum(...)``).
+* An empty result is 0 while ``ignoreNullValues`` is true (the default) and an error
+  when it is false. ``NaN`` and infinities are always an error (the message says which).
+* A ``status`` other than ``success`` (a bad query, a timeout inside Prometheus) is an
+  error carrying Prometheus's own ``errorType`` and ``error`` text, redacted.
+
+Authentication (``authModes``: ``basic``, ``bearer``, ``tls``, ``custom``) is described
+in docs/scalers/prometheus.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import attrs
+
+from eventscale.errors import ScalerError
+from eventscale.metrics import (
+    MetricSpec,
+    MetricType,
+    ScalerReport,
+    metric_name,
+    normalize_metric_name,
+)
+from eventscale.redaction import redact_text
+from eventscale.scalers import ScalerBase
+from eventscale.scalers._http_source import (
+    DEFAULT_TIMEOUT,
+    MAX_BODY,
+    AuthMode,
+    HTTPAuth,
+    HTTPSource,
+    read_key_value_map,
+)
+from eventscale.scalers.params import Params, TriggerContext
+
+__all__ = ("PrometheusMetadata", "PrometheusScaler")
+
+_SUPPORTED_AUTH: Final = frozenset({AuthMode.BASIC, AuthMode.BEARER, AuthMode.TLS, AuthMode.CUSTOM})
+_EXTRA: Final = "prometheus"
+
+
+def _keys_only(mapping: Mapping[str, str]) -> str:
+    return repr(sorted(mapping))
+
+
+@attrs.frozen(kw_only=True)
+class PrometheusMetadata:
+    """The parsed ``prometheus`` trigger metadata.
+
+    ``timeout`` is in seconds (``None``: the scaler's default). ``custom_headers`` values
+    never show in the repr (only their names).
+    """
+
+    server_address: str
+    query: str
+    threshold: float
+    activation_threshold: float = 0.0
+    query_parameters: Mapping[str, str] = attrs.field(factory=dict)
+    namespace: str = ""
+    custom_headers: Mapping[str, str] = attrs.field(factory=dict, repr=_keys_only)
+    ignore_null_values: bool = True
+    unsafe_ssl: bool = False
+    timeout: float | None = None
+    auth: HTTPAuth = attrs.field(factory=HTTPAuth)
+    index: int = 0
+    metric_type: MetricType = MetricType.AVERAGE_VALUE
+    path: str | None = None
+
+    @property
+    def metric_name(self) -> str:
+        """``s{index}-prometheus``, as KEDA names it."""
+        return metric_name(self.index, normalize_metric_name("prometheus"))
+
+    @classmethod
+    def from_context(cls, ctx: TriggerContext) -> PrometheusMetadata:
+        """Parse and validate the trigger like KEDA (every error collected in one ConfigError)."""
+        p = Params(ctx)
+        server = p.string("serverAddress", required=True)
+        if server is not None and not server.startswith(("http://", "https://")):
+            p.fail('"serverAddress" must be an http:// or https:// URL', "serverAddress")
+        query = p.string("query", required=True)
+        threshold = p.number("threshold", required=True)
+        if threshold is not None and threshold <= 0:
+            p.fail('"threshold" must be greater than 0', "threshold")
+        activation = p.number("activationThreshold", default=0.0)
+        query_parameters = read_key_value_map(p, "queryParameters")
+        namespace = p.string("namespace", default="")
+        headers = read_key_value_map(p, "customHeaders")
+        ignore_null = p.boolean("ignoreNullValues", default=True)
+        unsafe_ssl = p.boolean("unsafeSsl", default=False)
+        timeout = p.duration("timeout")
+        auth = HTTPAuth.from_params(p, supported=_SUPPORTED_AUTH, trigger_type="prometheus")
+        p.finish()
+        assert server is not None
+        assert query is not None
+        assert threshold is not None
+        return cls(
+            server_address=server.rstrip("/"),
+            query=query,
+            threshold=threshold,
+            activation_threshold=activation,
+            query_parameters=query_parameters,
+            namespace=namespace,
+            custom_headers=headers,
+            ignore_null_values=ignore_null,
+            unsafe_ssl=unsafe_ssl,
+            timeout=timeout.total_seconds() if timeout else None,
+            auth=auth,
+            index=ctx.index,
+            metric_type=ctx.metric_type,
+            path=ctx.path,
+        )
+
+
+def _error_detail(body: bytes) -> str | None:
+    """``errorType: error`` from a Prometheus API error body, if it is one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not doc.get("error"):
+        return None
+    kind = doc.get("errorType")
+    return f"{kind}: {doc['error']}" if kind else str(doc["error"])
+
+
+class PrometheusScaler(ScalerBase):
+    """Reports the value of one PromQL query.
+
+    :param metadata: the parsed trigger.
+    :param session: a shared ``aiohttp.ClientSession`` (left open by :meth:`aclose`);
+        by default the scaler opens its own.
+    :param timeout: seconds per query when the trigger sets no ``timeout``.
+    :param max_body: the most bytes of an answer that are read.
+    :param trigger_name: how errors name the trigger.
+    :raises ConfigError: the TLS material does not load;
+        :class:`~eventscale.errors.MissingExtraError` without aiohttp.
+    """
+
+    def __init__(
+        self,
+        metadata: PrometheusMetadata,
+        *,
+        session: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body: int = MAX_BODY,
+        trigger_name: str | None = None,
+    ) -> None:
+        self.metadata = metadata
+        self._trigger = trigger_name or f"prometheus[{metadata.index}]"
+        self._source = HTTPSource(
+            auth=metadata.auth,
+            unsafe_ssl=metadata.unsafe_ssl,
+            timeout=metadata.timeout or timeout,
+            trigger=self._trigger,
+            what="Prometheus",
+            extra=_EXTRA,
+            session=session,
+            max_body=max_body,
+            path=metadata.path,
+        )
+
+    @classmethod
+    def from_context(
+        cls, ctx: TriggerContext, *, session: Any = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> PrometheusScaler:
+        """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
+        metadata = PrometheusMetadata.from_context(ctx)
+        return cls(metadata, session=session, timeout=timeout, trigger_name=ctx.identity)
+
+    def __repr__(self) -> str:
+        m = self.metadata
+        return (
+            f"PrometheusScaler(serverAddress={self._shown_server()!r}, query={m.query!r}, "
+            f"threshold={m.threshold:g})"
+        )
+
+    def _shown_server(self) -> str:
+        return redact_text(self.metadata.server_address, self.metadata.auth.secrets())
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        """One metric, ``s{index}-prometheus``, target ``threshold``."""
+        m = self.metadata
+        return (
+            MetricSpec(
+                name=m.metric_name,
+                target=m.threshold,
+                metric_type=m.metric_type,
+                activation_target=m.activation_threshold,
+            ),
+        )
+
+    def _fail(self, message: str) -> ScalerError:
+        return ScalerError(
+            redact_text(message, self.metadata.auth.secrets()),
+            trigger=self._trigger,
+            transient=False,
+        )
+
+    async def query(self) -> float:
+        """Run the query once and return its value. :raises ScalerError: on any failure."""
+        m = self.metadata
+        params: list[tuple[str, str]] = [
+            ("query", m.query),
+            ("time", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        ]
+        if m.namespace:
+            params.append(("namespace", m.namespace))
+        params.extend(m.query_parameters.items())
+        body = await self._source.get(
+            f"{m.server_address}/api/v1/query",
+            params=params,
+            headers=m.custom_headers,
+            ok=lambda status: 200 <= status <= 299,
+            error_detail=_error_detail,
+        )
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise self._fail(f"Prometheus {self._shown_server()} did not answer JSON") from None
+        if not isinstance(doc, dict):
+            raise self._fail("Prometheus answered JSON that is not an object")
+        if doc.get("status") != "success":
+            detail = _error_detail(body) or f"status {doc.get('status')!r}"
+            raise self._fail(f"Prometheus refused query {m.query!r}: {detail}")
+        return self._value(doc.get("data"))
+
+    def _value(self, data: Any) -> float:
+        m = self.metadata
+        if not isinstance(data, dict):
+            raise self._fail("Prometheus answered no 'data' object")
+        kind = data.get("resultType")
+        result = data.get("result")
+        if kind == "scalar":
+            sample = result
+        elif kind == "vector" and isinstance(result, list):
+            if len(result) > 1:
+                raise self._fail(
+                    f"query {m.query!r} returned {len(result)} series; it must return one "
+                    "(aggregate it, e.g. with sum())"
+                )
+            if not result:
+                if m.ignore_null_values:
+                    return 0.0
+                raise self._fail(
+                    f"query {m.query!r} returned no series: the target may be lost "
+                    "(ignoreNullValues is false)"
+                )
+            sample = result[0].get("value") if isinstance(result[0], dict) else None
+        else:
+            raise self._fail(
+                f"query {m.query!r} returned a {kind!r} result; it must return an instant "
+                "vector or a scalar"
+            )
+        if not isinstance(sample, list) or len(sample) < 2 or not isinstance(sample[1], str):
+            raise self._fail(f"query {m.query!r} returned a sample without a value")
+        try:
+            value = float(sample[1])
+        except ValueError:
+            raise self._fail(f"query {m.query!r} returned {sample[1]!r}, not a number") from None
+        if math.isnan(value):
+            raise self._fail(f"query {m.query!r} returned NaN")
+        if math.isinf(value):
+            raise self._fail(f"query {m.query!r} returned {'+' if value > 0 else '-'}Inf")
+        return value
+
+    async def get_metrics(self) -> ScalerReport:
+        """Poll once: the value, active when it exceeds ``activationThreshold``."""
+        value = await self.query()
+        m = self.metadata
+        return ScalerReport.single(m.metric_name, value, is_active=value > m.activation_threshold)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session the scaler opened; safe to repeat."""
+        await self._source.aclose()
