@@ -36,7 +36,7 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
-from eventscale.redaction import redact_text
+from eventscale.redaction import redact_text, redact_url
 from eventscale.scalers import ScalerBase
 from eventscale.scalers._http_source import (
     DEFAULT_TIMEOUT,
@@ -60,7 +60,7 @@ _EXTRA: Final = "http"
 class MetricsAPIMetadata:
     """The parsed ``metrics-api`` trigger metadata (``timeout`` in seconds or ``None``)."""
 
-    url: str
+    url: str = attrs.field(repr=redact_url)
     value_location: ValueLocation
     target_value: float
     activation_target_value: float = 0.0

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import attrs
@@ -40,7 +40,7 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
-from eventscale.redaction import redact_text
+from eventscale.redaction import redact_text, redact_url
 from eventscale.scalers import ScalerBase
 from eventscale.scalers._http_source import (
     DEFAULT_TIMEOUT,
@@ -70,7 +70,7 @@ class PrometheusMetadata:
     never show in the repr (only their names).
     """
 
-    server_address: str
+    server_address: str = attrs.field(repr=redact_url)
     query: str
     threshold: float
     activation_threshold: float = 0.0
@@ -221,7 +221,9 @@ class PrometheusScaler(ScalerBase):
         m = self.metadata
         params: list[tuple[str, str]] = [
             ("query", m.query),
-            ("time", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+            # KEDA sends RFC 3339 seconds; a Unix time keeps the fraction, so a series
+            # scraped within the current second is already seen.
+            ("time", f"{time.time():.3f}"),
         ]
         if m.namespace:
             params.append(("namespace", m.namespace))
