@@ -88,7 +88,7 @@ class MetricsAPIMetadata:
         """Parse and validate the trigger like KEDA (every error collected in one ConfigError)."""
         p = Params(ctx)
         target = p.number("targetValue")
-        if target is None and p.ok:
+        if target is None and not p.has("targetValue"):
             p.fail("no targetValue given in metadata", "targetValue")
         elif target is not None and target <= 0:
             p.fail('"targetValue" must be greater than 0', "targetValue")
