@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import bcrypt
 import pytest
 import trustme
 
@@ -225,6 +224,8 @@ def prometheus_secure_server(
     ca.cert_pem.write_to_path(str(workdir / "ca.pem"))
     server_cert.cert_chain_pems[0].write_to_path(str(workdir / "server.pem"))
     server_cert.private_key_pem.write_to_path(str(workdir / "server.key"))
+    import bcrypt  # the test dependency group; imported here so other tests load without it
+
     hashed = bcrypt.hashpw(BASIC_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     web_config = (
         "tls_server_config:\n"
