@@ -535,3 +535,16 @@ def test_docs_trigger_example_parses() -> None:
     s = create_scaler(TriggerContext(metadata=doc, trigger_type="metrics-api"))
     (spec,) = s.metric_specs()
     assert (spec.target, spec.activation_target) == (8.8, 3.8)
+
+
+def test_docs_page_examples_build() -> None:
+    """The manifest of docs/scalers/metrics-api.md parses and builds."""
+    import re
+
+    page = (Path(__file__).parents[2] / "docs" / "scalers" / "metrics-api.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", page, flags=re.DOTALL)
+    manifests = load_manifests(block)
+    (ctx,) = manifests.trigger_contexts(manifests.scaled_object())
+    s = create_scaler(ctx)
+    assert isinstance(s, MetricsAPIScaler)
+    assert s.metadata.value_location.extract(b'{"components": {"worker": {"tasks": 12}}}') == 12

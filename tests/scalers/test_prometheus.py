@@ -471,3 +471,24 @@ async def test_docs_example_bearer(
     async with s:
         value = await until_rate(s)
     assert 0 < value < 1.2 * http_requests
+
+
+def test_docs_page_examples_build() -> None:
+    """The manifests and trigger snippets of docs/scalers/prometheus.md parse and build."""
+    import re
+
+    import yaml
+
+    page = (Path(__file__).parents[2] / "docs" / "scalers" / "prometheus.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", page, flags=re.DOTALL)
+    built = 0
+    for block in blocks:
+        doc = yaml.safe_load(block)
+        if doc.get("kind") == "ScaledObject":
+            manifests = load_manifests(block)
+            for ctx in manifests.trigger_contexts(manifests.scaled_object()):
+                assert isinstance(create_scaler(ctx), PrometheusScaler)
+                built += 1
+        else:
+            load_manifests(block)
+    assert built == 1
