@@ -28,21 +28,25 @@ import os
 import ssl
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar
 
 import attrs
 
 from eventscale._optional import import_optional
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
+from eventscale.metrics import MetricSpec, MetricType, ScalerReport
 from eventscale.redaction import Secret, redact_text, redact_url
-from eventscale.scalers.params import AUTH, META, Params
+from eventscale.scalers import ScalerBase
+from eventscale.scalers.params import AUTH, META, Params, TriggerContext
 
 __all__ = (
     "DEFAULT_TIMEOUT",
     "MAX_BODY",
     "AuthMode",
     "HTTPAuth",
+    "HTTPScalerBase",
     "HTTPSource",
+    "HTTPTriggerMetadata",
     "read_key_value_map",
 )
 
@@ -381,3 +385,148 @@ class HTTPSource:
         session, self._session = self._session, None
         if session is not None and self._owns_session:
             await session.close()
+
+
+class HTTPTriggerMetadata(Protocol):
+    """What :class:`HTTPScalerBase` needs from a trigger's parsed metadata."""
+
+    @property
+    def auth(self) -> HTTPAuth:
+        """The trigger's authentication."""
+        ...
+
+    @property
+    def unsafe_ssl(self) -> bool:
+        """Skip certificate verification."""
+        ...
+
+    @property
+    def timeout(self) -> float | None:
+        """The trigger's own timeout in seconds, if it sets one."""
+        ...
+
+    @property
+    def index(self) -> int:
+        """The trigger's position."""
+        ...
+
+    @property
+    def path(self) -> str | None:
+        """The trigger's field path, for configuration errors."""
+        ...
+
+    @property
+    def metric_type(self) -> MetricType:
+        """``AverageValue`` or ``Value``."""
+        ...
+
+    @property
+    def metric_name(self) -> str:
+        """The one metric's name."""
+        ...
+
+    @property
+    def target(self) -> float:
+        """The target value per replica."""
+        ...
+
+    @property
+    def activation_target(self) -> float:
+        """The value the trigger must exceed to be active."""
+        ...
+
+
+M = TypeVar("M", bound=HTTPTriggerMetadata)
+
+
+class HTTPScalerBase(ScalerBase, Generic[M]):
+    """A scaler that reads one number over HTTP: one metric, active above its activation.
+
+    A subclass sets :attr:`trigger_type`, :attr:`what` and :attr:`extra`, and implements
+    :meth:`parse` and :meth:`read_value`.
+
+    :param metadata: the parsed trigger.
+    :param session: a shared ``aiohttp.ClientSession`` (left open by :meth:`aclose`);
+        by default the scaler opens its own.
+    :param timeout: seconds per request when the trigger sets no ``timeout``.
+    :param max_body: the most bytes of an answer that are read.
+    :param trigger_name: how errors name the trigger.
+    :raises ConfigError: the TLS material does not load;
+        :class:`~eventscale.errors.MissingExtraError` without aiohttp.
+    """
+
+    trigger_type: ClassVar[str]
+    """The trigger type, for default trigger names."""
+    what: ClassVar[str]
+    """How errors name the endpoint."""
+    extra: ClassVar[str]
+    """The extra that installs aiohttp for this trigger."""
+
+    def __init__(
+        self,
+        metadata: M,
+        *,
+        session: Any = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body: int = MAX_BODY,
+        trigger_name: str | None = None,
+    ) -> None:
+        self.metadata = metadata
+        self._trigger = trigger_name or f"{self.trigger_type}[{metadata.index}]"
+        self._source = HTTPSource(
+            auth=metadata.auth,
+            unsafe_ssl=metadata.unsafe_ssl,
+            timeout=metadata.timeout or timeout,
+            trigger=self._trigger,
+            what=self.what,
+            extra=self.extra,
+            session=session,
+            max_body=max_body,
+            path=metadata.path,
+        )
+
+    @classmethod
+    def parse(cls, ctx: TriggerContext) -> M:
+        """Parse the trigger's metadata. :raises ConfigError: listing every problem."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_context(
+        cls, ctx: TriggerContext, *, session: Any = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Self:
+        """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
+        return cls(cls.parse(ctx), session=session, timeout=timeout, trigger_name=ctx.identity)
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        """The one metric, with the trigger's target and activation target."""
+        m = self.metadata
+        return (
+            MetricSpec(
+                name=m.metric_name,
+                target=m.target,
+                metric_type=m.metric_type,
+                activation_target=m.activation_target,
+            ),
+        )
+
+    def _fail(self, message: str) -> ScalerError:
+        """A non-transient error about an answer, redacted."""
+        return ScalerError(
+            redact_text(message, self.metadata.auth.secrets()),
+            trigger=self._trigger,
+            transient=False,
+        )
+
+    async def read_value(self) -> float:
+        """Read the number once. :raises ScalerError: on any failure."""
+        raise NotImplementedError
+
+    async def get_metrics(self) -> ScalerReport:
+        """Poll once: the value, active when it exceeds the activation target."""
+        value = await self.read_value()
+        m = self.metadata
+        return ScalerReport.single(m.metric_name, value, is_active=value > m.activation_target)
+
+    async def aclose(self) -> None:
+        """Close the HTTP session the scaler opened; safe to repeat."""
+        await self._source.aclose()

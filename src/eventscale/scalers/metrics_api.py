@@ -23,28 +23,17 @@ docs/scalers/metrics-api.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
-from eventscale.errors import ScalerError
 from eventscale.metrics import (
-    MetricSpec,
     MetricType,
-    ScalerReport,
     metric_name,
     normalize_metric_name,
 )
 from eventscale.redaction import redact_text, redact_url
-from eventscale.scalers import ScalerBase
-from eventscale.scalers._http_source import (
-    DEFAULT_TIMEOUT,
-    MAX_BODY,
-    AuthMode,
-    HTTPAuth,
-    HTTPSource,
-)
+from eventscale.scalers._http_source import AuthMode, HTTPAuth, HTTPScalerBase
 from eventscale.scalers._payload import FORMATS, ValueLocation, compile_location
 from eventscale.scalers.params import Params, TriggerContext
 
@@ -75,6 +64,16 @@ class MetricsAPIMetadata:
     def format(self) -> str:
         """``json``, ``xml``, ``yaml`` or ``prometheus``."""
         return self.value_location.format
+
+    @property
+    def target(self) -> float:
+        """``targetValue``."""
+        return self.target_value
+
+    @property
+    def activation_target(self) -> float:
+        """``activationTargetValue``."""
+        return self.activation_target_value
 
     @property
     def metric_name(self) -> str:
@@ -132,49 +131,21 @@ class MetricsAPIMetadata:
         )
 
 
-class MetricsAPIScaler(ScalerBase):
+class MetricsAPIScaler(HTTPScalerBase[MetricsAPIMetadata]):
     """Reports the number an HTTP API serves at ``valueLocation``.
 
-    :param metadata: the parsed trigger.
-    :param session: a shared ``aiohttp.ClientSession`` (left open by :meth:`aclose`);
-        by default the scaler opens its own.
-    :param timeout: seconds per request when the trigger sets no ``timeout``.
-    :param max_body: the most bytes of an answer that are read.
-    :param trigger_name: how errors name the trigger.
-    :raises ConfigError: the TLS material does not load;
-        :class:`~eventscale.errors.MissingExtraError` without aiohttp.
+    Built like every HTTP trigger (:class:`~eventscale.scalers._http_source.HTTPScalerBase`):
+    ``MetricsAPIScaler(metadata, session=..., timeout=..., max_body=..., trigger_name=...)``.
     """
 
-    def __init__(
-        self,
-        metadata: MetricsAPIMetadata,
-        *,
-        session: Any = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_body: int = MAX_BODY,
-        trigger_name: str | None = None,
-    ) -> None:
-        self.metadata = metadata
-        self._trigger = trigger_name or f"metrics-api[{metadata.index}]"
-        self._source = HTTPSource(
-            auth=metadata.auth,
-            unsafe_ssl=metadata.unsafe_ssl,
-            timeout=metadata.timeout or timeout,
-            trigger=self._trigger,
-            what="metrics API",
-            extra=_EXTRA,
-            session=session,
-            max_body=max_body,
-            path=metadata.path,
-        )
+    trigger_type = "metrics-api"
+    what = "metrics API"
+    extra = _EXTRA
 
     @classmethod
-    def from_context(
-        cls, ctx: TriggerContext, *, session: Any = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> MetricsAPIScaler:
-        """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
-        metadata = MetricsAPIMetadata.from_context(ctx)
-        return cls(metadata, session=session, timeout=timeout, trigger_name=ctx.identity)
+    def parse(cls, ctx: TriggerContext) -> MetricsAPIMetadata:
+        """Parse a ``metrics-api`` trigger."""
+        return MetricsAPIMetadata.from_context(ctx)
 
     def __repr__(self) -> str:
         m = self.metadata
@@ -184,18 +155,6 @@ class MetricsAPIScaler(ScalerBase):
             f"valueLocation={m.value_location.location!r}, targetValue={m.target_value:g})"
         )
 
-    def metric_specs(self) -> Sequence[MetricSpec]:
-        """One metric, ``s{index}-metric-api-{valueLocation}``, target ``targetValue``."""
-        m = self.metadata
-        return (
-            MetricSpec(
-                name=m.metric_name,
-                target=m.target_value,
-                metric_type=m.metric_type,
-                activation_target=m.activation_target_value,
-            ),
-        )
-
     async def read_value(self) -> float:
         """GET the API once and read the value. :raises ScalerError: on any failure."""
         m = self.metadata
@@ -203,20 +162,4 @@ class MetricsAPIScaler(ScalerBase):
         try:
             return m.value_location.extract(body)
         except ValueError as exc:
-            raise ScalerError(
-                redact_text(f"metrics API answer ({m.format}): {exc}", m.auth.secrets()),
-                trigger=self._trigger,
-                transient=False,
-            ) from None
-
-    async def get_metrics(self) -> ScalerReport:
-        """Poll once: the value, active when it exceeds ``activationTargetValue``."""
-        value = await self.read_value()
-        m = self.metadata
-        return ScalerReport.single(
-            m.metric_name, value, is_active=value > m.activation_target_value
-        )
-
-    async def aclose(self) -> None:
-        """Close the HTTP session the scaler opened; safe to repeat."""
-        await self._source.aclose()
+            raise self._fail(f"metrics API answer ({m.format}): {exc}") from None

@@ -27,27 +27,21 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
-from eventscale.errors import ScalerError
 from eventscale.metrics import (
-    MetricSpec,
     MetricType,
-    ScalerReport,
     metric_name,
     normalize_metric_name,
 )
 from eventscale.redaction import redact_text, redact_url
-from eventscale.scalers import ScalerBase
 from eventscale.scalers._http_source import (
-    DEFAULT_TIMEOUT,
-    MAX_BODY,
     AuthMode,
     HTTPAuth,
-    HTTPSource,
+    HTTPScalerBase,
     read_key_value_map,
 )
 from eventscale.scalers.params import Params, TriggerContext
@@ -84,6 +78,16 @@ class PrometheusMetadata:
     index: int = 0
     metric_type: MetricType = MetricType.AVERAGE_VALUE
     path: str | None = None
+
+    @property
+    def target(self) -> float:
+        """``threshold``."""
+        return self.threshold
+
+    @property
+    def activation_target(self) -> float:
+        """``activationThreshold``."""
+        return self.activation_threshold
 
     @property
     def metric_name(self) -> str:
@@ -143,49 +147,21 @@ def _error_detail(body: bytes) -> str | None:
     return f"{kind}: {doc['error']}" if kind else str(doc["error"])
 
 
-class PrometheusScaler(ScalerBase):
-    """Reports the value of one PromQL query.
+class PrometheusScaler(HTTPScalerBase[PrometheusMetadata]):
+    """Reports the value of one PromQL query: the metric ``s{index}-prometheus``.
 
-    :param metadata: the parsed trigger.
-    :param session: a shared ``aiohttp.ClientSession`` (left open by :meth:`aclose`);
-        by default the scaler opens its own.
-    :param timeout: seconds per query when the trigger sets no ``timeout``.
-    :param max_body: the most bytes of an answer that are read.
-    :param trigger_name: how errors name the trigger.
-    :raises ConfigError: the TLS material does not load;
-        :class:`~eventscale.errors.MissingExtraError` without aiohttp.
+    Built like every HTTP trigger (:class:`~eventscale.scalers._http_source.HTTPScalerBase`):
+    ``PrometheusScaler(metadata, session=..., timeout=..., max_body=..., trigger_name=...)``.
     """
 
-    def __init__(
-        self,
-        metadata: PrometheusMetadata,
-        *,
-        session: Any = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_body: int = MAX_BODY,
-        trigger_name: str | None = None,
-    ) -> None:
-        self.metadata = metadata
-        self._trigger = trigger_name or f"prometheus[{metadata.index}]"
-        self._source = HTTPSource(
-            auth=metadata.auth,
-            unsafe_ssl=metadata.unsafe_ssl,
-            timeout=metadata.timeout or timeout,
-            trigger=self._trigger,
-            what="Prometheus",
-            extra=_EXTRA,
-            session=session,
-            max_body=max_body,
-            path=metadata.path,
-        )
+    trigger_type = "prometheus"
+    what = "Prometheus"
+    extra = _EXTRA
 
     @classmethod
-    def from_context(
-        cls, ctx: TriggerContext, *, session: Any = None, timeout: float = DEFAULT_TIMEOUT
-    ) -> PrometheusScaler:
-        """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
-        metadata = PrometheusMetadata.from_context(ctx)
-        return cls(metadata, session=session, timeout=timeout, trigger_name=ctx.identity)
+    def parse(cls, ctx: TriggerContext) -> PrometheusMetadata:
+        """Parse a ``prometheus`` trigger."""
+        return PrometheusMetadata.from_context(ctx)
 
     def __repr__(self) -> str:
         m = self.metadata
@@ -197,24 +173,9 @@ class PrometheusScaler(ScalerBase):
     def _shown_server(self) -> str:
         return redact_text(self.metadata.server_address, self.metadata.auth.secrets())
 
-    def metric_specs(self) -> Sequence[MetricSpec]:
-        """One metric, ``s{index}-prometheus``, target ``threshold``."""
-        m = self.metadata
-        return (
-            MetricSpec(
-                name=m.metric_name,
-                target=m.threshold,
-                metric_type=m.metric_type,
-                activation_target=m.activation_threshold,
-            ),
-        )
-
-    def _fail(self, message: str) -> ScalerError:
-        return ScalerError(
-            redact_text(message, self.metadata.auth.secrets()),
-            trigger=self._trigger,
-            transient=False,
-        )
+    async def read_value(self) -> float:
+        """Run the query once (see :meth:`query`)."""
+        return await self.query()
 
     async def query(self) -> float:
         """Run the query once and return its value. :raises ScalerError: on any failure."""
@@ -284,13 +245,3 @@ class PrometheusScaler(ScalerBase):
         if math.isinf(value):
             raise self._fail(f"query {m.query!r} returned {'+' if value > 0 else '-'}Inf")
         return value
-
-    async def get_metrics(self) -> ScalerReport:
-        """Poll once: the value, active when it exceeds ``activationThreshold``."""
-        value = await self.query()
-        m = self.metadata
-        return ScalerReport.single(m.metric_name, value, is_active=value > m.activation_threshold)
-
-    async def aclose(self) -> None:
-        """Close the HTTP session the scaler opened; safe to repeat."""
-        await self._source.aclose()
