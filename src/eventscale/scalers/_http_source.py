@@ -23,6 +23,7 @@ Every secret is a :class:`~eventscale.redaction.Secret`; a body is read up to
 
 from __future__ import annotations
 
+import base64
 import enum
 import os
 import ssl
@@ -195,8 +196,6 @@ class HTTPAuth:
         """The request headers the enabled modes add (values revealed: for the client only)."""
         out: dict[str, str] = {}
         if AuthMode.BASIC in self.modes:
-            import base64
-
             pair = f"{self.username}:{self.password.reveal() if self.password else ''}"
             out["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
         if AuthMode.BEARER in self.modes and self.bearer_token is not None:
@@ -436,10 +435,10 @@ class HTTPTriggerMetadata(Protocol):
         ...
 
 
-M = TypeVar("M", bound=HTTPTriggerMetadata)
+_M = TypeVar("_M", bound=HTTPTriggerMetadata)
 
 
-class HTTPScalerBase(ScalerBase, Generic[M]):
+class HTTPScalerBase(ScalerBase, Generic[_M]):
     """A scaler that reads one number over HTTP: one metric, active above its activation.
 
     A subclass sets :attr:`trigger_type`, :attr:`what` and :attr:`extra`, and implements
@@ -464,7 +463,7 @@ class HTTPScalerBase(ScalerBase, Generic[M]):
 
     def __init__(
         self,
-        metadata: M,
+        metadata: _M,
         *,
         session: Any = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -486,7 +485,7 @@ class HTTPScalerBase(ScalerBase, Generic[M]):
         )
 
     @classmethod
-    def parse(cls, ctx: TriggerContext) -> M:
+    def parse(cls, ctx: TriggerContext) -> _M:
         """Parse the trigger's metadata. :raises ConfigError: listing every problem."""
         raise NotImplementedError
 
