@@ -548,3 +548,81 @@ def test_docs_page_examples_build() -> None:
     s = create_scaler(ctx)
     assert isinstance(s, MetricsAPIScaler)
     assert s.metadata.value_location.extract(b'{"components": {"worker": {"tasks": 12}}}') == 12
+
+
+# ---------------------------------------------------------------------------- KEDA vectors
+
+_OK = {"url": "http://dummy:1230/api/v1/", "valueLocation": "metric", "targetValue": "42"}
+
+# KEDA's metrics_api_scaler_test.go (testMetricsAPIMetadata, testMetricsAPIAuthMetadata).
+KEDA_METADATA: list[tuple[dict[str, str], dict[str, str], bool]] = [
+    ({}, {}, True),
+    ({**_OK, "valueLocation": "metric.test"}, {}, False),
+    ({**_OK, "targetValue": "aa"}, {}, True),
+    ({**_OK, "targetValue": "1", "activationTargetValue": "aa"}, {}, True),
+    ({"url": "http://dummy:1230/api/v1/", "targetValue": "aa"}, {}, True),
+    ({"valueLocation": "metric", "targetValue": "aa"}, {}, True),
+    ({"url": "http://dummy:1230/api/v1/", "valueLocation": "metric"}, {}, True),
+    ({**_OK, "timeout": "1000"}, {}, False),
+    ({**_OK, "timeout": "-1"}, {}, True),
+    ({**_OK, "timeout": "a"}, {}, True),
+    ({**_OK, "authMode": "tls"}, {"ca": "caaa", "cert": "ceert", "key": "keey"}, False),
+    ({**_OK, "authMode": "tls"}, {"cert": "ceert", "key": "keey"}, False),
+    ({**_OK, "authMode": "tls"}, {"ca": "caaa", "cert": "ceert"}, True),
+    ({**_OK, "authMode": "tls"}, {"ca": "caaa", "key": "keey"}, True),
+    ({**_OK, "authMode": "apiKey"}, {"apiKey": "apiikey"}, False),
+    ({**_OK, "authMode": "apiKey"}, {"apiKey": "apiikey", "method": "query"}, False),
+    (
+        {**_OK, "authMode": "apiKey"},
+        {"apiKey": "apiikey", "method": "header", "keyParamName": "custom"},
+        False,
+    ),
+    (
+        {**_OK, "authMode": "apiKey"},
+        {"apiKey": "apiikey", "method": "query", "keyParamName": "custom"},
+        False,
+    ),
+    ({**_OK, "authMode": "apiKey"}, {}, True),
+    ({**_OK, "authMode": "basic"}, {"username": "user", "password": "pass"}, False),
+    ({**_OK, "authMode": "basic"}, {}, True),
+    ({**_OK, "authMode": "bearer"}, {"token": "bearerTokenValue"}, False),
+    ({**_OK, "authMode": "bearer"}, {}, True),
+    ({**_OK, "unsafeSsl": "true"}, {}, False),
+    ({**_OK, "unsafeSsl": "false"}, {}, False),
+    ({**_OK, "unsafeSsl": "yes"}, {}, True),
+    (
+        {**_OK, "authMode": "apiKey,tls"},
+        {"apiKey": "apiikey", "ca": "caaa", "cert": "ceert", "key": "keey"},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("metadata", "auth", "is_error"), KEDA_METADATA)
+def test_keda_metadata_vectors(
+    metadata: dict[str, str], auth: dict[str, str], is_error: bool
+) -> None:
+    ctx = TriggerContext(metadata=metadata, auth=auth, trigger_type="metrics-api")
+    if is_error:
+        with pytest.raises(ConfigError):
+            MetricsAPIMetadata.from_context(ctx)
+    else:
+        MetricsAPIMetadata.from_context(ctx)
+
+
+def test_keda_metric_name() -> None:
+    ctx = TriggerContext(
+        metadata={**_OK, "valueLocation": "metric.test"}, trigger_type="metrics-api", index=1
+    )
+    assert MetricsAPIMetadata.from_context(ctx).metric_name == "s1-metric-api-metric-test"
+
+
+def test_api_key_settings_from_the_trigger_authentication() -> None:
+    ctx = TriggerContext(
+        metadata={**_OK, "authMode": "apiKey"},
+        auth={"apiKey": "apiikey", "method": "query", "keyParamName": "custom"},
+        trigger_type="metrics-api",
+    )
+    auth = MetricsAPIMetadata.from_context(ctx).auth
+    assert auth.query() == {"custom": "apiikey"}
+    assert auth.headers() == {}

@@ -492,3 +492,76 @@ def test_docs_page_examples_build() -> None:
         else:
             load_manifests(block)
     assert built == 1
+
+
+# ---------------------------------------------------------------------------- KEDA vectors
+
+_OK = {"serverAddress": "http://localhost:9090", "threshold": "100", "query": "up"}
+
+# KEDA's prometheus_scaler_test.go (testPromMetadata, testPrometheusAuthMetadata): the
+# metadata and auth parameters it accepts and refuses when parsing.
+KEDA_METADATA: list[tuple[dict[str, str], dict[str, str], bool]] = [
+    ({}, {}, True),
+    ({**_OK, "metricName": "http_requests_total"}, {}, False),
+    ({**_OK, "namespace": "foo"}, {}, False),
+    ({**_OK, "ignoreNullValues": "false"}, {}, False),
+    ({**_OK, "activationThreshold": "50"}, {}, False),
+    ({**_OK, "serverAddress": ""}, {}, True),
+    ({"serverAddress": "http://localhost:9090", "query": "up"}, {}, True),
+    ({**_OK, "threshold": "one"}, {}, True),
+    ({**_OK, "activationThreshold": "one"}, {}, True),
+    ({**_OK, "query": ""}, {}, True),
+    ({**_OK, "ignoreNullValues": "xxxx"}, {}, True),
+    ({**_OK, "serverAddress": "https://localhost:9090", "unsafeSsl": "true"}, {}, False),
+    ({**_OK, "customHeaders": "key1=value1,key2=value2"}, {}, False),
+    ({**_OK, "customHeaders": "key1=value1,key2"}, {}, True),
+    ({**_OK, "queryParameters": "key1=value1,key2=value2"}, {}, False),
+    ({**_OK, "queryParameters": "key1=value1,key2"}, {}, True),
+    ({**_OK, "timeout": "1000"}, {}, False),
+    ({**_OK, "timeout": "-1"}, {}, True),
+    ({**_OK, "timeout": "a"}, {}, True),
+    ({**_OK, "authModes": "tls"}, {"ca": "caaa", "cert": "ceert", "key": "keey"}, False),
+    ({**_OK, "authModes": "tls"}, {"cert": "ceert", "key": "keey"}, False),
+    ({**_OK, "authModes": "tls"}, {"ca": "caaa", "cert": "ceert"}, True),
+    ({**_OK, "authModes": "tls"}, {"ca": "caaa", "key": "keey"}, True),
+    ({**_OK, "authModes": "bearer"}, {"bearerToken": "tooooken"}, False),
+    ({**_OK, "authModes": "bearer"}, {}, True),
+    ({**_OK, "authModes": "basic"}, {"username": "user", "password": "pass"}, False),
+    ({**_OK, "authModes": "basic"}, {}, True),
+    (
+        {**_OK, "authModes": "tls, basic"},
+        {"ca": "caaa", "cert": "ceert", "key": "keey", "username": "user", "password": "pass"},
+        False,
+    ),
+    ({**_OK, "authModes": "tls,basic"}, {"username": "user", "password": "pass"}, True),
+    (
+        {**_OK, "authModes": "custom"},
+        {"customAuthHeader": "header", "customAuthValue": "value"},
+        False,
+    ),
+    ({**_OK, "authModes": "custom"}, {"customAuthHeader": ""}, True),
+    ({**_OK, "authModes": "custom"}, {"customAuthValue": ""}, True),
+    (
+        {**_OK, "authModes": "custom"},
+        {"customAuthHeader": "header\n", "customAuthValue": "value\n"},
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("metadata", "auth", "is_error"), KEDA_METADATA)
+def test_keda_metadata_vectors(
+    metadata: dict[str, str], auth: dict[str, str], is_error: bool
+) -> None:
+    ctx = TriggerContext(metadata=metadata, auth=auth, trigger_type="prometheus")
+    if is_error:
+        with pytest.raises(ConfigError):
+            PrometheusMetadata.from_context(ctx)
+    else:
+        PrometheusMetadata.from_context(ctx)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_keda_metric_names(index: int) -> None:
+    ctx = TriggerContext(metadata=_OK, trigger_type="prometheus", index=index)
+    assert PrometheusMetadata.from_context(ctx).metric_name == f"s{index}-prometheus"
