@@ -4,6 +4,7 @@ reads and error translation, against a real local aiohttp server."""
 from __future__ import annotations
 
 import base64
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -311,3 +312,29 @@ async def test_closing_twice_is_safe(server: tuple[str, list[web.Request]]) -> N
     assert await src.get(f"{url}/x") == b"ok"
     await src.aclose()
     await src.aclose()
+
+
+@pytest.mark.parametrize(
+    ("trigger_type", "metadata", "extra"),
+    [
+        (
+            "prometheus",
+            {"serverAddress": "http://p:9090", "query": "up", "threshold": "1"},
+            "prometheus",
+        ),
+        ("metrics-api", {"url": "http://a/b", "valueLocation": "x", "targetValue": "1"}, "http"),
+    ],
+)
+def test_missing_aiohttp_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, trigger_type: str, metadata: dict[str, str], extra: str
+) -> None:
+    from eventscale.errors import MissingExtraError
+    from eventscale.metrics import MetricType
+    from eventscale.scalers import create_scaler
+
+    ctx = TriggerContext(metadata=metadata, trigger_type=trigger_type, metric_type=MetricType.VALUE)
+    (spec,) = create_scaler(ctx).metric_specs()
+    assert spec.metric_type is MetricType.VALUE
+    monkeypatch.setitem(sys.modules, "aiohttp", None)
+    with pytest.raises(MissingExtraError, match=rf"eventscale\[{extra}\]"):
+        create_scaler(ctx)
