@@ -111,6 +111,8 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "postgresql": "eventscale.scalers.postgresql:PostgreSQLScaler",
     "mysql": "eventscale.scalers.mysql:MySQLScaler",
     "nats-jetstream": "eventscale.scalers.nats_jetstream:NATSJetStreamScaler",
+    "prometheus": "eventscale.scalers.prometheus:PrometheusScaler",
+    "metrics-api": "eventscale.scalers.metrics_api:MetricsAPIScaler",
     "memory": "eventscale.scalers.memory:MemoryScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
     "external": "eventscale.external.client:ExternalScaler",
