@@ -35,6 +35,7 @@ __all__ = (
     "failure_message",
     "poll_trigger",
     "poll_triggers",
+    "must_propagate",
     "trigger_results",
 )
 
@@ -107,12 +108,32 @@ async def poll_trigger(
             f"no answer within {call_seconds:g}s", trigger=ident, transient=True
         )
         return TriggerObservation.failure(index, specs, err, name=name)
-    except Exception as exc:  # a user scaler's bug must not stop the loop
+    except BaseException as exc:  # a user scaler's bug must not stop the loop
+        if must_propagate(exc):
+            raise
         err = ScalerError(
             f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}", trigger=ident
         )
         return TriggerObservation.failure(index, specs, err, name=name)
     return TriggerObservation.success(index, specs, report, name=name)
+
+
+def must_propagate(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a scaler or target call, must end the caller.
+
+    Only interpreter exit (``KeyboardInterrupt``, ``SystemExit``, also inside an
+    exception group) and a cancellation the caller's own scopes asked for do. Anything
+    else, a ``CancelledError`` a scaler raised on its own included, is that call's
+    failure (docs/runtime.md, "Many objects").
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(must_propagate(inner) for inner in exc.exceptions)
+    if isinstance(exc, Exception):
+        return False
+    # our cancellation: an enclosing scope was cancelled (its deadline is -inf then)
+    return anyio.current_effective_deadline() == -math.inf
 
 
 async def poll_triggers(
