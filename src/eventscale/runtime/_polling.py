@@ -20,7 +20,7 @@ import anyio
 
 from eventscale.engine import TriggerObservation
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
-from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.metrics import MetricSpec, ScalerReport, validate_metric_value
 from eventscale.redaction import redact_text
 from eventscale.runtime.observability import TriggerResult
 from eventscale.scalers import Scaler, TriggerContext, create_scaler
@@ -295,7 +295,6 @@ def _check_report(report: object) -> None:
     if not report.values:
         raise ScalerError("scaler returned no metric values", transient=False)
     for value in report.values:
-        if not math.isfinite(value.value):
-            raise ScalerError(
-                f"scaler returned a non-finite value for {value.name}", transient=False
-            )
+        problem = validate_metric_value(value.name, value.value)
+        if problem is not None:
+            raise ScalerError(problem, transient=False)
