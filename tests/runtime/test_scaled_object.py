@@ -143,6 +143,29 @@ async def test_the_largest_allowed_value_scales_exactly() -> None:
     assert report.decision.raw_replicas == 10**8
 
 
+class WordyTarget(MemoryTarget):
+    async def get_replicas(self) -> int:
+        raise TargetError("t" * 50_000, target="worker")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ScalerError("x" * 50_000), RuntimeError("amqp://u:hunter2@h/ " + "y" * 50_000)],
+    ids=["scaler-error", "bug"],
+)
+async def test_a_50000_character_error_is_cut_to_1_kib_with_a_marker(
+    error: BaseException,
+) -> None:
+    scaler = StaticScaler(1, error=error)
+    so = ScaledObject(spec(), target=WordyTarget(2), scalers=[scaler], clock=ManualClock(0))
+    report = await so.reconcile()
+    for message in (report.triggers[0].error, report.target_error):
+        assert message is not None
+        assert len(message) < 1200
+        assert "more characters]" in message
+        assert "hunter2" not in message
+
+
 async def test_one_failing_trigger_does_not_hide_the_other() -> None:
     target = MemoryTarget(replicas=1)
     so = ScaledObject(

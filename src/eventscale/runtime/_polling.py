@@ -21,13 +21,14 @@ import anyio
 from eventscale.engine import TriggerObservation
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
 from eventscale.metrics import MetricSpec, ScalerReport, validate_metric_value
-from eventscale.redaction import redact_text
+from eventscale.redaction import MAX_MESSAGE_CHARS, bound_message, redact_text
 from eventscale.runtime.observability import TriggerResult
 from eventscale.scalers import Scaler, TriggerContext, create_scaler
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerSpec
 
 __all__ = (
     "DEFAULT_POLL_TIMEOUT",
+    "bounded_text",
     "build_scalers",
     "call_timeout",
     "close_all",
@@ -102,6 +103,9 @@ async def poll_trigger(
             report = await scaler.get_metrics()
         _check_report(report)
     except ScalerError as exc:
+        if len(exc.message) > MAX_MESSAGE_CHARS:  # scalers redact their own messages
+            exc.message = bound_message(exc.message)
+            exc.args = (exc.message,)
         return TriggerObservation.failure(index, specs, exc.with_trigger(ident), name=name)
     except TimeoutError:
         err: ScalerError = ScalerTimeout(
@@ -112,7 +116,7 @@ async def poll_trigger(
         if must_propagate(exc):
             raise
         err = ScalerError(
-            f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}", trigger=ident
+            f"scaler failed: {type(exc).__name__}: {bounded_text(exc)}", trigger=ident
         )
         return TriggerObservation.failure(index, specs, err, name=name)
     return TriggerObservation.success(index, specs, report, name=name)
@@ -186,8 +190,13 @@ def failure_message(exc: BaseException, timeout: float, what: str = "target") ->
     if isinstance(exc, TimeoutError):
         return f"{what} did not answer within {timeout:g}s"
     if isinstance(exc, TargetError):
-        return str(exc)
-    return f"{what} failed: {type(exc).__name__}: {redact_text(str(exc))}"
+        return bound_message(str(exc))
+    return f"{what} failed: {type(exc).__name__}: {bounded_text(exc)}"
+
+
+def bounded_text(exc: BaseException) -> str:
+    """``str(exc)`` redacted, then cut to :data:`~eventscale.redaction.MAX_MESSAGE_CHARS`."""
+    return bound_message(redact_text(str(exc)))
 
 
 def call_timeout(seconds: float) -> _Timeout:

@@ -31,7 +31,7 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
-from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, must_propagate
+from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
 from eventscale.runtime._schedule import (
     SLOTS_PER_SECOND,
     ObjectLoop,
@@ -518,7 +518,7 @@ class Controller:
                 if must_propagate(exc):
                     raise
                 owned = False
-                status.last_error = f"ownership check failed: {exc}"
+                status.last_error = f"ownership check failed: {bounded_text(exc)}"
             status.owned = owned
             if not owned:
                 return
@@ -552,7 +552,7 @@ class Controller:
             if must_propagate(exc):
                 raise
             logger.exception("reconciling %s failed", obj.key)
-            status.last_error = f"{type(exc).__name__}: {exc}"
+            status.last_error = f"{type(exc).__name__}: {bounded_text(exc)}"
             await self.events.emit(
                 Event(
                     kind=EventKind.TARGET_ERROR,
