@@ -136,7 +136,7 @@ class RedisStreamsConfig:
             ("streamLength", length),
             ("lagCount", lag),
         ):
-            if count is not None and count < 0:
+            if (count or 0) < 0:  # (None: already an error)
                 p.fail(f"{name} must be >= 0", name)
         connection = parse_connection(p, mode_for_trigger_type(ctx.trigger_type))
         if connection is not None and stream is None:
