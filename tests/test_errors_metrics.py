@@ -18,6 +18,7 @@ from eventscale.errors import (
     TargetNotFound,
 )
 from eventscale.metrics import (
+    MAX_METRIC_VALUE,
     MetricSpec,
     MetricType,
     MetricValue,
@@ -27,6 +28,7 @@ from eventscale.metrics import (
     remove_index_from_metric_name,
     sanitize_metric_value,
     to_milli,
+    validate_metric_value,
 )
 
 
@@ -122,7 +124,21 @@ def test_large_values_stay_positive(value: float) -> None:
 @pytest.mark.parametrize("value", [math.nan, math.inf, -1.0, -9.3e15])
 def test_nan_inf_negative_are_zero(value: float) -> None:
     assert sanitize_metric_value(value) == 0
-    assert MetricValue(name="m", value=value).value == 0
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -1.0, -9.3e15, 1.5e15])
+def test_a_reported_value_is_kept_and_checked_not_clamped(value: float) -> None:
+    # a NaN read as 0 would scale a workload in: the runtime rejects it instead
+    kept = MetricValue(name="m", value=value).value
+    assert kept == value or (math.isnan(kept) and math.isnan(value))
+    problem = validate_metric_value("s0-m", value)
+    assert problem is not None
+    assert "s0-m" in problem
+
+
+@pytest.mark.parametrize("value", [0.0, 0.5, 42.5, MAX_METRIC_VALUE])
+def test_finite_values_up_to_the_limit_are_valid(value: float) -> None:
+    assert validate_metric_value("s0-m", value) is None
 
 
 def test_milli_rounding() -> None:

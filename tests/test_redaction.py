@@ -8,7 +8,16 @@ import pickle
 import pytest
 
 from eventscale.errors import ConfigError, ScalerError
-from eventscale.redaction import REDACTED, Secret, is_secret_name, redact_text, redact_url
+from eventscale.redaction import (
+    MAX_MESSAGE_CHARS,
+    REDACTED,
+    Secret,
+    bound_message,
+    is_credible_secret,
+    is_secret_name,
+    redact_text,
+    redact_url,
+)
 
 
 def test_secret_hides_itself_everywhere() -> None:
@@ -85,14 +94,31 @@ def test_redact_url_keeps_user_and_host() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["password", "Password", "connection", "accountKey", "sasToken", "host", "keyPassword"]
+    "name",
+    [
+        "password",
+        "Password",
+        "connection",
+        "accountKey",
+        "sasToken",
+        "host",
+        "keyPassword",
+        "authorization",
+        "apiToken",
+        "clientSecret",
+        "dbPasswd",
+        "apiKey",
+        "serviceCredentials",
+        "X-Auth-Token",
+    ],
 )
 def test_secret_names(name: str) -> None:
     assert is_secret_name(name)
 
 
 @pytest.mark.parametrize(
-    "name", ["passwordFromEnv", "queueName", "listLength", "connectionFromEnv"]
+    "name",
+    ["passwordFromEnv", "queueName", "listLength", "connectionFromEnv", "apiTokenFromEnv"],
 )
 def test_non_secret_names(name: str) -> None:
     assert not is_secret_name(name)
@@ -114,3 +140,39 @@ def test_redaction_is_linear_in_the_text_length() -> None:
     assert redact_text(text) == text
     long_scheme = "s" * 40 + "://user:hunter2@host"
     assert "hunter2" not in redact_text(long_scheme)
+
+
+@pytest.mark.parametrize("word", ["default", "admin", "guest", "orders"])
+def test_a_secret_that_is_a_common_word_does_not_blank_it_everywhere(word: str) -> None:
+    text = "namespace default: user admin (guest) has no queue orders"
+    assert redact_text(text, [Secret(word)]) == text
+    # where its place is known it is still hidden
+    assert word not in redact_text(f"amqp://u:{word}@h/", [Secret(word)]).split("@")[0]
+    assert word not in redact_text(f"login failed: password={word}", [Secret(word)])
+
+
+@pytest.mark.parametrize(
+    ("value", "credible"),
+    [
+        ("default", False),
+        ("admin", False),
+        ("abc", False),
+        ("hunter2", True),
+        ("p@ss", True),
+        ("abcdefghijkl", True),
+        ("1234", False),
+        ("k3y-material", True),
+    ],
+)
+def test_credible_secrets(value: str, credible: bool) -> None:
+    assert is_credible_secret(value) is credible
+    assert (value not in redact_text(f"x {value} y", [Secret(value)])) is credible
+
+
+def test_long_messages_are_bounded_with_a_marker() -> None:
+    text = "e" * 50_000
+    out = bound_message(text)
+    assert len(out) < MAX_MESSAGE_CHARS + 40
+    assert out.startswith("e" * MAX_MESSAGE_CHARS)
+    assert out.endswith(f"... [{50_000 - MAX_MESSAGE_CHARS} more characters]")
+    assert bound_message("short") == "short"

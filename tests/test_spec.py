@@ -59,3 +59,29 @@ def test_bounds_are_inclusive_and_optional_fields_may_be_absent() -> None:
     ScalingRules(stabilization_window_seconds=0, tolerance=0.0)
     ScalingRules()
     Fallback(failure_threshold=0, replicas=0)
+
+
+def test_spec_repr_hides_secret_looking_metadata_of_any_trigger_type() -> None:
+    from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
+
+    so = ScaledObjectSpec(
+        name="w",
+        scale_target_ref=ScaleTargetRef(name="w"),
+        triggers=[
+            TriggerSpec(
+                type="external",
+                metadata={
+                    "scalerAddress": "scaler:9090",
+                    "authorization": "Bearer abc.def.ghi",
+                    "apiToken": "t0ken-value",
+                    "clientCredential": "cred-value-1",
+                    "tokenFromEnv": "TOKEN_VAR",
+                },
+            )
+        ],
+    )
+    text = repr(so)
+    for leak in ("abc.def.ghi", "t0ken-value", "cred-value-1"):
+        assert leak not in text
+    assert "scaler:9090" in text
+    assert "TOKEN_VAR" in text  # the name of an environment variable is not a secret

@@ -142,9 +142,9 @@ async def test_static_scaler_reports_its_value_or_error() -> None:
     with pytest.raises(ScalerError, match="unreachable"):
         await scaler.get_metrics()
     scaler.error = None
-    scaler.value = -3  # sanitized to 0 in the report, inactive
+    scaler.value = -3  # kept as reported (the runtime refuses it: docs/errors.md), inactive
     report = await scaler.get_metrics()
-    assert (report.value_of("s0-static"), report.is_active) == (0.0, False)
+    assert (report.value_of("s0-static"), report.is_active) == (-3.0, False)
     assert scaler.polls == 4
 
 

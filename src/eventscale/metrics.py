@@ -16,6 +16,7 @@ import attrs
 from eventscale.errors import ConfigError
 
 __all__ = (
+    "MAX_METRIC_VALUE",
     "MetricSpec",
     "MetricType",
     "MetricValue",
@@ -25,7 +26,14 @@ __all__ = (
     "remove_index_from_metric_name",
     "sanitize_metric_value",
     "to_milli",
+    "validate_metric_value",
 )
+
+#: The largest metric value a scaler may report. Kubernetes compares metrics as int64
+#: milli-values, so 1e15 (1e18 milli) still fits, and below it the replica maths
+#: (``value / target``) is exact to well under one replica (doubles hold every
+#: integer up to 2**53, about 9e15). Larger values are a ScalerError (docs/errors.md).
+MAX_METRIC_VALUE = 1e15
 
 
 class MetricType(enum.Enum):
@@ -82,9 +90,11 @@ def remove_index_from_metric_name(index: int, name: str) -> str:
 
 
 def sanitize_metric_value(value: float) -> float:
-    """NaN, infinities and negatives become 0, as KEDA does before reporting a metric.
+    """NaN, infinities and negatives become 0, as KEDA's ``GenerateMetricInMili`` does.
 
-    The activity test still sees the raw value; only the reported metric is clamped.
+    Only for rendering a value the KEDA way (:func:`to_milli`, a RabbitMQ target): a
+    value a scaler reports is not sanitized but checked by
+    :func:`validate_metric_value`, since a NaN read as 0 would scale a workload in.
     """
     if math.isnan(value) or math.isinf(value) or value < 0:
         return 0.0
@@ -116,12 +126,35 @@ class MetricSpec:
     activation_target: float = attrs.field(default=0.0, converter=float)
 
 
+def validate_metric_value(name: str, value: float) -> str | None:
+    """Why ``value`` of metric ``name`` cannot be used, or ``None`` when it can.
+
+    NaN, infinities, negative values and values above :data:`MAX_METRIC_VALUE` cannot:
+    KEDA would report them as 0 (or overflow), which scales a workload in on a broken
+    reading. The runtime turns the answer into a :class:`~eventscale.errors.ScalerError`
+    naming the trigger (docs/errors.md, "Limits").
+    """
+    if math.isnan(value):
+        return f"scaler returned NaN for {name}"
+    if math.isinf(value):
+        return f"scaler returned an infinite value for {name}"
+    if value < 0:
+        return f"scaler returned a negative value for {name}: {value!r}"
+    if value > MAX_METRIC_VALUE:
+        return f"scaler returned {value!r} for {name}, above the limit of {MAX_METRIC_VALUE:g}"
+    return None
+
+
 @attrs.frozen(kw_only=True)
 class MetricValue:
-    """A metric reading. ``value`` is what the scaler computed (already sanitized)."""
+    """A metric reading: ``value`` is what the scaler computed, as a float.
+
+    It is not clamped: the runtime checks it when it receives the report (see
+    :func:`validate_metric_value`).
+    """
 
     name: str
-    value: float = attrs.field(converter=sanitize_metric_value)
+    value: float = attrs.field(converter=float)
 
 
 def _to_values(values: Iterable[MetricValue]) -> tuple[MetricValue, ...]:

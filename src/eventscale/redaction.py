@@ -15,14 +15,21 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 __all__ = (
+    "MAX_MESSAGE_CHARS",
     "REDACTED",
     "Secret",
+    "bound_message",
+    "is_credible_secret",
     "is_secret_name",
     "redact_text",
     "redact_url",
 )
 
 REDACTED: Final = "***"
+
+#: The longest error message that reaches an event, a status or a log line (characters,
+#: after redaction); the rest is replaced by a marker (docs/errors.md, "Limits").
+MAX_MESSAGE_CHARS: Final = 1024
 
 
 class Secret:
@@ -105,12 +112,58 @@ _SECRET_NAMES: Final = frozenset(
 )
 
 
-def is_secret_name(name: str) -> bool:
-    """Whether a parameter called ``name`` carries a secret (``password``, ``connection``...).
+# Any other name containing one of these words is taken for a secret too (the metadata
+# of an external scaler, an unknown trigger's ``authorization`` or ``apiToken``).
+_SECRET_WORDS: Final = re.compile(
+    r"token|secret|passw|pwd|key|authorization|credential", re.IGNORECASE
+)
 
-    A ``...FromEnv`` name holds an environment variable *name*, which is not secret.
+
+def is_secret_name(name: str) -> bool:
+    """Whether a parameter called ``name`` carries a secret (``password``, ``apiToken``...).
+
+    The known names (``connection``, ``host``, ``cert``...) and any name containing
+    ``token``, ``secret``, ``passw``, ``pwd``, ``key``, ``authorization`` or
+    ``credential`` (any case). A ``...FromEnv`` name holds an environment variable
+    *name*, which is not secret.
     """
-    return name.lower() in _SECRET_NAMES
+    lowered = name.lower()
+    if lowered in _SECRET_NAMES:
+        return True
+    if lowered.endswith(("fromenv", "fromenvfile")):
+        return False
+    return _SECRET_WORDS.search(name) is not None
+
+
+def is_credible_secret(value: str) -> bool:
+    """Whether :func:`redact_text` looks for ``value`` in free text.
+
+    At least 12 characters, or at least 4 mixing two kinds of characters (letters,
+    digits, others). A short value of one kind (``default``, ``admin``, ``guest``) is
+    not: blanking that word in every message would hide unrelated text and tell which
+    word the secret is. Such values are still hidden where their place is known (URL
+    passwords, ``password=`` pairs, :class:`Secret` reprs).
+    """
+    if len(value) >= 12:
+        return True
+    if len(value) < 4:
+        return False
+    kinds = (
+        any(c.isalpha() for c in value)
+        + any(c.isdigit() for c in value)
+        + any(not c.isalnum() for c in value)
+    )
+    return kinds >= 2
+
+
+def bound_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, with a marker saying how much was cut.
+
+    Apply it after redaction (a cut could otherwise leave the start of a secret).
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} more characters]"
 
 
 # user:password@ in any URL-like string (amqp://, redis://, https://, sb://). The scheme
@@ -136,7 +189,8 @@ def redact_text(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
     """Scrub ``text`` for logs and errors.
 
     Removes URL passwords, connection-string keys and SAS signatures, and every
-    occurrence of the given ``secrets`` (the values a scaler knows it holds).
+    occurrence of the given ``secrets`` (the values a scaler knows it holds) that
+    :func:`is_credible_secret` accepts.
     """
     out = redact_url(text)
     out = _KEY_VALUE.sub(lambda m: f"{m['key']}{REDACTED}", out)
@@ -144,7 +198,6 @@ def redact_text(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
         if secret is None:
             continue
         raw = secret.reveal() if isinstance(secret, Secret) else secret
-        # Very short values would blank out unrelated text; they are not credible secrets.
-        if len(raw) >= 4:
+        if is_credible_secret(raw):
             out = out.replace(raw, REDACTED)
     return out

@@ -13,6 +13,7 @@ one JSON line. Prints ``ready`` once it listens.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import shutil
 import sys
@@ -92,7 +93,8 @@ def main() -> None:
         def GetMetrics(self, request: Any, context: Any) -> Any:  # noqa: N802
             state.record("GetMetrics", request.scaledObjectRef, metricName=request.metricName)
             if request.metricName == "queue":  # the deprecated integer field only
-                value = pb.MetricValue(metricName="queue", metricValue=int(state.value))
+                whole = int(state.value) if math.isfinite(state.value) else 0
+                value = pb.MetricValue(metricName="queue", metricValue=whole)
             elif request.metricName == "backlog":
                 value = pb.MetricValue(metricName="backlog", metricValueFloat=state.value / 2)
             else:

@@ -134,6 +134,31 @@ async def test_reads_an_independent_server_as_keda_does(
 
 
 @pytest.mark.anyio
+async def test_remote_nan_inf_negative_and_huge_values_are_errors_never_zero(
+    independent_server: Callable[[], IndependentServer],
+) -> None:
+    srv = independent_server()
+    scaler = ExternalScaler.from_metadata({"scalerAddress": srv.address, "queue": "orders"})
+    try:
+        for sent, needle in (
+            ("nan", "NaN for backlog"),
+            ("inf", "infinite value for backlog"),
+            ("-4", "negative value for queue"),
+            ("4e15", "above the limit of 1e+15"),
+        ):
+            srv.send(f"value {sent}")
+            with pytest.raises(ScalerError) as info:
+                await scaler.get_metrics()
+            assert needle in str(info.value), sent
+            assert srv.address in str(info.value)
+        srv.send("value 8")
+        report = await scaler.get_metrics()
+        assert report.value_of("s0-backlog") == 4.0
+    finally:
+        await scaler.aclose()
+
+
+@pytest.mark.anyio
 async def test_push_wakes_within_100ms_and_survives_a_restart(
     independent_server: Callable[[], IndependentServer],
 ) -> None:

@@ -105,6 +105,67 @@ async def test_misbehaving_scalers_become_errors(scaler: StaticScaler, needle: s
     assert await target.get_replicas() == 2
 
 
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (float("nan"), "NaN"),
+        (float("inf"), "infinite"),
+        (float("-inf"), "infinite"),
+        (-3.0, "negative"),
+        (2e15, "above the limit of 1e+15"),
+    ],
+)
+async def test_a_nan_inf_negative_or_huge_value_is_an_error_never_zero(
+    value: float, needle: str
+) -> None:
+    target = MemoryTarget(replicas=8)
+    so = ScaledObject(
+        spec(), target=target, scalers=[StaticScaler(value, target=5)], clock=ManualClock(0)
+    )
+    report = await so.reconcile()
+    error = report.triggers[0].error
+    assert error is not None
+    assert needle in error
+    assert "t0" in error  # names the trigger
+    assert await target.get_replicas() == 8  # not scaled to 1 on a value read as 0
+
+
+async def test_the_largest_allowed_value_scales_exactly() -> None:
+    target = MemoryTarget(replicas=1)
+    so = ScaledObject(
+        spec(max_replica_count=10**9),
+        target=target,
+        scalers=[StaticScaler(1e15, target=1e7)],
+        clock=ManualClock(0),
+    )
+    report = await so.evaluate()
+    assert report.triggers[0].error is None
+    assert report.decision.raw_replicas == 10**8
+
+
+class WordyTarget(MemoryTarget):
+    async def get_replicas(self) -> int:
+        raise TargetError("t" * 50_000, target="worker")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ScalerError("x" * 50_000), RuntimeError("amqp://u:hunter2@h/ " + "y" * 50_000)],
+    ids=["scaler-error", "bug"],
+)
+async def test_a_50000_character_error_is_cut_to_1_kib_with_a_marker(
+    error: BaseException,
+) -> None:
+    scaler = StaticScaler(1, error=error)
+    so = ScaledObject(spec(), target=WordyTarget(2), scalers=[scaler], clock=ManualClock(0))
+    report = await so.reconcile()
+    for message in (report.triggers[0].error, report.target_error):
+        assert message is not None
+        assert len(message) < 1200
+        assert "more characters]" in message
+        assert "hunter2" not in message
+
+
 async def test_one_failing_trigger_does_not_hide_the_other() -> None:
     target = MemoryTarget(replicas=1)
     so = ScaledObject(

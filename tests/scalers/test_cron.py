@@ -539,3 +539,24 @@ def test_zones_load_without_system_zoneinfo() -> None:
         timezone="Europe/Berlin", start="0 8 * * *", end="0 18 * * *", desired_replicas=1
     )
     assert scaler.is_inside(datetime(2026, 1, 5, 8, 30, tzinfo=UTC))  # 09:30 in Berlin
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "A" * 300,
+        "Europe/" + "x" * 400,
+        "../../etc/passwd",
+        "Europe//Berlin",
+        "Europe/Berlin\x00",
+        "/etc/localtime",
+    ],
+    ids=["300-chars", "long-part", "dot-dot", "empty-part", "nul", "absolute"],
+)
+def test_a_timezone_that_cannot_be_an_iana_name_is_a_config_error(zone: str) -> None:
+    meta = {"timezone": zone, "start": "0 6 * * *", "end": "0 20 * * *", "desiredReplicas": "2"}
+    with pytest.raises(ConfigError) as info:
+        CronConfig.from_context(ctx(meta))
+    assert "metadata.timezone" in info.value.all_paths()
+    with pytest.raises(ConfigError):
+        CronConfig(timezone=zone, start="0 6 * * *", end="0 20 * * *", desired_replicas=2)

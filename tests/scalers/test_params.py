@@ -255,3 +255,12 @@ def test_trigger_context_repr_hides_secrets() -> None:
     for leak in ("pw-in-host", "meta-pw", "auth-conn-string", "env-value-secret"):
         assert leak not in text
     assert "orders" in text
+
+
+def test_trigger_context_repr_hides_a_password_in_any_url() -> None:
+    # an http trigger's URL is not under a secret-looking name
+    c = ctx({"url": "https://user:url-pw-123@api.example/metrics", "apiToken": "tok-456789"})
+    text = repr(c)
+    assert "url-pw-123" not in text
+    assert "tok-456789" not in text
+    assert "https://user:***@api.example/metrics" in text

@@ -28,7 +28,14 @@ import attrs
 
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.external import _proto
-from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport, metric_name
+from eventscale.metrics import (
+    MetricSpec,
+    MetricType,
+    MetricValue,
+    ScalerReport,
+    metric_name,
+    validate_metric_value,
+)
 from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import AUTH, Params, TriggerContext
@@ -385,11 +392,20 @@ class ExternalScaler(ScalerBase):
             )
         # KEDA hands every returned value to the HPA under the requested name, and the HPA
         # adds them up: the same sum here.
+        # Each value is checked here, where it arrives (a NaN must not become the
+        # integer field's 0): docs/errors.md, "Limits".
         total = 0.0
         for item in answer.metricValues:
-            value = item.metricValueFloat if item.metricValueFloat > 0 else item.metricValue
-            total += float(value)
-        return total
+            given = float(item.metricValueFloat)  # KEDA: the float when it is set
+            value = given if given != 0 else float(item.metricValue)
+            total += self._checked(name, value)
+        return self._checked(name, total)
+
+    def _checked(self, name: str, value: float) -> float:
+        problem = validate_metric_value(self._remote_names[name], value)
+        if problem is not None:
+            raise ScalerError(f"external scaler {self.config.address}: {problem}", transient=False)
+        return value
 
 
 class ExternalPushScaler(ExternalScaler):

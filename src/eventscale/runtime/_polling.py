@@ -20,14 +20,15 @@ import anyio
 
 from eventscale.engine import TriggerObservation
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout, TargetError
-from eventscale.metrics import MetricSpec, ScalerReport
-from eventscale.redaction import redact_text
+from eventscale.metrics import MetricSpec, ScalerReport, validate_metric_value
+from eventscale.redaction import MAX_MESSAGE_CHARS, bound_message, redact_text
 from eventscale.runtime.observability import TriggerResult
 from eventscale.scalers import Scaler, TriggerContext, create_scaler
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerSpec
 
 __all__ = (
     "DEFAULT_POLL_TIMEOUT",
+    "bounded_text",
     "build_scalers",
     "call_timeout",
     "close_all",
@@ -35,6 +36,7 @@ __all__ = (
     "failure_message",
     "poll_trigger",
     "poll_triggers",
+    "must_propagate",
     "trigger_results",
 )
 
@@ -101,18 +103,41 @@ async def poll_trigger(
             report = await scaler.get_metrics()
         _check_report(report)
     except ScalerError as exc:
+        if len(exc.message) > MAX_MESSAGE_CHARS:  # scalers redact their own messages
+            exc.message = bound_message(exc.message)
+            exc.args = (exc.message,)
         return TriggerObservation.failure(index, specs, exc.with_trigger(ident), name=name)
     except TimeoutError:
         err: ScalerError = ScalerTimeout(
             f"no answer within {call_seconds:g}s", trigger=ident, transient=True
         )
         return TriggerObservation.failure(index, specs, err, name=name)
-    except Exception as exc:  # a user scaler's bug must not stop the loop
+    except BaseException as exc:  # a user scaler's bug must not stop the loop
+        if must_propagate(exc):
+            raise
         err = ScalerError(
-            f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}", trigger=ident
+            f"scaler failed: {type(exc).__name__}: {bounded_text(exc)}", trigger=ident
         )
         return TriggerObservation.failure(index, specs, err, name=name)
     return TriggerObservation.success(index, specs, report, name=name)
+
+
+def must_propagate(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a scaler or target call, must end the caller.
+
+    Only interpreter exit (``KeyboardInterrupt``, ``SystemExit``, also inside an
+    exception group) and a cancellation the caller's own scopes asked for do. Anything
+    else, a ``CancelledError`` a scaler raised on its own included, is that call's
+    failure (docs/runtime.md, "Many objects").
+    """
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(must_propagate(inner) for inner in exc.exceptions)
+    if isinstance(exc, Exception):
+        return False
+    # our cancellation: an enclosing scope was cancelled (its deadline is -inf then)
+    return anyio.current_effective_deadline() == -math.inf
 
 
 async def poll_triggers(
@@ -165,8 +190,13 @@ def failure_message(exc: BaseException, timeout: float, what: str = "target") ->
     if isinstance(exc, TimeoutError):
         return f"{what} did not answer within {timeout:g}s"
     if isinstance(exc, TargetError):
-        return str(exc)
-    return f"{what} failed: {type(exc).__name__}: {redact_text(str(exc))}"
+        return bound_message(str(exc))
+    return f"{what} failed: {type(exc).__name__}: {bounded_text(exc)}"
+
+
+def bounded_text(exc: BaseException) -> str:
+    """``str(exc)`` redacted, then cut to :data:`~eventscale.redaction.MAX_MESSAGE_CHARS`."""
+    return bound_message(redact_text(str(exc)))
 
 
 def call_timeout(seconds: float) -> _Timeout:
@@ -274,7 +304,6 @@ def _check_report(report: object) -> None:
     if not report.values:
         raise ScalerError("scaler returned no metric values", transient=False)
     for value in report.values:
-        if not math.isfinite(value.value):
-            raise ScalerError(
-                f"scaler returned a non-finite value for {value.name}", transient=False
-            )
+        problem = validate_metric_value(value.name, value.value)
+        if problem is not None:
+            raise ScalerError(problem, transient=False)

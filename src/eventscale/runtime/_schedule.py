@@ -9,6 +9,7 @@ nothing here allocates per tick.
 from __future__ import annotations
 
 import asyncio
+import logging
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = (
     "SLOTS_PER_SECOND",
     "ObjectLoop",
+    "abandon",
+    "bounded",
     "phase",
     "running_asyncio_loop",
     "sleep_or_wake",
@@ -42,13 +45,17 @@ class ObjectLoop:
         "done_event",
         "ended",
         "finished",
+        "limit",
         "obj",
         "push",
         "reconciled",
         "scaled_object",
         "scope",
+        "since",
         "started",
         "status",
+        "stuck",
+        "task",
         "waiter",
         "wake_event",
         "woken",
@@ -74,6 +81,13 @@ class ObjectLoop:
         self.reconciled: anyio.Event | None = None
         #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
         self.waiter: asyncio.Future[None] | None = None
+        #: the loop's own asyncio task (``None`` on trio, where it runs in the task group)
+        self.task: asyncio.Task[None] | None = None
+        #: when the running reconcile started (``time.monotonic()``; 0.0 between them),
+        #: the seconds after which it counts as stuck, and whether that was reported
+        self.since = 0.0
+        self.limit = 0.0
+        self.stuck = False
 
     def notify(self) -> None:
         """Record a wake-up and end a parked wait at once."""
@@ -171,3 +185,51 @@ async def wake_or_sleep(
             tg.start_soon(sleeper)
             await wake.wait()
             tg.cancel_scope.cancel()
+
+
+logger = logging.getLogger("eventscale.controller")
+
+#: Calls given up on by :func:`bounded`, still running: kept referenced until they end.
+_ABANDONED: set[asyncio.Task[None]] = set()
+
+
+async def bounded(call: Callable[[], Awaitable[object]], within: float, grace: float) -> bool:
+    """Run ``call()``, shielded from the caller's cancellation, for at most about
+    ``within + grace`` seconds.
+
+    After ``within`` seconds the call is cancelled; if it ignores that for ``grace``
+    seconds more it is left running on its own (asyncio) and ``False`` is returned.
+    Its exceptions are logged. On trio the call is only cancelled after ``within``.
+    """
+    loop = running_asyncio_loop()
+    if loop is None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(within):
+            await _logged(call)
+        return True
+    task = loop.create_task(_logged(call))
+    done = anyio.Event()
+    task.add_done_callback(lambda _: done.set())
+    with anyio.CancelScope(shield=True):
+        with anyio.move_on_after(within):
+            await done.wait()
+        if not task.done():
+            task.cancel()
+            with anyio.move_on_after(grace):
+                await done.wait()
+    if task.done():
+        return True
+    abandon(task)
+    return False
+
+
+def abandon(task: asyncio.Task[None]) -> None:
+    """Keep ``task`` referenced until it ends (nobody waits for it any more)."""
+    _ABANDONED.add(task)
+    task.add_done_callback(_ABANDONED.discard)
+
+
+async def _logged(call: Callable[[], Awaitable[object]]) -> None:
+    try:
+        await call()
+    except Exception:
+        logger.exception("%r failed", call)

@@ -31,9 +31,12 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
 from eventscale.runtime._schedule import (
     SLOTS_PER_SECOND,
     ObjectLoop,
+    abandon,
+    bounded,
     phase,
     running_asyncio_loop,
     sleep_or_wake,
@@ -171,6 +174,12 @@ class Controller:
         added together do not all poll at the same instant ever after. Default: on with
         the real clock, off with an injected ``sleep`` (exact schedules for tests and
         simulations).
+    :param grace: seconds (real time) a call that ignores cancellation gets before it is
+        given up on. A reconcile still running ``3 * poll_timeout + grace`` after it
+        started is reported (``last_error`` and a ``target_error`` event); on shutdown,
+        ``remove()`` and ``update()`` an object loop or a close still running ``grace``
+        after it was cancelled is abandoned (logged once), so leaving the controller
+        always returns (docs/runtime.md, "Many objects").
     """
 
     def __init__(
@@ -181,8 +190,10 @@ class Controller:
         events: EventBus | None = None,
         ownership: Ownership | None = None,
         spread: bool | None = None,
+        grace: float = 5.0,
     ) -> None:
         self.clock = clock
+        self.grace = grace
         self.sleep = sleep
         self.spread = spread if spread is not None else sleep is anyio.sleep
         self.events = events if events is not None else EventBus()
@@ -206,6 +217,7 @@ class Controller:
         await self._tg.__aenter__()
         if isinstance(self.ownership, NotifyingOwnership):
             self._unsubscribe = self.ownership.subscribe(self.wake)
+        self._tg.start_soon(self._watchdog, name="eventscale:watchdog")
         pending, self._pending = self._pending, []
         for obj in pending:
             self._start(obj)
@@ -228,14 +240,31 @@ class Controller:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
+            await self._end_loops(list(self._entries.values()))
             self._slots.clear()  # their timers belong to this event loop
             await self._close_all()
+
+    async def _end_loops(self, entries: Sequence[ObjectLoop]) -> None:
+        """Wait up to ``grace`` for the cancelled loops to end; abandon the others."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
+            for entry in entries:
+                await entry.wait_ended()
+        for entry in entries:
+            if not entry.ended:
+                if entry.task is not None:
+                    abandon(entry.task)
+                logger.error(
+                    "abandoning the loop of %s: it ignored cancellation for %gs "
+                    "(a scaler or its target does not let itself be cancelled)",
+                    entry.status.key,
+                    self.grace,
+                )
 
     async def _close_all(self) -> None:
         entries, self._entries = list(self._entries.values()), {}
         with anyio.CancelScope(shield=True):
             for entry in entries:
-                await entry.obj.aclose()
+                await self._close(entry.obj)
                 if self.ownership is not None:
                     try:
                         await self.ownership.release(entry.status.key)
@@ -310,10 +339,10 @@ class Controller:
     async def _stop(self, entry: ObjectLoop, *, close: bool) -> None:
         self._entries.pop(entry.status.key, None)
         entry.scope.cancel()
-        with anyio.CancelScope(shield=True):
-            await entry.wait_ended()
-            if close:
-                await entry.obj.aclose()
+        await self._end_loops((entry,))
+        if close:
+            with anyio.CancelScope(shield=True):
+                await self._close(entry.obj)
         await self.events.emit(
             Event(kind=EventKind.OBJECT_REMOVED, time=self.clock(), scaled_object=entry.status.key)
         )
@@ -324,13 +353,59 @@ class Controller:
         if entry is not None:
             entry.notify()
 
+    async def _close(self, obj: Reconcilable) -> None:
+        """``obj.aclose()``, given up on (and logged) when it ignores cancellation."""
+        poll_timeout = getattr(obj, "poll_timeout", DEFAULT_POLL_TIMEOUT)
+        # each scaler and the target close under the poll timeout (runtime/_polling.py)
+        within = (len(obj.scalers) + 1) * poll_timeout + self.grace
+        if not await bounded(obj.aclose, within, self.grace):
+            logger.error("abandoning the close of %s: it ignored cancellation", obj.key)
+
     def _start(self, obj: Reconcilable) -> None:
         assert self._tg is not None
         entry = ObjectLoop(
             obj, ObjectStatus(obj.key), tuple(s for s in obj.scalers if isinstance(s, PushScaler))
         )
+        poll_timeout = getattr(obj, "poll_timeout", DEFAULT_POLL_TIMEOUT)
+        # a poll, a read and a write of the target, each under the poll timeout
+        entry.limit = 3 * poll_timeout + self.grace
         self._entries[obj.key] = entry
-        self._tg.start_soon(self._run_object, entry, name=f"eventscale:{obj.key}")
+        name = f"eventscale:{obj.key}"
+        loop = running_asyncio_loop()
+        if loop is None:  # trio: in the task group (a loop that ignores cancellation blocks)
+            self._tg.start_soon(self._run_object, entry, name=name)
+        else:
+            # Outside the task group: a loop stuck in a call that ignores cancellation
+            # can be abandoned on shutdown instead of blocking the group's exit.
+            entry.task = loop.create_task(self._run_object(entry), name=name)
+
+    async def _watchdog(self) -> None:
+        """Report (once per stuck reconcile) a loop whose reconcile overran its bound."""
+        period = min(1.0, max(0.01, self.grace / 2))
+        while True:
+            await anyio.sleep(period)
+            now = time.monotonic()
+            for entry in tuple(self._entries.values()):
+                since = entry.since
+                if since and not entry.stuck and now - since > entry.limit:
+                    entry.stuck = True
+                    await self._report_stuck(entry, now - since)
+
+    async def _report_stuck(self, entry: ObjectLoop, elapsed: float) -> None:
+        status = entry.status
+        status.last_error = (
+            f"reconcile has not returned for {elapsed:.1f}s although every call has a "
+            "timeout: a scaler or the target ignores cancellation"
+        )
+        logger.error("%s: %s", status.key, status.last_error)
+        await self.events.emit(
+            Event(
+                kind=EventKind.TARGET_ERROR,
+                time=self.clock(),
+                scaled_object=status.key,
+                error=status.last_error,
+            )
+        )
 
     # ------------------------------------------------------------------ the loop
 
@@ -348,6 +423,8 @@ class Controller:
                         await self._tick_loop(entry)
                 else:
                     await self._tick_loop(entry)
+        except Exception:  # a bug of the controller's own: never silent
+            logger.exception("the loop of %s failed", obj.key)
         finally:
             entry.loop_ended()
 
@@ -367,6 +444,7 @@ class Controller:
         loop = running_asyncio_loop() if self.sleep is anyio.sleep else None
         context = self._timer_context
         slots = self._slots
+        monotonic = time.monotonic
         while True:
             now = clock()
             lag = now - next_at
@@ -376,7 +454,10 @@ class Controller:
                 entry.consume_wake()
             entry.started += 1
             number = entry.started
+            entry.since = monotonic()
             await self._reconcile_once(entry, lag)
+            entry.since = 0.0
+            entry.stuck = False
             entry.reconcile_finished(number)
             next_at += interval - shift
             shift = 0.0
@@ -433,9 +514,11 @@ class Controller:
         if ownership is not None:
             try:
                 owned = await ownership.owns(obj.key)
-            except Exception as exc:
+            except BaseException as exc:
+                if must_propagate(exc):
+                    raise
                 owned = False
-                status.last_error = f"ownership check failed: {exc}"
+                status.last_error = f"ownership check failed: {bounded_text(exc)}"
             status.owned = owned
             if not owned:
                 return
@@ -465,9 +548,11 @@ class Controller:
                 error = report.target_error or next(
                     (t.error for t in report.triggers if t.error is not None), None
                 )
-        except Exception as exc:  # never let one object break the group
+        except BaseException as exc:  # never let one object break the group
+            if must_propagate(exc):
+                raise
             logger.exception("reconciling %s failed", obj.key)
-            status.last_error = f"{type(exc).__name__}: {exc}"
+            status.last_error = f"{type(exc).__name__}: {bounded_text(exc)}"
             await self.events.emit(
                 Event(
                     kind=EventKind.TARGET_ERROR,
@@ -499,7 +584,9 @@ class Controller:
                 await self._next_reconcile(entry, entry.started)
             try:
                 await scaler.wait_for_activity()
-            except Exception as exc:
+            except BaseException as exc:
+                if must_propagate(exc):
+                    raise
                 logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, interval)

@@ -44,6 +44,7 @@ from eventscale.metrics import (
     ScalerReport,
     metric_name,
     normalize_metric_name,
+    sanitize_metric_value,
 )
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
@@ -54,6 +55,7 @@ __all__ = (
     "CronExpression",
     "CronField",
     "CronScaler",
+    "MAX_ZONE_NAME",
     "in_window",
     "load_timezone",
     "parse_cron",
@@ -83,10 +85,30 @@ def load_timezone(name: str) -> tzinfo:
         return UTC
     if name == "Local":
         return _local_zone()
+    _check_zone_name(name)
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(f"unknown time zone {name!r}") from exc
+
+
+#: The longest time zone name accepted (the longest IANA name has 32 characters).
+MAX_ZONE_NAME = 64
+_ZONE_PART: Final = re.compile(r"[A-Za-z0-9_+\-]+")
+
+
+def _check_zone_name(name: str) -> None:
+    """Refuse what cannot be an IANA name before zoneinfo looks for a file by it."""
+    if len(name) > MAX_ZONE_NAME:
+        raise ValueError(
+            f"time zone name of {len(name)} characters: an IANA name has at most {MAX_ZONE_NAME}"
+        )
+    parts = name.split("/")
+    if not all(_ZONE_PART.fullmatch(part) for part in parts):
+        raise ValueError(
+            f"unknown time zone {name!r}: an IANA name is letters, digits, '_', '+', "
+            "'-' and '/' between parts"
+        )
 
 
 def _local_zone() -> tzinfo:
@@ -555,5 +577,8 @@ class CronScaler(ScalerBase):
     async def get_metrics(self) -> ScalerReport:
         """``desired_replicas`` and active inside the window; 0 and inactive outside."""
         inside = self.is_inside()
-        value = float(self.config.desired_replicas) if inside else 0.0
+        # KEDA accepts a negative desiredReplicas and reports it as 0 (GenerateMetricInMili
+        # in keda: pkg/scalers/scaler.go), still active: the same rule here, in the scaler
+        # (the runtime refuses negative values: docs/errors.md, "Limits").
+        value = sanitize_metric_value(self.config.desired_replicas) if inside else 0.0
         return ScalerReport.single(self.config.metric_name, value, is_active=inside)

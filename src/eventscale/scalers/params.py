@@ -37,7 +37,7 @@ import attrs
 
 from eventscale.errors import ConfigError, join_path
 from eventscale.metrics import MetricType
-from eventscale.redaction import Secret, is_secret_name
+from eventscale.redaction import Secret, is_secret_name, redact_text
 
 __all__ = (
     "AUTH",
@@ -72,8 +72,14 @@ _MISSING: Final = object()
 
 
 def _redacted_repr(mapping: Mapping[str, Any], *, all_secret: bool = False) -> str:
+    # a value under a harmless name may still carry a password (an http trigger's URL)
     shown = {
-        key: "***" if all_secret or is_secret_name(key) else value for key, value in mapping.items()
+        key: "***"
+        if all_secret or is_secret_name(key)
+        else redact_text(value)
+        if isinstance(value, str)
+        else value
+        for key, value in mapping.items()
     }
     return repr(shown)
 

@@ -122,28 +122,16 @@ def simulate_jobs(
     ends: list[float] = []  # when each running job finishes
     steps: list[JobStep] = []
     interval = spec.polling_interval
-    ticks = math.floor(trace.end / interval + 1e-9) + 1
-    for n in range(ticks):
+    row_seen = -2
+    shown: Mapping[str, float | None] = {}
+    metrics: list[JobScalerMetric] = []
+    for n, (row, values) in enumerate(trace.sample(interval)):
         now = n * interval
         finished = sum(1 for end in ends if end <= now)
         ends = [end for end in ends if end > now]
-        values = trace.at(now)
-        shown: dict[str, float | None] = {}
-        metrics: list[JobScalerMetric] = []
-        for i, col in enumerate(columns):
-            value = values.get(col)
-            shown[spec.triggers[i].name or str(i)] = value
-            if value is None:
-                continue
-            mspec = specs[i]
-            metrics.append(
-                JobScalerMetric(
-                    queue_length=value,
-                    target_average=mspec.target,
-                    is_active=value > mspec.activation_target,
-                    name=mspec.name,
-                )
-            )
+        if row != row_seen:  # shared by every tick the row is in force
+            row_seen = row
+            shown, metrics = _read(spec, specs, columns, values)
         decision = decide_job_starts(spec, metrics, JobCounts(running=len(ends)))
         steps.append(
             JobStep(
@@ -159,3 +147,29 @@ def simulate_jobs(
         )
         ends.extend([now + job_seconds] * decision.create)
     return JobTimeline(spec, tuple(steps), float(job_seconds))
+
+
+def _read(
+    spec: ScaledJobSpec,
+    specs: Sequence[MetricSpec],
+    columns: Sequence[str],
+    values: Mapping[str, float | None],
+) -> tuple[Mapping[str, float | None], list[JobScalerMetric]]:
+    """What the triggers read while ``values`` are in force: shown values, metrics."""
+    shown: dict[str, float | None] = {}
+    metrics: list[JobScalerMetric] = []
+    for i, col in enumerate(columns):
+        value = values.get(col)
+        shown[spec.triggers[i].name or str(i)] = value
+        if value is None:
+            continue
+        mspec = specs[i]
+        metrics.append(
+            JobScalerMetric(
+                queue_length=value,
+                target_average=mspec.target,
+                is_active=value > mspec.activation_target,
+                name=mspec.name,
+            )
+        )
+    return shown, metrics

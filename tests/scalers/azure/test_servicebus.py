@@ -454,3 +454,12 @@ async def test_connection_from_env_through_the_registry_shares_one_client(
     await second.aclose()
     await second.aclose()
     assert azure_servicebus._POOL.refcount(first._pool_key) == 0
+
+
+def test_a_negative_message_count_is_a_config_error_at_its_path() -> None:
+    # KEDA does not check messageCount (0 is still accepted)
+    with pytest.raises(ConfigError) as info:
+        AzureServiceBusMetadata.from_context(ctx({**Q, **CFE, "messageCount": "-2"}))
+    assert "metadata.messageCount" in info.value.all_paths()
+    zero = AzureServiceBusMetadata.from_context(ctx({**Q, **CFE, "messageCount": "0"}))
+    assert zero.message_count == 0

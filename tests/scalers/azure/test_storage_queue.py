@@ -466,3 +466,12 @@ async def test_connection_from_env_through_the_registry(
     assert report.value_of(f"s3-azure-queue-{queue.queue_name}") == 2
     await scaler.aclose()
     await queue.delete_queue()
+
+
+def test_a_negative_queue_length_is_a_config_error_at_its_path() -> None:
+    # KEDA does not check queueLength (0 is still accepted)
+    meta = {"queueName": "q", "connectionFromEnv": "CONNECTION"}
+    with pytest.raises(ConfigError) as info:
+        AzureQueueMetadata.from_context(ctx({**meta, "queueLength": "-1"}))
+    assert "metadata.queueLength" in info.value.all_paths()
+    assert AzureQueueMetadata.from_context(ctx({**meta, "queueLength": "0"})).queue_length == 0

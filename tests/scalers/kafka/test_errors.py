@@ -10,9 +10,13 @@ librdkafka's mock cluster cannot inject errors from Python), so the translation 
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
+import http.server
 import importlib
+import logging
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -178,3 +182,69 @@ def test_authorization_failure_from_the_committed_offsets_read(scaler: KafkaScal
         scaler._committed_list([Answer()])
     assert info.value.transient is False
     assert "GROUP_AUTHORIZATION_FAILED" in str(info.value)
+
+
+# ---------------------------------------------------------------------------- OIDC
+
+
+@pytest.fixture
+def echoing_token_endpoint() -> Iterator[str]:
+    """An OAuth token endpoint that refuses and echoes the request (headers and body)."""
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            echo = f"you sent {dict(self.headers)} {body.decode()}".encode()
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(echo)))
+            self.end_headers()
+            self.wfile.write(echo)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/token"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.anyio
+async def test_an_oidc_endpoint_echoing_the_secret_never_reaches_errors_or_logs(
+    echoing_token_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "S3cret-client-value!"
+    basic = base64.b64encode(f"client-id:{secret}".encode()).decode()
+    caplog.set_level(logging.DEBUG, logger="eventscale")
+    ctx = TriggerContext(
+        metadata={
+            "bootstrapServers": f"127.0.0.1:{free_port()}",
+            "consumerGroup": unique_name("group"),
+            "timeout": "2s",
+        },
+        auth={
+            "sasl": "oauthbearer",
+            "username": "client-id",
+            "password": secret,
+            "oauthTokenEndpointUri": echoing_token_endpoint,
+        },
+        trigger_type="kafka",
+    )
+    pool = KafkaClientPool()
+    scaler = KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool, trigger_name=ctx.identity)
+    try:
+        with pytest.raises(ScalerError) as info:
+            await scaler.get_metrics()
+    finally:
+        await scaler.aclose()
+    text = str(info.value)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "OIDC token" in logged  # librdkafka did log the failure
+    assert "HTTP status 401" in logged
+    for leak in (secret, basic, "you sent"):
+        assert leak not in text
+        assert leak not in logged

@@ -448,3 +448,19 @@ def test_secrets_never_in_repr_or_config_errors() -> None:
 
 def test_registry_builds_rabbitmq_scaler() -> None:
     assert isinstance(create_scaler(ctx({**Q, **FROM_ENV})), RabbitMQScaler)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "path"),
+    [
+        ({"mode": "QueueLength", "value": "-5"}, "value"),
+        ({"queueLength": "-3"}, "queueLength"),
+    ],
+)
+def test_a_negative_target_is_a_config_error_at_its_path(
+    metadata: dict[str, Any], path: str
+) -> None:
+    # KEDA accepts a negative value; a negative target loaded and then failed every poll
+    with pytest.raises(ConfigError, match="must not be negative") as info:
+        parse({**Q, **FROM_ENV, **metadata})
+    assert f"metadata.{path}" in info.value.all_paths()

@@ -475,3 +475,13 @@ def test_item_timestamp(item: bytes | str, field: str | None, expected: float) -
 def test_item_timestamp_errors(item: bytes, field: str | None) -> None:
     with pytest.raises(ValueError, match=r"timestamp|JSON|field"):
         item_timestamp(item, field)
+
+
+def test_a_negative_list_length_is_a_config_error_at_its_path() -> None:
+    # KEDA does not check listLength (0 is accepted, and still is); a negative target
+    # loaded and then failed every poll
+    with pytest.raises(ConfigError) as info:
+        list_config({"listName": "jobs", "listLength": "-5", "addressFromEnv": "REDIS_HOST"})
+    assert "metadata.listLength" in info.value.all_paths()
+    zero = list_config({"listName": "jobs", "listLength": "0", "addressFromEnv": "REDIS_HOST"})
+    assert zero.list_length == 0

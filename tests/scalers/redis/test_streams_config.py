@@ -256,3 +256,12 @@ def test_cluster_streams_type_sets_mode() -> None:
     assert cfg.connection.mode is RedisMode.CLUSTER
     with pytest.raises(ConfigError, match="sentinelMaster"):
         stream_config({"stream": "s", "addresses": "a:1"}, trigger_type="redis-sentinel-streams")
+
+
+@pytest.mark.parametrize("name", ["pendingEntriesCount", "streamLength", "lagCount"])
+def test_a_negative_count_is_a_config_error_at_its_path(name: str) -> None:
+    # KEDA does not check them; a negative target loaded and then failed every poll
+    meta = {"stream": "s", "consumerGroup": "g", "addressFromEnv": "REDIS_SERVICE", name: "-1"}
+    with pytest.raises(ConfigError) as info:
+        stream_config(meta)
+    assert f"metadata.{name}" in info.value.all_paths()

@@ -155,6 +155,8 @@ class AzureServiceBusMetadata:
         topic = p.string("topicName", default="")
         subscription = p.string("subscriptionName", default="")
         message_count = p.integer("messageCount", default=5)
+        if (message_count or 0) < 0:  # KEDA does not check (None: already an error)
+            p.fail("messageCount must be >= 0", "messageCount")
         activation = p.integer("activationMessageCount", default=0)
         connection, connection_path = connection_setting(p, _CONNECTION_ORDER)
         namespace = p.string("namespace", default="")

@@ -110,6 +110,8 @@ class AzureQueueMetadata:
         p = Params(ctx)
         queue_name = p.string("queueName", required=True)
         queue_length = p.integer("queueLength", default=5)
+        if (queue_length or 0) < 0:  # KEDA does not check (None: already an error)
+            p.fail("queueLength must be >= 0", "queueLength")
         activation = p.integer("activationQueueLength", default=0)
         connection, connection_path = connection_setting(p, _CONNECTION_ORDER)
         account_name = p.string("accountName", default="")

@@ -19,6 +19,7 @@ import concurrent.futures
 import functools
 import logging
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -32,7 +33,7 @@ import attrs
 
 from eventscale._optional import import_optional
 from eventscale.errors import ConfigError
-from eventscale.redaction import Secret
+from eventscale.redaction import Secret, redact_text
 
 __all__ = (
     "KERBEROS",
@@ -44,9 +45,45 @@ __all__ = (
     "KerberosRegistry",
     "Settings",
     "librdkafka_has_gssapi",
+    "scrub_oidc",
 )
 
 _LOG: Final = logging.getLogger("eventscale.scalers.kafka.librdkafka")
+
+# librdkafka copies the OIDC token endpoint's answer into its log line and its error
+# (rdkafka_sasl_oauthbearer_oidc.c: 'Failed to retrieve OIDC token from "%s": %s (%d)'
+# and 'Failed to acquire SASL OAUTHBEARER token: %s'). An endpoint that echoes the
+# request would put the base64 client secret there: only the status code is kept.
+_OIDC_LOG = re.compile(
+    r'(?P<head>Failed to retrieve OIDC token from "[^"]*"): .*\((?P<code>-?[0-9]+)\)\s*$',
+    re.DOTALL,
+)
+_OIDC_ERROR = "Failed to acquire SASL OAUTHBEARER token"
+_NOT_SHOWN = "the token endpoint's answer is not shown: it may echo the client secret"
+
+
+def scrub_oidc(text: str) -> str:
+    """``text`` from librdkafka with a copied OIDC token endpoint answer taken out."""
+    match = _OIDC_LOG.search(text)
+    if match is not None:
+        start = text[: match.start()]
+        return redact_text(f"{start}{match['head']}: HTTP status {match['code']} ({_NOT_SHOWN})")
+    if _OIDC_ERROR in text:
+        return text[: text.index(_OIDC_ERROR) + len(_OIDC_ERROR)] + f" ({_NOT_SHOWN})"
+    return text
+
+
+class _ScrubOidc(logging.Filter):
+    """Takes the OIDC token endpoint's answer out of librdkafka's log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "OIDC" in message or _OIDC_ERROR in message:
+            record.msg, record.args = scrub_oidc(message), ()
+        return True
+
+
+_LOG.addFilter(_ScrubOidc())
 
 #: librdkafka configuration for one cluster connection: name -> value (secrets wrapped;
 #: callbacks such as ``oauth_cb`` are objects that compare equal when they do the same).
@@ -128,10 +165,11 @@ class KafkaConnection:
 
     def _on_error(self, error: Any) -> None:
         name = error.name()
+        text = scrub_oidc(error.str())
         if name in _AUTH_ERRORS:
-            self.auth_error = (name, error.str())
+            self.auth_error = (name, text)
         else:
-            _LOG.debug("librdkafka error %s: %s", name, error.str())
+            _LOG.debug("librdkafka error %s: %s", name, text)
 
     def clear_auth_error(self) -> None:
         """Forget a reported authentication error (the connection works now)."""

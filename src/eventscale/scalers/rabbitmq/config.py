@@ -413,7 +413,11 @@ def _validate(
         raise _InvalidError(
             "excludeUnacknowledged", "configure excludeUnacknowledged=true with http protocol only"
         )
-    # validateTrigger
+    # validateTrigger. KEDA accepts a negative target; it would fail every poll here
+    # (a metric target cannot be negative): docs/errors.md, "Limits".
+    for name, given in (("queueLength", queue_length), ("value", value)):
+        if given < 0:
+            raise _InvalidError(name, f"{name} must not be negative, got {given:g}")
     if queue_length == 0 and mode is None and value == 0:
         return resolved, Mode.QUEUE_LENGTH, DEFAULT_VALUE
     if queue_length != 0 and (mode is not None or value != 0):

@@ -132,6 +132,8 @@ class RedisListConfig:
         activation_age = p.number("activationQueueAge", default=0.0)
         oldest = p.enum("oldestItemAt", ListEnd, default=ListEnd.RIGHT)
         field = p.string("timestampField")
+        if _negative(list_length):  # KEDA does not check; a negative target fails every poll
+            p.fail("listLength must be >= 0", "listLength")
         if _negative(age_target):
             p.fail("queueAgeTarget must be >= 0", "queueAgeTarget")
         if _negative(activation_age):

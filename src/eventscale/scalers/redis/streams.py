@@ -130,6 +130,14 @@ class RedisStreamsConfig:
         length = p.integer("streamLength", default=5)
         lag = p.integer("lagCount", default=0)
         activation = p.integer("activationLagCount", default=0)
+        # KEDA does not check them; a negative target would fail every poll
+        for name, count in (
+            ("pendingEntriesCount", pending),
+            ("streamLength", length),
+            ("lagCount", lag),
+        ):
+            if (count or 0) < 0:  # (None: already an error)
+                p.fail(f"{name} must be >= 0", name)
         connection = parse_connection(p, mode_for_trigger_type(ctx.trigger_type))
         if connection is not None and stream is None:
             # KEDA's Validate reports it too, after the address and TLS checks
