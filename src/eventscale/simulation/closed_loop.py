@@ -1,0 +1,390 @@
+"""Closed-loop simulation: a workload, a queue, and the replicas the engine decides.
+
+:func:`simulate_closed_loop` answers *how long does work wait under this ScaledObject,
+and what does it cost?* Unlike :func:`~eventscale.simulation.scaled_object.simulate`,
+which replays what the triggers read, the triggers here read a
+:class:`~eventscale.simulation.queue_model.QueueModel` that the simulated replicas
+drain: scaling out shortens the queue, and the next reading shows it.
+
+Every ``pollingInterval`` (from 0) each trigger reads the queue (its
+:class:`~eventscale.simulation.queue_model.MetricKind`, from its type or given), the
+engine's :func:`~eventscale.engine.decide` (the step ``eventscale run`` makes) decides,
+and the decision is applied: new replicas take work ``startup`` seconds later, removed
+ones stop at once. A read inside a failure window is an error, as a live scaler's would
+be (fallback and holding on errors apply). See docs/simulation.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from eventscale.engine import EngineOptions, ScalingState, TriggerObservation, decide
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.simulation.queue_model import MetricKind, QueueModel
+from eventscale.simulation.scaled_object import MAX_TICKS, trigger_metric_specs
+from eventscale.simulation.workload import Workload
+from eventscale.spec import ScaledObjectSpec, TriggerSpec
+
+__all__ = (
+    "ClosedLoopResult",
+    "ClosedLoopStep",
+    "Summary",
+    "metric_kind",
+    "simulate_closed_loop",
+)
+
+
+def metric_kind(trigger: TriggerSpec) -> MetricKind | None:
+    """What a trigger of this type reads from a queue, as KEDA's scaler reads it.
+
+    ``redis`` (and its cluster and sentinel forms), ``azure-servicebus``: items waiting.
+    ``kafka``, ``redis-streams``, ``azure-queue`` (its approximate count includes
+    invisible messages): waiting plus in progress. ``rabbitmq``: ``MessageRate`` mode
+    reads the rate; otherwise the management API's ``messages`` (with unacked) over
+    HTTP, the ready count over AMQP or with ``excludeUnacknowledged``. ``None`` for
+    other types (pass the kind explicitly).
+    """
+    kind = trigger.type
+    meta = trigger.metadata
+    if kind in ("redis", "redis-cluster", "redis-sentinel", "azure-servicebus"):
+        return MetricKind.LENGTH
+    if kind in ("kafka", "redis-streams", "azure-queue"):
+        return MetricKind.LAG
+    if kind == "rabbitmq":
+        if meta.get("mode", "").strip() == "MessageRate":
+            return MetricKind.RATE
+        protocol = meta.get("protocol", "auto").strip().lower()
+        host = meta.get("host", "") + meta.get("hostFromEnv", "")
+        http = protocol == "http" or (protocol == "auto" and host.startswith("http"))
+        excluded = meta.get("excludeUnacknowledged", "").strip().lower() == "true"
+        return MetricKind.LAG if http and not excluded else MetricKind.LENGTH
+    return None
+
+
+@attrs.frozen(kw_only=True)
+class ClosedLoopStep:
+    """One poll: what the queue held, what the triggers read, what the engine decided."""
+
+    time: float
+    arrival_rate: float
+    backlog: float
+    oldest_age: float
+    metrics: Mapping[str, float | None]
+    desired_replicas: int
+    replicas: int
+    active: bool
+    rule: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping."""
+        return {
+            "time": self.time,
+            "arrivalRate": self.arrival_rate,
+            "backlog": self.backlog,
+            "oldestAge": self.oldest_age,
+            "metrics": dict(self.metrics),
+            "desiredReplicas": self.desired_replicas,
+            "replicas": self.replicas,
+            "active": self.active,
+            "reason": self.reason,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class Summary:
+    """What a run cost and how long work waited (seconds, items, replica-seconds).
+
+    ``replica_seconds`` counts desired replicas (a starting pod is paid for);
+    ``ready_replica_seconds`` those taking work. ``wait_*`` are per-item waits from
+    arrival until a replica takes the item; items left at the end count with the
+    wait they reached. ``scale_actions`` counts polls that changed the replica count.
+    """
+
+    duration: float
+    items_arrived: float
+    items_left: float
+    wait_p50: float
+    wait_p95: float
+    wait_p99: float
+    wait_max: float
+    peak_backlog: float
+    replica_seconds: float
+    ready_replica_seconds: float
+    scale_actions: int
+    time_at_zero: float
+    peak_replicas: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (camelCase keys)."""
+        return {
+            "duration": self.duration,
+            "itemsArrived": self.items_arrived,
+            "itemsLeft": self.items_left,
+            "waitP50": self.wait_p50,
+            "waitP95": self.wait_p95,
+            "waitP99": self.wait_p99,
+            "waitMax": self.wait_max,
+            "peakBacklog": self.peak_backlog,
+            "replicaSeconds": self.replica_seconds,
+            "readyReplicaSeconds": self.ready_replica_seconds,
+            "scaleActions": self.scale_actions,
+            "timeAtZero": self.time_at_zero,
+            "peakReplicas": self.peak_replicas,
+        }
+
+    def rows(self) -> list[tuple[str, str]]:
+        """``(label, value)`` pairs for a table."""
+        return [
+            ("items arrived", f"{self.items_arrived:.0f}"),
+            ("items left at the end", f"{self.items_left:.0f}"),
+            ("wait p50", f"{self.wait_p50:g}s"),
+            ("wait p95", f"{self.wait_p95:g}s"),
+            ("wait p99", f"{self.wait_p99:g}s"),
+            ("wait max (oldest age)", f"{self.wait_max:g}s"),
+            ("peak backlog", f"{self.peak_backlog:.0f}"),
+            ("replica-seconds", f"{self.replica_seconds:.0f}"),
+            ("ready replica-seconds", f"{self.ready_replica_seconds:.0f}"),
+            ("peak replicas", str(self.peak_replicas)),
+            ("scale actions", str(self.scale_actions)),
+            ("time at zero", f"{self.time_at_zero:g}s"),
+        ]
+
+
+@attrs.frozen
+class ClosedLoopResult:
+    """The result of :func:`simulate_closed_loop`: the summary and, if kept, one step per poll.
+
+    ``backlog`` and ``replicas`` are per workload bin (for plots): items waiting and
+    desired replicas at the start of each bin.
+    """
+
+    spec: ScaledObjectSpec
+    summary: Summary
+    steps: tuple[ClosedLoopStep, ...]
+    metric_specs: tuple[MetricSpec, ...]
+    workload: Workload
+    kinds: tuple[MetricKind, ...]
+    backlog: tuple[float, ...] = ()
+    replicas: tuple[int, ...] = ()
+
+    def to_dict(self, *, timeline: bool = True) -> dict[str, Any]:
+        """``{"summary": {...}, "timeline": [...]}`` (the timeline only if asked and kept)."""
+        out: dict[str, Any] = {"kind": "ScaledObject", "summary": self.summary.to_dict()}
+        if timeline:
+            out["timeline"] = [s.to_dict() for s in self.steps]
+        return out
+
+    def plot(self, path: str) -> None:
+        """Draw arrivals, backlog, replicas and waits to ``path`` (needs eventscale[plot])."""
+        from eventscale.simulation.report import plot_closed_loop
+
+        plot_closed_loop(self, path)
+
+
+def _check_windows(failures: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    out = []
+    for i, (start, end) in enumerate(failures):
+        if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+            raise ConfigError("a failure window is (start, end) with 0 <= start < end", path=f"failures[{i}]")
+        out.append((float(start), float(end)))
+    return tuple(sorted(out))
+
+
+def _kinds(
+    spec: ScaledObjectSpec, kinds: Sequence[MetricKind | str] | None
+) -> tuple[MetricKind, ...]:
+    out: list[MetricKind] = []
+    for i, trig in enumerate(spec.triggers):
+        given = kinds[i] if kinds is not None and i < len(kinds) else None
+        if given is not None:
+            try:
+                out.append(MetricKind(given))
+            except ValueError:
+                raise ConfigError(
+                    f"{given!r} is not one of length, lag, age, rate", path=f"metric[{i}]"
+                ) from None
+            continue
+        kind = metric_kind(trig)
+        if kind is None:
+            raise ConfigError(
+                f"cannot tell what a {trig.type!r} trigger reads from a queue: "
+                "give its metric kind (length, lag, age or rate)",
+                path=f"spec.triggers[{i}]",
+            )
+        out.append(kind)
+    return tuple(out)
+
+
+def simulate_closed_loop(
+    spec: ScaledObjectSpec,
+    workload: Workload,
+    *,
+    throughput: float,
+    startup: float = 0.0,
+    failures: Sequence[tuple[float, float]] = (),
+    kinds: Sequence[MetricKind | str] | None = None,
+    initial_replicas: int = 0,
+    options: EngineOptions | None = None,
+    metric_specs: Sequence[MetricSpec] | None = None,
+    keep_timeline: bool = True,
+) -> ClosedLoopResult:
+    """Run ``spec`` against ``workload`` with replicas draining the queue; return the result.
+
+    :param throughput: items per second one ready replica takes (1 / work per item).
+    :param startup: seconds from a scale-up until the new replicas take work.
+    :param failures: ``(start, end)`` seconds during which every trigger read fails.
+    :param kinds: per trigger, what it reads (default: :func:`metric_kind` of its type).
+    :param keep_timeline: keep one :class:`ClosedLoopStep` per poll (off for searches).
+    :raises ConfigError: a bad argument, a trigger without a kind, too many polls.
+    """
+    if not (math.isfinite(throughput) and throughput > 0):
+        raise ConfigError("must be a finite number > 0", path="throughput")
+    if not (math.isfinite(startup) and startup >= 0):
+        raise ConfigError("must be a finite number >= 0", path="startup")
+    if initial_replicas < 0:
+        raise ConfigError("must be >= 0", path="initial_replicas")
+    windows = _check_windows(failures)
+    specs = tuple(metric_specs) if metric_specs is not None else trigger_metric_specs(spec)
+    metric_kinds = _kinds(spec, kinds)
+    interval = spec.polling_interval
+    res = workload.resolution
+    n_bins = len(workload.rates)
+    polls = math.ceil(workload.duration / interval - 1e-9)
+    if polls > MAX_TICKS:
+        raise ConfigError(
+            f"{polls} polls of {interval:g}s, more than the limit of {MAX_TICKS}",
+            path="spec.pollingInterval",
+        )
+    if res > interval + 1e-9:
+        raise ConfigError(
+            f"the workload's resolution ({res:g}s) must not exceed the pollingInterval "
+            f"({interval:g}s)",
+            path="workload.resolution",
+        )
+    model = QueueModel(workload.arrivals(), res)
+    per_replica = throughput * res
+    names = tuple(t.name or str(i) for i, t in enumerate(spec.triggers))
+    trigger_names = tuple(t.name for t in spec.triggers)
+    failure = ScalerError("the source is failing (a failure window of the simulation)")
+    state = ScalingState.new(created_at=0.0)
+    desired = ready = initial_replicas
+    pending: list[tuple[int, int]] = []  # (bin when ready, count)
+    steps: list[ClosedLoopStep] = []
+    backlog_bins: list[float] = []
+    replica_bins: list[int] = []
+    replica_seconds = ready_seconds = time_at_zero = 0.0
+    peak_replicas = desired
+    actions = 0
+    next_poll_bin = 0
+    poll = 0
+    i = 0
+    while i < n_bins:
+        if pending and min(b for b, _ in pending) <= i:
+            ready = min(desired, max(ready, max(c for b, c in pending if b <= i)))
+            pending = [(b, c) for b, c in pending if b > i]
+        if i >= next_poll_bin:
+            now = poll * interval
+            failing = any(start <= now < end for start, end in windows)
+            observations = []
+            shown: dict[str, float | None] = {}
+            for t, kind in enumerate(metric_kinds):
+                mspec = specs[t]
+                if failing:
+                    shown[names[t]] = None
+                    observations.append(
+                        TriggerObservation.failure(t, (mspec,), failure, name=trigger_names[t])
+                    )
+                    continue
+                value = model.read(kind, i)
+                shown[names[t]] = value
+                report = ScalerReport.single(
+                    mspec.name, value, is_active=value > mspec.activation_target
+                )
+                observations.append(
+                    TriggerObservation.success(t, (mspec,), report, name=trigger_names[t])
+                )
+            state, decision = decide(
+                spec, state, observations, desired, now, options=options, ready_replicas=ready
+            )
+            new = decision.replicas
+            if new != desired:
+                actions += 1
+            if new > desired and startup > 0:
+                pending.append((i + math.ceil(startup / res - 1e-9), new))
+            elif new > desired:
+                ready = new
+            else:
+                ready = min(ready, new)
+                pending = [(b, min(c, new)) for b, c in pending]
+            desired = new
+            peak_replicas = max(peak_replicas, desired)
+            if keep_timeline:
+                steps.append(
+                    ClosedLoopStep(
+                        time=now,
+                        arrival_rate=workload.rates[i],
+                        backlog=model.waiting,
+                        oldest_age=model.oldest_age(i),
+                        metrics=shown,
+                        desired_replicas=desired,
+                        replicas=ready,
+                        active=decision.is_active,
+                        rule=decision.rule.value,
+                        reason=decision.reason,
+                    )
+                )
+            poll += 1
+            next_poll_bin = min(n_bins, math.ceil(poll * interval / res - 1e-9))
+        # the next bin where something changes: a poll, or pending replicas ready
+        stop = next_poll_bin
+        if pending:
+            stop = min(stop, min(b for b, _ in pending))
+        stop = max(stop, i + 1)
+        if keep_timeline:
+            for j in range(i, stop):
+                backlog_bins.append(model.waiting)
+                model.advance(j, j + 1, ready, per_replica)
+            replica_bins.extend([desired] * (stop - i))
+        else:
+            model.advance(i, stop, ready, per_replica)
+        span = (stop - i) * res
+        replica_seconds += desired * span
+        ready_seconds += ready * span
+        if desired == 0:
+            time_at_zero += span
+        i = stop
+    total = workload.total
+    left = model.waiting
+    model.finish(n_bins)
+    waits = model.waits
+    summary = Summary(
+        duration=workload.duration,
+        items_arrived=total,
+        items_left=left,
+        wait_p50=waits.percentile(0.50),
+        wait_p95=waits.percentile(0.95),
+        wait_p99=waits.percentile(0.99),
+        wait_max=waits.maximum,
+        peak_backlog=model.peak,
+        replica_seconds=replica_seconds,
+        ready_replica_seconds=ready_seconds,
+        scale_actions=actions,
+        time_at_zero=time_at_zero,
+        peak_replicas=peak_replicas,
+    )
+    return ClosedLoopResult(
+        spec,
+        summary,
+        tuple(steps),
+        specs,
+        workload,
+        metric_kinds,
+        tuple(backlog_bins),
+        tuple(replica_bins),
+    )
