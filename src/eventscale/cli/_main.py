@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Sequence
 
 from eventscale._version import __version__
-from eventscale.cli import demo, evaluate, intercept, run, serve_external, simulate
+from eventscale.cli import demo, evaluate, intercept, run, serve_external, simulate, tune
 from eventscale.cli._common import EXIT_FAILED, EXIT_INVALID
 from eventscale.cli._output import REDACTOR, RedactingWriter, Writable, setup_logging
 from eventscale.errors import ConfigError, EventscaleError
@@ -25,7 +25,7 @@ from eventscale.errors import ConfigError, EventscaleError
 __all__ = ("main",)
 
 # In the order `eventscale --help` lists them.
-_COMMANDS = (evaluate, run, simulate, demo, intercept, serve_external)
+_COMMANDS = (evaluate, run, simulate, tune, demo, intercept, serve_external)
 
 
 def _build_parser() -> argparse.ArgumentParser:

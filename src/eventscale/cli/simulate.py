@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from eventscale.cli._common import EXIT_OK, load
 from eventscale.cli._output import Writable, fmt, table, write_json
+from eventscale.cli._whatif import add_workload_arguments, closed_loop_kwargs, summary_table
 from eventscale.errors import ConfigError
 
 if TYPE_CHECKING:
     from eventscale.manifests.reader import Manifests
 
-__all__ = ("add_parser", "execute", "simulate_scaled_job")
+__all__ = ("add_parser", "execute", "execute_closed_loop", "simulate_scaled_job")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -33,7 +34,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "empty cell is a failed read (so fallback can be simulated).",
     )
     sim.add_argument("manifest", metavar="MANIFEST", help="YAML file with the ScaledObject")
-    sim.add_argument("--trace", required=True, metavar="TRACE.csv", help="the metric trace")
+    sim.add_argument("--trace", metavar="TRACE.csv", help="the metric trace (or --workload)")
     sim.add_argument(
         "--plot", metavar="OUT.png", help="draw metrics and replicas (needs eventscale[plot])"
     )
@@ -55,6 +56,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="simulate the ScaledJob (--name) instead: each job runs this long",
     )
+    closed = sim.add_argument_group(
+        "closed loop", "simulate a workload and the queue the replicas drain (docs/simulation.md)"
+    )
+    add_workload_arguments(closed, required=False)
+    closed.add_argument(
+        "--timeline", action="store_true", help="print one row per poll, not only the summary"
+    )
     sim.set_defaults(execute=execute)
     return sim
 
@@ -63,6 +71,12 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     """Run ``eventscale simulate`` for parsed ``args``; return the exit status."""
     from eventscale.simulation.scaled_object import Trace, simulate
 
+    if args.workload is not None:
+        if args.trace is not None:
+            raise ConfigError("give --trace or --workload, not both", path="--workload")
+        return execute_closed_loop(args, out)
+    if args.trace is None:
+        raise ConfigError("give --trace (a metric trace) or --workload", path="--trace")
     manifests = load([args.manifest], jobs=True)
     if not manifests.scaled_objects or args.job_seconds is not None:
         return simulate_scaled_job(
@@ -97,6 +111,40 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
         ],
         out,
     )
+    if args.plot:
+        out.write(f"plot written to {args.plot}\n")
+    return EXIT_OK
+
+
+def execute_closed_loop(args: argparse.Namespace, out: Writable) -> int:
+    """``eventscale simulate --workload``: the closed loop; returns the exit status (0)."""
+    from eventscale.simulation.closed_loop import simulate_closed_loop
+
+    spec = load([args.manifest]).scaled_object(args.name)
+    result = simulate_closed_loop(
+        spec, initial_replicas=args.current_replicas or 0, **closed_loop_kwargs(args)
+    )
+    if args.plot:
+        result.plot(args.plot)
+    if args.json:
+        write_json(result.to_dict(timeline=args.timeline), out)
+        return EXIT_OK
+    if args.timeline:
+        _timeline_table(
+            spec.triggers,
+            result.steps,
+            ["BACKLOG", "AGE", "DESIRED", "READY", "REASON"],
+            lambda step: [
+                f"{step.backlog:.0f}",
+                f"{step.oldest_age:g}",
+                str(step.desired_replicas),
+                str(step.replicas),
+                step.reason,
+            ],
+            out,
+        )
+        out.write("\n")
+    summary_table(result.summary.rows(), out)
     if args.plot:
         out.write(f"plot written to {args.plot}\n")
     return EXIT_OK

@@ -191,7 +191,9 @@ def _check_windows(failures: Sequence[tuple[float, float]]) -> tuple[tuple[float
     out = []
     for i, (start, end) in enumerate(failures):
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
-            raise ConfigError("a failure window is (start, end) with 0 <= start < end", path=f"failures[{i}]")
+            raise ConfigError(
+                "a failure window is (start, end) with 0 <= start < end", path=f"failures[{i}]"
+            )
         out.append((float(start), float(end)))
     return tuple(sorted(out))
 

@@ -129,6 +129,15 @@ class QueueModel:
         arrivals = self.arrivals
         queue = self._bins
         counts = self.waits.counts
+        if stop <= start:
+            return
+        if not queue:
+            segment = arrivals[start:stop]
+            if max(segment) <= capacity:
+                # nothing waits the whole segment: every arrival is taken at once
+                counts[0] += math.fsum(segment)
+                self._after(arrivals[stop - 1], replicas, per_replica, stop)
+                return
         waiting = self.waiting
         peak = self.peak
         taken = 0.0
@@ -166,10 +175,12 @@ class QueueModel:
                 peak = waiting
         self.waiting = waiting
         self.peak = peak
-        if stop > start:
-            # each busy replica works on one item at a time
-            self.busy = min(float(replicas), taken / per_replica) if per_replica > 0 else 0.0
-            self.last_rate = arrivals[stop - 1] / self.resolution
+        self._after(taken, replicas, per_replica, stop)
+
+    def _after(self, taken: float, replicas: int, per_replica: float, stop: int) -> None:
+        # each busy replica works on one item at a time
+        self.busy = min(float(replicas), taken / per_replica) if per_replica > 0 else 0.0
+        self.last_rate = self.arrivals[stop - 1] / self.resolution
 
     def finish(self, end_bin: int) -> None:
         """Count the items still waiting at ``end_bin`` with the wait they reached."""

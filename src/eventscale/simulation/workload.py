@@ -68,6 +68,7 @@ class Workload:
 
     rates: tuple[float, ...] = attrs.field(converter=_check_rates)
     resolution: float = 1.0
+    _arrivals: tuple[float, ...] = attrs.field(init=False, eq=False, repr=False, default=())
 
     def __attrs_post_init__(self) -> None:
         if not (math.isfinite(self.resolution) and self.resolution > 0):
@@ -79,6 +80,8 @@ class Workload:
                 f"the workload lasts {self.duration:g}s, more than {MAX_DURATION:g}s",
                 path="workload",
             )
+        res = self.resolution
+        object.__setattr__(self, "_arrivals", tuple(r * res for r in self.rates))
 
     @property
     def duration(self) -> float:
@@ -92,8 +95,7 @@ class Workload:
 
     def arrivals(self) -> tuple[float, ...]:
         """Items arriving in each bin (``rate * resolution``)."""
-        res = self.resolution
-        return tuple(r * res for r in self.rates)
+        return self._arrivals
 
     @classmethod
     def from_csv(cls, source: str | Path, *, resolution: float = 1.0) -> Workload:
