@@ -1,4 +1,7 @@
-"""Replay metric traces through the engine on a virtual clock (ScaledObjects and ScaledJobs)."""
+"""Simulate ScaledObjects and ScaledJobs on a virtual clock: replay metric traces
+(open loop), or run a workload against a queue the simulated replicas drain (closed
+loop) and search settings for the cheapest that meets a wait goal (docs/simulation.md).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,17 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
+    from eventscale.simulation.closed_loop import (
+        ClosedLoopResult,
+        ClosedLoopStep,
+        Summary,
+        metric_kind,
+        simulate_closed_loop,
+    )
+    from eventscale.simulation.queue_model import (
+        MetricKind,
+        QueueModel,
+    )
     from eventscale.simulation.scaled_job import (
         JobStep,
         JobTimeline,
@@ -19,29 +33,68 @@ if TYPE_CHECKING:
         simulate,
         trigger_metric_specs,
     )
+    from eventscale.simulation.tune import (
+        Candidate,
+        Goal,
+        TuneResult,
+        apply_settings,
+        tune,
+    )
+    from eventscale.simulation.workload import (
+        Workload,
+        parse_workload,
+    )
 
 __all__ = (
+    "Candidate",
+    "ClosedLoopResult",
+    "ClosedLoopStep",
+    "Goal",
     "JobStep",
     "JobTimeline",
+    "MetricKind",
+    "QueueModel",
     "Step",
+    "Summary",
     "Timeline",
     "Trace",
+    "TuneResult",
+    "Workload",
+    "apply_settings",
+    "metric_kind",
+    "parse_workload",
     "simulate",
+    "simulate_closed_loop",
     "simulate_jobs",
     "trigger_metric_specs",
+    "tune",
 )
 
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
+        "Candidate": "eventscale.simulation.tune",
+        "ClosedLoopResult": "eventscale.simulation.closed_loop",
+        "ClosedLoopStep": "eventscale.simulation.closed_loop",
+        "Goal": "eventscale.simulation.tune",
         "JobStep": "eventscale.simulation.scaled_job",
         "JobTimeline": "eventscale.simulation.scaled_job",
+        "MetricKind": "eventscale.simulation.queue_model",
+        "QueueModel": "eventscale.simulation.queue_model",
         "Step": "eventscale.simulation.scaled_object",
+        "Summary": "eventscale.simulation.closed_loop",
         "Timeline": "eventscale.simulation.scaled_object",
         "Trace": "eventscale.simulation.scaled_object",
+        "TuneResult": "eventscale.simulation.tune",
+        "Workload": "eventscale.simulation.workload",
+        "apply_settings": "eventscale.simulation.tune",
+        "metric_kind": "eventscale.simulation.closed_loop",
+        "parse_workload": "eventscale.simulation.workload",
         "simulate": "eventscale.simulation.scaled_object",
+        "simulate_closed_loop": "eventscale.simulation.closed_loop",
         "simulate_jobs": "eventscale.simulation.scaled_job",
         "trigger_metric_specs": "eventscale.simulation.scaled_object",
+        "tune": "eventscale.simulation.tune",
     },
     __all__,
 )
