@@ -34,8 +34,8 @@ def test_constant_has_one_rate_per_bin_and_its_total() -> None:
 
 def test_steps_hold_each_rate_from_its_time() -> None:
     w = steps([(3, 10.0), (0, 1.0), (5, 0.0)], 7)
-    assert w.rates == (1, 1, 1, 10, 10, 0, 0)
-    assert steps([(2, 4.0)], 4).rates == (0, 0, 4, 4)
+    assert w.rates == (1.0, 1.0, 1.0, 10.0, 10.0, 0.0, 0.0)
+    assert steps([(2, 4.0)], 4).rates == (0.0, 0.0, 4.0, 4.0)
 
 
 def test_sine_day_peaks_where_asked_and_never_goes_negative() -> None:
@@ -89,7 +89,14 @@ def test_parse_reads_each_kind() -> None:
     assert len(sine.rates) == 3600
     assert max(sine.rates) == pytest.approx(10, rel=1e-3)
     assert parse_workload("bursts:base=0,peak=3,every=4,length=1,duration=8").rates == (
-        3, 0, 0, 0, 3, 0, 0, 0,
+        3,
+        0,
+        0,
+        0,
+        3,
+        0,
+        0,
+        0,
     )
     drawn = parse_workload("constant:rate=4,duration=100,poisson=3")
     assert drawn == poisson(constant(4, 100), seed=3)
@@ -109,7 +116,11 @@ def test_parse_reads_a_csv_path(tmp_path: Path) -> None:
         ("spiky:rate=1", "neither a CSV file nor", "--workload"),
         ("constant:rate=1", "needs duration=", "--workload(constant)"),
         ("constant:rate=x,duration=5", "not a number", "--workload(constant).rate"),
-        ("constant:rate=1,duration=5,colour=red", "unknown setting 'colour'", "--workload(constant)"),
+        (
+            "constant:rate=1,duration=5,colour=red",
+            "unknown setting 'colour'",
+            "--workload(constant)",
+        ),
         ("constant:rate=1,duration=5,poisson=x", "not an integer", "--workload(constant).poisson"),
         ("constant:rate,duration=5", "not key=value", "--workload"),
         ("constant:rate=-1,duration=5", ">= 0", "--workload(constant).rate"),

@@ -1,7 +1,7 @@
 """``eventscale tune``: find the cheapest settings that meet a latency goal.
 
 Every combination of the ``--set`` values is simulated in the closed loop over the
-same workload (:func:`eventscale.simulation.tune.tune`); the best few are printed, the
+same workload (:func:`eventscale.simulation.tuning.tune`); the best few are printed, the
 chosen ScaledObject can be written as a manifest (``--write``) and the trade-off
 curve drawn (``--plot``). Exit status 1 when no combination meets the goal. See
 docs/simulation.md.
@@ -89,7 +89,7 @@ def _settings(items: list[str]) -> dict[str, list[str]]:
 def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     """Run ``eventscale tune`` for parsed ``args``; return the exit status."""
     from eventscale.manifests.writer import dump_manifests
-    from eventscale.simulation.tune import Goal, tune
+    from eventscale.simulation.tuning import Goal, tune
 
     goal = Goal(
         p50_wait=args.p50_wait,

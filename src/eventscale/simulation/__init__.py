@@ -33,7 +33,7 @@ if TYPE_CHECKING:
         simulate,
         trigger_metric_specs,
     )
-    from eventscale.simulation.tune import (
+    from eventscale.simulation.tuning import (
         Candidate,
         Goal,
         TuneResult,
@@ -73,10 +73,10 @@ __all__ = (
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
-        "Candidate": "eventscale.simulation.tune",
+        "Candidate": "eventscale.simulation.tuning",
         "ClosedLoopResult": "eventscale.simulation.closed_loop",
         "ClosedLoopStep": "eventscale.simulation.closed_loop",
-        "Goal": "eventscale.simulation.tune",
+        "Goal": "eventscale.simulation.tuning",
         "JobStep": "eventscale.simulation.scaled_job",
         "JobTimeline": "eventscale.simulation.scaled_job",
         "MetricKind": "eventscale.simulation.queue_model",
@@ -85,16 +85,16 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "Summary": "eventscale.simulation.closed_loop",
         "Timeline": "eventscale.simulation.scaled_object",
         "Trace": "eventscale.simulation.scaled_object",
-        "TuneResult": "eventscale.simulation.tune",
+        "TuneResult": "eventscale.simulation.tuning",
         "Workload": "eventscale.simulation.workload",
-        "apply_settings": "eventscale.simulation.tune",
+        "apply_settings": "eventscale.simulation.tuning",
         "metric_kind": "eventscale.simulation.closed_loop",
         "parse_workload": "eventscale.simulation.workload",
         "simulate": "eventscale.simulation.scaled_object",
         "simulate_closed_loop": "eventscale.simulation.closed_loop",
         "simulate_jobs": "eventscale.simulation.scaled_job",
         "trigger_metric_specs": "eventscale.simulation.scaled_object",
-        "tune": "eventscale.simulation.tune",
+        "tune": "eventscale.simulation.tuning",
     },
     __all__,
 )

@@ -17,7 +17,7 @@ from eventscale._optional import import_optional
 
 if TYPE_CHECKING:
     from eventscale.simulation.closed_loop import ClosedLoopResult, ClosedLoopStep
-    from eventscale.simulation.tune import TuneResult
+    from eventscale.simulation.tuning import TuneResult
 
 __all__ = ("plot_closed_loop", "plot_tradeoff")
 
