@@ -201,7 +201,8 @@ def test_kafka_lag_counts_the_items_being_worked_on() -> None:
         spec(trigger=redis, minimum=2), work, throughput=1, initial_replicas=2
     )
     waiting = length.steps[1].metrics["lag"]
-    assert waiting is not None and waiting > 0
+    assert waiting is not None
+    assert waiting > 0
     assert lag.steps[1].metrics["lag"] == pytest.approx(waiting + 2)
 
 

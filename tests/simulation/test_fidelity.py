@@ -78,7 +78,9 @@ def step_at(timeline: list[tuple[float, int]], t: float) -> int:
     return value
 
 
-async def real_run(server: RedisServer, work: Workload) -> tuple[list[tuple[float, int]], WaitHistogram, float]:
+async def real_run(
+    server: RedisServer, work: Workload
+) -> tuple[list[tuple[float, int]], WaitHistogram, float]:
     """Run ``work`` for real; return the replica timeline, the waits and replica-seconds."""
     name = unique_name("fidelity")
     key = unique_name("fidelity-list")

@@ -115,15 +115,9 @@ def test_settings_reach_fields_behaviour_and_trigger_metadata() -> None:
     # a key no trigger has goes to the first trigger
     assert out.triggers[0].metadata["activationLagThreshold"] == "3"
     behavior = out.behavior
-    assert (
-        behavior is not None
-    )
-    assert (
-        behavior.scale_up is not None
-    )
-    assert (
-        behavior.scale_down is not None
-    )
+    assert behavior is not None
+    assert behavior.scale_up is not None
+    assert behavior.scale_down is not None
     assert behavior.scale_up.policies is not None
     policy = behavior.scale_up.policies[0]
     assert (policy.type, policy.value, policy.period_seconds) == (PolicyType.PODS, 4, 30)
