@@ -70,6 +70,12 @@ def workload() -> Workload:
     return steps([(0, 0.0), (3, 20.0), (18, 6.0), (36, 0.0)], DURATION)
 
 
+def stamp(raw: object) -> float:
+    """The enqueue time a popped item carries."""
+    assert isinstance(raw, bytes)
+    return float(raw)
+
+
 def step_at(timeline: list[tuple[float, int]], t: float) -> int:
     value = 0
     for at, count in timeline:
@@ -119,7 +125,7 @@ async def real_run(
             if raw is None:
                 await vsleep(0.05)
                 continue
-            waited = max(0.0, vclock() - float(raw))
+            waited = max(0.0, vclock() - stamp(raw))
             waits.add(round(waited), 1.0)
             await vsleep(1 / THROUGHPUT)
 
@@ -135,7 +141,7 @@ async def real_run(
         for _ in range(left):
             raw = await client.rpop(key)
             if raw is not None:
-                waits.add(round(DURATION - float(raw)), 1.0)
+                waits.add(round(DURATION - stamp(raw)), 1.0)
     finally:
         await client.delete(key)
         await client.aclose()
