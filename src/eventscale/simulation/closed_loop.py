@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from eventscale.engine import EngineOptions, ScalingState, TriggerObservation, decide
+from eventscale.engine import Engine, EngineOptions, ScalingState, TriggerObservation
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.simulation.queue_model import MetricKind, QueueModel
@@ -274,6 +274,15 @@ def simulate_closed_loop(
     names = tuple(t.name or str(i) for i, t in enumerate(spec.triggers))
     trigger_names = tuple(t.name for t in spec.triggers)
     failure = ScalerError("the source is failing (a failure window of the simulation)")
+    failed = tuple(
+        TriggerObservation.failure(t, (specs[t],), failure, name=trigger_names[t])
+        for t in range(len(specs))
+    )
+    failed_shown: Mapping[str, float | None] = dict.fromkeys(names)
+    last_values: tuple[float, ...] | None = None
+    observations: tuple[TriggerObservation, ...] = ()
+    shown: Mapping[str, float | None] = {}
+    engine = Engine(spec, options)
     state = ScalingState.new(created_at=0.0)
     desired = ready = initial_replicas
     pending: list[tuple[int, int]] = []  # (bin when ready, count)
@@ -292,28 +301,32 @@ def simulate_closed_loop(
             pending = [(b, c) for b, c in pending if b > i]
         if i >= next_poll_bin:
             now = poll * interval
-            failing = any(start <= now < end for start, end in windows)
-            observations = []
-            shown: dict[str, float | None] = {}
-            for t, kind in enumerate(metric_kinds):
-                mspec = specs[t]
-                if failing:
-                    shown[names[t]] = None
-                    observations.append(
-                        TriggerObservation.failure(t, (mspec,), failure, name=trigger_names[t])
+            if windows and any(start <= now < end for start, end in windows):
+                observations = failed
+                shown = failed_shown
+                last_values = None
+            else:
+                values = tuple([model.read(kind, i) for kind in metric_kinds])
+                if values != last_values:
+                    # a new reading (the queue is often unchanged: idle, or at a steady level)
+                    last_values = values
+                    shown = dict(zip(names, values, strict=True))
+                    observations = tuple(
+                        [
+                            TriggerObservation.success(
+                                t,
+                                (specs[t],),
+                                ScalerReport.single(
+                                    specs[t].name,
+                                    value,
+                                    is_active=value > specs[t].activation_target,
+                                ),
+                                name=trigger_names[t],
+                            )
+                            for t, value in enumerate(values)
+                        ]
                     )
-                    continue
-                value = model.read(kind, i)
-                shown[names[t]] = value
-                report = ScalerReport.single(
-                    mspec.name, value, is_active=value > mspec.activation_target
-                )
-                observations.append(
-                    TriggerObservation.success(t, (mspec,), report, name=trigger_names[t])
-                )
-            state, decision = decide(
-                spec, state, observations, desired, now, options=options, ready_replicas=ready
-            )
+            state, decision = engine.decide(state, observations, desired, now, ready_replicas=ready)
             new = decision.replicas
             if new != desired:
                 actions += 1
