@@ -70,7 +70,12 @@ def run(quick: bool) -> str:
     workers = min(4, os.cpu_count() or 1)
     start = time.perf_counter()
     result = tune(
-        _spec(30), work, grid, Goal(p95_wait=30, max_wait=300), throughput=2, startup=20,
+        _spec(30),
+        work,
+        grid,
+        Goal(p95_wait=30, max_wait=300),
+        throughput=2,
+        startup=20,
         workers=workers,
     )
     tune_wall = time.perf_counter() - start

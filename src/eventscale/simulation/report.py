@@ -65,14 +65,17 @@ def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
         backlog.step(times, result.backlog, where="post", color="tab:purple", label="waiting")
     steps = result.steps
     poll_times = [s.time for s in steps]
-    backlog.step(
+    age = backlog.twinx()
+    age.step(
         poll_times,
         [s.oldest_age for s in steps],
         where="post",
         color="tab:brown",
         linewidth=0.8,
-        label="oldest age (s)",
+        label="oldest age (s, right axis)",
     )
+    age.set_ylabel("oldest age (s)")
+    age.legend(loc="upper left", fontsize="small")
     backlog.set_ylabel("backlog")
     backlog.legend(loc="upper right", fontsize="small")
     replicas.step(poll_times, [s.desired_replicas for s in steps], where="post", label="desired")
