@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 from eventscale.cli._output import Writable, table
-from eventscale.errors import ConfigError
+from eventscale.errors import ConfigError, MissingExtraError
 
-__all__ = ("add_workload_arguments", "closed_loop_kwargs", "summary_table")
+if TYPE_CHECKING:
+    from eventscale.manifests.reader import Manifests
+    from eventscale.metrics import MetricSpec
+    from eventscale.scalers import Scaler
+    from eventscale.spec import ScaledJobSpec, ScaledObjectSpec
+
+__all__ = (
+    "add_workload_arguments",
+    "checked_metric_specs",
+    "closed_loop_kwargs",
+    "summary_table",
+)
 
 
 def add_workload_arguments(p: Any, *, required: bool) -> None:
@@ -95,3 +107,56 @@ def closed_loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def summary_table(rows: list[tuple[str, str]], out: Writable) -> None:
     """A two-column table of a run's summary."""
     table([["", "VALUE"], *[[label, value] for label, value in rows]], out)
+
+
+def checked_metric_specs(
+    manifests: Manifests, spec: ScaledObjectSpec | ScaledJobSpec
+) -> tuple[MetricSpec, ...]:
+    """Each trigger's metric spec as ``evaluate`` would have it: from the scaler it builds.
+
+    Building the scaler (it connects on its first poll, never here) checks the trigger
+    as ``evaluate`` does, so a trigger ``evaluate`` rejects is rejected here too, and
+    the target is the scaler's own (the cron trigger's is 1). Where the scaler cannot be
+    built offline (a secret that is not in the manifest, a client library not
+    installed) the target comes from the trigger's metadata instead.
+
+    :raises ConfigError: an unknown trigger type or metadata the scaler refuses.
+    """
+    import anyio
+
+    from eventscale.scalers import create_scaler, resolve_scaler_class
+    from eventscale.simulation.scaled_object import trigger_metric_specs
+
+    for i, trig in enumerate(spec.triggers):
+        resolve_scaler_class(trig.type, path=f"spec.triggers[{i}].type")
+    try:
+        contexts = manifests.trigger_contexts(spec, env=dict(os.environ))
+    except ConfigError:
+        contexts = ()
+    built: list[Scaler | None] = []
+    try:
+        for ctx in contexts:
+            try:
+                built.append(create_scaler(ctx))
+            except MissingExtraError:
+                built.append(None)
+        out: list[MetricSpec] = []
+        metadata_specs: tuple[MetricSpec, ...] | None = None
+        for i in range(len(spec.triggers)):
+            scaler = built[i] if i < len(built) else None
+            own = tuple(scaler.metric_specs()) if scaler is not None else ()
+            if len(own) == 1:
+                out.append(own[0])
+                continue
+            if metadata_specs is None:
+                metadata_specs = trigger_metric_specs(spec)  # type: ignore[arg-type]
+            out.append(metadata_specs[i])
+        return tuple(out)
+    finally:
+        if any(s is not None for s in built):
+            anyio.run(_close, [s for s in built if s is not None])
+
+
+async def _close(scalers: list[Scaler]) -> None:
+    for scaler in scalers:
+        await scaler.aclose()

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from eventscale.cli._common import EXIT_OK, load
 from eventscale.cli._output import Writable, fmt, table, write_json
-from eventscale.cli._whatif import add_workload_arguments, closed_loop_kwargs, summary_table
+from eventscale.cli._whatif import (
+    add_workload_arguments,
+    checked_metric_specs,
+    closed_loop_kwargs,
+    summary_table,
+)
 from eventscale.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -86,13 +91,18 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
             name=args.name,
             as_json=args.json,
             out=out,
+            plot=args.plot,
         )
     spec = manifests.scaled_object(args.name)
     trace = Trace.from_csv(args.trace)
     if args.ready_delay < 0:
         raise ConfigError("must be >= 0", path="--ready-delay")
     timeline = simulate(
-        spec, trace, initial_replicas=args.current_replicas or 0, ready_delay=args.ready_delay
+        spec,
+        trace,
+        initial_replicas=args.current_replicas or 0,
+        ready_delay=args.ready_delay,
+        metric_specs=checked_metric_specs(manifests, spec),
     )
     if args.plot:
         timeline.plot(args.plot)
@@ -120,9 +130,13 @@ def execute_closed_loop(args: argparse.Namespace, out: Writable) -> int:
     """``eventscale simulate --workload``: the closed loop; returns the exit status (0)."""
     from eventscale.simulation.closed_loop import simulate_closed_loop
 
-    spec = load([args.manifest]).scaled_object(args.name)
+    manifests = load([args.manifest])
+    spec = manifests.scaled_object(args.name)
     result = simulate_closed_loop(
-        spec, initial_replicas=args.current_replicas or 0, **closed_loop_kwargs(args)
+        spec,
+        initial_replicas=args.current_replicas or 0,
+        metric_specs=checked_metric_specs(manifests, spec),
+        **closed_loop_kwargs(args),
     )
     if args.plot:
         result.plot(args.plot)
@@ -158,6 +172,7 @@ def simulate_scaled_job(
     name: str | None,
     as_json: bool,
     out: Writable,
+    plot: str | None = None,
 ) -> int:
     """``eventscale simulate`` for a ScaledJob; returns the exit status (0)."""
     from eventscale.simulation.scaled_job import simulate_jobs
@@ -168,7 +183,14 @@ def simulate_scaled_job(
             "a ScaledJob needs --job-seconds (how long each job runs)", path="--job-seconds"
         )
     spec = manifests.scaled_job(name)
-    timeline = simulate_jobs(spec, Trace.from_csv(trace_path), job_seconds=job_seconds)
+    timeline = simulate_jobs(
+        spec,
+        Trace.from_csv(trace_path),
+        job_seconds=job_seconds,
+        metric_specs=checked_metric_specs(manifests, spec),
+    )
+    if plot:
+        timeline.plot(plot)
     if as_json:
         write_json(timeline.to_dict(), out)
         return EXIT_OK
@@ -182,6 +204,8 @@ def simulate_scaled_job(
     out.write(
         f"{timeline.jobs_started} jobs started, at most {timeline.peak_running} running at once\n"
     )
+    if plot:
+        out.write(f"plot written to {plot}\n")
     return EXIT_OK
 
 

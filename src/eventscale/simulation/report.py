@@ -1,5 +1,11 @@
-"""Plots of closed-loop runs and of a tuning search's trade-off (needs eventscale[plot]).
+"""Plots of simulations and of a tuning search's trade-off (needs eventscale[plot]).
 
+:func:`plot_timeline` draws an open-loop run (a replayed trace): each trigger's value
+with its activation threshold and its target (for an ``AverageValue`` metric, the
+target times the replicas, the total the replicas are sized for), the
+``scalingModifiers`` composite against its target, and the replicas on an axis fitted
+to them. :func:`plot_jobs` draws a ScaledJob's run: trigger values and jobs running
+and started.
 :func:`plot_closed_loop` draws four panels sharing the time axis: arrivals, the
 backlog, the replicas (desired and ready), and what the triggers read against their
 targets, with the polls the engine spent in cooldown, a scale-down stabilization
@@ -17,9 +23,11 @@ from eventscale._optional import import_optional
 
 if TYPE_CHECKING:
     from eventscale.simulation.closed_loop import ClosedLoopResult, ClosedLoopStep
+    from eventscale.simulation.scaled_job import JobTimeline
+    from eventscale.simulation.scaled_object import Timeline
     from eventscale.simulation.tuning import TuneResult
 
-__all__ = ("plot_closed_loop", "plot_tradeoff")
+__all__ = ("plot_closed_loop", "plot_jobs", "plot_timeline", "plot_tradeoff")
 
 #: Shaded spans: rule values -> (label, colour).
 _WINDOWS = {
@@ -50,6 +58,200 @@ def _spans(steps: Sequence[ClosedLoopStep], end: float) -> Iterator[tuple[str, f
             current, start = rule, step.time
     if current is not None:
         yield current, start, end
+
+
+def _failed_spans(ax: Any, times: Sequence[float], failed: Sequence[bool], width: float) -> None:
+    """Shade the ticks whose read failed (a failed read is not a 0)."""
+    label = "read failed"
+    for t, bad in zip(times, failed, strict=True):
+        if bad:
+            ax.axvspan(t, t + width, color="tab:red", alpha=0.15, linewidth=0, label=label)
+            label = "_nolegend_"
+
+
+def _fit_replicas(ax: Any, peak: int, maximum: int) -> None:
+    """A replica axis fitted to the counts drawn; the max line only if it is near them."""
+    top = max(1, peak) * 1.15 + 0.5
+    if maximum <= top * 1.5:
+        ax.axhline(maximum, color="grey", linestyle=":", linewidth=0.8, label="max")
+        top = max(top, maximum * 1.05 + 0.5)
+    ax.set_ylim(0, top)
+
+
+def _cooldowns(
+    steps: Sequence[ClosedLoopStep], cooldown: float
+) -> Iterator[tuple[str, float, float]]:
+    """The cooldown windows: from the last active poll until scale-to-zero is allowed.
+
+    Drawn while replicas are up and the triggers inactive (the window the engine waits
+    out before scaling to zero; docs/engine.md).
+    """
+    last_active: float | None = None
+    for step in steps:
+        if step.active:
+            last_active = step.time
+        elif last_active is not None and step.desired_replicas > 0:
+            yield "cooldown", last_active, min(last_active + cooldown, step.time + 1e-9)
+    return
+
+
+def _merged(spans: Iterator[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Overlapping spans of one kind joined."""
+    out: list[tuple[str, float, float]] = []
+    for kind, start, end in spans:
+        if out and out[-1][0] == kind and start <= out[-1][2]:
+            out[-1] = (kind, out[-1][1], max(out[-1][2], end))
+        else:
+            out.append((kind, start, end))
+    return out
+
+
+def plot_timeline(timeline: Timeline, path: str) -> None:
+    """Draw an open-loop ScaledObject run to the image file ``path``."""
+    from eventscale.engine import FormulaError, compile_formula
+    from eventscale.metrics import MetricType
+
+    plt = _pyplot("simulate --plot")
+    spec = timeline.spec
+    steps = timeline.steps
+    times = [s.time for s in steps]
+    mods = spec.advanced.scaling_modifiers
+    rows = 3 if mods is not None else 2
+    fig, axes = plt.subplots(rows, 1, sharex=True, figsize=(10, 3 * rows))
+    top, bottom = axes[0], axes[-1]
+    for i, trig in enumerate(spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        (line,) = top.step(times, ys, where="post", label=f"{label} ({trig.type})")
+        mspec = timeline.metric_specs[i]
+        colour = line.get_color()
+        if mspec.metric_type is MetricType.AVERAGE_VALUE and mods is None:
+            # the HPA sizes replicas so that the total is at most target x replicas
+            top.step(
+                times,
+                [mspec.target * max(1, s.desired_replicas) for s in steps],
+                where="post",
+                color=colour,
+                linestyle="--",
+                linewidth=0.8,
+                label=f"{label} target {mspec.target:g} x replicas",
+            )
+        elif mods is None:
+            top.axhline(
+                mspec.target,
+                color=colour,
+                linestyle="--",
+                linewidth=0.8,
+                label=f"{label} target {mspec.target:g}",
+            )
+        if mspec.activation_target > 0:
+            top.axhline(
+                mspec.activation_target,
+                color=colour,
+                linestyle=":",
+                linewidth=0.8,
+                label=f"{label} activation {mspec.activation_target:g}",
+            )
+    interval = spec.polling_interval
+    _failed_spans(top, times, [any(v is None for v in s.metrics.values()) for s in steps], interval)
+    top.set_ylabel("metric")
+    top.legend(loc="upper right", fontsize="small")
+    if mods is not None:
+        middle = axes[1]
+        names = [t.name for t in spec.triggers if t.name]
+        formula = compile_formula(mods.formula, names)
+        values = []
+        for s in steps:
+            try:
+                value = formula.evaluate({n: s.metrics.get(n) for n in names})
+            except FormulaError:
+                value = None
+            values.append(math.nan if value is None else value)
+        middle.step(
+            times, values, where="post", color="tab:purple", label=f"composite: {mods.formula}"
+        )
+        if mods.metric_type is MetricType.AVERAGE_VALUE:
+            middle.step(
+                times,
+                [mods.target * max(1, s.desired_replicas) for s in steps],
+                where="post",
+                color="tab:purple",
+                linestyle="--",
+                linewidth=0.8,
+                label=f"target {mods.target:g} x replicas",
+            )
+        else:
+            middle.axhline(
+                mods.target,
+                color="tab:purple",
+                linestyle="--",
+                linewidth=0.8,
+                label=f"target {mods.target:g}",
+            )
+        if mods.activation_target > 0:
+            middle.axhline(
+                mods.activation_target,
+                color="tab:purple",
+                linestyle=":",
+                linewidth=0.8,
+                label=f"activation {mods.activation_target:g}",
+            )
+        middle.set_ylabel("scalingModifiers")
+        middle.legend(loc="upper right", fontsize="small")
+    bottom.step(times, [s.desired_replicas for s in steps], where="post", label="desired")
+    bottom.step(times, [s.replicas for s in steps], where="post", label="ready", linestyle="--")
+    _fit_replicas(
+        bottom, max((s.desired_replicas for s in steps), default=0), spec.max_replica_count
+    )
+    bottom.set_ylabel("replicas")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right", fontsize="small")
+    fig.suptitle(f"ScaledObject {spec.name}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_jobs(timeline: JobTimeline, path: str) -> None:
+    """Draw a ScaledJob run (trigger values, jobs running and started) to ``path``."""
+    plt = _pyplot("simulate --plot")
+    spec = timeline.spec
+    steps = timeline.steps
+    times = [s.time for s in steps]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    for i, trig in enumerate(spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        top.step(times, ys, where="post", label=f"{label} ({trig.type})")
+    _failed_spans(
+        top,
+        times,
+        [any(v is None for v in s.metrics.values()) for s in steps],
+        spec.polling_interval,
+    )
+    top.set_ylabel("metric")
+    top.legend(loc="upper right", fontsize="small")
+    running = [s.running + s.started for s in steps]
+    bottom.step(times, running, where="post", label="running")
+    bottom.bar(
+        times,
+        [s.started for s in steps],
+        width=spec.polling_interval * 0.8,
+        align="edge",
+        alpha=0.4,
+        color="tab:green",
+        label="started",
+    )
+    _fit_replicas(bottom, max(running, default=0), spec.max_replica_count)
+    bottom.set_ylabel("jobs")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right", fontsize="small")
+    fig.suptitle(
+        f"ScaledJob {spec.name}: {timeline.jobs_started} jobs of {timeline.job_seconds:g}s"
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
@@ -102,7 +304,11 @@ def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
     metric.set_ylabel("trigger reads")
     metric.set_xlabel("seconds")
     seen: set[str] = set()
-    for rule, start, end in _spans(steps, workload.duration):
+    windows = [
+        *_spans(steps, workload.duration),
+        *_merged(_cooldowns(steps, result.spec.cooldown_period)),
+    ]
+    for rule, start, end in windows:
         label, colour = _WINDOWS[rule]
         replicas.axvspan(
             start,

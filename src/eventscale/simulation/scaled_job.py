@@ -73,6 +73,12 @@ class JobTimeline:
         """The most jobs running at once (right after a tick's starts)."""
         return max((s.running + s.started for s in self.steps), default=0)
 
+    def plot(self, path: str) -> None:
+        """Draw trigger values and jobs running and started to ``path`` (eventscale[plot])."""
+        from eventscale.simulation.report import plot_jobs
+
+        plot_jobs(self, path)
+
     def to_dict(self) -> dict[str, Any]:
         """``{"kind": "ScaledJob", "jobSeconds": ..., "timeline": [...]}``."""
         return {

@@ -276,66 +276,12 @@ class Timeline:
     def plot(self, path: str | Path) -> None:
         """Draw metrics (with targets and activation thresholds) and replicas to ``path``.
 
-        Needs matplotlib (extra ``plot``).
+        Needs matplotlib (extra ``plot``). See
+        :func:`eventscale.simulation.report.plot_timeline`.
         """
-        from eventscale._optional import import_optional
+        from eventscale.simulation.report import plot_timeline
 
-        mpl = import_optional("matplotlib", extra="plot", what="simulate --plot")
-        mpl.use("Agg")
-        plt = import_optional("matplotlib.pyplot", extra="plot", what="simulate --plot")
-        times = [s.time for s in self.steps]
-        fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
-        for i, trig in enumerate(self.spec.triggers):
-            label = trig.name or str(i)
-            values = [s.metrics.get(label) for s in self.steps]
-            ys = [math.nan if v is None else v for v in values]
-            (line,) = top.step(times, ys, where="post", label=f"{label} ({trig.type})")
-            spec = self.metric_specs[i]
-            top.axhline(
-                spec.target,
-                color=line.get_color(),
-                linestyle="--",
-                linewidth=0.8,
-                label=f"{label} target {spec.target:g}",
-            )
-            if spec.activation_target > 0:
-                top.axhline(
-                    spec.activation_target,
-                    color=line.get_color(),
-                    linestyle=":",
-                    linewidth=0.8,
-                    label=f"{label} activation {spec.activation_target:g}",
-                )
-        interval = self.spec.polling_interval
-        failed_label = "read failed"
-        for step in self.steps:
-            if any(v is None for v in step.metrics.values()):
-                # A failed read is not a 0: shade the tick instead of drawing a value.
-                top.axvspan(
-                    step.time,
-                    step.time + interval,
-                    color="tab:red",
-                    alpha=0.15,
-                    linewidth=0,
-                    label=failed_label,
-                )
-                failed_label = "_nolegend_"
-        top.set_ylabel("metric")
-        top.legend(loc="upper right", fontsize="small")
-        bottom.step(times, [s.desired_replicas for s in self.steps], where="post", label="desired")
-        bottom.step(
-            times, [s.replicas for s in self.steps], where="post", label="ready", linestyle="--"
-        )
-        bottom.axhline(
-            self.spec.max_replica_count, color="grey", linestyle=":", linewidth=0.8, label="max"
-        )
-        bottom.set_ylabel("replicas")
-        bottom.set_xlabel("seconds")
-        bottom.legend(loc="upper right", fontsize="small")
-        fig.suptitle(f"ScaledObject {self.spec.name}")
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        plot_timeline(self, str(path))
 
 
 _DEFAULT_TARGETS: Mapping[str, tuple[Sequence[str], float, Sequence[str]]] = {
@@ -352,7 +298,8 @@ _DEFAULT_TARGETS: Mapping[str, tuple[Sequence[str], float, Sequence[str]]] = {
     ),
     "azure-queue": (("queueLength",), 5, ("activationQueueLength",)),
     "azure-servicebus": (("messageCount",), 5, ("activationMessageCount",)),
-    "cron": (("desiredReplicas",), 1, ()),
+    # the cron scaler reports desiredReplicas against a target of 1 (scalers/cron.py)
+    "cron": ((), 1, ()),
     "memory": (("target",), 1, ("activationTarget",)),
 }
 
