@@ -32,7 +32,7 @@ def test_the_page_runs_as_written(tmp_path: Path) -> None:
             assert result.code == 0, result.output
             assert result.stdout == expected, command
             ran.append(argv[1])
-    assert ran == ["tune", "simulate"]
+    assert ran == ["tune", "simulate", "simulate"]
     tuned = (tmp_path / "tuned.yaml").read_text()
     assert "listLength: '5'" in tuned
     assert "value: 20" in tuned

@@ -77,10 +77,24 @@ def _window(text: str) -> tuple[float, float]:
     return window
 
 
-def closed_loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The workload and keyword arguments of ``simulate_closed_loop`` from ``args``."""
+def closed_loop_kwargs(args: argparse.Namespace, *, jobs: bool = False) -> dict[str, Any]:
+    """The workload and keyword arguments of ``simulate_closed_loop`` from ``args``.
+
+    With ``jobs`` (a ScaledJob, whose jobs take items when they start) there is no
+    throughput.
+    """
     from eventscale.simulation.workload import parse_workload
 
+    common = {
+        "workload": parse_workload(args.workload),
+        "startup": args.startup,
+        "failures": [_window(w) for w in args.fail],
+        "kinds": args.metric,
+    }
+    if not (math.isfinite(args.startup) and args.startup >= 0):
+        raise ConfigError("must be a finite number >= 0", path="--startup")
+    if jobs:
+        return common
     if args.throughput is not None:
         throughput = args.throughput
         where = "--throughput"
@@ -93,15 +107,7 @@ def closed_loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         )
     if not (math.isfinite(throughput) and throughput > 0):
         raise ConfigError("must be a finite number > 0", path=where)
-    if not (math.isfinite(args.startup) and args.startup >= 0):
-        raise ConfigError("must be a finite number >= 0", path="--startup")
-    return {
-        "workload": parse_workload(args.workload),
-        "throughput": throughput,
-        "startup": args.startup,
-        "failures": [_window(w) for w in args.fail],
-        "kinds": args.metric,
-    }
+    return {**common, "throughput": throughput}
 
 
 def summary_table(rows: list[tuple[str, str]], out: Writable) -> None:

@@ -68,6 +68,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     closed.add_argument(
         "--timeline", action="store_true", help="print one row per poll, not only the summary"
     )
+    closed.add_argument(
+        "--items-per-job",
+        type=float,
+        default=1.0,
+        metavar="N",
+        help="a ScaledJob's job takes this many items when it starts (default 1)",
+    )
     sim.set_defaults(execute=execute)
     return sim
 
@@ -130,7 +137,9 @@ def execute_closed_loop(args: argparse.Namespace, out: Writable) -> int:
     """``eventscale simulate --workload``: the closed loop; returns the exit status (0)."""
     from eventscale.simulation.closed_loop import simulate_closed_loop
 
-    manifests = load([args.manifest])
+    manifests = load([args.manifest], jobs=True)
+    if not manifests.scaled_objects or args.job_seconds is not None:
+        return _closed_loop_jobs(manifests, args, out)
     spec = manifests.scaled_object(args.name)
     result = simulate_closed_loop(
         spec,
@@ -161,6 +170,55 @@ def execute_closed_loop(args: argparse.Namespace, out: Writable) -> int:
     summary_table(result.summary.rows(), out)
     if args.plot:
         out.write(f"plot written to {args.plot}\n")
+    return EXIT_OK
+
+
+def _closed_loop_jobs(manifests: Manifests, args: argparse.Namespace, out: Writable) -> int:
+    """``eventscale simulate --workload`` for a ScaledJob (``--job-seconds``)."""
+    from eventscale.simulation.closed_loop_jobs import simulate_jobs_closed_loop
+
+    if args.job_seconds is None:
+        raise ConfigError(
+            "a ScaledJob needs --job-seconds (how long each job runs)", path="--job-seconds"
+        )
+    spec = manifests.scaled_job(args.name)
+    kwargs = closed_loop_kwargs(args, jobs=True)
+    result = simulate_jobs_closed_loop(
+        spec,
+        job_seconds=args.job_seconds,
+        items_per_job=args.items_per_job,
+        metric_specs=checked_metric_specs(manifests, spec),
+        **kwargs,
+    )
+    if args.plot:
+        raise ConfigError("--plot draws ScaledObject runs of the closed loop only", path="--plot")
+    if args.json:
+        write_json(result.to_dict(timeline=args.timeline), out)
+        return EXIT_OK
+    if args.timeline:
+        _timeline_table(
+            spec.triggers,
+            result.steps,
+            ["BACKLOG", "AGE", "RUNNING", "STARTED", "REASON"],
+            lambda step: [
+                f"{step.backlog:.0f}",
+                f"{step.oldest_age:g}",
+                str(step.running),
+                str(step.started),
+                step.reason,
+            ],
+            out,
+        )
+        out.write("\n")
+    rows = result.summary.rows()
+    renamed = {
+        "replica-seconds": "job-seconds",
+        "ready replica-seconds": "running job-seconds",
+        "peak replicas": "peak jobs",
+        "scale actions": "jobs started",
+        "time at zero": "time with no job",
+    }
+    summary_table([(renamed.get(label, label), value) for label, value in rows], out)
     return EXIT_OK
 
 

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
         metric_kind,
         simulate_closed_loop,
     )
+    from eventscale.simulation.closed_loop_jobs import (
+        JobsClosedLoopResult,
+        JobsClosedLoopStep,
+        simulate_jobs_closed_loop,
+    )
     from eventscale.simulation.queue_model import (
         MetricKind,
         QueueModel,
@@ -51,6 +56,8 @@ __all__ = (
     "ClosedLoopStep",
     "Goal",
     "JobStep",
+    "JobsClosedLoopResult",
+    "JobsClosedLoopStep",
     "JobTimeline",
     "MetricKind",
     "QueueModel",
@@ -66,6 +73,7 @@ __all__ = (
     "simulate",
     "simulate_closed_loop",
     "simulate_jobs",
+    "simulate_jobs_closed_loop",
     "trigger_metric_specs",
     "tune",
 )
@@ -78,6 +86,8 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "ClosedLoopStep": "eventscale.simulation.closed_loop",
         "Goal": "eventscale.simulation.tuning",
         "JobStep": "eventscale.simulation.scaled_job",
+        "JobsClosedLoopResult": "eventscale.simulation.closed_loop_jobs",
+        "JobsClosedLoopStep": "eventscale.simulation.closed_loop_jobs",
         "JobTimeline": "eventscale.simulation.scaled_job",
         "MetricKind": "eventscale.simulation.queue_model",
         "QueueModel": "eventscale.simulation.queue_model",
@@ -93,6 +103,7 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "simulate": "eventscale.simulation.scaled_object",
         "simulate_closed_loop": "eventscale.simulation.closed_loop",
         "simulate_jobs": "eventscale.simulation.scaled_job",
+        "simulate_jobs_closed_loop": "eventscale.simulation.closed_loop_jobs",
         "trigger_metric_specs": "eventscale.simulation.scaled_object",
         "tune": "eventscale.simulation.tuning",
     },

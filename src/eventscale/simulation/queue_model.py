@@ -182,6 +182,28 @@ class QueueModel:
         self.busy = min(float(replicas), taken / per_replica) if per_replica > 0 else 0.0
         self.last_rate = self.arrivals[stop - 1] / self.resolution
 
+    def take(self, now_bin: int, amount: float) -> float:
+        """Take up to ``amount`` items from the front at bin ``now_bin``; return how many."""
+        queue = self._bins
+        counts = self.waits.counts
+        left = amount
+        while queue and left > 0:
+            head = queue[0]
+            k = now_bin - int(head[0])
+            if k >= len(counts):
+                counts.extend([0.0] * (k + 1 - len(counts)))
+            if head[1] <= left:
+                counts[k] += head[1]
+                left -= head[1]
+                queue.popleft()
+            else:
+                counts[k] += left
+                head[1] -= left
+                left = 0.0
+        taken = amount - left
+        self.waiting = 0.0 if not queue else max(0.0, self.waiting - taken)
+        return taken
+
     def finish(self, end_bin: int) -> None:
         """Count the items still waiting at ``end_bin`` with the wait they reached."""
         for arrival, amount in self._bins:
