@@ -7,11 +7,19 @@ import pytest
 from eventscale.simulation.queue_model import MetricKind, QueueModel, WaitHistogram
 
 
+def counts(model: QueueModel) -> list[float]:
+    """The wait counts without the unused tail."""
+    out = list(model.waits.counts)
+    while len(out) > 1 and out[-1] == 0:
+        out.pop()
+    return out
+
+
 def test_one_replica_takes_a_burst_in_order() -> None:
     model = QueueModel((4.0, 0.0, 0.0, 0.0), 1.0)
     model.advance(0, 4, 1, 1.0)
     # the four items waited 0, 1, 2 and 3 bins
-    assert model.waits.counts == [1.0, 1.0, 1.0, 1.0]
+    assert counts(model) == [1.0, 1.0, 1.0, 1.0]
     assert model.waits.percentile(0.5) == 1
     assert model.waits.percentile(0.95) == 3
     assert model.waits.maximum == 3
@@ -36,7 +44,7 @@ def test_an_idle_replica_banks_no_capacity() -> None:
     model = QueueModel((0.0, 0.0, 3.0, 0.0), 1.0)
     model.advance(0, 4, 1, 1.0)
     # two idle bins do not let the replica take three items in the next two
-    assert model.waits.counts == [1.0, 1.0]
+    assert counts(model) == [1.0, 1.0]
     assert model.waiting == 1
 
 
@@ -44,10 +52,10 @@ def test_a_fluid_share_is_split_between_bins() -> None:
     model = QueueModel((1.0, 1.0, 0.0), 1.0)
     model.advance(0, 3, 1, 0.5)
     # bin 0 takes half of item 0; bin 1 the other half (waited 1); bin 2 half of item 1
-    assert model.waits.counts == [0.5, 1.0]
+    assert counts(model) == [0.5, 1.0]
     assert model.waiting == pytest.approx(0.5)
     model.finish(3)
-    assert model.waits.counts == [0.5, 1.0, 0.5]
+    assert counts(model) == [0.5, 1.0, 0.5]
 
 
 def test_no_replica_means_items_wait_until_the_end() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import deque
+from itertools import compress
 
 __all__ = ("MetricKind", "QueueModel", "WaitHistogram")
 
@@ -84,6 +85,7 @@ class QueueModel:
     """The queue's state: waiting amounts by arrival bin, and the waits so far."""
 
     __slots__ = (
+        "_amounts",
         "_bins",
         "arrivals",
         "busy",
@@ -97,8 +99,9 @@ class QueueModel:
     def __init__(self, arrivals: tuple[float, ...], resolution: float) -> None:
         self.arrivals = arrivals
         self.resolution = resolution
-        # [arrival bin, amount] of the waiting items, oldest first
-        self._bins: deque[list[float]] = deque()
+        # the arrival bins of the waiting items and the amount left of each, oldest first
+        self._bins: deque[int] = deque()
+        self._amounts: deque[float] = deque()
         self.waiting = 0.0
         #: Items being worked on during the last bin (busy replicas).
         self.busy = 0.0
@@ -106,12 +109,14 @@ class QueueModel:
         #: The most items waiting at the end of a bin.
         self.peak = 0.0
         self.waits = WaitHistogram(resolution)
+        # every wait a run can record, so the hot loop needs no bounds check
+        self.waits.counts.extend([0.0] * len(arrivals))
 
     def oldest_age(self, now_bin: int) -> float:
         """Seconds the oldest waiting item has waited at the start of bin ``now_bin``."""
         if not self._bins:
             return 0.0
-        return (now_bin - self._bins[0][0]) * self.resolution
+        return (now_bin - self._bins[0]) * self.resolution
 
     def read(self, kind: MetricKind, now_bin: int) -> float:
         """What a trigger of ``kind`` reads at the start of bin ``now_bin``."""
@@ -140,6 +145,7 @@ class QueueModel:
                 return
         waiting = self.waiting
         peak = self.peak
+        amounts = self._amounts
         taken = 0.0
         for i in range(start, stop):
             a = arrivals[i]
@@ -149,28 +155,25 @@ class QueueModel:
                 taken = a
                 continue
             if a > 0:
-                queue.append([i, a])
+                queue.append(i)
+                amounts.append(a)
                 waiting += a
             left = capacity
             while queue and left > 0:
-                head = queue[0]
-                amount = head[1]
-                k = i - int(head[0])
-                if k >= len(counts):
-                    counts.extend([0.0] * (k + 1 - len(counts)))
+                amount = amounts[0]
                 if amount <= left:
-                    counts[k] += amount
+                    counts[i - queue.popleft()] += amounts.popleft()
                     left -= amount
-                    queue.popleft()
                 else:
-                    counts[k] += left
-                    head[1] = amount - left
+                    counts[i - queue[0]] += left
+                    amounts[0] = amount - left
                     left = 0.0
             taken = capacity - left
             waiting -= taken
             if not queue or waiting < 1e-9:
                 waiting = 0.0
                 queue.clear()
+                amounts.clear()
             elif waiting > peak:
                 peak = waiting
         self.waiting = waiting
@@ -185,20 +188,17 @@ class QueueModel:
     def take(self, now_bin: int, amount: float) -> float:
         """Take up to ``amount`` items from the front at bin ``now_bin``; return how many."""
         queue = self._bins
+        amounts = self._amounts
         counts = self.waits.counts
         left = amount
         while queue and left > 0:
-            head = queue[0]
-            k = now_bin - int(head[0])
-            if k >= len(counts):
-                counts.extend([0.0] * (k + 1 - len(counts)))
-            if head[1] <= left:
-                counts[k] += head[1]
-                left -= head[1]
-                queue.popleft()
+            head = amounts[0]
+            if head <= left:
+                counts[now_bin - queue.popleft()] += amounts.popleft()
+                left -= head
             else:
-                counts[k] += left
-                head[1] -= left
+                counts[now_bin - queue[0]] += left
+                amounts[0] = head - left
                 left = 0.0
         taken = amount - left
         self.waiting = 0.0 if not queue else max(0.0, self.waiting - taken)
@@ -206,6 +206,10 @@ class QueueModel:
 
     def finish(self, end_bin: int) -> None:
         """Count the items still waiting at ``end_bin`` with the wait they reached."""
-        for arrival, amount in self._bins:
-            self.waits.add(end_bin - int(arrival), amount)
+        for arrival, amount in zip(self._bins, self._amounts, strict=True):
+            self.waits.add(end_bin - arrival, amount)
         self._bins.clear()
+        self._amounts.clear()
+        counts = self.waits.counts
+        # drop the unused tail (the longest wait is the last non-zero count)
+        del counts[max(compress(range(len(counts)), counts), default=0) + 1 :]
