@@ -28,13 +28,15 @@ from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.simulation.queue_model import MetricKind, QueueModel
 from eventscale.simulation.scaled_object import MAX_TICKS, trigger_metric_specs
 from eventscale.simulation.workload import Workload
-from eventscale.spec import ScaledObjectSpec, TriggerSpec
+from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerSpec
 
 __all__ = (
     "ClosedLoopResult",
     "ClosedLoopStep",
     "Summary",
+    "check_windows",
     "metric_kind",
+    "metric_kinds",
     "simulate_closed_loop",
 )
 
@@ -120,6 +122,38 @@ class Summary:
     time_at_zero: float
     peak_replicas: int
 
+    @classmethod
+    def of_run(
+        cls,
+        workload: Workload,
+        model: QueueModel,
+        *,
+        replica_seconds: float,
+        ready_replica_seconds: float,
+        scale_actions: int,
+        time_at_zero: float,
+        peak_replicas: int,
+    ) -> Summary:
+        """The summary of a finished run: counts the items left in ``model`` and its waits."""
+        left = model.waiting
+        model.finish(len(workload.rates))
+        waits = model.waits
+        return cls(
+            duration=workload.duration,
+            items_arrived=workload.total,
+            items_left=left,
+            wait_p50=waits.percentile(0.50),
+            wait_p95=waits.percentile(0.95),
+            wait_p99=waits.percentile(0.99),
+            wait_max=waits.maximum,
+            peak_backlog=model.peak,
+            replica_seconds=replica_seconds,
+            ready_replica_seconds=ready_replica_seconds,
+            scale_actions=scale_actions,
+            time_at_zero=time_at_zero,
+            peak_replicas=peak_replicas,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (camelCase keys)."""
         return {
@@ -187,7 +221,11 @@ class ClosedLoopResult:
         plot_closed_loop(self, path)
 
 
-def _check_windows(failures: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+def check_windows(failures: Sequence[tuple[float, float]]) -> tuple[tuple[float, float], ...]:
+    """Failure windows, checked (``0 <= start < end``, finite) and sorted.
+
+    :raises ConfigError: a window that is not, named ``failures[i]``.
+    """
     out = []
     for i, (start, end) in enumerate(failures):
         if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
@@ -198,9 +236,14 @@ def _check_windows(failures: Sequence[tuple[float, float]]) -> tuple[tuple[float
     return tuple(sorted(out))
 
 
-def _kinds(
-    spec: ScaledObjectSpec, kinds: Sequence[MetricKind | str] | None
+def metric_kinds(
+    spec: ScaledObjectSpec | ScaledJobSpec, kinds: Sequence[MetricKind | str] | None
 ) -> tuple[MetricKind, ...]:
+    """What each trigger reads: ``kinds[i]`` where given, else :func:`metric_kind`.
+
+    :raises ConfigError: an unknown kind (``metric[i]``), or a trigger type without a
+        default and no kind given (``spec.triggers[i]``).
+    """
     out: list[MetricKind] = []
     for i, trig in enumerate(spec.triggers):
         given = kinds[i] if kinds is not None and i < len(kinds) else None
@@ -251,9 +294,9 @@ def simulate_closed_loop(
         raise ConfigError("must be a finite number >= 0", path="startup")
     if initial_replicas < 0:
         raise ConfigError("must be >= 0", path="initial_replicas")
-    windows = _check_windows(failures)
+    windows = check_windows(failures)
     specs = tuple(metric_specs) if metric_specs is not None else trigger_metric_specs(spec)
-    metric_kinds = _kinds(spec, kinds)
+    kinds_read = metric_kinds(spec, kinds)
     interval = spec.polling_interval
     res = workload.resolution
     n_bins = len(workload.rates)
@@ -306,7 +349,7 @@ def simulate_closed_loop(
                 shown = failed_shown
                 last_values = None
             else:
-                values = tuple([model.read(kind, i) for kind in metric_kinds])
+                values = tuple([model.read(kind, i) for kind in kinds_read])
                 if values != last_values:
                     # a new reading (the queue is often unchanged: idle, or at a steady level)
                     last_values = values
@@ -374,19 +417,9 @@ def simulate_closed_loop(
         if desired == 0:
             time_at_zero += span
         i = stop
-    total = workload.total
-    left = model.waiting
-    model.finish(n_bins)
-    waits = model.waits
-    summary = Summary(
-        duration=workload.duration,
-        items_arrived=total,
-        items_left=left,
-        wait_p50=waits.percentile(0.50),
-        wait_p95=waits.percentile(0.95),
-        wait_p99=waits.percentile(0.99),
-        wait_max=waits.maximum,
-        peak_backlog=model.peak,
+    summary = Summary.of_run(
+        workload,
+        model,
         replica_seconds=replica_seconds,
         ready_replica_seconds=ready_seconds,
         scale_actions=actions,
@@ -399,7 +432,7 @@ def simulate_closed_loop(
         tuple(steps),
         specs,
         workload,
-        metric_kinds,
+        kinds_read,
         tuple(backlog_bins),
         tuple(replica_bins),
     )

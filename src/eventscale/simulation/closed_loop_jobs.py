@@ -28,7 +28,7 @@ from eventscale.errors import ConfigError
 from eventscale.jobs.base import JobCounts
 from eventscale.metrics import MetricSpec
 from eventscale.runtime.scaled_job import decide_job_starts
-from eventscale.simulation.closed_loop import Summary, metric_kind
+from eventscale.simulation.closed_loop import Summary, check_windows, metric_kinds
 from eventscale.simulation.queue_model import MetricKind, QueueModel
 from eventscale.simulation.scaled_object import MAX_TICKS, trigger_metric_specs
 from eventscale.simulation.workload import Workload
@@ -81,25 +81,6 @@ class JobsClosedLoopResult:
         return out
 
 
-def _kinds(spec: ScaledJobSpec, kinds: Sequence[MetricKind | str] | None) -> tuple[MetricKind, ...]:
-    out = []
-    for i, trig in enumerate(spec.triggers):
-        given = kinds[i] if kinds is not None and i < len(kinds) else None
-        try:
-            kind = MetricKind(given) if given is not None else metric_kind(trig)
-        except ValueError:
-            raise ConfigError(
-                f"{given!r} is not one of length, lag, age, rate", path=f"metric[{i}]"
-            ) from None
-        if kind is None:
-            raise ConfigError(
-                f"cannot tell what a {trig.type!r} trigger reads from a queue: give its metric kind",
-                path=f"spec.triggers[{i}]",
-            )
-        out.append(kind)
-    return tuple(out)
-
-
 def simulate_jobs_closed_loop(
     spec: ScaledJobSpec,
     workload: Workload,
@@ -124,16 +105,11 @@ def simulate_jobs_closed_loop(
             raise ConfigError("must be a finite number > 0", path=name)
     if not (math.isfinite(startup) and startup >= 0):
         raise ConfigError("must be a finite number >= 0", path="startup")
-    windows = [(float(a), float(b)) for a, b in failures]
-    for i, (a, b) in enumerate(windows):
-        if not (math.isfinite(a) and math.isfinite(b) and 0 <= a < b):
-            raise ConfigError(
-                "a failure window is (start, end) with 0 <= start < end", path=f"failures[{i}]"
-            )
+    windows = check_windows(failures)
     specs = (
         tuple(metric_specs) if metric_specs is not None else trigger_metric_specs(cast(Any, spec))
     )
-    metric_kinds = _kinds(spec, kinds)
+    kinds_read = metric_kinds(spec, kinds)
     interval = spec.polling_interval
     res = workload.resolution
     if res > interval + 1e-9:
@@ -165,7 +141,7 @@ def simulate_jobs_closed_loop(
         failing = any(a <= now < b for a, b in windows)
         shown: dict[str, float | None] = {}
         metrics: list[JobScalerMetric] = []
-        for t, kind in enumerate(metric_kinds):
+        for t, kind in enumerate(kinds_read):
             if failing:
                 shown[names[t]] = None
                 continue  # a failed trigger is left out, as at run time
@@ -212,23 +188,13 @@ def simulate_jobs_closed_loop(
             run_seconds += running * res
             if alive == 0:
                 time_at_zero += res
-    total = workload.total
-    left = model.waiting
-    model.finish(n_bins)
-    waits = model.waits
-    summary = Summary(
-        duration=workload.duration,
-        items_arrived=total,
-        items_left=left,
-        wait_p50=waits.percentile(0.50),
-        wait_p95=waits.percentile(0.95),
-        wait_p99=waits.percentile(0.99),
-        wait_max=waits.maximum,
-        peak_backlog=model.peak,
+    summary = Summary.of_run(
+        workload,
+        model,
         replica_seconds=job_seconds_total,
         ready_replica_seconds=run_seconds,
         scale_actions=started_total,
         time_at_zero=time_at_zero,
         peak_replicas=peak,
     )
-    return JobsClosedLoopResult(spec, summary, tuple(steps), metric_kinds)
+    return JobsClosedLoopResult(spec, summary, tuple(steps), kinds_read)

@@ -158,16 +158,7 @@ class QueueModel:
                 queue.append(i)
                 amounts.append(a)
                 waiting += a
-            left = capacity
-            while queue and left > 0:
-                amount = amounts[0]
-                if amount <= left:
-                    counts[i - queue.popleft()] += amounts.popleft()
-                    left -= amount
-                else:
-                    counts[i - queue[0]] += left
-                    amounts[0] = amount - left
-                    left = 0.0
+            left = self._pop(i, capacity)
             taken = capacity - left
             waiting -= taken
             if not queue or waiting < 1e-9:
@@ -185,8 +176,8 @@ class QueueModel:
         self.busy = min(float(replicas), taken / per_replica) if per_replica > 0 else 0.0
         self.last_rate = self.arrivals[stop - 1] / self.resolution
 
-    def take(self, now_bin: int, amount: float) -> float:
-        """Take up to ``amount`` items from the front at bin ``now_bin``; return how many."""
+    def _pop(self, now_bin: int, amount: float) -> float:
+        """Take up to ``amount`` from the front at ``now_bin``, recording waits; return what is left."""
         queue = self._bins
         amounts = self._amounts
         counts = self.waits.counts
@@ -200,6 +191,12 @@ class QueueModel:
                 counts[now_bin - queue[0]] += left
                 amounts[0] = head - left
                 left = 0.0
+        return left
+
+    def take(self, now_bin: int, amount: float) -> float:
+        """Take up to ``amount`` items from the front at bin ``now_bin``; return how many."""
+        queue = self._bins
+        left = self._pop(now_bin, amount)
         taken = amount - left
         self.waiting = 0.0 if not queue else max(0.0, self.waiting - taken)
         return taken
