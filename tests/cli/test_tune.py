@@ -163,6 +163,11 @@ def test_simulate_needs_a_trace_or_a_workload_not_both(cli: Runner, tmp_path: Pa
     both = cli("simulate", manifest, "--trace", trace, "--workload", WORKLOAD, "--throughput", "1")
     assert both.code == 2
     assert "not both" in both.stderr
+    delay = cli(
+        "simulate", manifest, "--workload", WORKLOAD, "--throughput", "1", "--ready-delay", "5"
+    )
+    assert delay.code == 2
+    assert "--startup" in delay.stderr
     bad_fail = cli(
         "simulate", manifest, "--workload", WORKLOAD, "--throughput", "1", "--fail", "9-3"
     )

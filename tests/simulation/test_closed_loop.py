@@ -255,3 +255,9 @@ def test_a_workload_coarser_than_the_polling_is_refused() -> None:
     with pytest.raises(ConfigError, match="must not exceed") as info:
         simulate_closed_loop(spec(interval=1), Workload((1.0,) * 10, resolution=2), throughput=1)
     assert info.value.path == "workload.resolution"
+
+
+def test_more_metric_kinds_than_triggers_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="2 metric kinds for 1 triggers") as info:
+        simulate_closed_loop(spec(), constant(1, 10), throughput=1, kinds=["length", "lag"])
+    assert info.value.path == "metric"

@@ -139,3 +139,23 @@ def test_the_tradeoff_plot(figures: list[Any], tmp_path: Path) -> None:
     names = labels(figures[0].axes[0])
     assert "trade-off curve" in names
     assert "goal (p95 wait)" in names
+
+
+def test_a_scaled_job_closed_loop_plot(figures: list[Any], tmp_path: Path) -> None:
+    from eventscale.simulation import simulate_jobs_closed_loop
+
+    spec = ScaledJobSpec(
+        name="batch",
+        job_target_ref={},
+        triggers=[TriggerSpec(type="redis", name="q", metadata={"listLength": "1"})],
+        polling_interval=10,
+        max_replica_count=4,
+    )
+    result = simulate_jobs_closed_loop(spec, constant(1, 120), job_seconds=30, failures=[(40, 60)])
+    result.plot(str(tmp_path / "j.png"))
+    assert (tmp_path / "j.png").read_bytes()[:8] == PNG
+    backlog, jobs, metric = figures[0].axes[:3]
+    assert "waiting" in labels(backlog)
+    assert "unfinished" in labels(jobs)
+    assert "max" in labels(jobs)  # 4 is near the jobs drawn
+    assert any(p.get_label() == "read failed" for p in metric.patches)

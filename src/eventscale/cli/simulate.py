@@ -86,6 +86,8 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     if args.workload is not None:
         if args.trace is not None:
             raise ConfigError("give --trace or --workload, not both", path="--workload")
+        if args.ready_delay:
+            raise ConfigError("the closed loop takes --startup instead", path="--ready-delay")
         return execute_closed_loop(args, out)
     if args.trace is None:
         raise ConfigError("give --trace (a metric trace) or --workload", path="--trace")
@@ -191,7 +193,7 @@ def _closed_loop_jobs(manifests: Manifests, args: argparse.Namespace, out: Writa
         **kwargs,
     )
     if args.plot:
-        raise ConfigError("--plot draws ScaledObject runs of the closed loop only", path="--plot")
+        result.plot(args.plot)
     if args.json:
         write_json(result.to_dict(timeline=args.timeline), out)
         return EXIT_OK
@@ -219,6 +221,8 @@ def _closed_loop_jobs(manifests: Manifests, args: argparse.Namespace, out: Writa
         "time at zero": "time with no job",
     }
     summary_table([(renamed.get(label, label), value) for label, value in rows], out)
+    if args.plot:
+        out.write(f"plot written to {args.plot}\n")
     return EXIT_OK
 
 

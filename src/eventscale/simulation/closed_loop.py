@@ -244,6 +244,10 @@ def metric_kinds(
     :raises ConfigError: an unknown kind (``metric[i]``), or a trigger type without a
         default and no kind given (``spec.triggers[i]``).
     """
+    if kinds is not None and len(kinds) > len(spec.triggers):
+        raise ConfigError(
+            f"{len(kinds)} metric kinds for {len(spec.triggers)} triggers", path="metric"
+        )
     out: list[MetricKind] = []
     for i, trig in enumerate(spec.triggers):
         given = kinds[i] if kinds is not None and i < len(kinds) else None

@@ -73,6 +73,12 @@ class JobsClosedLoopResult:
     steps: tuple[JobsClosedLoopStep, ...]
     kinds: tuple[MetricKind, ...]
 
+    def plot(self, path: str) -> None:
+        """Draw backlog, jobs and trigger reads to ``path`` (needs eventscale[plot])."""
+        from eventscale.simulation.report import plot_jobs_closed_loop
+
+        plot_jobs_closed_loop(self, path)
+
     def to_dict(self, *, timeline: bool = True) -> dict[str, Any]:
         """``{"kind": "ScaledJob", "summary": {...}, "timeline": [...]}``."""
         out: dict[str, Any] = {"kind": "ScaledJob", "summary": self.summary.to_dict()}

@@ -23,11 +23,18 @@ from eventscale._optional import import_optional
 
 if TYPE_CHECKING:
     from eventscale.simulation.closed_loop import ClosedLoopResult, ClosedLoopStep
+    from eventscale.simulation.closed_loop_jobs import JobsClosedLoopResult
     from eventscale.simulation.scaled_job import JobTimeline
     from eventscale.simulation.scaled_object import Timeline
     from eventscale.simulation.tuning import TuneResult
 
-__all__ = ("plot_closed_loop", "plot_jobs", "plot_timeline", "plot_tradeoff")
+__all__ = (
+    "plot_closed_loop",
+    "plot_jobs",
+    "plot_jobs_closed_loop",
+    "plot_timeline",
+    "plot_tradeoff",
+)
 
 #: Shaded spans: rule values -> (label, colour).
 _WINDOWS = {
@@ -325,6 +332,63 @@ def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
     fig.suptitle(
         f"ScaledObject {result.spec.name}: p95 wait {s.wait_p95:g}s, max {s.wait_max:g}s, "
         f"{s.replica_seconds:.0f} replica-seconds"
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_jobs_closed_loop(result: JobsClosedLoopResult, path: str) -> None:
+    """Draw a ScaledJob's closed-loop run: backlog and age, jobs, trigger reads."""
+    plt = _pyplot("simulate --plot")
+    steps = result.steps
+    times = [s.time for s in steps]
+    fig, (backlog, jobs, metric) = plt.subplots(3, 1, sharex=True, figsize=(11, 7))
+    backlog.step(
+        times, [s.backlog for s in steps], where="post", color="tab:purple", label="waiting"
+    )
+    backlog.set_ylabel("backlog")
+    backlog.legend(loc="upper right", fontsize="small")
+    age = backlog.twinx()
+    age.step(
+        times,
+        [s.oldest_age for s in steps],
+        where="post",
+        color="tab:brown",
+        linewidth=0.8,
+        label="oldest age (s, right axis)",
+    )
+    age.set_ylabel("oldest age (s)")
+    age.legend(loc="upper left", fontsize="small")
+    unfinished = [s.running + s.started for s in steps]
+    jobs.step(times, unfinished, where="post", label="unfinished")
+    interval = result.spec.polling_interval
+    jobs.bar(
+        times,
+        [s.started for s in steps],
+        width=interval * 0.8,
+        align="edge",
+        alpha=0.4,
+        color="tab:green",
+        label="started",
+    )
+    _fit_replicas(jobs, max(unfinished, default=0), result.spec.max_replica_count)
+    jobs.set_ylabel("jobs")
+    jobs.legend(loc="upper right", fontsize="small")
+    for i, trig in enumerate(result.spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        metric.step(times, ys, where="post", label=f"{label} ({result.kinds[i].value})")
+    _failed_spans(
+        metric, times, [any(v is None for v in s.metrics.values()) for s in steps], interval
+    )
+    metric.set_ylabel("trigger reads")
+    metric.set_xlabel("seconds")
+    metric.legend(loc="upper right", fontsize="small")
+    s = result.summary
+    fig.suptitle(
+        f"ScaledJob {result.spec.name}: p95 wait {s.wait_p95:g}s, max {s.wait_max:g}s, "
+        f"{s.scale_actions} jobs, {s.replica_seconds:.0f} job-seconds"
     )
     fig.tight_layout()
     fig.savefig(path)
