@@ -90,7 +90,7 @@ def test_tune_json_and_a_goal_nothing_meets(cli: Runner, tmp_path: Path) -> None
     assert "no setting meets the goal" in result.stderr
     doc = result.json()
     assert doc["best"] is None
-    assert doc["goal"]["max_wait"] == 3
+    assert doc["goal"] == {"p50Wait": None, "p95Wait": None, "p99Wait": None, "maxWait": 3}
     assert len(doc["candidates"]) == 2
     assert all(not c["meetsGoal"] for c in doc["candidates"])
 
@@ -107,6 +107,10 @@ def test_tune_refuses_bad_command_lines(cli: Runner, tmp_path: Path) -> None:
     bad_set = cli(*base, "--p95-wait", "5", "--set", "listLength")
     assert bad_set.code == 2
     assert "NAME=V1,V2" in bad_set.stderr
+    no_list = write(tmp_path / "bad.yaml", MANIFEST.replace("listName: jobs", ""))
+    refused = cli("tune", no_list, *base[2:], "--set", "listLength=5", "--p95-wait", "5")
+    assert refused.code == 2
+    assert "listName" in refused.stderr
     no_rate = cli(
         "tune", manifest, "--workload", WORKLOAD, "--set", "listLength=5", "--p95-wait", "5"
     )

@@ -16,7 +16,11 @@ from typing import Any
 
 from eventscale.cli._common import EXIT_FAILED, EXIT_OK, load
 from eventscale.cli._output import Writable, table, write_json
-from eventscale.cli._whatif import add_workload_arguments, closed_loop_kwargs
+from eventscale.cli._whatif import (
+    add_workload_arguments,
+    checked_metric_specs,
+    closed_loop_kwargs,
+)
 from eventscale.errors import ConfigError
 
 __all__ = ("add_parser", "execute")
@@ -104,7 +108,9 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     if args.jobs < 1:
         raise ConfigError("must be >= 1", path="--jobs")
     settings = _settings(args.settings)
-    spec = load([args.manifest]).scaled_object(args.name)
+    manifests = load([args.manifest])
+    spec = manifests.scaled_object(args.name)
+    checked_metric_specs(manifests, spec)  # refuse what evaluate refuses
     result = tune(
         spec,
         goal=goal,

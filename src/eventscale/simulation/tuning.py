@@ -156,7 +156,12 @@ class TuneResult:
         best = self.best
         chosen = self.candidates if top is None else self.candidates[:top]
         return {
-            "goal": attrs.asdict(self.goal),
+            "goal": {
+                "p50Wait": self.goal.p50_wait,
+                "p95Wait": self.goal.p95_wait,
+                "p99Wait": self.goal.p99_wait,
+                "maxWait": self.goal.max_wait,
+            },
             "best": best.to_dict() if best is not None else None,
             "candidates": [c.to_dict() for c in chosen],
             "frontier": [c.to_dict() for c in self.frontier()],
