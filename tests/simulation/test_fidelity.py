@@ -6,7 +6,9 @@ replicas) each popping one item at a time and working ``1 / THROUGHPUT`` seconds
 and the real :class:`~eventscale.runtime.ScaledObject` (its redis trigger reading the
 list's length) in a :class:`~eventscale.runtime.Controller` applying decisions to a
 :class:`~eventscale.testing.MemoryTarget`. Everything runs on a clock scaled down by
-:data:`SCALE`: a simulated second is 0.1 s, so the 1 s polling interval is 0.1 s.
+:data:`SCALE`: a simulated second is 0.1 s, so the 1 s polling interval is 0.1 s. With
+a start-up time, the target reports the count asked for at once (as a Deployment's
+``spec.replicas``) and a worker added by a scale-up takes work that long later.
 
 Stated tolerance (docs/simulation.md, "Fidelity"):
 
@@ -85,7 +87,7 @@ def step_at(timeline: list[tuple[float, int]], t: float) -> int:
 
 
 async def real_run(
-    server: RedisServer, work: Workload
+    server: RedisServer, work: Workload, startup: float = 0.0
 ) -> tuple[list[tuple[float, int]], WaitHistogram, float]:
     """Run ``work`` for real; return the replica timeline, the waits and replica-seconds."""
     name = unique_name("fidelity")
@@ -100,6 +102,16 @@ async def real_run(
 
     client = aioredis.Redis(host=server.host, port=server.port)
     target = MemoryTarget(0, clock=vclock)
+
+    def ready() -> int:
+        # The target reports what was asked at once (as a Deployment's spec.replicas);
+        # added replicas take work ``startup`` later, removed ones stop at once.
+        if not startup:
+            return target.current
+        asked = [(0.0, 0)] + [(c.at, c.new) for c in target.history]
+        now = vclock()
+        return min(step_at(asked, now), step_at(asked, now - startup))
+
     waits = WaitHistogram(1.0)
     obj = ScaledObject.from_manifest(
         MANIFEST.format(name=name, key=key, address=server.address), target=target, clock=vclock
@@ -118,7 +130,7 @@ async def real_run(
 
     async def worker(index: int) -> None:
         while True:
-            if index >= target.current:
+            if index >= ready():
                 await vsleep(0.05)
                 continue
             raw = await client.rpop(key)
@@ -150,15 +162,18 @@ async def real_run(
     return timeline, waits, cost
 
 
-async def test_the_simulation_agrees_with_a_real_run(redis_server: RedisServer) -> None:
+@pytest.mark.parametrize("startup", [0.0, 3.0])
+async def test_the_simulation_agrees_with_a_real_run(
+    redis_server: RedisServer, startup: float
+) -> None:
     work = workload()
-    real_timeline, real_waits, real_cost = await real_run(redis_server, work)
+    real_timeline, real_waits, real_cost = await real_run(redis_server, work, startup)
     from eventscale.manifests import load_manifests
 
     spec = load_manifests(
         MANIFEST.format(name="sim", key="jobs", address="localhost:6379")
     ).scaled_object("sim")
-    sim = simulate_closed_loop(spec, work, throughput=THROUGHPUT)
+    sim = simulate_closed_loop(spec, work, throughput=THROUGHPUT, startup=startup)
     sim_timeline = [(s.time, s.desired_replicas) for s in sim.steps]
 
     samples = [t / 2 for t in range(DURATION * 2)]
