@@ -220,6 +220,11 @@ class Engine:
         self._trigger_rows = tuple((t.index, t.name, t.variable) for t in self._triggers)
         resource = options.resource_trigger_types
         self._all_resource = all(t.type in resource for t in spec.triggers)
+        # cpu/memory triggers report the HPA resource calculator's proposal as their
+        # value (eventscale.engine.resources, docs/scalers/cpu-memory.md)
+        self._resource_rows = frozenset(
+            i for i, t in enumerate(spec.triggers) if t.type in resource
+        )
         self._min = min(spec.min_replica_count, spec.max_replica_count)
         self._max = spec.max_replica_count
         idle = spec.idle_replica_count
@@ -408,6 +413,7 @@ class Engine:
         composite = self._composite
         band_low = self._band_low
         band_high = self._band_high
+        resource_rows = self._resource_rows
         for index, name, variable in self._trigger_rows:
             obs = by_index.get(index)
             if obs is None:
@@ -436,7 +442,9 @@ class Engine:
                         total += value
                         metric_target = ms.target
                         metric_type = ms.metric_type
-                        if metric_type is _VALUE:
+                        if index in resource_rows:  # the value is the proposal
+                            n = min(REPLICA_CAP, max(0, int(value)))
+                        elif metric_type is _VALUE:
                             n = value_replicas(
                                 value, metric_target, current, ready_replicas, tolerance
                             )
