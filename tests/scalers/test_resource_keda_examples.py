@@ -141,8 +141,10 @@ def test_only_resource_triggers_cannot_have_min_replica_count_zero() -> None:
     with pytest.raises(ConfigError) as info:
         load_manifests(text)
     assert "spec.minReplicaCount" in info.value.all_paths()
-    assert load_manifests(CPU.replace("spec:\n", "spec:\n  minReplicaCount: 1\n", 1))
-    assert load_manifests(CRON_CPU)  # a cron trigger beside it: 0 is fine
+    one = load_manifests(CPU.replace("spec:\n", "spec:\n  minReplicaCount: 1\n", 1))
+    assert one.scaled_object().min_replica_count == 1
+    # a cron trigger beside it: 0 is fine
+    assert load_manifests(CRON_CPU).scaled_object().min_replica_count == 0
 
 
 @pytest.mark.parametrize(
