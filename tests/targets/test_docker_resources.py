@@ -100,17 +100,19 @@ spec:
     template = _template(docker_daemon, IDLE, cpus=0.5, memory=32 * MIB)
     target = DockerTarget(name, template=template, url=docker_daemon.url, stop_timeout=2)
     await target.set_replicas(1)
-    async with aioredis.Redis(host=redis_server.host, port=redis_server.port) as client:
-        async with ScaledObject.from_manifest(manifest, target=target) as obj:
-            try:
-                await client.rpush(key, *range(10))  # 10 items / 5 per replica: 2
-                report = await obj.reconcile()
-                assert report.ok, report.triggers
-                cpu = next(t for t in report.triggers if t.type == "cpu")
-                assert cpu.value is not None
-                assert cpu.value <= 1  # idle members: cpu asks for no more than one
-                assert report.decision.raw_replicas == 2
-                assert await target.get_replicas() == 2
-            finally:
-                await client.delete(key)
-                await target.set_replicas(0)
+    async with (
+        aioredis.Redis(host=redis_server.host, port=redis_server.port) as client,
+        ScaledObject.from_manifest(manifest, target=target) as obj,
+    ):
+        try:
+            await client.rpush(key, *range(10))  # 10 items / 5 per replica: 2
+            report = await obj.reconcile()
+            assert report.ok, report.triggers
+            cpu = next(t for t in report.triggers if t.type == "cpu")
+            assert cpu.value is not None
+            assert cpu.value <= 1  # idle members: cpu asks for no more than one
+            assert report.decision.raw_replicas == 2
+            assert await target.get_replicas() == 2
+        finally:
+            await client.delete(key)
+            await target.set_replicas(0)

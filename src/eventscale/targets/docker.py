@@ -224,7 +224,7 @@ class DockerTarget(TargetBase):
         per member, concurrently.
         """
         live = [m for m in await self.members() if m.state in _LIVE_STATES]
-        container = self.compose[1] if self.compose is not None else self.name
+        container = str(self.compose[1]) if self.compose is not None else self.name
         pods: list[PodResources | None] = [None] * len(live)
 
         async def one(i: int, member: _Member) -> None:
