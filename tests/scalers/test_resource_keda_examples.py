@@ -181,3 +181,13 @@ def test_utilization_is_still_rejected_for_other_triggers() -> None:
     with pytest.raises(ConfigError, match="only for cpu/memory") as info:
         load_manifests(text)
     assert "spec.triggers[0].metricType" in info.value.all_paths()
+
+
+def test_the_docs_page_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "scalers" / "cpu-memory.md"
+    (block,) = re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)
+    exec(compile(block, str(page), "exec"), {"__name__": "docs_example"})
+    assert capsys.readouterr().out.strip() == "4"
