@@ -183,7 +183,7 @@ async def test_target_failures_and_missing_data_are_errors() -> None:
     target = MemoryTarget(1)
     scaler = _scaler("cpu", {"value": "50"})
     scaler.bind_target(target)
-    with pytest.raises(ScalerError, match="no pod resources set"):
+    with pytest.raises(ScalerError, match="no pod resources"):
         await scaler.get_metrics()
     target.set_usage({"cpu": 0.2})  # no request
     with pytest.raises(ScalerError, match="missing cpu request in container app"):

@@ -115,7 +115,9 @@ class MemoryTarget(TargetBase):
         self._maybe_fail()
         if self._pods is None:
             raise TargetError(
-                "no pod resources set (MemoryTarget.set_usage or set_pods)", target=self.name
+                "no pod resources: an in-memory target has no pods unless a test sets them "
+                "(MemoryTarget.set_usage or set_pods)",
+                target=self.name,
             )
         return WorkloadResources(replicas=self.current, pods=self._pods, observed_at=self.clock())
 
