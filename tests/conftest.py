@@ -12,6 +12,7 @@ pytest_plugins = [
     "servers.servicebus_srv",
     "servers.kubernetes_srv",
     "servers.docker_srv",
+    "servers.prometheus_srv",
 ]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from eventscale.engine import TriggerObservation
 from eventscale.errors import ScalerError
-from eventscale.metrics import MetricSpec, MetricType, ScalerReport
+from eventscale.metrics import MetricSpec, MetricType, MetricValue, ScalerReport
 from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 
 
@@ -46,3 +46,19 @@ def fail(
     """A failed poll of trigger ``index``."""
     spec = MetricSpec(name=f"s{index}-m", target=target)
     return TriggerObservation.failure(index, [spec], ScalerError(message, trigger=f"t{index}"))
+
+
+def two_metric(index: int, first: float, second: float) -> TriggerObservation:
+    """A successful poll with two metrics: ``AverageValue`` target 2 and ``Value`` target 3."""
+    specs = [
+        MetricSpec(name=f"s{index}-a", target=2.0),
+        MetricSpec(name=f"s{index}-b", target=3.0, metric_type=MetricType.VALUE),
+    ]
+    report = ScalerReport(
+        values=[
+            MetricValue(name=f"s{index}-a", value=first),
+            MetricValue(name=f"s{index}-b", value=second),
+        ],
+        is_active=True,
+    )
+    return TriggerObservation.success(index, specs, report, name=f"t{index}")

@@ -8,6 +8,7 @@ for the ideas (activation, cooldown, stabilization, fallback, pause).
 from __future__ import annotations
 
 from eventscale.engine.behavior import ResolvedRules, resolve_behavior
+from eventscale.engine.checks import EngineWarning, check_spec
 from eventscale.engine.hpa import (
     Tolerance,
     average_value_replicas,
@@ -23,7 +24,7 @@ from eventscale.engine.jobs import (
     decide_jobs,
     jobs_to_delete,
 )
-from eventscale.engine.lifecycle import Engine, EngineWarning, check_spec, decide, fallback_replicas
+from eventscale.engine.lifecycle import Engine, decide, fallback_replicas
 from eventscale.engine.model import (
     Combiner,
     Decision,

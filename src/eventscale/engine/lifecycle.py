@@ -19,17 +19,26 @@ The order of the rules (docs/engine.md explains each one):
 6. Inactive: normal scaling down to ``max(min, 1)`` while the cooldown runs; after it,
    straight to ``idleReplicaCount`` (or 0 when ``min`` is 0).
 7. ``paused-scale-in`` / ``paused-scale-out`` veto the direction they name.
+
+:meth:`Engine.decide` walks these in order; each rule is one method of :class:`Engine`
+(``_pause``, ``_fallback_step``, ``_scale_from_zero``, ``_hold_on_error``,
+``_inactive``, ``_veto``, and ``_normal``, the HPA step with behavior policies and
+stabilization). Reading the triggers is :mod:`eventscale.engine._reading`; the
+``scalingModifiers`` composite is :mod:`eventscale.engine._composite`.
 """
 
 from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
+from eventscale._lazy import lazy_exports
+from eventscale.engine._composite import Composite
+from eventscale.engine._reading import TriggerReader
 from eventscale.engine.behavior import (
     Limit,
     ResolvedRules,
@@ -39,37 +48,46 @@ from eventscale.engine.behavior import (
     resolve_behavior,
     scale_up_limit,
 )
-from eventscale.engine.hpa import (
-    REPLICA_CAP,
-    Tolerance,
-    metric_replicas,
-    value_replicas,
-)
+from eventscale.engine.hpa import Tolerance
 from eventscale.engine.model import (
     DEFAULT_OPTIONS,
-    Combiner,
     Decision,
     EngineOptions,
-    PendingDetail,
     Rule,
-    TriggerDetail,
     TriggerObservation,
-    TriggerStatus,
 )
-from eventscale.engine.modifiers import CompiledFormula, FormulaError, compile_formula
+from eventscale.engine.modifiers import compile_formula
 from eventscale.engine.state import ScalingState
-from eventscale.metrics import MetricSpec, MetricType
 from eventscale.spec import Behavior, Fallback, FallbackBehavior, ScaledObjectSpec
+
+if TYPE_CHECKING:
+    from eventscale.engine.checks import EngineWarning, check_spec
 
 __all__ = ("Engine", "EngineWarning", "check_spec", "decide", "fallback_replicas")
 
+# EngineWarning and check_spec moved to eventscale.engine.checks (which imports Engine
+# from here); this old import path keeps resolving them, on first use.
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"EngineWarning": "eventscale.engine.checks", "check_spec": "eventscale.engine.checks"},
+    __all__,
+)
+
 # Reading an enum member through its class (``Limit.NONE``) goes through a slow
 # metaclass lookup on CPython 3.11; the per-decision code uses module-level names.
-_VALUE: Final[MetricType] = MetricType.VALUE
 _NO_LIMIT: Final[Limit] = Limit.NONE
 _UP_LIMIT: Final[Limit] = Limit.SCALE_UP_LIMIT
 _DOWN_LIMIT: Final[Limit] = Limit.SCALE_DOWN_LIMIT
 _TOO_MANY: Final[Limit] = Limit.TOO_MANY
+_SCALING_MODIFIERS: Final[FallbackBehavior] = FallbackBehavior.SCALING_MODIFIERS
+# the engine's Decision constructor, looked up once (see Decision._with_pending_details)
+_new_decision: Final = Decision._with_pending_details
+
+_History = Sequence[tuple[float, int]]
+"""``(time, replicas)`` recommendations or ``(time, change)`` scale events."""
+
+_Step = tuple[int, Rule, str]
+"""A rule's answer: ``(replicas, rule, reason)``."""
 
 
 def fallback_replicas(fallback: Fallback, current: int) -> int:
@@ -88,91 +106,6 @@ def fallback_replicas(fallback: Fallback, current: int) -> int:
     if behavior is FallbackBehavior.CURRENT_REPLICAS_IF_LOWER:
         return min(current, fallback.replicas)
     return fallback.replicas
-
-
-@attrs.frozen
-class EngineWarning:
-    """A configuration that is valid but probably not what was meant."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-def check_spec(
-    spec: ScaledObjectSpec,
-    metric_specs: Mapping[int, Sequence[MetricSpec]] | None = None,
-    options: EngineOptions | None = None,
-) -> tuple[EngineWarning, ...]:
-    """Warnings the engine can see from the spec (and, if given, the triggers' metric specs).
-
-    * a metric whose activation target is at or above its target (activation wins:
-      the object goes to zero while the HPA formula would want replicas);
-    * the same for ``scalingModifiers`` (``activationTarget >= target``);
-    * ``idleReplicaCount >= minReplicaCount`` and ``minReplicaCount > maxReplicaCount``
-      (rejected by :class:`ScaledObjectSpec` already; checked again for specs built
-      with ``attrs.evolve`` and friends).
-
-    :raises ConfigError: the formula does not compile (as :class:`Engine` would).
-    """
-    Engine(spec, options)
-    warnings: list[EngineWarning] = []
-    for index, specs in sorted((metric_specs or {}).items()):
-        for ms in specs:
-            if ms.activation_target >= ms.target > 0:
-                warnings.append(
-                    EngineWarning(
-                        f"spec.triggers[{index}]",
-                        f"metric {ms.name!r}: activation target {ms.activation_target:g} >= target "
-                        f"{ms.target:g}; the object is inactive (and may go to zero) while the "
-                        f"target alone would ask for replicas",
-                    )
-                )
-    mods = spec.advanced.scaling_modifiers
-    if mods is not None and mods.activation_target >= mods.target:
-        warnings.append(
-            EngineWarning(
-                "spec.advanced.scalingModifiers.activationTarget",
-                f"activationTarget {mods.activation_target:g} >= target {mods.target:g}",
-            )
-        )
-    idle = spec.idle_replica_count
-    if idle is not None and idle >= spec.min_replica_count:
-        warnings.append(
-            EngineWarning(
-                "spec.idleReplicaCount",
-                f"idleReplicaCount {idle} >= minReplicaCount {spec.min_replica_count}; "
-                "it is ignored",
-            )
-        )
-    if spec.min_replica_count > spec.max_replica_count:
-        warnings.append(
-            EngineWarning(
-                "spec.minReplicaCount",
-                f"minReplicaCount {spec.min_replica_count} > maxReplicaCount "
-                f"{spec.max_replica_count}; maxReplicaCount wins",
-            )
-        )
-    return tuple(warnings)
-
-
-@attrs.frozen
-class _Trigger:
-    index: int
-    name: str
-    variable: str | None
-    type: str
-
-
-@attrs.frozen
-class _Composite:
-    formula: CompiledFormula | None
-    combiner: Combiner | None
-    target: float
-    activation_target: float
-    metric_type: MetricType
 
 
 def _resolved_rules(
@@ -212,19 +145,12 @@ class Engine:
     def __init__(self, spec: ScaledObjectSpec, options: EngineOptions | None = None) -> None:
         self.spec = spec
         self.options = options = options if options is not None else DEFAULT_OPTIONS
-        self._triggers = tuple(
-            _Trigger(i, t.name or f"{t.type}#{i}", t.name, t.type)
-            for i, t in enumerate(spec.triggers)
-        )
-        # (index, name, formula variable) per trigger: the per-decision loop unpacks these
-        self._trigger_rows = tuple((t.index, t.name, t.variable) for t in self._triggers)
         resource = options.resource_trigger_types
-        self._all_resource = all(t.type in resource for t in spec.triggers)
-        # cpu/memory triggers report the HPA resource calculator's proposal as their
-        # value (eventscale.engine.resources, docs/scalers/cpu-memory.md)
-        self._resource_rows = frozenset(
-            i for i, t in enumerate(spec.triggers) if t.type in resource
+        # (index, name, formula variable, type) per trigger
+        triggers = tuple(
+            (i, t.name or f"{t.type}#{i}", t.name, t.type) for i, t in enumerate(spec.triggers)
         )
+        self._all_resource = all(t.type in resource for t in spec.triggers)
         self._min = min(spec.min_replica_count, spec.max_replica_count)
         self._max = spec.max_replica_count
         idle = spec.idle_replica_count
@@ -244,9 +170,6 @@ class Engine:
                 self._up.stabilization_window_seconds, self._down.stabilization_window_seconds
             )
             self._event_horizon = float(max(self._up.longest_period, self._down.longest_period))
-        # the tolerance band for AverageValue ratios (Tolerance.within, precomputed)
-        self._band_low = 1.0 - self._tolerance.scale_down
-        self._band_high = 1.0 + self._tolerance.scale_up
         # the windows as the reasons print them (formatting a float is not free)
         if self._legacy:
             self._down_window_text = f"{self._rec_horizon:g}s"
@@ -260,29 +183,328 @@ class Engine:
         self._paused_out = spec.paused_scale_out
         self._forced = spec.force_activation
         self._fallback = spec.fallback
-        self._composite: _Composite | None = None
+        self._composite: Composite | None = None
         mods = spec.advanced.scaling_modifiers
         if options.combiner is not None:
             c = options.combiner
-            self._composite = _Composite(None, c, c.target, c.activation_target, c.metric_type)
+            self._composite = Composite(None, c, c.target, c.activation_target, c.metric_type)
         elif mods is not None:
-            names = [t.variable for t in self._triggers if t.variable and t.type not in resource]
+            names = [name for _, _, name, kind in triggers if name and kind not in resource]
             formula = compile_formula(mods.formula, names)
-            self._composite = _Composite(
+            self._composite = Composite(
                 formula, None, mods.target, mods.activation_target, mods.metric_type
             )
+        reader = TriggerReader(
+            tuple((i, name, variable) for i, name, variable, _ in triggers),
+            self._tolerance,
+            self._fallback,
+            composite=self._composite is not None,
+            # cpu/memory report the HPA resource calculator's proposal (engine/resources.py)
+            resource=frozenset(i for i, _, _, kind in triggers if kind in resource),
+        )
+        self._read_triggers = reader.read  # bound once: it runs on every decision
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ the step
+
+    def decide(
+        self,
+        state: ScalingState,
+        observations: Iterable[TriggerObservation],
+        current_replicas: int,
+        now: float,
+        *,
+        ready_replicas: int | None = None,
+    ) -> tuple[ScalingState, Decision]:
+        """One decision. See :func:`decide`; each numbered rule is a method below."""
+        current = current_replicas if current_replicas > 0 else 0
+        fresh = state.created_at is None
+        created_at = now if state.created_at is None else state.created_at
+
+        # 1. pause
+        if self._paused_replicas is not None or self._paused:
+            return self._pause(state, current, fresh, created_at)
+
+        # 2. read the triggers (the hot path; docs/engine.md, "Performance")
+        raw, raw_trigger, any_active, unresolved, fallen, variables, details, failures = (
+            self._read_triggers(observations, state, current, ready_replicas)
+        )
+
+        # 3. fallback and the composite
+        fallback = self._fallback
+        composite = self._composite
+        fb_replicas: int | None = None
+        if (
+            fallen
+            and fallback is not None
+            and (composite is None or fallback.behavior is not _SCALING_MODIFIERS)
+        ):
+            fb_replicas = fallback_replicas(fallback, current)
+        if composite is not None and fb_replicas is None:
+            raw_trigger = "composite"
+            raw, any_active, fb_replicas = composite.replicas(
+                variables, unresolved, fallen, fallback, current, ready_replicas, self._tolerance
+            )
+        forced = self._forced
+        active = (
+            any_active
+            or forced
+            or bool(fallen and fb_replicas is not None)
+            or (self._all_resource and not unresolved and not fallen)
+        )
+
+        # 4.-6. the lifecycle: fallback, active, inactive with an error, inactive
+        recs = state.recommendations
+        if fresh and current > 0:
+            recs = ((now, current),)
+        events = state.scale_events
+        decided_by = raw_trigger
+        if fb_replicas is not None:
+            desired, rule, reason = self._fallback_step(fb_replicas, raw, fallen)
+            decided_by = fallen[0]
+        elif active:
+            if raw is None:
+                desired, rule, reason = self._active_unread(current)
+                decided_by = unresolved[0][0] if unresolved else None
+            elif current < self._floor:
+                why = (
+                    "forced by annotation"
+                    if forced and not any_active
+                    else f"activated by {decided_by}"
+                )
+                desired, rule, reason = self._scale_from_zero(raw, current, events, now, why)
+            else:
+                desired, rule, reason = self._normal(raw, current, self._floor, recs, events, now)
+                if unresolved and desired < min(current, self._max):
+                    desired, rule, reason = self._error_blocks_scale_down(current, unresolved)
+                    decided_by = unresolved[0][0]
+        elif unresolved:
+            desired, rule, reason, decided_by = self._hold_on_error(
+                raw, raw_trigger, current, unresolved, recs, events, now
+            )
+        else:
+            desired, rule, reason = self._inactive(
+                raw, raw_trigger, current, created_at, state.last_active, recs, events, now
+            )
+
+        # 7. direction vetoes
+        if desired != current and (self._paused_in or self._paused_out):
+            desired, rule, reason = self._veto(desired, rule, reason, current)
+
+        # the new state: history and failure counts
+        if raw is not None:
+            recs = _append(recs, now, raw, self._rec_horizon)
+        elif recs and recs[0][0] <= now - self._rec_horizon:
+            recs = tuple(r for r in recs if r[0] > now - self._rec_horizon)
+        if desired != current and self._event_horizon > 0:
+            events = _append_event(events, now, desired - current, self._event_horizon)
+        elif events and events[0][0] <= now - self._event_horizon:
+            events = tuple(e for e in events if e[0] > now - self._event_horizon)
+        last_active = now if active else state.last_active
+        # by position (cheaper): the fields in their declared order
+        new_state = ScalingState(created_at, last_active, recs, events, tuple(failures))
+        decision = _new_decision(
+            desired,  # replicas
+            current,  # current_replicas
+            active,  # is_active
+            rule,
+            reason,
+            decided_by,  # trigger
+            raw,  # raw_replicas
+            tuple(details),  # triggers, built on first read
+            fb_replicas is not None,  # fallback_active
+        )
+        return new_state, decision
+
+    # ------------------------------------------------------------------ the rules
+
+    def _pause(
+        self, state: ScalingState, current: int, fresh: bool, created_at: float
+    ) -> tuple[ScalingState, Decision]:
+        """Rule 1: ``paused-replicas`` gives that count; ``paused`` holds the current one."""
+        held = self._paused_replicas if self._paused_replicas is not None else current
+        rule = Rule.PAUSED_REPLICAS if self._paused_replicas is not None else Rule.PAUSED
+        reason = (
+            f"paused at {held} replicas by the paused-replicas annotation"
+            if rule is Rule.PAUSED_REPLICAS
+            else f"paused by annotation; holding {held} replicas"
+        )
+        new_state = state if not fresh else attrs.evolve(state, created_at=created_at)
+        return new_state, Decision(
+            replicas=held,
+            current_replicas=current,
+            is_active=False,
+            rule=rule,
+            reason=reason,
+            paused=True,
+        )
+
+    def _fallback_step(self, fb_replicas: int, raw: int | None, fallen: Sequence[str]) -> _Step:
+        """Rule 3: ``max(fallback replicas, healthy proposals)`` within [min, max]."""
+        fallback = self._fallback
+        assert fallback is not None
+        target = fb_replicas if raw is None else max(fb_replicas, raw)
+        desired = min(max(target, self._min), self._max)
+        reason = (
+            f"fallback: {', '.join(fallen)} failed more than {fallback.failure_threshold} "
+            f"times in a row; {fallback.behavior.value} fallback gives {fb_replicas}, "
+            f"scaling to {desired}"
+        )
+        return desired, Rule.FALLBACK, reason
+
+    def _active_unread(self, current: int) -> _Step:
+        """Rule 4, active but no metric read: hold (at least the floor, at most max)."""
+        desired = min(max(current, self._floor), self._max)
+        return desired, Rule.HOLD_ON_ERROR, f"active but no metric could be read; holding {desired}"
+
+    def _scale_from_zero(
+        self, raw: int, current: int, events: _History, now: float, why: str
+    ) -> _Step:
+        """Rule 4, activation below ``max(min, 1)``: straight to what the metrics ask.
+
+        At least the floor, within the scale-up policy and ``maxReplicaCount``.
+        """
+        hi = self._max
+        limit = self._up_limit(current, events, now)
+        desired = max(self._floor, min(raw, limit, hi))
+        capped = ""
+        if raw > desired:
+            capped = " (scale-up policy)" if limit < hi and limit < raw else " (maxReplicaCount)"
+        reason = f"{why}: scaling from {current} to {desired}; metrics ask for {raw}{capped}"
+        return desired, Rule.SCALE_FROM_ZERO, reason
+
+    def _error_blocks_scale_down(
+        self, current: int, unresolved: Sequence[tuple[str, str]]
+    ) -> _Step:
+        """Rule 4: while active, an erroring trigger blocks a scale-down."""
+        name, error = unresolved[0]
+        reason = f"scale down blocked: trigger {name} failed ({error}); holding {current}"
+        return min(current, self._max), Rule.ERROR_BLOCKS_SCALE_DOWN, reason
+
+    def _hold_on_error(
+        self,
+        raw: int | None,
+        raw_trigger: str | None,
+        current: int,
+        unresolved: Sequence[tuple[str, str]],
+        recs: _History,
+        events: _History,
+        now: float,
+    ) -> tuple[int, Rule, str, str | None]:
+        """Rule 5: inactive with an erroring trigger and no fallback: hold.
+
+        Bounds still apply, and a scale-up the healthy triggers ask for is allowed.
+        Returns the step and the trigger that decided it.
+        """
+        name, error = unresolved[0]
+        hi = self._max
+        lo_min = self._min
+        if current > hi:
+            return hi, Rule.MAX_REPLICAS, f"current {current} is above maxReplicaCount {hi}", name
+        if current < lo_min and self._idle is None:
+            reason = f"current {current} is below minReplicaCount {lo_min}"
+            return lo_min, Rule.MIN_REPLICAS, reason, name
+        floor = self._floor
+        if raw is not None and raw > current >= floor:
+            up, up_rule, up_reason = self._normal(raw, current, floor, recs, events, now)
+            if up > current:
+                return up, up_rule, up_reason, raw_trigger
+        extra = "" if self._fallback is None else " (fallback not reached yet)"
+        reason = f"trigger {name} failed ({error}); holding {current} replicas{extra}"
+        return current, Rule.HOLD_ON_ERROR, reason, name
+
+    def _inactive(
+        self,
+        raw: int | None,
+        raw_trigger: str | None,
+        current: int,
+        created_at: float,
+        last_active: float | None,
+        recs: _History,
+        events: _History,
+        now: float,
+    ) -> _Step:
+        """Rule 6: inactive: cooldown, then scale to zero or idle; at or below it, idle.
+
+        While the (initial) cooldown runs, normal scaling down to ``max(min, 1)``;
+        after it, straight to ``idleReplicaCount`` (or 0 when ``min`` is 0), or, with
+        ``scale_to_zero_from_floor``, once the count is down to ``max(min, 1)``.
+        """
+        idle = self._idle
+        floor = self._floor
+        low = idle if idle is not None else self._min
+        if current <= low:
+            if current < low:
+                rule = Rule.MIN_REPLICAS if idle is None else Rule.SCALE_TO_IDLE
+                return low, rule, f"inactive; raising {current} to {low}"
+            return current, Rule.IDLE, f"inactive at {current} replicas"
+        if low >= floor:  # min > 0 and no idle count: plain scaling within [min, max]
+            return self._normal(
+                raw if raw is not None else 0, current, self._min, recs, events, now
+            )
+        if last_active is not None:
+            elapsed = now - last_active
+            period = self.spec.cooldown_period
+            cd_rule = Rule.COOLDOWN
+            cd_name = "cooldownPeriod"
+        else:
+            elapsed = now - created_at
+            period = self.spec.initial_cooldown_period
+            cd_rule = Rule.INITIAL_COOLDOWN
+            cd_name = "initialCooldownPeriod"
+        target_name = "zero" if low == 0 else f"idleReplicaCount {low}"
+        if elapsed < period:  # cooling down
+            if current < floor:
+                reason = (
+                    f"inactive; {cd_name} {period:g}s not over ({elapsed:g}s elapsed); "
+                    f"holding {current}"
+                )
+                return current, cd_rule, reason
+            desired, rule, reason = self._normal(
+                raw if raw is not None else 0, current, floor, recs, events, now
+            )
+            if desired == floor and (raw is None or raw < floor):
+                rule = cd_rule
+                reason = (
+                    f"inactive; {cd_name} {period:g}s not over ({elapsed:g}s elapsed); "
+                    f"staying at {desired} before scaling to {target_name}"
+                )
+            return desired, rule, reason
+        if self.options.scale_to_zero_from_floor and current > floor:
+            desired, rule, reason = self._normal(
+                raw if raw is not None else 0, current, floor, recs, events, now
+            )
+            if desired > floor:
+                reason = f"{reason}; scaling to {target_name} once at {floor}"
+            return desired, rule, reason
+        rule = Rule.SCALE_TO_ZERO if low == 0 else Rule.SCALE_TO_IDLE
+        reason = f"inactive for {elapsed:g}s (>= {cd_name} {period:g}s): scaling to {target_name}"
+        if raw is not None and raw > 0 and raw_trigger is not None:
+            reason += (
+                f" although {raw_trigger} asks for {raw} (its value is not above "
+                f"its activation target)"
+            )
+        return low, rule, reason
+
+    def _veto(self, desired: int, rule: Rule, reason: str, current: int) -> _Step:
+        """Rule 7: ``paused-scale-in`` / ``paused-scale-out`` veto the direction they name."""
+        if desired < current and self._paused_in:
+            reason = f"scale in paused by annotation; holding {current}"
+            return current, Rule.PAUSED_SCALE_IN, reason
+        if desired > current and self._paused_out:
+            reason = f"scale out paused by annotation; holding {current}"
+            return current, Rule.PAUSED_SCALE_OUT, reason
+        return desired, rule, reason
+
+    # ------------------------------------------------------------------ the HPA step
 
     def _normal(
-        self,
-        raw: int,
-        current: int,
-        lo: int,
-        recs: Sequence[tuple[float, int]],
-        events: Sequence[tuple[float, int]],
-        now: float,
-    ) -> tuple[int, Rule, str]:
+        self, raw: int, current: int, lo: int, recs: _History, events: _History, now: float
+    ) -> _Step:
+        """The HPA step: bounds ``[lo, max]``, behavior policies and stabilization.
+
+        The reason names what held the count: a policy, a bound, or a stabilization
+        window (with the recommendation that held it).
+        """
         hi = self._max
         if current > hi:
             return hi, Rule.MAX_REPLICAS, f"current {current} is above maxReplicaCount {hi}"
@@ -298,427 +520,37 @@ class Engine:
             )
         if limit is not _NO_LIMIT:
             if limit is _UP_LIMIT:
-                return (
-                    desired,
-                    Rule.SCALE_UP_LIMIT,
-                    (f"metrics ask for {stabilized}; scale-up policy allows {desired} now"),
-                )
+                reason = f"metrics ask for {stabilized}; scale-up policy allows {desired} now"
+                return desired, Rule.SCALE_UP_LIMIT, reason
             if limit is _DOWN_LIMIT:
-                return (
-                    desired,
-                    Rule.SCALE_DOWN_LIMIT,
-                    (f"metrics ask for {stabilized}; scale-down policy allows {desired} now"),
-                )
+                reason = f"metrics ask for {stabilized}; scale-down policy allows {desired} now"
+                return desired, Rule.SCALE_DOWN_LIMIT, reason
             if limit is _TOO_MANY:
-                return (
-                    desired,
-                    Rule.MAX_REPLICAS,
-                    (f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"),
-                )
+                reason = f"metrics ask for {stabilized}; capped at maxReplicaCount {hi}"
+                return desired, Rule.MAX_REPLICAS, reason
             # Limit.TOO_FEW
             return desired, Rule.MIN_REPLICAS, f"metrics ask for {stabilized}; floor is {lo}"
         if stabilized > raw and desired > raw:
-            return (
-                desired,
-                Rule.STABILIZED_DOWN,
-                (
-                    f"scale down held by stabilization window: highest recommendation in the last "
-                    f"{self._down_window_text} is {down_bound}"
-                ),
+            reason = (
+                f"scale down held by stabilization window: highest recommendation in the last "
+                f"{self._down_window_text} is {down_bound}"
             )
+            return desired, Rule.STABILIZED_DOWN, reason
         if stabilized < raw and desired < raw:
-            return (
-                desired,
-                Rule.STABILIZED_UP,
-                (
-                    f"scale up held by stabilization window: lowest recommendation in the last "
-                    f"{self._up_window_text} is {up_bound}"
-                ),
+            reason = (
+                f"scale up held by stabilization window: lowest recommendation in the last "
+                f"{self._up_window_text} is {up_bound}"
             )
+            return desired, Rule.STABILIZED_UP, reason
         if desired == current:
             return desired, Rule.METRICS, f"metrics ask for {raw}; keeping {current}"
         return desired, Rule.METRICS, f"metrics ask for {raw}; scaling {current} -> {desired}"
 
-    def _up_limit(self, current: int, events: Sequence[tuple[float, int]], now: float) -> int:
+    def _up_limit(self, current: int, events: _History, now: float) -> int:
+        """How far the scale-up policy lets the count grow now."""
         if self._legacy:
             return legacy_scale_up_limit(current)
         return scale_up_limit(current, self._up, events, now)
-
-    def _composite_value(self, values: Mapping[str, float | None]) -> float | None:
-        comp = self._composite
-        assert comp is not None
-        if comp.formula is not None:
-            return comp.formula.evaluate(values)
-        assert comp.combiner is not None
-        try:
-            result = comp.combiner.function(values)
-        except FormulaError:
-            raise
-        except Exception as exc:  # a user callable: report it as an error of the composite
-            raise FormulaError(f"combiner raised {type(exc).__name__}: {exc}") from exc
-        if result is None:
-            return None
-        return float(result)
-
-    # ------------------------------------------------------------------ the step
-
-    def decide(
-        self,
-        state: ScalingState,
-        observations: Iterable[TriggerObservation],
-        current_replicas: int,
-        now: float,
-        *,
-        ready_replicas: int | None = None,
-    ) -> tuple[ScalingState, Decision]:
-        """One decision. See :func:`decide`."""
-        current = current_replicas if current_replicas > 0 else 0
-        fresh = state.created_at is None
-        created_at = now if state.created_at is None else state.created_at
-
-        # 1. pause ------------------------------------------------------------------
-        if self._paused_replicas is not None or self._paused:
-            held = self._paused_replicas if self._paused_replicas is not None else current
-            rule = Rule.PAUSED_REPLICAS if self._paused_replicas is not None else Rule.PAUSED
-            reason = (
-                f"paused at {held} replicas by the paused-replicas annotation"
-                if rule is Rule.PAUSED_REPLICAS
-                else f"paused by annotation; holding {held} replicas"
-            )
-            new_state = state if not fresh else attrs.evolve(state, created_at=created_at)
-            return new_state, Decision(
-                replicas=held,
-                current_replicas=current,
-                is_active=False,
-                rule=rule,
-                reason=reason,
-                paused=True,
-            )
-
-        # 2. read the triggers ----------------------------------------------------------
-        # (the hot path; docs/engine.md, "Performance", says what is done here and why)
-        by_index: dict[int, TriggerObservation] = {}
-        for item in observations:  # (a plain loop: cheaper than a comprehension here)
-            by_index[item.trigger_index] = item
-        fallback = self._fallback
-        tolerance = self._tolerance
-        details: list[TriggerDetail | PendingDetail] = []
-        failures: list[tuple[int, int]] = []
-        raw: int | None = None
-        raw_trigger: str | None = None
-        any_active = False
-        unresolved: list[tuple[str, str]] = []
-        fallen: list[str] = []
-        variables: dict[str, float | None] = {}
-        composite = self._composite
-        band_low = self._band_low
-        band_high = self._band_high
-        resource_rows = self._resource_rows
-        for index, name, variable in self._trigger_rows:
-            obs = by_index.get(index)
-            if obs is None:
-                error: str | None = "no observation for this trigger"
-            elif obs.report is None:
-                error = "no observation for this trigger" if obs.error is None else str(obs.error)
-            else:
-                report = obs.report
-                error = None
-                # the details are recorded as plain tuples; Decision builds the
-                # TriggerDetail/MetricDetail objects only if they are read
-                metrics: tuple[tuple[str, float, float, MetricType, int], ...] = ()
-                proposal: int | None = None
-                total = 0.0
-                if obs.specs:
-                    reported = report.values
-                    for ms in obs.specs:
-                        metric = ms.name
-                        for item_value in reported:  # ScalerReport.value_of, inlined
-                            if item_value.name == metric:
-                                value = item_value.value
-                                break
-                        else:
-                            error = f"metric {metric!r} missing from the scaler's report"
-                            break
-                        total += value
-                        metric_target = ms.target
-                        metric_type = ms.metric_type
-                        if index in resource_rows:  # the value is the proposal
-                            n = min(REPLICA_CAP, max(0, int(value)))
-                        elif metric_type is _VALUE:
-                            n = value_replicas(
-                                value, metric_target, current, ready_replicas, tolerance
-                            )
-                        else:  # average_value_replicas(), inlined (the common metric type)
-                            usage = round(value * 1000)
-                            milli_target = round(metric_target * 1000)
-                            if milli_target <= 0:
-                                n = REPLICA_CAP if usage > 0 else 0
-                            elif (
-                                current > 0
-                                and band_low <= usage / (milli_target * current) <= band_high
-                            ):
-                                n = current
-                            else:
-                                n = -(-usage // milli_target)
-                                if n > REPLICA_CAP:
-                                    n = REPLICA_CAP
-                        metrics += ((metric, value, metric_target, metric_type, n),)
-                        if proposal is None or n > proposal:
-                            proposal = n
-                else:
-                    total = sum(v.value for v in report.values)
-                if error is None:
-                    active = report.is_active
-                    if composite is None:
-                        any_active = any_active or active
-                        if proposal is not None and (raw is None or proposal > raw):
-                            raw = proposal
-                            raw_trigger = name
-                    elif variable is not None:
-                        variables[variable] = total
-                    details.append((index, name, active, proposal, metrics))
-                    continue
-            # the trigger failed (or reported no value for one of its metrics)
-            assert error is not None
-            count = state.failure_count(index) + 1
-            failures.append((index, count))
-            in_fallback = fallback is not None and count > fallback.failure_threshold
-            if in_fallback:
-                fallen.append(name)
-                if variable is not None:
-                    variables[variable] = None
-            else:
-                unresolved.append((name, error))
-            details.append(
-                TriggerDetail(
-                    index=index,
-                    name=name,
-                    status=TriggerStatus.FALLBACK if in_fallback else TriggerStatus.ERROR,
-                    is_active=in_fallback,
-                    replicas=None,
-                    error=error,
-                    failures=count,
-                )
-            )
-
-        # 3. fallback and the composite ---------------------------------------------------
-        fb_replicas: int | None = None
-        if (
-            fallen
-            and fallback is not None
-            and (composite is None or fallback.behavior is not FallbackBehavior.SCALING_MODIFIERS)
-        ):
-            fb_replicas = fallback_replicas(fallback, current)
-        if composite is not None and fb_replicas is None:
-            raw = None
-            raw_trigger = "composite"
-            if unresolved:
-                pass  # the composite is unknown while a trigger has no value
-            else:
-                try:
-                    comp_value = self._composite_value(variables)
-                except FormulaError as exc:
-                    if fallback is not None and fallen:
-                        # a trigger in fallback is nil and the formula could not route around it
-                        fb_replicas = fallback.replicas
-                    else:
-                        unresolved.append(("composite", str(exc)))
-                else:
-                    if comp_value is None:
-                        if fallback is not None and fallen:
-                            fb_replicas = fallback.replicas
-                        else:
-                            unresolved.append(("composite", "the formula gave nil"))
-                    else:
-                        raw = metric_replicas(
-                            composite.metric_type,
-                            max(comp_value, 0.0),
-                            composite.target,
-                            current,
-                            ready=ready_replicas,
-                            tolerance=tolerance,
-                        )
-                        any_active = comp_value > composite.activation_target
-        forced = self._forced
-        active = (
-            any_active
-            or forced
-            or bool(fallen and fb_replicas is not None)
-            or (self._all_resource and not unresolved and not fallen)
-        )
-
-        # 4. the lifecycle --------------------------------------------------------------
-        recs = state.recommendations
-        if fresh and current > 0:
-            recs = ((now, current),)
-        events = state.scale_events
-        lo_min = self._min
-        hi = self._max
-        floor = self._floor
-        idle = self._idle
-        last_active = now if active else state.last_active
-        decided_by = raw_trigger
-        if fb_replicas is not None:
-            target = fb_replicas if raw is None else max(fb_replicas, raw)
-            desired = min(max(target, lo_min), hi)
-            rule = Rule.FALLBACK
-            decided_by = fallen[0]
-            assert fallback is not None
-            reason = (
-                f"fallback: {', '.join(fallen)} failed more than {fallback.failure_threshold} "
-                f"times in a row; {fallback.behavior.value} fallback gives {fb_replicas}, "
-                f"scaling to {desired}"
-            )
-        elif active:
-            if raw is None:
-                desired = min(max(current, floor), hi)
-                rule = Rule.HOLD_ON_ERROR
-                decided_by = unresolved[0][0] if unresolved else None
-                reason = f"active but no metric could be read; holding {desired}"
-            elif current < floor:
-                limit = self._up_limit(current, events, now)
-                desired = max(floor, min(raw, limit, hi))
-                rule = Rule.SCALE_FROM_ZERO
-                why = (
-                    "forced by annotation"
-                    if forced and not any_active
-                    else f"activated by {decided_by}"
-                )
-                capped = ""
-                if raw > desired:
-                    capped = (
-                        " (scale-up policy)" if limit < hi and limit < raw else " (maxReplicaCount)"
-                    )
-                reason = (
-                    f"{why}: scaling from {current} to {desired}; metrics ask for {raw}{capped}"
-                )
-            else:
-                desired, rule, reason = self._normal(raw, current, floor, recs, events, now)
-                if unresolved and desired < min(current, hi):
-                    desired = min(current, hi)
-                    rule = Rule.ERROR_BLOCKS_SCALE_DOWN
-                    decided_by = unresolved[0][0]
-                    reason = (
-                        f"scale down blocked: trigger {unresolved[0][0]} failed "
-                        f"({unresolved[0][1]}); holding {current}"
-                    )
-        elif unresolved:
-            decided_by = unresolved[0][0]
-            if current > hi:
-                desired, rule = hi, Rule.MAX_REPLICAS
-                reason = f"current {current} is above maxReplicaCount {hi}"
-            elif current < lo_min and idle is None:
-                desired, rule = lo_min, Rule.MIN_REPLICAS
-                reason = f"current {current} is below minReplicaCount {lo_min}"
-            else:
-                desired = current
-                rule = Rule.HOLD_ON_ERROR
-                extra = "" if fallback is None else " (fallback not reached yet)"
-                reason = (
-                    f"trigger {unresolved[0][0]} failed ({unresolved[0][1]}); holding {current} "
-                    f"replicas{extra}"
-                )
-                if raw is not None and raw > current >= floor:
-                    up, up_rule, up_reason = self._normal(raw, current, floor, recs, events, now)
-                    if up > current:
-                        desired, rule, reason = up, up_rule, up_reason
-                        decided_by = raw_trigger
-        else:
-            low = idle if idle is not None else lo_min
-            prev_active = state.last_active
-            if prev_active is not None:
-                elapsed = now - prev_active
-                period = self.spec.cooldown_period
-                cd_rule = Rule.COOLDOWN
-                cd_name = "cooldownPeriod"
-            else:
-                elapsed = now - created_at
-                period = self.spec.initial_cooldown_period
-                cd_rule = Rule.INITIAL_COOLDOWN
-                cd_name = "initialCooldownPeriod"
-            cooling = elapsed < period
-            target_name = "zero" if low == 0 else f"idleReplicaCount {low}"
-            if current <= low:
-                if current < low:
-                    desired = low
-                    rule = Rule.MIN_REPLICAS if idle is None else Rule.SCALE_TO_IDLE
-                    reason = f"inactive; raising {current} to {low}"
-                else:
-                    desired = current
-                    rule = Rule.IDLE
-                    reason = f"inactive at {current} replicas"
-            elif cooling and low < floor:
-                if current < floor:
-                    desired, rule = current, cd_rule
-                    reason = (
-                        f"inactive; {cd_name} {period:g}s not over ({elapsed:g}s elapsed); "
-                        f"holding {current}"
-                    )
-                else:
-                    desired, rule, reason = self._normal(
-                        raw if raw is not None else 0, current, floor, recs, events, now
-                    )
-                    if desired == floor and (raw is None or raw < floor):
-                        rule = cd_rule
-                        reason = (
-                            f"inactive; {cd_name} {period:g}s not over ({elapsed:g}s elapsed); "
-                            f"staying at {desired} before scaling to {target_name}"
-                        )
-            elif low < floor:
-                if self.options.scale_to_zero_from_floor and current > floor:
-                    desired, rule, reason = self._normal(
-                        raw if raw is not None else 0, current, floor, recs, events, now
-                    )
-                    if desired > floor:
-                        reason = f"{reason}; scaling to {target_name} once at {floor}"
-                else:
-                    desired = low
-                    rule = Rule.SCALE_TO_ZERO if low == 0 else Rule.SCALE_TO_IDLE
-                    reason = (
-                        f"inactive for {elapsed:g}s (>= {cd_name} {period:g}s): "
-                        f"scaling to {target_name}"
-                    )
-                    if raw is not None and raw > 0 and raw_trigger is not None:
-                        reason += (
-                            f" although {raw_trigger} asks for {raw} (its value is not above "
-                            f"its activation target)"
-                        )
-            else:
-                desired, rule, reason = self._normal(
-                    raw if raw is not None else 0, current, lo_min, recs, events, now
-                )
-
-        # 5. direction vetoes -----------------------------------------------------------
-        if desired < current and self._paused_in:
-            desired, rule = current, Rule.PAUSED_SCALE_IN
-            reason = f"scale in paused by annotation; holding {current}"
-        elif desired > current and self._paused_out:
-            desired, rule = current, Rule.PAUSED_SCALE_OUT
-            reason = f"scale out paused by annotation; holding {current}"
-
-        # 6. new state ------------------------------------------------------------------
-        if raw is not None:
-            recs = _append(recs, now, raw, self._rec_horizon)
-        elif recs and recs[0][0] <= now - self._rec_horizon:
-            recs = tuple(r for r in recs if r[0] > now - self._rec_horizon)
-        if desired != current and self._event_horizon > 0:
-            events = _append_event(events, now, desired - current, self._event_horizon)
-        elif events and events[0][0] <= now - self._event_horizon:
-            events = tuple(e for e in events if e[0] > now - self._event_horizon)
-        # by position (cheaper): the fields in their declared order
-        new_state = ScalingState(created_at, last_active, recs, events, tuple(failures))
-        decision = Decision._with_pending_details(
-            desired,  # replicas
-            current,  # current_replicas
-            active,  # is_active
-            rule,
-            reason,
-            decided_by,  # trigger
-            raw,  # raw_replicas
-            tuple(details),  # triggers, built on first read
-            fb_replicas is not None,  # fallback_active
-        )
-        return new_state, decision
 
 
 def _append(

@@ -39,8 +39,9 @@ from typing import Final
 
 import attrs
 
-from eventscale.errors import ConfigError, EventscaleError
+from eventscale.errors import ConfigError, FormulaError
 
+# FormulaError lives in eventscale.errors; it stays importable from here (its old home).
 __all__ = (
     "CompiledFormula",
     "FormulaError",
@@ -53,10 +54,6 @@ Env = Mapping[str, float | None]
 _Node = Callable[[Env], Value]
 
 _FORMULA_PATH: Final = "spec.advanced.scalingModifiers.formula"
-
-
-class FormulaError(EventscaleError):
-    """A formula could not be evaluated for the given values (type error, division by 0)."""
 
 
 _TOKEN = re.compile(

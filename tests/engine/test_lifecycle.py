@@ -17,7 +17,6 @@ from eventscale.engine import (
     ScalingState,
     TriggerObservation,
     TriggerStatus,
-    check_spec,
     decide,
 )
 from eventscale.errors import ConfigError
@@ -356,19 +355,6 @@ def test_state_from_json_rejects_malformed(text: str, path: str) -> None:
     with pytest.raises(ConfigError) as info:
         ScalingState.from_json(text)
     assert info.value.path == path
-
-
-def test_check_spec_warnings() -> None:
-    mods = ScalingModifiers(formula="t0", target=2, activation_target=3)
-    spec = make_spec(advanced=Advanced(scaling_modifiers=mods))
-    specs = {0: [MetricSpec(name="s0-m", target=5, activation_target=5)]}
-    warnings = check_spec(spec, specs)
-    paths = [w.path for w in warnings]
-    assert paths == ["spec.triggers[0]", "spec.advanced.scalingModifiers.activationTarget"]
-    assert "activation target 5 >= target 5" in str(warnings[0])
-    assert (
-        check_spec(make_spec(), {0: [MetricSpec(name="s0-m", target=5, activation_target=1)]}) == ()
-    )
 
 
 def test_history_is_bounded_by_distinct_values() -> None:
