@@ -191,3 +191,23 @@ def test_the_docs_page_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     (block,) = re.findall(r"```python\n(.*?)```", page.read_text(), re.DOTALL)
     exec(compile(block, str(page), "exec"), {"__name__": "docs_example"})
     assert capsys.readouterr().out.strip() == "4"
+
+
+def test_scaled_jobs_cannot_use_cpu_or_memory() -> None:
+    text = """
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: crunch}
+spec:
+  jobTargetRef:
+    template:
+      spec:
+        containers: [{name: crunch, image: busybox}]
+  triggers:
+  - type: memory
+    metricType: Utilization
+    metadata: {value: "50"}
+"""
+    with pytest.raises(ConfigError, match="ScaledObjects only") as info:
+        load_manifests(text)
+    assert "spec.triggers[0].type" in info.value.all_paths()

@@ -66,6 +66,16 @@ def _metric_type(r: FieldReader, raw: Any, path: str, trigger_type: str = "") ->
     return MetricType.AVERAGE_VALUE
 
 
+def _check_no_resource_triggers(r: FieldReader, triggers: Any) -> None:
+    """KEDA: cpu/memory triggers are for ScaledObjects only (docs/scalers/cpu-memory.md)."""
+    for i, trig in enumerate(triggers or ()):
+        if trig.type in _RESOURCE_TYPES:
+            r.fail(
+                f"spec.triggers[{i}].type",
+                f"{trig.type!r} triggers are for ScaledObjects only, not ScaledJobs",
+            )
+
+
 def _check_resource_only(r: FieldReader, spec: Mapping[str, Any], triggers: Any) -> None:
     """KEDA's webhook: only cpu/memory triggers cannot scale to zero (docs/scalers/cpu-memory.md)."""
     if (
@@ -451,6 +461,7 @@ def read_scaled_job(r: FieldReader, doc: Mapping[str, Any]) -> ScaledJobSpec | N
             or "max"
         )
     triggers = _read_triggers(r, spec)
+    _check_no_resource_triggers(r, triggers)
     if job is None:
         return None
     return r.build(
