@@ -14,12 +14,16 @@ from collections.abc import Sequence
 
 import pytest
 
+from eventscale.engine import ScalingState, decide
 from eventscale.engine.hpa import Tolerance
 from eventscale.engine.resources import (
     PodSample,
     ResourceTarget,
     resource_replicas,
 )
+from eventscale.spec import Advanced, ScalingModifiers, TriggerSpec
+
+from .helpers import make_spec, ok
 
 NOW = 10_000.0
 COOL = NOW - 180.0
@@ -262,3 +266,32 @@ def test_missing_request_is_fine_for_average_value() -> None:
 def test_target_must_be_positive(target: float) -> None:
     with pytest.raises(ValueError, match="greater than 0"):
         calc(pods([100]), target, 1)
+
+
+# ------------------------------------------------------------- in the engine's decision
+
+
+def test_a_resource_trigger_value_is_its_proposal() -> None:
+
+    spec = make_spec(triggers=(TriggerSpec(type="cpu"), TriggerSpec(type="gauge")))
+    # cpu proposes 7 (no tolerance band applied again); the gauge asks for 2
+    _, d = decide(spec, ScalingState(created_at=0.0), [ok(0, 7), ok(1, 2)], 6, 100.0)
+    assert d.raw_replicas == 7
+    assert d.trigger == "cpu#0"
+
+
+def test_a_resource_trigger_stands_beside_a_formula() -> None:
+
+    spec = make_spec(
+        triggers=(
+            TriggerSpec(type="gauge", name="a"),
+            TriggerSpec(type="gauge", name="b"),
+            TriggerSpec(type="cpu"),
+        ),
+        advanced=Advanced(scaling_modifiers=ScalingModifiers(formula="a + b", target=2)),
+    )
+    state = ScalingState(created_at=0.0)
+    _, d = decide(spec, state, [ok(0, 2), ok(1, 4), ok(2, 5)], 1, 100.0)
+    assert (d.raw_replicas, d.trigger) == (5, "cpu#2")  # cpu's 5 beats the formula's 3
+    _, d = decide(spec, state, [ok(0, 10), ok(1, 10), ok(2, 5)], 1, 100.0)
+    assert (d.raw_replicas, d.trigger) == (10, "composite")

@@ -159,7 +159,7 @@ class TriggerReader:
                     total = sum(v.value for v in report.values)
                 if error is None:
                     active = report.is_active
-                    if not composite:
+                    if not composite or index in resource:  # cpu/memory stay beside a formula
                         any_active = any_active or active
                         if proposal is not None and (raw is None or proposal > raw):
                             raw = proposal

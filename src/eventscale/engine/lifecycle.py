@@ -240,10 +240,15 @@ class Engine:
         ):
             fb_replicas = fallback_replicas(fallback, current)
         if composite is not None and fb_replicas is None:
+            # cpu/memory are not formula variables: their proposals stand beside the
+            # composite's and the larger wins, as the HPA takes the largest of its metrics
+            beside, beside_trigger = raw, raw_trigger
             raw_trigger = "composite"
             raw, any_active, fb_replicas = composite.replicas(
                 variables, unresolved, fallen, fallback, current, ready_replicas, self._tolerance
             )
+            if raw is not None and beside is not None and beside > raw:
+                raw, raw_trigger = beside, beside_trigger
         forced = self._forced
         active = (
             any_active
