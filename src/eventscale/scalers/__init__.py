@@ -113,7 +113,9 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "nats-jetstream": "eventscale.scalers.nats_jetstream:NATSJetStreamScaler",
     "prometheus": "eventscale.scalers.prometheus:PrometheusScaler",
     "metrics-api": "eventscale.scalers.metrics_api:MetricsAPIScaler",
-    "memory": "eventscale.scalers.memory:MemoryScaler",
+    "gauge": "eventscale.scalers.gauge:GaugeScaler",
+    "cpu": "eventscale.scalers.resource:ResourceScaler",
+    "memory": "eventscale.scalers.resource:ResourceScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
     "external": "eventscale.external.client:ExternalScaler",
     "external-push": "eventscale.external.client:ExternalPushScaler",
@@ -189,6 +191,9 @@ def create_scaler(ctx: TriggerContext) -> Scaler:
 # first use so that importing this package loads no broker client.
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
-    {ref.partition(":")[2]: ref.partition(":")[0] for ref in _BUILTIN.values()},
+    {
+        **{ref.partition(":")[2]: ref.partition(":")[0] for ref in _BUILTIN.values()},
+        "MemoryScaler": "eventscale.scalers.gauge",  # the old name of GaugeScaler
+    },
     __all__,
 )
