@@ -9,6 +9,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -33,7 +34,7 @@ signals = pytest.importorskip("celery.signals")
 pytestmark = pytest.mark.anyio
 
 
-def redis_app(server: RedisServer) -> celery.Celery:
+def redis_app(server: RedisServer) -> Any:
     return celery.Celery("es-test", broker=server.url, set_as_current=False)
 
 
@@ -150,7 +151,7 @@ def block(key):
 @pytest.fixture
 def celery_worker(
     redis_server: RedisServer, queue: str, tmp_path: Path
-) -> Iterator[tuple[celery.Celery, str]]:
+) -> Iterator[tuple[Any, str]]:
     """A real ``celery worker --pool solo`` on the queue; its tasks block until released."""
     module = tmp_path / "es_celery_worker.py"
     module.write_text(textwrap.dedent(WORKER_APP.format(url=redis_server.url)))
@@ -158,9 +159,11 @@ def celery_worker(
     release = unique_name("celery-release")
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "es_celery_worker", "worker", "--pool", "solo"]
-        + ["-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        + ["--loglevel", "WARNING"],
+        [
+            *(sys.executable, "-m", "celery", "-A", "es_celery_worker", "worker"),
+            *("--pool", "solo", "-Q", queue, "--loglevel", "WARNING"),
+            *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -183,7 +186,7 @@ def celery_worker(
 
 
 async def test_held_tasks_count_with_include_held(
-    redis_server: RedisServer, queue: str, celery_worker: tuple[celery.Celery, str]
+    redis_server: RedisServer, queue: str, celery_worker: tuple[Any, str]
 ) -> None:
     app, release = celery_worker
     for _ in range(8):
@@ -193,7 +196,9 @@ async def test_held_tasks_count_with_include_held(
     wait_until(lambda: client.llen(queue) < 8, timeout=60, what="the worker to take a task")
     client.close()
     async with (
-        CeleryScaler.from_metadata({"queueName": queue, "address": redis_server.address}) as waiting,
+        CeleryScaler.from_metadata(
+            {"queueName": queue, "address": redis_server.address}
+        ) as waiting,
         CeleryScaler.from_metadata(
             {"queueName": queue, "address": redis_server.address, "includeHeld": "true"}
         ) as held,
@@ -219,7 +224,8 @@ async def test_rabbitmq_broker_counts_through_the_management_api(
             }
         ) as scaler:
             with anyio.fail_after(30):
-                while await value_of(scaler) != 3:  # the management API lags a few seconds
+                # the management API lags a few seconds
+                while await value_of(scaler) != 3:  # noqa: ASYNC110 - polling the broker
                     await anyio.sleep(0.5)
     finally:
         rabbitmq_server.api("DELETE", f"queues/%2F/{name}")

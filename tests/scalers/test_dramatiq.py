@@ -81,7 +81,11 @@ async def test_latency_from_message_timestamp(
     ) as scaler:
         assert await value_of(scaler) == pytest.approx(75.0, abs=0.01)
     async with DramatiqScaler.from_metadata(
-        {"queueName": unique_name("dramatiq-empty"), "address": redis_server.address, "mode": "latency"}
+        {
+            "queueName": unique_name("dramatiq-empty"),
+            "address": redis_server.address,
+            "mode": "latency",
+        }
     ) as scaler:
         report = await scaler.get_metrics()
         assert report.values[0].value == 0
@@ -147,7 +151,8 @@ async def test_rabbitmq_broker_counts_queue_and_delay_queue(
             {"broker": "rabbitmq", "host": rabbitmq_server.management_url + "/", "queueName": name}
         ) as scaler:
             with anyio.fail_after(30):
-                while await value_of(scaler) != 3:  # the management API lags a few seconds
+                # the management API lags a few seconds
+                while await value_of(scaler) != 3:  # noqa: ASYNC110 - polling the broker
                     await anyio.sleep(0.5)
         async with DramatiqScaler.from_metadata(
             {"broker": "rabbitmq", "host": rabbitmq_server.amqp_url, "queueName": name}

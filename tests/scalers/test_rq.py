@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -31,12 +32,12 @@ def conn(redis_server: RedisServer) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def queue(conn: redis.Redis) -> Iterator[rq.Queue]:
+def queue(conn: redis.Redis) -> Iterator[Any]:
     q = rq.Queue(unique_name("rq"), connection=conn)
     yield q
     keys = [f"rq:queue:{q.name}", f"rq:queue:{q.name}:intermediate", f"rq:wip:{q.name}"]
-    job_ids = conn.lrange(keys[0], 0, -1)
-    conn.delete(*keys, *(b"rq:job:" + job_id for job_id in job_ids))
+    job_ids: list[bytes] = conn.lrange(keys[0], 0, -1)  # type: ignore[assignment]
+    conn.delete(*keys, *(f"rq:job:{job_id.decode()}" for job_id in job_ids))
 
 
 async def value_of(scaler: RQScaler) -> float:
@@ -44,7 +45,7 @@ async def value_of(scaler: RQScaler) -> float:
     return report.values[0].value
 
 
-async def test_counts_queued_jobs(redis_server: RedisServer, queue: rq.Queue) -> None:
+async def test_counts_queued_jobs(redis_server: RedisServer, queue: Any) -> None:
     for _ in range(4):
         queue.enqueue("time.sleep", 0)
     async with RQScaler.from_metadata(
@@ -61,7 +62,7 @@ async def test_counts_queued_jobs(redis_server: RedisServer, queue: rq.Queue) ->
     assert not report.is_active
 
 
-async def test_latency_from_enqueued_at(redis_server: RedisServer, queue: rq.Queue) -> None:
+async def test_latency_from_enqueued_at(redis_server: RedisServer, queue: Any) -> None:
     before = time.time()
     first = queue.enqueue("time.sleep", 0)
     queue.enqueue("time.sleep", 0)
@@ -76,7 +77,7 @@ async def test_latency_from_enqueued_at(redis_server: RedisServer, queue: rq.Que
 
 
 async def test_latency_skips_a_deleted_job(
-    redis_server: RedisServer, queue: rq.Queue, conn: redis.Redis
+    redis_server: RedisServer, queue: Any, conn: redis.Redis
 ) -> None:
     gone = queue.enqueue("time.sleep", 0)
     kept = queue.enqueue("time.sleep", 0)
@@ -91,7 +92,7 @@ async def test_latency_skips_a_deleted_job(
 
 
 async def test_an_unreadable_enqueue_time_is_an_error(
-    redis_server: RedisServer, queue: rq.Queue, conn: redis.Redis
+    redis_server: RedisServer, queue: Any, conn: redis.Redis
 ) -> None:
     job = queue.enqueue("time.sleep", 0)
     conn.hset(f"rq:job:{job.id}", "enqueued_at", "yesterday")
@@ -118,12 +119,14 @@ async def test_a_queue_key_of_the_wrong_type_is_an_error(
 
 
 @pytest.fixture
-def rq_worker(redis_server: RedisServer, queue: rq.Queue) -> Iterator[None]:
+def rq_worker(redis_server: RedisServer, queue: Any) -> Iterator[None]:
     """A real RQ ``SimpleWorker`` (burst) on the queue, in its own process."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rq.cli", "worker", "--burst", "-w", "rq.SimpleWorker"]
-        + ["--url", redis_server.url, queue.name],
+        [
+            *(sys.executable, "-m", "rq.cli", "worker", "--burst", "-w", "rq.SimpleWorker"),
+            *("--url", redis_server.url, queue.name),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -136,7 +139,7 @@ def rq_worker(redis_server: RedisServer, queue: rq.Queue) -> Iterator[None]:
 
 
 async def test_started_jobs_count_with_include_held(
-    redis_server: RedisServer, queue: rq.Queue, conn: redis.Redis, rq_worker: None
+    redis_server: RedisServer, queue: Any, conn: redis.Redis, rq_worker: None
 ) -> None:
     for _ in range(3):
         queue.enqueue("time.sleep", 60)
@@ -167,5 +170,5 @@ def test_registered_config_and_parsing() -> None:
         RQScaler.from_metadata({"address": "h:1", "mode": "latency", "includeHeld": "true"})
     assert "metadata.includeHeld" in str(info.value)
     assert parse_enqueued_at(b"2024-06-01T12:00:00.250000Z") == 1717243200.25
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="too long"):
         parse_enqueued_at("x" * 100)
