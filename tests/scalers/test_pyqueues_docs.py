@@ -47,11 +47,17 @@ def test_the_guide_example_runs(redis_server: RedisServer) -> None:
     assert replicas == 3
 
 
-@pytest.mark.parametrize("page", ["python-queues.md", "scalers/celery.md", "scalers/rq.md", "scalers/dramatiq.md"])
+@pytest.mark.parametrize(
+    "page", ["python-queues.md", "scalers/celery.md", "scalers/rq.md", "scalers/dramatiq.md"]
+)
 def test_yaml_triggers_parse(page: str) -> None:
     for block in blocks(page, "yaml"):
         for document in yaml.safe_load_all(block):
-            triggers = document.get("spec", {}).get("triggers") if "spec" in document else document.get("triggers")
+            triggers = (
+                document.get("spec", {}).get("triggers")
+                if "spec" in document
+                else document.get("triggers")
+            )
             for trigger in triggers or ():
                 ctx = TriggerContext(metadata=trigger["metadata"], trigger_type=trigger["type"])
                 scaler = create_scaler(ctx)
