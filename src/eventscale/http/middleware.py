@@ -176,20 +176,23 @@ class InFlightMiddleware:
         return None
 
     async def _serve_metrics(self, scope: Scope, send: Send) -> None:
-        window = parse_window(scope.get("query_string", b""))
-        body = json.dumps(self.stats.snapshot(window)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
-        )
+        body, headers = _metrics_response(self.stats, scope.get("query_string", b""))
+        encoded = [(k.lower().encode(), v.encode()) for k, v in headers]
+        await send({"type": "http.response.start", "status": 200, "headers": encoded})
         await send({"type": "http.response.body", "body": body})
+
+
+def _metrics_response(
+    stats: RequestStats, query: str | bytes
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """The metrics document for ``?window=`` in ``query``, and its response headers."""
+    body = json.dumps(stats.snapshot(parse_window(query))).encode()
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    return body, headers
 
 
 def _record_queue_time(stats: RequestStats, header: str | bytes | None, now: float) -> None:
@@ -234,16 +237,8 @@ class WSGIInFlightMiddleware:
     ) -> Iterable[bytes]:
         """Serve one WSGI request."""
         if self.metrics_path is not None and environ.get("PATH_INFO") == self.metrics_path:
-            window = parse_window(environ.get("QUERY_STRING", ""))
-            body = json.dumps(self.stats.snapshot(window)).encode()
-            start_response(
-                "200 OK",
-                [
-                    ("Content-Type", "application/json"),
-                    ("Content-Length", str(len(body))),
-                    ("Cache-Control", "no-store"),
-                ],
-            )
+            body, headers = _metrics_response(self.stats, environ.get("QUERY_STRING", ""))
+            start_response("200 OK", headers)
             return [body]
         stats = self.stats
         if self._environ_key is not None:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Final
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Self
 
 import attrs
 
@@ -28,8 +29,9 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
+from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
-from eventscale.scalers.params import AUTH, ENV, META, Params
+from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
 from eventscale.scalers.rabbitmq import Protocol, RabbitMQConfig, RabbitMQScaler
 from eventscale.scalers.redis import (
     RedisConnection,
@@ -216,26 +218,31 @@ def load_json(item: bytes | str | None, what: str) -> Any:
 class QueueScalerBase(ScalerBase):
     """One metric from a count or a latency; subclasses read their queue layout.
 
-    A subclass sets :attr:`kind` and implements :meth:`_redis_count` and
-    :meth:`_redis_latency`; over RabbitMQ the count is the sum of the management API's
-    (or AMQP's) counts of :meth:`_rabbit_queues`. ``clock`` is Unix seconds.
+    A subclass sets :attr:`kind` and :attr:`config_type` (a config class with
+    ``settings``, ``redis``, optionally ``rabbitmq`` and ``from_context``) and
+    implements :meth:`_redis_count` and :meth:`_redis_latency`; over RabbitMQ the count
+    is the sum of the management API's (or AMQP's) counts of :meth:`_rabbit_queues`.
+    ``clock`` is Unix seconds (what latency is measured with).
     """
 
     kind: ClassVar[str] = "queue"
+    config_type: ClassVar[Any] = None
 
     def __init__(
         self,
-        settings: QueueSettings,
-        redis: RedisConnection | None,
-        rabbitmq: RabbitMQConfig | None,
+        config: Any,
         *,
-        trigger_name: str | None,
-        clock: Callable[[], float],
+        trigger_name: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        settings: QueueSettings = config.settings
+        redis: RedisConnection | None = config.redis
+        rabbitmq: RabbitMQConfig | None = getattr(config, "rabbitmq", None)
         if (redis is None) == (rabbitmq is None):
             raise ConfigError("give exactly one of a redis connection or a rabbitmq config")
         if rabbitmq is not None and settings.mode is QueueMode.LATENCY:
             raise ConfigError("mode latency needs a redis broker", path="mode")
+        self.config = config
         self.settings = settings
         self._clock = clock
         self._identity = trigger_name or f"{self.kind}[{settings.index}]"
@@ -249,6 +256,24 @@ class QueueScalerBase(ScalerBase):
                 )
                 for name in self._rabbit_queues()
             ]
+
+    @classmethod
+    def from_context(cls, ctx: TriggerContext) -> Self:
+        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
+        return cls(cls.config_type.from_context(ctx), trigger_name=ctx.identity)
+
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: Mapping[str, Any],
+        auth: Mapping[str, str | Secret] | None = None,
+        *,
+        index: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> Self:
+        """Build the scaler from KEDA-style ``metadata`` (and resolved auth parameters)."""
+        ctx = TriggerContext(metadata=metadata, auth=auth or {}, index=index, trigger_type=cls.kind)
+        return cls(cls.config_type.from_context(ctx), trigger_name=ctx.identity, clock=clock)
 
     @property
     def metric_name(self) -> str:

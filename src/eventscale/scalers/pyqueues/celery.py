@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any, Final
 
 import attrs
 
 from eventscale.errors import ScalerError
-from eventscale.redaction import Secret
 from eventscale.scalers.params import Params, TriggerContext
 from eventscale.scalers.pyqueues._common import (
     Broker,
@@ -133,35 +132,8 @@ class CeleryScaler(QueueScalerBase):
 
     kind = "celery"
 
-    def __init__(
-        self,
-        config: CeleryConfig,
-        *,
-        trigger_name: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        super().__init__(
-            config.settings, config.redis, config.rabbitmq, trigger_name=trigger_name, clock=clock
-        )
-
-    @classmethod
-    def from_context(cls, ctx: TriggerContext) -> CeleryScaler:
-        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(CeleryConfig.from_context(ctx), trigger_name=ctx.identity)
-
-    @classmethod
-    def from_metadata(
-        cls,
-        metadata: Mapping[str, Any],
-        auth: Mapping[str, str | Secret] | None = None,
-        *,
-        index: int = 0,
-        clock: Callable[[], float] = time.time,
-    ) -> CeleryScaler:
-        """Build the scaler from KEDA-style ``metadata`` (and resolved auth parameters)."""
-        ctx = TriggerContext(metadata=metadata, auth=auth or {}, index=index, trigger_type="celery")
-        return cls(CeleryConfig.from_context(ctx), trigger_name=ctx.identity, clock=clock)
+    config: CeleryConfig
+    config_type = CeleryConfig
 
     def _keys(self) -> list[str]:
         cfg = self.config

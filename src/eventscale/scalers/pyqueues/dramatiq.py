@@ -16,14 +16,11 @@ management API (ready, or ready plus unacknowledged with ``includeHeld``) or AMQ
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import attrs
 
 from eventscale.errors import ScalerError
-from eventscale.redaction import Secret
 from eventscale.scalers.params import Params, TriggerContext
 from eventscale.scalers.pyqueues._common import (
     Broker,
@@ -88,37 +85,8 @@ class DramatiqScaler(QueueScalerBase):
 
     kind = "dramatiq"
 
-    def __init__(
-        self,
-        config: DramatiqConfig,
-        *,
-        trigger_name: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        super().__init__(
-            config.settings, config.redis, config.rabbitmq, trigger_name=trigger_name, clock=clock
-        )
-
-    @classmethod
-    def from_context(cls, ctx: TriggerContext) -> DramatiqScaler:
-        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(DramatiqConfig.from_context(ctx), trigger_name=ctx.identity)
-
-    @classmethod
-    def from_metadata(
-        cls,
-        metadata: Mapping[str, Any],
-        auth: Mapping[str, str | Secret] | None = None,
-        *,
-        index: int = 0,
-        clock: Callable[[], float] = time.time,
-    ) -> DramatiqScaler:
-        """Build the scaler from KEDA-style ``metadata`` (and resolved auth parameters)."""
-        ctx = TriggerContext(
-            metadata=metadata, auth=auth or {}, index=index, trigger_type="dramatiq"
-        )
-        return cls(DramatiqConfig.from_context(ctx), trigger_name=ctx.identity, clock=clock)
+    config: DramatiqConfig
+    config_type = DramatiqConfig
 
     def _rabbit_queues(self) -> Sequence[str]:
         return self._all_queues()

@@ -12,15 +12,12 @@ adds those whose lease has not run out, and the intermediate list.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import attrs
 
 from eventscale.errors import ScalerError
-from eventscale.redaction import Secret
 from eventscale.scalers.params import Params, TriggerContext
 from eventscale.scalers.pyqueues._common import (
     Broker,
@@ -83,35 +80,8 @@ class RQScaler(QueueScalerBase):
 
     kind = "rq"
 
-    def __init__(
-        self,
-        config: RQConfig,
-        *,
-        trigger_name: str | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.config = config
-        super().__init__(
-            config.settings, config.redis, None, trigger_name=trigger_name, clock=clock
-        )
-
-    @classmethod
-    def from_context(cls, ctx: TriggerContext) -> RQScaler:
-        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(RQConfig.from_context(ctx), trigger_name=ctx.identity)
-
-    @classmethod
-    def from_metadata(
-        cls,
-        metadata: Mapping[str, Any],
-        auth: Mapping[str, str | Secret] | None = None,
-        *,
-        index: int = 0,
-        clock: Callable[[], float] = time.time,
-    ) -> RQScaler:
-        """Build the scaler from KEDA-style ``metadata`` (and resolved auth parameters)."""
-        ctx = TriggerContext(metadata=metadata, auth=auth or {}, index=index, trigger_type="rq")
-        return cls(RQConfig.from_context(ctx), trigger_name=ctx.identity, clock=clock)
+    config: RQConfig
+    config_type = RQConfig
 
     def _queue_key(self, queue: str) -> str:
         return f"{self.config.key_prefix}:queue:{queue}"
