@@ -1,4 +1,5 @@
-"""The ``http`` trigger: scale a web app on its requests in flight or its request rate.
+"""The ``http`` trigger: scale a web app on its requests in flight, its request rate or
+its request queue time (``metric: queueTime``, from ``X-Request-Start``).
 
 It reads the :class:`~eventscale.http.RequestStats` that the ASGI middleware or the
 interceptor keeps, either in the same process (``name``) or over the small JSON
