@@ -164,6 +164,46 @@ async def test_rabbitmq_broker_counts_queue_and_delay_queue(
             rabbitmq_server.api("DELETE", f"queues/%2F/{q}")
 
 
+async def test_rabbitmq_held_messages_are_the_unacknowledged_ones(
+    rabbitmq_server: RabbitMQServer,
+) -> None:
+    rabbit = pytest.importorskip("dramatiq.brokers.rabbitmq")
+    broker = rabbit.RabbitmqBroker(url=rabbitmq_server.amqp_url)
+    name = unique_name("dramatiq")
+    release = threading.Event()
+    started = threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(60)
+
+    actor = make_actor(broker, name, block)
+    for _ in range(4):
+        actor.send()
+    worker = dramatiq.Worker(broker, queues={name}, worker_threads=1, worker_timeout=100)
+    worker.start()
+    meta = {"broker": "rabbitmq", "host": rabbitmq_server.management_url + "/", "queueName": name}
+    try:
+        wait_until(started.is_set, timeout=30, what="the Dramatiq worker to start a message")
+        async with (
+            DramatiqScaler.from_metadata(meta) as ready,
+            DramatiqScaler.from_metadata({**meta, "includeHeld": "true"}) as held,
+        ):
+            # the management API lags: a new queue has no counts for a few seconds
+            seen: tuple[float, float] = (-1.0, -1.0)
+            with anyio.fail_after(30):
+                while not (seen[0] < 4 and seen[1] == 4):
+                    await anyio.sleep(0.5)
+                    seen = (await value_of(ready), await value_of(held))
+            assert seen[1] > seen[0]  # the worker's prefetched messages count as held
+    finally:
+        release.set()
+        worker.stop(timeout=10_000)
+        broker.close()
+        for q in (name, f"{name}.DQ", f"{name}.XQ"):
+            rabbitmq_server.api("DELETE", f"queues/%2F/{q}")
+
+
 async def test_rabbitmq_missing_queue_is_an_error(rabbitmq_server: RabbitMQServer) -> None:
     async with DramatiqScaler.from_metadata(
         {"broker": "rabbitmq", "host": rabbitmq_server.amqp_url, "queueName": unique_name("dq")}
