@@ -4,7 +4,9 @@ every expected lag is worked out from what the test produced and committed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -218,8 +220,9 @@ async def test_a_listed_topic_that_does_not_exist_is_an_error(
     present = kafka_broker.create_topic(1)
     scaler = build(kafka_broker.bootstrap, group, made, topic=f"{present},{unique_name('gone')}")
     try:
-        with pytest.raises(ScalerError, match="does not exist"):
+        with pytest.raises(ScalerError, match="does not exist") as info:
             await scaler.get_metrics()
+        assert not info.value.transient
     finally:
         await close_all(made)
 
@@ -343,3 +346,33 @@ def test_keda_docs_msk_example_loads() -> None:
     assert meta.tls
     assert meta.msk_iam is not None
     assert meta.metric_name == "s0-kafka-test-topic"
+
+
+DOC = Path(__file__).parents[3] / "docs" / "scalers" / "apache-kafka.md"
+
+
+async def test_docs_page_example_evaluates_against_the_broker(
+    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+) -> None:
+    (example,) = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
+    orders, audit = kafka_broker.create_topic(1), kafka_broker.create_topic(2)
+    kafka_broker.produce(orders, {0: 40})
+    kafka_broker.produce(audit, {0: 20, 1: 10})
+    kafka_broker.commit(group, orders, {0: 0})
+    kafka_broker.commit(group, audit, {0: 5, 1: 10})
+    text = (
+        example.replace("localhost:9092", kafka_broker.bootstrap)
+        .replace("my-group", group)
+        .replace("test-topic", orders)
+        .replace("audit-topic", audit)
+    )
+    loaded = load_manifests(text)
+    (ctx,) = loaded.trigger_contexts(loaded.scaled_object())
+    scaler = create_scaler(ctx)
+    assert isinstance(scaler, ApacheKafkaScaler)
+    made.append(scaler)
+    try:
+        assert scaler.meta.metric_name == f"s0-kafka-{orders},{audit}"
+        assert await metric(scaler) == (55.0, True)
+    finally:
+        await close_all(made)
