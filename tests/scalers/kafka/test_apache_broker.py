@@ -46,6 +46,16 @@ def build(
     return scaler
 
 
+def from_manifest(text: str, made: list[ApacheKafkaScaler]) -> ApacheKafkaScaler:
+    """The scaler of the one trigger of the ScaledObject in ``text``."""
+    loaded = load_manifests(text)
+    (ctx,) = loaded.trigger_contexts(loaded.scaled_object())
+    scaler = create_scaler(ctx)
+    assert isinstance(scaler, ApacheKafkaScaler)
+    made.append(scaler)
+    return scaler
+
+
 async def close_all(made: list[ApacheKafkaScaler]) -> None:
     for scaler in made:
         await scaler.aclose()
@@ -323,13 +333,8 @@ async def test_keda_docs_example_evaluates_against_the_broker(
     topic = kafka_broker.create_topic(2)
     kafka_broker.produce(topic, {0: 30, 1: 45})
     kafka_broker.commit(group, topic, {0: 10, 1: 0})
-    loaded = load_manifests(
-        KEDA_EXAMPLE.format(servers=kafka_broker.bootstrap, group=group, topic=topic)
-    )
-    (ctx,) = loaded.trigger_contexts(loaded.scaled_object())
-    scaler = create_scaler(ctx)
-    assert isinstance(scaler, ApacheKafkaScaler)
-    made.append(scaler)
+    text = KEDA_EXAMPLE.format(servers=kafka_broker.bootstrap, group=group, topic=topic)
+    scaler = from_manifest(text, made)
     try:
         assert await metric(scaler) == (65.0, True)
         (spec,) = scaler.metric_specs()
@@ -366,11 +371,7 @@ async def test_docs_page_example_evaluates_against_the_broker(
         .replace("test-topic", orders)
         .replace("audit-topic", audit)
     )
-    loaded = load_manifests(text)
-    (ctx,) = loaded.trigger_contexts(loaded.scaled_object())
-    scaler = create_scaler(ctx)
-    assert isinstance(scaler, ApacheKafkaScaler)
-    made.append(scaler)
+    scaler = from_manifest(text, made)
     try:
         assert scaler.meta.metric_name == f"s0-kafka-{orders},{audit}"
         assert await metric(scaler) == (55.0, True)
