@@ -141,6 +141,7 @@ class ScalerBase(AsyncResource):
 # trigger type -> "module:attribute" for the built-ins; imported on first use.
 _BUILTIN: Final[Mapping[str, str]] = {
     "kafka": "eventscale.scalers.kafka.scaler:KafkaScaler",
+    "apache-kafka": "eventscale.scalers.kafka.apache:ApacheKafkaScaler",
     "rabbitmq": "eventscale.scalers.rabbitmq.scaler:RabbitMQScaler",
     "redis": "eventscale.scalers.redis.lists:RedisListScaler",
     "redis-cluster": "eventscale.scalers.redis.lists:RedisListScaler",
