@@ -48,7 +48,13 @@ def queue(redis_server: RedisServer) -> Iterator[str]:
 
 
 async def value_of(scaler: CeleryScaler) -> float:
-    report = await scaler.get_metrics()
+    """The scaler's value; -1 while RabbitMQ has not published a fresh queue's counts."""
+    try:
+        report = await scaler.get_metrics()
+    except ScalerError as exc:
+        if "not reported" not in str(exc):
+            raise
+        return -1.0
     return report.values[0].value
 
 

@@ -50,7 +50,13 @@ def make_actor(broker: Any, queue: str, fn: Callable[..., None] | None = None) -
 
 
 async def value_of(scaler: DramatiqScaler) -> float:
-    report = await scaler.get_metrics()
+    """The scaler's value; -1 while RabbitMQ has not published a fresh queue's counts."""
+    try:
+        report = await scaler.get_metrics()
+    except ScalerError as exc:
+        if "not reported" not in str(exc):
+            raise
+        return -1.0
     return report.values[0].value
 
 

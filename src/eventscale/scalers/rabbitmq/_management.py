@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 import attrs
 
 from eventscale._optional import import_optional
+from eventscale.errors import ScalerError
 from eventscale.scalers.rabbitmq._errors import ErrorFactory
 from eventscale.scalers.rabbitmq._tls import build_ssl_context, tls_failure, tls_reason
 from eventscale.scalers.rabbitmq.config import Operation, RabbitMQConfig
@@ -52,6 +53,10 @@ class QueueInfo:
     messages_ready: int = 0
     publish_rate: float = 0.0
     deliver_get_rate: float = 0.0
+
+
+class CountsNotPublished(ScalerError):
+    """The management API has not published the queue's message counts yet (transient)."""
 
 
 def has_counts(item: Mapping[str, Any]) -> bool:
@@ -290,6 +295,15 @@ class ManagementClient:
         self._token = (token, now + max(lifetime - _TOKEN_EXPIRY_MARGIN, lifetime / 2))
         return token
 
+    def _not_published(self, what: str) -> CountsNotPublished:
+        error = self._error(
+            f"the management API has not reported {what} yet "
+            "(statistics are published every few seconds)",
+            None,
+            transient=True,
+        )
+        return CountsNotPublished(str(error.message), trigger=error.trigger, transient=True)
+
     async def read(self) -> QueueInfo:
         """Read the queue (or the queues a regex matches) once.
 
@@ -362,18 +376,8 @@ class ManagementClient:
             items = data.get("items") or []
             pending = [str(i.get("name", "?")) for i in items if not has_counts(i)]
             if pending:
-                raise self._error(
-                    f"the management API has not reported message counts for "
-                    f"{', '.join(pending[:5])} yet (statistics are published every few seconds)",
-                    None,
-                    transient=True,
-                )
+                raise self._not_published(f"message counts for {', '.join(pending[:5])}")
             return aggregate_queues(items, c.operation)
         if not has_counts(data):
-            raise self._error(
-                "the management API has not reported the queue's message counts yet "
-                "(statistics are published every few seconds)",
-                None,
-                transient=True,
-            )
+            raise self._not_published("the queue's message counts")
         return queue_info(data)
