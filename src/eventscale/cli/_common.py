@@ -43,15 +43,19 @@ _SECRET_ENV_HINTS = ("password", "passwd", "secret", "key", "token", "conn", "cr
 
 def read_manifest_files(paths: Sequence[str]) -> str:
     """The YAML of every file in ``paths`` (``-`` is stdin) as one multi-document text."""
+    from eventscale.manifests.fields import decode_manifest
+
     texts = []
     for path in paths:
         if path == "-":
-            texts.append(sys.stdin.read())
+            stdin = getattr(sys.stdin, "buffer", None)
+            texts.append(decode_manifest(stdin.read(), "stdin") if stdin else sys.stdin.read())
             continue
         try:
-            texts.append(Path(path).read_text())
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}", path=path) from None
+        texts.append(decode_manifest(data, path))
     return "\n---\n".join(texts)
 
 
