@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 from eventscale.cli._output import RedactingWriter, Redactor, fmt, is_terminal, table
 from eventscale.redaction import Secret
@@ -39,3 +40,36 @@ def test_table_and_fmt() -> None:
     out = io.StringIO()
     table([["A", "LONGER"], ["xyz", fmt(None)], ["1", fmt(2.50)]], out)
     assert out.getvalue().splitlines() == ["A    LONGER", "xyz  -", "1    2.5"]
+
+
+def test_the_writer_escapes_what_the_stream_cannot_encode() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", write_through=True)
+    writer = RedactingWriter(stream, Redactor())
+    writer.write("name x\ud800 caf\u00e9\n")
+    assert raw.getvalue() == b"name x\\ud800 caf\\xe9\n"
+    utf8 = io.BytesIO()
+    utf8_stream = io.TextIOWrapper(utf8, encoding="utf-8", write_through=True)
+    RedactingWriter(utf8_stream, Redactor()).write("x\ud800 \u00e9")
+    assert utf8.getvalue() == "x\\ud800 \u00e9".encode()
+
+
+def test_evaluate_refuses_bad_text_with_exit_2_and_no_traceback(tmp_path: Path) -> None:
+    from cli._runner import run_cli
+
+    good = (Path(__file__).parent.parent / "data" / "manifests" / "redis.yaml").read_bytes()
+    cases = {
+        "latin1.yaml": good.replace(b"\n", b"\n# caf\xe9\n", 1),
+        "surrogate.yaml": good.replace(
+            b"metadata:\n  name: ", b'metadata:\n  name: "x\\ud800"\n  x: ', 1
+        ),
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = run_cli("evaluate", str(path), "--current-replicas", "1")
+        assert result.code == 2, (name, result)
+        assert "Traceback" not in result.stderr
+    latin1 = run_cli("evaluate", str(tmp_path / "latin1.yaml"))
+    assert "is not UTF-8: byte 0xe9 at offset" in latin1.stderr
+    assert "(line 2)" in latin1.stderr

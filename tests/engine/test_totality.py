@@ -55,7 +55,7 @@ def test_a_formula_overflow_is_a_composite_error_not_a_crash() -> None:
     spec = make_spec(
         2, advanced=Advanced(scaling_modifiers=ScalingModifiers(formula="(t0*1e300) % 7", target=1))
     )
-    state, d = decide(spec, ScalingState(created_at=0.0), [ok(0, 1e10), ok(1, 1.0)], 3, 0.0)
+    _, d = decide(spec, ScalingState(created_at=0.0), [ok(0, 1e10), ok(1, 1.0)], 3, 0.0)
     assert d.replicas == 3  # held: an error is never 0
     assert any("not a finite number" in (t.error or "") for t in d.triggers) or (
         "not a finite number" in d.reason
