@@ -222,7 +222,7 @@ def _arith(op: str, left: _Node, right: _Node) -> _Node:
             den = _num(right(env), "%")
             if den == 0:
                 raise FormulaError("remainder by zero")
-            return math.fmod(num, den)  # finite operands: never raises, never overflows
+            return math.fmod(_finite(num, "%"), den)  # never overflows
 
         return mod
 

@@ -90,6 +90,12 @@ def yaml_error(exc: Exception) -> ConfigError:
     """A :class:`~eventscale.errors.ConfigError` naming the problem and where it is."""
     # Only the problem and its position: the YAML library's own message quotes the
     # source line, which may hold a password.
+    position = getattr(exc, "position", None)
+    character = getattr(exc, "character", None)
+    if isinstance(position, int) and isinstance(character, int):  # the reader's error
+        return ConfigError(
+            f"invalid YAML at character {position}: U+{character:04X} is not allowed"
+        )
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or type(exc).__name__
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -249,7 +255,10 @@ def parse_yaml(text: str) -> list[Document]:
     if len(text) > MAX_MANIFEST_CHARS:
         raise ConfigError(f"manifest text is longer than {MAX_MANIFEST_CHARS} characters")
     docs: list[Document] = []
-    loader = _loader(text)
+    try:
+        loader = _loader(text)
+    except yaml.YAMLError as exc:  # a character YAML does not allow (NUL, ...)
+        raise yaml_error(exc) from None
     try:
         while loader.check_node():
             node = loader.get_node()
