@@ -90,7 +90,7 @@ def _check(text: str, env: dict[str, float | None]) -> None:
     assert problem is None, (text, env, problem)
 
 
-@budget(400)
+@budget(800)
 @given(tokens=st.lists(st.sampled_from(TOKENS), max_size=25), env=envs)
 def test_token_soup(tokens: list[str], env: dict[str, float | None]) -> None:
     _check(" ".join(tokens), env)
@@ -124,7 +124,7 @@ def _tree(leaf: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 leaves = st.sampled_from([*NAMES, "#", "1", "0", "1e300", "nil", "true", "false", "2"])
 
 
-@budget(400)
+@budget(800)
 @given(text=_tree(leaves), env=envs)
 def test_well_formed_trees(text: str, env: dict[str, float | None]) -> None:
     _check(text, env)

@@ -136,21 +136,21 @@ documents = st.recursive(
 
 
 @pytest.mark.parametrize("read", READERS, ids=["keda", "http"])
-@budget(150)
+@budget(300)
 @given(data=mutated())
 def test_mutated_example_files(read: Callable[[Any], Any], data: bytes) -> None:
     _accepts(read, data)
 
 
 @pytest.mark.parametrize("read", READERS, ids=["keda", "http"])
-@budget(100)
+@budget(200)
 @given(text=st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@`,?\n \t0.1e")), max_size=80))
 def test_yaml_punctuation(read: Callable[[Any], Any], text: str) -> None:
     _accepts(read, text)
 
 
 @pytest.mark.parametrize("read", READERS, ids=["keda", "http"])
-@budget(100)
+@budget(200)
 @given(doc=documents)
 def test_random_documents_as_yaml_and_as_data(read: Callable[[Any], Any], doc: Any) -> None:
     _accepts(read, yaml.safe_dump(doc))

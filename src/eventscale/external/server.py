@@ -41,7 +41,7 @@ import attrs
 from eventscale._resource import AsyncService
 from eventscale.errors import ConfigError, EventscaleError, ScalerError, ScalerTimeout
 from eventscale.external import _proto
-from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.metrics import MetricSpec, ScalerReport, validate_metric_value
 from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import PushScaler, Scaler, ScalerFactory, create_scaler
 from eventscale.scalers.params import TriggerContext
@@ -68,6 +68,8 @@ SCALER_TYPE_KEY: Final = "scalerType"
 _CLIENT_KEYS: Final = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
 _INDEX_PREFIX: Final = re.compile(r"^s[0-9]+-")
 _RESOLVED_ENV_PREFIX: Final = "EVENTSCALE_RESOLVED_"
+# The protocol's integer fields are int64.
+_INT64_MAX: Final = 2**63 - 1
 
 
 def _remote_name(name: str) -> str:
@@ -189,12 +191,17 @@ class _Entry:
                     f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}",
                     trigger=self.label,
                 ) from exc
+            self.cached = None
             if not isinstance(report, ScalerReport):
                 raise ScalerError(
                     f"scaler returned {type(report).__name__}, not a ScalerReport",
                     trigger=self.label,
                     transient=False,
                 )
+            for item in report.values:  # what KEDA gets is checked as the runtime checks it
+                problem = validate_metric_value(repr(_remote_name(item.name)), item.value)
+                if problem is not None:
+                    raise ScalerError(problem, trigger=self.label, transient=False)
             self.cached = (report, time.monotonic())
             return report
 
@@ -524,7 +531,7 @@ class _Servicer:
         specs = [
             self.pb.MetricSpec(
                 metricName=_remote_name(spec.name),
-                targetSize=math.ceil(spec.target),
+                targetSize=min(math.ceil(spec.target), _INT64_MAX),
                 targetSizeFloat=spec.target,
             )
             for spec in entry.specs()
