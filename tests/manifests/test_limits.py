@@ -125,7 +125,7 @@ def test_a_lone_surrogate_in_a_mapping_is_refused() -> None:
 
     doc = so_doc()
     doc["metadata"]["name"] = "x\ud800"
-    with pytest.raises(ConfigError, match=r"metadata\.name: is not valid Unicode text"):
+    with pytest.raises(ConfigError, match=r"metadata\.name: not valid Unicode text"):
         load_manifests(doc)
 
 
@@ -134,3 +134,53 @@ def test_manifest_text_has_a_size_limit() -> None:
 
     with pytest.raises(ConfigError, match="manifest text is longer than"):
         read_documents("#" * (MAX_MANIFEST_CHARS + 1))
+
+
+def _laughs_data() -> list[object]:
+    shared: list[object] = ["lol"] * 9
+    for _ in range(9):
+        shared = [shared] * 9
+    return shared
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("minReplicaCount", 10**5000, r"spec\.minReplicaCount: an integer of more than 100"),
+        ("x", "x" * (MAX_SCALAR_CHARS + 1), r"spec\.x: longer than"),
+        ("x", _laughs_data(), "the manifest holds more than 1000000 values"),
+    ],
+    ids=["huge-integer", "huge-string", "shared-lists"],
+)
+def test_data_input_has_the_same_limits(field: str, value: object, match: str) -> None:
+    from manifests._docs import so_doc
+
+    with pytest.raises(ConfigError, match=match):
+        load_manifests(so_doc(**{field: value}))
+    with pytest.raises(ConfigError, match=match.replace(r"spec\.", "spec.").split(":")[-1]):
+        load_http_scaled_objects(
+            {
+                "apiVersion": "http.keda.sh/v1alpha1",
+                "kind": "HTTPScaledObject",
+                "spec": {field: value},
+            }
+        )
+
+
+def test_data_that_contains_itself_is_refused() -> None:
+    from manifests._docs import so_doc
+
+    loop: dict[str, object] = {}
+    loop["again"] = loop
+    with pytest.raises(ConfigError, match=r"spec\.x\.again: a mapping or list contains itself"):
+        load_manifests(so_doc(x=loop))
+
+
+def test_deep_data_is_refused() -> None:
+    from manifests._docs import so_doc
+
+    deep: object = 1
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(ConfigError, match=f"nested deeper than {MAX_DEPTH} levels"):
+        load_manifests(so_doc(x=deep))

@@ -33,7 +33,9 @@ __all__ = (
     "MAX_INTEGER_CHARS",
     "MAX_MANIFEST_CHARS",
     "MAX_SCALAR_CHARS",
+    "MAX_DATA_VALUES",
     "Document",
+    "check_data",
     "decode_manifest",
     "key_path",
     "parse_yaml",
@@ -56,6 +58,10 @@ MAX_INTEGER_CHARS: Final = 100
 # The field paths one document may record (their characters, all together): only a
 # deep document of long keys and long lists comes near it.
 _MAX_PATH_CHARS: Final = 64 * 1024 * 1024
+
+#: The most values a manifest given as data (mappings, lists) may hold, each repeat of a
+#: shared mapping or list counted.
+MAX_DATA_VALUES: Final = 1_000_000
 
 _IDENT: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _INT_TAG: Final = "tag:yaml.org,2002:int"
@@ -114,6 +120,53 @@ def decode_manifest(data: bytes, what: str = "manifest text") -> str:
         raise ConfigError(
             f"{what} is not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line})"
         ) from None
+
+
+def check_data(data: Any, path: str | None = None) -> None:
+    """Check a manifest given as data (not YAML text) against the same limits.
+
+    Nesting depth, string length, integer size and valid Unicode, as :func:`parse_yaml`
+    checks them, and at most :data:`MAX_DATA_VALUES` values, shared ones counted at
+    every use (a mapping that contains itself is an error).
+
+    :raises ConfigError: the first value beyond a limit, at its field path.
+    """
+    stack: list[tuple[Any, str | None, int, frozenset[int]]] = [(data, path, 1, frozenset())]
+    count = 0
+    while stack:
+        value, where, depth, parents = stack.pop()
+        count += 1
+        if count > MAX_DATA_VALUES:
+            raise ConfigError(f"the manifest holds more than {MAX_DATA_VALUES} values")
+        if isinstance(value, str):
+            _check_text(value, where)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if value.bit_length() > 3 * MAX_INTEGER_CHARS:  # about as many digits
+                raise ConfigError(f"an integer of more than {MAX_INTEGER_CHARS} digits", path=where)
+        elif isinstance(value, Mapping | list | tuple):
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"nested deeper than {MAX_DEPTH} levels", path=where)
+            if id(value) in parents:
+                raise ConfigError("a mapping or list contains itself", path=where)
+            inner = parents | {id(value)}
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    child = key_path(where, key[:200]) if isinstance(key, str) else where
+                    if isinstance(key, str):
+                        _check_text(key, where)
+                    stack.append((item, child, depth + 1, inner))
+            else:
+                for i, item in enumerate(value):
+                    stack.append((item, f"{where or ''}[{i}]", depth + 1, inner))
+
+
+def _check_text(value: str, where: str | None) -> None:
+    if len(value) > MAX_SCALAR_CHARS:
+        raise ConfigError(f"longer than {MAX_SCALAR_CHARS} characters", path=where)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError("not valid Unicode text: a lone surrogate", path=where) from None
 
 
 def _loader(text: str) -> yaml.SafeLoader:

@@ -27,11 +27,13 @@ from eventscale.errors import ConfigError
 from eventscale.manifests._yaml import (
     MAX_ALIAS_NODES,
     MAX_ALIASES,
+    MAX_DATA_VALUES,
     MAX_DEPTH,
     MAX_INTEGER_CHARS,
     MAX_MANIFEST_CHARS,
     MAX_SCALAR_CHARS,
     Document,
+    check_data,
     decode_manifest,
     key_path,
     parse_yaml,
@@ -41,6 +43,7 @@ from eventscale.redaction import redact_text
 __all__ = (
     "MAX_ALIASES",
     "MAX_ALIAS_NODES",
+    "MAX_DATA_VALUES",
     "MAX_DEPTH",
     "MAX_INTEGER_CHARS",
     "MAX_MANIFEST_CHARS",
@@ -500,8 +503,10 @@ def read_documents(source: ManifestInput) -> tuple[list[Document], bool]:
     if isinstance(source, str):
         docs = parse_yaml(source)
     elif isinstance(source, Mapping):
+        check_data(source)
         docs = [Document(0, source)]
     elif isinstance(source, Sequence):
+        check_data(source)
         docs = [Document(i, item) for i, item in enumerate(source)]
     else:
         raise ConfigError(
