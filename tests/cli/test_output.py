@@ -73,3 +73,20 @@ def test_evaluate_refuses_bad_text_with_exit_2_and_no_traceback(tmp_path: Path) 
     latin1 = run_cli("evaluate", str(tmp_path / "latin1.yaml"))
     assert "is not UTF-8: byte 0xe9 at offset" in latin1.stderr
     assert "(line 2)" in latin1.stderr
+
+
+def test_manifest_files_are_read_with_a_size_bound(tmp_path: Path) -> None:
+    import pytest
+
+    from eventscale.cli._common import read_manifest_files
+    from eventscale.errors import ConfigError
+    from eventscale.manifests.fields import MAX_MANIFEST_CHARS
+
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as handle:
+        handle.truncate(4 * MAX_MANIFEST_CHARS + 1)
+    with pytest.raises(ConfigError, match="larger than"):
+        read_manifest_files([str(big)])
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfkind: X\n")
+    assert read_manifest_files([str(bom)]) == "kind: X\n"
