@@ -54,6 +54,10 @@ def ev(text: str, **values: float | None) -> float | None:
         ("sum(map([trig_one, trig_two], {# * 10}))", {"trig_one": 2, "trig_two": 3}, 50.0),
         ("max(map([trig_one, trig_two], {# * 2}))", {"trig_one": 2, "trig_two": 3}, 6.0),
         ("min([trig_one, trig_two])", {"trig_one": 2, "trig_two": 3}, 2.0),
+        ("mean([trig_one, trig_two, 6])", {"trig_one": 1, "trig_two": 2}, 3.0),
+        ("median([trig_one, trig_two, 6])", {"trig_one": 9, "trig_two": 2}, 6.0),
+        ("median([trig_one, trig_two, 6, 1])", {"trig_one": 9, "trig_two": 2}, 4.0),
+        ("mean([trig_one, trig_one])", {"trig_one": 1.7e308}, 1.7e308),
         ("len(filter([1, 2, 3, 4], # % 2 == 0))", {}, 2.0),
         ("count([trig_one], # > 0)", {"trig_one": 1}, 1.0),
         # nested closures: # is the innermost element
@@ -86,6 +90,7 @@ def test_expr_semantics(text: str, values: dict[str, float | None], expected: fl
         ("sum(trig_one, trig_two)", "exactly one argument"),
         ("[trig_one", "expected ']'"),
         ("1e999", "too large"),
+        ("mean([])", "an empty array"),
     ],
 )
 def test_compile_errors_of_the_array_language(text: str, match: str) -> None:

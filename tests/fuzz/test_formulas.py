@@ -55,6 +55,8 @@ TOKENS = [
             "int",
             "len",
             "sum",
+            "mean",
+            "median",
             "count",
             "all",
             "any",
@@ -112,7 +114,10 @@ def _tree(leaf: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
                 inner,
             ).map(lambda t: f"{t[0]}({t[1]}, {{{t[2]}}})"),
             st.tuples(
-                st.sampled_from(["min", "max", "abs", "int", "len", "sum", "round"]), inner
+                st.sampled_from(
+                    ["min", "max", "abs", "int", "len", "sum", "mean", "median", "round"]
+                ),
+                inner,
             ).map(lambda t: f"{t[0]}({t[1]})"),
             inner.map(lambda x: f"-{x}"),
             inner.map(lambda x: f"!{x}"),

@@ -20,7 +20,7 @@ sense for combining trigger values, with expr-lang's operator precedence:
 Operands: numbers (``2``, ``0.5``, ``1e3``), ``true``, ``false``, ``nil``, trigger names,
 parentheses, array literals (``[a, b, 2]``) and the functions ``min``, ``max`` (numbers,
 or one array), ``abs``, ``ceil``, ``floor``, ``round``, ``float``, ``int`` (truncate),
-``len`` and ``sum`` (of an array), and expr-lang's array builtins with a predicate:
+``len``, ``sum``, ``mean`` and ``median`` (of an array), and expr-lang's array builtins with a predicate:
 ``count``, ``all``, ``any``, ``none``, ``one``, ``filter`` and ``map``, whose second
 argument is a closure ``{# > 1}`` (the braces may be left out) in which ``#`` is the
 current element: ``count([a, b], {# > 1}) > 1 ? 5 : 0``. A trigger whose value is
@@ -45,11 +45,30 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 import attrs
 
+from eventscale.engine._formula import (
+    ARRAY_FUNCS,
+    CALLS,
+    CLOSURE_FUNCS,
+    ITEM,
+    KNOWN_FUNCS,
+    MAX_CLOSURE_CALLS,
+    UNARY_FUNCS,
+    Node,
+    Scope,
+    Value,
+    binary,
+    fn_array,
+    fn_closure,
+    fn_minmax,
+    fn_unary,
+    num,
+    truth,
+)
 from eventscale.errors import ConfigError, FormulaError
 
 # FormulaError lives in eventscale.errors; it stays importable from here (its old home).
@@ -70,19 +89,9 @@ MAX_FORMULA_CHARS: Final = 4096
 MAX_FORMULA_DEPTH: Final = 64
 #: The most elements of one array literal.
 MAX_ARRAY_ITEMS: Final = 1000
-#: The most closure calls (``{...}`` over an element) in one evaluation.
-MAX_CLOSURE_CALLS: Final = 100_000
 
-Value = float | bool | None | tuple[Any, ...]
-"""A formula value: a number, a boolean, ``nil`` (``None``) or an array (a tuple)."""
-# Inside an evaluation, the scope maps trigger names to values, "#" to the current
-# element of a closure and "#calls" to the closure calls left (a one-element list).
-_Scope = Mapping[str, Any]
-_Node = Callable[[_Scope], Value]
 
 _FORMULA_PATH: Final = "spec.advanced.scalingModifiers.formula"
-_ITEM: Final = "#"
-_CALLS: Final = "#calls"
 
 
 _TOKEN = re.compile(
@@ -146,230 +155,6 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
     return tokens
 
 
-# ----------------------------------------------------------------------- runtime helpers
-
-
-def _kind(value: Value) -> str:
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, tuple):
-        return "an array"
-    return repr(value)
-
-
-def _num(value: Value, what: str) -> float:
-    if value is None:
-        raise FormulaError(f"{what}: a value is nil (use ?? to give a default)")
-    if isinstance(value, bool):
-        raise FormulaError(f"{what}: expected a number, got a boolean")
-    if isinstance(value, tuple):
-        raise FormulaError(f"{what}: expected a number, got an array")
-    return value
-
-
-def _finite(value: float, what: str) -> float:
-    if not math.isfinite(value):
-        raise FormulaError(f"{what}: the result is not a finite number (overflow)")
-    return value
-
-
-def _truth(value: Value, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise FormulaError(f"{what}: expected a boolean, got {_kind(value)}")
-
-
-def _array(value: Value, what: str) -> tuple[Any, ...]:
-    if isinstance(value, tuple):
-        return value
-    raise FormulaError(f"{what}: expected an array, got {_kind(value)}")
-
-
-def _equal(left: Value, right: Value) -> bool:
-    """expr-lang's ``==``: values of different kinds are never equal (``1 != true``)."""
-    if isinstance(left, bool) or isinstance(right, bool):
-        return isinstance(left, bool) and isinstance(right, bool) and left == right
-    if isinstance(left, tuple) or isinstance(right, tuple):
-        if not (isinstance(left, tuple) and isinstance(right, tuple)) or len(left) != len(right):
-            return False
-        return all(_equal(a, b) for a, b in zip(left, right, strict=True))
-    return left == right
-
-
-def _arith(op: str, left: _Node, right: _Node) -> _Node:
-    if op == "+":
-        return lambda env: _finite(_num(left(env), "+") + _num(right(env), "+"), "+")
-    if op == "-":
-        return lambda env: _finite(_num(left(env), "-") - _num(right(env), "-"), "-")
-    if op == "*":
-        return lambda env: _finite(_num(left(env), "*") * _num(right(env), "*"), "*")
-    if op == "/":
-
-        def div(env: _Scope) -> Value:
-            num = _num(left(env), "/")
-            den = _num(right(env), "/")
-            if den == 0:
-                raise FormulaError("division by zero")
-            return _finite(num / den, "/")
-
-        return div
-    if op == "%":
-
-        def mod(env: _Scope) -> Value:
-            num = _num(left(env), "%")
-            den = _num(right(env), "%")
-            if den == 0:
-                raise FormulaError("remainder by zero")
-            return math.fmod(_finite(num, "%"), den)  # never overflows
-
-        return mod
-
-    def power(env: _Scope) -> Value:
-        try:
-            result = _num(left(env), op) ** _num(right(env), op)
-        except OverflowError:
-            raise FormulaError(f"{op}: the result is not a finite number (overflow)") from None
-        except ZeroDivisionError as exc:
-            raise FormulaError(f"{op}: {exc}") from None
-        if isinstance(result, complex):
-            raise FormulaError(f"{op}: result is not a real number")
-        return _finite(float(result), op)
-
-    return power
-
-
-def _compare(op: str, left: _Node, right: _Node) -> _Node:
-    if op == "==":
-        return lambda env: _equal(left(env), right(env))
-    if op == "!=":
-        return lambda env: not _equal(left(env), right(env))
-    if op in ("in", "not in"):
-        negate = op == "not in"
-
-        def member(env: _Scope) -> Value:
-            item = left(env)
-            found = any(_equal(item, x) for x in _array(right(env), op))
-            return found != negate
-
-        return member
-    if op == "<":
-        return lambda env: _num(left(env), op) < _num(right(env), op)
-    if op == "<=":
-        return lambda env: _num(left(env), op) <= _num(right(env), op)
-    if op == ">":
-        return lambda env: _num(left(env), op) > _num(right(env), op)
-    return lambda env: _num(left(env), op) >= _num(right(env), op)
-
-
-def _binary(op: str, left: _Node, right: _Node) -> _Node:
-    if op in ("or", "||"):
-        return lambda env: _truth(left(env), "or") or _truth(right(env), "or")
-    if op in ("and", "&&"):
-        return lambda env: _truth(left(env), "and") and _truth(right(env), "and")
-    if op == "??":
-
-        def coalesce(env: _Scope) -> Value:
-            value = left(env)
-            return right(env) if value is None else value
-
-        return coalesce
-    if op in ("==", "!=", "<", "<=", ">", ">=", "in", "not in"):
-        return _compare(op, left, right)
-    return _arith(op, left, right)
-
-
-def _numbers(args: list[_Node], env: _Scope, name: str) -> list[float]:
-    """The arguments as numbers; one array argument stands for its elements."""
-    values = [a(env) for a in args]
-    if len(values) == 1 and isinstance(values[0], tuple):
-        values = list(values[0])
-    return [_num(v, name) for v in values]
-
-
-def _fn_minmax(pick: Callable[..., float], name: str, args: list[_Node]) -> _Node:
-    def call(env: _Scope) -> Value:
-        numbers = _numbers(args, env, name)
-        if not numbers:
-            raise FormulaError(f"{name}: an empty array")
-        return pick(numbers)
-
-    return call
-
-
-def _fn_unary(fn: Callable[[float], float], name: str, arg: _Node) -> _Node:
-    def call(env: _Scope) -> Value:
-        value = _num(arg(env), name)
-        try:
-            return _finite(float(fn(value)), name)
-        except (OverflowError, ValueError) as exc:
-            raise FormulaError(f"{name}: {exc}") from None
-
-    return call
-
-
-def _fn_array(name: str, arg: _Node) -> _Node:
-    if name == "len":
-        return lambda env: float(len(_array(arg(env), name)))
-    return lambda env: _finite(sum(_num(v, name) for v in _array(arg(env), name)), name)
-
-
-def _each(env: _Scope, items: tuple[Any, ...], body: _Node, name: str) -> list[Value]:
-    """``body`` over every element (``#``), within the evaluation's closure-call budget."""
-    budget: list[int] = env[_CALLS]
-    budget[0] -= len(items)
-    if budget[0] < 0:
-        raise FormulaError(f"{name}: more than {MAX_CLOSURE_CALLS} closure calls")
-    scope = dict(env)
-    out: list[Value] = []
-    for item in items:
-        scope[_ITEM] = item
-        out.append(body(scope))
-    return out
-
-
-def _fn_closure(name: str, array: _Node, body: _Node) -> _Node:
-    def call(env: _Scope) -> Value:
-        items = _array(array(env), name)
-        results = _each(env, items, body, name)
-        if name == "map":
-            return tuple(results)
-        kept = [_truth(r, name) for r in results]
-        if name == "filter":
-            return tuple(item for item, keep in zip(items, kept, strict=True) if keep)
-        if name == "count":
-            return float(sum(kept))
-        if name == "all":
-            return all(kept)
-        if name == "any":
-            return any(kept)
-        if name == "none":
-            return not any(kept)
-        return sum(kept) == 1  # one
-
-    return call
-
-
-def _round_half_away(value: float) -> float:
-    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
-
-
-_UNARY_FUNCS: Final[Mapping[str, Callable[[float], float]]] = {
-    "abs": abs,
-    "ceil": math.ceil,
-    "floor": math.floor,
-    "round": _round_half_away,
-    "float": float,
-    "int": math.trunc,
-}
-_ARRAY_FUNCS: Final = frozenset({"len", "sum"})
-_CLOSURE_FUNCS: Final = frozenset({"count", "all", "any", "none", "one", "filter", "map"})
-_KNOWN_FUNCS: Final = ", ".join(
-    sorted({*_UNARY_FUNCS, *_ARRAY_FUNCS, *_CLOSURE_FUNCS, "min", "max"})
-)
-
-
 # ----------------------------------------------------------------------- parser
 
 
@@ -387,7 +172,7 @@ class _Parser:
     def error(self, message: str) -> ConfigError:
         return ConfigError(message, path=_FORMULA_PATH)
 
-    def node(self, node: _Node, *children: _Node) -> _Node:
+    def node(self, node: Node, *children: Node) -> Node:
         """``node``, with the depth of its tree checked against the limit."""
         depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
         if depth > MAX_FORMULA_DEPTH:
@@ -413,7 +198,7 @@ class _Parser:
             got = "end of formula" if kind == "end" else repr(text)
             raise self.error(f"expected {value!r} at {at}, got {got}")
 
-    def parse(self) -> _Node:
+    def parse(self) -> Node:
         node = self.ternary()
         kind, text, at = self.peek()
         if kind != "end":
@@ -425,7 +210,7 @@ class _Parser:
         if self.level > MAX_FORMULA_DEPTH:
             raise self.error(f"nested deeper than {MAX_FORMULA_DEPTH} levels")
 
-    def ternary(self) -> _Node:
+    def ternary(self) -> Node:
         cond = self.binary(0)
         if self.at("?"):
             self.take()
@@ -437,13 +222,13 @@ class _Parser:
             finally:
                 self.level -= 1
 
-            def choose(env: _Scope) -> Value:
-                return yes(env) if _truth(cond(env), "?:") else no(env)
+            def choose(env: Scope) -> Value:
+                return yes(env) if truth(cond(env), "?:") else no(env)
 
             return self.node(choose, cond, yes, no)
         return cond
 
-    def binary(self, min_prec: int) -> _Node:
+    def binary(self, min_prec: int) -> Node:
         self.descend()
         try:
             left = self.unary()
@@ -461,25 +246,25 @@ class _Parser:
                     return left
                 self.take()
                 right = self.binary(prec if right_assoc else prec + 1)
-                left = self.node(_binary(op, left, right), left, right)
+                left = self.node(binary(op, left, right), left, right)
         finally:
             self.level -= 1
 
-    def unary(self) -> _Node:
+    def unary(self) -> Node:
         kind, text, _ = self.peek()
         if kind == "op" and text in ("not", "!"):
             self.take()
             operand = self.binary(_UNARY_NOT_PREC)
-            return self.node(lambda env: not _truth(operand(env), "not"), operand)
+            return self.node(lambda env: not truth(operand(env), "not"), operand)
         if kind == "op" and text in ("-", "+"):
             self.take()
             operand = self.binary(_UNARY_SIGN_PREC)
             if text == "-":
-                return self.node(lambda env: -_num(operand(env), "-"), operand)
-            return self.node(lambda env: _num(operand(env), "+"), operand)
+                return self.node(lambda env: -num(operand(env), "-"), operand)
+            return self.node(lambda env: num(operand(env), "+"), operand)
         return self.primary()
 
-    def primary(self) -> _Node:
+    def primary(self) -> Node:
         kind, text, at = self.take()
         if kind == "num":
             number = float(text)
@@ -498,7 +283,7 @@ class _Parser:
         if kind == "op" and text == "#":
             if not self.closures:
                 raise self.error(f"'#' at {at} is only valid in a closure such as {{# > 1}}")
-            return self.node(lambda env: env[_ITEM])
+            return self.node(lambda env: env[ITEM])
         if kind == "name":
             if self.at("("):
                 return self.call(text, at)
@@ -511,14 +296,14 @@ class _Parser:
         got = "end of formula" if kind == "end" else repr(text)
         raise self.error(f"expected a value at {at}, got {got}")
 
-    def array(self, at: int) -> _Node:
+    def array(self, at: int) -> Node:
         items = self.arguments("]")
         if len(items) > MAX_ARRAY_ITEMS:
             raise self.error(f"the array at {at} has more than {MAX_ARRAY_ITEMS} elements")
         return self.node(lambda env: tuple(item(env) for item in items), *items)
 
-    def arguments(self, close: str) -> list[_Node]:
-        args: list[_Node] = []
+    def arguments(self, close: str) -> list[Node]:
+        args: list[Node] = []
         if not self.at(close):
             while True:
                 args.append(self.ternary())
@@ -529,7 +314,7 @@ class _Parser:
         self.expect(close)
         return args
 
-    def closure(self) -> _Node:
+    def closure(self) -> Node:
         """A predicate: ``{...}``, or (as expr-lang allows) an expression without braces."""
         braced = self.at("{")
         if braced:
@@ -541,26 +326,26 @@ class _Parser:
             self.expect("}")
         return body
 
-    def call(self, name: str, at: int) -> _Node:
+    def call(self, name: str, at: int) -> Node:
         self.expect("(")
-        if name in _CLOSURE_FUNCS:
+        if name in CLOSURE_FUNCS:
             array = self.ternary()
             self.expect(",")
             body = self.closure()
             self.expect(")")
-            return self.node(_fn_closure(name, array, body), array, body)
+            return self.node(fn_closure(name, array, body), array, body)
         args = self.arguments(")")
         if name in ("min", "max"):
             if not args:
                 raise self.error(f"{name}() at {at} needs at least one argument")
-            return self.node(_fn_minmax(min if name == "min" else max, name, args), *args)
-        if name not in _UNARY_FUNCS and name not in _ARRAY_FUNCS:
-            raise self.error(f"unknown function {name!r} at {at} (known: {_KNOWN_FUNCS})")
+            return self.node(fn_minmax(min if name == "min" else max, name, args), *args)
+        if name not in UNARY_FUNCS and name not in ARRAY_FUNCS:
+            raise self.error(f"unknown function {name!r} at {at} (known: {KNOWN_FUNCS})")
         if len(args) != 1:
             raise self.error(f"{name}() at {at} takes exactly one argument, got {len(args)}")
-        if name in _ARRAY_FUNCS:
-            return self.node(_fn_array(name, args[0]), args[0])
-        return self.node(_fn_unary(_UNARY_FUNCS[name], name, args[0]), args[0])
+        if name in ARRAY_FUNCS:
+            return self.node(fn_array(name, args[0]), args[0])
+        return self.node(fn_unary(UNARY_FUNCS[name], name, args[0]), args[0])
 
 
 @attrs.frozen
@@ -569,7 +354,7 @@ class CompiledFormula:
 
     text: str
     names: frozenset[str]
-    _root: _Node = attrs.field(repr=False, eq=False)
+    _root: Node = attrs.field(repr=False, eq=False)
 
     def evaluate(self, values: Mapping[str, float | None]) -> float | None:
         """The formula's number, or ``None`` when it evaluates to ``nil``.
@@ -586,7 +371,7 @@ class CompiledFormula:
 
     def _run(self, values: Mapping[str, float | None]) -> float | None:
         scope: dict[str, Any] = dict(values)
-        scope[_CALLS] = [MAX_CLOSURE_CALLS]
+        scope[CALLS] = [MAX_CLOSURE_CALLS]
         try:
             result = self._root(scope)
         except KeyError as exc:
