@@ -1,7 +1,7 @@
 """expr-lang's arrays, closures and ``in`` in scalingModifiers formulas, and the bounds.
 
-The examples are KEDA's (keda-docs: content/docs/2.x/reference/scaledobject-spec.md,
-``scalingModifiers``; keda: the ScaledObject webhook tests); the semantics are
+The examples are KEDA's (keda-docs: content/docs/2.16/concepts/scaling-deployments.md,
+"Scaling Modifiers"; keda: the ScaledObject webhook tests); the semantics are
 expr-lang's (github.com/expr-lang/expr, docs/language-definition.md).
 """
 
@@ -40,7 +40,14 @@ def ev(text: str, **values: float | None) -> float | None:
             {"trig_one": 0, "trig_two": 3, "trig_three": 4},
             5.0,
         ),
-        ("(trig_one + trig_two) / 2", {"trig_one": 3, "trig_two": 5}, 4.0),
+        ("(trig_one + trig_two)/2", {"trig_one": 3, "trig_two": 5}, 4.0),
+        ("trig_one < 2 ? trig_one+trig_two >= 2 ? 5 : 10 : 0", {"trig_one": 1, "trig_two": 1}, 5.0),
+        (
+            "trig_one < 2 ? trig_one+trig_two >= 2 ? 5 : 10 : 0",
+            {"trig_one": 1, "trig_two": 0},
+            10.0,
+        ),
+        ("trig_one < 2 ? trig_one+trig_two >= 2 ? 5 : 10 : 0", {"trig_one": 2, "trig_two": 0}, 0.0),
         ("trig_one ?? trig_two", {"trig_one": None, "trig_two": 7}, 7.0),
         # the array builtins
         ("all([trig_one, trig_two], {# > 1}) ? 1 : 0", {"trig_one": 2, "trig_two": 2}, 1.0),
