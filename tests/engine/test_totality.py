@@ -87,3 +87,17 @@ def test_decide_is_total_on_finite_values(value: float, target: float, current: 
     spec = make_spec()
     _, d = decide(spec, ScalingState(created_at=0.0), [ok(0, value, target=target)], current, 0.0)
     assert 0 <= d.replicas <= 100
+
+
+@pytest.mark.parametrize("result", [math.nan, math.inf, 10**400, "many", [1]])
+def test_a_combiner_that_gives_no_number_is_a_composite_error(result: object) -> None:
+    from eventscale.engine import Combiner
+    from eventscale.engine._composite import Composite
+
+    combiner = Combiner(function=lambda _: result, target=2.0)  # type: ignore[arg-type,return-value]
+    composite = Composite(None, combiner, 2.0, 0.0, MetricType.AVERAGE_VALUE)
+    unresolved: list[tuple[str, str]] = []
+    got = composite.replicas({"a": 1.0}, unresolved, [], None, 3, None, Tolerance())
+    assert got == (None, False, None)
+    assert unresolved[0][0] == "composite"
+    assert "combiner gave" in unresolved[0][1]
