@@ -141,3 +141,39 @@ def test_a_value_keda_cannot_use_is_an_error_status_not_a_crash(value: float) ->
         await server.aclose()
 
     anyio.run(main)
+
+
+def test_scalers_built_from_requests_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from eventscale.external import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_DYNAMIC_SCALERS", 3)
+
+    def cron(replicas: int) -> Any:
+        meta = {
+            "scalerType": "cron",
+            "timezone": "UTC",
+            "start": "0 * * * *",
+            "end": "59 * * * *",
+            "desiredReplicas": str(replicas),
+        }
+        return pb.ScaledObjectRef(name="o", namespace="n", scalerMetadata=meta)
+
+    async def main() -> None:
+        server = ExternalScalerServer(allow_types={"cron"}, idle_timeout=None)
+        servicer = _Servicer(server)
+        try:
+            for replicas in range(1, 8):
+                answer = await servicer.GetMetricSpec(cron(replicas), Context())
+                assert len(answer.metricSpecs) == 1
+                assert len(server._dynamic) <= 3
+            # every kept scaler has an open stream: the next distinct request is refused
+            for entry in server._dynamic.values():
+                entry.streams = 1
+            with pytest.raises(Aborted) as info:
+                await servicer.GetMetricSpec(cron(99), Context())
+            assert info.value.code.name == "INVALID_ARGUMENT"
+            assert "at most 3 scalers" in str(info.value)
+        finally:
+            await server.aclose()
+
+    anyio.run(main)

@@ -47,6 +47,7 @@ from eventscale.scalers import PushScaler, Scaler, ScalerFactory, create_scaler
 from eventscale.scalers.params import TriggerContext
 
 __all__ = (
+    "MAX_DYNAMIC_SCALERS",
     "SCALER_NAME_KEY",
     "SCALER_TYPE_KEY",
     "ExternalScalerServer",
@@ -64,6 +65,9 @@ logger = logging.getLogger("eventscale.external")
 
 SCALER_NAME_KEY: Final = "scalerName"
 SCALER_TYPE_KEY: Final = "scalerType"
+#: The most scalers one server keeps built from requests' metadata (distinct metadata
+#: builds a scaler each): beyond it, the least recently used one is closed.
+MAX_DYNAMIC_SCALERS: Final = 1000
 # Keys KEDA's own external trigger reads; never part of a served scaler's metadata.
 _CLIENT_KEYS: Final = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
 _INDEX_PREFIX: Final = re.compile(r"^s[0-9]+-")
@@ -347,10 +351,26 @@ class ExternalScalerServer(AsyncService):
             entry = self._dynamic.get(key)
             if entry is None:
                 await self._evict_idle()
+                await self._make_room()
                 scaler = cls.from_context(ctx) if cls is not None else create_scaler(ctx)
                 label = trigger_type or getattr(cls, "__name__", "scaler")
                 entry = self._dynamic[key] = _Entry(scaler, label, dynamic=True)
         return entry
+
+    async def _make_room(self) -> None:
+        """Keep at most :data:`MAX_DYNAMIC_SCALERS`: close the least recently used one
+        without an open stream, or refuse the request when every one has a stream."""
+        if len(self._dynamic) < MAX_DYNAMIC_SCALERS:
+            return
+        idle = [(e.last_used, k) for k, e in self._dynamic.items() if e.streams == 0]
+        if not idle:
+            raise ConfigError(
+                f"this server keeps at most {MAX_DYNAMIC_SCALERS} scalers built from requests,"
+                " all in use",
+                path=SCALER_TYPE_KEY,
+            )
+        entry = self._dynamic.pop(min(idle, key=lambda pair: pair[0])[1])
+        await _aclose_quietly(entry.scaler)
 
     async def _evict_idle(self) -> None:
         if self.idle_timeout is None:
