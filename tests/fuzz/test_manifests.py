@@ -8,6 +8,7 @@ tests/data/manifests/. Nothing else may come out: no other exception, no hang.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -158,3 +159,54 @@ def test_random_documents_as_yaml_and_as_data(read: Callable[[Any], Any], doc: A
         _accepts(read, doc)
     elif isinstance(doc, list):
         _accepts(read, [d for d in doc if isinstance(d, dict)])
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for key, value in node.items():
+            out.extend(_paths(value, (*prefix, key)))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            out.extend(_paths(value, (*prefix, i)))
+    return out
+
+
+SEED_DOCS = [d for seed in SEEDS for d in yaml.safe_load_all(seed) if isinstance(d, dict)]
+hostile = st.one_of(
+    st.sampled_from(
+        [None, True, False, 0, -1, 2**31, 2**63, 10**99, 1e308, -0.0, "", " ", "-1", "1e999"]
+    ),
+    st.sampled_from(["nan", "inf", "0x1F", "1m", "-5m", "99999999h", "true", "Value", "{}"]),
+    st.floats(),
+    st.integers(),
+    st.text(max_size=10),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def field_mutations(draw: st.DrawFn) -> dict[str, Any]:
+    """An example document with a few fields set to hostile values or removed."""
+    doc = copy.deepcopy(draw(st.sampled_from(SEED_DOCS)))
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_paths(doc)[1:] or [("kind",)]))
+        parent: Any = doc
+        for part in path[:-1]:
+            parent = parent[part]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            parent.pop(path[-1], None)
+        else:
+            parent[path[-1]] = draw(hostile)
+    return doc
+
+
+@pytest.mark.parametrize("read", READERS, ids=["keda", "http"])
+@budget(300)
+@given(doc=field_mutations())
+def test_example_fields_set_to_hostile_values(
+    read: Callable[[Any], Any], doc: dict[str, Any]
+) -> None:
+    _accepts(read, doc)
+    _accepts(read, yaml.safe_dump(doc))
