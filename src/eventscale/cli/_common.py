@@ -42,16 +42,31 @@ _SECRET_ENV_HINTS = ("password", "passwd", "secret", "key", "token", "conn", "cr
 
 
 def read_manifest_files(paths: Sequence[str]) -> str:
-    """The YAML of every file in ``paths`` (``-`` is stdin) as one multi-document text."""
+    """The YAML of every file in ``paths`` (``-`` is stdin) as one multi-document text.
+
+    Each is read as UTF-8 (a byte-order mark is dropped), at most 4 bytes per character
+    of the manifest size limit (docs/errors.md, "Limits").
+    """
+    from eventscale.manifests.fields import MAX_MANIFEST_CHARS, decode_manifest
+
+    limit = 4 * MAX_MANIFEST_CHARS
     texts = []
     for path in paths:
-        if path == "-":
-            texts.append(sys.stdin.read())
-            continue
         try:
-            texts.append(Path(path).read_text())
+            if path == "-":
+                stdin = getattr(sys.stdin, "buffer", None)
+                if stdin is None:  # a text stream without bytes (tests, embedding)
+                    texts.append(sys.stdin.read(MAX_MANIFEST_CHARS + 1))
+                    continue
+                data = stdin.read(limit + 1)
+            else:
+                with Path(path).open("rb") as handle:
+                    data = handle.read(limit + 1)
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}", path=path) from None
+        if len(data) > limit:
+            raise ConfigError(f"larger than {limit} bytes", path=path)
+        texts.append(decode_manifest(data, "stdin" if path == "-" else path))
     return "\n---\n".join(texts)
 
 

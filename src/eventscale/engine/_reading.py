@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, TypeAlias
 
-from eventscale.engine.hpa import REPLICA_CAP, Tolerance, value_replicas
+from eventscale.engine.hpa import REPLICA_CAP, Tolerance, average_value_replicas, value_replicas
 from eventscale.engine.model import PendingDetail, TriggerDetail, TriggerObservation, TriggerStatus
 from eventscale.engine.state import ScalingState
 from eventscale.metrics import MetricType
@@ -25,6 +25,8 @@ __all__ = ("Reading", "TriggerReader")
 
 # Reading an enum member through its class is slow on CPython 3.11 (see lifecycle.py).
 _VALUE: Final[MetricType] = MetricType.VALUE
+# Below it, value * 1000 is an exact int64 milli-value: the inlined maths cannot overflow.
+_MILLI_SAFE: Final = 1e15
 
 Reading: TypeAlias = tuple[
     int | None,  # raw: the highest proposal of a healthy trigger (None without a composite)
@@ -129,6 +131,9 @@ class TriggerReader:
                         else:
                             error = f"metric {metric!r} missing from the scaler's report"
                             break
+                        if value != value:  # NaN: no replica count (docs/errors.md, Limits)
+                            error = f"metric {metric!r} is not a number (NaN)"
+                            break
                         total += value
                         metric_target = ms.target
                         metric_type = ms.metric_type
@@ -138,6 +143,10 @@ class TriggerReader:
                             n = value_replicas(
                                 value, metric_target, current, ready_replicas, tolerance
                             )
+                        elif not (
+                            -_MILLI_SAFE < value < _MILLI_SAFE and metric_target < _MILLI_SAFE
+                        ):  # huge numbers: the saturating maths of hpa.py
+                            n = average_value_replicas(value, metric_target, current, tolerance)
                         else:  # average_value_replicas(), inlined (the common metric type)
                             usage = round(value * 1000)
                             milli_target = round(metric_target * 1000)
