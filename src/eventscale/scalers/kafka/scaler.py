@@ -45,6 +45,7 @@ from eventscale.scalers.kafka._lag import (
     select_partitions,
 )
 from eventscale.scalers.kafka._msk_iam import MskIamTokenProvider, valid_region
+from eventscale.scalers.kafka._pem import pem_problem
 from eventscale.scalers.kafka._pool import (
     KERBEROS,
     POOL,
@@ -108,6 +109,7 @@ class KafkaScaler(ScalerBase):
         self._identity = trigger_name or f"kafka[{meta.index}]"
         self._previous_offsets: dict[TopicPartition, int] = {}
         settings: dict[str, Any] = dict(meta.librdkafka)
+        _check_pem(meta)
         secrets = [v for v in meta.librdkafka.values() if isinstance(v, Secret)]
         self._kerberos_files: KerberosFiles | None = None
         if meta.sasl is SaslMechanism.GSSAPI:
@@ -430,6 +432,26 @@ class KafkaScaler(ScalerBase):
         if name in _TIMEOUT_CODES:
             return self._refused(what) or ScalerTimeout(message, transient=True)
         return ScalerError(message, transient=name not in _NOT_TRANSIENT_CODES)
+
+
+def _check_pem(meta: KafkaMetadata) -> None:
+    """Load the TLS PEM material in Python first: librdkafka may abort the process on
+    bad PEM (kafka/_pem.py). KEDA fails the scaler's creation there too
+    (``NewTLSConfigWithPassword`` in KEDA's ``pkg/util/tls_config.go``)."""
+
+    def get(key: str) -> Secret | None:
+        value = meta.librdkafka.get(key)
+        return Secret(value) if isinstance(value, str) else value
+
+    problem = pem_problem(
+        get("ssl.ca.pem"),
+        get("ssl.certificate.pem"),
+        get("ssl.key.pem"),
+        get("ssl.key.password"),
+    )
+    if problem is not None:
+        reason, name = problem
+        raise ConfigError(reason, path=meta.field_path(name, auth=True))
 
 
 def _kerberos_files(meta: KafkaMetadata, registry: KerberosRegistry) -> KerberosFiles:
