@@ -90,6 +90,7 @@ async def _current_replicas(target: Target, limit: float) -> tuple[int, str | No
 
 async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     """Evaluate every ScaledObject and ScaledJob of ``args.manifest`` once."""
+    from eventscale.engine.checks import check_spec
     from eventscale.runtime.scaled_object import ScaledObject
     from eventscale.targets.memory import MemoryTarget
 
@@ -107,6 +108,9 @@ async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> in
         objects.append(
             ScaledObject(spec, target=target, contexts=contexts, poll_timeout=args.timeout)
         )
+    for obj in objects:
+        for warning in check_spec(obj.spec, options=obj.options):
+            err.write(f"eventscale: warning: {obj.key}: {warning}\n")
     reports = []
     notes: dict[str, str] = {}
     try:
