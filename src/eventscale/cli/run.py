@@ -25,6 +25,7 @@ from eventscale.cli._common import (
     job_target,
     load,
     make_target,
+    tidy_reason,
 )
 from eventscale.cli._output import Writable, fmt, is_terminal, table
 from eventscale.errors import ConfigError
@@ -242,7 +243,7 @@ async def _run_objects(
                 row[2] = str(event.current_replicas)
         elif event.kind is EventKind.DECISION:
             row[3] = str(event.desired_replicas)
-            row[5] = event.reason or ""
+            row[5] = tidy_reason(event.reason or "")
         elif event.kind is EventKind.SCALE:
             row[2] = str(event.to_replicas)
         elif event.kind is EventKind.TARGET_ERROR:
