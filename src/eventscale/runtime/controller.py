@@ -579,6 +579,10 @@ class Controller:
         interval = entry.obj.spec.polling_interval
         backoff = min(1.0, interval)
         spurious = min(0.05, interval)
+        # The loop's first reconcile runs at once: arm the watch only after it, or a
+        # source with work wakes a second reconcile right behind it (two polls, and
+        # for a ScaledJob two rounds of starts, at t=0).
+        await self._next_reconcile(entry, 0)
         while True:
             while not entry.status.owned or _is_active(entry.status):
                 await self._next_reconcile(entry, entry.started)
