@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from eventscale.runtime.observability import TriggerResult
 
 __all__ = (
+    "PUSH_RETRY_CAP",
     "Controller",
     "NotifyingOwnership",
     "ObjectStatus",
@@ -62,6 +63,10 @@ __all__ = (
 )
 
 logger = logging.getLogger("eventscale.controller")
+
+#: The longest wait, in seconds, before a failed push watch (``wait_for_activity``) is
+#: tried again: after an outage of the source, push wake-ups work again this soon.
+PUSH_RETRY_CAP = 4.0
 
 
 class _Decision(Protocol):
@@ -574,7 +579,10 @@ class Controller:
         active, so the watch is armed only while the object is idle (and owned): an
         active object is driven by its polls. A wake-up that finds the object still
         idle (a spurious return) delays the next watch, with a doubling back-off, so a
-        misbehaving scaler cannot make the loop spin.
+        misbehaving scaler cannot make the loop spin. A watch that fails (the source is
+        down) is retried after 1, 2, 4 seconds, then every :data:`PUSH_RETRY_CAP`
+        seconds (at most the polling interval), and the back-off starts over once a
+        watch succeeds.
         """
         interval = entry.obj.spec.polling_interval
         backoff = min(1.0, interval)
@@ -593,7 +601,9 @@ class Controller:
                     raise
                 logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
                 await self.sleep(backoff)
-                backoff = min(backoff * 2, interval)
+                # capped at a few seconds: after an outage of the source the push
+                # wake-up works again within PUSH_RETRY_CAP, not a polling interval
+                backoff = min(backoff * 2, interval, PUSH_RETRY_CAP)
                 continue
             backoff = min(1.0, interval)
             started = entry.started
