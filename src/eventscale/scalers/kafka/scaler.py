@@ -190,7 +190,11 @@ class KafkaScaler(ScalerBase):
         try:
             totals = await self._get_lag(conn)
         except ScalerError as exc:
+            _forget_frames(exc)
             raise exc.with_trigger(self._identity) from exc.__cause__
+        except Exception as exc:
+            _forget_frames(exc)
+            raise
         finally:
             conn.serve_logs()
         conn.clear_auth_error()
@@ -485,6 +489,25 @@ def _msk_iam_provider(meta: KafkaMetadata) -> MskIamTokenProvider:
             path=meta.field_path("awsRegion"),
         )
     return meta.msk_iam
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and its causes.
+
+    A traceback keeps the frames of ``_get_lag`` alive, and with them its local
+    reference to the admin client: an error kept by the controller (the object's last
+    error) would keep the librdkafka handle, and its reconnect attempts, alive after
+    :meth:`KafkaScaler.aclose`. The messages say what failed; the frames add nothing.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        todo.extend((current.__cause__, current.__context__))
 
 
 def _destroy(box: list[Any]) -> None:
