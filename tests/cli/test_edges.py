@@ -58,6 +58,41 @@ def test_a_closed_pipe_ends_quietly(files: dict[str, str]) -> None:
     assert code == 141  # what a shell reports for a process ended by SIGPIPE
 
 
+CRON = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: piped-run}
+spec:
+  scaleTargetRef: {name: piped-run}
+  pollingInterval: 1
+  triggers:
+    - type: cron
+      metadata: {timezone: UTC, start: "0 * * * *", end: "59 * * * *", desiredReplicas: "3"}
+"""
+
+
+def test_run_into_a_closed_pipe_stops_quietly(tmp_path: Path) -> None:
+    # `eventscale run --json ... | head -1`: run stops instead of logging every event
+    manifest = write(tmp_path / "cron.yaml", CRON)
+    proc = subprocess.Popen(
+        [*command(), "run", "--target", "memory", "--json", manifest],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert stderr == ""
+    assert code == 141
+
+
 def test_plot_without_matplotlib_is_a_run_time_failure(
     cli: Runner, files: dict[str, str], tmp_path: Path
 ) -> None:
