@@ -53,7 +53,12 @@ def _undefined(code: str, name: str, earlier: frozenset[str]) -> set[str]:
 
 
 def _calls_main(tree: ast.Module) -> bool:
+    """Whether the module runs ``main`` (at the top level or under ``if __name__ ...``)."""
+    body = list(tree.body)
     for node in tree.body:
+        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+            body.extend(node.body)
+    for node in body:
         if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
             text = ast.unparse(node.value)
             if text in ("anyio.run(main)", "asyncio.run(main())", "main()"):

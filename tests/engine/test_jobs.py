@@ -192,7 +192,7 @@ metadata: {name: j}
 spec:
   minReplicaCount: 1
   jobTargetRef: {template: {spec: {containers: [{name: c, image: busybox}]}}}
-  triggers: [{type: memory, metadata: {value: "1"}}]
+  triggers: [{type: gauge, metadata: {name: jobs, target: "1"}}]
 """
     spec = load_manifests(text).scaled_jobs[0]
     assert spec.max_replica_count is None

@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup
 
 from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
 from eventscale.runtime._schedule import (
+    PUSH_RETRY_CAP,
     SLOTS_PER_SECOND,
     ObjectLoop,
     abandon,
@@ -63,10 +64,6 @@ __all__ = (
 )
 
 logger = logging.getLogger("eventscale.controller")
-
-#: The longest wait, in seconds, before a failed push watch (``wait_for_activity``) is
-#: tried again: after an outage of the source, push wake-ups work again this soon.
-PUSH_RETRY_CAP = 4.0
 
 
 class _Decision(Protocol):
@@ -579,18 +576,11 @@ class Controller:
         active, so the watch is armed only while the object is idle (and owned): an
         active object is driven by its polls. A wake-up that finds the object still
         idle (a spurious return) delays the next watch, with a doubling back-off, so a
-        misbehaving scaler cannot make the loop spin. A watch that fails (the source is
-        down) is retried after 1, 2, 4 seconds, then every :data:`PUSH_RETRY_CAP`
-        seconds (at most the polling interval), and the back-off starts over once a
-        watch succeeds.
+        misbehaving scaler cannot make the loop spin; a failed watch backs off to PUSH_RETRY_CAP.
         """
         interval = entry.obj.spec.polling_interval
-        backoff = min(1.0, interval)
-        spurious = min(0.05, interval)
-        # The loop's first reconcile runs at once: arm the watch only after it, or a
-        # source with work wakes a second reconcile right behind it (two polls, and
-        # for a ScaledJob two rounds of starts, at t=0).
-        await self._next_reconcile(entry, 0)
+        backoff, spurious = min(1.0, interval), min(0.05, interval)
+        await self._next_reconcile(entry, 0)  # after the first reconcile, not beside it
         while True:
             while not entry.status.owned or _is_active(entry.status):
                 await self._next_reconcile(entry, entry.started)
@@ -601,8 +591,6 @@ class Controller:
                     raise
                 logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
                 await self.sleep(backoff)
-                # capped at a few seconds: after an outage of the source the push
-                # wake-up works again within PUSH_RETRY_CAP, not a polling interval
                 backoff = min(backoff * 2, interval, PUSH_RETRY_CAP)
                 continue
             backoff = min(1.0, interval)

@@ -9,8 +9,10 @@ import pytest
 from eventscale.errors import ScalerError
 from eventscale.scalers.kafka.scaler import KafkaScaler
 from eventscale.scalers.params import TriggerContext
+from servers._proc import free_port
 
-META = {"bootstrapServers": "127.0.0.1:1", "consumerGroup": "g"}
+# a connection of its own: scalers with equal settings share one client
+META = {"bootstrapServers": f"127.0.0.1:{free_port()}", "consumerGroup": "g"}
 
 
 @pytest.mark.anyio

@@ -107,10 +107,11 @@ def test_bad_material_is_a_config_error_at_the_field(
         assert "QUJD" not in message
 
 
-def test_tls_disabled_ignores_the_material() -> None:
+@pytest.mark.anyio
+async def test_tls_disabled_ignores_the_material() -> None:
     # Without tls=enable the PEM parameters are not given to librdkafka (KEDA's rule).
     ctx = TriggerContext(metadata=META, auth={"ca": "caaa"}, trigger_type="kafka")
-    KafkaScaler.from_context(ctx)
+    await KafkaScaler.from_context(ctx).aclose()
 
 
 _SURVIVOR = textwrap.dedent(
