@@ -78,6 +78,12 @@ async def test_absolute_form_target_is_routed_by_its_authority() -> None:
                 b"GET http://a.test HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
             )
             assert (status, body["upstream"], body["path"]) == (200, "a", "/")
+            # userinfo in the target is never passed on as part of Host
+            status, body = await _raw(
+                icpt.port,
+                b"GET http://u:pw@b.test/q HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            )
+            assert (status, body["upstream"], body["host"]) == (200, "b", "b.test")
 
 
 async def test_a_slow_request_head_is_cut_off() -> None:

@@ -770,7 +770,8 @@ def _split_target(target: str) -> tuple[str | None, str]:
     rest = target.split("://", 1)[1]
     cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
     path = rest[cut:]
-    return rest[:cut], path if path.startswith("/") else "/" + path
+    authority = rest[:cut].rpartition("@")[2]  # never pass user:password@ on
+    return authority, path if path.startswith("/") else "/" + path
 
 
 def _label(value: str) -> str:
