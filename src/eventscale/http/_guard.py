@@ -11,6 +11,9 @@ them hold 5,000 sockets. :class:`GuardedServer` adds two bounds (docs/http.md, "
   once; past that, the one that has waited longest is closed.
 
 Between two requests of a kept-alive connection aiohttp's ``keepalive_timeout`` applies.
+The handler reads a few of aiohttp's ``RequestHandler`` attributes (``_messages``,
+``_waiter``, ``_payload_parser``, ``_force_close``); tests/http/test_interceptor_edges.py
+checks the behaviour over raw sockets against the installed aiohttp.
 """
 
 from __future__ import annotations
