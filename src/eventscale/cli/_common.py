@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = (
     "EXIT_FAILED",
     "EXIT_INVALID",
     "EXIT_OK",
+    "tidy_reason",
     "add_env_options",
     "environment",
     "job_target",
@@ -159,3 +161,15 @@ def job_target(
 
         return DockerJobTarget.from_spec(spec)
     raise ConfigError(f"unknown target {kind!r} (kubernetes, docker or memory)", path="--target")
+
+
+_DURATION = re.compile(r"(?<![\w.])([0-9]+\.[0-9]{2,})s\b")
+
+
+def tidy_reason(reason: str) -> str:
+    """``reason`` with its durations rounded for people: ``7.99955s`` reads ``8s``,
+    ``12.345s`` reads ``12.3s`` (one decimal at most, trailing zeros dropped).
+
+    The engine writes exact seconds (``engine/lifecycle.py``); JSON output keeps them.
+    """
+    return _DURATION.sub(lambda m: f"{round(float(m.group(1)), 1):g}s", reason)

@@ -141,7 +141,7 @@ def setup_logging(verbosity: int, err: Writable) -> Callable[[], None]:
     embedding application) leaves logging as it found it.
     """
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter(REDACTOR))
     root = logging.getLogger()
     library = logging.getLogger("eventscale")

@@ -21,6 +21,7 @@ from eventscale.cli._common import (
     job_target,
     load,
     make_target,
+    tidy_reason,
 )
 from eventscale.cli._output import Writable, fmt, table, write_json
 from eventscale.redaction import redact_text
@@ -90,6 +91,7 @@ async def _current_replicas(target: Target, limit: float) -> tuple[int, str | No
 
 async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     """Evaluate every ScaledObject and ScaledJob of ``args.manifest`` once."""
+    from eventscale.engine.checks import check_spec
     from eventscale.runtime.scaled_object import ScaledObject
     from eventscale.targets.memory import MemoryTarget
 
@@ -107,6 +109,9 @@ async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> in
         objects.append(
             ScaledObject(spec, target=target, contexts=contexts, poll_timeout=args.timeout)
         )
+    for obj in objects:
+        for warning in check_spec(obj.spec, options=obj.options):
+            err.write(f"eventscale: warning: {obj.key}: {warning}\n")
     reports = []
     notes: dict[str, str] = {}
     try:
@@ -140,7 +145,7 @@ async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> in
             out.write(
                 f"ScaledObject {report.key}: {report.current_replicas} -> "
                 f"{report.decision.replicas} replicas ({state})\n"
-                f"  reason: {report.decision.reason}\n"
+                f"  reason: {tidy_reason(report.decision.reason)}\n"
             )
             if report.key in notes:
                 out.write(f"  target: {notes[report.key]}\n")
@@ -196,7 +201,7 @@ def write_job_reports(reports: Sequence[JobReport], out: Writable) -> None:
         out.write(
             f"ScaledJob {report.key}: {report.counts.running} running "
             f"({report.counts.pending} pending), would start {report.decision.create} ({state})\n"
-            f"  reason: {report.decision.reason}\n"
+            f"  reason: {tidy_reason(report.decision.reason)}\n"
         )
         if report.target_error:
             out.write(f"  target: cannot list jobs ({report.target_error}); assuming 0\n")

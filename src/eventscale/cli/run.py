@@ -25,6 +25,7 @@ from eventscale.cli._common import (
     job_target,
     load,
     make_target,
+    tidy_reason,
 )
 from eventscale.cli._output import Writable, fmt, is_terminal, table
 from eventscale.errors import ConfigError
@@ -221,14 +222,21 @@ async def _run_objects(
         )
     extra: dict[str, str] = {} if sharding is None else {"identity": sharding.identity}
 
+    stop = anyio.CancelScope()
+    reader_gone: list[BrokenPipeError] = []
+
     def on_event(event: Event) -> None:
         if not live:
-            if event.kind in shown:
+            if event.kind in shown and not reader_gone:
                 line = event.to_dict()
                 line["objectKind"] = kinds.get(event.scaled_object, "ScaledObject")
                 line.update(extra)
-                out.write(json.dumps(line) + "\n")
-                out.flush()
+                try:
+                    out.write(json.dumps(line) + "\n")
+                    out.flush()
+                except BrokenPipeError as exc:  # `eventscale run ... | head`: stop quietly
+                    reader_gone.append(exc)
+                    stop.cancel()
             return
         row = rows.get(event.scaled_object)
         if row is None:
@@ -242,7 +250,7 @@ async def _run_objects(
                 row[2] = str(event.current_replicas)
         elif event.kind is EventKind.DECISION:
             row[3] = str(event.desired_replicas)
-            row[5] = event.reason or ""
+            row[5] = tidy_reason(event.reason or "")
         elif event.kind is EventKind.SCALE:
             row[2] = str(event.to_replicas)
         elif event.kind is EventKind.TARGET_ERROR:
@@ -280,12 +288,14 @@ async def _run_objects(
                 out.flush()
                 await anyio.sleep(1)
 
-    with anyio.CancelScope() as scope:
+    with stop:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_sigterm, scope)
+            tg.start_soon(stop_on_sigterm, stop)
             if sharding is None:
                 await control()
             else:
                 async with sharding:
                     await control()
+    if reader_gone:
+        raise reader_gone[0]  # main() ends quietly on a broken pipe
     return EXIT_OK

@@ -12,9 +12,9 @@ import argparse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventscale.cli._common import EXIT_OK, load
+from eventscale.cli._common import EXIT_OK, load, tidy_reason
 from eventscale.cli._output import Writable, fmt, table, write_json
-from eventscale.errors import ConfigError
+from eventscale.errors import ConfigError, EventscaleError, MissingExtraError
 
 if TYPE_CHECKING:
     from eventscale.manifests.reader import Manifests
@@ -77,6 +77,8 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     trace = Trace.from_csv(args.trace)
     if args.ready_delay < 0:
         raise ConfigError("must be >= 0", path="--ready-delay")
+    if args.plot:
+        _check_plotting()
     timeline = simulate(
         spec, trace, initial_replicas=args.current_replicas or 0, ready_delay=args.ready_delay
     )
@@ -93,13 +95,24 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
             str(step.desired_replicas),
             str(step.replicas),
             "yes" if step.active else "no",
-            step.reason,
+            tidy_reason(step.reason),
         ],
         out,
     )
     if args.plot:
         out.write(f"plot written to {args.plot}\n")
     return EXIT_OK
+
+
+def _check_plotting() -> None:
+    """Fail before simulating when matplotlib is missing: a run-time failure (exit 1, as
+    docs/cli.md says), not invalid input."""
+    from eventscale._optional import import_optional
+
+    try:
+        import_optional("matplotlib", extra="plot", what="simulate --plot")
+    except MissingExtraError as exc:
+        raise EventscaleError(str(exc)) from None
 
 
 def simulate_scaled_job(
@@ -128,7 +141,12 @@ def simulate_scaled_job(
         spec.triggers,
         timeline.steps,
         ["RUNNING", "FINISHED", "STARTED", "REASON"],
-        lambda step: [str(step.running), str(step.finished), str(step.started), step.reason],
+        lambda step: [
+            str(step.running),
+            str(step.finished),
+            str(step.started),
+            tidy_reason(step.reason),
+        ],
         out,
     )
     out.write(

@@ -384,7 +384,7 @@ def read_scaled_job(r: FieldReader, doc: Mapping[str, Any]) -> ScaledJobSpec | N
     ok_limit = r.integer(spec, "successfulJobsHistoryLimit", "spec", default=100, minimum=0)
     bad_limit = r.integer(spec, "failedJobsHistoryLimit", "spec", default=100, minimum=0)
     min_count = r.integer(spec, "minReplicaCount", "spec", default=0, minimum=0)
-    max_count = r.integer(spec, "maxReplicaCount", "spec", default=100, minimum=0)
+    max_count = r.integer(spec, "maxReplicaCount", "spec", default=None, minimum=0)
     env_container = r.string(spec, "envSourceContainerName", "spec")
     legacy = r.string(spec, "rolloutStrategy", "spec", choices=("default", "gradual"))
     rollout = JobRollout(strategy=legacy or "default")
@@ -477,7 +477,7 @@ def read_scaled_job(r: FieldReader, doc: Mapping[str, Any]) -> ScaledJobSpec | N
             successful_jobs_history_limit=ok_limit if ok_limit is not None else 100,
             failed_jobs_history_limit=bad_limit if bad_limit is not None else 100,
             min_replica_count=min_count if min_count is not None else 0,
-            max_replica_count=max_count if max_count is not None else 100,
+            max_replica_count=max_count,  # None: not set (KEDA's 100, not less minReplicaCount)
             rollout=rollout,
             strategy=strategy,
             custom_scaling_queue_length_deduction=deduction,

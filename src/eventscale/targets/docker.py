@@ -3,7 +3,8 @@
 The set is every container labelled ``eventscale.target=<name>`` (or, for a Compose
 service, ``com.docker.compose.project=<project>`` and
 ``com.docker.compose.service=<service>``). Scaling out creates containers from a
-:class:`ContainerTemplate`, or clones an existing member when there is no template.
+:class:`ContainerTemplate`, or clones an existing member when there is no template
+(at zero, one stopped member is kept as the clone source).
 Scaling in stops the newest members first, giving each ``stop_timeout`` seconds to
 exit after SIGTERM, and removes them. The count is always read back from the labels,
 so a new target object (after a restart) finds the containers an earlier one made,
@@ -136,7 +137,8 @@ class DockerTarget(TargetBase):
     :param name: the set's name: members carry ``eventscale.target=<name>``.
     :param template: how to create members; without it, new members are clones of the
         oldest live member (its image, command, env, labels and host config, minus
-        published ports).
+        published ports), and scaling to 0 stops the oldest member and keeps it (not
+        counted) as the clone source of the next scale-out.
     :param compose_project, compose_service: select the members of a Compose service
         instead (both or neither); new members are clones unless a template is given.
     :param url: the daemon: ``unix:///path`` or ``tcp://host:port`` (plain TCP only);
@@ -258,15 +260,25 @@ class DockerTarget(TargetBase):
             members = await self.members()
             live = [m for m in members if m.state in _LIVE_STATES]
             dead = [m for m in members if m.state not in _LIVE_STATES]
-            doomed = list(dead)
-            if len(live) > replicas:
-                doomed += live[replicas:][::-1]  # the newest first
-            if doomed:
-                await self._remove_all(doomed)
             missing = replicas - len(live)
-            if missing > 0:
-                body = await self._create_body(live)
-                await self._create_all(body, missing, members)
+            # Without a template new members are clones: the body is read before anything
+            # is removed, from a live member or else the stopped one kept at zero.
+            body = await self._create_body(live or dead) if missing > 0 else None
+            keeper = self._keeper(live, dead) if replicas == 0 else None
+            doomed = [m for m in dead if m is not keeper]
+            if len(live) > replicas:
+                doomed += [m for m in live[replicas:][::-1] if m is not keeper]  # newest first
+            if doomed and missing > 0 and self.template is None:
+                # a clone source goes only once its replacements run
+                await self._create_all(body or {}, missing, members)
+                await self._remove_all(doomed)
+            else:
+                if doomed:
+                    await self._remove_all(doomed)
+                if missing > 0:
+                    await self._create_all(body or {}, missing, members)
+            if keeper is not None and keeper.state in _LIVE_STATES:
+                await self._docker.stop(keeper.id, max(0, round(self.stop_timeout)))
             if doomed or missing > 0:
                 log.info(
                     "%s: %d -> %d containers%s",
@@ -276,14 +288,25 @@ class DockerTarget(TargetBase):
                     f" ({reason})" if reason else "",
                 )
 
-    async def _create_body(self, live: Sequence[_Member]) -> dict[str, Any]:
+    def _keeper(self, live: Sequence[_Member], dead: Sequence[_Member]) -> _Member | None:
+        """At zero without a template: the member kept, stopped, as the clone source of
+        the next scale-out (the oldest live one, else the newest stopped one)."""
+        if self.template is not None:
+            return None
+        if live:
+            return live[0]
+        return dead[-1] if dead else None
+
+    async def _create_body(self, sources: Sequence[_Member]) -> dict[str, Any]:
         if self.template is not None:
             return self.template.create_body()
-        if not live:
+        if not sources:
             raise TargetError(
-                "no template and no running container of the set to clone", target=self.name
+                "no template and no container of the set to clone (give the target a "
+                "template, or start one member by hand)",
+                target=self.name,
             )
-        _, info = await self._docker.inspect(live[0].id)
+        _, info = await self._docker.inspect(sources[0].id)
         config = info.get("Config") or {}
         host = dict(info.get("HostConfig") or {})
         host.pop("PortBindings", None)  # a clone cannot bind the same host ports
