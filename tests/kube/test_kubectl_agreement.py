@@ -156,7 +156,10 @@ async def test_relative_paths_and_token_file(
             "clusters": [
                 {
                     "name": "c",
-                    "cluster": {"server": kube_standin.url, "certificate-authority": "certs/ca.pem"},
+                    "cluster": {
+                        "server": kube_standin.url,
+                        "certificate-authority": "certs/ca.pem",
+                    },
                 }
             ],
             "users": [
@@ -271,7 +274,8 @@ async def test_proxy_url_is_used_like_kubectl(
         _agree(_view(kubectl, tmp_path, str(path)), config)
         host = kube_standin.url.removeprefix("https://")
         assert "standin" in _kubectl(kubectl, tmp_path, str(path), "get", "--raw", "/version")
-        assert seen and set(seen) == {f"CONNECT {host}"}
+        assert seen
+        assert set(seen) == {f"CONNECT {host}"}
         by_kubectl = len(seen)
         assert (await _version(config))["major"] == "1"
         assert len(seen) == by_kubectl + 1

@@ -235,8 +235,8 @@ class KubeClient:
         body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
     ) -> tuple[int, dict[str, Any]]:
+        headers = await self._headers()  # first: an exec plugin may replace the session
         session = self._get_session()
-        headers = await self._headers()
         kwargs: dict[str, Any] = {"headers": headers, "params": params, "proxy": self._proxy}
         if self.config.tls_server_name:
             kwargs["server_hostname"] = self.config.tls_server_name

@@ -394,8 +394,12 @@ def _no_proxy_matches(host: str, port: int, entries: str) -> bool:
         entry_host = entry_host.strip("[]")
         if entry_port is not None and entry_port != port:
             continue
-        with contextlib.suppress(ValueError):
-            if ip is not None and ip == ipaddress.ip_address(entry_host):
+        try:
+            entry_ip = ipaddress.ip_address(entry_host)
+        except ValueError:
+            entry_ip = None
+        if entry_ip is not None:
+            if ip == entry_ip:
                 return True
             continue
         entry_host = entry_host.removeprefix("*")
