@@ -165,6 +165,7 @@ def resolve_entries(
     fetch: Callable[[Reference], SecretData | None],
     wording: Wording,
     searched: str | None = None,
+    env_origin: str | None = None,
 ) -> tuple[dict[str, Secret], list[ConfigError]]:
     """The ``env``, ``configMapTargetRef`` and ``secretTargetRef`` entries of ``auth``.
 
@@ -183,8 +184,8 @@ def resolve_entries(
         else:
             errors.append(
                 ConfigError(
-                    f"{who}: environment variable {env_ref.name!r} is not set "
-                    "(pass the scale target's environment as env=...)",
+                    f"{who}: environment variable {env_ref.name!r} is not set in "
+                    + (env_origin or "the given environment (pass the scale target's as env=...)"),
                     path=f"spec.env[{j}].name",
                 )
             )
@@ -256,6 +257,7 @@ def build_trigger_contexts(
     table: Mapping[tuple[str, str], TriggerAuthenticationSpec],
     resolved: Mapping[tuple[str, str], Mapping[str, Secret] | ConfigError],
     env: dict[str, str],
+    env_origin: str | None = None,
 ) -> tuple[TriggerContext, ...]:
     """One context per trigger of ``spec``, from already ``resolved`` authentications.
 
@@ -304,6 +306,7 @@ def build_trigger_contexts(
                 path=path,
                 object_name=spec.name,
                 object_namespace=spec.namespace,
+                **({"env_origin": env_origin} if env_origin else {}),
             )
         )
     ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")

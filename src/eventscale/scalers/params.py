@@ -95,6 +95,8 @@ class TriggerContext:
     used in metric names (``s{index}-...``); ``path`` prefixes error field paths.
     ``object_name`` / ``object_namespace`` name the ScaledObject (or ScaledJob) the
     trigger belongs to (the external scaler sends them in its ``ScaledObjectRef``).
+    ``env_origin`` says where ``env`` came from, for the message about an unset
+    ``...FromEnv`` variable.
     """
 
     metadata: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m))
@@ -110,6 +112,7 @@ class TriggerContext:
     path: str | None = None
     object_name: str = ""
     object_namespace: str = ""
+    env_origin: str = "the environment given to eventscale"
 
     @property
     def identity(self) -> str:
@@ -284,9 +287,19 @@ class Params:
 
     def _missing(self, name: str, order: Sequence[Source]) -> None:
         where = " ".join(s.value for s in order)
-        self.errors.append(
-            ConfigError(f'missing required parameter "{name}" in [{where}]', path=self._path(name))
+        message = f'missing required parameter "{name}" in [{where}]'
+        path = self._path(name)
+        env_name = (
+            _as_text(self.ctx.metadata.get(f"{name}FromEnv")) if Source.ENV in order else None
         )
+        if env_name and env_name.strip():
+            # The metadata names a variable that is unset (or empty): say which, and where.
+            message += (
+                f"; {name}FromEnv names variable {env_name.strip()!r}, which is not set "
+                f"(or empty) in {self.ctx.env_origin}"
+            )
+            path = self._path(name, Source.ENV)
+        self.errors.append(ConfigError(message, path=path))
 
     def _read(
         self,
