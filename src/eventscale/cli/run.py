@@ -21,10 +21,10 @@ import anyio
 from eventscale.cli._common import (
     EXIT_OK,
     add_env_options,
-    environment,
     job_target,
     load,
     make_target,
+    resolve_contexts,
 )
 from eventscale.cli._output import Writable, fmt, is_terminal, table
 from eventscale.errors import ConfigError
@@ -138,8 +138,8 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     from eventscale.runtime.scaled_job import ScaledJob
     from eventscale.runtime.scaled_object import ScaledObject
 
-    manifests = load(args.manifests, jobs=True)
-    env = environment(args)
+    workloads: list[dict[str, Any]] = []
+    manifests = load(args.manifests, jobs=True, workloads=workloads)
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
@@ -157,7 +157,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
                 ScaledObject(
                     spec,
                     target=make_target(args.target, spec, client=client),
-                    contexts=manifests.trigger_contexts(spec, env=env),
+                    contexts=await resolve_contexts(manifests, spec, args, client, workloads),
                 )
             )
             kinds[objects[-1].key] = "ScaledObject"
@@ -167,7 +167,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
                 target=job_target(
                     args.target, job_spec, client=client, job_seconds=args.job_seconds
                 ),
-                contexts=manifests.trigger_contexts(job_spec, env=env),
+                contexts=await resolve_contexts(manifests, job_spec, args, client, workloads),
             )
             objects.append(job)
             if job.key in kinds:
