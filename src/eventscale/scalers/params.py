@@ -242,6 +242,7 @@ class Params:
         self.ctx = ctx
         self.errors: list[ConfigError] = []
         self._failed_validation = False
+        self._unset_env: dict[str, str] = {}
 
     # -- lookup --------------------------------------------------------------------
 
@@ -268,6 +269,8 @@ class Params:
                     env_name = _as_text(self.ctx.metadata.get(f"{key}FromEnv"))
                     env_name = env_name.strip() if env_name else None
                     raw = self.ctx.env.get(env_name) if env_name else None
+                    if env_name and not (raw or "").strip():
+                        self._unset_env[key] = env_name
                 if raw is None:
                     continue
                 raw = raw.strip()
@@ -617,4 +620,16 @@ class Params:
         what = f"invalid {self.ctx.trigger_type or 'trigger'} trigger metadata"
         if self.ctx.path:
             what = f"{self.ctx.path}: {what}"
-        ConfigError.collect(self.errors, what=what)
+        errors = list(self.errors)
+        if errors:
+            # Say which ...FromEnv variables were unset, and where they were looked for.
+            errors += [
+                ConfigError(
+                    f"{key}FromEnv names variable {var!r}, which is not set (or empty) "
+                    f"in {self.ctx.env_origin}",
+                    path=self._path(key, Source.ENV),
+                )
+                for key, var in self._unset_env.items()
+                if not any(var in str(e) for e in errors)
+            ]
+        ConfigError.collect(errors, what=what)
