@@ -274,7 +274,7 @@ async def test_workload_env_from_files_then_the_cluster(
     first = await workload_env(_spec("web", ns), sources=sources, client=kube)
     assert first is not None
     assert first["REDIS_HOST"].reveal() == "wrong"
-    with pytest.raises(ConfigError, match="no container named 'nope'.*'sidecar', 'app'"):
+    with pytest.raises(ConfigError, match=r"no container named 'nope'.*'sidecar', 'app'"):
         await workload_env(_spec("web", ns, "nope"), sources=sources, client=kube)
     assert host not in caplog.text
 
