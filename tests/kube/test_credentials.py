@@ -223,3 +223,51 @@ async def test_exec_plugin_client_certificate(
     key_line = status["clientKeyData"].splitlines()[1]
     assert key_line not in caplog.text
     assert key_line not in repr(client.config)
+
+
+@pytest.mark.anyio
+async def test_secrets_stay_out_of_plugin_errors_and_proxy_failures(
+    kube_standin: KubeStandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = f"tok-{uuid.uuid4().hex}"
+    script = tmp_path / "leaky.py"
+    script.write_text(
+        f"import sys\nprint({token!r})\nsys.stderr.write('refused token {token}\\n')\nsys.exit(1)\n"
+    )
+    path = _config(
+        kube_standin,
+        tmp_path,
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": sys.executable,
+                "args": [str(script)],
+            }
+        },
+    )
+    client = KubeClient(KubeConfig.from_kubeconfig(path))
+    try:
+        with pytest.raises(TargetError) as info:
+            await client.request("GET", "/version")
+    finally:
+        await client.aclose()
+    assert "refused token" in str(info.value)
+    assert token not in str(info.value)
+
+    password = f"pw-{uuid.uuid4().hex}"
+    doc = yaml.safe_load(kube_standin.kubeconfig("proxied").read_text())
+    doc["clusters"][0]["cluster"]["proxy-url"] = f"http://user:{password}@127.0.0.1:9"
+    proxied = tmp_path / "proxied"
+    proxied.write_text(yaml.safe_dump(doc))
+    config = KubeConfig.from_kubeconfig(proxied)
+    assert password not in repr(config)
+    client = KubeClient(config, timeout=5)
+    try:
+        with pytest.raises(TargetError) as info:
+            await client.request("GET", "/version")
+    finally:
+        await client.aclose()
+    assert password not in str(info.value)
+    assert token not in caplog.text
+    assert password not in caplog.text

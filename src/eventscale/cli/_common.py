@@ -134,10 +134,12 @@ async def resolve_contexts(
     args: argparse.Namespace,
     client: KubeClient | None = None,
     workloads: Sequence[dict[str, Any]] = (),
+    target: object = None,
 ) -> tuple[TriggerContext, ...]:
     """Each trigger's context, looking objects up in the files first, then the cluster.
 
-    ``workloads`` are the files' workload documents (:func:`load`). Secrets, ConfigMaps
+    ``workloads`` are the files' workload documents (:func:`load`); a Docker ``target``
+    gives its containers' own environment when the files and cluster give none. Secrets, ConfigMaps
     and (Cluster)TriggerAuthentications missing from the manifest
     files are read through ``client`` (ClusterTriggerAuthentication Secrets from
     ``KEDA_CLUSTER_OBJECT_NAMESPACE``, default ``keda``). ``...FromEnv`` reads, lowest
@@ -165,6 +167,14 @@ async def resolve_contexts(
         if wants_env
         else None
     )
+    if workload is None and wants_env and type(target).__name__ == "DockerTarget":
+        from eventscale.redaction import Secret
+        from eventscale.targets.docker import DockerTarget
+
+        assert isinstance(target, DockerTarget)
+        docker_env = await target.container_env()
+        if docker_env is not None:
+            workload = {k: Secret(v) for k, v in docker_env.items()}
     env: dict[str, str] = dict(os.environ) if not args.no_os_env else {}
     origin = "the process environment" if not args.no_os_env else "--env"
     if workload is not None:

@@ -135,7 +135,7 @@ async def _evaluate(
             target = MemoryTarget(replicas=args.current_replicas or 0)
         else:
             target = make_target(args.target, spec, client=client)
-        contexts = await resolve_contexts(manifests, spec, args, client, workloads)
+        contexts = await resolve_contexts(manifests, spec, args, client, workloads, target=target)
         objects.append(
             ScaledObject(spec, target=target, contexts=contexts, poll_timeout=args.timeout)
         )

@@ -153,13 +153,15 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     kinds: dict[str, str] = {}
     try:
         for spec in manifests.scaled_objects:
-            objects.append(
-                ScaledObject(
-                    spec,
-                    target=make_target(args.target, spec, client=client),
-                    contexts=await resolve_contexts(manifests, spec, args, client, workloads),
+            target = make_target(args.target, spec, client=client)
+            try:
+                contexts = await resolve_contexts(
+                    manifests, spec, args, client, workloads, target=target
                 )
-            )
+            except BaseException:
+                await target.aclose()
+                raise
+            objects.append(ScaledObject(spec, target=target, contexts=contexts))
             kinds[objects[-1].key] = "ScaledObject"
         for job_spec in manifests.scaled_jobs:
             job = ScaledJob(

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -193,7 +194,8 @@ class KubeClient:
 
     def _secrets(self) -> list[Secret | None]:
         cached = [c[1] for c in (self._file_token, self._exec_token) if c is not None]
-        return [self.config.token, self.config.password, *cached]
+        proxy = urllib.parse.urlsplit(self._proxy or "").password
+        return [self.config.token, self.config.password, Secret(proxy) if proxy else None, *cached]
 
     async def request(
         self,

@@ -24,7 +24,7 @@ import attrs
 import yaml
 
 from eventscale.errors import ConfigError
-from eventscale.redaction import Secret
+from eventscale.redaction import Secret, redact_url
 
 __all__ = (
     "ExecCredentialPlugin",
@@ -96,7 +96,9 @@ class KubeConfig:
     client_cert_data: bytes | None = attrs.field(default=None, repr=False)
     client_key_data: Secret | None = None
     exec_plugin: ExecCredentialPlugin | None = None
-    proxy_url: str | None = None
+    proxy_url: str | None = attrs.field(
+        default=None, repr=lambda url: repr(redact_url(url)) if url else "None"
+    )
 
     @classmethod
     def load(
