@@ -38,7 +38,11 @@ if TYPE_CHECKING:
         SecretData,
         SecretSource,
     )
-    from eventscale.authentication.workload import resolve_container_env, workload_env
+    from eventscale.authentication.workload import (
+        reads_environment,
+        resolve_container_env,
+        workload_env,
+    )
 
 __all__ = (
     "AuthResolver",
@@ -55,6 +59,7 @@ __all__ = (
     "resolve_trigger_authentication",
     "resolve_trigger_contexts",
     "resolve_trigger_contexts_async",
+    "reads_environment",
     "resolve_container_env",
     "stream_trigger_contexts",
     "workload_env",
@@ -66,6 +71,7 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "AuthResolver": "eventscale.authentication.resolver",
         "AuthenticationLookup": "eventscale.authentication.resolver",
         "cluster_authentications": "eventscale.authentication.resolver",
+        "reads_environment": "eventscale.authentication.workload",
         "resolve_container_env": "eventscale.authentication.workload",
         "workload_env": "eventscale.authentication.workload",
         "ClusterSource": "eventscale.authentication.sources",

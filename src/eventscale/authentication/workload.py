@@ -28,12 +28,13 @@ from eventscale.errors import ConfigError, ScalerError, TargetError, TargetNotFo
 from eventscale.kube.client import KNOWN_PLURALS, api_prefix
 from eventscale.kube.env import choose_container, expand_references, pod_template_containers
 from eventscale.redaction import Secret
-from eventscale.spec import ScaledJobSpec, ScaledObjectSpec
+from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerAuthenticationSpec
 
 if TYPE_CHECKING:
     from eventscale.kube import KubeClient
 
 __all__ = (
+    "reads_environment",
     "resolve_container_env",
     "workload_env",
 )
@@ -42,6 +43,16 @@ log = logging.getLogger("eventscale.secrets")
 
 #: How many variables and envFrom sources one container may have here.
 _MAX_ITEMS: Final = 1000
+
+
+def reads_environment(
+    spec: ScaledObjectSpec | ScaledJobSpec, auths: Iterable[TriggerAuthenticationSpec] = ()
+) -> bool:
+    """Whether resolving ``spec`` reads the container's environment: a trigger has a
+    ``...FromEnv`` parameter, or one of ``auths`` has an ``env`` entry."""
+    if any(key.endswith("FromEnv") for t in spec.triggers for key in t.metadata):
+        return True
+    return any(auth.env for auth in auths)
 
 
 async def _lookup(

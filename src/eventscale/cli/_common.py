@@ -151,6 +151,7 @@ async def resolve_contexts(
         AuthResolver,
         cluster_authentications,
         default_sources,
+        reads_environment,
         workload_env,
     )
     from eventscale.manifests.reader import load_trigger_authentication
@@ -159,9 +160,7 @@ async def resolve_contexts(
     lookup = cluster_authentications(client, load_trigger_authentication) if client else None
     # The container's environment is read only when something reads it: a ...FromEnv
     # parameter or a TriggerAuthentication env entry.
-    wants_env = any(k.endswith("FromEnv") for t in spec.triggers for k in t.metadata) or any(
-        ta.env for ta in manifests.trigger_authentications.values()
-    )
+    wants_env = reads_environment(spec, manifests.trigger_authentications.values())
     workload = (
         await workload_env(spec, sources=sources, documents=workloads, client=client)
         if wants_env
