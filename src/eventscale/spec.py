@@ -54,10 +54,8 @@ ANNOTATION_PAUSED_SCALE_IN: Final = "autoscaling.keda.sh/paused-scale-in"
 ANNOTATION_PAUSED_SCALE_OUT: Final = "autoscaling.keda.sh/paused-scale-out"
 ANNOTATION_FORCE_ACTIVATION: Final = "autoscaling.keda.sh/force-activation"
 
-#: KEDA's resource-metric trigger types that eventscale keeps apart. KEDA's ``memory``
-#: (pod memory use) is not one of them: in eventscale ``memory`` is the in-process
-#: gauge trigger, a normal external metric.
-RESOURCE_TRIGGER_TYPES: Final = frozenset({"cpu"})
+#: KEDA's resource-metric trigger types (docs/scalers/cpu-memory.md).
+RESOURCE_TRIGGER_TYPES: Final = frozenset({"cpu", "memory"})
 
 _GO_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -308,7 +306,7 @@ class ScaledObjectSpec:
         ):
             errors.append(
                 ConfigError(
-                    "fallback needs at least one trigger that is not a resource (cpu) trigger",
+                    "fallback needs at least one trigger that is not a resource (cpu/memory) trigger",
                     path="spec.fallback",
                 )
             )

@@ -23,7 +23,7 @@ def job_spec(**kwargs: object) -> ScaledJobSpec:
     return ScaledJobSpec(
         name="job",
         job_target_ref={},
-        triggers=(TriggerSpec(type="memory"),),
+        triggers=(TriggerSpec(type="gauge"),),
         **kwargs,  # type: ignore[arg-type]
     )
 

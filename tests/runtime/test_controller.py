@@ -37,7 +37,7 @@ def spec(name: str, interval: float, **kwargs: object) -> ScaledObjectSpec:
     return ScaledObjectSpec(
         name=name,
         scale_target_ref=ScaleTargetRef(name=name),
-        triggers=[TriggerSpec(type="memory", name="t0")],
+        triggers=[TriggerSpec(type="gauge", name="t0")],
         polling_interval=interval,
         **kwargs,  # type: ignore[arg-type]
     )

@@ -18,6 +18,9 @@ It speaks the REST API over TLS with bearer tokens, for:
   sets any condition (readiness gates), and deleting a Job deletes its pods,
 * ``keda.sh/v1alpha1`` TriggerAuthentications and the cluster-scoped
   ClusterTriggerAuthentications (get, list),
+* ``metrics.k8s.io/v1beta1`` PodMetrics (list and get, by label selector), and pods
+  with resource requests and limits beside them: :meth:`KubeApiStandIn.resource_pods`
+  creates both as the kubelet and metrics-server would report them,
 * ``labelSelector`` (equality and existence terms) on every list,
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``) and ``/version``.
 
@@ -84,6 +87,7 @@ RESOURCES = (
     Resource("api/v1", "configmaps", "ConfigMap"),
     Resource("apis/batch/v1", "jobs", "Job"),
     Resource("api/v1", "pods", "Pod"),
+    Resource("apis/metrics.k8s.io/v1beta1", "pods", "PodMetrics"),
     Resource("apis/keda.sh/v1alpha1", "triggerauthentications", "TriggerAuthentication"),
     Resource(
         "apis/keda.sh/v1alpha1",
@@ -180,6 +184,72 @@ class KubeApiStandIn:
                 "status": {"replicas": replicas, "selector": f"worker={name}"},
             }
         )
+
+    def resource_pods(
+        self,
+        workload: str,
+        namespace: str,
+        usage: list[dict[str, str] | None],
+        *,
+        requests: dict[str, str] | None = None,
+        limits: dict[str, str] | None = None,
+        container: str = "app",
+        ready: bool = True,
+        started_seconds_ago: float = 3600.0,
+    ) -> list[dict[str, Any]]:
+        """Running pods labelled ``app=<workload>`` (a :meth:`deployment`'s selector), one
+        per ``usage`` entry, with ``requests``/``limits`` on their one container, and a
+        PodMetrics for each entry that is not ``None`` (a pod metrics-server has not
+        sampled yet has none). Quantities are strings (``"250m"``, ``"64Mi"``)."""
+        now = datetime.now(tz=UTC)
+        started = datetime.fromtimestamp(now.timestamp() - started_seconds_ago, tz=UTC)
+        stamp = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+        labels = {"app": workload}
+        pods = []
+        for i, amounts in enumerate(usage):
+            name = f"{workload}-{i:03d}-{uuid.uuid4().hex[:5]}"
+            resources: dict[str, Any] = {}
+            if requests:
+                resources["requests"] = dict(requests)
+            if limits:
+                resources["limits"] = dict(limits)
+            pods.append(
+                self.put(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                        "spec": {
+                            "containers": [
+                                {"name": container, "image": "busybox", "resources": resources}
+                            ]
+                        },
+                        "status": {
+                            "phase": "Running",
+                            "startTime": stamp,
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "True" if ready else "False",
+                                    "lastTransitionTime": stamp,
+                                }
+                            ],
+                        },
+                    }
+                )
+            )
+            if amounts is not None:
+                self.put(
+                    {
+                        "apiVersion": "metrics.k8s.io/v1beta1",
+                        "kind": "PodMetrics",
+                        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "window": "30s",
+                        "containers": [{"name": container, "usage": dict(amounts)}],
+                    }
+                )
+        return pods
 
     def secret(self, name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}

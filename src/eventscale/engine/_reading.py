@@ -47,9 +47,19 @@ class TriggerReader:
     :param fallback: the spec's fallback (decides when a failing trigger is in fallback).
     :param composite: a formula or combiner combines the triggers: their values are
         collected as variables instead of proposing replicas themselves.
+    :param resource: indexes of the resource (cpu/memory) triggers, whose value is the
+        replica count the HPA's resource calculator proposes (docs/scalers/cpu-memory.md).
     """
 
-    __slots__ = ("_band_high", "_band_low", "_composite", "_fallback", "_rows", "_tolerance")
+    __slots__ = (
+        "_band_high",
+        "_band_low",
+        "_composite",
+        "_fallback",
+        "_resource",
+        "_rows",
+        "_tolerance",
+    )
 
     def __init__(
         self,
@@ -58,8 +68,10 @@ class TriggerReader:
         fallback: Fallback | None,
         *,
         composite: bool,
+        resource: frozenset[int] = frozenset(),
     ) -> None:
         self._rows = rows
+        self._resource = resource
         self._tolerance = tolerance
         self._fallback = fallback
         self._composite = composite
@@ -91,6 +103,7 @@ class TriggerReader:
         composite = self._composite
         band_low = self._band_low
         band_high = self._band_high
+        resource = self._resource
         for index, name, variable in self._rows:
             obs = by_index.get(index)
             if obs is None:
@@ -119,7 +132,9 @@ class TriggerReader:
                         total += value
                         metric_target = ms.target
                         metric_type = ms.metric_type
-                        if metric_type is _VALUE:
+                        if index in resource:  # the value is the proposal
+                            n = min(REPLICA_CAP, max(0, int(value)))
+                        elif metric_type is _VALUE:
                             n = value_replicas(
                                 value, metric_target, current, ready_replicas, tolerance
                             )
@@ -144,7 +159,7 @@ class TriggerReader:
                     total = sum(v.value for v in report.values)
                 if error is None:
                     active = report.is_active
-                    if not composite:
+                    if not composite or index in resource:  # cpu/memory stay beside a formula
                         any_active = any_active or active
                         if proposal is not None and (raw is None or proposal > raw):
                             raw = proposal

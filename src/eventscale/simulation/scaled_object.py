@@ -353,7 +353,7 @@ _DEFAULT_TARGETS: Mapping[str, tuple[Sequence[str], float, Sequence[str]]] = {
     "azure-queue": (("queueLength",), 5, ("activationQueueLength",)),
     "azure-servicebus": (("messageCount",), 5, ("activationMessageCount",)),
     "cron": (("desiredReplicas",), 1, ()),
-    "memory": (("target",), 1, ("activationTarget",)),
+    "gauge": (("target",), 1, ("activationTarget",)),
 }
 
 

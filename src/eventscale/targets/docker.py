@@ -27,6 +27,8 @@ import attrs
 from eventscale._docker_api import DockerAPI, container_name_prefix
 from eventscale.errors import ConfigError, TargetError
 from eventscale.targets import TargetBase
+from eventscale.targets._docker_stats import member_resources
+from eventscale.targets.resources import PodResources, WorkloadResources
 
 __all__ = (
     "COMPOSE_PROJECT",
@@ -212,6 +214,36 @@ class DockerTarget(TargetBase):
     async def get_replicas(self) -> int:
         """How many members are running (or restarting, or paused)."""
         return sum(1 for m in await self.members() if m.state in _LIVE_STATES)
+
+    async def get_pod_resources(self) -> WorkloadResources:
+        """Each live member as a one-container pod: limits, health and ``docker stats`` usage.
+
+        The container is named after the Compose service or the set (what a trigger's
+        ``containerName`` matches); ``Utilization`` is a percentage of the limits
+        (docs/scalers/cpu-memory.md). One inspect and one ``stream=false`` stats read
+        per member, concurrently.
+        """
+        live = [m for m in await self.members() if m.state in _LIVE_STATES]
+        container = str(self.compose[1]) if self.compose is not None else self.name
+        pods: list[PodResources | None] = [None] * len(live)
+
+        async def one(i: int, member: _Member) -> None:
+            _, inspect = await self._docker.inspect(member.id)
+            status, stats = await self._docker.request(
+                "GET", f"/containers/{member.id}/stats?stream=false", ok=(404, 409)
+            )
+            found = stats if status < 400 and isinstance(stats, dict) else None
+            pods[i] = member_resources(container, inspect or {}, found)
+
+        async with anyio.create_task_group() as tg:
+            for i, member in enumerate(live):
+                tg.start_soon(one, i, member)
+        return WorkloadResources(
+            replicas=len(live),
+            pods=tuple(p for p in pods if p is not None),
+            observed_at=time.time(),
+            utilization_of="limits",
+        )
 
     async def set_replicas(self, replicas: int, *, reason: str | None = None) -> None:
         """Create or remove members until ``replicas`` are live.

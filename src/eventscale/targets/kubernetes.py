@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ from eventscale.kube.config import KubeConfig as KubeConfig
 from eventscale.kube.config import b64decode as _b64
 from eventscale.kube.env import expand_references
 from eventscale.targets import TargetBase
+from eventscale.targets._kube_pods import pods_with_metrics
+from eventscale.targets.resources import WorkloadResources
 
 if TYPE_CHECKING:
     from eventscale.spec import ScaleTargetRef
@@ -172,10 +175,16 @@ class KubernetesTarget(TargetBase):
         )
 
     async def _call(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         try:
-            return await self.client.request(method, path, body=body, timeout=self.timeout)
+            return await self.client.request(
+                method, path, body=body, params=params, timeout=self.timeout
+            )
         except TargetError as exc:
             if exc.target is None:
                 exc.target = self.identity
@@ -245,6 +254,42 @@ class KubernetesTarget(TargetBase):
             target=self.identity,
             status=409,
         ) from last
+
+    # -- pod resources for the cpu/memory triggers (docs/scalers/cpu-memory.md) -------
+
+    async def get_pod_resources(self) -> WorkloadResources:
+        """The pods selected by the scale's ``status.selector``, with their usage.
+
+        Two list calls whatever the pod count: the pods (requests and limits from
+        their specs) and their ``metrics.k8s.io/v1beta1`` PodMetrics, both by label
+        selector. A pod without PodMetrics has no usage (the HPA's "missing" pods).
+
+        :raises TargetError: no selector, the metrics API is not served, or a list fails.
+        """
+        scale = await self.get_scale()
+        if not scale.selector:
+            raise TargetError(
+                f"the {self.kind}'s scale subresource has no status.selector, so its pods "
+                "cannot be found",
+                target=self.identity,
+            )
+        params = {"labelSelector": scale.selector}
+        pods = await self._call("GET", f"/api/v1/namespaces/{self.namespace}/pods", params=params)
+        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{self.namespace}/pods"
+        try:
+            metrics = await self._call("GET", path, params=params)
+        except TargetNotFound as exc:
+            raise TargetError(
+                "the resource metrics API (metrics.k8s.io/v1beta1) is not served; "
+                "is metrics-server installed?",
+                target=self.identity,
+                status=404,
+            ) from exc
+        try:
+            parsed = pods_with_metrics(pods.get("items") or (), metrics.get("items") or ())
+        except ValueError as exc:
+            raise TargetError(f"unreadable pod or PodMetrics: {exc}", target=self.identity) from exc
+        return WorkloadResources(replicas=scale.replicas, pods=parsed, observed_at=time.time())
 
     # -- env resolution for ...FromEnv -------------------------------------------------
 
