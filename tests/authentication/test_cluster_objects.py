@@ -16,8 +16,14 @@ from eventscale.errors import ConfigError
 from eventscale.kube import KubeClient
 from eventscale.manifests import load_manifests
 from eventscale.manifests.reader import load_trigger_authentication
+from eventscale.redaction import Secret
 from servers._proc import unique_name
 from servers.kubernetes_srv import KubeStandIn
+
+
+def _reveal(value: str | Secret) -> str:
+    assert isinstance(value, Secret)
+    return value.reveal()
 
 
 def _auth(kind: str, name: str, ns: str | None, secret: str) -> dict[str, object]:
@@ -95,10 +101,11 @@ stringData: {{other: x}}
     first, second, third = await without_secret.trigger_contexts_async(
         spec, kube_client=kube, cluster_namespace=keda_ns
     )
-    assert first.auth["password"].reveal() == in_ns
+    assert str(first.auth["password"]) != in_ns  # a Secret, shown redacted
+    assert _reveal(first.auth["password"]) == in_ns
     assert first.env["QUEUE"] == in_ns  # the Deployment's secretKeyRef
-    assert second.auth["password"].reveal() == in_keda  # the cluster object namespace
-    assert third.auth["password"].reveal() == in_ns
+    assert _reveal(second.auth["password"]) == in_keda  # the cluster object namespace
+    assert _reveal(third.auth["password"]) == in_ns
     for value in (in_ns, in_keda, in_file):
         assert value not in caplog.text
         assert value not in repr((first, second, third))
