@@ -126,3 +126,54 @@ async def test_refused_reads_name_the_verb_and_resource(
     with pytest.raises(ConfigError, match="grant RBAC verb 'get' on resource 'secrets'"):
         await ClusterSource(kube).get_secret("locked", ns)
     assert await lookup("TriggerAuthentication", "absent", ns) is None
+
+
+@pytest.mark.anyio
+async def test_env_entries_read_their_container(
+    kube_standin: KubeStandIn, kube: KubeClient, ns: str
+) -> None:
+    kube_standin.api.deployment(
+        "multi",
+        ns,
+        containers=[
+            {"name": "app", "image": "busybox", "env": [{"name": "TOKEN", "value": "from-app"}]},
+            {
+                "name": "sidecar",
+                "image": "busybox",
+                "env": [{"name": "TOKEN", "value": "from-sidecar"}],
+            },
+        ],
+    )
+    stream = f"""\
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {{name: by-container, namespace: {ns}}}
+spec:
+  env:
+  - {{parameter: first, name: TOKEN}}
+  - {{parameter: second, name: TOKEN, containerName: sidecar}}
+---
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {{name: wrong-container, namespace: {ns}}}
+spec:
+  env:
+  - {{parameter: x, name: TOKEN, containerName: nope}}
+---
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: multi, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: multi}}
+  triggers:
+  - {{type: memory, metadata: {{}}, authenticationRef: {{name: by-container}}}}
+"""
+    manifests = load_manifests(stream)
+    (ctx,) = await manifests.trigger_contexts_async(manifests.scaled_object(), kube_client=kube)
+    assert _reveal(ctx.auth["first"]) == "from-app"
+    assert _reveal(ctx.auth["second"]) == "from-sidecar"
+
+    wrong = load_manifests(stream.replace("name: by-container}", "name: wrong-container}"))
+    with pytest.raises(ConfigError, match="no container named 'nope'") as info:
+        await wrong.trigger_contexts_async(wrong.scaled_object(), kube_client=kube)
+    assert "spec.env[0].containerName" in str(info.value)

@@ -108,6 +108,9 @@ class AuthResolver:
         gives it or ``None`` (see :func:`cluster_authentications`).
     :param env_origin: how messages name where ``env`` came from (``the container 'app'
         of Deployment 'web'``).
+    :param container_env: ``await container_env(name)`` gives the environment of the
+        scale target's container ``name``, for ``env`` entries with a ``containerName``
+        (KEDA reads that container); without it they read ``env``.
     """
 
     sources: tuple[SecretSource, ...] = attrs.field(converter=_to_tuple, default=())
@@ -119,6 +122,7 @@ class AuthResolver:
     cluster_namespace: str = DEFAULT_CLUSTER_NAMESPACE
     authentications: AuthenticationLookup | None = None
     env_origin: str | None = None
+    container_env: Callable[[str], Awaitable[Mapping[str, str]]] | None = None
 
     async def resolve_authentication(
         self,
@@ -228,9 +232,20 @@ class _Resolution:
                 raise found
             return found
 
+        containers: dict[str, Mapping[str, str]] = {}
+        for j, env_ref in enumerate(auth.env):
+            named = env_ref.container_name
+            if named and named not in containers and self.resolver.container_env is not None:
+                try:
+                    containers[named] = await self.resolver.container_env(named)
+                except ConfigError as exc:
+                    errors.append(
+                        ConfigError(f"{who}: {exc.reason}", path=f"spec.env[{j}].containerName")
+                    )
         params, more = resolve_entries(
             auth,
             who,
+            container_envs=containers,
             env=self.resolver.env,
             fetch=fetch,
             wording=ASYNC_WORDING,

@@ -165,8 +165,12 @@ async def workload_env(
     documents: Iterable[Mapping[str, Any]] = (),
     client: KubeClient | None = None,
     namespace: str | None = None,
+    container: str | None = None,
 ) -> dict[str, Secret] | None:
     """The environment of ``spec``'s scale target container, as KEDA resolves it.
+
+    The container is ``container`` (a TriggerAuthentication ``env`` entry's
+    ``containerName``), else ``envSourceContainerName``, else the first.
 
     A ScaledJob's container comes from its ``jobTargetRef``. A ScaledObject's target is
     looked for among ``documents`` (manifest documents: a Deployment in the same file)
@@ -182,7 +186,8 @@ async def workload_env(
     if isinstance(spec, ScaledJobSpec):
         where = f"ScaledJob {spec.name!r} jobTargetRef"
         containers = pod_template_containers(spec.job_target_ref)
-        chosen = choose_container(containers, spec.env_source_container_name, where=where)
+        wanted = container or spec.env_source_container_name
+        chosen = choose_container(containers, wanted, where=where)
         return await resolve_container_env(chosen, sources=sources, namespace=ns, where=where)
     ref = spec.scale_target_ref
     api_version = ref.api_version or "apps/v1"
@@ -221,5 +226,5 @@ async def workload_env(
     if obj is None:
         return None
     containers = pod_template_containers(obj)
-    chosen = choose_container(containers, ref.env_source_container_name, where=where)
+    chosen = choose_container(containers, container or ref.env_source_container_name, where=where)
     return await resolve_container_env(chosen, sources=sources, namespace=ns, where=where)

@@ -185,12 +185,23 @@ async def resolve_contexts(
             " and the process environment" if not args.no_os_env else ""
         )
     env.update(_explicit_env(args))
+
+    async def container_env(name: str) -> dict[str, str]:
+        found = await workload_env(
+            spec, sources=sources, documents=workloads, client=client, container=name
+        )
+        for value in (found or {}).values():
+            if len(value.reveal()) >= 8:
+                REDACTOR.add([value.reveal()])
+        return {k: v.reveal() for k, v in (found or {}).items()}
+
     resolver = AuthResolver(
         sources=sources,
         env=env,
         cluster_namespace=os.environ.get("KEDA_CLUSTER_OBJECT_NAMESPACE") or "keda",
         authentications=lookup,
         env_origin=origin,
+        container_env=container_env if workload is not None else None,
     )
     return await resolver.trigger_contexts(spec, manifests.trigger_authentications)
 

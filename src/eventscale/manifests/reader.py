@@ -140,6 +140,11 @@ class Manifests:
         if reads_environment(spec, self.trigger_authentications.values()):
             found = await workload_env(spec, sources=sources, client=kube_client)
         merged = {k: v.reveal() for k, v in (found or {}).items()} | dict(env or {})
+
+        async def container_env(name: str) -> dict[str, str]:
+            named = await workload_env(spec, sources=sources, client=kube_client, container=name)
+            return {k: v.reveal() for k, v in (named or {}).items()}
+
         resolver = AuthResolver(
             sources=sources,
             env=merged,
@@ -149,7 +154,8 @@ class Manifests:
                 if kube_client is not None
                 else None
             ),
-            env_origin=("the scale target container's environment and env=" if found else "env="),
+            env_origin="the scale target container's environment and env=" if found else "env=",
+            container_env=container_env if found is not None else None,
         )
         return await resolver.trigger_contexts(spec, self.trigger_authentications)
 
