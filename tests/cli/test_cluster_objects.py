@@ -7,6 +7,9 @@ at ``-vv``."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from cli._runner import Runner, assert_no_secret, write
+from cli._runner import Runner, assert_no_secret, command, write
 from servers._proc import unique_name
 from servers.kubernetes_srv import KubeStandIn
 
@@ -196,3 +199,50 @@ spec:
     assert result.code == 2, result.output
     assert "addressFromEnv names variable 'NOT_SET_ANYWHERE'" in result.stderr
     assert "not set (or empty) in --env" in result.stderr
+
+
+def test_run_scales_with_the_workloads_env_from_the_cluster(
+    tmp_path: Path, redis_list: str, kube_standin: KubeStandIn
+) -> None:
+    """KEDA's authentication example (Secret + Deployment envFrom + ScaledObject) under
+    ``eventscale run --target kubernetes``: only the ScaledObject is in the file."""
+    ns = unique_name("ns")
+    marker = uuid.uuid4().hex
+    kube_standin.api.secret("redis-env", ns, {"HOST": "127.0.0.1", "API_TOKEN": marker})
+    kube_standin.api.put(_deployment("worker", ns, "redis-env"))
+    path = write(
+        tmp_path / "so.yaml",
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: worker, namespace: {ns}}}
+spec:
+  scaleTargetRef: {{name: worker}}
+  pollingInterval: 1
+  triggers:
+    - {{type: redis, metadata: {{addressFromEnv: REDIS_ADDR, listName: {redis_list}, listLength: "5"}}}}
+""",
+    )
+    env = {**os.environ, "KUBECONFIG": str(kube_standin.kubeconfig(ns))}
+    proc = subprocess.Popen(
+        [*command(), "-vv", "run", path, "--target", "kubernetes", "--json", "--no-os-env"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        replicas = 1
+        while time.monotonic() < deadline and proc.poll() is None:
+            obj = kube_standin.api.get("apis/apps/v1", "deployments", ns, "worker")
+            replicas = ((obj or {}).get("spec") or {}).get("replicas", 1)
+            if replicas == 3:  # 12 items, listLength 5
+                break
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert replicas == 3, err
+    assert marker not in out
+    assert marker not in err
