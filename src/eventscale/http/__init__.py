@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING
 
 from eventscale import _lazy
 from eventscale.http._stats import RequestStats, StatsRegistry, registry
-from eventscale.http.middleware import DEFAULT_METRICS_PATH, InFlightMiddleware
+from eventscale.http.middleware import (
+    DEFAULT_METRICS_PATH,
+    InFlightMiddleware,
+    WSGIInFlightMiddleware,
+    parse_request_start,
+)
 from eventscale.http.scaler import HTTPMetric, HTTPScaler, HTTPTriggerConfig
 
 if TYPE_CHECKING:
@@ -41,7 +46,9 @@ __all__ = (
     "Route",
     "RouteMetrics",
     "StatsRegistry",
+    "WSGIInFlightMiddleware",
     "load_http_scaled_objects",
+    "parse_request_start",
     "registry",
 )
 

@@ -141,6 +141,7 @@ class ScalerBase(AsyncResource):
 # trigger type -> "module:attribute" for the built-ins; imported on first use.
 _BUILTIN: Final[Mapping[str, str]] = {
     "kafka": "eventscale.scalers.kafka.scaler:KafkaScaler",
+    "apache-kafka": "eventscale.scalers.kafka.apache:ApacheKafkaScaler",
     "rabbitmq": "eventscale.scalers.rabbitmq.scaler:RabbitMQScaler",
     "redis": "eventscale.scalers.redis.lists:RedisListScaler",
     "redis-cluster": "eventscale.scalers.redis.lists:RedisListScaler",
@@ -159,6 +160,9 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "gauge": "eventscale.scalers.gauge:GaugeScaler",
     "cpu": "eventscale.scalers.resource:ResourceScaler",
     "memory": "eventscale.scalers.resource:ResourceScaler",
+    "celery": "eventscale.scalers.pyqueues.celery:CeleryScaler",
+    "rq": "eventscale.scalers.pyqueues.rq:RQScaler",
+    "dramatiq": "eventscale.scalers.pyqueues.dramatiq:DramatiqScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
     "external": "eventscale.external.client:ExternalScaler",
     "external-push": "eventscale.external.client:ExternalPushScaler",

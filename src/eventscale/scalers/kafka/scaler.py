@@ -203,43 +203,7 @@ class KafkaScaler(ScalerBase):
         ttl = meta.snapshot_ttl.total_seconds()
         group = meta.consumer_group
 
-        # 1. which topics (and, without a topic, what the group has committed)
-        committed_all: dict[TopicPartition, int] | None = None
-        if meta.topic:
-            topics = [meta.topic]
-        else:
-            request = ck.ConsumerGroupTopicPartitions(group)
-            # librdkafka's own request timeout is kept long on purpose: when an admin group
-            # request times out inside librdkafka during an outage, librdkafka 2.16 aborts
-            # the process once the broker is back. This call gives up after `timeout`.
-            futures = admin.list_consumer_group_offsets(
-                [request], request_timeout=max(timeout, _DISCOVERY_REQUEST_TIMEOUT)
-            )
-            await self._wait(futures, timeout, "read the committed offsets of the group")
-            committed_all = self._committed(futures, group)
-            topics = sorted({t for t, _ in committed_all})
-            if not topics:
-                raise ScalerError(
-                    f"consumer group {group!r} has no committed offsets, so its topics are "
-                    "unknown; set `topic` (eventscale never scans every topic of the cluster)",
-                    transient=True,
-                )
-
-        # 2. metadata: the partitions of each topic
-        topic_key = ("describe", tuple(topics))
-        described = conn.shared(
-            topic_key,
-            ttl,
-            lambda: admin.describe_topics(ck.TopicCollection(topics), request_timeout=timeout),
-        )
-        await self._wait(described, timeout, "read the topic metadata")
-        wanted: list[TopicPartition] = []
-        for topic in topics:
-            description = self._result(described[topic], f"describe topic {topic!r}")
-            ids = select_partitions(
-                topic, [p.id for p in description.partitions], meta.partition_limitation
-            )
-            wanted.extend((topic, i) for i in ids)
+        wanted, committed_all = await self._partitions(conn, admin)
 
         # 3. committed and log end (and log start) offsets, concurrently
         tps = [ck.TopicPartition(t, p) for t, p in wanted]
@@ -293,6 +257,58 @@ class KafkaScaler(ScalerBase):
         )
         self._previous_offsets = memory
         return totals
+
+    async def _partitions(
+        self, conn: KafkaConnection, admin: Any
+    ) -> tuple[list[TopicPartition], dict[TopicPartition, int] | None]:
+        """The partitions to read and, when discovery read them, the group's commits.
+
+        A hook: the ``apache-kafka`` trigger (``apache.py``) discovers topics its own way.
+        """
+        ck = _ck
+        meta = self.meta
+        timeout = meta.timeout.total_seconds()
+        ttl = meta.snapshot_ttl.total_seconds()
+        group = meta.consumer_group
+
+        # 1. which topics (and, without a topic, what the group has committed)
+        committed_all: dict[TopicPartition, int] | None = None
+        if meta.topic:
+            topics = [meta.topic]
+        else:
+            request = ck.ConsumerGroupTopicPartitions(group)
+            # librdkafka's own request timeout is kept long on purpose: when an admin group
+            # request times out inside librdkafka during an outage, librdkafka 2.16 aborts
+            # the process once the broker is back. This call gives up after `timeout`.
+            futures = admin.list_consumer_group_offsets(
+                [request], request_timeout=max(timeout, _DISCOVERY_REQUEST_TIMEOUT)
+            )
+            await self._wait(futures, timeout, "read the committed offsets of the group")
+            committed_all = self._committed(futures, group)
+            topics = sorted({t for t, _ in committed_all})
+            if not topics:
+                raise ScalerError(
+                    f"consumer group {group!r} has no committed offsets, so its topics are "
+                    "unknown; set `topic` (eventscale never scans every topic of the cluster)",
+                    transient=True,
+                )
+
+        # 2. metadata: the partitions of each topic
+        topic_key = ("describe", tuple(topics))
+        described = conn.shared(
+            topic_key,
+            ttl,
+            lambda: admin.describe_topics(ck.TopicCollection(topics), request_timeout=timeout),
+        )
+        await self._wait(described, timeout, "read the topic metadata")
+        wanted: list[TopicPartition] = []
+        for topic in topics:
+            description = self._result(described[topic], f"describe topic {topic!r}")
+            ids = select_partitions(
+                topic, [p.id for p in description.partitions], meta.partition_limitation
+            )
+            wanted.extend((topic, i) for i in ids)
+        return wanted, committed_all
 
     async def _earliest(
         self,

@@ -54,6 +54,15 @@ class QueueInfo:
     deliver_get_rate: float = 0.0
 
 
+def has_counts(item: Mapping[str, Any]) -> bool:
+    """Whether the management API has published this queue's message counts yet.
+
+    RabbitMQ publishes queue statistics every few seconds (``collect_statistics_interval``),
+    so a queue declared a moment ago comes without ``messages``: that is "unknown", not 0.
+    """
+    return item.get("messages") is not None
+
+
 def queue_info(item: Mapping[str, Any]) -> QueueInfo:
     """One queue object of the management API as a :class:`QueueInfo`."""
     stats = item.get("message_stats") or {}
@@ -351,5 +360,20 @@ class ManagementClient:
                     "regex matches more queues than can be recovered at once", None, transient=False
                 )
             items = data.get("items") or []
+            pending = [str(i.get("name", "?")) for i in items if not has_counts(i)]
+            if pending:
+                raise self._error(
+                    f"the management API has not reported message counts for "
+                    f"{', '.join(pending[:5])} yet (statistics are published every few seconds)",
+                    None,
+                    transient=True,
+                )
             return aggregate_queues(items, c.operation)
+        if not has_counts(data):
+            raise self._error(
+                "the management API has not reported the queue's message counts yet "
+                "(statistics are published every few seconds)",
+                None,
+                transient=True,
+            )
         return queue_info(data)
