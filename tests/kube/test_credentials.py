@@ -271,3 +271,18 @@ async def test_secrets_stay_out_of_plugin_errors_and_proxy_failures(
     assert password not in str(info.value)
     assert token not in caplog.text
     assert password not in caplog.text
+
+
+def test_hostile_kubeconfigs_are_config_errors(tmp_path: Path) -> None:
+    deep = tmp_path / "deep"
+    deep.write_text("a: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ConfigError, match=r"nested too deeply|not valid YAML"):
+        KubeConfig.from_kubeconfig(deep)
+    big = tmp_path / "big"
+    big.write_text("# " + "x" * (5 * 1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        KubeConfig.from_kubeconfig(big)
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="no current-context"):
+        KubeConfig.from_kubeconfig(empty)

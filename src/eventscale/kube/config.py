@@ -274,6 +274,8 @@ def _read_kubeconfig(file: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read kubeconfig: {exc.strerror}", path=str(file)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"kubeconfig is not valid YAML: {exc}", path=str(file)) from exc
+    except RecursionError:
+        raise ConfigError("kubeconfig is nested too deeply", path=str(file)) from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
