@@ -104,11 +104,18 @@ class KubeConfig:
     def load(
         cls, path: str | os.PathLike[str] | None = None, context: str | None = None
     ) -> KubeConfig:
-        """The in-cluster config when running in a pod (and no path/context is given),
-        else the kubeconfig at ``path``, ``$KUBECONFIG`` or ``~/.kube/config``."""
+        """The kubeconfig at ``path``, else the files of ``$KUBECONFIG`` or
+        ``~/.kube/config``; in a pod where none of those exists (and no ``context`` is
+        given), the in-cluster config, as kubectl's deferred loading does."""
         in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-        if path is None and context is None and in_pod and (SERVICE_ACCOUNT_DIR / "token").exists():
-            return cls.in_cluster()
+        if (
+            path is None
+            and context is None
+            and in_pod
+            and (SERVICE_ACCOUNT_DIR / "token").exists()
+            and not any(f.exists() for f in kubeconfig_paths())
+        ):
+            return cls.in_cluster(SERVICE_ACCOUNT_DIR)
         return cls.from_kubeconfig(path, context=context)
 
     @classmethod
