@@ -175,7 +175,7 @@ async def resolve_contexts(
         if docker_env is not None:
             workload = {k: Secret(v) for k, v in docker_env.items()}
     env: dict[str, str] = dict(os.environ) if not args.no_os_env else {}
-    origin = "the process environment" if not args.no_os_env else "--env"
+    origin = "--env and the process environment" if not args.no_os_env else "--env"
     if workload is not None:
         for value in workload.values():
             if len(value.reveal()) >= 8:  # may come from a Secret: keep it out of output
