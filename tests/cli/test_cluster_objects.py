@@ -34,31 +34,20 @@ def redis_list() -> Iterator[str]:
     client.close()
 
 
-def _deployment(name: str, ns: str, secret: str) -> dict[str, object]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "envFrom": [{"secretRef": {"name": secret}, "prefix": "R_"}],
-                            "env": [
-                                {"name": "PORT", "value": "6379"},
-                                {"name": "REDIS_ADDR", "value": "$(R_HOST):$(PORT)"},
-                            ],
-                        }
-                    ]
-                },
-            },
-        },
-    }
+def _app_container(secret: str) -> list[dict[str, object]]:
+    """KEDA's example container: a Secret's keys under ``R_``, and a variable built
+    from one of them."""
+    return [
+        {
+            "name": "app",
+            "image": "busybox",
+            "envFrom": [{"secretRef": {"name": secret}, "prefix": "R_"}],
+            "env": [
+                {"name": "PORT", "value": "6379"},
+                {"name": "REDIS_ADDR", "value": "$(R_HOST):$(PORT)"},
+            ],
+        }
+    ]
 
 
 def _ta(kind: str, name: str, ns: str | None, secret: str) -> dict[str, object]:
@@ -79,7 +68,7 @@ def test_keda_auth_example_resolves_from_the_cluster(
     ns, keda_ns = unique_name("ns"), unique_name("keda")
     api = kube_standin.api
     marker = uuid.uuid4().hex  # the Secret values carry a marker that must never print
-    api.put(_deployment("web", ns, "redis-env"))
+    api.deployment("web", ns, containers=_app_container("redis-env"))
     api.secret("redis-env", ns, {"HOST": "127.0.0.1", "UNUSED_TOKEN": marker})
     api.secret("redis-auth", ns, {"addr": REDIS, "token": marker})
     api.secret("redis-auth", keda_ns, {"addr": REDIS, "token": marker})
@@ -209,7 +198,7 @@ def test_run_scales_with_the_workloads_env_from_the_cluster(
     ns = unique_name("ns")
     marker = uuid.uuid4().hex
     kube_standin.api.secret("redis-env", ns, {"HOST": "127.0.0.1", "API_TOKEN": marker})
-    kube_standin.api.put(_deployment("worker", ns, "redis-env"))
+    kube_standin.api.deployment("worker", ns, containers=_app_container("redis-env"))
     path = write(
         tmp_path / "so.yaml",
         f"""\
