@@ -16,6 +16,8 @@ It speaks the REST API over TLS with bearer tokens, for:
   ``PodScheduled``; :meth:`KubeApiStandIn.job_ready` and
   :meth:`KubeApiStandIn.finish_job` move it along, :meth:`KubeApiStandIn.pod_condition`
   sets any condition (readiness gates), and deleting a Job deletes its pods,
+* ``keda.sh/v1alpha1`` TriggerAuthentications and the cluster-scoped
+  ClusterTriggerAuthentications (get, list),
 * ``metrics.k8s.io/v1beta1`` PodMetrics (list and get, by label selector), and pods
   with resource requests and limits beside them: :meth:`KubeApiStandIn.resource_pods`
   creates both as the kubelet and metrics-server would report them,
@@ -60,6 +62,7 @@ class Resource:
     plural: str
     kind: str
     scale: bool = False
+    namespaced: bool = True
 
     @property
     def group(self) -> str:
@@ -85,6 +88,13 @@ RESOURCES = (
     Resource("apis/batch/v1", "jobs", "Job"),
     Resource("api/v1", "pods", "Pod"),
     Resource("apis/metrics.k8s.io/v1beta1", "pods", "PodMetrics"),
+    Resource("apis/keda.sh/v1alpha1", "triggerauthentications", "TriggerAuthentication"),
+    Resource(
+        "apis/keda.sh/v1alpha1",
+        "clustertriggerauthentications",
+        "ClusterTriggerAuthentication",
+        namespaced=False,
+    ),
 )
 _BY_PATH = {(r.prefix, r.plural): r for r in RESOURCES}
 
@@ -124,7 +134,7 @@ class KubeApiStandIn:
             r for r in RESOURCES if r.kind == obj["kind"] and r.prefix.endswith(obj["apiVersion"])
         )
         meta = obj.setdefault("metadata", {})
-        meta.setdefault("namespace", "default")
+        meta.setdefault("namespace", "default" if res.namespaced else "")
         with self.lock:
             meta["resourceVersion"] = self._bump()
             meta.setdefault("uid", str(uuid.uuid4()))
@@ -554,6 +564,11 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     with api.lock:
                         return self._resource(method, res, namespace, name, sub, body, user)
+            res = _BY_PATH.get((prefix, rest[0]))
+            if res is not None and not res.namespaced and len(rest) <= 2:  # cluster-scoped
+                with api.lock:
+                    name = rest[1] if len(rest) > 1 else None
+                    return self._resource(method, res, "", name, None, body, user)
         raise _ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def _groups(self) -> dict[str, Any]:
@@ -587,7 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "name": r.plural,
                     "singularName": r.kind.lower(),
-                    "namespaced": True,
+                    "namespaced": r.namespaced,
                     "kind": r.kind,
                     "verbs": ["create", "delete", "get", "list", "update"],
                 }
@@ -622,7 +637,8 @@ class _Handler(BaseHTTPRequestHandler):
                 403,
                 "Forbidden",
                 f'{target} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
-                f'in API group "{res.group}" in the namespace "{namespace}"',
+                f'in API group "{res.group}" '
+                + (f'in the namespace "{namespace}"' if namespace else "at the cluster scope"),
                 {"name": name or "", "group": res.group, "kind": res.plural},
             )
 

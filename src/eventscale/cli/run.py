@@ -21,10 +21,10 @@ import anyio
 from eventscale.cli._common import (
     EXIT_OK,
     add_env_options,
-    environment,
     job_target,
     load,
     make_target,
+    resolve_contexts,
     tidy_reason,
 )
 from eventscale.cli._output import Writable, fmt, is_terminal, table
@@ -139,8 +139,8 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     from eventscale.runtime.scaled_job import ScaledJob
     from eventscale.runtime.scaled_object import ScaledObject
 
-    manifests = load(args.manifests, jobs=True)
-    env = environment(args)
+    workloads: list[dict[str, Any]] = []
+    manifests = load(args.manifests, jobs=True, workloads=workloads)
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
@@ -154,13 +154,15 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     kinds: dict[str, str] = {}
     try:
         for spec in manifests.scaled_objects:
-            objects.append(
-                ScaledObject(
-                    spec,
-                    target=make_target(args.target, spec, client=client),
-                    contexts=manifests.trigger_contexts(spec, env=env),
+            target = make_target(args.target, spec, client=client)
+            try:
+                contexts = await resolve_contexts(
+                    manifests, spec, args, client, workloads, target=target
                 )
-            )
+            except BaseException:
+                await target.aclose()
+                raise
+            objects.append(ScaledObject(spec, target=target, contexts=contexts))
             kinds[objects[-1].key] = "ScaledObject"
         for job_spec in manifests.scaled_jobs:
             job = ScaledJob(
@@ -168,7 +170,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
                 target=job_target(
                     args.target, job_spec, client=client, job_seconds=args.job_seconds
                 ),
-                contexts=manifests.trigger_contexts(job_spec, env=env),
+                contexts=await resolve_contexts(manifests, job_spec, args, client, workloads),
             )
             objects.append(job)
             if job.key in kinds:

@@ -297,6 +297,23 @@ class DockerTarget(TargetBase):
             return live[0]
         return dead[-1] if dead else None
 
+    async def container_env(self) -> dict[str, str] | None:
+        """The members' environment, for ``...FromEnv`` parameters: the template's
+        ``env``, else the ``Config.Env`` of the oldest running member; ``None`` when
+        there is neither. The values may be secrets: do not log them."""
+        if self.template is not None:
+            return dict(self.template.env)
+        live = await self.members()
+        if not live:
+            return None
+        _, info = await self._docker.inspect(live[0].id)
+        env: dict[str, str] = {}
+        for item in (info.get("Config") or {}).get("Env") or ():
+            key, sep, value = str(item).partition("=")
+            if sep:
+                env[key] = value
+        return env
+
     async def _create_body(self, sources: Sequence[_Member]) -> dict[str, Any]:
         if self.template is not None:
             return self.template.create_body()

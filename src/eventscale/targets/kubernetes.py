@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from eventscale.kube.config import SERVICE_ACCOUNT_DIR as SERVICE_ACCOUNT_DIR
 from eventscale.kube.config import ExecCredentialPlugin as ExecCredentialPlugin
 from eventscale.kube.config import KubeConfig as KubeConfig
 from eventscale.kube.config import b64decode as _b64
+from eventscale.kube.env import expand_references
 from eventscale.targets import TargetBase
 from eventscale.targets._kube_pods import pods_with_metrics
 from eventscale.targets.resources import WorkloadResources
@@ -335,7 +335,7 @@ class KubernetesTarget(TargetBase):
         for item in chosen.get("env") or ():
             name = str(item.get("name"))
             if "value" in item:
-                env[name] = _expand(str(item["value"]), env)
+                env[name] = expand_references(str(item["value"]), env)
                 continue
             value_from = item.get("valueFrom") or {}
             for ref_kind in ("secretKeyRef", "configMapKeyRef"):
@@ -377,18 +377,3 @@ class KubernetesTarget(TargetBase):
         """Close the HTTP session if this target created its client."""
         if self._owns_client:
             await self.client.aclose()
-
-
-_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
-
-
-def _expand(value: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: known names are replaced, ``$$`` escapes a ``$``."""
-
-    def sub(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _VAR_REF.sub(sub, value)
