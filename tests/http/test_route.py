@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from eventscale.errors import ConfigError
 from eventscale.http import HTTPScaler, Interceptor, load_http_scaled_objects
 from eventscale.http.manifest import FailoverRef, HeaderMatch
 from eventscale.http.route import (
+    KIND,
     InterceptorRouteSpec,
     RequestRate,
     RoutingRule,
@@ -364,3 +368,16 @@ def test_port_name_needs_an_upstream_url() -> None:
         route.to_route()
     assert info.value.path == "spec.target.portName"
     assert route.to_route({"app": "http://127.0.0.1:1"}).upstream == "http://127.0.0.1:1"
+
+
+def test_the_docs_example_loads_and_binds() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "http.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", page, flags=re.S) if KIND in b]
+    assert blocks
+    for block in blocks:
+        (route,) = load_interceptor_routes(block)
+        assert route.to_route().upstream == "http://shop:8080"
+        assert route.to_route().hold_timeout == 30
+        (so,) = load_manifests(block, ignore_unknown_kinds=True).scaled_objects
+        (trigger,) = bind_scaled_object(so, {route.key: route}).triggers
+        assert (trigger.type, trigger.metadata["name"]) == ("http", "web/shop")
