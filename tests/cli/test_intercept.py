@@ -152,7 +152,7 @@ metadata:
 spec:
   scaleTargetRef:
     name: shop
-  pollingInterval: 30
+  pollingInterval: 300
   minReplicaCount: 0
   maxReplicaCount: 4
   triggers:
@@ -177,24 +177,12 @@ async def test_intercept_holds_an_interceptor_route_request_while_scaling_from_z
     admin = free_port()
     shop = Upstream("shop", free_port())  # not started: the app is at zero
     async with upstream("legacy") as legacy_up:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "eventscale",
-            "intercept",
-            str(manifest),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            f"127.0.0.1:{admin}",
-            "--target",
-            "memory",
-            "--upstream",
-            f"shop-svc={shop.url}",
-            "--upstream",
-            f"legacy-svc={legacy_up.url}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        proc = await _intercept(
+            manifest,
+            "--listen=127.0.0.1:0",
+            f"--admin=127.0.0.1:{admin}",
+            f"--upstream=shop-svc={shop.url}",
+            f"--upstream=legacy-svc={legacy_up.url}",
         )
         try:
             assert proc.stdout is not None
@@ -217,7 +205,7 @@ async def test_intercept_holds_an_interceptor_route_request_while_scaling_from_z
                     _get_json(s, f"http://127.0.0.1:{port}/api/items", "shop.test")
                 )
                 # The ScaledObject bound to the route is woken at once (its polling
-                # interval is 30 s) and scales the memory target from zero.
+                # interval is 300 s) and scales the memory target from zero.
                 while True:
                     event = await _read_json_line(proc.stdout, "a scale event")
                     if event["scaledObject"] == f"default/{so}":
@@ -249,6 +237,21 @@ async def test_intercept_holds_an_interceptor_route_request_while_scaling_from_z
         assert code == 0
 
 
+async def _intercept(manifest: Path, *options: str) -> asyncio.subprocess.Process:
+    """``eventscale intercept MANIFEST --target memory OPTIONS...`` as a subprocess."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "eventscale",
+        "intercept",
+        str(manifest),
+        "--target=memory",
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def _get_json(s: aiohttp.ClientSession, url: str, host: str) -> tuple[int, Any]:
     async with s.get(url, headers={"Host": host}) as resp:
         return resp.status, await resp.json()
@@ -260,17 +263,7 @@ async def test_intercept_rejects_an_unsupported_interceptor_route_field(tmp_path
         "    readiness: 30s\n", "    readiness: 30s\n    request: 1m\n"
     )
     manifest.write_text(text)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "eventscale",
-        "intercept",
-        str(manifest),
-        "--target",
-        "memory",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _intercept(manifest)
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert "spec.timeouts.request" in err.decode()
