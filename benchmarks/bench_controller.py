@@ -1,6 +1,6 @@
 """10,000 scaled objects in one controller: CPU, memory and loop lag.
 
-Every object has one ``memory`` trigger (a :class:`~eventscale.scalers.memory.MemoryScaler`
+Every object has one ``gauge`` trigger (a :class:`~eventscale.scalers.gauge.GaugeScaler`
 reading its own gauge), a :class:`~eventscale.targets.memory.MemoryTarget` and a 1 s
 ``pollingInterval``. A driver task moves 1% of the gauges every second, so the engine
 keeps scaling some objects up and down. The measurement runs in a fresh interpreter
@@ -52,7 +52,7 @@ async def _measure(objects: int, warmup: float, window: float, gc_mode: str) -> 
     from eventscale.runtime.controller import Controller
     from eventscale.runtime.observability import Event, EventKind
     from eventscale.runtime.scaled_object import ScaledObject
-    from eventscale.scalers.memory import GaugeRegistry, MemoryScaler
+    from eventscale.scalers.gauge import GaugeRegistry, GaugeScaler
     from eventscale.spec import ScaledObjectSpec, ScaleTargetRef, TriggerSpec
     from eventscale.targets.memory import MemoryTarget
 
@@ -68,12 +68,12 @@ async def _measure(objects: int, warmup: float, window: float, gc_mode: str) -> 
         spec = ScaledObjectSpec(
             name=f"obj-{i}",
             scale_target_ref=ScaleTargetRef(name=f"work-{i}"),
-            triggers=[TriggerSpec(type="memory", name="backlog")],
+            triggers=[TriggerSpec(type="gauge", name="backlog")],
             polling_interval=1,
             cooldown_period=5,
             max_replica_count=50,
         )
-        scaler = MemoryScaler(gauge, target=10, registry=registry, trigger_name="backlog")
+        scaler = GaugeScaler(gauge, target=10, registry=registry, trigger_name="backlog")
         objs.append(ScaledObject(spec, target=MemoryTarget(0), scalers=[scaler]))
     build_s = time.perf_counter() - built
     if gc_mode == "tuned":
@@ -209,7 +209,7 @@ def run(quick: bool) -> str:
             f"under 300 MB **{'met' if mem_ok else 'missed'}**"
         )
     return (
-        f"{d['objects']:,} ScaledObjects in one `Controller`, each with one `memory` trigger "
+        f"{d['objects']:,} ScaledObjects in one `Controller`, each with one `gauge` trigger "
         "(its own gauge), a `MemoryTarget` and `pollingInterval: 1`; a quarter of the gauges "
         "are 0 (those objects sit at zero) and 1% of all gauges change every second, so "
         "objects keep scaling. Each column is a fresh interpreter, measured over "

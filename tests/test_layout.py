@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "eventscale.authentication": 5,
     "eventscale.manifests": 6,
     "eventscale.http.manifest": 6,
+    "eventscale.http.route": 6,
     "eventscale.external.server": 6,
     "eventscale.runtime": 7,
     "eventscale.simulation": 7,

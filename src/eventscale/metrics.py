@@ -41,10 +41,13 @@ class MetricType(enum.Enum):
 
     ``AVERAGE_VALUE``: ``desired = ceil(value / target)`` (the value is shared by all replicas).
     ``VALUE``: ``desired = ceil(current * value / target)`` (the value is per replica already).
+    ``UTILIZATION``: only for the ``cpu`` and ``memory`` triggers (a percentage of the
+    pods' requests, see docs/scalers/cpu-memory.md); :meth:`parse` rejects it.
     """
 
     AVERAGE_VALUE = "AverageValue"
     VALUE = "Value"
+    UTILIZATION = "Utilization"  # cpu/memory only (eventscale.scalers.resource)
 
     @classmethod
     def parse(cls, raw: str | None, *, path: str | None = "metricType") -> MetricType:
@@ -52,7 +55,7 @@ class MetricType(enum.Enum):
         if raw is None or raw.strip() == "":
             return cls.AVERAGE_VALUE
         value = raw.strip()
-        for member in cls:
+        for member in (cls.AVERAGE_VALUE, cls.VALUE):
             if member.value == value:
                 return member
         if value == "Utilization":

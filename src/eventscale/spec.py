@@ -54,10 +54,8 @@ ANNOTATION_PAUSED_SCALE_IN: Final = "autoscaling.keda.sh/paused-scale-in"
 ANNOTATION_PAUSED_SCALE_OUT: Final = "autoscaling.keda.sh/paused-scale-out"
 ANNOTATION_FORCE_ACTIVATION: Final = "autoscaling.keda.sh/force-activation"
 
-#: KEDA's resource-metric trigger types that eventscale keeps apart. KEDA's ``memory``
-#: (pod memory use) is not one of them: in eventscale ``memory`` is the in-process
-#: gauge trigger, a normal external metric.
-RESOURCE_TRIGGER_TYPES: Final = frozenset({"cpu"})
+#: KEDA's resource-metric trigger types (docs/scalers/cpu-memory.md).
+RESOURCE_TRIGGER_TYPES: Final = frozenset({"cpu", "memory"})
 
 _GO_FALSE: Final = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 _GO_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
@@ -288,27 +286,18 @@ class ScaledObjectSpec:
             errors.append(ConfigError("must be >= 0", path="spec.initialCooldownPeriod"))
         errors.extend(_check_triggers(self.triggers))
         mods = self.advanced.scaling_modifiers
-        if mods is not None:
-            if mods.target <= 0:
-                errors.append(
-                    ConfigError(
-                        "must be a number > 0", path="spec.advanced.scalingModifiers.target"
-                    )
-                )
-            for i, trig in enumerate(self.triggers):
-                if not trig.name and trig.type not in RESOURCE_TRIGGER_TYPES:
-                    errors.append(
-                        ConfigError(
-                            "every trigger needs a name when scalingModifiers is used",
-                            path=f"spec.triggers[{i}].name",
-                        )
-                    )
+        # Only the triggers the formula uses need a name, as in KEDA: an unknown name is
+        # the formula's error (engine/modifiers.py, compile_formula).
+        if mods is not None and mods.target <= 0:
+            errors.append(
+                ConfigError("must be a number > 0", path="spec.advanced.scalingModifiers.target")
+            )
         if self.fallback is not None and all(
             t.type in RESOURCE_TRIGGER_TYPES for t in self.triggers
         ):
             errors.append(
                 ConfigError(
-                    "fallback needs at least one trigger that is not a resource (cpu) trigger",
+                    "fallback needs at least one trigger that is not a resource (cpu/memory) trigger",
                     path="spec.fallback",
                 )
             )
@@ -453,7 +442,9 @@ class ScaledJobSpec:
     successful_jobs_history_limit: int = 100
     failed_jobs_history_limit: int = 100
     min_replica_count: int = 0
-    max_replica_count: int = 100
+    #: ``None``: not set, so up to 100 jobs (KEDA's default, not reduced by
+    #: ``minReplicaCount``); see :attr:`effective_max`.
+    max_replica_count: int | None = None
     rollout: JobRollout = attrs.field(factory=JobRollout)
     strategy: ScalingStrategy = ScalingStrategy.DEFAULT
     custom_scaling_queue_length_deduction: int | None = None
@@ -467,7 +458,7 @@ class ScaledJobSpec:
             errors.append(ConfigError("must be at least 1 second", path="spec.pollingInterval"))
         if self.min_replica_count < 0:
             errors.append(ConfigError("must be >= 0", path="spec.minReplicaCount"))
-        if self.max_replica_count < 0:
+        if self.max_replica_count is not None and self.max_replica_count < 0:
             errors.append(ConfigError("must be >= 0", path="spec.maxReplicaCount"))
         for field, value in (
             ("successfulJobsHistoryLimit", self.successful_jobs_history_limit),
@@ -495,13 +486,23 @@ class ScaledJobSpec:
         return _annotation_flag(self.annotations, ANNOTATION_PAUSED)
 
     @property
+    def max_jobs(self) -> int:
+        """``maxReplicaCount``, or KEDA's default of 100 when it is not set."""
+        return self.max_replica_count if self.max_replica_count is not None else 100
+
+    @property
     def effective_min(self) -> int:
-        """KEDA's ``MinReplicaCount()``: ``min(min, max)``."""
+        """KEDA's ``MinReplicaCount()``: ``min(min, max)`` (``min`` when max is not set)."""
+        if self.max_replica_count is None:
+            return self.min_replica_count
         return min(self.min_replica_count, self.max_replica_count)
 
     @property
     def effective_max(self) -> int:
-        """KEDA's ``MaxReplicaCount()``: ``max - min`` when ``min <= max``, else ``max``."""
+        """KEDA's ``MaxReplicaCount()`` (``apis/keda/v1alpha1/scaledjob_types.go``): 100 when
+        ``maxReplicaCount`` is not set; else ``max - min`` when ``min <= max``, else ``max``."""
+        if self.max_replica_count is None:
+            return 100
         if self.min_replica_count <= self.max_replica_count:
             return self.max_replica_count - self.effective_min
         return self.max_replica_count

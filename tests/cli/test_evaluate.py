@@ -670,3 +670,30 @@ spec:
     assert obj["currentReplicas"] == 0
     assert obj["desiredReplicas"] == 3
     assert_no_secret(down, [kube_standin.token])
+
+
+def test_spec_warnings_go_to_stderr(cli: Runner, tmp_path: Path) -> None:
+    # cooldownPeriod with minReplicaCount > 0 and no idleReplicaCount has no effect
+    # (KEDA warns); one trigger is unnamed and unused by the formula (KEDA accepts it).
+    path = write(
+        tmp_path / "warn.yaml",
+        """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: warned}
+spec:
+  scaleTargetRef: {name: w}
+  minReplicaCount: 2
+  cooldownPeriod: 30
+  advanced:
+    scalingModifiers: {formula: "busy * 2", target: "1"}
+  triggers:
+    - {type: cron, name: busy, metadata: {timezone: UTC, start: "0 * * * *", end: "59 * * * *", desiredReplicas: "3"}}
+    - {type: cron, metadata: {timezone: UTC, start: "0 * * * *", end: "59 * * * *", desiredReplicas: "1"}}
+""",
+    )
+    result = cli("evaluate", path, "--json", "--current-replicas", "2")
+    assert result.code == 0, result.stderr
+    assert "eventscale: warning: default/warned: spec.cooldownPeriod:" in result.stderr
+    [obj] = result.json()["scaledObjects"]
+    assert obj["desiredReplicas"] == 6

@@ -23,7 +23,7 @@ def job_spec(**kwargs: object) -> ScaledJobSpec:
     return ScaledJobSpec(
         name="job",
         job_target_ref={},
-        triggers=(TriggerSpec(type="memory"),),
+        triggers=(TriggerSpec(type="gauge"),),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -161,3 +161,39 @@ def test_j14_history_cleanup() -> None:
         ("job-c", datetime(2024, 1, 1, 15, 38).timestamp()),
     ]
     assert jobs_to_delete(finished, 2) == ("job-b",)
+
+
+@pytest.mark.parametrize(
+    ("min_rc", "max_rc", "effective"),
+    [
+        # KEDA's MaxReplicaCount() (apis/keda/v1alpha1/scaledjob_types.go): 100 when
+        # maxReplicaCount is not set, whatever minReplicaCount is
+        pytest.param(1, None, 100, id="min1-no-max"),
+        pytest.param(5, None, 100, id="min5-no-max"),
+        pytest.param(0, None, 100, id="no-min-no-max"),
+        pytest.param(1, 100, 99, id="min1-max100"),
+        pytest.param(7, 5, 5, id="min-over-max"),
+    ],
+)
+def test_effective_max_follows_keda(min_rc: int, max_rc: int | None, effective: int) -> None:
+    spec = job_spec(min_replica_count=min_rc, max_replica_count=max_rc)
+    assert spec.effective_max == effective
+    big = JobScalerMetric(queue_length=1000, target_average=1, is_active=True)
+    assert decide_jobs(spec, [big], spec.effective_min).max_scale == effective
+
+
+def test_a_manifest_without_max_gets_keda_default() -> None:
+    from eventscale.manifests import load_manifests
+
+    text = """
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {name: j}
+spec:
+  minReplicaCount: 1
+  jobTargetRef: {template: {spec: {containers: [{name: c, image: busybox}]}}}
+  triggers: [{type: gauge, metadata: {name: jobs, target: "1"}}]
+"""
+    spec = load_manifests(text).scaled_jobs[0]
+    assert spec.max_replica_count is None
+    assert spec.effective_max == 100

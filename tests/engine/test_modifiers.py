@@ -93,7 +93,7 @@ def test_runtime_errors(text: str, values: dict[str, float | None], match: str) 
         pytest.param("a and b", "boolean", id="type-error-at-load"),
         pytest.param("__import__('os')", "unexpected character", id="no-strings"),
         pytest.param("a.__class__", "unexpected character", id="no-attributes"),
-        pytest.param("a[0]", "unexpected character", id="no-indexing"),
+        pytest.param("a[0]", r"unexpected '\['", id="no-indexing"),
         pytest.param("a = 1", "unexpected character", id="no-assignment"),
         pytest.param("__import__(a)", "unknown function", id="no-builtins"),
     ],

@@ -460,8 +460,8 @@ def test_k17_fallback_not_before_threshold() -> None:
 def test_k18_scaling_modifiers_formula() -> None:
     spec = make_spec(
         triggers=(
-            TriggerSpec(type="memory", name="trigger_one"),
-            TriggerSpec(type="memory", name="trigger_two"),
+            TriggerSpec(type="gauge", name="trigger_one"),
+            TriggerSpec(type="gauge", name="trigger_two"),
         ),
         advanced=Advanced(
             scaling_modifiers=ScalingModifiers(formula="trigger_one + trigger_two", target=2)
@@ -473,8 +473,6 @@ def test_k18_scaling_modifiers_formula() -> None:
 
 
 def test_k19_cpu_memory_only_is_always_active() -> None:
-    # eventscale's "memory" trigger is the in-memory scaler, so KEDA's resource-metric
-    # reading of it is opt-in.
     spec = make_spec(triggers=(TriggerSpec(type="cpu"), TriggerSpec(type="memory")))
     opts = EngineOptions(resource_trigger_types={"cpu", "memory"})
     _, d = decide(spec, ScalingState(), [ok(0, 0), ok(1, 0)], 0, NOW, options=opts)
@@ -482,8 +480,15 @@ def test_k19_cpu_memory_only_is_always_active() -> None:
     assert d.replicas == 1
 
 
-def test_memory_trigger_is_not_a_resource_metric_by_default() -> None:
+def test_k19_cpu_memory_only_is_always_active_by_default() -> None:
     spec = make_spec(triggers=(TriggerSpec(type="cpu"), TriggerSpec(type="memory")))
+    _, d = decide(spec, ScalingState(), [ok(0, 0), ok(1, 0)], 0, NOW)
+    assert d.is_active
+    assert d.replicas == 1
+
+
+def test_gauge_trigger_is_not_a_resource_metric() -> None:
+    spec = make_spec(triggers=(TriggerSpec(type="cpu"), TriggerSpec(type="gauge")))
     _, d = decide(spec, ScalingState(), [ok(0, 0), ok(1, 0)], 0, NOW)
     assert not d.is_active
     assert d.replicas == 0

@@ -47,7 +47,7 @@ spec:
   rollout: {{strategy: default, propagationPolicy: foreground}}
   scalingStrategy: {{strategy: {strategy}}}
   triggers:
-  - type: memory
+  - type: gauge
     metadata: {{target: "1"}}
 """
 
@@ -219,7 +219,7 @@ spec:
   maxReplicaCount: 10
   scalingStrategy: {{strategy: accurate, pendingPodConditions: [{listed}]}}
   triggers:
-  - type: memory
+  - type: gauge
     metadata: {{target: "1"}}
 """
 

@@ -76,3 +76,20 @@ async def test_in_cluster_service_account(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     with pytest.raises(ConfigError, match="not running in a cluster"):
         KubeConfig.in_cluster(tmp_path)
+
+
+def test_a_kubeconfig_wins_over_the_pod_like_kubectl(
+    kube_standin: KubeStandIn, ns: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eventscale.kube.config as config_module
+
+    sa = tmp_path / "sa"
+    sa.mkdir()
+    (sa / "token").write_text("pod-token")
+    monkeypatch.setattr(config_module, "SERVICE_ACCOUNT_DIR", sa)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBECONFIG", str(kube_standin.kubeconfig(ns)))
+    assert KubeConfig.load().server == kube_standin.url
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    assert KubeConfig.load().server == "https://10.0.0.1:443"

@@ -50,6 +50,10 @@ seconds = st.integers(min_value=0, max_value=100_000).map(float)
 TRIGGER_TYPES = ("kafka", "rabbitmq", "redis", "redis-streams", "azure-queue", "cron", "x-y")
 
 
+# Utilization is for cpu/memory triggers only (test_reader.py covers it).
+EXTERNAL_TYPES = (MetricType.AVERAGE_VALUE, MetricType.VALUE)
+
+
 @st.composite
 def triggers(draw: st.DrawFn, *, named: bool) -> tuple[TriggerSpec, ...]:
     count = draw(st.integers(min_value=1, max_value=3))
@@ -70,7 +74,7 @@ def triggers(draw: st.DrawFn, *, named: bool) -> tuple[TriggerSpec, ...]:
                 type=trigger_type,
                 metadata=draw(st.dictionaries(keys, texts, max_size=4)),
                 name=name if named or draw(st.booleans()) else None,
-                metric_type=draw(st.sampled_from(MetricType)),
+                metric_type=draw(st.sampled_from(EXTERNAL_TYPES)),
                 use_cached_metrics=trigger_type != "cron" and draw(st.booleans()),
                 authentication_ref=ref,
             )
@@ -105,7 +109,7 @@ def scaled_objects(draw: st.DrawFn) -> ScaledObjectSpec:
             formula=texts.filter(bool),
             target=st.floats(min_value=1e-6, max_value=1e9),
             activation_target=finite,
-            metric_type=st.sampled_from(MetricType),
+            metric_type=st.sampled_from(EXTERNAL_TYPES),
         )
     )
     minimum = draw(st.integers(min_value=0, max_value=50))

@@ -29,7 +29,7 @@ def object_spec() -> ScaledObjectSpec:
     return ScaledObjectSpec(
         name="worker",
         scale_target_ref=ScaleTargetRef(name="worker"),
-        triggers=[TriggerSpec(type="memory", name="t0")],
+        triggers=[TriggerSpec(type="gauge", name="t0")],
     )
 
 
@@ -37,7 +37,7 @@ def job_spec() -> ScaledJobSpec:
     return ScaledJobSpec(
         name="thumbs",
         job_target_ref={"template": {"spec": {"containers": [{"name": "w", "image": "x"}]}}},
-        triggers=[TriggerSpec(type="memory", name="t0")],
+        triggers=[TriggerSpec(type="gauge", name="t0")],
     )
 
 

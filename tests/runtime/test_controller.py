@@ -8,6 +8,7 @@ Real time only bounds how long the test waits for something that must happen.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ def spec(name: str, interval: float, **kwargs: object) -> ScaledObjectSpec:
     return ScaledObjectSpec(
         name=name,
         scale_target_ref=ScaleTargetRef(name=name),
-        triggers=[TriggerSpec(type="memory", name="t0")],
+        triggers=[TriggerSpec(type="gauge", name="t0")],
         polling_interval=interval,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -508,6 +509,32 @@ async def test_a_failing_watch_backs_off_and_polling_goes_on() -> None:
         scaler.value = 2
         clock.advance(4)
         await until(lambda: target.requested == 2, "the next poll")
+
+
+async def test_a_failing_watch_retries_within_seconds_whatever_the_interval() -> None:
+    # After an outage of the source the push wake-up must work again within seconds,
+    # not after a back-off grown to the polling interval (300 s here).
+    class FlakyWatch(StaticScaler):
+        watches = 0
+
+        async def wait_for_activity(self) -> None:
+            self.watches += 1
+            raise ScalerError("cannot subscribe")
+
+    clock = ManualClock(START)
+    scaler = FlakyWatch(0, target=1)
+    async with Controller(clock=clock, sleep=clock.sleep) as ctl:
+        ctl.add(make("fw", 300, scaler, clock, target=MemoryTarget(0, clock=clock)))
+        await until(lambda: clock.sleepers == 2, "the loop and the back-off")
+        times = []
+        for second in range(1, 40):
+            before = scaler.watches
+            await step(clock, 1, sleepers=2)
+            if scaler.watches > before:
+                times.append(second)
+        # retried after 1, 2, 4 seconds, then every PUSH_RETRY_CAP (4) seconds
+        assert times[:6] == [1, 3, 7, 11, 15, 19]
+        assert max(b - a for a, b in itertools.pairwise(times)) == 4
 
 
 # ----------------------------------------------------------------------------- real clock

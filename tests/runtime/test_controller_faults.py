@@ -38,7 +38,7 @@ def make(name: str, scaler: StaticScaler, *, poll_timeout: float = 0.05) -> Scal
     spec = ScaledObjectSpec(
         name=name,
         scale_target_ref=ScaleTargetRef(name=name),
-        triggers=[TriggerSpec(type="memory", name="t0")],
+        triggers=[TriggerSpec(type="gauge", name="t0")],
         polling_interval=INTERVAL,
     )
     return ScaledObject(

@@ -31,7 +31,7 @@ def make(name: str, scaler: StaticScaler, target: MemoryTarget) -> ScaledObject:
     spec = ScaledObjectSpec(
         name=name,
         scale_target_ref=ScaleTargetRef(name=name),
-        triggers=[TriggerSpec(type="memory", name="t0")],
+        triggers=[TriggerSpec(type="gauge", name="t0")],
         polling_interval=INTERVAL,
     )
     return ScaledObject(spec, target=target, scalers=[scaler])

@@ -27,7 +27,7 @@ def two_trigger_object(
     spec = ScaledObjectSpec(
         name=name,
         scale_target_ref=ScaleTargetRef(name=name),
-        triggers=[TriggerSpec(type="memory", name="load"), TriggerSpec(type="memory")],
+        triggers=[TriggerSpec(type="gauge", name="load"), TriggerSpec(type="gauge")],
         polling_interval=10,
     )
     return ScaledObject(spec, target=target, scalers=[load, flaky], clock=clock)
@@ -170,7 +170,7 @@ async def test_logging_is_structured_and_never_shows_a_secret(
     spec = ScaledObjectSpec(
         name="logged",
         scale_target_ref=ScaleTargetRef(name="logged"),
-        triggers=[TriggerSpec(type="memory", name="good"), TriggerSpec(type="memory", name="bad")],
+        triggers=[TriggerSpec(type="gauge", name="good"), TriggerSpec(type="gauge", name="bad")],
     )
     events: list[Event] = []
     caplog.set_level(logging.DEBUG, logger="eventscale")

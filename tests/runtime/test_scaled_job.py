@@ -23,7 +23,7 @@ def spec(triggers: int = 1, **kwargs: Any) -> ScaledJobSpec:
     return ScaledJobSpec(
         name=kwargs.pop("name", "work"),
         job_target_ref={"template": {"spec": {"containers": [{"name": "w", "image": "x"}]}}},
-        triggers=tuple(TriggerSpec(type="memory", name=f"t{i}") for i in range(triggers)),
+        triggers=tuple(TriggerSpec(type="gauge", name=f"t{i}") for i in range(triggers)),
         **kwargs,
     )
 

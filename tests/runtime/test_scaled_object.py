@@ -20,7 +20,7 @@ def spec(triggers: int = 1, **kwargs: object) -> ScaledObjectSpec:
     return ScaledObjectSpec(
         name="worker",
         scale_target_ref=ScaleTargetRef(name="worker"),
-        triggers=[TriggerSpec(type="memory", name=f"t{i}") for i in range(triggers)],
+        triggers=[TriggerSpec(type="gauge", name=f"t{i}") for i in range(triggers)],
         **kwargs,  # type: ignore[arg-type]
     )
 

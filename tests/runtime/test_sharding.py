@@ -162,7 +162,7 @@ async def test_three_controllers_share_objects_and_take_over_from_a_dead_one(
             name=f"w{i}",
             namespace=ns,
             scale_target_ref=ScaleTargetRef(name=f"w{i}"),
-            triggers=[TriggerSpec(type="memory", name="load")],
+            triggers=[TriggerSpec(type="gauge", name="load")],
             polling_interval=POLLING_INTERVAL,
         )
         target = RecordingTarget(
@@ -370,7 +370,7 @@ def idle_object(name: str, namespace: str, interval: float = 300.0) -> ScaledObj
         name=name,
         namespace=namespace,
         scale_target_ref=ScaleTargetRef(name=name),
-        triggers=[TriggerSpec(type="memory", name="load")],
+        triggers=[TriggerSpec(type="gauge", name="load")],
         polling_interval=interval,
     )
     return ScaledObject(spec, target=MemoryTarget(), scalers=[StaticScaler(3, target=1)])

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import pytest
 import yaml
 
+from docs_run import run_script
 from eventscale.scalers import create_scaler
 from eventscale.scalers.cron import CronScaler
 from eventscale.scalers.params import TriggerContext
@@ -36,9 +35,7 @@ def test_yaml_example_builds_a_working_scaler() -> None:
     assert not scaler.is_inside(datetime(2026, 1, 10, 9, 0, tzinfo=UTC))  # Saturday
 
 
-@pytest.mark.anyio
-async def test_python_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    namespace: dict[str, Any] = {}
-    exec(compile(block("python"), str(DOC), "exec"), namespace)
-    await namespace["main"]()
-    assert capsys.readouterr().out.strip() == "4.0 True"
+def test_python_example_runs_as_a_script(tmp_path: Path) -> None:
+    result = run_script(block("python"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "4.0 True"

@@ -173,6 +173,7 @@ class Upstream:
                 "body": body.decode(),
                 "forwardedFor": request.headers.get("X-Forwarded-For"),
                 "forwardedHost": request.headers.get("X-Forwarded-Host"),
+                "headers": dict(request.headers),
             },
             headers={"X-Upstream": self.label},
         )

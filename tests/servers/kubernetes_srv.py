@@ -16,6 +16,11 @@ It speaks the REST API over TLS with bearer tokens, for:
   ``PodScheduled``; :meth:`KubeApiStandIn.job_ready` and
   :meth:`KubeApiStandIn.finish_job` move it along, :meth:`KubeApiStandIn.pod_condition`
   sets any condition (readiness gates), and deleting a Job deletes its pods,
+* ``keda.sh/v1alpha1`` TriggerAuthentications and the cluster-scoped
+  ClusterTriggerAuthentications (get, list),
+* ``metrics.k8s.io/v1beta1`` PodMetrics (list and get, by label selector), and pods
+  with resource requests and limits beside them: :meth:`KubeApiStandIn.resource_pods`
+  creates both as the kubelet and metrics-server would report them,
 * ``labelSelector`` (equality and existence terms) on every list,
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``) and ``/version``.
 
@@ -57,6 +62,7 @@ class Resource:
     plural: str
     kind: str
     scale: bool = False
+    namespaced: bool = True
 
     @property
     def group(self) -> str:
@@ -81,6 +87,14 @@ RESOURCES = (
     Resource("api/v1", "configmaps", "ConfigMap"),
     Resource("apis/batch/v1", "jobs", "Job"),
     Resource("api/v1", "pods", "Pod"),
+    Resource("apis/metrics.k8s.io/v1beta1", "pods", "PodMetrics"),
+    Resource("apis/keda.sh/v1alpha1", "triggerauthentications", "TriggerAuthentication"),
+    Resource(
+        "apis/keda.sh/v1alpha1",
+        "clustertriggerauthentications",
+        "ClusterTriggerAuthentication",
+        namespaced=False,
+    ),
 )
 _BY_PATH = {(r.prefix, r.plural): r for r in RESOURCES}
 
@@ -120,7 +134,7 @@ class KubeApiStandIn:
             r for r in RESOURCES if r.kind == obj["kind"] and r.prefix.endswith(obj["apiVersion"])
         )
         meta = obj.setdefault("metadata", {})
-        meta.setdefault("namespace", "default")
+        meta.setdefault("namespace", "default" if res.namespaced else "")
         with self.lock:
             meta["resourceVersion"] = self._bump()
             meta.setdefault("uid", str(uuid.uuid4()))
@@ -170,6 +184,72 @@ class KubeApiStandIn:
                 "status": {"replicas": replicas, "selector": f"worker={name}"},
             }
         )
+
+    def resource_pods(
+        self,
+        workload: str,
+        namespace: str,
+        usage: list[dict[str, str] | None],
+        *,
+        requests: dict[str, str] | None = None,
+        limits: dict[str, str] | None = None,
+        container: str = "app",
+        ready: bool = True,
+        started_seconds_ago: float = 3600.0,
+    ) -> list[dict[str, Any]]:
+        """Running pods labelled ``app=<workload>`` (a :meth:`deployment`'s selector), one
+        per ``usage`` entry, with ``requests``/``limits`` on their one container, and a
+        PodMetrics for each entry that is not ``None`` (a pod metrics-server has not
+        sampled yet has none). Quantities are strings (``"250m"``, ``"64Mi"``)."""
+        now = datetime.now(tz=UTC)
+        started = datetime.fromtimestamp(now.timestamp() - started_seconds_ago, tz=UTC)
+        stamp = started.strftime("%Y-%m-%dT%H:%M:%SZ")
+        labels = {"app": workload}
+        pods = []
+        for i, amounts in enumerate(usage):
+            name = f"{workload}-{i:03d}-{uuid.uuid4().hex[:5]}"
+            resources: dict[str, Any] = {}
+            if requests:
+                resources["requests"] = dict(requests)
+            if limits:
+                resources["limits"] = dict(limits)
+            pods.append(
+                self.put(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                        "spec": {
+                            "containers": [
+                                {"name": container, "image": "busybox", "resources": resources}
+                            ]
+                        },
+                        "status": {
+                            "phase": "Running",
+                            "startTime": stamp,
+                            "conditions": [
+                                {
+                                    "type": "Ready",
+                                    "status": "True" if ready else "False",
+                                    "lastTransitionTime": stamp,
+                                }
+                            ],
+                        },
+                    }
+                )
+            )
+            if amounts is not None:
+                self.put(
+                    {
+                        "apiVersion": "metrics.k8s.io/v1beta1",
+                        "kind": "PodMetrics",
+                        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+                        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "window": "30s",
+                        "containers": [{"name": container, "usage": dict(amounts)}],
+                    }
+                )
+        return pods
 
     def secret(self, name: str, namespace: str, data: dict[str, str]) -> dict[str, Any]:
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
@@ -484,6 +564,11 @@ class _Handler(BaseHTTPRequestHandler):
                         )
                     with api.lock:
                         return self._resource(method, res, namespace, name, sub, body, user)
+            res = _BY_PATH.get((prefix, rest[0]))
+            if res is not None and not res.namespaced and len(rest) <= 2:  # cluster-scoped
+                with api.lock:
+                    name = rest[1] if len(rest) > 1 else None
+                    return self._resource(method, res, "", name, None, body, user)
         raise _ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def _groups(self) -> dict[str, Any]:
@@ -517,7 +602,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {
                     "name": r.plural,
                     "singularName": r.kind.lower(),
-                    "namespaced": True,
+                    "namespaced": r.namespaced,
                     "kind": r.kind,
                     "verbs": ["create", "delete", "get", "list", "update"],
                 }
@@ -552,7 +637,8 @@ class _Handler(BaseHTTPRequestHandler):
                 403,
                 "Forbidden",
                 f'{target} is forbidden: User "{user}" cannot {verb} resource "{resource}" '
-                f'in API group "{res.group}" in the namespace "{namespace}"',
+                f'in API group "{res.group}" '
+                + (f'in the namespace "{namespace}"' if namespace else "at the cluster scope"),
                 {"name": name or "", "group": res.group, "kind": res.plural},
             )
 

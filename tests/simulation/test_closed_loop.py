@@ -181,6 +181,7 @@ def test_the_json_shape() -> None:
         ("azure-queue", {}, MetricKind.LAG),
         ("azure-servicebus", {}, MetricKind.LENGTH),
         ("memory", {}, None),
+        ("gauge", {}, None),
         ("cron", {}, None),
     ],
 )
@@ -207,17 +208,15 @@ def test_kafka_lag_counts_the_items_being_worked_on() -> None:
 
 
 def test_age_and_an_explicit_kind_for_an_unknown_type() -> None:
-    memory = TriggerSpec(type="memory", name="age", metadata={"target": "20"})
+    gauge = TriggerSpec(type="gauge", name="age", metadata={"target": "20"})
     with pytest.raises(ConfigError, match="give its metric kind") as info:
-        simulate_closed_loop(spec(trigger=memory), constant(1, 60), throughput=1)
+        simulate_closed_loop(spec(trigger=gauge), constant(1, 60), throughput=1)
     assert info.value.path == "spec.triggers[0]"
-    result = simulate_closed_loop(
-        spec(trigger=memory), constant(1, 60), throughput=5, kinds=["age"]
-    )
+    result = simulate_closed_loop(spec(trigger=gauge), constant(1, 60), throughput=5, kinds=["age"])
     assert result.kinds == (MetricKind.AGE,)
     assert result.steps[1].metrics["age"] == 10  # the oldest item, from t=0, at t=10
     with pytest.raises(ConfigError, match="not one of") as bad:
-        simulate_closed_loop(spec(trigger=memory), constant(1, 60), throughput=5, kinds=["size"])
+        simulate_closed_loop(spec(trigger=gauge), constant(1, 60), throughput=5, kinds=["size"])
     assert bad.value.path == "metric[0]"
 
 

@@ -53,7 +53,7 @@ def labels(ax: Any) -> list[str]:
 def test_the_replica_axis_fits_the_replicas_not_the_default_max(
     figures: list[Any], tmp_path: Path
 ) -> None:
-    spec = so(TriggerSpec(type="memory", name="q", metadata={"target": "10"}))
+    spec = so(TriggerSpec(type="gauge", name="q", metadata={"target": "10"}))
     timeline = simulate(spec, Trace.from_text("time,q\n0,30\n50,30\n"))
     timeline.plot(tmp_path / "t.png")
     assert (tmp_path / "t.png").read_bytes()[:8] == PNG
@@ -66,9 +66,9 @@ def test_the_replica_axis_fits_the_replicas_not_the_default_max(
 def test_an_average_value_target_is_drawn_as_target_times_replicas(
     figures: list[Any], tmp_path: Path
 ) -> None:
-    average = TriggerSpec(type="memory", name="avg", metadata={"target": "10"})
+    average = TriggerSpec(type="gauge", name="avg", metadata={"target": "10"})
     value = TriggerSpec(
-        type="memory", name="val", metadata={"target": "50"}, metric_type=MetricType.VALUE
+        type="gauge", name="val", metadata={"target": "50"}, metric_type=MetricType.VALUE
     )
     timeline = simulate(so(average, value), Trace.from_text("time,avg,val\n0,35,1\n40,35,1\n"))
     timeline.plot(tmp_path / "t.png")
@@ -85,8 +85,8 @@ def test_a_scaling_modifiers_composite_is_drawn_with_its_target(
 ) -> None:
     mods = ScalingModifiers(formula="a + b", target=20)
     spec = so(
-        TriggerSpec(type="memory", name="a", metadata={"target": "1"}),
-        TriggerSpec(type="memory", name="b", metadata={"target": "1"}),
+        TriggerSpec(type="gauge", name="a", metadata={"target": "1"}),
+        TriggerSpec(type="gauge", name="b", metadata={"target": "1"}),
         advanced=Advanced(scaling_modifiers=mods),
     )
     timeline = simulate(spec, Trace.from_text("time,a,b\n0,10,30\n30,10,30\n"))
@@ -103,7 +103,7 @@ def test_a_scaled_job_plot_is_written(figures: list[Any], tmp_path: Path) -> Non
     spec = ScaledJobSpec(
         name="batch",
         job_target_ref={},
-        triggers=[TriggerSpec(type="memory", name="q", metadata={"target": "1"})],
+        triggers=[TriggerSpec(type="gauge", name="q", metadata={"target": "1"})],
         polling_interval=10,
     )
     timeline = simulate_jobs(spec, Trace.from_text("time,q\n0,3\n30,\n60,0\n"), job_seconds=25)

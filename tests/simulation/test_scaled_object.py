@@ -11,7 +11,7 @@ from eventscale.simulation import Trace, simulate, simulate_jobs
 from eventscale.simulation.scaled_object import MAX_TICKS
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, ScaleTargetRef, TriggerSpec
 
-TRIGGER = TriggerSpec(type="memory", name="q", metadata={"target": "10"})
+TRIGGER = TriggerSpec(type="gauge", name="q", metadata={"target": "10"})
 
 
 def spec(interval: float = 1) -> ScaledObjectSpec:

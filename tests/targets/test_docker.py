@@ -81,7 +81,41 @@ async def test_a_new_target_object_recounts_from_labels(docker_daemon: DockerDae
         clones = docker_daemon.containers(f"{TARGET_LABEL}={name}")
         assert all(c["Labels"]["team"] == "data" for c in clones)
         await t2.set_replicas(0)
-    assert docker_daemon.containers(f"{TARGET_LABEL}={name}") == []
+        assert await t2.get_replicas() == 0
+    # without a template one member stays, stopped, as the clone source
+    [kept] = docker_daemon.containers(f"{TARGET_LABEL}={name}")
+    assert kept["State"] == "exited"
+    docker_daemon.remove_all_matching(f"{TARGET_LABEL}={name}")
+
+
+@pytest.mark.anyio
+async def test_without_a_template_zero_is_not_a_dead_end(docker_daemon: DockerDaemon) -> None:
+    # `eventscale run --target docker` builds the target without a template: after a
+    # scale to 0 it must still scale out again, in this process and after a restart.
+    name = unique_name("set")
+    try:
+        async with DockerTarget(
+            name, template=_template(docker_daemon), url=docker_daemon.url
+        ) as t:
+            await t.set_replicas(2)
+        async with DockerTarget(name, url=docker_daemon.url, stop_timeout=5) as t1:
+            await t1.set_replicas(0)
+            assert await t1.get_replicas() == 0
+            await t1.set_replicas(0)  # idempotent: the kept member stays
+            await t1.set_replicas(1)
+            assert await t1.get_replicas() == 1
+            await t1.set_replicas(0)
+        async with DockerTarget(name, url=docker_daemon.url, stop_timeout=5) as t2:  # restart
+            assert await t2.get_replicas() == 0
+            await t2.set_replicas(3)
+            assert await t2.get_replicas() == 3
+            members = docker_daemon.containers(f"{TARGET_LABEL}={name}")
+            assert len(members) == 3  # the stopped clone source went once they ran
+            assert all(c["State"] == "running" for c in members)
+            assert all(c["Labels"]["team"] == "data" for c in members)
+            await t2.set_replicas(0)
+    finally:
+        docker_daemon.remove_all_matching(f"{TARGET_LABEL}={name}")
 
 
 @pytest.mark.anyio
@@ -175,7 +209,7 @@ async def test_compose_service_members_are_cloned(docker_daemon: DockerDaemon) -
 @pytest.mark.anyio
 async def test_errors_and_bad_arguments(docker_daemon: DockerDaemon, tmp_path: object) -> None:
     async with DockerTarget(unique_name("set"), url=docker_daemon.url) as target:
-        with pytest.raises(TargetError, match="no template and no running container"):
+        with pytest.raises(TargetError, match="no template and no container of the set"):
             await target.set_replicas(1)
         await target.set_replicas(0)  # nothing to do is fine
         await target.ping()

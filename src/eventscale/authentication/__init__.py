@@ -1,7 +1,8 @@
 """Trigger authentication: where a trigger's secrets and parameters come from.
 
 KEDA's TriggerAuthentication rules, the secret sources (manifest files, a directory,
-the cluster: :mod:`~eventscale.authentication.sources`), the synchronous resolver
+the cluster: :mod:`~eventscale.authentication.sources`), the scale target's
+environment (:mod:`~eventscale.authentication.workload`), the synchronous resolver
 (:mod:`~eventscale.authentication.contexts`) and the asynchronous one
 (:mod:`~eventscale.authentication.resolver`) that turn a ScaledObject's triggers into the
 :class:`~eventscale.scalers.params.TriggerContext` each scaler is built from. This
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
     )
     from eventscale.authentication.resolver import (
         DEFAULT_CLUSTER_NAMESPACE,
+        AuthenticationLookup,
         AuthResolver,
+        cluster_authentications,
         default_sources,
         resolve_trigger_contexts_async,
     )
@@ -35,9 +38,15 @@ if TYPE_CHECKING:
         SecretData,
         SecretSource,
     )
+    from eventscale.authentication.workload import (
+        reads_environment,
+        resolve_container_env,
+        workload_env,
+    )
 
 __all__ = (
     "AuthResolver",
+    "AuthenticationLookup",
     "ClusterSource",
     "DEFAULT_CLUSTER_NAMESPACE",
     "DirectorySource",
@@ -45,17 +54,26 @@ __all__ = (
     "MappingSource",
     "SecretData",
     "SecretSource",
+    "cluster_authentications",
     "default_sources",
     "resolve_trigger_authentication",
     "resolve_trigger_contexts",
     "resolve_trigger_contexts_async",
+    "reads_environment",
+    "resolve_container_env",
     "stream_trigger_contexts",
+    "workload_env",
 )
 
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
         "AuthResolver": "eventscale.authentication.resolver",
+        "AuthenticationLookup": "eventscale.authentication.resolver",
+        "cluster_authentications": "eventscale.authentication.resolver",
+        "reads_environment": "eventscale.authentication.workload",
+        "resolve_container_env": "eventscale.authentication.workload",
+        "workload_env": "eventscale.authentication.workload",
         "ClusterSource": "eventscale.authentication.sources",
         "DEFAULT_CLUSTER_NAMESPACE": "eventscale.authentication.resolver",
         "DirectorySource": "eventscale.authentication.sources",

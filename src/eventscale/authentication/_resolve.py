@@ -165,26 +165,33 @@ def resolve_entries(
     fetch: Callable[[Reference], SecretData | None],
     wording: Wording,
     searched: str | None = None,
+    env_origin: str | None = None,
+    container_envs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, Secret], list[ConfigError]]:
     """The ``env``, ``configMapTargetRef`` and ``secretTargetRef`` entries of ``auth``.
 
     Applied in that order, a later entry overriding an earlier one for the same
     parameter. ``fetch`` gives the object a reference names (``None`` when there is
     none) or raises :class:`ConfigError` when it cannot be read; ``searched`` (where
-    it was looked for) is added to a not-found message.
+    it was looked for) is added to a not-found message. An ``env`` entry with a
+    ``containerName`` found in ``container_envs`` reads that container's environment.
 
     :returns: the parameters found, and an error for every entry that failed.
     """
     errors: list[ConfigError] = []
     params: dict[str, Secret] = {}
     for j, env_ref in enumerate(auth.env):
-        if env_ref.name in env:
-            params[env_ref.parameter] = Secret(env[env_ref.name])
+        source, origin = env, env_origin
+        named = env_ref.container_name
+        if named and container_envs is not None and named in container_envs:
+            source, origin = container_envs[named], f"container {named!r}"
+        if env_ref.name in source:
+            params[env_ref.parameter] = Secret(source[env_ref.name])
         else:
             errors.append(
                 ConfigError(
-                    f"{who}: environment variable {env_ref.name!r} is not set "
-                    "(pass the scale target's environment as env=...)",
+                    f"{who}: environment variable {env_ref.name!r} is not set in "
+                    + (origin or "the given environment (pass the scale target's as env=...)"),
                     path=f"spec.env[{j}].name",
                 )
             )
@@ -256,6 +263,7 @@ def build_trigger_contexts(
     table: Mapping[tuple[str, str], TriggerAuthenticationSpec],
     resolved: Mapping[tuple[str, str], Mapping[str, Secret] | ConfigError],
     env: dict[str, str],
+    env_origin: str | None = None,
 ) -> tuple[TriggerContext, ...]:
     """One context per trigger of ``spec``, from already ``resolved`` authentications.
 
@@ -304,6 +312,7 @@ def build_trigger_contexts(
                 path=path,
                 object_name=spec.name,
                 object_namespace=spec.namespace,
+                **({"env_origin": env_origin} if env_origin else {}),
             )
         )
     ConfigError.collect(errors, what=f"cannot resolve the triggers of {spec.name!r}")

@@ -25,9 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import anyio
 import attrs
@@ -63,6 +63,8 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_CLUSTER_NAMESPACE",
     "AuthResolver",
+    "AuthenticationLookup",
+    "cluster_authentications",
     "default_sources",
     "resolve_trigger_contexts_async",
 )
@@ -101,6 +103,14 @@ class AuthResolver:
         default: the ScaledObject's or ScaledJob's ``metadata.namespace``.
     :param cluster_namespace: the namespace of a ClusterTriggerAuthentication's references
         (KEDA's ``KEDA_CLUSTER_OBJECT_NAMESPACE``, default ``keda``).
+    :param authentications: where a (Cluster)TriggerAuthentication a trigger names but
+        the given ones lack is looked up: ``await authentications(kind, name, namespace)``
+        gives it or ``None`` (see :func:`cluster_authentications`).
+    :param env_origin: how messages name where ``env`` came from (``the container 'app'
+        of Deployment 'web'``).
+    :param container_env: ``await container_env(name)`` gives the environment of the
+        scale target's container ``name``, for ``env`` entries with a ``containerName``
+        (KEDA reads that container); without it they read ``env``.
     """
 
     sources: tuple[SecretSource, ...] = attrs.field(converter=_to_tuple, default=())
@@ -110,6 +120,9 @@ class AuthResolver:
     file_root: Path | None = attrs.field(default=None, converter=_to_path)
     namespace: str | None = None
     cluster_namespace: str = DEFAULT_CLUSTER_NAMESPACE
+    authentications: AuthenticationLookup | None = None
+    env_origin: str | None = None
+    container_env: Callable[[str], Awaitable[Mapping[str, str]]] | None = None
 
     async def resolve_authentication(
         self,
@@ -219,13 +232,25 @@ class _Resolution:
                 raise found
             return found
 
+        containers: dict[str, Mapping[str, str]] = {}
+        for j, env_ref in enumerate(auth.env):
+            named = env_ref.container_name
+            if named and named not in containers and self.resolver.container_env is not None:
+                try:
+                    containers[named] = await self.resolver.container_env(named)
+                except ConfigError as exc:
+                    errors.append(
+                        ConfigError(f"{who}: {exc.reason}", path=f"spec.env[{j}].containerName")
+                    )
         params, more = resolve_entries(
             auth,
             who,
+            container_envs=containers,
             env=self.resolver.env,
             fetch=fetch,
             wording=ASYNC_WORDING,
             searched=self.searched(namespace),
+            env_origin=self.resolver.env_origin,
         )
         errors += more
         ConfigError.collect(errors, what=f"cannot resolve {who}")
@@ -262,15 +287,26 @@ class _Resolution:
             | Iterable[TriggerAuthenticationSpec]
         ),
     ) -> tuple[TriggerContext, ...]:
-        table = auth_table(auths)
+        table = dict(auth_table(auths))
         namespace = self.resolver.namespace or spec.namespace
+        lookup = self.resolver.authentications
+        for trig in spec.triggers if lookup is not None else ():
+            ref = trig.authentication_ref
+            if ref is not None and (ref.kind, ref.name) not in table:
+                assert lookup is not None
+                found = await lookup(ref.kind, ref.name, namespace)
+                if found is not None:
+                    log.debug("%s %r found in the cluster", ref.kind, ref.name)
+                    table[(ref.kind, ref.name)] = found
         resolved: dict[tuple[str, str], Mapping[str, Secret] | ConfigError] = {}
         for key, ta, used_by in referenced_authentications(spec, table):
             try:
                 resolved[key] = await self.authentication(ta, namespace, used_by)
             except ConfigError as exc:
                 resolved[key] = exc
-        return build_trigger_contexts(spec, table, resolved, dict(self.resolver.env))
+        return build_trigger_contexts(
+            spec, table, resolved, dict(self.resolver.env), self.resolver.env_origin
+        )
 
 
 def _read_params_file(root: Path, relative: str, who: str, path: str) -> dict[str, Secret]:
@@ -304,6 +340,28 @@ def _read_params_file(root: Path, relative: str, who: str, path: str) -> dict[st
         )
     log.debug("%s: read %d auth parameters from %s", who, len(doc), full)
     return {str(k): Secret(v) for k, v in doc.items()}
+
+
+AuthenticationLookup: TypeAlias = Callable[
+    [str, str, str], Awaitable[TriggerAuthenticationSpec | None]
+]
+"""``await lookup(kind, name, namespace)``: a (Cluster)TriggerAuthentication, or ``None``."""
+
+
+def cluster_authentications(
+    client: KubeClient, read: Callable[[Mapping[str, Any]], TriggerAuthenticationSpec]
+) -> AuthenticationLookup:
+    """A lookup of (Cluster)TriggerAuthentications in the cluster behind ``client``;
+    ``read`` turns the API's document into a spec (``eventscale.manifests``'
+    ``load_trigger_authentication``). A 403 is a :class:`ConfigError` naming the RBAC
+    verb and resource."""
+    source = ClusterSource(client)
+
+    async def lookup(kind: str, name: str, namespace: str) -> TriggerAuthenticationSpec | None:
+        doc = await source.get_trigger_authentication(kind, name, namespace)
+        return read(doc) if doc is not None else None
+
+    return lookup
 
 
 def default_sources(
@@ -346,6 +404,7 @@ async def resolve_trigger_contexts_async(
     namespace: str | None = None,
     cluster_namespace: str = DEFAULT_CLUSTER_NAMESPACE,
     sources: Sequence[SecretSource] | None = None,
+    authentications: AuthenticationLookup | None = None,
 ) -> tuple[TriggerContext, ...]:
     """One :class:`~eventscale.scalers.TriggerContext` per trigger of ``spec``.
 
@@ -357,7 +416,8 @@ async def resolve_trigger_contexts_async(
     ``MappingSource.from_manifests(manifests)`` to keep the stream's Secrets). ``env``
     (default: nothing; ``os.environ`` for the process) backs ``env`` entries and
     ``...FromEnv`` metadata.
-    See :class:`AuthResolver` for ``file_root``, ``namespace`` and ``cluster_namespace``.
+    See :class:`AuthResolver` for ``file_root``, ``namespace``, ``cluster_namespace``
+    and ``authentications`` (TriggerAuthentications from the cluster).
 
     :raises ConfigError: every unresolvable reference, each with its path.
     :raises ScalerError: the cluster could not be reached (transient).
@@ -392,5 +452,6 @@ async def resolve_trigger_contexts_async(
         file_root=file_root,
         namespace=namespace,
         cluster_namespace=cluster_namespace,
+        authentications=authentications,
     )
     return await resolver.trigger_contexts(spec, table)

@@ -351,15 +351,33 @@ class ClusterSource:
         )
         return SecretData(values=values, origin=f"the cluster (namespace {namespace!r})")
 
+    async def get_trigger_authentication(
+        self, kind: str, name: str, namespace: str
+    ) -> Mapping[str, Any] | None:
+        """The ``keda.sh/v1alpha1`` TriggerAuthentication ``name`` in ``namespace`` (or
+        the cluster-scoped ClusterTriggerAuthentication), as the API returns it."""
+        if kind == "ClusterTriggerAuthentication":
+            path = f"{_KEDA_API}/clustertriggerauthentications/{_checked_name(kind, name)}"
+            return await self._read(path, "clustertriggerauthentications", kind, name, None)
+        plural = "triggerauthentications"
+        path = f"{_KEDA_API}/namespaces/{_checked_namespace(namespace)}/{plural}"
+        return await self._read(
+            f"{path}/{_checked_name(kind, name)}", plural, kind, name, namespace
+        )
+
     async def _get(
         self, plural: str, kind: str, name: str, namespace: str
     ) -> Mapping[str, Any] | None:
         # Names go into the URL path: anything but a Kubernetes name could redirect it.
-        if not _OBJECT_NAME.fullmatch(name):
-            raise ConfigError(f"{kind} name {name!r} is not a valid Kubernetes object name")
-        if not _NAMESPACE.fullmatch(namespace):
-            raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace")
-        path = f"/api/v1/namespaces/{namespace}/{plural}/{name}"
+        path = f"/api/v1/namespaces/{_checked_namespace(namespace)}/{plural}"
+        return await self._read(
+            f"{path}/{_checked_name(kind, name)}", plural, kind, name, namespace
+        )
+
+    async def _read(
+        self, path: str, plural: str, kind: str, name: str, namespace: str | None
+    ) -> Mapping[str, Any] | None:
+        where = f" in namespace {namespace!r}" if namespace is not None else ""
         try:
             obj = await self.client.request("GET", path)
         except TargetNotFound:
@@ -367,16 +385,37 @@ class ClusterSource:
         except TargetError as exc:
             # The client already redacted its credentials from the API's message.
             detail = redact_text(exc.message)
-            if exc.status in (401, 403):
+            if exc.status == 403:
+                scope = f"in namespace {namespace!r}" if namespace is not None else "cluster-wide"
                 raise ConfigError(
-                    f"reading {kind} {name!r} in namespace {namespace!r} was refused "
-                    f"(HTTP {exc.status}): {detail}"
+                    f"reading {kind} {name!r}{where} was refused (HTTP 403): the Kubernetes "
+                    f"account may not 'get' {plural} {scope} (grant RBAC verb 'get' on "
+                    f"resource '{plural}'): {detail}"
+                ) from exc
+            if exc.status == 401:
+                raise ConfigError(
+                    f"reading {kind} {name!r}{where} was refused (HTTP 401): the Kubernetes "
+                    f"credentials were not accepted: {detail}"
                 ) from exc
             status = f" (HTTP {exc.status})" if exc.status is not None else ""
             raise ScalerError(
-                f"cannot read {kind} {name!r} in namespace {namespace!r} from the "
-                f"Kubernetes API{status}: {detail}",
+                f"cannot read {kind} {name!r}{where} from the Kubernetes API{status}: {detail}",
                 transient=True,
             ) from exc
-        log.debug("read %s %s/%s from the cluster", kind, namespace, name)
+        log.debug("read %s %r%s from the cluster", kind, name, where)
         return obj
+
+
+_KEDA_API: Final = "/apis/keda.sh/v1alpha1"
+
+
+def _checked_name(kind: str, name: str) -> str:
+    if not _OBJECT_NAME.fullmatch(name):
+        raise ConfigError(f"{kind} name {name!r} is not a valid Kubernetes object name")
+    return name
+
+
+def _checked_namespace(namespace: str) -> str:
+    if not _NAMESPACE.fullmatch(namespace):
+        raise ConfigError(f"namespace {namespace!r} is not a valid Kubernetes namespace")
+    return namespace

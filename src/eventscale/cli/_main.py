@@ -12,6 +12,7 @@ writer of :mod:`eventscale.cli._output`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -50,6 +51,25 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The status a process killed by SIGPIPE has in a shell (128 + 13).
+EXIT_BROKEN_PIPE = 141
+
+
+def _broken_pipe(exc: BaseException) -> bool:
+    """Whether ``exc`` is a broken pipe (alone or as every leaf of an exception group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_broken_pipe(e) for e in exc.exceptions)
+    return isinstance(exc, BrokenPipeError)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (tests, an embedding application)
+        pass
+
+
 def main(argv: Sequence[str] | None = None, *, out: Writable | None = None) -> int:
     """Entry point of the ``eventscale`` command; returns the exit status."""
     stdout = RedactingWriter(out if out is not None else sys.stdout, REDACTOR)
@@ -70,6 +90,11 @@ def main(argv: Sequence[str] | None = None, *, out: Writable | None = None) -> i
         stderr.write(f"eventscale: {exc}\n")
         return EXIT_FAILED
     except Exception as exc:
+        if _broken_pipe(exc):
+            # The reader went away (`eventscale ... | head`): stop quietly, as Unix tools
+            # do. stdout goes to /dev/null so the interpreter's last flush cannot fail.
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
         # A bug: say so without a traceback that might quote a connection string.
         stderr.write(f"eventscale: unexpected {type(exc).__name__}: {exc}\n")
         if args.verbose:

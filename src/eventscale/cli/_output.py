@@ -22,6 +22,7 @@ __all__ = (
     "RedactingWriter",
     "Redactor",
     "Writable",
+    "encodable",
     "fmt",
     "is_terminal",
     "setup_logging",
@@ -76,6 +77,18 @@ class Redactor:
 REDACTOR = Redactor()
 
 
+def encodable(text: str, stream: object) -> str:
+    """``text`` with what ``stream``'s encoding cannot hold as backslash escapes."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return text.encode(encoding, "backslashreplace").decode(encoding)
+    except LookupError:  # an encoding Python does not know: UTF-8 is what it can do
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class RedactingWriter:
     """A text stream wrapper that redacts what goes through it."""
 
@@ -84,8 +97,12 @@ class RedactingWriter:
         self._redact = redactor
 
     def write(self, text: str, /) -> int:
-        """Write ``text`` redacted; return its length as given."""
-        self._stream.write(self._redact(text))
+        """Write ``text`` redacted; return its length as given.
+
+        What the stream's encoding cannot hold (a lone surrogate, a character outside
+        the terminal's code page) is written as a backslash escape, never an error.
+        """
+        self._stream.write(encodable(self._redact(text), self._stream))
         return len(text)
 
     def flush(self) -> None:
@@ -124,7 +141,7 @@ def setup_logging(verbosity: int, err: Writable) -> Callable[[], None]:
     embedding application) leaves logging as it found it.
     """
     handler = logging.StreamHandler(err)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(_RedactingFilter(REDACTOR))
     root = logging.getLogger()
     library = logging.getLogger("eventscale")

@@ -59,7 +59,7 @@ DEMO_SPEC = ScaledObjectSpec(
     name="demo-worker",
     scale_target_ref=ScaleTargetRef(name="demo-worker"),
     triggers=[
-        TriggerSpec(type="memory", name="queue", metadata={"name": "demo-queue", "target": "10"})
+        TriggerSpec(type="gauge", name="queue", metadata={"name": "demo-queue", "target": "10"})
     ],
     polling_interval=1,
     cooldown_period=10,
@@ -158,7 +158,7 @@ async def run_demo(
     from eventscale.runtime.controller import Controller
     from eventscale.runtime.observability import EventKind
     from eventscale.runtime.scaled_object import ScaledObject
-    from eventscale.scalers.memory import GaugeRegistry, MemoryScaler
+    from eventscale.scalers.gauge import GaugeRegistry, GaugeScaler
     from eventscale.targets.memory import MemoryTarget
 
     start = time.monotonic()
@@ -172,7 +172,7 @@ async def run_demo(
     queue = GaugeRegistry()
     queue.set("demo-queue", 0)
     target = MemoryTarget(replicas=0, name="demo-worker", clock=clock)
-    scaler = MemoryScaler("demo-queue", target=10, registry=queue, trigger_name="queue")
+    scaler = GaugeScaler("demo-queue", target=10, registry=queue, trigger_name="queue")
     obj = ScaledObject(DEMO_SPEC, target=target, scalers=[scaler], clock=clock)
     # Every scale action gets a line of its own with its reason; between them one
     # line per demo second shows the queue and the latest decision.

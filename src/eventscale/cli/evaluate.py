@@ -21,6 +21,8 @@ from eventscale.cli._common import (
     job_target,
     load,
     make_target,
+    resolve_contexts,
+    tidy_reason,
 )
 from eventscale.cli._output import Writable, fmt, table, write_json
 from eventscale.redaction import redact_text
@@ -28,6 +30,7 @@ from eventscale.redaction import redact_text
 if TYPE_CHECKING:
     from eventscale.manifests.reader import Manifests
     from eventscale.runtime.scaled_job import JobReport
+    from eventscale.scalers.params import TriggerContext
     from eventscale.targets import Target
 
 __all__ = ("add_parser", "evaluate", "evaluate_scaled_jobs", "execute", "write_job_reports")
@@ -67,6 +70,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait for each trigger and the target (default 10)",
     )
+    ev.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        help="the kubeconfig for --target kubernetes, which also reads Secrets, ConfigMaps, "
+        "TriggerAuthentications and pod templates the file lacks (default: in-cluster, "
+        "$KUBECONFIG, ~/.kube/config)",
+    )
+    ev.add_argument("--context", metavar="NAME", help="the kubeconfig context (default: current)")
     add_env_options(ev)
     ev.set_defaults(execute=execute)
     return ev
@@ -90,11 +101,34 @@ async def _current_replicas(target: Target, limit: float) -> tuple[int, str | No
 
 async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     """Evaluate every ScaledObject and ScaledJob of ``args.manifest`` once."""
+    workloads: list[dict[str, Any]] = []
+    manifests = load([args.manifest], jobs=True, workloads=workloads)
+    env = environment(args)
+    client = None
+    if args.target == "kubernetes":
+        from eventscale.kube import KubeClient, KubeConfig
+
+        client = KubeClient(KubeConfig.load(args.kubeconfig, args.context))
+    try:
+        return await _evaluate(args, out, err, manifests, env, client, workloads)
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
+async def _evaluate(
+    args: argparse.Namespace,
+    out: Writable,
+    err: Writable,
+    manifests: Manifests,
+    env: Mapping[str, str],
+    client: Any,
+    workloads: list[dict[str, Any]],
+) -> int:
+    from eventscale.engine.checks import check_spec
     from eventscale.runtime.scaled_object import ScaledObject
     from eventscale.targets.memory import MemoryTarget
 
-    manifests = load([args.manifest], jobs=True)
-    env = environment(args)
     objects = []
     # Build every object (and so check every trigger's metadata) before polling any.
     for spec in manifests.scaled_objects:
@@ -102,11 +136,14 @@ async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> in
         if args.current_replicas is not None or args.target == "none":
             target = MemoryTarget(replicas=args.current_replicas or 0)
         else:
-            target = make_target(args.target, spec)
-        contexts = manifests.trigger_contexts(spec, env=env)
+            target = make_target(args.target, spec, client=client)
+        contexts = await resolve_contexts(manifests, spec, args, client, workloads, target=target)
         objects.append(
             ScaledObject(spec, target=target, contexts=contexts, poll_timeout=args.timeout)
         )
+    for obj in objects:
+        for warning in check_spec(obj.spec, options=obj.options):
+            err.write(f"eventscale: warning: {obj.key}: {warning}\n")
     reports = []
     notes: dict[str, str] = {}
     try:
@@ -120,12 +157,17 @@ async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> in
         for obj in objects:
             await obj.aclose()
     failed = any(t.error is not None for r in reports for t in r.triggers)
+    job_contexts = {
+        spec.name: await resolve_contexts(manifests, spec, args, client, workloads)
+        for spec in manifests.scaled_jobs
+    }
     job_reports = await evaluate_scaled_jobs(
         manifests,
         env=env,
         poll_timeout=args.timeout,
         target=args.target,
         running=args.current_replicas,
+        contexts=job_contexts,
     )
     failed = failed or any(not r.ok for r in job_reports)
     if args.json:
@@ -140,7 +182,7 @@ async def evaluate(args: argparse.Namespace, out: Writable, err: Writable) -> in
             out.write(
                 f"ScaledObject {report.key}: {report.current_replicas} -> "
                 f"{report.decision.replicas} replicas ({state})\n"
-                f"  reason: {report.decision.reason}\n"
+                f"  reason: {tidy_reason(report.decision.reason)}\n"
             )
             if report.key in notes:
                 out.write(f"  target: {notes[report.key]}\n")
@@ -159,8 +201,12 @@ async def evaluate_scaled_jobs(
     poll_timeout: float,
     target: str = "none",
     running: int | None = None,
+    contexts: Mapping[str, tuple[TriggerContext, ...]] | None = None,
 ) -> list[JobReport]:
     """One dry-run evaluation of every ScaledJob in ``manifests``; nothing is started.
+
+    ``contexts`` gives resolved trigger contexts by ScaledJob name (else they are
+    resolved from ``manifests`` and ``env``).
 
     The running and pending jobs are read from ``target`` (``kubernetes`` or
     ``docker``); with ``none`` (or when ``running`` is given) ``running`` jobs, else
@@ -175,7 +221,8 @@ async def evaluate_scaled_jobs(
             ScaledJob(
                 spec,
                 target=job_target(kind, spec),
-                contexts=manifests.trigger_contexts(spec, env=env),
+                contexts=(contexts or {}).get(spec.name)
+                or manifests.trigger_contexts(spec, env=env),
                 poll_timeout=poll_timeout,
             )
         )
@@ -196,7 +243,7 @@ def write_job_reports(reports: Sequence[JobReport], out: Writable) -> None:
         out.write(
             f"ScaledJob {report.key}: {report.counts.running} running "
             f"({report.counts.pending} pending), would start {report.decision.create} ({state})\n"
-            f"  reason: {report.decision.reason}\n"
+            f"  reason: {tidy_reason(report.decision.reason)}\n"
         )
         if report.target_error:
             out.write(f"  target: cannot list jobs ({report.target_error}); assuming 0\n")

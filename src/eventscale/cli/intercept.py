@@ -1,10 +1,11 @@
-"""``eventscale intercept``: the interceptor and the controller for HTTPScaledObjects.
+"""``eventscale intercept``: the interceptor and the controller for the HTTP add-on's kinds.
 
-Reads ``HTTPScaledObject`` manifests, serves their routes through an
-:class:`~eventscale.http.Interceptor`, and runs one ScaledObject per manifest (an
-``http`` trigger on the route's pending requests) in a
-:class:`~eventscale.runtime.controller.Controller` whose ``wake`` the interceptor calls when
-it holds a request for an upstream at zero.
+Reads ``HTTPScaledObject`` and ``InterceptorRoute`` manifests, serves their routes
+through an :class:`~eventscale.http.Interceptor`, and runs one ScaledObject per
+HTTPScaledObject (an ``http`` trigger on the route's pending requests) and every
+ScaledObject whose add-on trigger names an InterceptorRoute (that trigger read in
+process) in a :class:`~eventscale.runtime.controller.Controller`, which the interceptor
+wakes when it holds a request for an upstream at zero.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from eventscale.cli._common import EXIT_OK, make_target, read_manifest_files
-from eventscale.cli._output import Writable
+from eventscale.cli._output import REDACTOR, Writable
 from eventscale.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eventscale.http.interceptor import Route
+    from eventscale.http.manifest import HTTPScaledObjectSpec
+    from eventscale.http.route import InterceptorRouteSpec
+    from eventscale.runtime.scaled_object import ScaledObject
 
 __all__ = ("add_parser", "execute", "parse_address", "parse_upstreams", "run_intercept")
 
@@ -49,6 +56,86 @@ def parse_upstreams(items: list[str] | None) -> dict[str, str]:
             )
         out[name] = url
     return out
+
+
+def _routes_and_objects(
+    args: argparse.Namespace,
+) -> tuple[list[Route], list[ScaledObject], dict[str, list[str]]]:
+    """The routes, the ScaledObjects and, per route, the objects its held requests wake.
+
+    Each HTTPScaledObject gives a route and (unless it skips it) a ScaledObject of its
+    own; each InterceptorRoute gives a route, scaled by the manifests' ScaledObjects
+    whose add-on trigger names it (other ScaledObjects are left to ``eventscale run``).
+    """
+    from eventscale.http.manifest import load_http_scaled_objects
+    from eventscale.http.route import bind_scaled_object, load_interceptor_routes, route_references
+    from eventscale.manifests.reader import load_manifests
+    from eventscale.runtime.scaled_object import ScaledObject
+
+    text = read_manifest_files(args.manifests)
+    problems: list[ConfigError] = []
+    specs: tuple[HTTPScaledObjectSpec, ...] = ()
+    irs: tuple[InterceptorRouteSpec, ...] = ()
+    try:
+        specs = load_http_scaled_objects(text)
+    except ConfigError as exc:
+        problems.append(exc)
+    try:
+        irs = load_interceptor_routes(text)
+    except ConfigError as exc:
+        problems.append(exc)
+    ConfigError.collect(problems, what="invalid manifests")
+    if not specs and not irs:
+        raise ConfigError(
+            "the manifests hold no HTTPScaledObject or InterceptorRoute", path="MANIFEST"
+        )
+    keys = {s.key for s in specs}
+    for ir in irs:
+        if ir.key in keys:
+            raise ConfigError(
+                f"{ir.key!r} is both an HTTPScaledObject and an InterceptorRoute: "
+                "keep one of them (the route of a migrated object is the InterceptorRoute)",
+                path="InterceptorRoute.metadata.name",
+            )
+    manifests = load_manifests(text, ignore_unknown_kinds=True)
+    for data in manifests.secrets.values():
+        REDACTOR.add(data.values())
+    host_args = parse_upstreams(args.upstream)
+    if args.max_held < 0:
+        raise ConfigError("must be >= 0", path="--max-held")
+    options = {
+        "max_held": args.max_held,
+        "hold_timeout": args.hold_timeout,
+        "retry_after": args.retry_after,
+    }
+    routes = [s.to_route(host_args, **options) for s in specs]
+    routes += [ir.to_route(host_args, **options) for ir in irs]
+    objects: list[ScaledObject] = []
+    wakes: dict[str, list[str]] = {}
+    for s in specs:
+        if s.skip_scaled_object_creation:
+            continue
+        spec = s.to_scaled_object_spec(polling_interval=args.polling_interval)
+        objects.append(ScaledObject(spec, target=make_target(args.target, spec)))
+        wakes.setdefault(s.key, []).append(s.key)
+    by_key = {ir.key: ir for ir in irs}
+    for so in manifests.scaled_objects:
+        refs = route_references(so)
+        if not refs:
+            continue
+        spec = bind_scaled_object(so, by_key)
+        contexts = manifests.trigger_contexts(spec)
+        obj = ScaledObject(spec, target=make_target(args.target, spec), contexts=contexts)
+        objects.append(obj)
+        for _, name in refs:
+            wakes.setdefault(f"{so.namespace}/{name}", []).append(obj.key)
+    for ir in irs:
+        if ir.key not in wakes:
+            sys.stderr.write(
+                f"eventscale: no ScaledObject names InterceptorRoute {ir.key!r}: "
+                "it is routed, not scaled\n"
+            )
+    return routes, objects, wakes
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -98,7 +185,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         type=float,
         default=1.0,
         metavar="SECONDS",
-        help="how often each object is reconciled besides wake-ups (default 1)",
+        help="how often each HTTPScaledObject is reconciled besides wake-ups (default 1; "
+        "a ScaledObject keeps its pollingInterval)",
     )
     p.set_defaults(execute=execute)
     return p
@@ -115,34 +203,16 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
 async def run_intercept(args: argparse.Namespace, out: Writable) -> int:
     """Run the interceptor and the controller until cancelled."""
     from eventscale.http.interceptor import Interceptor
-    from eventscale.http.manifest import load_http_scaled_objects
     from eventscale.runtime.controller import Controller
     from eventscale.runtime.observability import Event, EventKind
-    from eventscale.runtime.scaled_object import ScaledObject
 
-    specs = load_http_scaled_objects(read_manifest_files(args.manifests))
-    if not specs:
-        raise ConfigError("the manifests hold no HTTPScaledObject", path="MANIFEST")
+    routes, objects, wakes = _routes_and_objects(args)
     host, port = parse_address(args.listen, option="--listen")
     admin = None if args.admin == "none" else parse_address(args.admin, option="--admin")
-    upstreams = parse_upstreams(args.upstream)
-    if args.max_held < 0:
-        raise ConfigError("must be >= 0", path="--max-held")
-    routes = [
-        s.to_route(
-            upstreams,
-            max_held=args.max_held,
-            hold_timeout=args.hold_timeout,
-            retry_after=args.retry_after,
-        )
-        for s in specs
-    ]
-    objects = []
-    for s in specs:
-        if s.skip_scaled_object_creation:
-            continue
-        spec = s.to_scaled_object_spec(polling_interval=args.polling_interval)
-        objects.append(ScaledObject(spec, target=make_target(args.target, spec)))
+
+    def wake(route: str) -> None:
+        for key in wakes.get(route, ()):
+            ctl.wake(key)
 
     def on_event(event: Event) -> None:
         if event.kind in (EventKind.SCALE, EventKind.TARGET_ERROR):
@@ -153,7 +223,7 @@ async def run_intercept(args: argparse.Namespace, out: Writable) -> int:
         ctl.events.add_hook(on_event)
         for obj in objects:
             ctl.add(obj)
-        interceptor = Interceptor(routes, wake=ctl.wake)
+        interceptor = Interceptor(routes, wake=wake)
         try:
             await interceptor.start(
                 host,

@@ -21,10 +21,11 @@ import anyio
 from eventscale.cli._common import (
     EXIT_OK,
     add_env_options,
-    environment,
     job_target,
     load,
     make_target,
+    resolve_contexts,
+    tidy_reason,
 )
 from eventscale.cli._output import Writable, fmt, is_terminal, table
 from eventscale.errors import ConfigError
@@ -138,8 +139,8 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     from eventscale.runtime.scaled_job import ScaledJob
     from eventscale.runtime.scaled_object import ScaledObject
 
-    manifests = load(args.manifests, jobs=True)
-    env = environment(args)
+    workloads: list[dict[str, Any]] = []
+    manifests = load(args.manifests, jobs=True, workloads=workloads)
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
@@ -153,13 +154,15 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     kinds: dict[str, str] = {}
     try:
         for spec in manifests.scaled_objects:
-            objects.append(
-                ScaledObject(
-                    spec,
-                    target=make_target(args.target, spec, client=client),
-                    contexts=manifests.trigger_contexts(spec, env=env),
+            target = make_target(args.target, spec, client=client)
+            try:
+                contexts = await resolve_contexts(
+                    manifests, spec, args, client, workloads, target=target
                 )
-            )
+            except BaseException:
+                await target.aclose()
+                raise
+            objects.append(ScaledObject(spec, target=target, contexts=contexts))
             kinds[objects[-1].key] = "ScaledObject"
         for job_spec in manifests.scaled_jobs:
             job = ScaledJob(
@@ -167,7 +170,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
                 target=job_target(
                     args.target, job_spec, client=client, job_seconds=args.job_seconds
                 ),
-                contexts=manifests.trigger_contexts(job_spec, env=env),
+                contexts=await resolve_contexts(manifests, job_spec, args, client, workloads),
             )
             objects.append(job)
             if job.key in kinds:
@@ -221,14 +224,21 @@ async def _run_objects(
         )
     extra: dict[str, str] = {} if sharding is None else {"identity": sharding.identity}
 
+    stop = anyio.CancelScope()
+    reader_gone: list[BrokenPipeError] = []
+
     def on_event(event: Event) -> None:
         if not live:
-            if event.kind in shown:
+            if event.kind in shown and not reader_gone:
                 line = event.to_dict()
                 line["objectKind"] = kinds.get(event.scaled_object, "ScaledObject")
                 line.update(extra)
-                out.write(json.dumps(line) + "\n")
-                out.flush()
+                try:
+                    out.write(json.dumps(line) + "\n")
+                    out.flush()
+                except BrokenPipeError as exc:  # `eventscale run ... | head`: stop quietly
+                    reader_gone.append(exc)
+                    stop.cancel()
             return
         row = rows.get(event.scaled_object)
         if row is None:
@@ -242,7 +252,7 @@ async def _run_objects(
                 row[2] = str(event.current_replicas)
         elif event.kind is EventKind.DECISION:
             row[3] = str(event.desired_replicas)
-            row[5] = event.reason or ""
+            row[5] = tidy_reason(event.reason or "")
         elif event.kind is EventKind.SCALE:
             row[2] = str(event.to_replicas)
         elif event.kind is EventKind.TARGET_ERROR:
@@ -280,12 +290,14 @@ async def _run_objects(
                 out.flush()
                 await anyio.sleep(1)
 
-    with anyio.CancelScope() as scope:
+    with stop:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_sigterm, scope)
+            tg.start_soon(stop_on_sigterm, stop)
             if sharding is None:
                 await control()
             else:
                 async with sharding:
                     await control()
+    if reader_gone:
+        raise reader_gone[0]  # main() ends quietly on a broken pipe
     return EXIT_OK

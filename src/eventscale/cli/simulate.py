@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from eventscale.cli._common import EXIT_OK, load
+from eventscale.cli._common import EXIT_OK, load, tidy_reason
 from eventscale.cli._output import Writable, fmt, table, write_json
 from eventscale.cli._whatif import (
     add_workload_arguments,
@@ -20,7 +20,7 @@ from eventscale.cli._whatif import (
     closed_loop_kwargs,
     summary_table,
 )
-from eventscale.errors import ConfigError
+from eventscale.errors import ConfigError, EventscaleError, MissingExtraError
 
 if TYPE_CHECKING:
     from eventscale.manifests.reader import Manifests
@@ -106,6 +106,8 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     trace = Trace.from_csv(args.trace)
     if args.ready_delay < 0:
         raise ConfigError("must be >= 0", path="--ready-delay")
+    if args.plot:
+        _check_plotting()
     timeline = simulate(
         spec,
         trace,
@@ -126,7 +128,7 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
             str(step.desired_replicas),
             str(step.replicas),
             "yes" if step.active else "no",
-            step.reason,
+            tidy_reason(step.reason),
         ],
         out,
     )
@@ -139,6 +141,8 @@ def execute_closed_loop(args: argparse.Namespace, out: Writable) -> int:
     """``eventscale simulate --workload``: the closed loop; returns the exit status (0)."""
     from eventscale.simulation.closed_loop import simulate_closed_loop
 
+    if args.plot:
+        _check_plotting()
     manifests = load([args.manifest], jobs=True)
     if not manifests.scaled_objects or args.job_seconds is not None:
         return _closed_loop_jobs(manifests, args, out)
@@ -226,6 +230,17 @@ def _closed_loop_jobs(manifests: Manifests, args: argparse.Namespace, out: Writa
     return EXIT_OK
 
 
+def _check_plotting() -> None:
+    """Fail before simulating when matplotlib is missing: a run-time failure (exit 1, as
+    docs/cli.md says), not invalid input."""
+    from eventscale._optional import import_optional
+
+    try:
+        import_optional("matplotlib", extra="plot", what="simulate --plot")
+    except MissingExtraError as exc:
+        raise EventscaleError(str(exc)) from None
+
+
 def simulate_scaled_job(
     manifests: Manifests,
     *,
@@ -245,6 +260,8 @@ def simulate_scaled_job(
             "a ScaledJob needs --job-seconds (how long each job runs)", path="--job-seconds"
         )
     spec = manifests.scaled_job(name)
+    if plot:
+        _check_plotting()
     timeline = simulate_jobs(
         spec,
         Trace.from_csv(trace_path),
@@ -260,7 +277,12 @@ def simulate_scaled_job(
         spec.triggers,
         timeline.steps,
         ["RUNNING", "FINISHED", "STARTED", "REASON"],
-        lambda step: [str(step.running), str(step.finished), str(step.started), step.reason],
+        lambda step: [
+            str(step.running),
+            str(step.finished),
+            str(step.started),
+            tidy_reason(step.reason),
+        ],
         out,
     )
     out.write(

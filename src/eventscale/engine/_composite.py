@@ -9,6 +9,7 @@ when the composite is strictly above its activation target. See docs/engine.md,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import attrs
@@ -49,7 +50,13 @@ class Composite:
             raise FormulaError(f"combiner raised {type(exc).__name__}: {exc}") from exc
         if result is None:
             return None
-        return float(result)
+        try:
+            value = float(result)
+        except (TypeError, ValueError, OverflowError):
+            raise FormulaError(f"combiner gave {type(result).__name__}, not a number") from None
+        if not math.isfinite(value):  # no replica count comes from it (docs/errors.md)
+            raise FormulaError(f"combiner gave {value!r}")
+        return value
 
     def replicas(
         self,

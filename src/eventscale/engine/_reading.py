@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, TypeAlias
 
-from eventscale.engine.hpa import REPLICA_CAP, Tolerance, value_replicas
+from eventscale.engine.hpa import REPLICA_CAP, Tolerance, average_value_replicas, value_replicas
 from eventscale.engine.model import PendingDetail, TriggerDetail, TriggerObservation, TriggerStatus
 from eventscale.engine.state import ScalingState
 from eventscale.metrics import MetricType
@@ -25,6 +25,8 @@ __all__ = ("Reading", "TriggerReader")
 
 # Reading an enum member through its class is slow on CPython 3.11 (see lifecycle.py).
 _VALUE: Final[MetricType] = MetricType.VALUE
+# Below it, value * 1000 is an exact int64 milli-value: the inlined maths cannot overflow.
+_MILLI_SAFE: Final = 1e15
 
 Reading: TypeAlias = tuple[
     int | None,  # raw: the highest proposal of a healthy trigger (None without a composite)
@@ -47,9 +49,19 @@ class TriggerReader:
     :param fallback: the spec's fallback (decides when a failing trigger is in fallback).
     :param composite: a formula or combiner combines the triggers: their values are
         collected as variables instead of proposing replicas themselves.
+    :param resource: indexes of the resource (cpu/memory) triggers, whose value is the
+        replica count the HPA's resource calculator proposes (docs/scalers/cpu-memory.md).
     """
 
-    __slots__ = ("_band_high", "_band_low", "_composite", "_fallback", "_rows", "_tolerance")
+    __slots__ = (
+        "_band_high",
+        "_band_low",
+        "_composite",
+        "_fallback",
+        "_resource",
+        "_rows",
+        "_tolerance",
+    )
 
     def __init__(
         self,
@@ -58,8 +70,10 @@ class TriggerReader:
         fallback: Fallback | None,
         *,
         composite: bool,
+        resource: frozenset[int] = frozenset(),
     ) -> None:
         self._rows = rows
+        self._resource = resource
         self._tolerance = tolerance
         self._fallback = fallback
         self._composite = composite
@@ -91,6 +105,7 @@ class TriggerReader:
         composite = self._composite
         band_low = self._band_low
         band_high = self._band_high
+        resource = self._resource
         for index, name, variable in self._rows:
             obs = by_index.get(index)
             if obs is None:
@@ -116,13 +131,22 @@ class TriggerReader:
                         else:
                             error = f"metric {metric!r} missing from the scaler's report"
                             break
+                        if value != value:  # NaN: no replica count (docs/errors.md, Limits)
+                            error = f"metric {metric!r} is not a number (NaN)"
+                            break
                         total += value
                         metric_target = ms.target
                         metric_type = ms.metric_type
-                        if metric_type is _VALUE:
+                        if index in resource:  # the value is the proposal
+                            n = min(REPLICA_CAP, max(0, int(value)))
+                        elif metric_type is _VALUE:
                             n = value_replicas(
                                 value, metric_target, current, ready_replicas, tolerance
                             )
+                        elif not (
+                            -_MILLI_SAFE < value < _MILLI_SAFE and metric_target < _MILLI_SAFE
+                        ):  # huge numbers: the saturating maths of hpa.py
+                            n = average_value_replicas(value, metric_target, current, tolerance)
                         else:  # average_value_replicas(), inlined (the common metric type)
                             usage = round(value * 1000)
                             milli_target = round(metric_target * 1000)
@@ -144,7 +168,7 @@ class TriggerReader:
                     total = sum(v.value for v in report.values)
                 if error is None:
                     active = report.is_active
-                    if not composite:
+                    if not composite or index in resource:  # cpu/memory stay beside a formula
                         any_active = any_active or active
                         if proposal is not None and (raw is None or proposal > raw):
                             raw = proposal

@@ -17,6 +17,8 @@ from eventscale.spec import ScaledObjectSpec
 
 __all__ = ("EngineWarning", "check_spec")
 
+_DEFAULT_COOLDOWN = 300.0  # ScaledObjectSpec's (and KEDA's) cooldownPeriod default
+
 
 @attrs.frozen
 class EngineWarning:
@@ -41,7 +43,10 @@ def check_spec(
     * the same for ``scalingModifiers`` (``activationTarget >= target``);
     * ``idleReplicaCount >= minReplicaCount`` and ``minReplicaCount > maxReplicaCount``
       (rejected by :class:`ScaledObjectSpec` already; checked again for specs built
-      with ``attrs.evolve`` and friends).
+      with ``attrs.evolve`` and friends);
+    * a ``cooldownPeriod`` (other than the default 300) with ``minReplicaCount > 0`` and
+      no ``idleReplicaCount``: it has no effect, as KEDA warns (the cooldown only
+      delays going to zero or to the idle count).
 
     :raises ConfigError: the formula does not compile (as :class:`Engine` would).
     """
@@ -81,6 +86,20 @@ def check_spec(
                 "spec.minReplicaCount",
                 f"minReplicaCount {spec.min_replica_count} > maxReplicaCount "
                 f"{spec.max_replica_count}; maxReplicaCount wins",
+            )
+        )
+    if (
+        spec.cooldown_period != _DEFAULT_COOLDOWN
+        and spec.min_replica_count > 0
+        and spec.idle_replica_count is None
+    ):
+        warnings.append(
+            EngineWarning(
+                "spec.cooldownPeriod",
+                f"cooldownPeriod {spec.cooldown_period:g}s has no effect with minReplicaCount "
+                f"{spec.min_replica_count} > 0 and no idleReplicaCount: it only delays "
+                "scaling to zero (or to idleReplicaCount); scale-in between "
+                "minReplicaCount and maxReplicaCount follows the HPA behavior",
             )
         )
     return tuple(warnings)

@@ -12,6 +12,13 @@ into integer milli-units first (as Kubernetes compares ``Quantity.MilliValue()``
 Tolerance: when ``1 - down <= ratio <= 1 + up`` (both ends inclusive) the current count
 is kept. The ratio is ``total / (target * current)`` for ``AverageValue`` and
 ``total / target`` for ``Value``. At zero replicas there is no tolerance.
+
+The maths is total on finite input, and saturates instead of raising: a value or target
+beyond ``+/-`` :data:`MILLI_CAP` milli-units (about ``9.2e15``, a Kubernetes quantity's
+``int64`` range) counts as that bound, infinities too, and every proposal is capped at
+:data:`REPLICA_CAP`. So ``1e306`` asks for :data:`REPLICA_CAP` replicas (the runtime
+refuses such a value as a trigger error before it gets here: docs/errors.md, "Limits").
+NaN has no milli-value: :func:`to_milli_int` raises :class:`ValueError` for it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import attrs
 from eventscale.metrics import MetricType
 
 __all__ = (
+    "MILLI_CAP",
     "REPLICA_CAP",
     "Tolerance",
     "average_value_replicas",
@@ -35,6 +43,8 @@ __all__ = (
 
 #: Upper bound of any computed proposal (the HPA caps at MaxInt32).
 REPLICA_CAP: Final = 2**31 - 1
+#: The largest milli-value (a Kubernetes quantity's ``int64``): larger values saturate.
+MILLI_CAP: Final = 2**63 - 1
 
 
 def _ge0(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -62,8 +72,20 @@ DEFAULT_TOLERANCE: Final = Tolerance()
 
 
 def to_milli_int(value: float) -> int:
-    """``value`` in integer milli-units (``8.6`` -> ``8600``), as a Kubernetes quantity."""
-    return round(value * 1000)
+    """``value`` in integer milli-units (``8.6`` -> ``8600``), as a Kubernetes quantity.
+
+    Saturates at ``+/-`` :data:`MILLI_CAP` (infinities included).
+
+    :raises ValueError: ``value`` is NaN.
+    """
+    milli = value * 1000
+    if milli != milli:
+        raise ValueError("NaN has no milli-value")
+    if milli >= MILLI_CAP:
+        return MILLI_CAP
+    if milli <= -MILLI_CAP:
+        return -MILLI_CAP
+    return round(milli)
 
 
 def _ceil_div(num: int, den: int) -> int:
@@ -113,10 +135,12 @@ def value_replicas(
     if tolerance.within(ratio):
         return current
     base = ready if ready is not None and ready > 0 else current
-    return min(REPLICA_CAP, _ceil_float(ratio * base))
+    return min(REPLICA_CAP, _ceil_float(ratio * min(base, REPLICA_CAP)))
 
 
 def _ceil_float(value: float) -> int:
+    if value >= REPLICA_CAP:  # also infinity: the callers cap at REPLICA_CAP anyway
+        return REPLICA_CAP
     whole = int(value)
     return whole if whole >= value else whole + 1
 

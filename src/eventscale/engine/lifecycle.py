@@ -199,6 +199,8 @@ class Engine:
             self._tolerance,
             self._fallback,
             composite=self._composite is not None,
+            # cpu/memory report the HPA resource calculator's proposal (engine/resources.py)
+            resource=frozenset(i for i, _, _, kind in triggers if kind in resource),
         )
         self._read_triggers = reader.read  # bound once: it runs on every decision
 
@@ -238,10 +240,15 @@ class Engine:
         ):
             fb_replicas = fallback_replicas(fallback, current)
         if composite is not None and fb_replicas is None:
+            # cpu/memory are not formula variables: their proposals stand beside the
+            # composite's and the larger wins, as the HPA takes the largest of its metrics
+            beside, beside_trigger = raw, raw_trigger
             raw_trigger = "composite"
             raw, any_active, fb_replicas = composite.replicas(
                 variables, unresolved, fallen, fallback, current, ready_replicas, self._tolerance
             )
+            if raw is not None and beside is not None and beside > raw:
+                raw, raw_trigger = beside, beside_trigger
         forced = self._forced
         active = (
             any_active

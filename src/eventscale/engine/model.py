@@ -109,8 +109,8 @@ class EngineOptions:
     * ``combiner``: a plain-Python replacement for ``scalingModifiers.formula``.
     * ``resource_trigger_types``: trigger types KEDA treats as resource metrics (an
       object whose triggers are all of these types is always active, and they are not
-      formula variables). Only ``cpu`` by default: in eventscale ``memory`` is the
-      in-memory scaler, not the pod-memory resource metric.
+      formula variables, and the value they report is the replica count the HPA's
+      resource calculator proposes). ``cpu`` and ``memory`` by default.
     """
 
     tolerance: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
@@ -119,7 +119,7 @@ class EngineOptions:
     scale_to_zero_from_floor: bool = False
     combiner: Combiner | None = None
     resource_trigger_types: frozenset[str] = attrs.field(
-        default=frozenset({"cpu"}), converter=_to_types
+        default=frozenset({"cpu", "memory"}), converter=_to_types
     )
 
 

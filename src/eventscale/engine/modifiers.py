@@ -7,8 +7,8 @@ sense for combining trigger values, with expr-lang's operator precedence:
 ``cond ? a : b``               ternary (lowest precedence, right-assoc)
 ``or`` ``||``                  logical or (short-circuit)
 ``and`` ``&&``                 logical and (short-circuit)
-``==`` ``!=`` ``<`` ``<=``     comparisons
-``>`` ``>=``
+``==`` ``!=`` ``<`` ``<=``     comparisons, and membership ``x in [..]``,
+``>`` ``>=`` ``in`` ``not in`` ``x not in [..]``
 ``+`` ``-``                    addition, subtraction
 ``*`` ``/`` ``%``              multiplication, division, remainder
 ``not`` ``!`` (unary)          logical not
@@ -18,11 +18,22 @@ sense for combining trigger values, with expr-lang's operator precedence:
 =============================  ==========================================
 
 Operands: numbers (``2``, ``0.5``, ``1e3``), ``true``, ``false``, ``nil``, trigger names,
-parentheses and the functions ``min``, ``max`` (one or more arguments), ``abs``,
-``ceil``, ``floor``, ``round``, ``float`` and ``int`` (truncate). A trigger whose value is
-unknown (in fallback with behavior ``scalingModifiers``) is ``nil``; ``??`` routes around
-it. Using ``nil`` or a boolean in arithmetic, dividing by zero, or a non-numeric
-result is a :class:`FormulaError` at evaluation time.
+parentheses, array literals (``[a, b, 2]``) and the functions ``min``, ``max`` (numbers,
+or one array), ``abs``, ``ceil``, ``floor``, ``round``, ``float``, ``int`` (truncate),
+``len``, ``sum``, ``mean`` and ``median`` (of an array), and expr-lang's array builtins with a predicate:
+``count``, ``all``, ``any``, ``none``, ``one``, ``filter`` and ``map``, whose second
+argument is a closure ``{# > 1}`` (the braces may be left out) in which ``#`` is the
+current element: ``count([a, b], {# > 1}) > 1 ? 5 : 0``. A trigger whose value is
+unknown (in fallback with behavior ``scalingModifiers``) is ``nil``; ``??`` routes
+around it. Using ``nil`` or a boolean in arithmetic, dividing by zero, an overflow, a
+result that is not a finite number, or a non-numeric result is a :class:`FormulaError`
+at evaluation time; its message starts with the formula's path.
+
+Bounds (docs/errors.md, "Limits"): a formula is at most :data:`MAX_FORMULA_CHARS`
+characters, nests at most :data:`MAX_FORMULA_DEPTH` levels (parentheses, operators,
+calls, closures), an array literal has at most :data:`MAX_ARRAY_ITEMS` elements and one
+evaluation runs at most :data:`MAX_CLOSURE_CALLS` closure calls; beyond them, a
+:class:`~eventscale.errors.ConfigError` at load time or a :class:`FormulaError`.
 
 :func:`compile_formula` parses once and checks that every name is a known trigger, so a
 bad formula is a :class:`~eventscale.errors.ConfigError` when the object is loaded, not
@@ -34,24 +45,51 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Collection, Mapping
-from typing import Final
+from collections.abc import Collection, Mapping
+from typing import Any, Final
 
 import attrs
 
+from eventscale.engine._formula import (
+    ARRAY_FUNCS,
+    CALLS,
+    CLOSURE_FUNCS,
+    ITEM,
+    KNOWN_FUNCS,
+    MAX_CLOSURE_CALLS,
+    UNARY_FUNCS,
+    Node,
+    Scope,
+    Value,
+    binary,
+    fn_array,
+    fn_closure,
+    fn_minmax,
+    fn_unary,
+    num,
+    truth,
+)
 from eventscale.errors import ConfigError, FormulaError
 
 # FormulaError lives in eventscale.errors; it stays importable from here (its old home).
 __all__ = (
+    "MAX_ARRAY_ITEMS",
+    "MAX_CLOSURE_CALLS",
+    "MAX_FORMULA_CHARS",
+    "MAX_FORMULA_DEPTH",
     "CompiledFormula",
     "FormulaError",
     "Value",
     "compile_formula",
 )
 
-Value = float | bool | None
-Env = Mapping[str, float | None]
-_Node = Callable[[Env], Value]
+#: The longest formula, in characters.
+MAX_FORMULA_CHARS: Final = 4096
+#: The deepest nesting of a formula's expression tree.
+MAX_FORMULA_DEPTH: Final = 64
+#: The most elements of one array literal.
+MAX_ARRAY_ITEMS: Final = 1000
+
 
 _FORMULA_PATH: Final = "spec.advanced.scalingModifiers.formula"
 
@@ -60,12 +98,12 @@ _TOKEN = re.compile(
     r"""\s*(?:
         (?P<num>(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?)
       | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-      | (?P<op>\?\?|\*\*|==|!=|<=|>=|&&|\|\||[-+*/%^<>!?:(),])
+      | (?P<op>\?\?|\*\*|==|!=|<=|>=|&&|\|\||[-+*/%^<>!?:(),\[\]{}\#])
     )""",
     re.VERBOSE,
 )
 
-_KEYWORDS: Final = frozenset({"and", "or", "not", "true", "false", "nil"})
+_KEYWORDS: Final = frozenset({"and", "or", "not", "in", "true", "false", "nil"})
 
 # binary operator -> (precedence, right associative)
 _BINARY: Final[Mapping[str, tuple[int, bool]]] = {
@@ -79,6 +117,8 @@ _BINARY: Final[Mapping[str, tuple[int, bool]]] = {
     "<=": (20, False),
     ">": (20, False),
     ">=": (20, False),
+    "in": (20, False),
+    "not in": (20, False),
     "+": (30, False),
     "-": (30, False),
     "*": (60, False),
@@ -115,126 +155,6 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
     return tokens
 
 
-# ----------------------------------------------------------------------- runtime helpers
-
-
-def _num(value: Value, what: str) -> float:
-    if value is None:
-        raise FormulaError(f"{what}: a value is nil (use ?? to give a default)")
-    if isinstance(value, bool):
-        raise FormulaError(f"{what}: expected a number, got a boolean")
-    return value
-
-
-def _truth(value: Value, what: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise FormulaError(f"{what}: expected a boolean, got {value!r}")
-
-
-def _arith(op: str, left: _Node, right: _Node) -> _Node:
-    if op == "+":
-        return lambda env: _num(left(env), "+") + _num(right(env), "+")
-    if op == "-":
-        return lambda env: _num(left(env), "-") - _num(right(env), "-")
-    if op == "*":
-        return lambda env: _num(left(env), "*") * _num(right(env), "*")
-    if op == "/":
-
-        def div(env: Env) -> Value:
-            num = _num(left(env), "/")
-            den = _num(right(env), "/")
-            if den == 0:
-                raise FormulaError("division by zero")
-            return num / den
-
-        return div
-    if op == "%":
-
-        def mod(env: Env) -> Value:
-            num = _num(left(env), "%")
-            den = _num(right(env), "%")
-            if den == 0:
-                raise FormulaError("remainder by zero")
-            return math.fmod(num, den)
-
-        return mod
-
-    def power(env: Env) -> Value:
-        try:
-            result = _num(left(env), op) ** _num(right(env), op)
-        except (OverflowError, ZeroDivisionError) as exc:
-            raise FormulaError(f"{op}: {exc}") from None
-        if isinstance(result, complex):
-            raise FormulaError(f"{op}: result is not a real number")
-        return float(result)
-
-    return power
-
-
-def _compare(op: str, left: _Node, right: _Node) -> _Node:
-    if op == "==":
-        return lambda env: left(env) == right(env)
-    if op == "!=":
-        return lambda env: left(env) != right(env)
-    if op == "<":
-        return lambda env: _num(left(env), op) < _num(right(env), op)
-    if op == "<=":
-        return lambda env: _num(left(env), op) <= _num(right(env), op)
-    if op == ">":
-        return lambda env: _num(left(env), op) > _num(right(env), op)
-    return lambda env: _num(left(env), op) >= _num(right(env), op)
-
-
-def _binary(op: str, left: _Node, right: _Node) -> _Node:
-    if op in ("or", "||"):
-        return lambda env: _truth(left(env), "or") or _truth(right(env), "or")
-    if op in ("and", "&&"):
-        return lambda env: _truth(left(env), "and") and _truth(right(env), "and")
-    if op == "??":
-
-        def coalesce(env: Env) -> Value:
-            value = left(env)
-            return right(env) if value is None else value
-
-        return coalesce
-    if op in ("==", "!=", "<", "<=", ">", ">="):
-        return _compare(op, left, right)
-    return _arith(op, left, right)
-
-
-def _fn_minmax(pick: Callable[..., float], name: str, args: list[_Node]) -> _Node:
-    def call(env: Env) -> Value:
-        return pick(_num(a(env), name) for a in args)
-
-    return call
-
-
-def _fn_unary(fn: Callable[[float], float], name: str, arg: _Node) -> _Node:
-    def call(env: Env) -> Value:
-        value = _num(arg(env), name)
-        try:
-            return float(fn(value))
-        except (OverflowError, ValueError) as exc:
-            raise FormulaError(f"{name}: {exc}") from None
-
-    return call
-
-
-def _round_half_away(value: float) -> float:
-    return math.floor(value + 0.5) if value >= 0 else -math.floor(-value + 0.5)
-
-
-_UNARY_FUNCS: Final[Mapping[str, Callable[[float], float]]] = {
-    "abs": abs,
-    "ceil": math.ceil,
-    "floor": math.floor,
-    "round": _round_half_away,
-    "float": float,
-    "int": math.trunc,
-}
-
-
 # ----------------------------------------------------------------------- parser
 
 
@@ -245,9 +165,20 @@ class _Parser:
         self.pos = 0
         self.names = names
         self.used: set[str] = set()
+        self.level = 0  # how deep the descent is (parentheses, operands, calls)
+        self.closures = 0  # how many closures the parser is inside of (``#`` is valid)
+        self.depths: dict[int, int] = {}  # id(node) -> the depth of its tree
 
     def error(self, message: str) -> ConfigError:
         return ConfigError(message, path=_FORMULA_PATH)
+
+    def node(self, node: Node, *children: Node) -> Node:
+        """``node``, with the depth of its tree checked against the limit."""
+        depth = 1 + max((self.depths.get(id(c), 1) for c in children), default=0)
+        if depth > MAX_FORMULA_DEPTH:
+            raise self.error(f"nested deeper than {MAX_FORMULA_DEPTH} levels")
+        self.depths[id(node)] = depth
+        return node
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.pos]
@@ -257,110 +188,164 @@ class _Parser:
         self.pos += 1
         return tok
 
+    def at(self, value: str) -> bool:
+        kind, text, _ = self.peek()
+        return kind == "op" and text == value
+
     def expect(self, value: str) -> None:
         kind, text, at = self.take()
         if text != value or kind == "end":
             got = "end of formula" if kind == "end" else repr(text)
             raise self.error(f"expected {value!r} at {at}, got {got}")
 
-    def parse(self) -> _Node:
+    def parse(self) -> Node:
         node = self.ternary()
         kind, text, at = self.peek()
         if kind != "end":
             raise self.error(f"unexpected {text!r} at {at}")
         return node
 
-    def ternary(self) -> _Node:
+    def descend(self) -> None:
+        self.level += 1
+        if self.level > MAX_FORMULA_DEPTH:
+            raise self.error(f"nested deeper than {MAX_FORMULA_DEPTH} levels")
+
+    def ternary(self) -> Node:
         cond = self.binary(0)
-        kind, text, _ = self.peek()
-        if kind == "op" and text == "?":
+        if self.at("?"):
             self.take()
-            yes = self.ternary()
-            self.expect(":")
-            no = self.ternary()
+            self.descend()
+            try:
+                yes = self.ternary()
+                self.expect(":")
+                no = self.ternary()
+            finally:
+                self.level -= 1
 
-            def choose(env: Env) -> Value:
-                return yes(env) if _truth(cond(env), "?:") else no(env)
+            def choose(env: Scope) -> Value:
+                return yes(env) if truth(cond(env), "?:") else no(env)
 
-            return choose
+            return self.node(choose, cond, yes, no)
         return cond
 
-    def binary(self, min_prec: int) -> _Node:
-        left = self.unary()
-        while True:
-            kind, op, _ = self.peek()
-            if kind != "op" or op not in _BINARY:
-                return left
-            prec, right_assoc = _BINARY[op]
-            if prec < min_prec:
-                return left
-            self.take()
-            right = self.binary(prec if right_assoc else prec + 1)
-            left = _binary(op, left, right)
+    def binary(self, min_prec: int) -> Node:
+        self.descend()
+        try:
+            left = self.unary()
+            while True:
+                kind, op, _ = self.peek()
+                if kind == "op" and op == "not" and self.tokens[self.pos + 1][1] == "in":
+                    self.take()
+                    op = "not in"
+                elif kind != "op" or op not in _BINARY:
+                    return left
+                prec, right_assoc = _BINARY[op]
+                if prec < min_prec:
+                    if op == "not in":
+                        self.pos -= 1
+                    return left
+                self.take()
+                right = self.binary(prec if right_assoc else prec + 1)
+                left = self.node(binary(op, left, right), left, right)
+        finally:
+            self.level -= 1
 
-    def unary(self) -> _Node:
+    def unary(self) -> Node:
         kind, text, _ = self.peek()
         if kind == "op" and text in ("not", "!"):
             self.take()
             operand = self.binary(_UNARY_NOT_PREC)
-            return lambda env: not _truth(operand(env), "not")
+            return self.node(lambda env: not truth(operand(env), "not"), operand)
         if kind == "op" and text in ("-", "+"):
             self.take()
             operand = self.binary(_UNARY_SIGN_PREC)
             if text == "-":
-                return lambda env: -_num(operand(env), "-")
-            return lambda env: _num(operand(env), "+")
+                return self.node(lambda env: -num(operand(env), "-"), operand)
+            return self.node(lambda env: num(operand(env), "+"), operand)
         return self.primary()
 
-    def primary(self) -> _Node:
+    def primary(self) -> Node:
         kind, text, at = self.take()
         if kind == "num":
             number = float(text)
-            return lambda env: number
+            if not math.isfinite(number):
+                raise self.error(f"the number at {at} is too large")
+            return self.node(lambda env: number)
         if kind == "kw":
             constant: Value = {"true": True, "false": False, "nil": None}[text]
-            return lambda env: constant
+            return self.node(lambda env: constant)
         if kind == "op" and text == "(":
             node = self.ternary()
             self.expect(")")
             return node
+        if kind == "op" and text == "[":
+            return self.array(at)
+        if kind == "op" and text == "#":
+            if not self.closures:
+                raise self.error(f"'#' at {at} is only valid in a closure such as {{# > 1}}")
+            return self.node(lambda env: env[ITEM])
         if kind == "name":
-            nxt_kind, nxt, _ = self.peek()
-            if nxt_kind == "op" and nxt == "(":
+            if self.at("("):
                 return self.call(text, at)
             if text not in self.names:
                 known = ", ".join(sorted(self.names)) or "none"
                 raise self.error(f"unknown name {text!r} at {at} (trigger names: {known})")
             self.used.add(text)
             name = text
-            return lambda env: env[name]
+            return self.node(lambda env: env[name])
         got = "end of formula" if kind == "end" else repr(text)
         raise self.error(f"expected a value at {at}, got {got}")
 
-    def call(self, name: str, at: int) -> _Node:
-        self.expect("(")
-        args: list[_Node] = []
-        kind, text, _ = self.peek()
-        if not (kind == "op" and text == ")"):
+    def array(self, at: int) -> Node:
+        items = self.arguments("]")
+        if len(items) > MAX_ARRAY_ITEMS:
+            raise self.error(f"the array at {at} has more than {MAX_ARRAY_ITEMS} elements")
+        return self.node(lambda env: tuple(item(env) for item in items), *items)
+
+    def arguments(self, close: str) -> list[Node]:
+        args: list[Node] = []
+        if not self.at(close):
             while True:
                 args.append(self.ternary())
-                kind, text, _ = self.peek()
-                if kind == "op" and text == ",":
+                if self.at(","):
                     self.take()
                     continue
                 break
-        self.expect(")")
+        self.expect(close)
+        return args
+
+    def closure(self) -> Node:
+        """A predicate: ``{...}``, or (as expr-lang allows) an expression without braces."""
+        braced = self.at("{")
+        if braced:
+            self.take()
+        self.closures += 1
+        body = self.ternary()
+        self.closures -= 1
+        if braced:
+            self.expect("}")
+        return body
+
+    def call(self, name: str, at: int) -> Node:
+        self.expect("(")
+        if name in CLOSURE_FUNCS:
+            array = self.ternary()
+            self.expect(",")
+            body = self.closure()
+            self.expect(")")
+            return self.node(fn_closure(name, array, body), array, body)
+        args = self.arguments(")")
         if name in ("min", "max"):
             if not args:
                 raise self.error(f"{name}() at {at} needs at least one argument")
-            return _fn_minmax(min if name == "min" else max, name, args)
-        fn = _UNARY_FUNCS.get(name)
-        if fn is None:
-            known = ", ".join(sorted((*_UNARY_FUNCS, "min", "max")))
-            raise self.error(f"unknown function {name!r} at {at} (known: {known})")
+            return self.node(fn_minmax(min if name == "min" else max, name, args), *args)
+        if name not in UNARY_FUNCS and name not in ARRAY_FUNCS:
+            raise self.error(f"unknown function {name!r} at {at} (known: {KNOWN_FUNCS})")
         if len(args) != 1:
             raise self.error(f"{name}() at {at} takes exactly one argument, got {len(args)}")
-        return _fn_unary(fn, name, args[0])
+        if name in ARRAY_FUNCS:
+            return self.node(fn_array(name, args[0]), args[0])
+        return self.node(fn_unary(UNARY_FUNCS[name], name, args[0]), args[0])
 
 
 @attrs.frozen
@@ -369,23 +354,37 @@ class CompiledFormula:
 
     text: str
     names: frozenset[str]
-    _root: _Node = attrs.field(repr=False, eq=False)
+    _root: Node = attrs.field(repr=False, eq=False)
 
-    def evaluate(self, values: Env) -> float | None:
+    def evaluate(self, values: Mapping[str, float | None]) -> float | None:
         """The formula's number, or ``None`` when it evaluates to ``nil``.
 
-        :raises FormulaError: type errors, division by zero, a boolean result, or a
-            name missing from ``values``.
+        :raises FormulaError: type errors, division by zero, an overflow, a result that
+            is not a finite number, a boolean or array result, or a name missing from
+            ``values``; the message starts with the formula's path
+            (``spec.advanced.scalingModifiers.formula: ...``).
         """
         try:
-            result = self._root(values)
+            return self._run(values)
+        except FormulaError as exc:
+            raise FormulaError(f"{_FORMULA_PATH}: {exc}") from None
+
+    def _run(self, values: Mapping[str, float | None]) -> float | None:
+        scope: dict[str, Any] = dict(values)
+        scope[CALLS] = [MAX_CLOSURE_CALLS]
+        try:
+            result = self._root(scope)
         except KeyError as exc:
             raise FormulaError(f"no value for trigger {exc.args[0]!r}") from None
+        except (ArithmeticError, ValueError) as exc:  # a bound this module missed
+            raise FormulaError(f"{type(exc).__name__}: {exc}") from None
         if result is None:
             return None
         if isinstance(result, bool):
             raise FormulaError("the formula must give a number, not a boolean")
-        if math.isnan(result) or math.isinf(result):
+        if isinstance(result, tuple):
+            raise FormulaError("the formula must give a number, not an array")
+        if not math.isfinite(result):
             raise FormulaError(f"the formula gave {result!r}")
         return float(result)
 
@@ -396,16 +395,19 @@ def compile_formula(text: str, names: Collection[str]) -> CompiledFormula:
     A trial run with every name bound to 1 catches type errors such as ``a and 1``
     (KEDA does the same with -1); division by zero in the trial run is not an error.
 
-    :raises ConfigError: syntax error, unknown name or function, or a type error (the
-        path is ``spec.advanced.scalingModifiers.formula``).
+    :raises ConfigError: syntax error, unknown name or function, a type error, or a
+        formula beyond a bound of this module (the path is
+        ``spec.advanced.scalingModifiers.formula``).
     """
     if not text or not text.strip():
         raise ConfigError("must not be empty", path=_FORMULA_PATH)
+    if len(text) > MAX_FORMULA_CHARS:
+        raise ConfigError(f"longer than {MAX_FORMULA_CHARS} characters", path=_FORMULA_PATH)
     parser = _Parser(text, frozenset(names))
     root = parser.parse()
     formula = CompiledFormula(text, frozenset(parser.used), root)
     try:
-        formula.evaluate(dict.fromkeys(names, 1.0))
+        formula._run(dict.fromkeys(names, 1.0))
     except FormulaError as exc:
         if "by zero" not in str(exc):
             raise ConfigError(f"formula {text!r} is not valid: {exc}", path=_FORMULA_PATH) from None

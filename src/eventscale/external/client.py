@@ -255,6 +255,8 @@ class ExternalScaler(ScalerBase):
     this trigger on that one tick).
     """
 
+    trigger_type = "external"
+
     def __init__(self, config: ExternalScalerConfig, *, trigger_name: str | None = None) -> None:
         self.config = config
         self._identity = trigger_name or f"external[{config.index}]"
@@ -269,27 +271,6 @@ class ExternalScaler(ScalerBase):
     def from_context(cls, ctx: TriggerContext) -> Self:
         """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
         return cls(ExternalScalerConfig.from_context(ctx), trigger_name=ctx.identity)
-
-    @classmethod
-    def from_metadata(
-        cls,
-        metadata: Mapping[str, Any],
-        auth: Mapping[str, str | Secret] | None = None,
-        env: Mapping[str, str] | None = None,
-        *,
-        index: int = 0,
-        metric_type: MetricType = MetricType.AVERAGE_VALUE,
-    ) -> Self:
-        """Build the scaler from KEDA trigger ``metadata`` (and auth parameters / env)."""
-        ctx = TriggerContext(
-            metadata=metadata,
-            auth=auth or {},
-            env=env or {},
-            index=index,
-            trigger_type="external-push" if cls is ExternalPushScaler else "external",
-            metric_type=metric_type,
-        )
-        return cls.from_context(ctx)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._identity} at {self.config.address}>"
@@ -416,6 +397,8 @@ class ExternalPushScaler(ExternalScaler):
     a waiting call cancels the stream too (gRPC ends a call whose read is cancelled); the
     next call opens a new one, whose first message is the current activity.
     """
+
+    trigger_type = "external-push"
 
     def __init__(self, config: ExternalScalerConfig, *, trigger_name: str | None = None) -> None:
         super().__init__(config, trigger_name=trigger_name or f"external-push[{config.index}]")

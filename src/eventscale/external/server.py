@@ -41,12 +41,13 @@ import attrs
 from eventscale._resource import AsyncService
 from eventscale.errors import ConfigError, EventscaleError, ScalerError, ScalerTimeout
 from eventscale.external import _proto
-from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.metrics import MetricSpec, ScalerReport, validate_metric_value
 from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import PushScaler, Scaler, ScalerFactory, create_scaler
 from eventscale.scalers.params import TriggerContext
 
 __all__ = (
+    "MAX_DYNAMIC_SCALERS",
     "SCALER_NAME_KEY",
     "SCALER_TYPE_KEY",
     "ExternalScalerServer",
@@ -64,10 +65,15 @@ logger = logging.getLogger("eventscale.external")
 
 SCALER_NAME_KEY: Final = "scalerName"
 SCALER_TYPE_KEY: Final = "scalerType"
+#: The most scalers one server keeps built from requests' metadata (distinct metadata
+#: builds a scaler each): beyond it, the least recently used one is closed.
+MAX_DYNAMIC_SCALERS: Final = 1000
 # Keys KEDA's own external trigger reads; never part of a served scaler's metadata.
 _CLIENT_KEYS: Final = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
 _INDEX_PREFIX: Final = re.compile(r"^s[0-9]+-")
 _RESOLVED_ENV_PREFIX: Final = "EVENTSCALE_RESOLVED_"
+# The protocol's integer fields are int64.
+_INT64_MAX: Final = 2**63 - 1
 
 
 def _remote_name(name: str) -> str:
@@ -189,12 +195,17 @@ class _Entry:
                     f"scaler failed: {type(exc).__name__}: {redact_text(str(exc))}",
                     trigger=self.label,
                 ) from exc
+            self.cached = None
             if not isinstance(report, ScalerReport):
                 raise ScalerError(
                     f"scaler returned {type(report).__name__}, not a ScalerReport",
                     trigger=self.label,
                     transient=False,
                 )
+            for item in report.values:  # what KEDA gets is checked as the runtime checks it
+                problem = validate_metric_value(repr(_remote_name(item.name)), item.value)
+                if problem is not None:
+                    raise ScalerError(problem, trigger=self.label, transient=False)
             self.cached = (report, time.monotonic())
             return report
 
@@ -340,10 +351,26 @@ class ExternalScalerServer(AsyncService):
             entry = self._dynamic.get(key)
             if entry is None:
                 await self._evict_idle()
+                await self._make_room()
                 scaler = cls.from_context(ctx) if cls is not None else create_scaler(ctx)
                 label = trigger_type or getattr(cls, "__name__", "scaler")
                 entry = self._dynamic[key] = _Entry(scaler, label, dynamic=True)
         return entry
+
+    async def _make_room(self) -> None:
+        """Keep at most :data:`MAX_DYNAMIC_SCALERS`: close the least recently used one
+        without an open stream, or refuse the request when every one has a stream."""
+        if len(self._dynamic) < MAX_DYNAMIC_SCALERS:
+            return
+        idle = [(e.last_used, k) for k, e in self._dynamic.items() if e.streams == 0]
+        if not idle:
+            raise ConfigError(
+                f"this server keeps at most {MAX_DYNAMIC_SCALERS} scalers built from requests,"
+                " all in use",
+                path=SCALER_TYPE_KEY,
+            )
+        entry = self._dynamic.pop(min(idle, key=lambda pair: pair[0])[1])
+        await _aclose_quietly(entry.scaler)
 
     async def _evict_idle(self) -> None:
         if self.idle_timeout is None:
@@ -524,7 +551,7 @@ class _Servicer:
         specs = [
             self.pb.MetricSpec(
                 metricName=_remote_name(spec.name),
-                targetSize=math.ceil(spec.target),
+                targetSize=min(math.ceil(spec.target), _INT64_MAX),
                 targetSizeFloat=spec.target,
             )
             for spec in entry.specs()

@@ -10,7 +10,8 @@ Two ways to scale a web app on its traffic:
   counts pending requests per route, and when an upstream is at zero it holds requests
   in a bounded queue while it asks the controller to scale up, then forwards them.
   It reads KEDA HTTP add-on ``HTTPScaledObject`` manifests
-  (:func:`load_http_scaled_objects`).
+  (:func:`load_http_scaled_objects`) and ``InterceptorRoute`` manifests
+  (:func:`load_interceptor_routes`).
 
 The interceptor needs the ``http`` extra (aiohttp); the middleware and the in-process
 trigger need nothing beyond eventscale.
@@ -22,12 +23,18 @@ from typing import TYPE_CHECKING
 
 from eventscale import _lazy
 from eventscale.http._stats import RequestStats, StatsRegistry, registry
-from eventscale.http.middleware import DEFAULT_METRICS_PATH, InFlightMiddleware
+from eventscale.http.middleware import (
+    DEFAULT_METRICS_PATH,
+    InFlightMiddleware,
+    WSGIInFlightMiddleware,
+    parse_request_start,
+)
 from eventscale.http.scaler import HTTPMetric, HTTPScaler, HTTPTriggerConfig
 
 if TYPE_CHECKING:
     from eventscale.http.interceptor import Interceptor, Route, RouteMetrics
     from eventscale.http.manifest import HTTPScaledObjectSpec, load_http_scaled_objects
+    from eventscale.http.route import InterceptorRouteSpec, load_interceptor_routes
 
 __all__ = (
     "DEFAULT_METRICS_PATH",
@@ -37,11 +44,15 @@ __all__ = (
     "HTTPTriggerConfig",
     "InFlightMiddleware",
     "Interceptor",
+    "InterceptorRouteSpec",
     "RequestStats",
     "Route",
     "RouteMetrics",
     "StatsRegistry",
+    "WSGIInFlightMiddleware",
     "load_http_scaled_objects",
+    "load_interceptor_routes",
+    "parse_request_start",
     "registry",
 )
 
@@ -54,6 +65,8 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "RouteMetrics": "eventscale.http.interceptor",
         "HTTPScaledObjectSpec": "eventscale.http.manifest",
         "load_http_scaled_objects": "eventscale.http.manifest",
+        "InterceptorRouteSpec": "eventscale.http.route",
+        "load_interceptor_routes": "eventscale.http.route",
     },
     __all__,
 )

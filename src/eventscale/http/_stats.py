@@ -22,6 +22,7 @@ from typing import Any, Final
 __all__ = ("RequestStats", "StatsRegistry", "registry")
 
 _DEFAULT_RETENTION: Final = 3600.0
+_QUEUE_TIME_SAMPLES: Final = 4096  # request queue times kept (the newest)
 
 
 class RequestStats:
@@ -58,8 +59,20 @@ class RequestStats:
         self._buckets: collections.deque[list[int]] = collections.deque()
         self._total = 0
         self._last_activity: float | None = None
+        # (arrival, seconds the request waited before the app got it), newest last
+        self._queue_times: collections.deque[tuple[float, float]] = collections.deque(
+            maxlen=_QUEUE_TIME_SAMPLES
+        )
 
     # ------------------------------------------------------------------ recording
+
+    def record_queue_time(self, seconds: float) -> None:
+        """Record how long a request waited before the app received it (the middleware's
+        ``X-Request-Start`` option); non-finite or negative values count as 0."""
+        value = seconds if math.isfinite(seconds) and seconds > 0 else 0.0
+        now = self.clock()
+        with self._lock:
+            self._queue_times.append((now, value))
 
     def begin(self) -> int:
         """Record that a request began; returns the token to pass to :meth:`end`."""
@@ -133,6 +146,14 @@ class RequestStats:
         window = min(window, self.retention)
         return self.arrivals_within(window) / window
 
+    def queue_time(self, window: float) -> float:
+        """Average request queue time (seconds) of the requests that arrived in the last
+        ``window`` seconds; 0 when none was recorded."""
+        since = self.clock() - window
+        with self._lock:
+            recent = [seconds for at, seconds in self._queue_times if at >= since]
+        return sum(recent) / len(recent) if recent else 0.0
+
     def active_within(self, window: float) -> bool:
         """Whether a request is in flight or one began or finished in the last ``window`` s."""
         if self.in_flight > 0:
@@ -154,6 +175,7 @@ class RequestStats:
             "window": window,
             "arrivalsInWindow": self.arrivals_within(window),
             "requestRate": self.rate(window),
+            "queueTimeSeconds": round(self.queue_time(window), 6),
         }
 
 

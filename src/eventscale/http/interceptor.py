@@ -50,6 +50,8 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from multidict import CIMultiDict  # noqa: E402
 
+from eventscale.http._guard import GuardedServer  # noqa: E402
+
 __all__ = ("Interceptor", "Route", "RouteMetrics")
 
 logger = logging.getLogger("eventscale.http.interceptor")
@@ -68,6 +70,9 @@ _HOP_BY_HOP: Final = frozenset(
         "upgrade",
     }
 )
+# Fields a request needs end to end: never dropped, even when ``Connection`` names them
+# (RFC 9110 7.6.1 forbids listing them there; a proxy keeps them, as Go's does).
+_END_TO_END: Final = frozenset({"host", "content-length", "content-type"})
 _SKIP_RESPONSE: Final = _HOP_BY_HOP | {"content-length"}
 _BUFFER_LIMIT: Final = 1 << 20  # responses up to 1 MiB with a length are sent in one piece
 _COLD_START_SAMPLES: Final = 1000
@@ -235,6 +240,12 @@ class Interceptor(AsyncService):
     :param wake_after_idle: a request that arrives after this many seconds without
         any activity on its route also calls ``wake`` (the object may be at zero while
         the upstream still answers, or be about to go there).
+    :param header_timeout: seconds a client has to send a complete request head (from
+        connecting, or from the first byte of a later request); then it is disconnected.
+    :param max_idle_connections: how many client connections may wait for a request head
+        at once; past that the one waiting longest is disconnected.
+    :param keepalive_timeout: seconds a kept-alive client connection may stay idle
+        between requests.
     """
 
     def __init__(
@@ -247,7 +258,24 @@ class Interceptor(AsyncService):
         connect_timeout: float = 5.0,
         probe_interval: float = 0.05,
         wake_after_idle: float = 1.0,
+        header_timeout: float = 10.0,
+        max_idle_connections: int = 1024,
+        keepalive_timeout: float = 75.0,
     ) -> None:
+        errors = [
+            ConfigError("must be greater than 0", path=name)
+            for name, value in (
+                ("header_timeout", header_timeout),
+                ("max_idle_connections", max_idle_connections),
+                ("keepalive_timeout", keepalive_timeout),
+            )
+            if not value > 0
+        ]
+        if errors:
+            raise ConfigError("invalid interceptor settings", errors=errors)
+        self.header_timeout = header_timeout
+        self.max_idle_connections = max_idle_connections
+        self.keepalive_timeout = keepalive_timeout
         self.wake = wake
         self.wake_after_idle = wake_after_idle
         self.registry = registry
@@ -260,6 +288,7 @@ class Interceptor(AsyncService):
         self._any: list[_RouteState] = []
         self._session: aiohttp.ClientSession | None = None
         self._runners: list[web.BaseRunner] = []
+        self._servers: list[GuardedServer] = []
         self._sites: list[web.TCPSite] = []
         self.port: int | None = None
         self.admin_port: int | None = None
@@ -369,15 +398,22 @@ class Interceptor(AsyncService):
             raise
 
     async def _listen(self, handler: Any, host: str, port: int) -> int:
-        runner = web.ServerRunner(web.Server(handler), access_log=None, handle_signals=False)
+        server = GuardedServer(
+            handler,
+            header_timeout=self.header_timeout,
+            max_idle=self.max_idle_connections,
+            keepalive_timeout=self.keepalive_timeout,
+        )
+        self._servers.append(server)
+        runner = web.ServerRunner(server, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
         self._sites.append(site)
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or ()
+        listening = site._server
+        assert listening is not None
+        sockets = getattr(listening, "sockets", None) or ()
         bound: int = sockets[0].getsockname()[1] if sockets else port
         return bound
 
@@ -390,6 +426,7 @@ class Interceptor(AsyncService):
                     await state.prober
                 state.prober = None
         runners, self._runners = self._runners, []
+        self._servers = []
         for runner in runners:
             await runner.cleanup()
         self._sites = []
@@ -512,7 +549,8 @@ class Interceptor(AsyncService):
     # ------------------------------------------------------------------ proxying
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        state = self._match(request.host, request.path, request.headers)
+        # an absolute-form target (http://host) may have an empty path: it means "/"
+        state = self._match(request.host, request.path or "/", request.headers)
         if state is None:
             return web.Response(status=404, text=f"no route for host {request.host!r}\n")
         stats = state.stats
@@ -634,14 +672,19 @@ class Interceptor(AsyncService):
         connection = request.headers.get("Connection")
         if connection:
             drop.update(token.strip().lower() for token in connection.split(","))
+        drop -= _END_TO_END
         headers: CIMultiDict[str] = CIMultiDict()
         for name, value in request.headers.items():
             if name.lower() not in drop:
                 headers.add(name, value)
+        authority, _ = _split_target(request.raw_path)
+        if authority is not None:
+            # absolute form: the target's authority replaces Host (RFC 9112 3.2.2)
+            headers["Host"] = authority
         peer = request.remote or ""
         previous = request.headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
-        headers.setdefault("X-Forwarded-Host", request.host)
+        headers.setdefault("X-Forwarded-Host", authority or request.host)
         headers.setdefault("X-Forwarded-Proto", request.scheme)
         return headers
 
@@ -662,7 +705,7 @@ class Interceptor(AsyncService):
         try:
             ctx = session.request(
                 request.method,
-                base + request.raw_path,
+                base + _split_target(request.raw_path)[1],
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -717,6 +760,18 @@ class Interceptor(AsyncService):
 def _error(status: int, text: str, *, retry_after: int | None = None) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return web.Response(status=status, text=text + "\n", headers=headers)
+
+
+def _split_target(target: str) -> tuple[str | None, str]:
+    """A request target as (authority, origin form): ``http://h:1/p?q`` gives
+    ``("h:1", "/p?q")``; an origin-form target ``/p?q`` gives ``(None, "/p?q")``."""
+    if target.startswith("/") or "://" not in target:
+        return None, target
+    rest = target.split("://", 1)[1]
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    path = rest[cut:]
+    authority = rest[:cut].rpartition("@")[2]  # never pass user:password@ on
+    return authority, path if path.startswith("/") else "/" + path
 
 
 def _label(value: str) -> str:

@@ -1,4 +1,5 @@
-"""The ``http`` trigger: scale a web app on its requests in flight or its request rate.
+"""The ``http`` trigger: scale a web app on its requests in flight, its request rate or
+its request queue time (``metric: queueTime``, from ``X-Request-Start``).
 
 It reads the :class:`~eventscale.http.RequestStats` that the ASGI middleware or the
 interceptor keeps, either in the same process (``name``) or over the small JSON
@@ -60,6 +61,10 @@ class HTTPMetric(enum.Enum):
 
     REQUEST_RATE = "requestRate"
     """Requests begun per second, averaged over ``window``."""
+
+    QUEUE_TIME = "queueTime"
+    """Average seconds requests waited between the load balancer (``X-Request-Start``)
+    and the app, over ``window`` (the middleware's ``queue_time_header`` option)."""
 
 
 def _seconds(value: timedelta | None, default: float) -> float:
@@ -234,13 +239,32 @@ class HTTPScaler(ScalerBase):
                 )
             in_flight = float(stats.in_flight)
             rate = stats.rate(cfg.window) if cfg.metric is HTTPMetric.REQUEST_RATE else 0.0
+            waited = stats.queue_time(cfg.window) if cfg.metric is HTTPMetric.QUEUE_TIME else 0.0
             recent = cfg.activity_window > 0 and stats.active_within(cfg.activity_window)
         else:
             doc = await self._fetch()
             in_flight, rate, recent = self._read_document(doc)
-        value = rate if cfg.metric is HTTPMetric.REQUEST_RATE else in_flight
+            waited = self._queue_time_of(doc) if cfg.metric is HTTPMetric.QUEUE_TIME else 0.0
+        value = {HTTPMetric.REQUEST_RATE: rate, HTTPMetric.QUEUE_TIME: waited}.get(
+            cfg.metric, in_flight
+        )
         active = value > cfg.activation_target or recent
         return ScalerReport.single(self.spec.name, value, is_active=active)
+
+    def _queue_time_of(self, doc: Any) -> float:
+        raw = doc.get("queueTimeSeconds")
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise ScalerError(
+                "the metrics endpoint answered JSON without a finite 'queueTimeSeconds' "
+                "(is the middleware's queue_time_header option on?)",
+                trigger=self.trigger,
+                transient=False,
+            )
+        return value
 
     def _read_document(self, doc: Any) -> tuple[float, float, bool]:
         cfg = self.config

@@ -2,7 +2,8 @@
 
 :mod:`eventscale.kube.config` reads kubeconfig files and the in-cluster service account
 (:class:`KubeConfig`, :class:`ExecCredentialPlugin`); :mod:`eventscale.kube.client` is a
-small async REST client (:class:`KubeClient`). The Kubernetes target, the Kubernetes
+small async REST client (:class:`KubeClient`); :mod:`eventscale.kube.env` holds pod
+template and ``$(VAR)`` helpers. The Kubernetes target, the Kubernetes
 job backend, Lease sharding, leader election and ``TriggerAuthentication`` resolution
 all share them. docs/targets/kubernetes.md describes both.
 """
@@ -15,7 +16,15 @@ from eventscale import _lazy
 
 if TYPE_CHECKING:
     from eventscale.kube.client import KNOWN_PLURALS, KubeClient, api_prefix
-    from eventscale.kube.config import SERVICE_ACCOUNT_DIR, ExecCredentialPlugin, KubeConfig
+    from eventscale.kube.config import (
+        SERVICE_ACCOUNT_DIR,
+        ExecCredentialPlugin,
+        KubeConfig,
+        environment_proxy,
+        kubeconfig_paths,
+        merge_kubeconfigs,
+    )
+    from eventscale.kube.env import choose_container, expand_references, pod_template_containers
 
 __all__ = (
     "ExecCredentialPlugin",
@@ -24,6 +33,12 @@ __all__ = (
     "KubeConfig",
     "SERVICE_ACCOUNT_DIR",
     "api_prefix",
+    "choose_container",
+    "environment_proxy",
+    "expand_references",
+    "kubeconfig_paths",
+    "merge_kubeconfigs",
+    "pod_template_containers",
 )
 
 __getattr__, __dir__ = _lazy.lazy_exports(
@@ -35,6 +50,12 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "SERVICE_ACCOUNT_DIR": "eventscale.kube.config",
         "ExecCredentialPlugin": "eventscale.kube.config",
         "KubeConfig": "eventscale.kube.config",
+        "environment_proxy": "eventscale.kube.config",
+        "kubeconfig_paths": "eventscale.kube.config",
+        "merge_kubeconfigs": "eventscale.kube.config",
+        "choose_container": "eventscale.kube.env",
+        "expand_references": "eventscale.kube.env",
+        "pod_template_containers": "eventscale.kube.env",
     },
     __all__,
 )

@@ -13,15 +13,23 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import attrs
 
 from eventscale._optional import import_optional
 from eventscale.errors import ConfigError, TargetConflict, TargetError, TargetNotFound
-from eventscale.kube.config import ExecCredentialPlugin, KubeConfig, ssl_context
+from eventscale.kube.config import (
+    ExecCredentialPlugin,
+    KubeConfig,
+    environment_proxy,
+    exec_cluster_info,
+    ssl_context,
+)
 from eventscale.redaction import Secret, redact_text
 
 if TYPE_CHECKING:
@@ -32,6 +40,17 @@ __all__ = ("KNOWN_PLURALS", "KubeClient", "api_prefix")
 _NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
     (3, 13, 0) <= sys.version_info < (3, 13, 1)
 )
+
+# Bounds on what an exec credential plugin prints (an ExecCredential is a few KiB).
+_PLUGIN_STDOUT: Final = 1024 * 1024
+_PLUGIN_STDERR: Final = 2000
+
+
+def _secret_lines(stdout: bytes) -> list[str]:
+    """Lines of a plugin's stdout long enough to be credentials, to redact from stderr."""
+    text = stdout[:_PLUGIN_STDOUT].decode(errors="replace")
+    return [line.strip() for line in text.splitlines() if len(line.strip()) >= 8]
+
 
 #: ``(group, kind)`` -> plural for the built-in kinds that have a scale subresource
 #: (any other kind's plural is found by API discovery).
@@ -61,8 +80,9 @@ class KubeClient:
         self._aiohttp = import_optional("aiohttp", extra="kubernetes", what="the Kubernetes target")
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context(config)
+        self._proxy = config.proxy_url or environment_proxy(config.server)
         self._file_token: tuple[float, Secret] | None = None
-        self._exec_token: tuple[float, Secret] | None = None
+        self._exec_token: tuple[float, Secret | None] | None = None
 
     @property
     def namespace(self) -> str:
@@ -89,36 +109,57 @@ class KubeClient:
             return self._file_token[1]
         return cfg.token
 
-    async def _run_exec_plugin(self, plugin: ExecCredentialPlugin) -> tuple[float, Secret]:
-        info = {
-            "apiVersion": plugin.api_version,
-            "kind": "ExecCredential",
-            "spec": {"interactive": False},
-        }
+    async def _run_exec_plugin(self, plugin: ExecCredentialPlugin) -> tuple[float, Secret | None]:
+        """Run the plugin; a token comes back, a client certificate is installed in the
+        TLS context (client-go's ``plugin/pkg/client/auth/exec``)."""
+        spec: dict[str, Any] = {"interactive": False}
+        if plugin.provide_cluster_info:
+            spec["cluster"] = exec_cluster_info(self.config)
+        info = {"apiVersion": plugin.api_version, "kind": "ExecCredential", "spec": spec}
         env = {**os.environ, **plugin.env, "KUBERNETES_EXEC_INFO": json.dumps(info)}
+        name = plugin.command
         try:
             with anyio.fail_after(self.timeout):
-                result = await anyio.run_process(
-                    [plugin.command, *plugin.args], env=env, check=False
-                )
+                result = await anyio.run_process([name, *plugin.args], env=env, check=False)
         except TimeoutError as exc:
-            raise TargetError(f"the exec credential plugin {plugin.command!r} timed out") from exc
+            raise TargetError(f"the exec credential plugin {name!r} timed out") from exc
         except OSError as exc:
-            raise TargetError(
-                f"cannot run exec credential plugin {plugin.command!r}: {exc}"
-            ) from exc
+            hint = f"; {plugin.install_hint.strip()}" if plugin.install_hint else ""
+            raise TargetError(f"cannot run exec credential plugin {name!r}: {exc}{hint}") from exc
         if result.returncode != 0:
+            # What the plugin said, bounded and without anything it printed on stdout.
+            said = result.stderr[-_PLUGIN_STDERR:].decode(errors="replace").strip()
+            said = redact_text(said, [Secret(line) for line in _secret_lines(result.stdout)])
             raise TargetError(
-                f"the exec credential plugin {plugin.command!r} failed "
-                f"with exit code {result.returncode}"
+                f"the exec credential plugin {name!r} failed with exit code "
+                f"{result.returncode}" + (f": {said}" if said else "")
             )
         try:
-            status = json.loads(result.stdout)["status"]
-            token = Secret(str(status["token"]))
+            status = json.loads(result.stdout[:_PLUGIN_STDOUT])["status"]
+            if not isinstance(status, dict):
+                raise TypeError
         except (ValueError, KeyError, TypeError) as exc:
             raise TargetError(
-                f"the exec credential plugin {plugin.command!r} printed no token credential"
+                f"the exec credential plugin {name!r} printed no ExecCredential"
             ) from exc
+        token = Secret(str(status["token"])) if status.get("token") else None
+        cert, key = status.get("clientCertificateData"), status.get("clientKeyData")
+        if token is None and not (cert and key):
+            raise TargetError(
+                f"the exec credential plugin {name!r} printed neither a token nor a "
+                "client certificate and key"
+            )
+        if cert and key:
+            pair = attrs.evolve(
+                self.config, client_cert_data=str(cert).encode(), client_key_data=Secret(str(key))
+            )
+            try:
+                self._ssl = ssl_context(pair)
+            except ConfigError as exc:
+                raise TargetError(f"the exec credential plugin {name!r}: {exc.reason}") from None
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
         expires = float("inf")
         if status.get("expirationTimestamp"):
             stamp = str(status["expirationTimestamp"]).replace("Z", "+00:00")
@@ -148,9 +189,13 @@ class KubeClient:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
+    def _refreshable(self) -> bool:
+        return self.config.exec_plugin is not None or self.config.token_file is not None
+
     def _secrets(self) -> list[Secret | None]:
         cached = [c[1] for c in (self._file_token, self._exec_token) if c is not None]
-        return [self.config.token, self.config.password, *cached]
+        proxy = urllib.parse.urlsplit(self._proxy or "").password
+        return [self.config.token, self.config.password, Secret(proxy) if proxy else None, *cached]
 
     async def request(
         self,
@@ -176,8 +221,9 @@ class KubeClient:
                 raise TargetError(
                     f"cannot reach the Kubernetes API at {self.config.server}: {text}"
                 ) from exc
-            if status == 401 and attempt == 0 and self.config.exec_plugin is not None:
-                self._exec_token = None  # expired early: ask the plugin again
+            if status == 401 and attempt == 0 and self._refreshable():
+                # Expired early or rotated: ask the plugin again, re-read the token file.
+                self._exec_token = self._file_token = None
                 continue
             break
         if status >= 400:
@@ -191,9 +237,9 @@ class KubeClient:
         body: Mapping[str, Any] | None,
         params: Mapping[str, str] | None,
     ) -> tuple[int, dict[str, Any]]:
+        headers = await self._headers()  # first: an exec plugin may replace the session
         session = self._get_session()
-        headers = await self._headers()
-        kwargs: dict[str, Any] = {"headers": headers, "params": params}
+        kwargs: dict[str, Any] = {"headers": headers, "params": params, "proxy": self._proxy}
         if self.config.tls_server_name:
             kwargs["server_hostname"] = self.config.tls_server_name
         if body is not None:

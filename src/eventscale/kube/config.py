@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import ipaddress
 import os
+import re
 import ssl
 import tempfile
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,13 +24,17 @@ import attrs
 import yaml
 
 from eventscale.errors import ConfigError
-from eventscale.redaction import Secret
+from eventscale.redaction import Secret, redact_url
 
 __all__ = (
     "ExecCredentialPlugin",
     "KubeConfig",
     "SERVICE_ACCOUNT_DIR",
     "b64decode",
+    "environment_proxy",
+    "exec_cluster_info",
+    "kubeconfig_paths",
+    "merge_kubeconfigs",
     "ssl_context",
 )
 
@@ -46,14 +54,22 @@ def b64decode(value: str, field: str) -> bytes:
 class ExecCredentialPlugin:
     """A kubeconfig ``user.exec`` entry: a command that prints an ``ExecCredential``.
 
-    Cloud clusters (EKS, GKE, AKS) authenticate this way. Only token credentials are
-    supported; the token is cached until its ``expirationTimestamp``.
+    Cloud clusters (EKS, GKE, AKS) authenticate this way. The plugin may print a token
+    or a client certificate and key; either is cached until its ``expirationTimestamp``.
+    A ``command`` holding a path separator was resolved against the kubeconfig's folder
+    (as client-go does); a bare name is looked up in ``PATH``. ``install_hint`` is shown
+    when the command cannot be found; ``provide_cluster_info`` passes the cluster
+    (server, CA, ``extensions[client.authentication.k8s.io/exec]``) in
+    ``KUBERNETES_EXEC_INFO``.
     """
 
     command: str
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = attrs.field(factory=dict)
     api_version: str = "client.authentication.k8s.io/v1"
+    install_hint: str | None = None
+    provide_cluster_info: bool = False
+    cluster_config: Any = None
 
 
 @attrs.frozen(kw_only=True)
@@ -62,7 +78,9 @@ class KubeConfig:
 
     Build one with :meth:`load`, :meth:`from_kubeconfig` or :meth:`in_cluster`.
     Credentials are :class:`~eventscale.redaction.Secret` and never shown in ``repr``.
-    ``token_file`` is re-read every minute (in-cluster tokens are rotated).
+    ``token_file`` is re-read every minute and after a 401 (in-cluster tokens are
+    rotated). ``proxy_url`` is the cluster's ``proxy-url``; without one,
+    :func:`environment_proxy` (``HTTPS_PROXY``, ``NO_PROXY``) decides.
     """
 
     server: str
@@ -78,16 +96,26 @@ class KubeConfig:
     client_cert_data: bytes | None = attrs.field(default=None, repr=False)
     client_key_data: Secret | None = None
     exec_plugin: ExecCredentialPlugin | None = None
+    proxy_url: str | None = attrs.field(
+        default=None, repr=lambda url: repr(redact_url(url)) if url else "None"
+    )
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str] | None = None, context: str | None = None
     ) -> KubeConfig:
-        """The in-cluster config when running in a pod (and no path/context is given),
-        else the kubeconfig at ``path``, ``$KUBECONFIG`` or ``~/.kube/config``."""
+        """The kubeconfig at ``path``, else the files of ``$KUBECONFIG`` or
+        ``~/.kube/config``; in a pod where none of those exists (and no ``context`` is
+        given), the in-cluster config, as kubectl's deferred loading does."""
         in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-        if path is None and context is None and in_pod and (SERVICE_ACCOUNT_DIR / "token").exists():
-            return cls.in_cluster()
+        if (
+            path is None
+            and context is None
+            and in_pod
+            and (SERVICE_ACCOUNT_DIR / "token").exists()
+            and not any(f.exists() for f in kubeconfig_paths())
+        ):
+            return cls.in_cluster(SERVICE_ACCOUNT_DIR)
         return cls.from_kubeconfig(path, context=context)
 
     @classmethod
@@ -120,29 +148,29 @@ class KubeConfig:
     def from_kubeconfig(
         cls, path: str | os.PathLike[str] | None = None, *, context: str | None = None
     ) -> KubeConfig:
-        """Read a kubeconfig file and select ``context`` (default: its ``current-context``).
+        """Read kubeconfig files as kubectl does and select ``context`` (default: the
+        ``current-context``).
 
-        ``path`` defaults to the first file of ``$KUBECONFIG``, else ``~/.kube/config``.
-        File references (``certificate-authority``, ``client-key``, ``tokenFile``) are
-        resolved relative to the kubeconfig's directory.
+        ``path`` is the one file to read (kubectl's ``--kubeconfig``: it must exist);
+        without it every file of ``$KUBECONFIG`` is read and merged with client-go's
+        rules (:func:`merge_kubeconfigs`; missing files are skipped), else
+        ``~/.kube/config``. File references (``certificate-authority``, ``client-key``,
+        ``tokenFile``, an exec ``command`` with a path separator) are resolved against
+        the folder of the file that holds them.
         """
-        if path is None:
-            env = os.environ.get("KUBECONFIG", "")
-            first = next((p for p in env.split(os.pathsep) if p), None)
-            path = first or Path.home() / ".kube" / "config"
-        file = Path(path).expanduser()
-        try:
-            doc = yaml.safe_load(file.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read kubeconfig: {exc.strerror}", path=str(file)) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"kubeconfig is not valid YAML: {exc}", path=str(file)) from exc
-        if not isinstance(doc, dict):
-            raise ConfigError("kubeconfig is not a mapping", path=str(file))
-        return cls._from_doc(doc, file.parent, context)
+        if path is not None:
+            files = [Path(path).expanduser()]
+            docs = [(_read_kubeconfig(files[0]), files[0].parent)]
+        else:
+            files = kubeconfig_paths()
+            docs = [(_read_kubeconfig(f), f.parent) for f in files if f.exists()]
+            if not docs:
+                shown = ", ".join(str(f) for f in files)
+                raise ConfigError("no kubeconfig file exists", path=shown)
+        return cls._from_doc(merge_kubeconfigs(docs), context)
 
     @classmethod
-    def _from_doc(cls, doc: Mapping[str, Any], base: Path, context: str | None) -> KubeConfig:
+    def _from_doc(cls, doc: Mapping[str, Any], context: str | None) -> KubeConfig:
         def named(section: str, name: str) -> Mapping[str, Any]:
             for item in doc.get(section) or ():
                 if isinstance(item, dict) and item.get("name") == name:
@@ -160,10 +188,15 @@ class KubeConfig:
         if not cluster_name:
             raise ConfigError(f"context {ctx_name!r} names no cluster", path="contexts")
         cluster = named("clusters", cluster_name)
-        user = named("users", ctx["user"]) if ctx.get("user") else {}
+        user_name = ctx.get("user")
+        user = named("users", user_name) if user_name else {}
+        where = f"users[{user_name}]"
 
-        def read(value: Any) -> bytes:
-            return (base / str(value)).expanduser().read_bytes()
+        def read(value: Any, field: str) -> bytes:
+            try:
+                return Path(str(value)).expanduser().read_bytes()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {value}: {exc.strerror}", path=field) from None
 
         server = cluster.get("server")
         if not server:
@@ -172,32 +205,38 @@ class KubeConfig:
         if cluster.get("certificate-authority-data"):
             ca = b64decode(cluster["certificate-authority-data"], "certificate-authority-data")
         elif cluster.get("certificate-authority"):
-            ca = read(cluster["certificate-authority"])
+            ca = read(cluster["certificate-authority"], f"clusters[{cluster_name}]")
         cert: bytes | None = None
         if user.get("client-certificate-data"):
             cert = b64decode(user["client-certificate-data"], "client-certificate-data")
         elif user.get("client-certificate"):
-            cert = read(user["client-certificate"])
+            cert = read(user["client-certificate"], where)
         key: Secret | None = None
         if user.get("client-key-data"):
             key = Secret(b64decode(user["client-key-data"], "client-key-data").decode())
         elif user.get("client-key"):
-            key = Secret(read(user["client-key"]).decode())
+            key = Secret(read(user["client-key"], where).decode())
         token_file = user.get("tokenFile")
         plugin: ExecCredentialPlugin | None = None
         if isinstance(user.get("exec"), dict):
-            spec = user["exec"]
-            plugin = ExecCredentialPlugin(
-                command=str(spec["command"]),
-                args=tuple(str(a) for a in spec.get("args") or ()),
-                env={str(e["name"]): str(e.get("value", "")) for e in spec.get("env") or ()},
-                api_version=str(spec.get("apiVersion", "client.authentication.k8s.io/v1")),
-            )
-        if user.get("auth-provider"):
+            plugin = _exec_plugin(user["exec"], cluster, f"{where}.exec")
+        provider = user.get("auth-provider")
+        if provider:
+            name = provider.get("name") if isinstance(provider, dict) else None
             raise ConfigError(
-                "kubeconfig auth-provider plugins are not supported; use an exec plugin or a token",
-                path=f"users[{ctx['user']}].auth-provider",
+                f"kubeconfig auth-provider {name!r} is not supported (kubectl dropped the "
+                "built-in providers too); use an exec plugin (for oidc: kubelogin, "
+                "'kubectl oidc-login') or a token",
+                path=f"{where}.auth-provider",
             )
+        proxy = cluster.get("proxy-url")
+        if proxy:
+            proxy = str(proxy)
+            if urllib.parse.urlsplit(proxy).scheme not in ("http", "https"):
+                raise ConfigError(
+                    f"proxy-url {proxy!r}: only http:// and https:// proxies are supported",
+                    path=f"clusters[{cluster_name}].proxy-url",
+                )
         return cls(
             server=str(server).rstrip("/"),
             namespace=str(ctx.get("namespace") or "default"),
@@ -206,13 +245,204 @@ class KubeConfig:
             insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify", False)),
             tls_server_name=cluster.get("tls-server-name"),
             token=Secret(str(user["token"])) if user.get("token") else None,
-            token_file=str(base / token_file) if token_file else None,
+            token_file=str(token_file) if token_file else None,
             username=user.get("username"),
             password=Secret(str(user["password"])) if user.get("password") else None,
             client_cert_data=cert,
             client_key_data=key,
             exec_plugin=plugin,
+            proxy_url=proxy or None,
         )
+
+
+# Where the loader keeps per-file values (client-go's LocationOfOrigin): resolved below.
+_CLUSTER_FILES: Final = ("certificate-authority",)
+_USER_FILES: Final = ("client-certificate", "client-key", "tokenFile")
+_EXEC_CLUSTER_CONFIG: Final = "client.authentication.k8s.io/exec"
+
+
+def kubeconfig_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The files kubectl reads, in precedence order: each of ``$KUBECONFIG`` (empty
+    entries and repeats dropped), else ``~/.kube/config``."""
+    env = os.environ if environ is None else environ
+    seen: list[Path] = []
+    for item in env.get("KUBECONFIG", "").split(os.pathsep):
+        if item and Path(item).expanduser() not in seen:
+            seen.append(Path(item).expanduser())
+    return seen or [Path.home() / ".kube" / "config"]
+
+
+def _read_kubeconfig(file: Path) -> dict[str, Any]:
+    try:
+        if file.stat().st_size > _MAX_KUBECONFIG:
+            raise ConfigError(f"kubeconfig is larger than {_MAX_KUBECONFIG} bytes", path=str(file))
+        doc = yaml.safe_load(file.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read kubeconfig: {exc.strerror}", path=str(file)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"kubeconfig is not valid YAML: {exc}", path=str(file)) from exc
+    except RecursionError:
+        raise ConfigError("kubeconfig is nested too deeply", path=str(file)) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ConfigError("kubeconfig is not a mapping", path=str(file))
+    return doc
+
+
+_MAX_KUBECONFIG: Final = 4 * 1024 * 1024
+
+
+def _absolute(value: Any, base: Path) -> Any:
+    if not isinstance(value, str) or not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)
+
+
+def merge_kubeconfigs(docs: Sequence[tuple[Mapping[str, Any], Path]]) -> dict[str, Any]:
+    """Merge kubeconfig documents as client-go's ``ClientConfigLoadingRules.Load`` does.
+
+    ``docs`` are ``(document, folder of its file)`` in precedence order. Each file's
+    relative paths are first made absolute against its own folder; then the first file
+    that defines a cluster, user or context of a name supplies that entry whole, and
+    the first file that sets ``current-context`` supplies it.
+    """
+    merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
+    for doc, base in docs:
+        if not merged.get("current-context") and doc.get("current-context"):
+            merged["current-context"] = doc["current-context"]
+        for section, files in (("clusters", _CLUSTER_FILES), ("users", _USER_FILES)):
+            for item in doc.get(section) or ():
+                if not isinstance(item, dict):
+                    continue
+                if any(seen.get("name") == item.get("name") for seen in merged[section]):
+                    continue
+                body = dict(item.get(section[:-1]) or {})
+                for field in files:
+                    if field in body:
+                        body[field] = _absolute(body[field], base)
+                command = (body.get("exec") or {}).get("command")
+                if isinstance(command, str) and os.sep in command:
+                    body["exec"] = {**body["exec"], "command": _absolute(command, base)}
+                merged[section].append({"name": item.get("name"), section[:-1]: body})
+        for item in doc.get("contexts") or ():
+            if isinstance(item, dict) and not any(
+                seen.get("name") == item.get("name") for seen in merged["contexts"]
+            ):
+                merged["contexts"].append(item)
+    return merged
+
+
+def _exec_plugin(
+    spec: Mapping[str, Any], cluster: Mapping[str, Any], where: str
+) -> ExecCredentialPlugin:
+    if not spec.get("command"):
+        raise ConfigError("an exec plugin needs a command", path=f"{where}.command")
+    extensions = cluster.get("extensions") or ()
+    cluster_config = next(
+        (
+            e.get("extension")
+            for e in extensions
+            if isinstance(e, dict) and e.get("name") == _EXEC_CLUSTER_CONFIG
+        ),
+        None,
+    )
+    return ExecCredentialPlugin(
+        command=str(spec["command"]),
+        args=tuple(str(a) for a in spec.get("args") or ()),
+        env={str(e["name"]): str(e.get("value", "")) for e in spec.get("env") or ()},
+        api_version=str(spec.get("apiVersion", "client.authentication.k8s.io/v1")),
+        install_hint=str(spec["installHint"]) if spec.get("installHint") else None,
+        provide_cluster_info=bool(spec.get("provideClusterInfo", False)),
+        cluster_config=cluster_config,
+    )
+
+
+def exec_cluster_info(config: KubeConfig) -> dict[str, Any]:
+    """The ``spec.cluster`` of ``KUBERNETES_EXEC_INFO`` for a plugin that asked for it
+    (``provideClusterInfo``): the server, its CA and the plugin's cluster config."""
+    info: dict[str, Any] = {"server": config.server}
+    if config.tls_server_name:
+        info["tls-server-name"] = config.tls_server_name
+    if config.insecure_skip_tls_verify:
+        info["insecure-skip-tls-verify"] = True
+    if config.ca_data is not None:
+        info["certificate-authority-data"] = base64.b64encode(config.ca_data).decode()
+    if config.proxy_url:
+        info["proxy-url"] = config.proxy_url
+    plugin = config.exec_plugin
+    if plugin is not None and plugin.cluster_config is not None:
+        info["config"] = plugin.cluster_config
+    return info
+
+
+_HOST_PORT: Final = re.compile(r"(\[[^\]]*\]|[^:]*):(\d+)")
+
+
+def _no_proxy_matches(host: str, port: int, entries: str) -> bool:
+    """Go's ``NO_PROXY`` rules (golang.org/x/net/http/httpproxy): ``*``, CIDRs, IPs,
+    ``host[:port]`` (the host and its subdomains) and ``.domain[:port]`` (subdomains)."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    for raw in entries.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            with contextlib.suppress(ValueError):
+                if ip is not None and ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        entry_host, entry_port = entry, None
+        hp = _HOST_PORT.fullmatch(entry)
+        if hp is not None:
+            entry_host, entry_port = hp.group(1), int(hp.group(2))
+        entry_host = entry_host.strip("[]")
+        if entry_port is not None and entry_port != port:
+            continue
+        try:
+            entry_ip = ipaddress.ip_address(entry_host)
+        except ValueError:
+            entry_ip = None
+        if entry_ip is not None:
+            if ip == entry_ip:
+                return True
+            continue
+        entry_host = entry_host.removeprefix("*")
+        if entry_host.startswith("."):
+            if host.endswith(entry_host):
+                return True
+        elif host == entry_host or host.endswith("." + entry_host):
+            return True
+    return False
+
+
+def environment_proxy(url: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy Go's ``http.ProxyFromEnvironment`` picks for ``url`` (as kubectl does
+    without a ``proxy-url``): ``HTTPS_PROXY`` for https, ``HTTP_PROXY`` for http, none
+    for ``localhost``, loopback addresses and ``NO_PROXY`` matches."""
+    env = os.environ if environ is None else environ
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    names = (
+        ("HTTPS_PROXY", "https_proxy") if parts.scheme == "https" else ("HTTP_PROXY", "http_proxy")
+    )
+    proxy = next((env[n] for n in names if env.get(n)), None)
+    if not proxy or host == "localhost":
+        return None
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    if _no_proxy_matches(host, port, no_proxy):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def ssl_context(config: KubeConfig) -> ssl.SSLContext | bool:

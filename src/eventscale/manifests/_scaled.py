@@ -38,29 +38,57 @@ from eventscale.spec import (
 __all__ = ("read_scaled_job", "read_scaled_object")
 
 _NO_CACHE_TYPES: Final = frozenset({"cpu", "memory", "cron"})
+_RESOURCE_TYPES: Final = frozenset({"cpu", "memory"})
 
 
-def _metric_type(r: FieldReader, raw: Any, path: str) -> MetricType:
+def _metric_type(r: FieldReader, raw: Any, path: str, trigger_type: str = "") -> MetricType:
     """A trigger's or the modifiers' ``metricType``; never echoes the value."""
     if raw is None or raw == "":
         return MetricType.AVERAGE_VALUE
+    if raw == "Utilization" and trigger_type in _RESOURCE_TYPES:
+        return MetricType.UTILIZATION  # docs/scalers/cpu-memory.md
     if isinstance(raw, str):
-        for member in MetricType:
+        for member in (MetricType.AVERAGE_VALUE, MetricType.VALUE):
             if member.value == raw:
                 return member
     if raw == "Utilization":
         r.fail(
             path,
-            "metricType 'Utilization' is only for cpu/memory triggers, which eventscale does "
-            "not scale on; use 'AverageValue' or 'Value'",
+            "metricType 'Utilization' is only for cpu/memory triggers; "
+            "use 'AverageValue' or 'Value'",
         )
     else:
-        choices = [m.value for m in MetricType]
+        choices = [MetricType.AVERAGE_VALUE.value, MetricType.VALUE.value]
         r.fail(
             path,
             f"must be one of {', '.join(choices)}; got {shown(raw)}{did_you_mean(raw, choices)}",
         )
     return MetricType.AVERAGE_VALUE
+
+
+def _check_no_resource_triggers(r: FieldReader, triggers: Any) -> None:
+    """KEDA: cpu/memory triggers are for ScaledObjects only (docs/scalers/cpu-memory.md)."""
+    for i, trig in enumerate(triggers or ()):
+        if trig.type in _RESOURCE_TYPES:
+            r.fail(
+                f"spec.triggers[{i}].type",
+                f"{trig.type!r} triggers are for ScaledObjects only, not ScaledJobs",
+            )
+
+
+def _check_resource_only(r: FieldReader, spec: Mapping[str, Any], triggers: Any) -> None:
+    """KEDA's webhook: only cpu/memory triggers cannot scale to zero (docs/scalers/cpu-memory.md)."""
+    if (
+        triggers
+        and all(t.type in _RESOURCE_TYPES for t in triggers)
+        and spec.get("minReplicaCount") == 0
+        and not isinstance(spec.get("minReplicaCount"), bool)
+    ):
+        r.fail(
+            "spec.minReplicaCount",
+            "must be at least 1 when every trigger is cpu or memory (they cannot scale "
+            "to zero); add an event trigger or raise minReplicaCount",
+        )
 
 
 def _read_trigger(r: FieldReader, value: Any, path: str) -> TriggerSpec | None:
@@ -76,7 +104,17 @@ def _read_trigger(r: FieldReader, value: Any, path: str) -> TriggerSpec | None:
     if "metadata" not in trig:
         r.fail(f"{path}.metadata", "is required")
     metadata = r.string_map(trig, "metadata", path)
-    metric_type = _metric_type(r, trig.get("metricType"), f"{path}.metricType")
+    metric_type = _metric_type(r, trig.get("metricType"), f"{path}.metricType", trigger_type)
+    if (
+        trigger_type in _RESOURCE_TYPES
+        and trig.get("metricType") in (None, "")
+        and "value" in metadata
+        and not metadata.get("type")
+    ):  # KEDA's cpu_memory_scaler.go: "unsupported metric type"
+        r.fail(
+            f"{path}.metricType",
+            f"is required for {trigger_type} triggers: 'Utilization' or 'AverageValue'",
+        )
     cached = r.boolean(trig, "useCachedMetrics", path, default=False)
     if cached and trigger_type in _NO_CACHE_TYPES:
         r.fail(f"{path}.useCachedMetrics", f"is not supported for {trigger_type!r} triggers")
@@ -290,6 +328,7 @@ def read_scaled_object(r: FieldReader, doc: Mapping[str, Any]) -> ScaledObjectSp
     advanced = _read_advanced(r, spec)
     fallback = _read_fallback(r, spec)
     triggers = _read_triggers(r, spec)
+    _check_resource_only(r, spec, triggers)
     if target_ref is None:
         return None
     return r.build(
@@ -345,7 +384,7 @@ def read_scaled_job(r: FieldReader, doc: Mapping[str, Any]) -> ScaledJobSpec | N
     ok_limit = r.integer(spec, "successfulJobsHistoryLimit", "spec", default=100, minimum=0)
     bad_limit = r.integer(spec, "failedJobsHistoryLimit", "spec", default=100, minimum=0)
     min_count = r.integer(spec, "minReplicaCount", "spec", default=0, minimum=0)
-    max_count = r.integer(spec, "maxReplicaCount", "spec", default=100, minimum=0)
+    max_count = r.integer(spec, "maxReplicaCount", "spec", default=None, minimum=0)
     env_container = r.string(spec, "envSourceContainerName", "spec")
     legacy = r.string(spec, "rolloutStrategy", "spec", choices=("default", "gradual"))
     rollout = JobRollout(strategy=legacy or "default")
@@ -422,6 +461,7 @@ def read_scaled_job(r: FieldReader, doc: Mapping[str, Any]) -> ScaledJobSpec | N
             or "max"
         )
     triggers = _read_triggers(r, spec)
+    _check_no_resource_triggers(r, triggers)
     if job is None:
         return None
     return r.build(
@@ -437,7 +477,7 @@ def read_scaled_job(r: FieldReader, doc: Mapping[str, Any]) -> ScaledJobSpec | N
             successful_jobs_history_limit=ok_limit if ok_limit is not None else 100,
             failed_jobs_history_limit=bad_limit if bad_limit is not None else 100,
             min_replica_count=min_count if min_count is not None else 0,
-            max_replica_count=max_count if max_count is not None else 100,
+            max_replica_count=max_count,  # None: not set (KEDA's 100, not less minReplicaCount)
             rollout=rollout,
             strategy=strategy,
             custom_scaling_queue_length_deduction=deduction,

@@ -24,15 +24,36 @@ from typing import Any, Final, TypeAlias, TypeVar
 import attrs
 
 from eventscale.errors import ConfigError
-from eventscale.manifests._yaml import Document, key_path, parse_yaml
+from eventscale.manifests._yaml import (
+    MAX_ALIAS_NODES,
+    MAX_ALIASES,
+    MAX_DATA_VALUES,
+    MAX_DEPTH,
+    MAX_INTEGER_CHARS,
+    MAX_MANIFEST_CHARS,
+    MAX_SCALAR_CHARS,
+    Document,
+    check_data,
+    decode_manifest,
+    key_path,
+    parse_yaml,
+)
 from eventscale.redaction import redact_text
 
 __all__ = (
+    "MAX_ALIASES",
+    "MAX_ALIAS_NODES",
+    "MAX_DATA_VALUES",
+    "MAX_DEPTH",
+    "MAX_INTEGER_CHARS",
+    "MAX_MANIFEST_CHARS",
+    "MAX_SCALAR_CHARS",
     "OBJECT_META_FIELDS",
     "Document",
     "FieldReader",
     "ManifestInput",
     "ObjectMeta",
+    "decode_manifest",
     "did_you_mean",
     "key_path",
     "not_a_mapping",
@@ -241,6 +262,9 @@ class FieldReader:
         if not isinstance(value, str):
             self.fail(field, f"must be a string, got {shown(value)}")
             return default
+        if not _encodable(value):
+            self.fail(field, "is not valid Unicode text (a lone surrogate)")
+            return default
         if choices is not None and value not in choices:
             listed = ", ".join(choices)
             hint = did_you_mean(value, choices)
@@ -353,6 +377,9 @@ class FieldReader:
                 # Only the type: a mapping under `password` may hold the password.
                 self.fail(item_path, f"must be a string, got {type_name(item)}")
                 continue
+            if not _encodable(text):
+                self.fail(item_path, "is not valid Unicode text (a lone surrogate)")
+                continue
             out[name] = text
         return out
 
@@ -440,6 +467,14 @@ class FieldReader:
         return None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _suggest(key: str, allowed: frozenset[str]) -> str:
     close = difflib.get_close_matches(key, sorted(allowed), n=1)
     if close:
@@ -457,19 +492,21 @@ def read_documents(source: ManifestInput) -> tuple[list[Document], bool]:
 
     Empty YAML documents are skipped; each item of a ``v1`` ``List`` becomes a document.
 
-    :raises ConfigError: invalid YAML (naming line and column), text that is not UTF-8,
-        or a ``source`` of another type.
+    Bytes are decoded as UTF-8, with or without a leading byte-order mark.
+
+    :raises ConfigError: invalid YAML (naming line and column), text that is not UTF-8
+        (naming the byte offset and line), text beyond a limit of docs/errors.md
+        ("Limits"), or a ``source`` of another type.
     """
     if isinstance(source, bytes):
-        try:
-            source = source.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError("manifest text is not UTF-8") from None
+        source = decode_manifest(source)
     if isinstance(source, str):
         docs = parse_yaml(source)
     elif isinstance(source, Mapping):
+        check_data(source)
         docs = [Document(0, source)]
     elif isinstance(source, Sequence):
+        check_data(source)
         docs = [Document(i, item) for i, item in enumerate(source)]
     else:
         raise ConfigError(

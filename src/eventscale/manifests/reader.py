@@ -39,6 +39,7 @@ from eventscale.redaction import Secret
 from eventscale.spec import ScaledJobSpec, ScaledObjectSpec, TriggerAuthenticationSpec
 
 if TYPE_CHECKING:
+    from eventscale.kube import KubeClient
     from eventscale.scalers.params import TriggerContext
 
 __all__ = (
@@ -111,6 +112,52 @@ class Manifests:
         Secrets by name; ``env`` is the scale target container's environment.
         """
         return stream_trigger_contexts(self, spec, env=env, secrets=secrets)
+
+    async def trigger_contexts_async(
+        self,
+        spec: ScaledObjectSpec | ScaledJobSpec,
+        *,
+        kube_client: KubeClient | None = None,
+        env: Mapping[str, str] | None = None,
+        cluster_namespace: str = "keda",
+    ) -> tuple[TriggerContext, ...]:
+        """:meth:`trigger_contexts`, looking in the cluster behind ``kube_client`` for
+        what this stream lacks: Secrets, ConfigMaps, (Cluster)TriggerAuthentications and
+        the scale target container's environment (docs/authentication.md, "Lookup
+        order"). ``env`` overrides that environment variable by variable;
+        ``cluster_namespace`` is KEDA's ``KEDA_CLUSTER_OBJECT_NAMESPACE``.
+        """
+        from eventscale.authentication import (
+            AuthResolver,
+            cluster_authentications,
+            default_sources,
+            reads_environment,
+            workload_env,
+        )
+
+        sources = default_sources(self, kube_client=kube_client)
+        found = None
+        if reads_environment(spec, self.trigger_authentications.values()):
+            found = await workload_env(spec, sources=sources, client=kube_client)
+        merged = {k: v.reveal() for k, v in (found or {}).items()} | dict(env or {})
+
+        async def container_env(name: str) -> dict[str, str]:
+            named = await workload_env(spec, sources=sources, client=kube_client, container=name)
+            return {k: v.reveal() for k, v in (named or {}).items()}
+
+        resolver = AuthResolver(
+            sources=sources,
+            env=merged,
+            cluster_namespace=cluster_namespace,
+            authentications=(
+                cluster_authentications(kube_client, load_trigger_authentication)
+                if kube_client is not None
+                else None
+            ),
+            env_origin="the scale target container's environment and env=" if found else "env=",
+            container_env=container_env if found is not None else None,
+        )
+        return await resolver.trigger_contexts(spec, self.trigger_authentications)
 
 
 _T = TypeVar("_T", ScaledObjectSpec, ScaledJobSpec)

@@ -163,7 +163,7 @@ def _scaled_job_out(sj: ScaledJobSpec) -> dict[str, Any]:
         ("successfulJobsHistoryLimit", sj.successful_jobs_history_limit, 100),
         ("failedJobsHistoryLimit", sj.failed_jobs_history_limit, 100),
         ("minReplicaCount", sj.min_replica_count, 0),
-        ("maxReplicaCount", sj.max_replica_count, 100),
+        ("maxReplicaCount", sj.max_replica_count, None),
     ):
         if value != default:
             spec[key] = value

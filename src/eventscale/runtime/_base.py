@@ -100,7 +100,7 @@ class PollingBase(AsyncResource, Generic[SpecT, TargetT]):
         self.clock = clock
         self.events = events
         self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
-        self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts)
+        self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts, target)
         self._closed = False
 
     # ------------------------------------------------------------------ construction

@@ -53,12 +53,15 @@ def build_scalers(
     spec: ScaledObjectSpec | ScaledJobSpec,
     scalers: Sequence[Scaler] | None,
     contexts: Sequence[TriggerContext] | None,
+    target: object = None,
 ) -> tuple[Scaler, ...]:
     """One scaler per trigger of ``spec``: ``scalers`` as given, or built from ``contexts``.
 
     Without ``contexts`` the spec's own metadata is used (no TriggerAuthentication,
     no environment). Scalers connect on their first poll, never in their
     constructors, so a :class:`ConfigError` in a later trigger leaves nothing open.
+    A scaler that reads the target (``needs_target = True``, the cpu/memory triggers)
+    gets ``target`` through its ``bind_target`` method.
     """
     if scalers is None:
         if contexts is None:
@@ -71,6 +74,9 @@ def build_scalers(
             f"{len(scalers)} scalers given for {len(spec.triggers)} triggers",
             path="spec.triggers",
         )
+    for scaler in scalers:  # cpu/memory read the target (docs/scalers/cpu-memory.md)
+        if getattr(scaler, "needs_target", False):
+            scaler.bind_target(target)  # type: ignore[attr-defined]
     return tuple(scalers)
 
 

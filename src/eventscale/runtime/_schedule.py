@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from eventscale.runtime.controller import ObjectStatus, Reconcilable
 
 __all__ = (
+    "PUSH_RETRY_CAP",
     "SLOTS_PER_SECOND",
     "ObjectLoop",
     "abandon",
@@ -32,6 +33,10 @@ __all__ = (
     "sleep_or_wake",
     "wake_or_sleep",
 )
+
+#: The longest wait, in seconds, before a failed push watch (``wait_for_activity``) is
+#: tried again: after an outage of the source, push wake-ups work again this soon.
+PUSH_RETRY_CAP = 4.0
 
 
 class ObjectLoop:

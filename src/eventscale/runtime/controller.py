@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup
 
 from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
 from eventscale.runtime._schedule import (
+    PUSH_RETRY_CAP,
     SLOTS_PER_SECOND,
     ObjectLoop,
     abandon,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from eventscale.runtime.observability import TriggerResult
 
 __all__ = (
+    "PUSH_RETRY_CAP",
     "Controller",
     "NotifyingOwnership",
     "ObjectStatus",
@@ -574,11 +576,11 @@ class Controller:
         active, so the watch is armed only while the object is idle (and owned): an
         active object is driven by its polls. A wake-up that finds the object still
         idle (a spurious return) delays the next watch, with a doubling back-off, so a
-        misbehaving scaler cannot make the loop spin.
+        misbehaving scaler cannot make the loop spin; a failed watch backs off to PUSH_RETRY_CAP.
         """
         interval = entry.obj.spec.polling_interval
-        backoff = min(1.0, interval)
-        spurious = min(0.05, interval)
+        backoff, spurious = min(1.0, interval), min(0.05, interval)
+        await self._next_reconcile(entry, 0)  # after the first reconcile, not beside it
         while True:
             while not entry.status.owned or _is_active(entry.status):
                 await self._next_reconcile(entry, entry.started)
@@ -589,7 +591,7 @@ class Controller:
                     raise
                 logger.debug("push watch on %s failed: %s", entry.obj.key, exc)
                 await self.sleep(backoff)
-                backoff = min(backoff * 2, interval)
+                backoff = min(backoff * 2, interval, PUSH_RETRY_CAP)
                 continue
             backoff = min(1.0, interval)
             started = entry.started

@@ -113,7 +113,7 @@ def decide_job_starts(
     :raises ConfigError: ``customScalingRunningJobPercentage`` does not parse.
     """
     decision = decide_jobs(spec, metrics, counts.running, counts.pending)
-    room = max(0, spec.max_replica_count - counts.running)
+    room = max(0, spec.max_jobs - counts.running)
     if spec.paused and decision.create:
         return attrs.evolve(decision, create=0, reason=decision.reason + "; paused: creating none")
     if decision.create > room:
@@ -121,7 +121,7 @@ def decide_job_starts(
             decision,
             create=room,
             reason=f"{decision.reason}; capped at {room} so no more than "
-            f"maxReplicaCount {spec.max_replica_count} jobs are unfinished",
+            f"maxReplicaCount {spec.max_jobs} jobs are unfinished",
         )
     return decision
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, ClassVar, Final, Protocol, Self, runtime_checkable
 
 from eventscale import _lazy
 from eventscale._resource import AsyncResource
 from eventscale.errors import ConfigError
-from eventscale.metrics import MetricSpec, ScalerReport
+from eventscale.metrics import MetricSpec, MetricType, ScalerReport
+from eventscale.redaction import Secret
 from eventscale.scalers.params import TriggerContext
 
 __all__ = (
@@ -89,15 +90,58 @@ class ScalerBase(AsyncResource):
     """Optional base class for scalers: ``async with`` closes the scaler.
 
     :meth:`aclose` does nothing by default; a scaler that holds connections overrides it.
+    A subclass that sets :attr:`trigger_type` and implements ``from_context`` also gets
+    :meth:`from_metadata`, to build it from plain KEDA metadata.
     """
+
+    #: The trigger type :meth:`from_metadata` builds a context for by default.
+    trigger_type: ClassVar[str] = ""
 
     async def aclose(self) -> None:
         """Release resources (nothing by default)."""
+
+    @classmethod
+    def from_context(cls, ctx: TriggerContext) -> Self:
+        """Parse and validate ``ctx`` (raising :class:`ConfigError`) and build the scaler.
+
+        A subclass may accept keyword arguments after ``ctx`` for what is not KEDA
+        metadata (a clock, a credential); :meth:`from_metadata` passes them through.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not implement from_context()")
+
+    @classmethod
+    def from_metadata(
+        cls,
+        metadata: Mapping[str, Any],
+        auth: Mapping[str, str | Secret] | None = None,
+        env: Mapping[str, str] | None = None,
+        *,
+        trigger_type: str | None = None,
+        index: int = 0,
+        metric_type: MetricType = MetricType.AVERAGE_VALUE,
+        **injected: Any,
+    ) -> Self:
+        """Build the scaler from KEDA trigger ``metadata`` (and resolved auth parameters / env).
+
+        ``injected`` goes to :meth:`from_context` (for example a test clock).
+
+        :raises ConfigError: bad metadata, every problem with its field path.
+        """
+        ctx = TriggerContext(
+            metadata=metadata,
+            auth=auth or {},
+            env=env or {},
+            index=index,
+            trigger_type=trigger_type or cls.trigger_type,
+            metric_type=metric_type,
+        )
+        return cls.from_context(ctx, **injected)
 
 
 # trigger type -> "module:attribute" for the built-ins; imported on first use.
 _BUILTIN: Final[Mapping[str, str]] = {
     "kafka": "eventscale.scalers.kafka.scaler:KafkaScaler",
+    "apache-kafka": "eventscale.scalers.kafka.apache:ApacheKafkaScaler",
     "rabbitmq": "eventscale.scalers.rabbitmq.scaler:RabbitMQScaler",
     "redis": "eventscale.scalers.redis.lists:RedisListScaler",
     "redis-cluster": "eventscale.scalers.redis.lists:RedisListScaler",
@@ -113,7 +157,12 @@ _BUILTIN: Final[Mapping[str, str]] = {
     "nats-jetstream": "eventscale.scalers.nats_jetstream:NATSJetStreamScaler",
     "prometheus": "eventscale.scalers.prometheus:PrometheusScaler",
     "metrics-api": "eventscale.scalers.metrics_api:MetricsAPIScaler",
-    "memory": "eventscale.scalers.memory:MemoryScaler",
+    "gauge": "eventscale.scalers.gauge:GaugeScaler",
+    "cpu": "eventscale.scalers.resource:ResourceScaler",
+    "memory": "eventscale.scalers.resource:ResourceScaler",
+    "celery": "eventscale.scalers.pyqueues.celery:CeleryScaler",
+    "rq": "eventscale.scalers.pyqueues.rq:RQScaler",
+    "dramatiq": "eventscale.scalers.pyqueues.dramatiq:DramatiqScaler",
     "http": "eventscale.http.scaler:HTTPScaler",
     "external": "eventscale.external.client:ExternalScaler",
     "external-push": "eventscale.external.client:ExternalPushScaler",
@@ -189,6 +238,9 @@ def create_scaler(ctx: TriggerContext) -> Scaler:
 # first use so that importing this package loads no broker client.
 __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
-    {ref.partition(":")[2]: ref.partition(":")[0] for ref in _BUILTIN.values()},
+    {
+        **{ref.partition(":")[2]: ref.partition(":")[0] for ref in _BUILTIN.values()},
+        "MemoryScaler": "eventscale.scalers.gauge",  # the old name of GaugeScaler
+    },
     __all__,
 )

@@ -235,8 +235,9 @@ def _ssl_context(auth: HTTPAuth, unsafe_ssl: bool, path: str | None) -> ssl.SSLC
             ctx.load_verify_locations(cadata=auth.ca.reveal())
         if tls and auth.cert is not None and auth.key is not None:
             _load_cert_chain(ctx, auth.cert, auth.key)
-    except (ssl.SSLError, ValueError, OSError) as exc:
-        # ssl's messages name the failing step (PEM lib, no start line), never the content.
+    except (ssl.SSLError, ValueError, TypeError, OSError) as exc:
+        # ssl's messages name the failing step (PEM lib, no start line), never the content;
+        # a CA that is not ASCII is a TypeError.
         raise ConfigError(
             f"invalid TLS material (cert/key/ca): {redact_text(str(exc), auth.secrets())}",
             path=path,

@@ -95,6 +95,8 @@ class TriggerContext:
     used in metric names (``s{index}-...``); ``path`` prefixes error field paths.
     ``object_name`` / ``object_namespace`` name the ScaledObject (or ScaledJob) the
     trigger belongs to (the external scaler sends them in its ``ScaledObjectRef``).
+    ``env_origin`` says where ``env`` came from, for the message about an unset
+    ``...FromEnv`` variable.
     """
 
     metadata: Mapping[str, Any] = attrs.field(factory=dict, repr=lambda m: _redacted_repr(m))
@@ -110,6 +112,7 @@ class TriggerContext:
     path: str | None = None
     object_name: str = ""
     object_namespace: str = ""
+    env_origin: str = "the environment given to eventscale"
 
     @property
     def identity(self) -> str:
@@ -239,6 +242,7 @@ class Params:
         self.ctx = ctx
         self.errors: list[ConfigError] = []
         self._failed_validation = False
+        self._unset_env: dict[str, str] = {}
 
     # -- lookup --------------------------------------------------------------------
 
@@ -265,6 +269,8 @@ class Params:
                     env_name = _as_text(self.ctx.metadata.get(f"{key}FromEnv"))
                     env_name = env_name.strip() if env_name else None
                     raw = self.ctx.env.get(env_name) if env_name else None
+                    if env_name and not (raw or "").strip():
+                        self._unset_env[key] = env_name
                 if raw is None:
                     continue
                 raw = raw.strip()
@@ -284,9 +290,19 @@ class Params:
 
     def _missing(self, name: str, order: Sequence[Source]) -> None:
         where = " ".join(s.value for s in order)
-        self.errors.append(
-            ConfigError(f'missing required parameter "{name}" in [{where}]', path=self._path(name))
+        message = f'missing required parameter "{name}" in [{where}]'
+        path = self._path(name)
+        env_name = (
+            _as_text(self.ctx.metadata.get(f"{name}FromEnv")) if Source.ENV in order else None
         )
+        if env_name and env_name.strip():
+            # The metadata names a variable that is unset (or empty): say which, and where.
+            message += (
+                f"; {name}FromEnv names variable {env_name.strip()!r}, which is not set "
+                f"(or empty) in {self.ctx.env_origin}"
+            )
+            path = self._path(name, Source.ENV)
+        self.errors.append(ConfigError(message, path=path))
 
     def _read(
         self,
@@ -604,4 +620,16 @@ class Params:
         what = f"invalid {self.ctx.trigger_type or 'trigger'} trigger metadata"
         if self.ctx.path:
             what = f"{self.ctx.path}: {what}"
-        ConfigError.collect(self.errors, what=what)
+        errors = list(self.errors)
+        if errors:
+            # Say which ...FromEnv variables were unset, and where they were looked for.
+            errors += [
+                ConfigError(
+                    f"{key}FromEnv names variable {var!r}, which is not set (or empty) "
+                    f"in {self.ctx.env_origin}",
+                    path=self._path(key, Source.ENV),
+                )
+                for key, var in self._unset_env.items()
+                if not any(var in str(e) for e in errors)
+            ]
+        ConfigError.collect(errors, what=what)

@@ -300,7 +300,7 @@ _DEFAULT_TARGETS: Mapping[str, tuple[Sequence[str], float, Sequence[str]]] = {
     "azure-servicebus": (("messageCount",), 5, ("activationMessageCount",)),
     # the cron scaler reports desiredReplicas against a target of 1 (scalers/cron.py)
     "cron": ((), 1, ()),
-    "memory": (("target",), 1, ("activationTarget",)),
+    "gauge": (("target",), 1, ("activationTarget",)),
 }
 
 

@@ -3,7 +3,8 @@
 The set is every container labelled ``eventscale.target=<name>`` (or, for a Compose
 service, ``com.docker.compose.project=<project>`` and
 ``com.docker.compose.service=<service>``). Scaling out creates containers from a
-:class:`ContainerTemplate`, or clones an existing member when there is no template.
+:class:`ContainerTemplate`, or clones an existing member when there is no template
+(at zero, one stopped member is kept as the clone source).
 Scaling in stops the newest members first, giving each ``stop_timeout`` seconds to
 exit after SIGTERM, and removes them. The count is always read back from the labels,
 so a new target object (after a restart) finds the containers an earlier one made,
@@ -27,6 +28,8 @@ import attrs
 from eventscale._docker_api import DockerAPI, container_name_prefix
 from eventscale.errors import ConfigError, TargetError
 from eventscale.targets import TargetBase
+from eventscale.targets._docker_stats import member_resources
+from eventscale.targets.resources import PodResources, WorkloadResources
 
 __all__ = (
     "COMPOSE_PROJECT",
@@ -134,7 +137,8 @@ class DockerTarget(TargetBase):
     :param name: the set's name: members carry ``eventscale.target=<name>``.
     :param template: how to create members; without it, new members are clones of the
         oldest live member (its image, command, env, labels and host config, minus
-        published ports).
+        published ports), and scaling to 0 stops the oldest member and keeps it (not
+        counted) as the clone source of the next scale-out.
     :param compose_project, compose_service: select the members of a Compose service
         instead (both or neither); new members are clones unless a template is given.
     :param url: the daemon: ``unix:///path`` or ``tcp://host:port`` (plain TCP only);
@@ -213,6 +217,36 @@ class DockerTarget(TargetBase):
         """How many members are running (or restarting, or paused)."""
         return sum(1 for m in await self.members() if m.state in _LIVE_STATES)
 
+    async def get_pod_resources(self) -> WorkloadResources:
+        """Each live member as a one-container pod: limits, health and ``docker stats`` usage.
+
+        The container is named after the Compose service or the set (what a trigger's
+        ``containerName`` matches); ``Utilization`` is a percentage of the limits
+        (docs/scalers/cpu-memory.md). One inspect and one ``stream=false`` stats read
+        per member, concurrently.
+        """
+        live = [m for m in await self.members() if m.state in _LIVE_STATES]
+        container = str(self.compose[1]) if self.compose is not None else self.name
+        pods: list[PodResources | None] = [None] * len(live)
+
+        async def one(i: int, member: _Member) -> None:
+            _, inspect = await self._docker.inspect(member.id)
+            status, stats = await self._docker.request(
+                "GET", f"/containers/{member.id}/stats?stream=false", ok=(404, 409)
+            )
+            found = stats if status < 400 and isinstance(stats, dict) else None
+            pods[i] = member_resources(container, inspect or {}, found)
+
+        async with anyio.create_task_group() as tg:
+            for i, member in enumerate(live):
+                tg.start_soon(one, i, member)
+        return WorkloadResources(
+            replicas=len(live),
+            pods=tuple(p for p in pods if p is not None),
+            observed_at=time.time(),
+            utilization_of="limits",
+        )
+
     async def set_replicas(self, replicas: int, *, reason: str | None = None) -> None:
         """Create or remove members until ``replicas`` are live.
 
@@ -226,15 +260,25 @@ class DockerTarget(TargetBase):
             members = await self.members()
             live = [m for m in members if m.state in _LIVE_STATES]
             dead = [m for m in members if m.state not in _LIVE_STATES]
-            doomed = list(dead)
-            if len(live) > replicas:
-                doomed += live[replicas:][::-1]  # the newest first
-            if doomed:
-                await self._remove_all(doomed)
             missing = replicas - len(live)
-            if missing > 0:
-                body = await self._create_body(live)
-                await self._create_all(body, missing, members)
+            # Without a template new members are clones: the body is read before anything
+            # is removed, from a live member or else the stopped one kept at zero.
+            body = await self._create_body(live or dead) if missing > 0 else None
+            keeper = self._keeper(live, dead) if replicas == 0 else None
+            doomed = [m for m in dead if m is not keeper]
+            if len(live) > replicas:
+                doomed += [m for m in live[replicas:][::-1] if m is not keeper]  # newest first
+            if doomed and missing > 0 and self.template is None:
+                # a clone source goes only once its replacements run
+                await self._create_all(body or {}, missing, members)
+                await self._remove_all(doomed)
+            else:
+                if doomed:
+                    await self._remove_all(doomed)
+                if missing > 0:
+                    await self._create_all(body or {}, missing, members)
+            if keeper is not None and keeper.state in _LIVE_STATES:
+                await self._docker.stop(keeper.id, max(0, round(self.stop_timeout)))
             if doomed or missing > 0:
                 log.info(
                     "%s: %d -> %d containers%s",
@@ -244,14 +288,42 @@ class DockerTarget(TargetBase):
                     f" ({reason})" if reason else "",
                 )
 
-    async def _create_body(self, live: Sequence[_Member]) -> dict[str, Any]:
+    def _keeper(self, live: Sequence[_Member], dead: Sequence[_Member]) -> _Member | None:
+        """At zero without a template: the member kept, stopped, as the clone source of
+        the next scale-out (the oldest live one, else the newest stopped one)."""
+        if self.template is not None:
+            return None
+        if live:
+            return live[0]
+        return dead[-1] if dead else None
+
+    async def container_env(self) -> dict[str, str] | None:
+        """The members' environment, for ``...FromEnv`` parameters: the template's
+        ``env``, else the ``Config.Env`` of the oldest running member; ``None`` when
+        there is neither. The values may be secrets: do not log them."""
+        if self.template is not None:
+            return dict(self.template.env)
+        live = await self.members()
+        if not live:
+            return None
+        _, info = await self._docker.inspect(live[0].id)
+        env: dict[str, str] = {}
+        for item in (info.get("Config") or {}).get("Env") or ():
+            key, sep, value = str(item).partition("=")
+            if sep:
+                env[key] = value
+        return env
+
+    async def _create_body(self, sources: Sequence[_Member]) -> dict[str, Any]:
         if self.template is not None:
             return self.template.create_body()
-        if not live:
+        if not sources:
             raise TargetError(
-                "no template and no running container of the set to clone", target=self.name
+                "no template and no container of the set to clone (give the target a "
+                "template, or start one member by hand)",
+                target=self.name,
             )
-        _, info = await self._docker.inspect(live[0].id)
+        _, info = await self._docker.inspect(sources[0].id)
         config = info.get("Config") or {}
         host = dict(info.get("HostConfig") or {})
         host.pop("PortBindings", None)  # a clone cannot bind the same host ports

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,10 @@ from eventscale.kube.config import SERVICE_ACCOUNT_DIR as SERVICE_ACCOUNT_DIR
 from eventscale.kube.config import ExecCredentialPlugin as ExecCredentialPlugin
 from eventscale.kube.config import KubeConfig as KubeConfig
 from eventscale.kube.config import b64decode as _b64
+from eventscale.kube.env import expand_references
 from eventscale.targets import TargetBase
+from eventscale.targets._kube_pods import pods_with_metrics
+from eventscale.targets.resources import WorkloadResources
 
 if TYPE_CHECKING:
     from eventscale.spec import ScaleTargetRef
@@ -172,10 +175,16 @@ class KubernetesTarget(TargetBase):
         )
 
     async def _call(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         try:
-            return await self.client.request(method, path, body=body, timeout=self.timeout)
+            return await self.client.request(
+                method, path, body=body, params=params, timeout=self.timeout
+            )
         except TargetError as exc:
             if exc.target is None:
                 exc.target = self.identity
@@ -246,6 +255,42 @@ class KubernetesTarget(TargetBase):
             status=409,
         ) from last
 
+    # -- pod resources for the cpu/memory triggers (docs/scalers/cpu-memory.md) -------
+
+    async def get_pod_resources(self) -> WorkloadResources:
+        """The pods selected by the scale's ``status.selector``, with their usage.
+
+        Two list calls whatever the pod count: the pods (requests and limits from
+        their specs) and their ``metrics.k8s.io/v1beta1`` PodMetrics, both by label
+        selector. A pod without PodMetrics has no usage (the HPA's "missing" pods).
+
+        :raises TargetError: no selector, the metrics API is not served, or a list fails.
+        """
+        scale = await self.get_scale()
+        if not scale.selector:
+            raise TargetError(
+                f"the {self.kind}'s scale subresource has no status.selector, so its pods "
+                "cannot be found",
+                target=self.identity,
+            )
+        params = {"labelSelector": scale.selector}
+        pods = await self._call("GET", f"/api/v1/namespaces/{self.namespace}/pods", params=params)
+        path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{self.namespace}/pods"
+        try:
+            metrics = await self._call("GET", path, params=params)
+        except TargetNotFound as exc:
+            raise TargetError(
+                "the resource metrics API (metrics.k8s.io/v1beta1) is not served; "
+                "is metrics-server installed?",
+                target=self.identity,
+                status=404,
+            ) from exc
+        try:
+            parsed = pods_with_metrics(pods.get("items") or (), metrics.get("items") or ())
+        except ValueError as exc:
+            raise TargetError(f"unreadable pod or PodMetrics: {exc}", target=self.identity) from exc
+        return WorkloadResources(replicas=scale.replicas, pods=parsed, observed_at=time.time())
+
     # -- env resolution for ...FromEnv -------------------------------------------------
 
     async def container_env(self, container: str | None = None) -> dict[str, str]:
@@ -290,7 +335,7 @@ class KubernetesTarget(TargetBase):
         for item in chosen.get("env") or ():
             name = str(item.get("name"))
             if "value" in item:
-                env[name] = _expand(str(item["value"]), env)
+                env[name] = expand_references(str(item["value"]), env)
                 continue
             value_from = item.get("valueFrom") or {}
             for ref_kind in ("secretKeyRef", "configMapKeyRef"):
@@ -332,18 +377,3 @@ class KubernetesTarget(TargetBase):
         """Close the HTTP session if this target created its client."""
         if self._owns_client:
             await self.client.aclose()
-
-
-_VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")
-
-
-def _expand(value: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion: known names are replaced, ``$$`` escapes a ``$``."""
-
-    def sub(match: re.Match[str]) -> str:
-        if match.group(0) == "$$":
-            return "$"
-        name = match.group(1)
-        return env.get(name, match.group(0))
-
-    return _VAR_REF.sub(sub, value)

@@ -9,13 +9,14 @@ requested count only after a delay, measured on an injectable clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
 from eventscale._faults import InjectedFailure
 from eventscale.errors import TargetError, TargetNotFound
 from eventscale.targets import TargetBase
+from eventscale.targets.resources import ContainerResources, PodResources, WorkloadResources
 
 __all__ = ("MemoryTarget", "ReplicaChange")
 
@@ -82,6 +83,7 @@ class MemoryTarget(TargetBase):
         self.get_calls = 0
         self.set_calls = 0
         self.closed = False
+        self._pods: tuple[PodResources, ...] | None = None
 
     # -- the Target protocol ---------------------------------------------------------
 
@@ -104,6 +106,53 @@ class MemoryTarget(TargetBase):
     async def aclose(self) -> None:
         """Mark the target closed (it keeps working; tests can assert on :attr:`closed`)."""
         self.closed = True
+
+    async def get_pod_resources(self) -> WorkloadResources:
+        """The pods set by :meth:`set_pods` or :meth:`set_usage` (the ``cpu``/``memory`` triggers).
+
+        :raises TargetError: no pods were set, or an injected failure.
+        """
+        self._maybe_fail()
+        if self._pods is None:
+            raise TargetError(
+                "no pod resources: an in-memory target has no pods unless a test sets them "
+                "(MemoryTarget.set_usage or set_pods)",
+                target=self.name,
+            )
+        return WorkloadResources(replicas=self.current, pods=self._pods, observed_at=self.clock())
+
+    def set_pods(self, pods: Iterable[PodResources]) -> None:
+        """Set the pods :meth:`get_pod_resources` reports (their times on :attr:`clock`)."""
+        self._pods = tuple(pods)
+
+    def set_usage(
+        self,
+        *usage: Mapping[str, float],
+        requests: Mapping[str, float] | None = None,
+        limits: Mapping[str, float] | None = None,
+        container: str = "app",
+    ) -> None:
+        """One running, ready pod per ``usage`` mapping (``{"cpu": 0.25, "memory": 2e8}``).
+
+        Each pod has one container named ``container`` with ``requests`` and ``limits``,
+        and started an hour ago on :attr:`clock`, so no readiness rule ignores it.
+        """
+        started = self.clock() - 3600.0
+        self.set_pods(
+            PodResources(
+                name=f"{self.name}-{i}",
+                containers=(
+                    ContainerResources(
+                        name=container, requests=requests or {}, limits=limits or {}
+                    ),
+                ),
+                usage={container: dict(amounts)},
+                start_time=started,
+                ready_since=started,
+                sampled_at=started + 3600.0,
+            )
+            for i, amounts in enumerate(usage)
+        )
 
     # -- inspection --------------------------------------------------------------------
 

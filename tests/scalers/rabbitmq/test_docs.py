@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aio_pika
+import anyio
+import anyio.to_thread
 import pytest
 import yaml
 
+from docs_run import run_script
 from eventscale.scalers import create_scaler
 from eventscale.scalers.params import TriggerContext
 from eventscale.scalers.rabbitmq import RabbitMQScaler
@@ -61,8 +63,8 @@ async def test_yaml_example(orders: int, rabbitmq_server: RabbitMQServer) -> Non
     assert scaler.metric_specs()[0].target == 10
 
 
-async def test_python_example(orders: int, capsys: pytest.CaptureFixture[str]) -> None:
-    namespace: dict[str, Any] = {}
-    exec(compile(block("python"), str(DOC), "exec"), namespace)
-    await namespace["main"]()
-    assert capsys.readouterr().out.strip() == f"s0-rabbitmq-{QUEUE} {float(orders)} True"
+async def test_python_example(orders: int, tmp_path: Path) -> None:
+    # run as a reader would: python example.py (the page's broker is 127.0.0.1:5672)
+    result = await anyio.to_thread.run_sync(run_script, block("python"), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"s0-rabbitmq-{QUEUE} {float(orders)} True"

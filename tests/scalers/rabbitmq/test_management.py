@@ -73,3 +73,48 @@ def test_regex_aggregation(
     items: list[dict[str, Any]], operation: Operation, expected: QueueInfo
 ) -> None:
     assert aggregate_queues(items, operation) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("body", "use_regex"),
+    [
+        pytest.param({"name": "fresh", "vhost": "/"}, False, id="one-queue"),
+        pytest.param(
+            {"page_count": 1, "items": [{"name": "a", "messages": 4}, {"name": "fresh"}]},
+            True,
+            id="regex",
+        ),
+    ],
+)
+async def test_a_queue_without_published_counts_is_an_error_not_zero(
+    body: dict[str, Any], use_regex: bool
+) -> None:
+    # RabbitMQ publishes queue statistics every few seconds: a queue declared a moment
+    # ago comes without "messages" (seen against the real broker). That is unknown, not 0.
+    # A local HTTP server answers as the management API does in that window.
+    from aiohttp import web
+
+    from eventscale.errors import ScalerError
+    from eventscale.scalers.rabbitmq import RabbitMQConfig, RabbitMQScaler
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        config = RabbitMQConfig(
+            host=f"http://guest:guest@127.0.0.1:{port}/", queue_name="fresh", use_regex=use_regex
+        )
+        async with RabbitMQScaler(config) as scaler:
+            with pytest.raises(ScalerError, match="not reported") as info:
+                await scaler.get_metrics()
+            assert info.value.transient
+    finally:
+        await runner.cleanup()

@@ -79,7 +79,13 @@ async def poll_until(
     """Poll until ``check`` holds (the management API lags); return the last report."""
     deadline = time.monotonic() + within
     while True:
-        report = await scaler.get_metrics()
+        try:
+            report = await scaler.get_metrics()
+        except ScalerError as exc:  # a fresh queue's counts are not published yet
+            if "not reported" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+            continue
         if check(report) or time.monotonic() > deadline:
             return report
         await asyncio.sleep(0.25)

@@ -1,8 +1,9 @@
-"""The ``kafka`` trigger: consumer-group lag.
+"""The ``kafka`` and ``apache-kafka`` triggers: consumer-group lag.
 
 ``config`` holds the settings (:class:`KafkaMetadata`), ``scaler`` the scaler, ``_lag``
 the pure lag maths, ``_pool`` the shared clients and Kerberos files, ``_msk_iam`` the
-AWS MSK IAM tokens (docs/scalers/kafka.md).
+AWS MSK IAM tokens (docs/scalers/kafka.md); ``apache`` the ``apache-kafka`` trigger,
+KEDA's second Kafka scaler, on the same machinery (docs/scalers/apache-kafka.md).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
         next_factor,
         select_partitions,
     )
+    from eventscale.scalers.kafka.apache import (
+        ApacheKafkaMetadata,
+        ApacheKafkaScaler,
+        parse_partition_ranges,
+    )
     from eventscale.scalers.kafka.config import (
         KafkaMetadata,
         OffsetResetPolicy,
@@ -36,6 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = (
     "INVALID_OFFSET",
+    "ApacheKafkaMetadata",
+    "ApacheKafkaScaler",
     "KafkaMetadata",
     "KafkaScaler",
     "LagTotals",
@@ -49,6 +57,7 @@ __all__ = (
     "next_factor",
     "parse_kafka_metadata",
     "parse_partition_limitation",
+    "parse_partition_ranges",
     "select_partitions",
 )
 
@@ -56,6 +65,8 @@ __getattr__, __dir__ = _lazy.lazy_exports(
     __name__,
     {
         "INVALID_OFFSET": "eventscale.scalers.kafka._lag",
+        "ApacheKafkaMetadata": "eventscale.scalers.kafka.apache",
+        "ApacheKafkaScaler": "eventscale.scalers.kafka.apache",
         "KafkaMetadata": "eventscale.scalers.kafka.config",
         "KafkaScaler": "eventscale.scalers.kafka.scaler",
         "LagTotals": "eventscale.scalers.kafka._lag",
@@ -69,6 +80,7 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "next_factor": "eventscale.scalers.kafka._lag",
         "parse_kafka_metadata": "eventscale.scalers.kafka.config",
         "parse_partition_limitation": "eventscale.scalers.kafka.config",
+        "parse_partition_ranges": "eventscale.scalers.kafka.apache",
         "select_partitions": "eventscale.scalers.kafka._lag",
     },
     __all__,

@@ -45,6 +45,7 @@ from eventscale.scalers.kafka._lag import (
     select_partitions,
 )
 from eventscale.scalers.kafka._msk_iam import MskIamTokenProvider, valid_region
+from eventscale.scalers.kafka._pem import pem_problem
 from eventscale.scalers.kafka._pool import (
     KERBEROS,
     POOL,
@@ -108,6 +109,7 @@ class KafkaScaler(ScalerBase):
         self._identity = trigger_name or f"kafka[{meta.index}]"
         self._previous_offsets: dict[TopicPartition, int] = {}
         settings: dict[str, Any] = dict(meta.librdkafka)
+        _check_pem(meta)
         secrets = [v for v in meta.librdkafka.values() if isinstance(v, Secret)]
         self._kerberos_files: KerberosFiles | None = None
         if meta.sasl is SaslMechanism.GSSAPI:
@@ -188,7 +190,11 @@ class KafkaScaler(ScalerBase):
         try:
             totals = await self._get_lag(conn)
         except ScalerError as exc:
+            _forget_frames(exc)
             raise exc.with_trigger(self._identity) from exc.__cause__
+        except Exception as exc:
+            _forget_frames(exc)
+            raise
         finally:
             conn.serve_logs()
         conn.clear_auth_error()
@@ -203,43 +209,7 @@ class KafkaScaler(ScalerBase):
         ttl = meta.snapshot_ttl.total_seconds()
         group = meta.consumer_group
 
-        # 1. which topics (and, without a topic, what the group has committed)
-        committed_all: dict[TopicPartition, int] | None = None
-        if meta.topic:
-            topics = [meta.topic]
-        else:
-            request = ck.ConsumerGroupTopicPartitions(group)
-            # librdkafka's own request timeout is kept long on purpose: when an admin group
-            # request times out inside librdkafka during an outage, librdkafka 2.16 aborts
-            # the process once the broker is back. This call gives up after `timeout`.
-            futures = admin.list_consumer_group_offsets(
-                [request], request_timeout=max(timeout, _DISCOVERY_REQUEST_TIMEOUT)
-            )
-            await self._wait(futures, timeout, "read the committed offsets of the group")
-            committed_all = self._committed(futures, group)
-            topics = sorted({t for t, _ in committed_all})
-            if not topics:
-                raise ScalerError(
-                    f"consumer group {group!r} has no committed offsets, so its topics are "
-                    "unknown; set `topic` (eventscale never scans every topic of the cluster)",
-                    transient=True,
-                )
-
-        # 2. metadata: the partitions of each topic
-        topic_key = ("describe", tuple(topics))
-        described = conn.shared(
-            topic_key,
-            ttl,
-            lambda: admin.describe_topics(ck.TopicCollection(topics), request_timeout=timeout),
-        )
-        await self._wait(described, timeout, "read the topic metadata")
-        wanted: list[TopicPartition] = []
-        for topic in topics:
-            description = self._result(described[topic], f"describe topic {topic!r}")
-            ids = select_partitions(
-                topic, [p.id for p in description.partitions], meta.partition_limitation
-            )
-            wanted.extend((topic, i) for i in ids)
+        wanted, committed_all = await self._partitions(conn, admin)
 
         # 3. committed and log end (and log start) offsets, concurrently
         tps = [ck.TopicPartition(t, p) for t, p in wanted]
@@ -293,6 +263,58 @@ class KafkaScaler(ScalerBase):
         )
         self._previous_offsets = memory
         return totals
+
+    async def _partitions(
+        self, conn: KafkaConnection, admin: Any
+    ) -> tuple[list[TopicPartition], dict[TopicPartition, int] | None]:
+        """The partitions to read and, when discovery read them, the group's commits.
+
+        A hook: the ``apache-kafka`` trigger (``apache.py``) discovers topics its own way.
+        """
+        ck = _ck
+        meta = self.meta
+        timeout = meta.timeout.total_seconds()
+        ttl = meta.snapshot_ttl.total_seconds()
+        group = meta.consumer_group
+
+        # 1. which topics (and, without a topic, what the group has committed)
+        committed_all: dict[TopicPartition, int] | None = None
+        if meta.topic:
+            topics = [meta.topic]
+        else:
+            request = ck.ConsumerGroupTopicPartitions(group)
+            # librdkafka's own request timeout is kept long on purpose: when an admin group
+            # request times out inside librdkafka during an outage, librdkafka 2.16 aborts
+            # the process once the broker is back. This call gives up after `timeout`.
+            futures = admin.list_consumer_group_offsets(
+                [request], request_timeout=max(timeout, _DISCOVERY_REQUEST_TIMEOUT)
+            )
+            await self._wait(futures, timeout, "read the committed offsets of the group")
+            committed_all = self._committed(futures, group)
+            topics = sorted({t for t, _ in committed_all})
+            if not topics:
+                raise ScalerError(
+                    f"consumer group {group!r} has no committed offsets, so its topics are "
+                    "unknown; set `topic` (eventscale never scans every topic of the cluster)",
+                    transient=True,
+                )
+
+        # 2. metadata: the partitions of each topic
+        topic_key = ("describe", tuple(topics))
+        described = conn.shared(
+            topic_key,
+            ttl,
+            lambda: admin.describe_topics(ck.TopicCollection(topics), request_timeout=timeout),
+        )
+        await self._wait(described, timeout, "read the topic metadata")
+        wanted: list[TopicPartition] = []
+        for topic in topics:
+            description = self._result(described[topic], f"describe topic {topic!r}")
+            ids = select_partitions(
+                topic, [p.id for p in description.partitions], meta.partition_limitation
+            )
+            wanted.extend((topic, i) for i in ids)
+        return wanted, committed_all
 
     async def _earliest(
         self,
@@ -432,6 +454,26 @@ class KafkaScaler(ScalerBase):
         return ScalerError(message, transient=name not in _NOT_TRANSIENT_CODES)
 
 
+def _check_pem(meta: KafkaMetadata) -> None:
+    """Load the TLS PEM material in Python first: librdkafka may abort the process on
+    bad PEM (kafka/_pem.py). KEDA fails the scaler's creation there too
+    (``NewTLSConfigWithPassword`` in KEDA's ``pkg/util/tls_config.go``)."""
+
+    def get(key: str) -> Secret | None:
+        value = meta.librdkafka.get(key)
+        return Secret(value) if isinstance(value, str) else value
+
+    problem = pem_problem(
+        get("ssl.ca.pem"),
+        get("ssl.certificate.pem"),
+        get("ssl.key.pem"),
+        get("ssl.key.password"),
+    )
+    if problem is not None:
+        reason, name = problem
+        raise ConfigError(reason, path=meta.field_path(name, auth=True))
+
+
 def _kerberos_files(meta: KafkaMetadata, registry: KerberosRegistry) -> KerberosFiles:
     if not librdkafka_has_gssapi():
         raise ConfigError(
@@ -463,6 +505,25 @@ def _msk_iam_provider(meta: KafkaMetadata) -> MskIamTokenProvider:
             path=meta.field_path("awsRegion"),
         )
     return meta.msk_iam
+
+
+def _forget_frames(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and its causes.
+
+    A traceback keeps the frames of ``_get_lag`` alive, and with them its local
+    reference to the admin client: an error kept by the controller (the object's last
+    error) would keep the librdkafka handle, and its reconnect attempts, alive after
+    :meth:`KafkaScaler.aclose`. The messages say what failed; the frames add nothing.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        todo.extend((current.__cause__, current.__context__))
 
 
 def _destroy(box: list[Any]) -> None:

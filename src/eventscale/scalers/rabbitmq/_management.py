@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 import attrs
 
 from eventscale._optional import import_optional
+from eventscale.errors import ScalerError
 from eventscale.scalers.rabbitmq._errors import ErrorFactory
 from eventscale.scalers.rabbitmq._tls import build_ssl_context, tls_failure, tls_reason
 from eventscale.scalers.rabbitmq.config import Operation, RabbitMQConfig
@@ -52,6 +53,19 @@ class QueueInfo:
     messages_ready: int = 0
     publish_rate: float = 0.0
     deliver_get_rate: float = 0.0
+
+
+class CountsNotPublished(ScalerError):
+    """The management API has not published the queue's message counts yet (transient)."""
+
+
+def has_counts(item: Mapping[str, Any]) -> bool:
+    """Whether the management API has published this queue's message counts yet.
+
+    RabbitMQ publishes queue statistics every few seconds (``collect_statistics_interval``),
+    so a queue declared a moment ago comes without ``messages``: that is "unknown", not 0.
+    """
+    return item.get("messages") is not None
 
 
 def queue_info(item: Mapping[str, Any]) -> QueueInfo:
@@ -281,6 +295,15 @@ class ManagementClient:
         self._token = (token, now + max(lifetime - _TOKEN_EXPIRY_MARGIN, lifetime / 2))
         return token
 
+    def _not_published(self, what: str) -> CountsNotPublished:
+        error = self._error(
+            f"the management API has not reported {what} yet "
+            "(statistics are published every few seconds)",
+            None,
+            transient=True,
+        )
+        return CountsNotPublished(str(error.message), trigger=error.trigger, transient=True)
+
     async def read(self) -> QueueInfo:
         """Read the queue (or the queues a regex matches) once.
 
@@ -351,5 +374,10 @@ class ManagementClient:
                     "regex matches more queues than can be recovered at once", None, transient=False
                 )
             items = data.get("items") or []
+            pending = [str(i.get("name", "?")) for i in items if not has_counts(i)]
+            if pending:
+                raise self._not_published(f"message counts for {', '.join(pending[:5])}")
             return aggregate_queues(items, c.operation)
+        if not has_counts(data):
+            raise self._not_published("the queue's message counts")
         return queue_info(data)

@@ -38,7 +38,12 @@ from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import TriggerContext
 from eventscale.scalers.rabbitmq._amqp import AmqpReader, import_aio_pika
 from eventscale.scalers.rabbitmq._errors import ErrorFactory
-from eventscale.scalers.rabbitmq._management import ManagementClient, QueueInfo, import_aiohttp
+from eventscale.scalers.rabbitmq._management import (
+    CountsNotPublished,
+    ManagementClient,
+    QueueInfo,
+    import_aiohttp,
+)
 from eventscale.scalers.rabbitmq._tls import build_ssl_context
 from eventscale.scalers.rabbitmq.config import Mode, Protocol, RabbitMQConfig
 
@@ -195,8 +200,11 @@ class RabbitMQScaler(ScalerBase):
         interval = self._push_poll_interval
         if self.config.protocol is Protocol.HTTP:
             while True:
-                if (await self.get_metrics()).is_active:
-                    return
+                try:
+                    if (await self.get_metrics()).is_active:
+                        return
+                except CountsNotPublished:
+                    pass  # a queue declared a moment ago: not active as far as anyone knows
                 await asyncio.sleep(interval)
         c = self.config
 

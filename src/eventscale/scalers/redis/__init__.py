@@ -2,7 +2,8 @@
 
 ``lists`` and ``streams`` hold the scalers and their configs; ``_connection`` the
 connection settings both share (:class:`RedisConnection`), ``_client`` the shared clients
-and every call made on them.
+and every call made on them (:class:`ScalerClient`, :func:`redis_call`, which the
+Python job-queue triggers in ``eventscale.scalers.pyqueues`` reuse).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 from eventscale import _lazy
 
 if TYPE_CHECKING:
-    from eventscale.scalers.redis._connection import RedisConnection, RedisMode
+    from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+    from eventscale.scalers.redis._connection import RedisConnection, RedisMode, parse_connection
     from eventscale.scalers.redis.lists import (
         ListEnd,
         QueueAgeMode,
@@ -32,13 +34,17 @@ __all__ = (
     "ListEnd",
     "QueueAgeMode",
     "RedisConnection",
+    "RedisLease",
     "RedisListConfig",
     "RedisListScaler",
     "RedisMode",
     "RedisStreamsConfig",
     "RedisStreamsScaler",
+    "ScalerClient",
     "StreamMode",
     "item_timestamp",
+    "parse_connection",
+    "redis_call",
 )
 
 __getattr__, __dir__ = _lazy.lazy_exports(
@@ -48,6 +54,10 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "ListEnd": "eventscale.scalers.redis.lists",
         "QueueAgeMode": "eventscale.scalers.redis.lists",
         "RedisConnection": "eventscale.scalers.redis._connection",
+        "RedisLease": "eventscale.scalers.redis._client",
+        "ScalerClient": "eventscale.scalers.redis._client",
+        "parse_connection": "eventscale.scalers.redis._connection",
+        "redis_call": "eventscale.scalers.redis._client",
         "RedisListConfig": "eventscale.scalers.redis.lists",
         "RedisListScaler": "eventscale.scalers.redis.lists",
         "RedisMode": "eventscale.scalers.redis._connection",

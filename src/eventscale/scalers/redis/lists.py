@@ -17,7 +17,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,7 +32,6 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
-from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
 from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
@@ -242,6 +241,8 @@ class RedisListScaler(ScalerBase):
     ``push_poll_interval`` seconds where keyspace notifications are unavailable.
     """
 
+    trigger_type = "redis"
+
     def __init__(
         self,
         config: RedisListConfig,
@@ -261,32 +262,11 @@ class RedisListScaler(ScalerBase):
     # -- construction from KEDA metadata ------------------------------------------------
 
     @classmethod
-    def from_context(cls, ctx: TriggerContext) -> RedisListScaler:
-        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(RedisListConfig.from_context(ctx), trigger_name=ctx.identity)
-
-    @classmethod
-    def from_metadata(
-        cls,
-        metadata: Mapping[str, Any],
-        auth: Mapping[str, str | Secret] | None = None,
-        env: Mapping[str, str] | None = None,
-        *,
-        trigger_type: str = "redis",
-        index: int = 0,
-        metric_type: MetricType = MetricType.AVERAGE_VALUE,
-        clock: Callable[[], float] = time.time,
+    def from_context(
+        cls, ctx: TriggerContext, *, clock: Callable[[], float] = time.time
     ) -> RedisListScaler:
-        """Build the scaler from KEDA ``metadata`` (and resolved auth parameters / env)."""
-        ctx = TriggerContext(
-            metadata=metadata,
-            auth=auth or {},
-            env=env or {},
-            index=index,
-            trigger_type=trigger_type,
-            metric_type=metric_type,
-        )
-        return cls(RedisListConfig.from_context(ctx), clock=clock, trigger_name=ctx.identity)
+        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
+        return cls(RedisListConfig.from_context(ctx), trigger_name=ctx.identity, clock=clock)
 
     # -- Scaler protocol ------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ falls back to ``XLEN``) and a lag Redis cannot determine is an error (KEDA repor
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -29,7 +29,6 @@ from eventscale.metrics import (
     metric_name,
     normalize_metric_name,
 )
-from eventscale.redaction import Secret
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
 from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
@@ -177,6 +176,8 @@ class RedisStreamsScaler(ScalerBase):
     seconds where keyspace notifications are unavailable.
     """
 
+    trigger_type = "redis-streams"
+
     def __init__(
         self,
         config: RedisStreamsConfig,
@@ -194,28 +195,6 @@ class RedisStreamsScaler(ScalerBase):
     @classmethod
     def from_context(cls, ctx: TriggerContext) -> RedisStreamsScaler:
         """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(RedisStreamsConfig.from_context(ctx), trigger_name=ctx.identity)
-
-    @classmethod
-    def from_metadata(
-        cls,
-        metadata: Mapping[str, Any],
-        auth: Mapping[str, str | Secret] | None = None,
-        env: Mapping[str, str] | None = None,
-        *,
-        trigger_type: str = "redis-streams",
-        index: int = 0,
-        metric_type: MetricType = MetricType.AVERAGE_VALUE,
-    ) -> RedisStreamsScaler:
-        """Build the scaler from KEDA ``metadata`` (and resolved auth parameters / env)."""
-        ctx = TriggerContext(
-            metadata=metadata,
-            auth=auth or {},
-            env=env or {},
-            index=index,
-            trigger_type=trigger_type,
-            metric_type=metric_type,
-        )
         return cls(RedisStreamsConfig.from_context(ctx), trigger_name=ctx.identity)
 
     # -- Scaler protocol ------------------------------------------------------------------

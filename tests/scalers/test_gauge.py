@@ -1,4 +1,4 @@
-"""The ``memory`` trigger: an in-process gauge read through the scaler registry."""
+"""The ``gauge`` trigger: an in-process gauge read through the scaler registry."""
 
 from __future__ import annotations
 
@@ -9,22 +9,22 @@ import pytest
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import MetricType
 from eventscale.scalers import Scaler, TriggerContext, create_scaler
-from eventscale.scalers.memory import GaugeRegistry, MemoryScaler, gauges, set_gauge
+from eventscale.scalers.gauge import GaugeRegistry, GaugeScaler, gauges, set_gauge
 from servers._proc import unique_name
 
 
 def _ctx(metadata: dict[str, str], **kw: object) -> TriggerContext:
-    return TriggerContext(metadata=metadata, trigger_type="memory", **kw)  # type: ignore[arg-type]
+    return TriggerContext(metadata=metadata, trigger_type="gauge", **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
 async def test_reads_the_gauge_a_process_sets() -> None:
     name = unique_name("gauge")
     scaler = create_scaler(_ctx({"name": name, "target": "10", "activationTarget": "2"}, index=3))
-    assert isinstance(scaler, MemoryScaler)
+    assert isinstance(scaler, GaugeScaler)
     assert isinstance(scaler, Scaler)
     (spec,) = scaler.metric_specs()
-    assert spec.name == f"s3-memory-{name}"
+    assert spec.name == f"s3-gauge-{name}"
     assert (spec.target, spec.activation_target) == (10.0, 2.0)
     assert spec.metric_type is MetricType.AVERAGE_VALUE
 
@@ -59,8 +59,8 @@ async def test_an_unset_gauge_is_an_error_not_zero() -> None:
 async def test_private_registry_metric_type_and_from_env() -> None:
     registry = GaugeRegistry()
     registry.set("jobs", 12)
-    scaler = MemoryScaler("jobs", target=4, metric_type=MetricType.VALUE, registry=registry)
-    assert (await scaler.get_metrics()).value_of("s0-memory-jobs") == 12.0
+    scaler = GaugeScaler("jobs", target=4, metric_type=MetricType.VALUE, registry=registry)
+    assert (await scaler.get_metrics()).value_of("s0-gauge-jobs") == 12.0
     assert registry.names() == ["jobs"]
     with pytest.raises(ValueError, match="finite"):
         registry.set("jobs", float("nan"))
@@ -69,9 +69,9 @@ async def test_private_registry_metric_type_and_from_env() -> None:
         {"name": "a/b", "target": "3"},
         metric_type=MetricType.VALUE,
     )
-    built = MemoryScaler.from_context(ctx)
+    built = GaugeScaler.from_context(ctx)
     (spec,) = built.metric_specs()
-    assert spec.name == "s0-memory-a-b"
+    assert spec.name == "s0-gauge-a-b"
     assert spec.metric_type is MetricType.VALUE
 
 
@@ -84,8 +84,18 @@ def test_bad_metadata_names_every_field() -> None:
     assert "spec.triggers[0].metadata.activationTarget" in paths
 
 
-def test_keda_resource_memory_trigger_is_rejected_with_an_explanation() -> None:
-    with pytest.raises(ConfigError, match="resource-metric memory trigger"):
-        create_scaler(_ctx({"type": "Utilization", "value": "60"}))
+def test_the_old_memory_form_names_the_gauge_type() -> None:
+    ctx = TriggerContext(metadata={"name": "jobs", "target": "5"}, trigger_type="memory")
+    with pytest.raises(ConfigError, match="type 'gauge'"):
+        create_scaler(ctx)
     with pytest.raises(ConfigError, match="must be greater than 0"):
-        MemoryScaler("x", target=0)
+        GaugeScaler("x", target=0)
+
+
+def test_the_old_import_path_and_class_name_still_work() -> None:
+    with pytest.warns(DeprecationWarning, match="eventscale.scalers.gauge"):
+        import eventscale.scalers.memory as old
+    assert old.MemoryScaler is GaugeScaler
+    from eventscale import scalers
+
+    assert scalers.MemoryScaler is GaugeScaler

@@ -1,0 +1,327 @@
+"""What the Celery, RQ and Dramatiq triggers share: settings, brokers, the scaler frame.
+
+:class:`QueueSettings` holds the parameters every one of them reads (``queueName`` /
+``queues``, ``mode``, ``includeHeld``, ``value``, ``activationValue``);
+:class:`QueueScalerBase` turns one count or latency into a report and makes every
+failure a :class:`~eventscale.errors.ScalerError`. Redis is read through the shared
+clients of :mod:`eventscale.scalers.redis`, RabbitMQ through
+:class:`~eventscale.scalers.rabbitmq.RabbitMQScaler` (management API or AMQP).
+See docs/python-queues.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Final, Self
+
+import attrs
+
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.metrics import (
+    MetricSpec,
+    MetricType,
+    MetricValue,
+    ScalerReport,
+    metric_name,
+    normalize_metric_name,
+)
+from eventscale.scalers import ScalerBase
+from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
+from eventscale.scalers.rabbitmq import Protocol, RabbitMQConfig, RabbitMQScaler
+from eventscale.scalers.redis import (
+    RedisConnection,
+    RedisLease,
+    RedisMode,
+    ScalerClient,
+    parse_connection,
+)
+
+__all__ = (
+    "MAX_ITEM_BYTES",
+    "Broker",
+    "QueueMode",
+    "QueueScalerBase",
+    "QueueSettings",
+    "load_json",
+    "parse_broker",
+    "parse_settings",
+)
+
+MAX_ITEM_BYTES: Final = 8 * 1024 * 1024
+"""The largest queue item (a task message) the latency mode parses."""
+
+
+class QueueMode(enum.Enum):
+    """What the metric measures (``mode``)."""
+
+    QUEUE_LENGTH = "queueLength"
+    """Waiting tasks (plus held ones with ``includeHeld``); target per replica ``value``."""
+    LATENCY = "latency"
+    """Seconds the oldest waiting task has waited; target ``value`` seconds."""
+
+
+class Broker(enum.Enum):
+    """Where the queue lives (``broker``)."""
+
+    REDIS = "redis"
+    RABBITMQ = "rabbitmq"
+
+
+def _queues(value: Sequence[str] | str) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names or any(not name for name in names):
+        raise ConfigError("give one or more non-empty queue names", path="queueName")
+    return names
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"must be a finite number >= 0, got {value!r}", path=attribute.name)
+
+
+@attrs.frozen(kw_only=True)
+class QueueSettings:
+    """The parameters every Python job-queue trigger reads.
+
+    ``queues`` are summed (length) or the oldest task over all of them is taken
+    (latency). ``value`` is the target per replica (tasks, or seconds of latency),
+    ``activation_value`` the activation threshold (strictly greater is active).
+    """
+
+    queues: tuple[str, ...] = attrs.field(converter=_queues)
+    mode: QueueMode = QueueMode.QUEUE_LENGTH
+    include_held: bool = False
+    value: float = attrs.field(default=5.0, converter=float, validator=_non_negative)
+    activation_value: float = attrs.field(default=0.0, converter=float, validator=_non_negative)
+    index: int = 0
+    metric_type: MetricType = MetricType.AVERAGE_VALUE
+
+    def __attrs_post_init__(self) -> None:
+        if self.mode is QueueMode.LATENCY and self.include_held:
+            raise ConfigError("includeHeld applies to mode queueLength only", path="includeHeld")
+
+
+def parse_settings(p: Params, *, default_queue: str) -> QueueSettings | None:
+    """Read ``queueName``/``queues``, ``mode``, ``includeHeld``, ``value``, ``activationValue``.
+
+    Returns ``None`` when an error was recorded on ``p``.
+    """
+    before = len(p.errors)
+    queues = p.string_list("queueName", aliases=("queues",), default=(default_queue,))
+    mode = p.enum("mode", QueueMode, default=QueueMode.QUEUE_LENGTH)
+    include_held = p.boolean("includeHeld", default=False)
+    default_value = 30.0 if mode is QueueMode.LATENCY else 5.0
+    value = p.number("value", default=default_value)
+    activation = p.number("activationValue", default=0.0)
+    numbers: tuple[tuple[str, object], ...] = (("value", value), ("activationValue", activation))
+    for name, number in numbers:
+        # a value that did not parse was recorded already (and reads as None)
+        if isinstance(number, int | float) and not (math.isfinite(number) and number >= 0):
+            p.fail(f"{name} must be a finite number >= 0", name)
+    if queues is not None and any(not q for q in queues):
+        p.fail("queue names must not be empty", "queueName")
+    if mode is QueueMode.LATENCY and include_held:
+        p.fail("includeHeld applies to mode queueLength only", "includeHeld")
+    if len(p.errors) > before:
+        return None
+    assert queues is not None
+    return QueueSettings(
+        queues=queues,
+        mode=mode or QueueMode.QUEUE_LENGTH,
+        include_held=bool(include_held),
+        value=value,
+        activation_value=activation or 0.0,
+        index=p.ctx.index,
+        metric_type=p.ctx.metric_type,
+    )
+
+
+# The rabbitmq trigger's connection parameters, passed through to RabbitMQConfig.
+_RABBIT_KEYS: Final = ("host", "hostFromEnv", "protocol", "vhostName", "timeout", "unsafeSsl")
+
+
+def parse_broker(
+    p: Params, settings: QueueSettings | None, *, brokers: Sequence[Broker]
+) -> tuple[RedisConnection | None, RabbitMQConfig | None]:
+    """The broker connection: ``broker`` picks Redis (KEDA ``redis`` connection
+    parameters) or RabbitMQ (KEDA ``rabbitmq`` ``host``, ``protocol``, ``vhostName``,
+    ``timeout``, TLS and credentials from the TriggerAuthentication).
+
+    The RabbitMQ config returned is a template for the first queue; the scaler makes
+    one per queue. Errors are recorded on ``p``.
+    """
+    broker = p.choice("broker", [b.value for b in brokers], default=brokers[0].value)
+    if broker is None:
+        return None, None
+    if Broker(broker) is Broker.REDIS:
+        return parse_connection(p, RedisMode.STANDALONE), None
+    if settings is None:
+        return None, None
+    if settings.mode is QueueMode.LATENCY:
+        p.fail(
+            "mode latency needs a redis broker: RabbitMQ cannot show the oldest message "
+            "without delivering it",
+            "mode",
+        )
+        return None, None
+    metadata: dict[str, Any] = {k: p.ctx.metadata[k] for k in _RABBIT_KEYS if k in p.ctx.metadata}
+    metadata.update(queueName=settings.queues[0], mode="QueueLength", value="1")
+    http = _rabbit_protocol(p) is Protocol.HTTP
+    if http:
+        metadata["excludeUnacknowledged"] = "false" if settings.include_held else "true"
+    elif settings.include_held:
+        p.fail(
+            "includeHeld needs the RabbitMQ management API (an http:// or https:// host): "
+            "AMQP counts ready messages only",
+            "includeHeld",
+        )
+        return None, None
+    inner = attrs.evolve(p.ctx, metadata=metadata, trigger_type="rabbitmq")
+    try:
+        return None, RabbitMQConfig.from_context(inner)
+    except ConfigError as exc:
+        p.errors.append(exc)
+        return None, None
+
+
+def _rabbit_protocol(p: Params) -> Protocol:
+    raw = p.lookup("protocol", order=(META, AUTH))
+    if raw is not None and raw.raw in ("amqp", "http"):
+        return Protocol(raw.raw)
+    host = p.lookup("host", order=(META, AUTH, ENV))
+    scheme = host.raw.partition(":")[0].lower() if host is not None else ""
+    return Protocol.HTTP if scheme in ("http", "https") else Protocol.AMQP
+
+
+def load_json(item: bytes | str | None, what: str) -> Any:
+    """Parse one queue item as JSON, bounded by :data:`MAX_ITEM_BYTES`.
+
+    :raises ScalerError: the item is too large or is not JSON (never quoting it).
+    """
+    if item is None:
+        raise ScalerError(f"{what} is missing", transient=True)
+    if len(item) > MAX_ITEM_BYTES:
+        raise ScalerError(
+            f"{what} is larger than {MAX_ITEM_BYTES} bytes; not parsed", transient=False
+        )
+    try:
+        return json.loads(item)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ScalerError(f"{what} is not JSON", transient=False) from None
+
+
+class QueueScalerBase(ScalerBase):
+    """One metric from a count or a latency; subclasses read their queue layout.
+
+    A subclass sets :attr:`kind` and :attr:`config_type` (a config class with
+    ``settings``, ``redis``, optionally ``rabbitmq`` and ``from_context``) and
+    implements :meth:`_redis_count` and :meth:`_redis_latency`; over RabbitMQ the count
+    is the sum of the management API's (or AMQP's) counts of :meth:`_rabbit_queues`.
+    ``clock`` is Unix seconds (what latency is measured with).
+    """
+
+    kind: ClassVar[str] = "queue"
+    config_type: ClassVar[Any] = None
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        trigger_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        settings: QueueSettings = config.settings
+        redis: RedisConnection | None = config.redis
+        rabbitmq: RabbitMQConfig | None = getattr(config, "rabbitmq", None)
+        if (redis is None) == (rabbitmq is None):
+            raise ConfigError("give exactly one of a redis connection or a rabbitmq config")
+        if rabbitmq is not None and settings.mode is QueueMode.LATENCY:
+            raise ConfigError("mode latency needs a redis broker", path="mode")
+        self.config = config
+        self.settings = settings
+        self._clock = clock
+        self._identity = trigger_name or f"{self.kind}[{settings.index}]"
+        self._redis = ScalerClient(redis, self._identity) if redis is not None else None
+        self._rabbit: list[RabbitMQScaler] = []
+        if rabbitmq is not None:
+            self._rabbit = [
+                RabbitMQScaler(
+                    attrs.evolve(rabbitmq, queue_name=name, index=settings.index),
+                    trigger_name=self._identity,
+                )
+                for name in self._rabbit_queues()
+            ]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.trigger_type = cls.kind  # what ScalerBase.from_metadata builds a context for
+
+    @classmethod
+    def from_context(cls, ctx: TriggerContext, *, clock: Callable[[], float] = time.time) -> Self:
+        """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
+        return cls(cls.config_type.from_context(ctx), trigger_name=ctx.identity, clock=clock)
+
+    @property
+    def metric_name(self) -> str:
+        """``s{index}-{kind}-{queues}`` (``-latency`` appended in latency mode)."""
+        name = f"{self.kind}-{'-'.join(self.settings.queues)}"
+        if self.settings.mode is QueueMode.LATENCY:
+            name += "-latency"
+        return metric_name(self.settings.index, normalize_metric_name(name))
+
+    def metric_specs(self) -> Sequence[MetricSpec]:
+        """The one metric, target ``value`` and activation ``activationValue``."""
+        s = self.settings
+        return [
+            MetricSpec(
+                name=self.metric_name,
+                target=s.value,
+                metric_type=s.metric_type,
+                activation_target=s.activation_value,
+            )
+        ]
+
+    async def get_metrics(self) -> ScalerReport:
+        """Read the count or the latency. :raises ScalerError: the broker cannot be read."""
+        try:
+            if self.settings.mode is QueueMode.LATENCY:
+                assert self._redis is not None
+                value = await self._redis_latency(self._redis.acquire())
+            elif self._redis is not None:
+                value = float(await self._redis_count(self._redis.acquire()))
+            else:
+                value = 0.0
+                for scaler in self._rabbit:
+                    report = await scaler.get_metrics()
+                    value += report.values[0].value
+            if not math.isfinite(value):
+                raise ScalerError(f"the {self.kind} metric is not a finite number", transient=True)
+        except ScalerError as exc:
+            raise exc.with_trigger(self._identity) from exc.__cause__
+        values: Any = (MetricValue(name=self.metric_name, value=value),)
+        return ScalerReport(values=values, is_active=value > self.settings.activation_value)
+
+    async def aclose(self) -> None:
+        """Give back the Redis client / close the RabbitMQ readers. Safe to call twice."""
+        if self._redis is not None:
+            await self._redis.aclose()
+        for scaler in self._rabbit:
+            await scaler.aclose()
+
+    # -- what subclasses provide ------------------------------------------------------
+
+    def _rabbit_queues(self) -> Sequence[str]:
+        return self.settings.queues
+
+    async def _redis_count(self, lease: RedisLease) -> int:
+        raise NotImplementedError
+
+    async def _redis_latency(self, lease: RedisLease) -> float:
+        raise NotImplementedError
+
+    def _now(self) -> float:
+        return self._clock()
