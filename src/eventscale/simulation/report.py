@@ -249,7 +249,7 @@ def plot_jobs(timeline: JobTimeline, path: str) -> None:
         color="tab:green",
         label="started",
     )
-    _fit_replicas(bottom, max(running, default=0), spec.max_replica_count)
+    _fit_replicas(bottom, max(running, default=0), spec.effective_max)
     bottom.set_ylabel("jobs")
     bottom.set_xlabel("seconds")
     bottom.legend(loc="upper right", fontsize="small")
@@ -372,7 +372,7 @@ def plot_jobs_closed_loop(result: JobsClosedLoopResult, path: str) -> None:
         color="tab:green",
         label="started",
     )
-    _fit_replicas(jobs, max(unfinished, default=0), result.spec.max_replica_count)
+    _fit_replicas(jobs, max(unfinished, default=0), result.spec.effective_max)
     jobs.set_ylabel("jobs")
     jobs.legend(loc="upper right", fontsize="small")
     for i, trig in enumerate(result.spec.triggers):
