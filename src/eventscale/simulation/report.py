@@ -76,6 +76,27 @@ def _failed_spans(ax: Any, times: Sequence[float], failed: Sequence[bool], width
             label = "_nolegend_"
 
 
+def _save(plt: Any, fig: Any, path: str) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _age_axis(ax: Any, times: Sequence[float], ages: Sequence[float]) -> None:
+    """The oldest waiting item's age on a right-hand axis of ``ax``."""
+    age = ax.twinx()
+    age.step(
+        times,
+        ages,
+        where="post",
+        color="tab:brown",
+        linewidth=0.8,
+        label="oldest age (s, right axis)",
+    )
+    age.set_ylabel("oldest age (s)")
+    age.legend(loc="upper left", fontsize="small")
+
+
 def _fit_replicas(ax: Any, peak: int, maximum: int) -> None:
     """A replica axis fitted to the counts drawn; the max line only if it is near them."""
     top = max(1, peak) * 1.15 + 0.5
@@ -214,9 +235,7 @@ def plot_timeline(timeline: Timeline, path: str) -> None:
     bottom.set_xlabel("seconds")
     bottom.legend(loc="upper right", fontsize="small")
     fig.suptitle(f"ScaledObject {spec.name}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_jobs(timeline: JobTimeline, path: str) -> None:
@@ -256,9 +275,7 @@ def plot_jobs(timeline: JobTimeline, path: str) -> None:
     fig.suptitle(
         f"ScaledJob {spec.name}: {timeline.jobs_started} jobs of {timeline.job_seconds:g}s"
     )
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
@@ -274,17 +291,7 @@ def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
         backlog.step(times, result.backlog, where="post", color="tab:purple", label="waiting")
     steps = result.steps
     poll_times = [s.time for s in steps]
-    age = backlog.twinx()
-    age.step(
-        poll_times,
-        [s.oldest_age for s in steps],
-        where="post",
-        color="tab:brown",
-        linewidth=0.8,
-        label="oldest age (s, right axis)",
-    )
-    age.set_ylabel("oldest age (s)")
-    age.legend(loc="upper left", fontsize="small")
+    _age_axis(backlog, poll_times, [s.oldest_age for s in steps])
     backlog.set_ylabel("backlog")
     backlog.legend(loc="upper right", fontsize="small")
     replicas.step(poll_times, [s.desired_replicas for s in steps], where="post", label="desired")
@@ -333,9 +340,7 @@ def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
         f"ScaledObject {result.spec.name}: p95 wait {s.wait_p95:g}s, max {s.wait_max:g}s, "
         f"{s.replica_seconds:.0f} replica-seconds"
     )
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_jobs_closed_loop(result: JobsClosedLoopResult, path: str) -> None:
@@ -349,17 +354,7 @@ def plot_jobs_closed_loop(result: JobsClosedLoopResult, path: str) -> None:
     )
     backlog.set_ylabel("backlog")
     backlog.legend(loc="upper right", fontsize="small")
-    age = backlog.twinx()
-    age.step(
-        times,
-        [s.oldest_age for s in steps],
-        where="post",
-        color="tab:brown",
-        linewidth=0.8,
-        label="oldest age (s, right axis)",
-    )
-    age.set_ylabel("oldest age (s)")
-    age.legend(loc="upper left", fontsize="small")
+    _age_axis(backlog, times, [s.oldest_age for s in steps])
     unfinished = [s.running + s.started for s in steps]
     jobs.step(times, unfinished, where="post", label="unfinished")
     interval = result.spec.polling_interval
@@ -390,9 +385,7 @@ def plot_jobs_closed_loop(result: JobsClosedLoopResult, path: str) -> None:
         f"ScaledJob {result.spec.name}: p95 wait {s.wait_p95:g}s, max {s.wait_max:g}s, "
         f"{s.scale_actions} jobs, {s.replica_seconds:.0f} job-seconds"
     )
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_tradeoff(result: TuneResult, path: str) -> None:
@@ -437,6 +430,4 @@ def plot_tradeoff(result: TuneResult, path: str) -> None:
     ax.set_xlabel("replica-seconds (cost)")
     ax.set_ylabel("p95 wait (s)")
     ax.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
