@@ -110,3 +110,44 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbftime,q\r\n0,1\r\n4,2\r\n")
     assert Trace.from_csv(path).rows == ((0.0, {"q": 1.0}), (4.0, {"q": 2.0}))
     assert Trace.from_text("\ufefftime,q\n0,1\n").columns == ("q",)
+
+
+@pytest.mark.parametrize(
+    ("trigger_type", "metadata", "target", "activation"),
+    [
+        ("prometheus", {"threshold": "7", "activationThreshold": "2"}, 7.0, 2.0),
+        ("metrics-api", {"targetValue": "3"}, 3.0, 0.0),
+        ("postgresql", {"targetQueryValue": "4", "activationTargetQueryValue": "1"}, 4.0, 1.0),
+        ("mysql", {"queryValue": "6"}, 6.0, 0.0),
+        ("nats-jetstream", {}, 10.0, 0.0),
+        ("apache-kafka", {"lagThreshold": "50"}, 50.0, 0.0),
+        ("celery", {"activationValue": "1"}, 5.0, 1.0),
+        ("rq", {"value": "8"}, 8.0, 0.0),
+        ("dramatiq", {}, 5.0, 0.0),
+    ],
+)
+def test_the_newer_triggers_simulate_with_their_own_target_parameters(
+    trigger_type: str, metadata: dict[str, str], target: float, activation: float
+) -> None:
+    from eventscale.simulation import trigger_metric_specs
+
+    spec = ScaledObjectSpec(
+        name="o",
+        scale_target_ref=ScaleTargetRef(name="o"),
+        triggers=[TriggerSpec(type=trigger_type, metadata=metadata)],
+    )
+    (metric,) = trigger_metric_specs(spec)
+    assert (metric.target, metric.activation_target) == (target, activation)
+
+
+def test_a_required_target_parameter_is_named_when_missing() -> None:
+    from eventscale.simulation import trigger_metric_specs
+
+    spec = ScaledObjectSpec(
+        name="o",
+        scale_target_ref=ScaleTargetRef(name="o"),
+        triggers=[TriggerSpec(type="prometheus", metadata={"query": "up"})],
+    )
+    with pytest.raises(ConfigError) as info:
+        trigger_metric_specs(spec)
+    assert info.value.path == "spec.triggers[0].metadata.threshold"

@@ -301,6 +301,15 @@ _DEFAULT_TARGETS: Mapping[str, tuple[Sequence[str], float, Sequence[str]]] = {
     # the cron scaler reports desiredReplicas against a target of 1 (scalers/cron.py)
     "cron": ((), 1, ()),
     "gauge": (("target",), 1, ("activationTarget",)),
+    "apache-kafka": (("lagThreshold",), 10, ("activationLagThreshold",)),
+    "prometheus": (("threshold",), math.nan, ("activationThreshold",)),
+    "metrics-api": (("targetValue",), math.nan, ("activationTargetValue",)),
+    "postgresql": (("targetQueryValue",), math.nan, ("activationTargetQueryValue",)),
+    "mysql": (("queryValue",), math.nan, ("activationQueryValue",)),
+    "nats-jetstream": (("lagThreshold",), 10, ("activationLagThreshold",)),
+    "celery": (("value",), 5, ("activationValue",)),
+    "rq": (("value",), 5, ("activationValue",)),
+    "dramatiq": (("value",), 5, ("activationValue",)),
 }
 
 
@@ -319,8 +328,9 @@ def trigger_metric_specs(spec: ScaledObjectSpec) -> tuple[MetricSpec, ...]:
         target = _first_number(trig.metadata, names, default, f"spec.triggers[{i}].metadata")
         if math.isnan(target):
             raise ConfigError(
-                f"cannot simulate trigger type {trig.type!r} without a 'target' in its metadata",
-                path=f"spec.triggers[{i}].metadata.target",
+                f"cannot simulate trigger type {trig.type!r} without a "
+                f"{names[0]!r} in its metadata",
+                path=f"spec.triggers[{i}].metadata.{names[0]}",
             )
         activation = _first_number(
             trig.metadata, activation_names, 0.0, f"spec.triggers[{i}].metadata"
