@@ -13,8 +13,9 @@ Phases: a container that is ``created`` but not started is *pending*; ``running`
 exit code and ``FinishedAt`` come from an inspection, cached per container since a
 finished container does not change).
 
-The Engine API is spoken with aiohttp over the daemon's unix socket (or ``tcp://``),
-as the Docker target does (docs/targets/docker.md).
+The Engine API is spoken with aiohttp over the daemon's unix socket or ``tcp://`` with
+TLS, found as the ``docker`` CLI finds it, as the Docker target does
+(docs/targets/docker.md).
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ class DockerJobTarget:
     :param template: what each job runs. Its restart policy is left as given (the
         default, ``no``, is what a job wants); ``AutoRemove`` must not be set, or the
         exit code would be lost.
-    :param url: ``unix:///path`` or ``tcp://host:port``; default ``$DOCKER_HOST``,
-        else ``unix:///var/run/docker.sock``.
+    :param url: ``unix:///path`` or ``tcp://host:port`` (like ``docker -H``); default:
+        as the ``docker`` CLI finds it (``DOCKER_HOST``, ``DOCKER_CONTEXT``, the current
+        context).
     :param timeout: seconds allowed for each API call.
     :param name_prefix: container names are ``<prefix>-<10 hex>``; default ``name``.
     """
