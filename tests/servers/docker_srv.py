@@ -164,8 +164,11 @@ def _rootfs_tar(busybox: str) -> bytes:
     return out.getvalue()
 
 
-def start_dockerd(root: Path) -> DockerDaemon:
-    """Start a private dockerd under ``root`` and import the busybox image."""
+def start_dockerd(root: Path, extra_args: tuple[str, ...] = ()) -> DockerDaemon:
+    """Start a private dockerd under ``root`` and import the busybox image.
+
+    ``extra_args`` go to dockerd as given (more ``--host`` options, TLS settings).
+    """
     dockerd = ensure_apt("dockerd", "docker.io")
     busybox = _static_busybox()
     sock = root / "docker.sock"
@@ -187,6 +190,7 @@ def start_dockerd(root: Path) -> DockerDaemon:
             "--ip-forward=false",
             "--storage-driver",
             "overlay2",
+            *extra_args,
         ],
         log=root / "dockerd.log",
     )
@@ -211,13 +215,13 @@ def start_dockerd(root: Path) -> DockerDaemon:
     return daemon
 
 
-@pytest.fixture(scope="session")
-def docker_daemon() -> Iterator[DockerDaemon]:
-    """A private dockerd for this session, stopped (with its containerd) at the end."""
+@contextlib.contextmanager
+def private_dockerd(extra_args: tuple[str, ...] = ()) -> Iterator[DockerDaemon]:
+    """A private dockerd under a fresh temp dir, stopped (with its containerd) at the end."""
     # A short path: unix socket paths are limited to ~108 bytes.
     root = Path(tempfile.mkdtemp(prefix="es-dk-", dir="/tmp"))
     try:
-        daemon = start_dockerd(root)
+        daemon = start_dockerd(root, extra_args)
         try:
             yield daemon
         finally:
@@ -232,3 +236,10 @@ def docker_daemon() -> Iterator[DockerDaemon]:
             if target.startswith(str(root)):
                 subprocess.run(["umount", "-l", target], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[DockerDaemon]:
+    """A private dockerd for this session, stopped (with its containerd) at the end."""
+    with private_dockerd() as daemon:
+        yield daemon
