@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -326,3 +327,26 @@ async def test_the_docker_cli_reads_the_same_settings(
     api = _api()
     assert api.endpoint.context == name
     assert await _root_dir(api) == tls_dockerd.root_dir
+
+
+@pytest.mark.anyio
+async def test_the_client_key_never_reaches_the_logs(
+    tls_dockerd: TLSDaemon,
+    docker_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key_lines = (tls_dockerd.certs / "key.pem").read_text().splitlines()[1:-1]
+    name = unique_name("ctx")
+    _make_context(docker_env, name, tls_dockerd.tcp, tls_dockerd.certs)
+    monkeypatch.setenv("DOCKER_CONTEXT", name)
+    async with DockerTarget(unique_name("dkc")) as target:
+        assert await target.get_replicas() == 0
+        assert target.url == tls_dockerd.tcp
+        assert all(line not in repr(target) for line in key_lines)
+    monkeypatch.setenv("DOCKER_CONTEXT", "es-missing")
+    with pytest.raises(ConfigError) as caught:
+        DockerTarget(unique_name("dkc"))
+    # Nothing is logged on these paths today; should that change, not the key.
+    assert all(line not in caplog.text + str(caught.value) for line in key_lines)
