@@ -161,28 +161,8 @@ def azurite_server() -> Iterator[AzuriteServer]:
     """A private ``azurite-queue`` on a free port, with a throw-away data folder."""
     binary = _azurite_binary()
     with tempfile.TemporaryDirectory(prefix="es-azurite-") as tmp:
-        port = free_port()
-        proc = Proc(
-            [
-                str(binary),
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                str(port),
-                "--silent",
-                "--skipApiVersionCheck",
-                "--location",
-                str(Path(tmp) / "data"),
-            ],
-            log=Path(tmp) / "azurite.log",
-        )
+        proc, port = _start(binary, tmp, [])
         try:
-            wait_until(
-                lambda: proc.alive and port_open(port),
-                timeout=60,
-                what=f"azurite-queue on port {port}",
-                log=proc.log,
-            )
             yield AzuriteServer("127.0.0.1", port, proc)
         finally:
             proc.stop()
