@@ -193,10 +193,19 @@ async def test_unreachable_providers_still_raise() -> None:
         await resolve_trigger_contexts_async(m.scaled_object(), m)
     assert info.value.path == "spec.hashiCorpVault"
     assert "HashiCorp Vault" in str(info.value)
-    m2 = stream(so_with("p"), ta("p", "  podIdentity: {provider: azure-workload}"))
+    m2 = stream(so_with("p"), ta("p", "  podIdentity: {provider: aws}"))
     with pytest.raises(ConfigError) as info2:
         await resolve_trigger_contexts_async(m2.scaled_object(), m2)
     assert info2.value.path == "spec.podIdentity.provider"
+
+
+async def test_azure_workload_identity_reaches_the_trigger() -> None:
+    m = stream(
+        so_with("p"),
+        ta("p", "  podIdentity: {provider: azure-workload, identityId: cid, roleArn: ''}"),
+    )
+    (ctx,) = await resolve_trigger_contexts_async(m.scaled_object(), m)
+    assert ctx.auth == {"podIdentity": Secret("azure-workload"), "identityId": Secret("cid")}
 
 
 # --------------------------------------------------------------------------- env

@@ -830,7 +830,7 @@ SO_WITH_AUTH = _set(BASE_SO, "spec.triggers[0].authenticationRef", {"name": "aut
             id="gcp-unsupported",
         ),
         pytest.param(
-            [SO_WITH_AUTH, _set(BASE_TA, "spec", {"podIdentity": {"provider": "azure-workload"}})],
+            [SO_WITH_AUTH, _set(BASE_TA, "spec", {"podIdentity": {"provider": "gcp"}})],
             "spec.podIdentity.provider",
             "not supported",
             id="pod-identity-unsupported",

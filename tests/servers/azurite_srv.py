@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -80,33 +81,88 @@ def _azurite_binary() -> Path:
     return binary
 
 
+@attrs.frozen
+class AzuriteOAuthServer:
+    """A running ``azurite-queue`` over HTTPS with ``--oauth basic`` (bearer tokens).
+
+    Azurite's basic OAuth checks a token's issuer, audience and lifetime, not its
+    signature. ``ca`` is the trustme CA that signed its certificate.
+    """
+
+    host: str
+    port: int
+    proc: Proc
+    ca: Any
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"https://{self.host}:{self.port}/{DEV_ACCOUNT}"
+
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=https;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"QueueEndpoint={self.queue_endpoint};"
+        )
+
+
+def _start(binary: Path, tmp: str, extra: list[str]) -> tuple[Proc, int]:
+    port = free_port()
+    proc = Proc(
+        [
+            str(binary),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(port),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--location",
+            str(Path(tmp) / "data"),
+            *extra,
+        ],
+        log=Path(tmp) / "azurite.log",
+    )
+    try:
+        wait_until(
+            lambda: proc.alive and port_open(port),
+            timeout=60,
+            what=f"azurite-queue on port {port}",
+            log=proc.log,
+        )
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth_server() -> Iterator[AzuriteOAuthServer]:
+    """A private ``azurite-queue --oauth basic`` over HTTPS (trustme certificate)."""
+    import trustme
+
+    binary = _azurite_binary()
+    ca = trustme.CA()
+    with tempfile.TemporaryDirectory(prefix="es-azurite-oauth-") as tmp:
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert_file, key_file = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert.cert_chain_pems[0].write_to_path(str(cert_file))
+        cert.private_key_pem.write_to_path(str(key_file))
+        proc, port = _start(
+            binary, tmp, ["--oauth", "basic", "--cert", str(cert_file), "--key", str(key_file)]
+        )
+        try:
+            yield AzuriteOAuthServer("127.0.0.1", port, proc, ca)
+        finally:
+            proc.stop()
+
+
 @pytest.fixture(scope="session")
 def azurite_server() -> Iterator[AzuriteServer]:
     """A private ``azurite-queue`` on a free port, with a throw-away data folder."""
     binary = _azurite_binary()
     with tempfile.TemporaryDirectory(prefix="es-azurite-") as tmp:
-        port = free_port()
-        proc = Proc(
-            [
-                str(binary),
-                "--queueHost",
-                "127.0.0.1",
-                "--queuePort",
-                str(port),
-                "--silent",
-                "--skipApiVersionCheck",
-                "--location",
-                str(Path(tmp) / "data"),
-            ],
-            log=Path(tmp) / "azurite.log",
-        )
+        proc, port = _start(binary, tmp, [])
         try:
-            wait_until(
-                lambda: proc.alive and port_open(port),
-                timeout=60,
-                what=f"azurite-queue on port {port}",
-                log=proc.log,
-            )
             yield AzuriteServer("127.0.0.1", port, proc)
         finally:
             proc.stop()

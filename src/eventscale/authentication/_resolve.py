@@ -44,6 +44,8 @@ __all__ = (
     "auth_table",
     "build_trigger_contexts",
     "describe",
+    "POD_IDENTITY_PROVIDERS",
+    "pod_identity_params",
     "provider_errors",
     "referenced_authentications",
     "references",
@@ -131,13 +133,45 @@ def references(auth: TriggerAuthenticationSpec) -> list[Reference]:
     return refs
 
 
+POD_IDENTITY_PROVIDERS: Final = ("azure-workload",)
+"""The ``spec.podIdentity.provider`` values eventscale supports (docs/authentication.md,
+Pod identity); the others are refused at ``spec.podIdentity.provider``."""
+
+# KEDA's podIdentity fields passed on to the scalers as auth parameters
+# (KEDA's apis/keda/v1alpha1/triggerauthentication_types.go, AuthPodIdentity).
+_POD_IDENTITY_FIELDS: Final = (
+    "identityId",
+    "identityTenantId",
+    "identityAuthorityHost",
+    "roleArn",
+    "identityOwner",
+)
+
+
+def pod_identity_params(auth: TriggerAuthenticationSpec) -> dict[str, Secret]:
+    """The pod identity of ``auth`` as auth parameters: ``podIdentity`` (the provider) and
+    the overrides it sets (``identityId``, ``identityTenantId``, ``identityAuthorityHost``,
+    ``roleArn``, ``identityOwner``). Empty without a supported provider.
+    """
+    pid = auth.pod_identity or {}
+    provider = pid.get("provider")
+    if provider not in POD_IDENTITY_PROVIDERS:
+        return {}
+    params = {"podIdentity": Secret(str(provider))}
+    for name in _POD_IDENTITY_FIELDS:
+        value = pid.get(name)
+        if isinstance(value, str) and value:
+            params[name] = Secret(value)
+    return params
+
+
 def provider_errors(
     auth: TriggerAuthenticationSpec, who: str, wording: Wording
 ) -> list[ConfigError]:
     """An error for a pod identity provider and one for each source eventscale cannot read."""
     errors: list[ConfigError] = []
     provider = (auth.pod_identity or {}).get("provider")
-    if provider not in (None, "", "none"):
+    if provider not in (None, "", "none", *POD_IDENTITY_PROVIDERS):
         errors.append(
             ConfigError(
                 f"{who}: podIdentity provider {provider!r} is not supported by eventscale"
@@ -179,7 +213,7 @@ def resolve_entries(
     :returns: the parameters found, and an error for every entry that failed.
     """
     errors: list[ConfigError] = []
-    params: dict[str, Secret] = {}
+    params: dict[str, Secret] = pod_identity_params(auth)
     for j, env_ref in enumerate(auth.env):
         source, origin = env, env_origin
         named = env_ref.container_name

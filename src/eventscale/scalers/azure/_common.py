@@ -41,6 +41,7 @@ __all__ = (
     "resolve_cloud_suffix",
     "secret_fingerprint",
     "workload_credential",
+    "workload_overrides",
 )
 
 
@@ -164,20 +165,61 @@ def connection_secrets(connection: Secret | None, keys: Iterable[str]) -> tuple[
     return tuple(out)
 
 
-def workload_credential() -> Any:
-    """A new ``azure.identity.aio.WorkloadIdentityCredential``.
+# podIdentity fields that override the workload identity webhook's environment
+# (KEDA's pkg/scalers/azure/azure_aad_workload_identity.go): client id, tenant, authority.
+_WORKLOAD_OVERRIDES: Final = (
+    ("identityId", "client_id"),
+    ("identityTenantId", "tenant_id"),
+    ("identityAuthorityHost", "authority"),
+)
 
-    :raises ConfigError: ``azure-identity`` is not installed (path ``podIdentity``).
+
+def workload_overrides(p: Params) -> tuple[tuple[str, str], ...]:
+    """The trigger's ``identityId``/``identityTenantId``/``identityAuthorityHost`` auth
+    parameters (from ``spec.podIdentity``), as ``(field, value)`` pairs for
+    :func:`workload_credential`. They are identifiers, not secrets.
+    """
+    out: list[tuple[str, str]] = []
+    for field, _ in _WORKLOAD_OVERRIDES:
+        raw = p.ctx.auth.get(field)
+        value = (raw.reveal() if isinstance(raw, Secret) else raw or "").strip()
+        if value:
+            out.append((field, value))
+    return tuple(out)
+
+
+def workload_credential(auth: Mapping[str, Secret | str] | None = None) -> Any:
+    """A new ``azure.identity.aio.WorkloadIdentityCredential`` for a trigger's ``auth``.
+
+    As KEDA: the workload identity webhook's environment (``AZURE_CLIENT_ID``,
+    ``AZURE_TENANT_ID``, ``AZURE_FEDERATED_TOKEN_FILE``, ``AZURE_AUTHORITY_HOST``)
+    gives the defaults; the TriggerAuthentication's ``podIdentity`` fields
+    ``identityId``, ``identityTenantId`` and ``identityAuthorityHost`` override them.
+    azure-identity re-reads the token file and azure-core renews the Entra ID token
+    before it expires (docs/authentication.md, Pod identity).
+
+    :raises ConfigError: ``azure-identity`` is not installed, or the client id, tenant
+        or token file is missing (path ``podIdentity``).
     """
     try:
         from azure.identity.aio import WorkloadIdentityCredential
     except ImportError:
         raise ConfigError(
             "workload identity needs the 'azure-identity' package "
-            "(pip install azure-identity), or pass credential= to the scaler",
-            path="podIdentity",
+            "(pip install 'eventscale[azure]'), or pass credential= to the scaler",
+            path=POD_IDENTITY_KEY,
         ) from None
-    return WorkloadIdentityCredential()
+    kwargs: dict[str, str] = {}
+    for field, argument in _WORKLOAD_OVERRIDES:
+        raw = (auth or {}).get(field)
+        value = (raw.reveal() if isinstance(raw, Secret) else raw or "").strip()
+        if value:
+            kwargs[argument] = value
+    try:
+        return WorkloadIdentityCredential(**kwargs)
+    except ValueError as exc:
+        # azure-identity names the missing setting (client id, tenant id, token file).
+        raise ConfigError(f"workload identity: {exc}", path=POD_IDENTITY_KEY) from None
 
 
 def secret_fingerprint(secret: Secret | None) -> str:

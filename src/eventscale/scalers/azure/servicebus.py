@@ -52,6 +52,7 @@ from eventscale.scalers.azure._common import (
     resolve_cloud_suffix,
     secret_fingerprint,
     workload_credential,
+    workload_overrides,
 )
 from eventscale.scalers.params import AUTH, ENV, Params, TriggerContext
 
@@ -125,6 +126,7 @@ class AzureServiceBusMetadata:
     inactive_when_disabled: bool = False
     ca_cert_file: str | None = None
     pod_identity: str = ""
+    identity_overrides: tuple[tuple[str, str], ...] = ()
     index: int = 0
     metric_type: MetricType = MetricType.AVERAGE_VALUE
 
@@ -217,6 +219,7 @@ class AzureServiceBusMetadata:
             inactive_when_disabled=inactive_when_disabled,
             ca_cert_file=ca_cert_file,
             pod_identity=identity,
+            identity_overrides=workload_overrides(p),
             index=ctx.index,
             metric_type=ctx.metric_type,
         )
@@ -297,7 +300,9 @@ class AzureServiceBusScaler(ScalerBase):
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.namespace = metadata.fully_qualified_namespace
             if credential is None:
-                credential = owned_credential = workload_credential()
+                credential = owned_credential = workload_credential(
+                    dict(metadata.identity_overrides)
+                )
             self._credential = credential
             auth_key: Any = ("token", id(credential))
         else:

@@ -44,6 +44,7 @@ from eventscale.scalers.azure._common import (
     resolve_cloud_suffix,
     secret_fingerprint,
     workload_credential,
+    workload_overrides,
 )
 from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
 
@@ -92,6 +93,7 @@ class AzureQueueMetadata:
     endpoint_suffix: str = "queue.core.windows.net"
     strategy: QueueLengthStrategy = QueueLengthStrategy.ALL
     pod_identity: str = ""
+    identity_overrides: tuple[tuple[str, str], ...] = ()
     index: int = 0
     metric_type: MetricType = MetricType.AVERAGE_VALUE
 
@@ -140,6 +142,7 @@ class AzureQueueMetadata:
             endpoint_suffix=suffix,
             strategy=strategy,
             pod_identity=identity,
+            identity_overrides=workload_overrides(p),
             index=ctx.index,
             metric_type=ctx.metric_type,
         )
@@ -202,7 +205,9 @@ class AzureQueueScaler(ScalerBase):
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.endpoint = f"https://{metadata.account_name}.{metadata.endpoint_suffix}"
             if credential is None:
-                credential = owned_credential = workload_credential()
+                credential = owned_credential = workload_credential(
+                    dict(metadata.identity_overrides)
+                )
             self._credential: Any = credential
             self._pool_key: tuple[Any, ...] = (
                 "azure-queue",
