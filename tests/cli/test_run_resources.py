@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -21,6 +22,7 @@ import redis
 from cli._runner import command, write
 from cli.test_run import Lines
 from servers._proc import unique_name
+from servers.docker_srv import DockerDaemon
 from servers.kubernetes_srv import KubeApiStandIn, KubeStandIn
 from servers.redis_srv import RedisServer
 
@@ -139,7 +141,7 @@ spec:
             # ceil(1.8 * 8) = 15, capped at 8: the replicas hold
             kubelet.usage = "450m"
             client.delete(key)
-            held = []
+            held: list[dict[str, Any]] = []
             while len(held) < 4:
                 event = lines.until("poll")
                 by_name = {t["name"]: t for t in event["triggers"]}
@@ -161,5 +163,114 @@ spec:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
+# Busy (a shell loop) while /flag/busy exists in the bind-mounted folder, idle otherwise.
+FLAGGED = "trap 'exit 0' TERM; while :; do if [ -e /flag/busy ]; then :; else sleep 0.2; fi; done"
+
+
+def test_on_docker_a_busy_list_scales_out_then_cpu_holds_and_lets_go(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    docker_daemon: DockerDaemon,
+    work: tuple[redis.Redis, str],
+) -> None:
+    client, key = work
+    name = unique_name("mixed")
+    flag = tmp_path / "flag"
+    flag.mkdir()
+    flag.chmod(0o777)
+    # the first member; the target clones it (limits, bind mount and all) to scale out
+    status, created = docker_daemon.api(
+        "POST",
+        f"/containers/create?name={name}-seed",
+        {
+            "Image": docker_daemon.image,
+            "Cmd": ["sh", "-c", FLAGGED],
+            "Labels": {"eventscale.target": name},
+            "HostConfig": {
+                "NetworkMode": "none",
+                "NanoCpus": 250_000_000,  # a quarter cpu: Utilization is a share of it
+                "Memory": 32 * 2**20,
+                "Binds": [f"{flag}:/flag:ro"],
+            },
+        },
+    )
+    assert status == 201, created
+    status, started = docker_daemon.api("POST", f"/containers/{created['Id']}/start")
+    assert status == 204, started
+    path = write(
+        tmp_path / "mixed.yaml",
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}}}
+spec:
+  scaleTargetRef: {{name: {name}}}
+  pollingInterval: 3  # a Docker stats read takes about 1 s: the poll timeout must allow it
+  minReplicaCount: 1
+  maxReplicaCount: 3
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
+        scaleDown:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
+  triggers:
+    - type: redis
+      name: list
+      metadata: {{address: "{redis_server.address}", listName: {key}, listLength: "5"}}
+    - type: cpu
+      name: cpu
+      metricType: Utilization
+      metadata: {{value: "50"}}
+""",
+    )
+    env = {**os.environ, "DOCKER_HOST": docker_daemon.url}
+    proc = subprocess.Popen(
+        [*command("script"), "run", path, "--target", "docker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = Lines(proc)
+        client.rpush(key, *range(15))  # 15 items, listLength 5: 3
+        scale = lines.until("scale", timeout=60)
+        assert (scale["fromReplicas"], scale["toReplicas"]) == (1, 3), scale
+        # the list empties while the 3 members spin at their quarter cpu (about 100%
+        # of a 50% target: cpu asks for about 6, capped at 3): the replicas hold
+        (flag / "busy").touch()
+        client.delete(key)
+        held: list[dict[str, Any]] = []
+        seen: list[tuple[object, object]] = []
+        while len(held) < 3:
+            event = lines.until("poll", timeout=60)
+            by_name = {t["name"]: t for t in event["triggers"]}
+            cpu = by_name["cpu"]["value"]
+            seen.append((cpu, by_name["cpu"].get("error")))
+            assert len(seen) < 20, seen
+            if by_name["list"]["value"] == 0 and cpu is not None and cpu > 3:
+                held.append(lines.until("decision", timeout=60))
+        assert [d["desiredReplicas"] for d in held] == [3] * 3, held
+        # idle members: cpu asks for 1, the minimum
+        (flag / "busy").unlink()
+        down = lines.until("scale", timeout=60)
+        assert down["fromReplicas"] == 3, down
+        while down["toReplicas"] != 1:
+            down = lines.until("scale", timeout=60)
+        proc.terminate()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        docker_daemon.remove_all_matching(f"eventscale.target={name}")
     assert proc.returncode == 0, err
     assert "Traceback" not in err, err
