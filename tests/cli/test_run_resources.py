@@ -1,5 +1,6 @@
-"""``eventscale run --target kubernetes`` with a mixed ScaledObject (a redis list + cpu)
-on the Kubernetes API stand-in, end to end in a subprocess.
+"""``eventscale run`` with a mixed ScaledObject (a redis list + cpu), end to end in a
+subprocess: ``--target kubernetes`` on the Kubernetes API stand-in, ``--target docker``
+on the private dockerd (real ``docker stats`` of members that spin or sleep).
 
 The stand-in resizes a Deployment at once but runs no pods: a small "kubelet" thread in
 the test keeps one pod (with a cpu request of 500m) and one PodMetrics per replica, at
@@ -69,6 +70,69 @@ class Kubelet:
             self._synced = wanted
 
 
+def mixed_manifest(
+    path: Path,
+    name: str,
+    redis: RedisServer,
+    key: str,
+    *,
+    interval: int,
+    maximum: int,
+    ns: str = "",
+) -> str:
+    """A redis list (5 items a replica) + cpu (50% Utilization) ScaledObject, min 1,
+    without stabilization or step limits: each decision is the proposal itself."""
+    where = f", namespace: {ns}" if ns else ""
+    return write(
+        path,
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}{where}}}
+spec:
+  scaleTargetRef: {{name: {name}}}
+  pollingInterval: {interval}
+  minReplicaCount: 1
+  maxReplicaCount: {maximum}
+  advanced:
+    horizontalPodAutoscalerConfig:
+      behavior:
+        scaleUp:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
+        scaleDown:
+          stabilizationWindowSeconds: 0
+          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
+  triggers:
+    - type: redis
+      name: list
+      metadata: {{address: "{redis.address}", listName: {key}, listLength: "5"}}
+    - type: cpu
+      name: cpu
+      metricType: Utilization
+      metadata: {{value: "50"}}
+""",
+    )
+
+
+def run(path: str, target: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*command("script"), "run", path, "--target", target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, then a clean exit without a traceback."""
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+
+
 @pytest.fixture
 def work(redis_server: RedisServer) -> Iterator[tuple[redis.Redis, str]]:
     client = redis.Redis(host=redis_server.host, port=redis_server.port)
@@ -88,46 +152,12 @@ def test_a_busy_list_scales_out_then_cpu_holds_and_lets_go(
     api = kube_standin.api
     ns, name = unique_name("ns"), unique_name("web")
     api.deployment(name, ns, replicas=1)
-    path = write(
-        tmp_path / "mixed.yaml",
-        f"""\
-apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  scaleTargetRef: {{name: {name}}}
-  pollingInterval: 1
-  minReplicaCount: 1
-  maxReplicaCount: 8
-  advanced:
-    horizontalPodAutoscalerConfig:
-      behavior:
-        scaleUp:
-          stabilizationWindowSeconds: 0
-          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
-        scaleDown:
-          stabilizationWindowSeconds: 0
-          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
-  triggers:
-    - type: redis
-      name: list
-      metadata: {{address: "{redis_server.address}", listName: {key}, listLength: "5"}}
-    - type: cpu
-      name: cpu
-      metricType: Utilization
-      metadata: {{value: "50"}}
-""",
+    path = mixed_manifest(
+        tmp_path / "mixed.yaml", name, redis_server, key, interval=1, maximum=8, ns=ns
     )
-    env = {**os.environ, "KUBECONFIG": str(kube_standin.kubeconfig(ns))}
     # 250m of 500m: 50%, the target: cpu keeps the count
     with Kubelet(api, name, ns, "250m") as kubelet:
-        proc = subprocess.Popen(
-            [*command("script"), "run", path, "--target", "kubernetes"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        proc = run(path, "kubernetes", {"KUBECONFIG": str(kube_standin.kubeconfig(ns))})
         try:
             lines = Lines(proc)
             poll = lines.until("poll")
@@ -157,14 +187,11 @@ spec:
             assert (down["fromReplicas"], down["toReplicas"]) == (8, 2), down
             last = lines.until("scale")
             assert (last["fromReplicas"], last["toReplicas"]) == (2, 1), last
-            proc.terminate()
-            _, err = proc.communicate(timeout=20)
+            stop(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err, err
 
 
 # Busy (a shell loop) while /flag/busy exists in the bind-mounted folder, idle otherwise.
@@ -201,44 +228,9 @@ def test_on_docker_a_busy_list_scales_out_then_cpu_holds_and_lets_go(
     assert status == 201, created
     status, started = docker_daemon.api("POST", f"/containers/{created['Id']}/start")
     assert status == 204, started
-    path = write(
-        tmp_path / "mixed.yaml",
-        f"""\
-apiVersion: keda.sh/v1alpha1
-kind: ScaledObject
-metadata: {{name: {name}}}
-spec:
-  scaleTargetRef: {{name: {name}}}
-  pollingInterval: 3  # a Docker stats read takes about 1 s: the poll timeout must allow it
-  minReplicaCount: 1
-  maxReplicaCount: 3
-  advanced:
-    horizontalPodAutoscalerConfig:
-      behavior:
-        scaleUp:
-          stabilizationWindowSeconds: 0
-          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
-        scaleDown:
-          stabilizationWindowSeconds: 0
-          policies: [{{type: Pods, value: 100, periodSeconds: 1}}]
-  triggers:
-    - type: redis
-      name: list
-      metadata: {{address: "{redis_server.address}", listName: {key}, listLength: "5"}}
-    - type: cpu
-      name: cpu
-      metricType: Utilization
-      metadata: {{value: "50"}}
-""",
-    )
-    env = {**os.environ, "DOCKER_HOST": docker_daemon.url}
-    proc = subprocess.Popen(
-        [*command("script"), "run", path, "--target", "docker"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    # pollingInterval 3: a Docker stats read takes about 1 s, and must fit in the poll
+    path = mixed_manifest(tmp_path / "mixed.yaml", name, redis_server, key, interval=3, maximum=3)
+    proc = run(path, "docker", {"DOCKER_HOST": docker_daemon.url})
     try:
         lines = Lines(proc)
         client.rpush(key, *range(15))  # 15 items, listLength 5: 3
@@ -265,12 +257,9 @@ spec:
         assert down["fromReplicas"] == 3, down
         while down["toReplicas"] != 1:
             down = lines.until("scale", timeout=60)
-        proc.terminate()
-        _, err = proc.communicate(timeout=60)
+        stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
         docker_daemon.remove_all_matching(f"eventscale.target={name}")
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err, err
