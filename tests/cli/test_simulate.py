@@ -231,3 +231,57 @@ def test_missing_trace_file_and_bad_options(cli: Runner, files: dict[str, str]) 
     negative = cli("simulate", files["manifest"], "--trace", files["trace"], "--ready-delay", "-1")
     assert negative.code == 2
     assert "--ready-delay" in negative.stderr
+
+
+# KEDA's cron + cpu documentation example (keda-docs scalers/cron.md), as written.
+CRON_CPU = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: cron-scaledobject
+  namespace: default
+spec:
+  scaleTargetRef:
+    name: my-deployment
+  minReplicaCount: 0
+  cooldownPeriod: 300
+  triggers:
+  - type: cron
+    metadata:
+      timezone: Asia/Kolkata
+      start: 0 6 * * *
+      end: 0 20 * * *
+      desiredReplicas: "10"
+  - type: cpu
+    metricType: Utilization
+    metadata:
+      value: "50"
+"""
+
+
+def test_a_cpu_column_is_the_pods_utilization(cli: Runner, tmp_path: Path) -> None:
+    manifest = write(tmp_path / "cron-cpu.yaml", CRON_CPU)
+    # the cron column is its desiredReplicas inside the window; the cpu column percent
+    trace = write(tmp_path / "t.csv", "time,0,1\n0,10,30\n30,10,30\n60,0,80\n90,0,80\n")
+    result = cli("simulate", manifest, "--trace", trace, "--json", "--current-replicas", "2")
+    assert result.code == 0, result.output
+    steps = result.json()["timeline"]
+    assert [s["metrics"]["1"] for s in steps] == [30.0, 30.0, 80.0, 80.0]
+    # t=0: cron asks 10, cpu 30% of 50% over 2 pods ceil(0.6 * 2) = 2; the default
+    #      scale-up policy allows max(2 + 4, 2 * 2) = 6.
+    # t=30: cron 10, cpu ceil(0.6 * 6) = 4: 10.
+    # t=60: cron inactive (its cooldown of 300 s runs); cpu 80% over 10 pods asks
+    #      ceil(1.6 * 10) = 16 (not 80 replicas) and holds the object up.
+    # t=90: ceil(1.6 * 16) = 26, within the policy's 100% a 15 s.
+    assert [s["desiredReplicas"] for s in steps] == [6, 10, 16, 26]
+    assert [s["active"] for s in steps] == [True, True, False, False]
+
+
+def test_a_cpu_only_object_from_zero_has_no_pod_to_read(cli: Runner, tmp_path: Path) -> None:
+    manifest = write(tmp_path / "cpu.yaml", CRON_CPU.replace("minReplicaCount: 0", ""))
+    trace = write(tmp_path / "t.csv", "time,0,1\n0,0,\n")
+    result = cli("simulate", manifest, "--trace", trace, "--json")
+    assert result.code == 0, result.output
+    (step,) = result.json()["timeline"]
+    assert step["metrics"] == {"0": 0.0, "1": None}
+    assert "failed" in step["reason"]

@@ -211,3 +211,37 @@ spec:
     with pytest.raises(ConfigError, match="ScaledObjects only") as info:
         load_manifests(text)
     assert "spec.triggers[0].type" in info.value.all_paths()
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "expected"),
+    [
+        # 2 pods at 100% of a 50% target -> 4
+        pytest.param(CPU, "100", 4, id="cpu"),
+        pytest.param(CPU_CONTAINER, "100", 4, id="cpu-container"),
+        pytest.param(CPU_2_0, "100", 4, id="cpu-2.0-metadata-type"),
+        pytest.param(MEMORY, "100", 4, id="memory"),
+        # 2 pods at 20% of 50% -> ceil(0.4 * 2) = 1
+        pytest.param(MEMORY_CONTAINER, "20", 1, id="memory-container"),
+    ],
+)
+def test_keda_examples_simulate(text: str, column: str, expected: int) -> None:
+    from eventscale.simulation import Trace, simulate
+
+    spec = load_manifests(text).scaled_object()
+    timeline = simulate(spec, Trace.from_text(f"time,0\n0,{column}\n"), initial_replicas=2)
+    (step,) = timeline.steps
+    assert step.metrics == {"0": float(column)}
+    assert step.desired_replicas == expected
+    assert step.active  # only resource triggers: always active
+
+
+def test_cron_plus_cpu_simulates() -> None:
+    from eventscale.simulation import Trace, simulate
+
+    spec = load_manifests(CRON_CPU).scaled_object()
+    # inside the cron window (10) with cpu at 100% of 50% over 6 pods (12): 12
+    trace = Trace.from_text("time,0,1\n0,10,100\n")
+    (step,) = simulate(spec, trace, initial_replicas=6).steps
+    assert step.desired_replicas == 12
+    assert step.active

@@ -250,6 +250,12 @@ def metric_kinds(
         )
     out: list[MetricKind] = []
     for i, trig in enumerate(spec.triggers):
+        if trig.type in ("cpu", "memory"):  # docs/scalers/cpu-memory.md, "Simulation"
+            raise ConfigError(
+                "the closed loop does not model cpu/memory use: simulate this object "
+                "with --trace (a column of the pods' usage)",
+                path=f"spec.triggers[{i}]",
+            )
         given = kinds[i] if kinds is not None and i < len(kinds) else None
         if given is not None:
             try:

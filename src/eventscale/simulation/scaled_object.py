@@ -11,6 +11,14 @@ the trigger's ``name`` or its index (``0``, ``1``, ...); a value holds until the
 row. An empty cell means "the source failed at that time" (an error, not 0), which is
 how a trace shows fallback behaviour.
 
+A ``cpu`` or ``memory`` trigger's column is what every ready pod uses: the
+utilization in percent of its request (``Utilization``) or its usage in cores or
+bytes (``AverageValue``). The trigger proposes what the HPA's resource calculator
+(:func:`~eventscale.engine.resources.resource_replicas`, tolerance 0.1) gives for
+that many alike pods, the replicas still starting counting as pending pods; it
+never activates from zero, and with no ready pod it fails as the live trigger does
+(docs/scalers/cpu-memory.md, "Simulation").
+
 Limits (docs/errors.md, "Limits"): a file is UTF-8 (a byte-order mark is accepted), a
 row has at most as many fields as the header, a field at most 128 KiB, a value is a
 metric value a scaler could report (finite, ``>= 0``, at most
@@ -33,8 +41,15 @@ from typing import Any
 import attrs
 
 from eventscale.engine import EngineOptions, ScalingState, TriggerObservation, decide
+from eventscale.engine.resources import PodSample, ResourceTarget, resource_replicas
 from eventscale.errors import ConfigError, ScalerError
-from eventscale.metrics import MetricSpec, ScalerReport, metric_name, validate_metric_value
+from eventscale.metrics import (
+    MetricSpec,
+    MetricType,
+    ScalerReport,
+    metric_name,
+    validate_metric_value,
+)
 from eventscale.spec import ScaledObjectSpec
 
 __all__ = ("MAX_TICKS", "Step", "Timeline", "Trace", "simulate", "trigger_metric_specs")
@@ -322,6 +337,9 @@ def trigger_metric_specs(spec: ScaledObjectSpec) -> tuple[MetricSpec, ...]:
     """
     out = []
     for i, trig in enumerate(spec.triggers):
+        if trig.type in _RESOURCE_TYPES:
+            out.append(_resource_spec(spec, i))
+            continue
         names, default, activation_names = _DEFAULT_TARGETS.get(
             trig.type, (("target",), math.nan, ("activationTarget",))
         )
@@ -344,6 +362,64 @@ def trigger_metric_specs(spec: ScaledObjectSpec) -> tuple[MetricSpec, ...]:
             )
         )
     return tuple(out)
+
+
+#: The trigger types whose metric spec comes from the cpu/memory scaler's own parsing.
+_RESOURCE_TYPES = frozenset({"cpu", "memory"})
+
+
+def _resource_spec(spec: ScaledObjectSpec, index: int) -> MetricSpec:
+    """The metric spec of a cpu/memory trigger, parsed as the live scaler parses it."""
+    from eventscale.scalers.params import TriggerContext
+    from eventscale.scalers.resource import ResourceScaler
+
+    trig = spec.triggers[index]
+    ctx = TriggerContext(
+        metadata=trig.metadata,
+        index=index,
+        name=trig.name,
+        trigger_type=trig.type,
+        metric_type=trig.metric_type,
+        path=f"spec.triggers[{index}]",
+    )
+    (mspec,) = ResourceScaler.from_context(ctx).metric_specs()
+    return mspec
+
+
+def _resource_observation(
+    index: int,
+    mspec: MetricSpec,
+    value: float,
+    *,
+    ready: int,
+    desired: int,
+    name: str | None = None,
+) -> TriggerObservation:
+    """A cpu/memory trigger's observation when every ready pod uses ``value``.
+
+    ``value`` is the utilization percent (``mspec.metric_type`` ``Utilization``) or the
+    usage per pod (``AverageValue``); ``ready`` pods report it, ``desired - ready`` are
+    still starting (pending, as the HPA sees them), and the current count is
+    ``desired``. The report is the HPA's proposal, never active; without a ready pod
+    the observation is a failure, as the live trigger's read is.
+    """
+    utilization = mspec.metric_type is MetricType.UTILIZATION
+    kind = ResourceTarget.UTILIZATION if utilization else ResourceTarget.AVERAGE_VALUE
+    usage = value / 100 if utilization else value
+    pods = [PodSample(name=f"pod-{n}", request=1.0, usage=usage) for n in range(ready)]
+    pods += [
+        PodSample(name=f"starting-{n}", request=1.0, phase="Pending")
+        for n in range(max(0, desired - ready))
+    ]
+    try:
+        # alike pods past their start-up: the cpu readiness rules do not apply
+        answer = resource_replicas(
+            pods, target=mspec.target, kind=kind, current=desired, now=0.0, cpu=False
+        )
+    except ValueError as exc:
+        return TriggerObservation.failure(index, (mspec,), ScalerError(str(exc)), name=name)
+    report = ScalerReport.single(mspec.name, answer.replicas, is_active=False)
+    return TriggerObservation.success(index, (mspec,), report, name=name)
 
 
 def _first_number(
@@ -391,6 +467,8 @@ def simulate(
     """
     specs = tuple(metric_specs) if metric_specs is not None else trigger_metric_specs(spec)
     columns = [_column_for(spec, i, trace) for i in range(len(spec.triggers))]
+    resource_types = (options or EngineOptions()).resource_trigger_types
+    resource = frozenset(i for i, t in enumerate(spec.triggers) if t.type in resource_types)
     state = ScalingState.new(created_at=0.0)
     desired = initial_replicas
     # (time ready, count) of pending scale-ups
@@ -401,7 +479,8 @@ def simulate(
     # Per trace row (not per tick): the values shown and the observations, shared by
     # every tick the row is in force, so memory grows with the steps kept, not with
     # copies of the trace.
-    row_seen = -2
+    # (cpu/memory triggers read the pods too: their observations follow the replicas)
+    seen: tuple[int, int, int] = (-2, 0, 0)
     shown: Mapping[str, float | None] = {}
     observations: tuple[TriggerObservation, ...] = ()
     for n, (row, values) in enumerate(trace.sample(interval)):
@@ -410,9 +489,12 @@ def simulate(
         while pending and pending[0][0] <= now:
             _, count = pending.pop(0)
             ready = min(desired, count)
-        if row != row_seen:
-            row_seen = row
-            shown, observations = _observe(spec, specs, columns, values)
+        key = (row, ready, desired) if resource else (row, 0, 0)
+        if key != seen:
+            seen = key
+            shown, observations = _observe(
+                spec, specs, columns, values, resource=resource, ready=ready, desired=desired
+            )
         state, decision = decide(
             spec, state, observations, desired, now, options=options, ready_replicas=ready
         )
@@ -444,6 +526,10 @@ def _observe(
     specs: Sequence[MetricSpec],
     columns: Sequence[str],
     values: Mapping[str, float | None],
+    *,
+    resource: frozenset[int] = frozenset(),
+    ready: int = 0,
+    desired: int = 0,
 ) -> tuple[Mapping[str, float | None], tuple[TriggerObservation, ...]]:
     """What the triggers read while ``values`` are in force: shown values, observations."""
     observations = []
@@ -456,6 +542,12 @@ def _observe(
             observations.append(
                 TriggerObservation.failure(
                     i, (mspec,), ScalerError("no value in the trace"), name=spec.triggers[i].name
+                )
+            )
+        elif i in resource:
+            observations.append(
+                _resource_observation(
+                    i, mspec, value, ready=ready, desired=desired, name=spec.triggers[i].name
                 )
             )
         else:
