@@ -21,14 +21,13 @@ from typing import Any, Final
 
 import attrs
 
-from eventscale.errors import ConfigError, join_path
+from eventscale.errors import ConfigError
 from eventscale.http.scaler import HTTPMetric
 from eventscale.manifests.fields import (
     FieldReader,
     ManifestInput,
     key_path,
-    not_a_mapping,
-    read_documents,
+    read_kind,
     type_name,
 )
 from eventscale.scalers.params import parse_go_duration
@@ -496,35 +495,4 @@ def load_http_scaled_objects(
         (and, for YAML text, its line); in a stream of several documents each path is
         prefixed with ``[doc N]``.
     """
-    docs, multi = read_documents(source)
-    out: list[HTTPScaledObjectSpec] = []
-    problems: list[ConfigError] = []
-    seen: set[str] = set()
-    for doc in docs:
-        prefix = f"[doc {doc.index}]" if multi else None
-        data = doc.data
-        if not isinstance(data, Mapping):
-            problems.append(not_a_mapping(data, prefix))
-            continue
-        if data.get("kind") != KIND:
-            if not ignore_unknown_kinds:
-                problems.append(
-                    ConfigError(
-                        f"unsupported kind {data.get('kind')!r} (expected {KIND})",
-                        path=join_path(prefix, "kind"),
-                    )
-                )
-            continue
-        r = FieldReader(doc)
-        spec = _read_one(r, data)
-        if spec is not None and spec.key in seen:
-            r.fail("metadata.name", f"duplicate HTTPScaledObject {spec.key!r}")
-        err = r.error("HTTPScaledObject", multi=multi)
-        if err is not None:
-            problems.append(err.prefixed(prefix) if prefix else err)
-            continue
-        if spec is not None:
-            seen.add(spec.key)
-            out.append(spec)
-    ConfigError.collect(problems, what="invalid manifests")
-    return tuple(out)
+    return read_kind(source, KIND, _read_one, ignore_unknown_kinds=ignore_unknown_kinds)

@@ -37,8 +37,7 @@ from eventscale.manifests.fields import (
     FieldReader,
     ManifestInput,
     key_path,
-    not_a_mapping,
-    read_documents,
+    read_kind,
     type_name,
 )
 from eventscale.scalers.params import parse_go_duration
@@ -538,28 +537,4 @@ def load_interceptor_routes(source: ManifestInput) -> tuple[InterceptorRouteSpec
         for YAML text, its line); in a stream of several documents each path is
         prefixed with ``[doc N]``.
     """
-    docs, multi = read_documents(source)
-    out: list[InterceptorRouteSpec] = []
-    problems: list[ConfigError] = []
-    seen: set[str] = set()
-    for doc in docs:
-        prefix = f"[doc {doc.index}]" if multi else None
-        data = doc.data
-        if not isinstance(data, Mapping):
-            problems.append(not_a_mapping(data, prefix))
-            continue
-        if data.get("kind") != KIND:
-            continue
-        r = FieldReader(doc)
-        spec = _read_one(r, data)
-        if spec is not None and spec.key in seen:
-            r.fail("metadata.name", f"duplicate InterceptorRoute {spec.key!r}")
-        err = r.error(KIND, multi=multi)
-        if err is not None:
-            problems.append(err.prefixed(prefix) if prefix else err)
-            continue
-        if spec is not None:
-            seen.add(spec.key)
-            out.append(spec)
-    ConfigError.collect(problems, what="invalid manifests")
-    return tuple(out)
+    return read_kind(source, KIND, _read_one)

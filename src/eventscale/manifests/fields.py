@@ -19,11 +19,11 @@ import difflib
 import enum
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 import attrs
 
-from eventscale.errors import ConfigError
+from eventscale.errors import ConfigError, join_path
 from eventscale.manifests._yaml import (
     MAX_ALIAS_NODES,
     MAX_ALIASES,
@@ -58,6 +58,7 @@ __all__ = (
     "key_path",
     "not_a_mapping",
     "read_documents",
+    "read_kind",
     "shown",
     "type_name",
 )
@@ -485,6 +486,64 @@ def _suggest(key: str, allowed: frozenset[str]) -> str:
 def not_a_mapping(data: Any, path: str | None) -> ConfigError:
     """The error for a document that is not a mapping, at ``path`` (``[doc N]``)."""
     return ConfigError(f"a manifest document must be a mapping, got {type_name(data)}", path=path)
+
+
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+K = TypeVar("K", bound=_Keyed)
+
+
+def read_kind(
+    source: ManifestInput,
+    kind: str,
+    read_one: Callable[[FieldReader, Mapping[str, Any]], K | None],
+    *,
+    ignore_unknown_kinds: bool = True,
+) -> tuple[K, ...]:
+    """Every document of ``kind`` in ``source``, each read by ``read_one``.
+
+    The loop every single-kind reader shares: documents that are not mappings are
+    errors; other kinds are skipped (or errors, with ``ignore_unknown_kinds=False``); a
+    second object with the same ``key`` is a duplicate; every problem of every document
+    is collected, with ``[doc N]`` before its path in a stream of several documents.
+
+    :raises ConfigError: listing every problem.
+    """
+    docs, multi = read_documents(source)
+    out: list[K] = []
+    problems: list[ConfigError] = []
+    seen: set[str] = set()
+    for doc in docs:
+        prefix = f"[doc {doc.index}]" if multi else None
+        data = doc.data
+        if not isinstance(data, Mapping):
+            problems.append(not_a_mapping(data, prefix))
+            continue
+        if data.get("kind") != kind:
+            if not ignore_unknown_kinds:
+                problems.append(
+                    ConfigError(
+                        f"unsupported kind {data.get('kind')!r} (expected {kind})",
+                        path=join_path(prefix, "kind"),
+                    )
+                )
+            continue
+        r = FieldReader(doc)
+        spec = read_one(r, data)
+        if spec is not None and spec.key in seen:
+            r.fail("metadata.name", f"duplicate {kind} {spec.key!r}")
+        err = r.error(kind, multi=multi)
+        if err is not None:
+            problems.append(err.prefixed(prefix) if prefix else err)
+            continue
+        if spec is not None:
+            seen.add(spec.key)
+            out.append(spec)
+    ConfigError.collect(problems, what="invalid manifests")
+    return tuple(out)
 
 
 def read_documents(source: ManifestInput) -> tuple[list[Document], bool]:
