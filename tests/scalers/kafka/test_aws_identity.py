@@ -19,13 +19,13 @@ import pytest
 
 pytest.importorskip("botocore")
 
-from eventscale.errors import ConfigError, ScalerError  # noqa: E402
-from eventscale.redaction import Secret  # noqa: E402
-from eventscale.scalers import TriggerContext  # noqa: E402
-from eventscale.scalers.kafka._aws_identity import AwsCredentialChain  # noqa: E402
-from eventscale.scalers.kafka._msk_iam import AwsCredentials, MskIamTokenProvider  # noqa: E402
-from eventscale.scalers.kafka.config import parse_kafka_metadata  # noqa: E402
-from servers._proc import free_port, unique_name  # noqa: E402
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.redaction import Secret
+from eventscale.scalers import TriggerContext
+from eventscale.scalers.kafka._aws_identity import AwsCredentialChain
+from eventscale.scalers.kafka._msk_iam import AwsCredentials, MskIamTokenProvider
+from eventscale.scalers.kafka.config import parse_kafka_metadata
+from servers._proc import free_port, unique_name
 
 _NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
@@ -195,7 +195,8 @@ def test_role_arn_assumed_on_top_of_the_chain(
     # AssumeRole is signed (by botocore) with the web identity's temporary key.
     assert "Credential=ASIASTS000000001/" in headers["Authorization"]
     assert got.access_key_id == "ASIASTS000000002"
-    assert got.session_token is not None and got.session_token.reveal() == "ststoken2"
+    assert got.session_token is not None
+    assert got.session_token.reveal() == "ststoken2"
 
 
 def test_container_credentials_endpoint(
@@ -250,7 +251,8 @@ def test_sts_refusal_is_a_scaler_error_without_the_token(
     with pytest.raises(ScalerError) as info:
         AwsCredentialChain("eu-west-1").current()
     assert "AccessDenied" in str(info.value)
-    assert token not in str(info.value) and token not in repr(info.value)
+    assert token not in str(info.value)
+    assert token not in repr(info.value)
     assert token not in caplog.text
 
 
@@ -300,7 +302,8 @@ def test_pod_identity_aws_in_the_kafka_trigger(
     meta = parse_kafka_metadata(_ctx({"podIdentity": "aws", "roleArn": role}))
     assert meta.msk_iam is not None
     chain = meta.msk_iam.credentials
-    assert isinstance(chain, AwsCredentialChain) and chain.role_arn == role
+    assert isinstance(chain, AwsCredentialChain)
+    assert chain.role_arn == role
     minted, *_ = meta.msk_iam("")
     assert _token_query(minted)["X-Amz-Credential"].startswith("ASIASTS000000002/")
     # Without podIdentity, static keys are used as before.
@@ -312,6 +315,8 @@ def test_pod_identity_aws_in_the_kafka_trigger(
 
 
 def test_pod_identity_role_arn_with_workload_owner_is_refused() -> None:
-    ctx = _ctx({"podIdentity": "aws", "roleArn": "arn:aws:iam::1:role/r", "identityOwner": "workload"})
+    ctx = _ctx(
+        {"podIdentity": "aws", "roleArn": "arn:aws:iam::1:role/r", "identityOwner": "workload"}
+    )
     with pytest.raises(ConfigError, match="roleArn"):
         parse_kafka_metadata(ctx)

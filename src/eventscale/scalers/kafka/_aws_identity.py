@@ -18,6 +18,7 @@ it in a worker thread; librdkafka calls the token callback in its own thread any
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Final
 
@@ -35,8 +36,8 @@ _MAX_DETAIL: Final = 300
 
 def _botocore() -> tuple[Any, Any]:
     try:
-        import botocore.credentials as credentials  # noqa: PLC0415 - optional extra
-        import botocore.session as session  # noqa: PLC0415 - optional extra
+        import botocore.credentials as credentials
+        import botocore.session as session
     except ImportError as exc:
         raise MissingExtraError(
             "kafka sasl aws_msk_iam with AWS credentials from the default chain "
@@ -45,6 +46,14 @@ def _botocore() -> tuple[Any, Any]:
             "botocore",
         ) from exc
     return session, credentials
+
+
+def _quiet_botocore() -> None:
+    # botocore's DEBUG records quote request parameters (the web identity token) and
+    # response bodies (secret keys): eventscale keeps its loggers at INFO at most.
+    logger = logging.getLogger("botocore")
+    if logger.getEffectiveLevel() < logging.INFO or logger.level < logging.INFO:
+        logger.setLevel(logging.INFO)
 
 
 def _describe(exc: BaseException) -> str:
@@ -77,6 +86,7 @@ class AwsCredentialChain:
 
     def _load(self) -> Any:
         session_mod, credentials_mod = _botocore()
+        _quiet_botocore()
         session = session_mod.get_session()
         session.set_config_variable("region", self.region)
         source = session.get_credentials()

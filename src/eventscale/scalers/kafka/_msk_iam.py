@@ -11,8 +11,9 @@ the IAM principal.
 :class:`MskIamTokenProvider` is handed to librdkafka as its ``oauth_cb``: librdkafka calls
 it when it connects and again before the token expires, and every call signs a fresh URL
 with the current time. Nothing here talks to AWS: credentials (fixed, or read from a
-:class:`CredentialSource` such as the default chain in ``_aws_identity``) are signed locally, so nothing about the token can be checked here except its structure and
-the signing algorithm, which the tests check against AWS's published examples.
+:class:`CredentialSource` such as the default chain in ``_aws_identity``) are signed
+locally, so nothing about the token can be checked here except its structure and the
+signing algorithm, which the tests check against AWS's published examples.
 """
 
 from __future__ import annotations

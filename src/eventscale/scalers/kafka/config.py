@@ -530,6 +530,8 @@ class _Sasl:
         aws_role_arn = p.string("roleArn", order=(AUTH,), default="") if pod_identity else ""
         aws_role_arn = aws_role_arn or p.string("awsRoleArn", order=(AUTH,), default="")
         identity_owner = p.string("identityOwner", default="")
+        if pod_identity:  # spec.podIdentity.identityOwner (keda or workload)
+            identity_owner = p.string("identityOwner", order=(AUTH,), default=identity_owner)
         aws_key_source: Sequence[Source] = (AUTH,)
         aws_key_id = p.string(
             "awsAccessKeyID", order=(AUTH,), aliases=("awsAccessKeyId",), default=""
@@ -592,8 +594,10 @@ class _Sasl:
             return ("sasl aws_msk_iam needs awsRegion", "awsRegion", META)
         if self.pod_identity not in ("", "aws"):
             return (
-                f"sasl aws_msk_iam doesn't support pod identity {self.pod_identity!r} "
-                "(use none or aws)",
+                (
+                    f"sasl aws_msk_iam doesn't support pod identity {self.pod_identity!r} "
+                    "(use none or aws)"
+                ),
                 "podIdentity",
                 AUTH,
             )
