@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("botocore")
 
-from eventscale.errors import ConfigError, ScalerError
+from eventscale.errors import ConfigError, MissingExtraError, ScalerError
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
 from eventscale.scalers.kafka._aws_identity import AwsCredentialChain
@@ -320,3 +320,15 @@ def test_pod_identity_role_arn_with_workload_owner_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="roleArn"):
         parse_kafka_metadata(ctx)
+
+
+def test_without_botocore_the_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    for name in [n for n in sys.modules if n == "botocore" or n.startswith("botocore.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    with pytest.raises(MissingExtraError) as info:
+        AwsCredentialChain("eu-west-1").current()
+    assert info.value.extra == "aws"
+    assert "botocore" in str(info.value)
