@@ -193,10 +193,22 @@ async def test_unreachable_providers_still_raise() -> None:
         await resolve_trigger_contexts_async(m.scaled_object(), m)
     assert info.value.path == "spec.hashiCorpVault"
     assert "HashiCorp Vault" in str(info.value)
-    m2 = stream(so_with("p"), ta("p", "  podIdentity: {provider: aws}"))
+    m2 = stream(so_with("p"), ta("p", "  podIdentity: {provider: gcp}"))
     with pytest.raises(ConfigError) as info2:
         await resolve_trigger_contexts_async(m2.scaled_object(), m2)
     assert info2.value.path == "spec.podIdentity.provider"
+
+
+async def test_aws_pod_identity_only_for_kafka() -> None:
+    # so_with's trigger is azure-queue: aws is refused, naming the provider.
+    m = stream(so_with("p"), ta("p", "  podIdentity: {provider: aws}"))
+    with pytest.raises(ConfigError, match="'aws'") as info:
+        await resolve_trigger_contexts_async(m.scaled_object(), m)
+    assert info.value.path == "spec.triggers[0].authenticationRef.name"
+    kafka = so_with("p").replace("type: azure-queue", "type: kafka")
+    m2 = stream(kafka, ta("p", "  podIdentity: {provider: aws, roleArn: 'arn:aws:iam::1:role/r'}"))
+    (ctx,) = await resolve_trigger_contexts_async(m2.scaled_object(), m2)
+    assert ctx.auth == {"podIdentity": Secret("aws"), "roleArn": Secret("arn:aws:iam::1:role/r")}
 
 
 async def test_azure_workload_identity_reaches_the_trigger() -> None:

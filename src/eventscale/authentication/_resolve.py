@@ -44,6 +44,7 @@ __all__ = (
     "auth_table",
     "build_trigger_contexts",
     "describe",
+    "AWS_POD_IDENTITY_TRIGGERS",
     "POD_IDENTITY_PROVIDERS",
     "pod_identity_params",
     "provider_errors",
@@ -133,9 +134,13 @@ def references(auth: TriggerAuthenticationSpec) -> list[Reference]:
     return refs
 
 
-POD_IDENTITY_PROVIDERS: Final = ("azure-workload",)
+POD_IDENTITY_PROVIDERS: Final = ("azure-workload", "aws")
 """The ``spec.podIdentity.provider`` values eventscale supports (docs/authentication.md,
 Pod identity); the others are refused at ``spec.podIdentity.provider``."""
+
+AWS_POD_IDENTITY_TRIGGERS: Final = ("kafka", "apache-kafka")
+"""The trigger types that can use ``podIdentity`` ``aws`` (MSK IAM, docs/scalers/kafka.md);
+another trigger given it is refused at its ``authenticationRef``."""
 
 # KEDA's podIdentity fields passed on to the scalers as auth parameters
 # (KEDA's apis/keda/v1alpha1/triggerauthentication_types.go, AuthPodIdentity).
@@ -292,6 +297,24 @@ def referenced_authentications(
     return list(seen.values())
 
 
+def _aws_identity_errors(
+    auth: Mapping[str, Secret], trigger_type: str, name: str, path: str
+) -> list[ConfigError]:
+    provider = auth.get("podIdentity")
+    if provider is None or provider.reveal() != "aws":
+        return []
+    if trigger_type in AWS_POD_IDENTITY_TRIGGERS:
+        return []
+    return [
+        ConfigError(
+            f"{trigger_type}: podIdentity provider 'aws' of {name!r} is only supported by "
+            + " and ".join(AWS_POD_IDENTITY_TRIGGERS)
+            + " (sasl aws_msk_iam)",
+            path=f"{path}.authenticationRef.name",
+        )
+    ]
+
+
 def build_trigger_contexts(
     spec: ScaledObjectSpec | ScaledJobSpec,
     table: Mapping[tuple[str, str], TriggerAuthenticationSpec],
@@ -330,6 +353,7 @@ def build_trigger_contexts(
                 outcome = resolved[key]
                 if not isinstance(outcome, ConfigError):
                     auth = dict(outcome)
+                    errors.extend(_aws_identity_errors(auth, trig.type, ref.name, path))
                 elif key not in reported:
                     errors.extend(outcome.errors or (outcome,))
                 reported.add(key)

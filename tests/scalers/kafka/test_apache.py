@@ -395,14 +395,15 @@ def test_aws_msk_iam_uses_the_token_provider() -> None:
     assert meta.librdkafka["security.protocol"] == "SASL_SSL"
 
 
-def test_aws_msk_iam_with_a_role_is_a_config_error_at_build() -> None:
+def test_aws_msk_iam_with_a_role_uses_the_default_chain() -> None:
     ctx = TriggerContext(
         metadata={**TOPIC, "awsRegion": "eu-west-1"},
         auth={"sasl": "aws_msk_iam", "tls": "enable", "awsRoleArn": "arn:aws:iam::1:role/r"},
         trigger_type="apache-kafka",
     )
-    with pytest.raises(ConfigError, match="awsRoleArn"):
-        ApacheKafkaScaler.from_context(ctx)
+    meta = ApacheKafkaMetadata.from_context(ctx)
+    assert meta.msk_iam is not None
+    assert getattr(meta.msk_iam.credentials, "role_arn", "") == "arn:aws:iam::1:role/r"
 
 
 @pytest.mark.parametrize(

@@ -496,7 +496,7 @@ def test_docs_examples(kafka_broker: KafkaBroker, capsys: pytest.CaptureFixture[
             .replace('"orders"', f'"{topic}"')
         )
 
-    (manifest,) = _blocks("yaml")
+    manifest = _blocks("yaml")[0]  # the others are TriggerAuthentication excerpts
     trigger = yaml.safe_load(localize(manifest))["spec"]["triggers"][0]
     ctx = TriggerContext(trigger_type=trigger["type"], metadata=trigger["metadata"])
 

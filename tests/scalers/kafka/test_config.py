@@ -21,7 +21,6 @@ from eventscale.scalers.kafka.config import (
     parse_kafka_metadata,
     parse_partition_limitation,
 )
-from eventscale.scalers.kafka.scaler import KafkaScaler
 
 BASE = {"bootstrapServers": "foobar:9092", "consumerGroup": "my-group"}
 TOPIC = {**BASE, "topic": "my-topic"}
@@ -317,7 +316,7 @@ def test_oauth_mapping() -> None:
     assert conf["sasl.oauthbearer.extensions"] == "k=v,k2=v2"
 
 
-def test_aws_role_arn_parses_but_cannot_build() -> None:
+def test_aws_role_arn_builds_on_the_default_chain() -> None:
     auth: dict[str, str | Secret] = {
         "sasl": "oauthbearer",
         "saslTokenProvider": "aws_msk_iam",
@@ -327,10 +326,9 @@ def test_aws_role_arn_parses_but_cannot_build() -> None:
     ctx = TriggerContext(
         metadata={**AUTH_META, "awsRegion": "eu-west-1"}, auth=auth, trigger_type="kafka"
     )
-    parse_kafka_metadata(ctx)  # the KEDA vector parses...
-    with pytest.raises(ConfigError, match="STS") as info:
-        KafkaScaler.from_context(ctx)  # ...but eventscale has no STS client to assume it
-    assert info.value.path == "authenticationRef.awsRoleArn"
+    parsed = parse_kafka_metadata(ctx)  # the KEDA vector parses and builds: the role is
+    assert parsed.msk_iam is not None  # assumed from the default chain (test_aws_identity)
+    assert getattr(parsed.msk_iam.credentials, "role_arn", "") == auth["awsRoleArn"]
 
 
 def test_secrets_never_in_repr_or_errors() -> None:

@@ -22,6 +22,7 @@ import pytest
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
+from eventscale.scalers.kafka._aws_identity import AwsCredentialChain
 from eventscale.scalers.kafka._msk_iam import (
     AwsCredentials,
     MskIamTokenProvider,
@@ -251,6 +252,7 @@ def test_credentials_are_read_where_keda_reads_them(
     parsed = parse_kafka_metadata(ctx(auth, meta, env))
     assert parsed.msk_iam is not None
     creds = parsed.msk_iam.credentials
+    assert isinstance(creds, AwsCredentials)
     assert creds.access_key_id == "AKID1"
     assert creds.secret_access_key == Secret("s1")
     assert creds.session_token == (Secret(token) if token else None)
@@ -266,33 +268,42 @@ def test_access_key_without_secret_is_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("auth", "meta", "path"),
+    ("auth", "meta", "role"),
     [
-        ({"awsRoleArn": "arn:aws:iam::1:role/r"}, {}, "authenticationRef.awsRoleArn"),
-        ({}, {"identityOwner": "operator"}, "authenticationRef.awsRoleArn"),
-        (
-            {"awsAccessKeyID": "AKID1", "awsSecretAccessKey": "s1"},
-            {"awsRegion": "not/a/region"},
-            "metadata.awsRegion",
-        ),
+        ({"awsRoleArn": "arn:aws:iam::1:role/r"}, {}, "arn:aws:iam::1:role/r"),
+        ({}, {"identityOwner": "operator"}, ""),
+        ({"podIdentity": "aws"}, {}, ""),
     ],
-    ids=["role-arn", "operator-identity", "bad-region"],
+    ids=["role-arn", "operator-identity", "pod-identity"],
 )
-def test_what_eventscale_cannot_sign_is_a_config_error_at_build(
-    auth: dict[str, str | Secret], meta: dict[str, str], path: str
+def test_role_and_identity_use_the_default_chain(
+    auth: dict[str, str | Secret], meta: dict[str, str], role: str
 ) -> None:
-    c = ctx(auth, meta)
+    # docs/scalers/kafka.md: the AWS default credential chain (tests/scalers/kafka/
+    # test_aws_identity.py runs it against local STS and container endpoints).
+    parsed = parse_kafka_metadata(ctx(auth, meta))
+    assert parsed.msk_iam is not None
+    chain = parsed.msk_iam.credentials
+    assert isinstance(chain, AwsCredentialChain)
+    assert (chain.region, chain.role_arn) == ("eu-west-1", role)
+
+
+def test_a_bad_region_is_a_config_error_at_build() -> None:
+    c = ctx({"awsAccessKeyID": "AKID1", "awsSecretAccessKey": "s1"}, {"awsRegion": "not/a/region"})
     parse_kafka_metadata(c)  # valid for KEDA
     with pytest.raises(ConfigError) as info:
         KafkaScaler.from_context(c)
-    assert info.value.path == path
+    assert info.value.path == "metadata.awsRegion"
 
 
 def test_build_errors_carry_the_trigger_path() -> None:
-    c = attrs.evolve(ctx({"awsRoleArn": "arn:aws:iam::1:role/r"}), path="spec.triggers[2]")
+    c = attrs.evolve(
+        ctx({"awsAccessKeyID": "AKID1", "awsSecretAccessKey": "s1"}, {"awsRegion": "x"}),
+        path="spec.triggers[2]",
+    )
     with pytest.raises(ConfigError) as info:
         KafkaScaler.from_context(c)
-    assert info.value.path == "spec.triggers[2].authenticationRef.awsRoleArn"
+    assert info.value.path == "spec.triggers[2].metadata.awsRegion"
 
 
 def test_secrets_stay_out_of_reprs_and_errors() -> None:
@@ -304,6 +315,7 @@ def test_secrets_stay_out_of_reprs_and_errors() -> None:
     }
     parsed = parse_kafka_metadata(ctx(auth))
     assert parsed.msk_iam is not None
+    assert isinstance(parsed.msk_iam.credentials, AwsCredentials)
     minted = msk_iam_token("eu-west-1", parsed.msk_iam.credentials, now=WHEN)
     for text in (
         repr(parsed),

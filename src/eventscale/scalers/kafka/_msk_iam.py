@@ -10,9 +10,10 @@ the IAM principal.
 
 :class:`MskIamTokenProvider` is handed to librdkafka as its ``oauth_cb``: librdkafka calls
 it when it connects and again before the token expires, and every call signs a fresh URL
-with the current time. Nothing here talks to AWS: static (or session) credentials are
-signed locally, so nothing about the token can be checked here except its structure and
-the signing algorithm, which the tests check against AWS's published examples.
+with the current time. Nothing here talks to AWS: credentials (fixed, or read from a
+:class:`CredentialSource` such as the default chain in ``_aws_identity``) are signed
+locally, so nothing about the token can be checked here except its structure and the
+signing algorithm, which the tests check against AWS's published examples.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import quote
 
 import attrs
@@ -38,6 +39,7 @@ __all__ = (
     "MSK_SERVICE",
     "TOKEN_LIFETIME",
     "AwsCredentials",
+    "CredentialSource",
     "MskIamTokenProvider",
     "MskToken",
     "PresignedRequest",
@@ -88,6 +90,14 @@ class AwsCredentials:
     def secrets(self) -> list[Secret]:
         """The secret parts, for redacting driver messages."""
         return [s for s in (self.secret_access_key, self.session_token) if s is not None]
+
+
+class CredentialSource(Protocol):
+    """Credentials that change over time (temporary ones, refreshed before they expire)."""
+
+    def current(self) -> AwsCredentials:
+        """The credentials to sign with now (may block)."""
+        ...
 
 
 def _uri_encode(text: str) -> str:
@@ -216,11 +226,12 @@ class MskIamTokenProvider:
     """librdkafka's ``oauth_cb`` for MSK IAM: signs a fresh token on every call.
 
     Two providers with the same region and credentials compare equal, so scalers with
-    the same settings share one Kafka client. ``clock`` exists for tests.
+    the same settings share one Kafka client. ``credentials`` is a fixed key pair or a
+    :class:`CredentialSource` read for every token. ``clock`` exists for tests.
     """
 
     region: str
-    credentials: AwsCredentials
+    credentials: AwsCredentials | CredentialSource
     clock: Callable[[], datetime] = attrs.field(
         default=lambda: datetime.now(UTC), eq=False, repr=False
     )
@@ -234,7 +245,10 @@ class MskIamTokenProvider:
 
     def __call__(self, _oauthbearer_config: str) -> tuple[str, float, str, dict[str, str]]:
         """``(token, expiry as epoch seconds, principal, extensions)`` for librdkafka."""
-        minted = msk_iam_token(self.region, self.credentials, now=self.clock())
+        credentials = self.credentials
+        if not isinstance(credentials, AwsCredentials):
+            credentials = credentials.current()
+        minted = msk_iam_token(self.region, credentials, now=self.clock())
         with self._lock:
             self._issued[0] += 1
         # MSK takes the principal from the signature; librdkafka only logs this name.

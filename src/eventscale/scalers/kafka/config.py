@@ -22,6 +22,7 @@ import attrs
 from eventscale.errors import join_path
 from eventscale.metrics import MetricType, metric_name, normalize_metric_name
 from eventscale.redaction import Secret
+from eventscale.scalers.kafka._aws_identity import AwsCredentialChain
 from eventscale.scalers.kafka._msk_iam import AwsCredentials, MskIamTokenProvider
 from eventscale.scalers.kafka._pool import KerberosLogin
 from eventscale.scalers.params import AUTH, ENV, META, Params, Source, TriggerContext
@@ -495,6 +496,8 @@ class _Sasl:
     aws_region: str
     aws_role_arn: str
     identity_owner: str
+    #: ``spec.podIdentity.provider`` of the TriggerAuthentication ("" without one)
+    pod_identity: str
     #: where the access key was looked for: (AUTH,) or, without one there, (META, ENV)
     aws_key_source: Sequence[Source]
     aws_key_id: str
@@ -520,15 +523,22 @@ class _Sasl:
         p.boolean("kerberosDisableFAST", order=(AUTH,), default=False)
         aws_region = p.string("awsRegion", default="")
         # AWS credentials, in the order KEDA's GetAwsAuthorization looks for them.
-        aws_role_arn = p.string("awsRoleArn", order=(AUTH,), default="")
+        # podIdentity aws: its roleArn, else the trigger's awsRoleArn (KEDA's
+        # pkg/scalers/aws/aws_authorization.go); the credentials come from the chain.
+        pod_identity = p.string("podIdentity", order=(AUTH,), default="").strip()
+        pod_identity = "" if pod_identity == "none" else pod_identity
+        aws_role_arn = p.string("roleArn", order=(AUTH,), default="") if pod_identity else ""
+        aws_role_arn = aws_role_arn or p.string("awsRoleArn", order=(AUTH,), default="")
         identity_owner = p.string("identityOwner", default="")
+        if pod_identity:  # spec.podIdentity.identityOwner (keda or workload)
+            identity_owner = p.string("identityOwner", order=(AUTH,), default=identity_owner)
         aws_key_source: Sequence[Source] = (AUTH,)
         aws_key_id = p.string(
             "awsAccessKeyID", order=(AUTH,), aliases=("awsAccessKeyId",), default=""
         )
         aws_secret = p.secret("awsSecretAccessKey")
         aws_token = p.secret("awsSessionToken")
-        if not aws_key_id and identity_owner != "operator":
+        if not aws_key_id and identity_owner != "operator" and pod_identity != "aws":
             aws_key_source = (META, ENV)
             aws_key_id = p.string("awsAccessKeyID", order=(META, ENV), default="")
             aws_secret = p.secret("awsSecretAccessKey", order=(ENV,))
@@ -548,6 +558,7 @@ class _Sasl:
             aws_region=aws_region,
             aws_role_arn=aws_role_arn,
             identity_owner=identity_owner,
+            pod_identity=pod_identity,
             aws_key_source=aws_key_source,
             aws_key_id=aws_key_id,
             aws_secret=aws_secret,
@@ -581,7 +592,18 @@ class _Sasl:
             return ("sasl aws_msk_iam needs tls=enable", "tls", META)
         if not self.aws_region:
             return ("sasl aws_msk_iam needs awsRegion", "awsRegion", META)
-        if self.aws_role_arn or self.identity_owner == "operator":
+        if self.pod_identity not in ("", "aws"):
+            return (
+                (
+                    f"sasl aws_msk_iam doesn't support pod identity {self.pod_identity!r} "
+                    "(use none or aws)"
+                ),
+                "podIdentity",
+                AUTH,
+            )
+        if self.pod_identity == "aws" and self.aws_role_arn and self.identity_owner == "workload":
+            return ("roleArn can't be set with identityOwner workload", "roleArn", AUTH)
+        if self.uses_chain:
             return None
         if not self.aws_key_id:
             return (
@@ -663,9 +685,21 @@ class _Sasl:
             password=None if keytab is not None else self.password,
         )
 
+    @property
+    def uses_chain(self) -> bool:
+        """Whether the credentials come from the AWS default chain (docs/scalers/kafka.md)."""
+        return (
+            self.pod_identity == "aws"
+            or bool(self.aws_role_arn)
+            or self.identity_owner == "operator"
+        )
+
     def msk_iam(self) -> MskIamTokenProvider | None:
-        if not self.msk_iam_wanted or self.aws_role_arn:
+        if not self.msk_iam_wanted:
             return None
+        if self.uses_chain:
+            chain = AwsCredentialChain(self.aws_region, role_arn=self.aws_role_arn)
+            return MskIamTokenProvider(self.aws_region, chain)
         if not self.aws_key_id or not self.aws_secret:
             return None
         credentials = AwsCredentials(self.aws_key_id, self.aws_secret, self.aws_token)

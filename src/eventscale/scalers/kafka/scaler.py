@@ -44,7 +44,12 @@ from eventscale.scalers.kafka._lag import (
     compute_lag,
     select_partitions,
 )
-from eventscale.scalers.kafka._msk_iam import MskIamTokenProvider, valid_region
+from eventscale.scalers.kafka._msk_iam import (
+    AwsCredentials,
+    CredentialSource,
+    MskIamTokenProvider,
+    valid_region,
+)
 from eventscale.scalers.kafka._pem import pem_problem
 from eventscale.scalers.kafka._pool import (
     KERBEROS,
@@ -112,6 +117,7 @@ class KafkaScaler(ScalerBase):
         _check_pem(meta)
         secrets = [v for v in meta.librdkafka.values() if isinstance(v, Secret)]
         self._kerberos_files: KerberosFiles | None = None
+        self._aws_chain: CredentialSource | None = None
         if meta.sasl is SaslMechanism.GSSAPI:
             files = self._kerberos_files = _kerberos_files(meta, kerberos)
             settings["sasl.kerberos.kinit.cmd"] = files.kinit_command
@@ -122,7 +128,10 @@ class KafkaScaler(ScalerBase):
         elif meta.sasl is SaslMechanism.OAUTHBEARER and meta.sasl_token_provider == "aws_msk_iam":
             provider = _msk_iam_provider(meta)
             settings["oauth_cb"] = provider
-            secrets.extend(provider.credentials.secrets())
+            if isinstance(provider.credentials, AwsCredentials):
+                secrets.extend(provider.credentials.secrets())
+            else:  # the AWS default chain: read (and checked) before each client is made
+                self._aws_chain = provider.credentials
         self._secrets = secrets
         self._conn: KafkaConnection | None = pool.acquire(settings)
 
@@ -202,6 +211,10 @@ class KafkaScaler(ScalerBase):
 
     async def _get_lag(self, conn: KafkaConnection) -> LagTotals:
         ck, ck_admin = _ck, _ck_admin
+        if self._aws_chain is not None and not conn.admin_created:
+            # STS / the credentials endpoint, off the event loop; errors are ScalerErrors
+            # here rather than a failed token inside librdkafka.
+            await anyio.to_thread.run_sync(self._aws_chain.current)
         # Creating a client can block (an OAUTHBEARER callback runs in the constructor).
         admin = conn.admin() if conn.admin_created else await anyio.to_thread.run_sync(conn.admin)
         meta = self.meta
@@ -492,12 +505,9 @@ def _kerberos_files(meta: KafkaMetadata, registry: KerberosRegistry) -> Kerberos
 def _msk_iam_provider(meta: KafkaMetadata) -> MskIamTokenProvider:
     if meta.msk_iam is None:
         raise ConfigError(
-            "sasl aws_msk_iam: eventscale signs MSK tokens with an access key "
-            "(awsAccessKeyID, awsSecretAccessKey and, for temporary credentials, "
-            "awsSessionToken); a role ARN (awsRoleArn), pod identity or the operator's "
-            "own identity needs the AWS SDK's credential chain and STS, which eventscale "
-            "does not include",
-            path=meta.field_path("awsRoleArn", auth=True),
+            "sasl aws_msk_iam needs AWS credentials: awsAccessKeyID and "
+            "awsSecretAccessKey, or podIdentity aws / awsRoleArn (the default chain)",
+            path=meta.field_path("awsAccessKeyID", auth=True),
         )
     if not valid_region(meta.aws_region):
         raise ConfigError(
