@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
+import botocore  # noqa: F401 - a test dependency: these tests run, never skip
 import pytest
-
-pytest.importorskip("botocore")
 
 from eventscale.errors import ConfigError, MissingExtraError, ScalerError
 from eventscale.redaction import Secret
