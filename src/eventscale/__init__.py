@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 from eventscale._version import __version__
 from eventscale.errors import (
     ConfigError,
@@ -151,4 +151,4 @@ _LAZY: dict[str, str] = {
     "Trace": "eventscale.simulation",
     "simulate": "eventscale.simulation",
 }
-__getattr__, __dir__ = _lazy.lazy_exports(__name__, _LAZY, __all__)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, __all__)

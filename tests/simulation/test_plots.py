@@ -128,7 +128,7 @@ def test_the_closed_loop_plot_marks_cooldown_and_stabilization(
 
 
 def test_the_tradeoff_plot(figures: list[Any], tmp_path: Path) -> None:
-    from eventscale.simulation.report import plot_tradeoff
+    from eventscale.simulation.tuning import plot_tradeoff
 
     spec = so(TriggerSpec(type="redis", name="jobs", metadata={"listLength": "5"}))
     result = tune(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.authentication.contexts import (
@@ -65,7 +65,7 @@ __all__ = (
     "workload_env",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "AuthResolver": "eventscale.authentication.resolver",

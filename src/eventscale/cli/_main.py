@@ -17,8 +17,14 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+import eventscale.cli.demo as demo
+import eventscale.cli.evaluate as evaluate
+import eventscale.cli.intercept as intercept
+import eventscale.cli.run as run
+import eventscale.cli.serve_external as serve_external
+import eventscale.cli.simulate as simulate
+import eventscale.cli.tune as tune
 from eventscale._version import __version__
-from eventscale.cli import demo, evaluate, intercept, run, serve_external, simulate, tune
 from eventscale.cli._common import EXIT_FAILED, EXIT_INVALID
 from eventscale.cli._output import REDACTOR, RedactingWriter, Writable, setup_logging
 from eventscale.errors import ConfigError, EventscaleError

@@ -123,7 +123,7 @@ def execute(args: argparse.Namespace, out: Writable, err: Writable) -> int:
     if best is not None and args.write:
         Path(args.write).write_text(dump_manifests(best.spec), encoding="utf-8")
     if args.plot:
-        from eventscale.simulation.report import plot_tradeoff
+        from eventscale.simulation.tuning import plot_tradeoff
 
         plot_tradeoff(result, args.plot)
     if args.json:

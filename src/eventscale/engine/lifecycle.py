@@ -32,11 +32,10 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 import attrs
 
-from eventscale._lazy import lazy_exports
 from eventscale.engine._composite import Composite
 from eventscale.engine._reading import TriggerReader
 from eventscale.engine.behavior import (
@@ -60,18 +59,7 @@ from eventscale.engine.modifiers import compile_formula
 from eventscale.engine.state import ScalingState
 from eventscale.spec import Behavior, Fallback, FallbackBehavior, ScaledObjectSpec
 
-if TYPE_CHECKING:
-    from eventscale.engine.checks import EngineWarning, check_spec
-
-__all__ = ("Engine", "EngineWarning", "check_spec", "decide", "fallback_replicas")
-
-# EngineWarning and check_spec moved to eventscale.engine.checks (which imports Engine
-# from here); this old import path keeps resolving them, on first use.
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {"EngineWarning": "eventscale.engine.checks", "check_spec": "eventscale.engine.checks"},
-    __all__,
-)
+__all__ = ("Engine", "decide", "fallback_replicas")
 
 # Reading an enum member through its class (``Limit.NONE``) goes through a slow
 # metaclass lookup on CPython 3.11; the per-decision code uses module-level names.

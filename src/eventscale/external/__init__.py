@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.external.client import (
@@ -57,7 +57,7 @@ __all__ = (
 
 _CLIENT = ("ExternalPushScaler", "ExternalScaler", "ExternalScalerConfig", "scaler_metadata_for")
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {name: f"{__name__}.client" if name in _CLIENT else f"{__name__}.server" for name in __all__},
     __all__,

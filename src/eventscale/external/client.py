@@ -26,8 +26,8 @@ from typing import Any, Final, Self
 import anyio
 import attrs
 
+import eventscale.external._proto as _proto
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
-from eventscale.external import _proto
 from eventscale.metrics import (
     MetricSpec,
     MetricType,

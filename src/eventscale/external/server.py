@@ -38,9 +38,9 @@ from typing import Any, Final, cast
 import anyio
 import attrs
 
+import eventscale.external._proto as _proto
 from eventscale._resource import AsyncService
 from eventscale.errors import ConfigError, EventscaleError, ScalerError, ScalerTimeout
-from eventscale.external import _proto
 from eventscale.metrics import MetricSpec, ScalerReport, validate_metric_value
 from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import PushScaler, Scaler, ScalerFactory, create_scaler

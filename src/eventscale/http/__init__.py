@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 from eventscale.http._stats import RequestStats, StatsRegistry, registry
 from eventscale.http.middleware import (
     DEFAULT_METRICS_PATH,
@@ -57,7 +57,7 @@ __all__ = (
 )
 
 # The interceptor imports aiohttp: it (and the manifest reader) load on first use.
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "Interceptor": "eventscale.http.interceptor",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 from eventscale.jobs.base import (
     JOB_LABEL,
     REVISION_LABEL,
@@ -57,7 +57,7 @@ __all__ = (
     "template_revision",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "DockerJobTarget": "eventscale.jobs.docker",

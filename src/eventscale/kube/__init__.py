@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.kube.client import KNOWN_PLURALS, KubeClient, api_prefix
@@ -41,7 +41,7 @@ __all__ = (
     "pod_template_containers",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "KNOWN_PLURALS": "eventscale.kube.client",

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
-    from eventscale.runtime.controller import (
-        Controller,
-        ObjectStatus,
-        Reconcilable,
-        ReconcileReport,
-    )
+    from eventscale.runtime.controller import Controller
     from eventscale.runtime.leader import (
         LeaderElector,
         LeadershipLost,
         LeaseRecord,
     )
+    from eventscale.runtime.objects import ObjectStatus, Reconcilable, ReconcileReport
     from eventscale.runtime.observability import (
         Event,
         EventBus,
@@ -76,7 +72,7 @@ __all__ = (
     "logger",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "Controller": "eventscale.runtime.controller",
@@ -93,11 +89,11 @@ __getattr__, __dir__ = _lazy.lazy_exports(
         "LeaseRecord": "eventscale.runtime.leader",
         "LeaseSharding": "eventscale.runtime.sharding",
         "NotifyingOwnership": "eventscale.runtime.ownership",
-        "ObjectStatus": "eventscale.runtime.controller",
+        "ObjectStatus": "eventscale.runtime.objects",
         "Ownership": "eventscale.runtime.ownership",
         "PrometheusExporter": "eventscale.runtime.observability",
-        "Reconcilable": "eventscale.runtime.controller",
-        "ReconcileReport": "eventscale.runtime.controller",
+        "Reconcilable": "eventscale.runtime.objects",
+        "ReconcileReport": "eventscale.runtime.objects",
         "ScaledJob": "eventscale.runtime.scaled_job",
         "ScaledObject": "eventscale.runtime.scaled_object",
         "TriggerResult": "eventscale.runtime.observability",

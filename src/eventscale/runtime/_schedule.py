@@ -20,7 +20,7 @@ from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import PushScaler
 
 if TYPE_CHECKING:
-    from eventscale.runtime.controller import ObjectStatus, Reconcilable
+    from eventscale.runtime.objects import ObjectStatus, Reconcilable
 
 __all__ = (
     "PUSH_RETRY_CAP",

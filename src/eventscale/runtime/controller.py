@@ -25,10 +25,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
-import attrs
 from anyio.abc import TaskGroup
 
 from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
@@ -43,15 +42,15 @@ from eventscale.runtime._schedule import (
     sleep_or_wake,
     wake_or_sleep,
 )
+from eventscale.runtime.objects import ObjectStatus, Reconcilable, ReconcileReport
 from eventscale.runtime.observability import Event, EventBus, EventKind
 from eventscale.runtime.ownership import NotifyingOwnership, Ownership
 from eventscale.runtime.scaled_object import ScaledObject
-from eventscale.scalers import PushScaler, Scaler
+from eventscale.scalers import PushScaler
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventscale.runtime.observability import TriggerResult
 
 __all__ = (
     "PUSH_RETRY_CAP",
@@ -64,94 +63,6 @@ __all__ = (
 )
 
 logger = logging.getLogger("eventscale.controller")
-
-
-class _Decision(Protocol):
-    @property
-    def is_active(self) -> bool: ...
-
-
-class ReconcileReport(Protocol):
-    """What the controller reads from a reconcile: errors and activity."""
-
-    @property
-    def target_error(self) -> str | None:
-        """Why the target could not be read or written, if it could not."""
-        ...
-
-    @property
-    def triggers(self) -> Sequence[TriggerResult]:
-        """Each trigger's outcome."""
-        ...
-
-    @property
-    def decision(self) -> _Decision:
-        """The decision (its ``is_active`` is read)."""
-        ...
-
-
-class _PollingSpec(Protocol):
-    @property
-    def polling_interval(self) -> float: ...
-
-
-class Reconcilable(Protocol):
-    """What the controller runs: a :class:`~eventscale.runtime.scaled_object.ScaledObject`, a
-    :class:`~eventscale.jobs.ScaledJob`, or any object of this shape."""
-
-    events: EventBus | None
-    state: Any
-
-    @property
-    def key(self) -> str:
-        """``namespace/name``."""
-        ...
-
-    @property
-    def spec(self) -> _PollingSpec:
-        """The spec (its ``polling_interval`` is read)."""
-        ...
-
-    @property
-    def scalers(self) -> Sequence[Scaler]:
-        """The scalers (push-capable ones wake the loop)."""
-        ...
-
-    @property
-    def target(self) -> Any:
-        """The target (closed when no longer used)."""
-        ...
-
-    async def reconcile(
-        self,
-        *,
-        lag: float | None = None,
-        guard: Callable[[], Awaitable[bool]] | None = None,
-    ) -> ReconcileReport:
-        """Poll, decide and apply once; await ``guard`` right before changing anything."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close scalers and target."""
-        ...
-
-
-@attrs.define
-class ObjectStatus:
-    """The controller's view of one object after its last reconcile.
-
-    Plain fields updated in place (no report is kept per tick): ``polls`` counts
-    finished reconciles, ``active`` is the last decision's activity, ``last_error`` the
-    first trigger or target error of the last reconcile (``None`` when it was clean),
-    ``last_lag`` how late it ran, ``owned`` whether this process holds the object.
-    """
-
-    key: str
-    polls: int = 0
-    active: bool = False
-    last_error: str | None = None
-    last_lag: float | None = None
-    owned: bool = True
 
 
 class Controller:

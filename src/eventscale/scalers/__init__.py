@@ -17,7 +17,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Protocol, Self, runtime_checkable
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 from eventscale._resource import AsyncResource
 from eventscale.errors import ConfigError
 from eventscale.metrics import MetricSpec, MetricType, ScalerReport
@@ -236,7 +236,7 @@ def create_scaler(ctx: TriggerContext) -> Scaler:
 
 # Built-in scaler classes by name (``eventscale.scalers.RedisListScaler``), imported on
 # first use so that importing this package loads no broker client.
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         **{ref.partition(":")[2]: ref.partition(":")[0] for ref in _BUILTIN.values()},

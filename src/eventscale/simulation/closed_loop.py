@@ -17,11 +17,12 @@ be (fallback and holding on errors apply). See docs/simulation.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+import eventscale.simulation._plotting as _plotting
 from eventscale.engine import Engine, EngineOptions, ScalingState, TriggerObservation
 from eventscale.errors import ConfigError, ScalerError
 from eventscale.metrics import MetricSpec, ScalerReport
@@ -37,6 +38,7 @@ __all__ = (
     "check_windows",
     "metric_kind",
     "metric_kinds",
+    "plot_closed_loop",
     "simulate_closed_loop",
 )
 
@@ -216,7 +218,6 @@ class ClosedLoopResult:
 
     def plot(self, path: str) -> None:
         """Draw arrivals, backlog, replicas and waits to ``path`` (needs eventscale[plot])."""
-        from eventscale.simulation.report import plot_closed_loop
 
         plot_closed_loop(self, path)
 
@@ -446,3 +447,110 @@ def simulate_closed_loop(
         tuple(backlog_bins),
         tuple(replica_bins),
     )
+
+
+#: Shaded spans: rule values -> (label, colour).
+_WINDOWS = {
+    "cooldown": ("cooldown", "tab:blue"),
+    "scale-down-stabilization": ("scale-down stabilization", "tab:orange"),
+    "scale-up-stabilization": ("scale-up stabilization", "tab:olive"),
+    "hold-on-error": ("read failed", "tab:red"),
+    "error-blocks-scale-down": ("read failed", "tab:red"),
+    "fallback": ("fallback", "tab:red"),
+}
+
+
+def _spans(steps: Sequence[ClosedLoopStep], end: float) -> Iterator[tuple[str, float, float]]:
+    """``(rule, start, end)`` runs of consecutive polls under one shaded rule."""
+    current: str | None = None
+    start = 0.0
+    for step in steps:
+        rule = step.rule if step.rule in _WINDOWS else None
+        if rule != current:
+            if current is not None:
+                yield current, start, step.time
+            current, start = rule, step.time
+    if current is not None:
+        yield current, start, end
+
+
+def _cooldowns(
+    steps: Sequence[ClosedLoopStep], cooldown: float
+) -> Iterator[tuple[str, float, float]]:
+    """The cooldown windows: from the last active poll until scale-to-zero is allowed.
+
+    Drawn while replicas are up and the triggers inactive (the window the engine waits
+    out before scaling to zero; docs/engine.md).
+    """
+    last_active: float | None = None
+    for step in steps:
+        if step.active:
+            last_active = step.time
+        elif last_active is not None and step.desired_replicas > 0:
+            yield "cooldown", last_active, min(last_active + cooldown, step.time + 1e-9)
+    return
+
+
+def plot_closed_loop(result: ClosedLoopResult, path: str) -> None:
+    """Draw ``result`` (run with its timeline kept) to the image file ``path``."""
+    plt = _plotting.pyplot("simulate --plot")
+    workload = result.workload
+    res = workload.resolution
+    times = [i * res for i in range(len(workload.rates))]
+    fig, (arrivals, backlog, replicas, metric) = plt.subplots(4, 1, sharex=True, figsize=(11, 9))
+    arrivals.step(times, workload.rates, where="post", color="tab:gray")
+    arrivals.set_ylabel("arrivals / s")
+    if result.backlog:
+        backlog.step(times, result.backlog, where="post", color="tab:purple", label="waiting")
+    steps = result.steps
+    poll_times = [s.time for s in steps]
+    _plotting.age_axis(backlog, poll_times, [s.oldest_age for s in steps])
+    backlog.set_ylabel("backlog")
+    backlog.legend(loc="upper right", fontsize="small")
+    replicas.step(poll_times, [s.desired_replicas for s in steps], where="post", label="desired")
+    replicas.step(
+        poll_times, [s.replicas for s in steps], where="post", linestyle="--", label="ready"
+    )
+    peak = max((s.desired_replicas for s in steps), default=0)
+    replicas.set_ylim(0, max(1, peak) * 1.15 + 0.5)
+    replicas.set_ylabel("replicas")
+    for i, trig in enumerate(result.spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        (line,) = metric.step(
+            poll_times, ys, where="post", label=f"{label} ({result.kinds[i].value})"
+        )
+        mspec = result.metric_specs[i]
+        metric.axhline(
+            mspec.target,
+            color=line.get_color(),
+            linestyle="--",
+            linewidth=0.8,
+            label=f"{label} target {mspec.target:g}",
+        )
+    metric.set_ylabel("trigger reads")
+    metric.set_xlabel("seconds")
+    seen: set[str] = set()
+    windows = [
+        *_spans(steps, workload.duration),
+        *_plotting.merged(_cooldowns(steps, result.spec.cooldown_period)),
+    ]
+    for rule, start, end in windows:
+        label, colour = _WINDOWS[rule]
+        replicas.axvspan(
+            start,
+            end,
+            color=colour,
+            alpha=0.12,
+            linewidth=0,
+            label=label if label not in seen else "_nolegend_",
+        )
+        seen.add(label)
+    replicas.legend(loc="upper right", fontsize="small")
+    metric.legend(loc="upper right", fontsize="small")
+    s = result.summary
+    fig.suptitle(
+        f"ScaledObject {result.spec.name}: p95 wait {s.wait_p95:g}s, max {s.wait_max:g}s, "
+        f"{s.replica_seconds:.0f} replica-seconds"
+    )
+    _plotting.save(plt, fig, path)

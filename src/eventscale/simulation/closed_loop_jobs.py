@@ -23,6 +23,7 @@ from typing import Any, cast
 
 import attrs
 
+import eventscale.simulation._plotting as _plotting
 from eventscale.engine.jobs import JobScalerMetric
 from eventscale.errors import ConfigError
 from eventscale.jobs.base import JobCounts
@@ -34,7 +35,12 @@ from eventscale.simulation.scaled_object import MAX_TICKS, trigger_metric_specs
 from eventscale.simulation.workload import Workload
 from eventscale.spec import ScaledJobSpec
 
-__all__ = ("JobsClosedLoopResult", "JobsClosedLoopStep", "simulate_jobs_closed_loop")
+__all__ = (
+    "JobsClosedLoopResult",
+    "JobsClosedLoopStep",
+    "plot_jobs_closed_loop",
+    "simulate_jobs_closed_loop",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +81,6 @@ class JobsClosedLoopResult:
 
     def plot(self, path: str) -> None:
         """Draw backlog, jobs and trigger reads to ``path`` (needs eventscale[plot])."""
-        from eventscale.simulation.report import plot_jobs_closed_loop
 
         plot_jobs_closed_loop(self, path)
 
@@ -204,3 +209,48 @@ def simulate_jobs_closed_loop(
         peak_replicas=peak,
     )
     return JobsClosedLoopResult(spec, summary, tuple(steps), kinds_read)
+
+
+def plot_jobs_closed_loop(result: JobsClosedLoopResult, path: str) -> None:
+    """Draw a ScaledJob's closed-loop run: backlog and age, jobs, trigger reads."""
+    plt = _plotting.pyplot("simulate --plot")
+    steps = result.steps
+    times = [s.time for s in steps]
+    fig, (backlog, jobs, metric) = plt.subplots(3, 1, sharex=True, figsize=(11, 7))
+    backlog.step(
+        times, [s.backlog for s in steps], where="post", color="tab:purple", label="waiting"
+    )
+    backlog.set_ylabel("backlog")
+    backlog.legend(loc="upper right", fontsize="small")
+    _plotting.age_axis(backlog, times, [s.oldest_age for s in steps])
+    unfinished = [s.running + s.started for s in steps]
+    jobs.step(times, unfinished, where="post", label="unfinished")
+    interval = result.spec.polling_interval
+    jobs.bar(
+        times,
+        [s.started for s in steps],
+        width=interval * 0.8,
+        align="edge",
+        alpha=0.4,
+        color="tab:green",
+        label="started",
+    )
+    _plotting.fit_replicas(jobs, max(unfinished, default=0), result.spec.effective_max)
+    jobs.set_ylabel("jobs")
+    jobs.legend(loc="upper right", fontsize="small")
+    for i, trig in enumerate(result.spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        metric.step(times, ys, where="post", label=f"{label} ({result.kinds[i].value})")
+    _plotting.failed_spans(
+        metric, times, [any(v is None for v in s.metrics.values()) for s in steps], interval
+    )
+    metric.set_ylabel("trigger reads")
+    metric.set_xlabel("seconds")
+    metric.legend(loc="upper right", fontsize="small")
+    s = result.summary
+    fig.suptitle(
+        f"ScaledJob {result.spec.name}: p95 wait {s.wait_p95:g}s, max {s.wait_max:g}s, "
+        f"{s.scale_actions} jobs, {s.replica_seconds:.0f} job-seconds"
+    )
+    _plotting.save(plt, fig, path)

@@ -17,15 +17,22 @@ from typing import Any, cast
 
 import attrs
 
+import eventscale.simulation._plotting as _plotting
 from eventscale.engine.jobs import JobScalerMetric
 from eventscale.errors import ConfigError
 from eventscale.jobs.base import JobCounts
 from eventscale.metrics import MetricSpec
 from eventscale.runtime.scaled_job import decide_job_starts
-from eventscale.simulation.scaled_object import Trace, trigger_metric_specs
+from eventscale.simulation.scaled_object import trigger_metric_specs
+from eventscale.simulation.trace import Trace
 from eventscale.spec import ScaledJobSpec
 
-__all__ = ("JobStep", "JobTimeline", "simulate_jobs")
+__all__ = (
+    "JobStep",
+    "JobTimeline",
+    "plot_jobs",
+    "simulate_jobs",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +82,6 @@ class JobTimeline:
 
     def plot(self, path: str) -> None:
         """Draw trigger values and jobs running and started to ``path`` (eventscale[plot])."""
-        from eventscale.simulation.report import plot_jobs
 
         plot_jobs(self, path)
 
@@ -179,3 +185,43 @@ def _read(
             )
         )
     return shown, metrics
+
+
+def plot_jobs(timeline: JobTimeline, path: str) -> None:
+    """Draw a ScaledJob run (trigger values, jobs running and started) to ``path``."""
+    plt = _plotting.pyplot("simulate --plot")
+    spec = timeline.spec
+    steps = timeline.steps
+    times = [s.time for s in steps]
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    for i, trig in enumerate(spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        top.step(times, ys, where="post", label=f"{label} ({trig.type})")
+    _plotting.failed_spans(
+        top,
+        times,
+        [any(v is None for v in s.metrics.values()) for s in steps],
+        spec.polling_interval,
+    )
+    top.set_ylabel("metric")
+    top.legend(loc="upper right", fontsize="small")
+    running = [s.running + s.started for s in steps]
+    bottom.step(times, running, where="post", label="running")
+    bottom.bar(
+        times,
+        [s.started for s in steps],
+        width=spec.polling_interval * 0.8,
+        align="edge",
+        alpha=0.4,
+        color="tab:green",
+        label="started",
+    )
+    _plotting.fit_replicas(bottom, max(running, default=0), spec.effective_max)
+    bottom.set_ylabel("jobs")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right", fontsize="small")
+    fig.suptitle(
+        f"ScaledJob {spec.name}: {timeline.jobs_started} jobs of {timeline.job_seconds:g}s"
+    )
+    _plotting.save(plt, fig, path)

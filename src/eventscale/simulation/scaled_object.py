@@ -29,17 +29,14 @@ line.
 
 from __future__ import annotations
 
-import bisect
-import contextlib
-import csv
-import io
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+import eventscale.simulation._plotting as _plotting
 from eventscale.engine import EngineOptions, ScalingState, TriggerObservation, decide
 from eventscale.engine.resources import PodSample, ResourceTarget, resource_replicas
 from eventscale.errors import ConfigError, ScalerError
@@ -48,200 +45,19 @@ from eventscale.metrics import (
     MetricType,
     ScalerReport,
     metric_name,
-    validate_metric_value,
 )
+from eventscale.simulation.trace import MAX_TICKS, Trace
 from eventscale.spec import ScaledObjectSpec
 
-__all__ = ("MAX_TICKS", "Step", "Timeline", "Trace", "simulate", "trigger_metric_specs")
-
-#: The most ticks (``trace end / pollingInterval + 1``) one simulation runs: a day at
-#: 1 s polling fits; beyond it :func:`simulate` raises a ConfigError.
-MAX_TICKS = 200_000
-
-#: The longest field of a trace CSV (Python's csv default, stated).
-_FIELD_LIMIT = 128 * 1024
-
-
-@attrs.frozen
-class Trace:
-    """Trigger values over time: ``rows`` are ``(time, {column: value or None})``, sorted."""
-
-    columns: tuple[str, ...]
-    rows: tuple[tuple[float, Mapping[str, float | None]], ...]
-
-    @classmethod
-    def from_csv(cls, source: str | Path | io.TextIOBase) -> Trace:
-        """Read a trace CSV (a path, or an open text file)."""
-        if isinstance(source, (str, Path)):
-            try:
-                data = Path(source).read_bytes()
-            except OSError as exc:
-                raise ConfigError(
-                    f"cannot read {source}: {exc.strerror}", path=str(source)
-                ) from None
-            return cls._read(io.StringIO(_decode(data, str(source)), newline=""), str(source))
-        return cls._read(source, "<trace>")
-
-    @classmethod
-    def from_text(cls, text: str) -> Trace:
-        """Read a trace from CSV text."""
-        return cls._read(io.StringIO(text, newline=""), "<trace>")
-
-    @classmethod
-    def _read(cls, handle: Iterable[str], where: str) -> Trace:
-        reader = csv.DictReader(_without_bom(handle), restkey=_EXTRA)
-        try:
-            return cls._rows(reader, where)
-        except csv.Error as exc:
-            if "field larger than field limit" in str(exc):
-                message = f"a field is longer than {_FIELD_LIMIT // 1024} KiB"
-            else:
-                message = f"not a valid CSV line: {exc}"
-            # the failing line is not counted yet
-            raise ConfigError(message, path=f"{where}:{reader.line_num + 1}") from None
-
-    @classmethod
-    def _rows(cls, reader: csv.DictReader[str], where: str) -> Trace:
-        with _field_limit():
-            fieldnames = reader.fieldnames
-        if not fieldnames or "time" not in [f.strip() for f in fieldnames]:
-            raise ConfigError("the trace needs a 'time' column", path=where)
-        columns = tuple(f.strip() for f in fieldnames if f.strip() != "time")
-        rows: list[tuple[float, dict[str, float | None]]] = []
-        for raw in _limited(reader):
-            line = reader.line_num
-            if _EXTRA in raw:
-                raise ConfigError(
-                    f"the line has {len(fieldnames) + len(raw[_EXTRA])} fields, "
-                    f"the header {len(fieldnames)}",
-                    path=f"{where}:{line}",
-                )
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            try:
-                t = float(row["time"])
-            except ValueError:
-                raise ConfigError(
-                    f"time {row['time']!r} is not a number", path=f"{where}:{line}"
-                ) from None
-            if not math.isfinite(t) or t < 0:
-                raise ConfigError("time must be a finite number >= 0", path=f"{where}:{line}")
-            if rows and t < rows[-1][0]:
-                raise ConfigError("times must not decrease", path=f"{where}:{line}")
-            values: dict[str, float | None] = {}
-            for col in columns:
-                text = row.get(col, "")
-                if text == "":
-                    values[col] = None
-                    continue
-                try:
-                    value = float(text)
-                except ValueError:
-                    raise ConfigError(
-                        f"value {text!r} of column {col!r} is not a number", path=f"{where}:{line}"
-                    ) from None
-                problem = validate_metric_value(repr(col), value)
-                if problem is not None:
-                    raise ConfigError(
-                        problem.replace("scaler returned", "the trace has", 1),
-                        path=f"{where}:{line}",
-                    )
-                values[col] = value
-            rows.append((t, values))
-        if not rows:
-            raise ConfigError("the trace has no rows", path=where)
-        return cls(columns, tuple(rows))
-
-    @property
-    def end(self) -> float:
-        """The last time in the trace."""
-        return self.rows[-1][0]
-
-    def at(self, t: float) -> Mapping[str, float | None]:
-        """The values in force at time ``t`` (those of the last row at or before ``t``)."""
-        index = bisect.bisect_right(self.rows, t, key=_row_time) - 1
-        if index < 0:
-            return dict.fromkeys(self.columns)
-        return self.rows[index][1]
-
-    def ticks(self, interval: float) -> int:
-        """How many ticks of ``interval`` seconds cover the trace (0 to its end).
-
-        :raises ConfigError: more than :data:`MAX_TICKS`.
-        """
-        ticks = math.floor(self.end / interval + 1e-9) + 1
-        if ticks > MAX_TICKS:
-            raise ConfigError(
-                f"the trace ends at {self.end:g}s: {ticks} ticks of {interval:g}s, "
-                f"more than the limit of {MAX_TICKS} (shorten the trace or poll less often)",
-                path="trace",
-            )
-        return ticks
-
-    def sample(self, interval: float) -> Iterator[tuple[int, Mapping[str, float | None]]]:
-        """``(row number, values in force)`` at each tick ``0, interval, 2 * interval...``.
-
-        The row number (``-1`` before the first row) changes exactly when the values
-        do. One pass over the rows: time linear in ticks plus rows.
-        """
-        rows = self.rows
-        index = -1
-        current: Mapping[str, float | None] = dict.fromkeys(self.columns)
-        for n in range(self.ticks(interval)):
-            now = n * interval
-            while index + 1 < len(rows) and rows[index + 1][0] <= now:
-                index += 1
-                current = rows[index][1]
-            yield index, current
-
-
-def _row_time(row: tuple[float, Mapping[str, float | None]]) -> float:
-    return row[0]
-
-
-#: The key under which csv.DictReader puts the fields a row has beyond the header.
-_EXTRA = "\x00extra"
-
-
-def _decode(data: bytes, where: str) -> str:
-    """UTF-8 text of a trace file (a leading byte-order mark is dropped)."""
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"the trace is not UTF-8 (byte 0x{data[exc.start]:02x})", path=f"{where}:{line}"
-        ) from None
-
-
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
-    """``lines`` with a byte-order mark at the start of the first one dropped."""
-    first = True
-    for line in lines:
-        if first:
-            first = False
-            line = line.removeprefix("\ufeff")
-        yield line
-
-
-@contextlib.contextmanager
-def _field_limit() -> Iterator[None]:
-    """Read with the csv field limit of :data:`_FIELD_LIMIT`, whatever the process set."""
-    limit = csv.field_size_limit(_FIELD_LIMIT)
-    try:
-        yield
-    finally:
-        csv.field_size_limit(limit)
-
-
-def _limited(reader: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
-    """The rows of ``reader``, each read under :func:`_field_limit`."""
-    while True:
-        with _field_limit():
-            row = next(reader, None)
-        if row is None:
-            return
-        yield row
+__all__ = (
+    "MAX_TICKS",
+    "Step",
+    "Timeline",
+    "Trace",
+    "plot_timeline",
+    "simulate",
+    "trigger_metric_specs",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -292,9 +108,8 @@ class Timeline:
         """Draw metrics (with targets and activation thresholds) and replicas to ``path``.
 
         Needs matplotlib (extra ``plot``). See
-        :func:`eventscale.simulation.report.plot_timeline`.
+        :func:`plot_timeline`.
         """
-        from eventscale.simulation.report import plot_timeline
 
         plot_timeline(self, str(path))
 
@@ -558,3 +373,109 @@ def _observe(
                 TriggerObservation.success(i, (mspec,), report, name=spec.triggers[i].name)
             )
     return shown, tuple(observations)
+
+
+def plot_timeline(timeline: Timeline, path: str) -> None:
+    """Draw an open-loop ScaledObject run to the image file ``path``."""
+    from eventscale.engine import FormulaError, compile_formula
+    from eventscale.metrics import MetricType
+
+    plt = _plotting.pyplot("simulate --plot")
+    spec = timeline.spec
+    steps = timeline.steps
+    times = [s.time for s in steps]
+    mods = spec.advanced.scaling_modifiers
+    rows = 3 if mods is not None else 2
+    fig, axes = plt.subplots(rows, 1, sharex=True, figsize=(10, 3 * rows))
+    top, bottom = axes[0], axes[-1]
+    for i, trig in enumerate(spec.triggers):
+        label = trig.name or str(i)
+        ys = [math.nan if (v := s.metrics.get(label)) is None else v for s in steps]
+        (line,) = top.step(times, ys, where="post", label=f"{label} ({trig.type})")
+        mspec = timeline.metric_specs[i]
+        colour = line.get_color()
+        if mspec.metric_type is MetricType.AVERAGE_VALUE and mods is None:
+            # the HPA sizes replicas so that the total is at most target x replicas
+            top.step(
+                times,
+                [mspec.target * max(1, s.desired_replicas) for s in steps],
+                where="post",
+                color=colour,
+                linestyle="--",
+                linewidth=0.8,
+                label=f"{label} target {mspec.target:g} x replicas",
+            )
+        elif mods is None:
+            top.axhline(
+                mspec.target,
+                color=colour,
+                linestyle="--",
+                linewidth=0.8,
+                label=f"{label} target {mspec.target:g}",
+            )
+        if mspec.activation_target > 0:
+            top.axhline(
+                mspec.activation_target,
+                color=colour,
+                linestyle=":",
+                linewidth=0.8,
+                label=f"{label} activation {mspec.activation_target:g}",
+            )
+    interval = spec.polling_interval
+    _plotting.failed_spans(
+        top, times, [any(v is None for v in s.metrics.values()) for s in steps], interval
+    )
+    top.set_ylabel("metric")
+    top.legend(loc="upper right", fontsize="small")
+    if mods is not None:
+        middle = axes[1]
+        names = [t.name for t in spec.triggers if t.name]
+        formula = compile_formula(mods.formula, names)
+        values = []
+        for s in steps:
+            try:
+                value = formula.evaluate({n: s.metrics.get(n) for n in names})
+            except FormulaError:
+                value = None
+            values.append(math.nan if value is None else value)
+        middle.step(
+            times, values, where="post", color="tab:purple", label=f"composite: {mods.formula}"
+        )
+        if mods.metric_type is MetricType.AVERAGE_VALUE:
+            middle.step(
+                times,
+                [mods.target * max(1, s.desired_replicas) for s in steps],
+                where="post",
+                color="tab:purple",
+                linestyle="--",
+                linewidth=0.8,
+                label=f"target {mods.target:g} x replicas",
+            )
+        else:
+            middle.axhline(
+                mods.target,
+                color="tab:purple",
+                linestyle="--",
+                linewidth=0.8,
+                label=f"target {mods.target:g}",
+            )
+        if mods.activation_target > 0:
+            middle.axhline(
+                mods.activation_target,
+                color="tab:purple",
+                linestyle=":",
+                linewidth=0.8,
+                label=f"activation {mods.activation_target:g}",
+            )
+        middle.set_ylabel("scalingModifiers")
+        middle.legend(loc="upper right", fontsize="small")
+    bottom.step(times, [s.desired_replicas for s in steps], where="post", label="desired")
+    bottom.step(times, [s.replicas for s in steps], where="post", label="ready", linestyle="--")
+    _plotting.fit_replicas(
+        bottom, max((s.desired_replicas for s in steps), default=0), spec.max_replica_count
+    )
+    bottom.set_ylabel("replicas")
+    bottom.set_xlabel("seconds")
+    bottom.legend(loc="upper right", fontsize="small")
+    fig.suptitle(f"ScaledObject {spec.name}")
+    _plotting.save(plt, fig, path)

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+import eventscale.simulation._plotting as _plotting
 from eventscale.engine import EngineOptions
 from eventscale.errors import ConfigError
 from eventscale.simulation.closed_loop import Summary, simulate_closed_loop
@@ -36,7 +37,15 @@ from eventscale.spec import (
     ScalingRules,
 )
 
-__all__ = ("MAX_SETTINGS", "Candidate", "Goal", "TuneResult", "apply_settings", "tune")
+__all__ = (
+    "MAX_SETTINGS",
+    "Candidate",
+    "Goal",
+    "TuneResult",
+    "apply_settings",
+    "plot_tradeoff",
+    "tune",
+)
 
 #: The most combinations one search runs.
 MAX_SETTINGS = 10_000
@@ -358,3 +367,48 @@ def tune(
         return (1, goal.excess(c.summary), c.summary.replica_seconds, c.index)
 
     return TuneResult(goal, tuple(sorted(candidates, key=rank)), tuple(invalid))
+
+
+def plot_tradeoff(result: TuneResult, path: str) -> None:
+    """Draw cost against p95 wait for every candidate of ``result`` to ``path``."""
+    plt = _plotting.pyplot("tune --plot")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    met = [c for c in result.candidates if c.meets_goal]
+    missed = [c for c in result.candidates if not c.meets_goal]
+    for group, colour, label in (
+        (met, "tab:green", "meets the goal"),
+        (missed, "tab:gray", "misses it"),
+    ):
+        if group:
+            ax.scatter(
+                [c.summary.replica_seconds for c in group],
+                [c.summary.wait_p95 for c in group],
+                s=12,
+                color=colour,
+                label=label,
+            )
+    front = result.frontier()
+    ax.plot(
+        [c.summary.replica_seconds for c in front],
+        [c.summary.wait_p95 for c in front],
+        color="black",
+        linewidth=1,
+        label="trade-off curve",
+    )
+    if result.goal.p95_wait is not None:
+        ax.axhline(result.goal.p95_wait, color="tab:red", linestyle="--", label="goal (p95 wait)")
+    best = result.best
+    if best is not None:
+        ax.scatter(
+            [best.summary.replica_seconds],
+            [best.summary.wait_p95],
+            s=80,
+            marker="*",
+            color="tab:red",
+            label="chosen",
+            zorder=3,
+        )
+    ax.set_xlabel("replica-seconds (cost)")
+    ax.set_ylabel("p95 wait (s)")
+    ax.legend(loc="upper right", fontsize="small")
+    _plotting.save(plt, fig, path)

@@ -25,7 +25,7 @@ from pathlib import Path
 import attrs
 
 from eventscale.errors import ConfigError
-from eventscale.simulation.scaled_object import MAX_TICKS, Trace
+from eventscale.simulation.trace import MAX_TICKS, Trace
 
 __all__ = (
     "MAX_DURATION",

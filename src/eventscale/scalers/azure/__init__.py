@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.scalers.azure.servicebus import (
@@ -29,7 +29,7 @@ __all__ = (
     "QueueLengthStrategy",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "AzureQueueMetadata": "eventscale.scalers.azure.storage_queue",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.scalers.kafka._lag import (
@@ -61,7 +61,7 @@ __all__ = (
     "select_partitions",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "INVALID_OFFSET": "eventscale.scalers.kafka._lag",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.scalers.pyqueues._common import Broker, QueueMode, QueueSettings
@@ -31,7 +31,7 @@ __all__ = (
     "stamp_publish_time",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "Broker": "eventscale.scalers.pyqueues._common",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.scalers.rabbitmq._errors import anonymize_error
@@ -33,7 +33,7 @@ __all__ = (
     "vhost_and_prefix",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "Mode": "eventscale.scalers.rabbitmq.config",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eventscale import _lazy
+from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
@@ -47,7 +47,7 @@ __all__ = (
     "redis_call",
 )
 
-__getattr__, __dir__ = _lazy.lazy_exports(
+__getattr__, __dir__ = _lazy_exports(
     __name__,
     {
         "ERR_MISSING_STREAM": "eventscale.scalers.redis.streams",
