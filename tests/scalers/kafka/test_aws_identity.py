@@ -42,6 +42,12 @@ class _Sts(http.server.BaseHTTPRequestHandler):
         if self.server.refuse:
             self._reply(403, self._error("AccessDenied", "Not authorized to perform sts"))
             return
+        # A role whose trust policy asks for sts:ExternalId: AssumeRole without the very
+        # value is refused, as STS refuses it.
+        wanted = self.server.external_id
+        if form.get("Action") == "AssumeRole" and wanted and form.get("ExternalId") != wanted:
+            self._reply(403, self._error("AccessDenied", "Not authorized to perform sts"))
+            return
         n = len(self.server.calls)
         expiry = (datetime.now(UTC) + self.server.lifetime).strftime("%Y-%m-%dT%H:%M:%SZ")
         creds = (
@@ -111,6 +117,7 @@ class _Server(http.server.ThreadingHTTPServer):
     refuse: bool = False
     lifetime: timedelta = timedelta(hours=1)
     expected_auth: str = ""
+    external_id: str = ""
 
 
 def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[_Server]:
@@ -272,6 +279,51 @@ def test_container_endpoint_refusal_and_down(
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{down}/creds")
     with pytest.raises(ScalerError):
         AwsCredentialChain("eu-west-1").current()
+
+
+def test_external_id_is_sent_with_assume_role(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _web_identity(monkeypatch, tmp_path, sts)
+    sts.external_id = unique_name("ext")
+    role = "arn:aws:iam::123456789012:role/cross-account"
+    meta = parse_kafka_metadata(
+        _ctx({"awsRoleArn": role, "awsExternalId": sts.external_id}, identityOwner="operator")
+    )
+    assert meta.msk_iam is not None
+    chain = meta.msk_iam.credentials
+    assert isinstance(chain, AwsCredentialChain)
+    assert sts.external_id not in repr(chain) + repr(meta)
+    minted, *_ = meta.msk_iam("")
+    form, _headers = sts.calls[-1]
+    assert form["Action"] == "AssumeRole"
+    assert form["RoleArn"] == role
+    assert form["ExternalId"] == sts.external_id
+    assert _token_query(minted)["X-Amz-Credential"].startswith("ASIASTS000000002/")
+    assert sts.external_id not in caplog.text
+
+
+def test_wrong_or_missing_external_id_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _web_identity(monkeypatch, tmp_path, sts)
+    sts.external_id = unique_name("ext")
+    role = "arn:aws:iam::123456789012:role/cross-account"
+    wrong = unique_name("wrong")
+    for chain in (
+        AwsCredentialChain("eu-west-1", role_arn=role),
+        AwsCredentialChain("eu-west-1", role_arn=role, external_id=wrong),
+    ):
+        with pytest.raises(ScalerError, match="AssumeRole refused: AccessDenied") as info:
+            chain.current()
+        assert wrong not in str(info.value)
+    assert [form.get("ExternalId") for form, _ in sts.calls if form["Action"] == "AssumeRole"] == [
+        None,
+        wrong,
+    ]
+    assert wrong not in caplog.text
 
 
 def test_no_credentials_anywhere_is_an_error() -> None:

@@ -7,7 +7,8 @@ credential chain, as in KEDA's ``pkg/scalers/aws/aws_common.go`` (``GetAwsConfig
 environment variables, a web identity token file with ``AWS_ROLE_ARN`` (IRSA, through STS
 ``AssumeRoleWithWebIdentity``), the EKS Pod Identity container credentials endpoint
 (``AWS_CONTAINER_CREDENTIALS_FULL_URI`` with ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``),
-shared config files, and, with a role ARN, an STS ``AssumeRole`` on top of those.
+shared config files, and, with a role ARN, an STS ``AssumeRole`` on top of those (with
+KEDA's ``awsExternalId`` as its ``ExternalId`` when one is given).
 
 All of it is botocore's own credential providers (the optional ``aws`` extra); nothing
 here signs an STS request. botocore's refreshable credentials renew themselves before
@@ -81,6 +82,9 @@ class AwsCredentialChain:
     region: str
     role_arn: str = ""
     session_name: str = DEFAULT_SESSION_NAME
+    #: ``awsExternalId``: the ``ExternalId`` of the ``AssumeRole`` (with ``role_arn`` only);
+    #: kept out of reprs, as the role's trust policy treats it as a shared value.
+    external_id: str = attrs.field(default="", repr=False)
     _state: list[Any] = attrs.field(factory=lambda: [None], eq=False, repr=False, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, eq=False, repr=False, init=False)
 
@@ -99,11 +103,14 @@ class AwsCredentialChain:
         if not self.role_arn:
             return source
         # AssumeRole through botocore's own fetcher (the one its assume-role profiles use).
+        extra = {"RoleSessionName": self.session_name}
+        if self.external_id:
+            extra["ExternalId"] = self.external_id
         fetcher = credentials_mod.AssumeRoleCredentialFetcher(
             client_creator=session.create_client,
             source_credentials=source,
             role_arn=self.role_arn,
-            extra_args={"RoleSessionName": self.session_name},
+            extra_args=extra,
         )
         return credentials_mod.DeferredRefreshableCredentials(
             method="assume-role", refresh_using=fetcher.fetch_credentials

@@ -495,6 +495,8 @@ class _Sasl:
     kerberos_service: str
     aws_region: str
     aws_role_arn: str
+    #: ``awsExternalId``: the ``ExternalId`` of the ``AssumeRole`` of ``aws_role_arn``
+    aws_external_id: str
     identity_owner: str
     #: ``spec.podIdentity.provider`` of the TriggerAuthentication ("" without one)
     pod_identity: str
@@ -529,6 +531,7 @@ class _Sasl:
         pod_identity = "" if pod_identity == "none" else pod_identity
         aws_role_arn = p.string("roleArn", order=(AUTH,), default="") if pod_identity else ""
         aws_role_arn = aws_role_arn or p.string("awsRoleArn", order=(AUTH,), default="")
+        aws_external_id = p.string("awsExternalId", order=(AUTH,), default="")
         identity_owner = p.string("identityOwner", default="")
         if pod_identity:  # spec.podIdentity.identityOwner (keda or workload)
             identity_owner = p.string("identityOwner", order=(AUTH,), default=identity_owner)
@@ -557,6 +560,7 @@ class _Sasl:
             kerberos_service=kerberos_service,
             aws_region=aws_region,
             aws_role_arn=aws_role_arn,
+            aws_external_id=aws_external_id,
             identity_owner=identity_owner,
             pod_identity=pod_identity,
             aws_key_source=aws_key_source,
@@ -698,7 +702,9 @@ class _Sasl:
         if not self.msk_iam_wanted:
             return None
         if self.uses_chain:
-            chain = AwsCredentialChain(self.aws_region, role_arn=self.aws_role_arn)
+            chain = AwsCredentialChain(
+                self.aws_region, role_arn=self.aws_role_arn, external_id=self.aws_external_id
+            )
             return MskIamTokenProvider(self.aws_region, chain)
         if not self.aws_key_id or not self.aws_secret:
             return None
