@@ -10,6 +10,7 @@ pytest_plugins = [
     "servers.kafka_srv",
     "servers.azurite_srv",
     "servers.servicebus_srv",
+    "servers.entra_srv",
     "servers.kubernetes_srv",
     "servers.docker_srv",
     "servers.prometheus_srv",

@@ -12,8 +12,11 @@ Service Bus does, in ATOM XML:
 * ``GET /$Resources/queues?$skip=&$top=`` and ``GET /{topic}/Subscriptions?$skip=&$top=``:
   feeds, paged, with a ``rel="next"`` link while more entries remain;
 * every request must carry ``Authorization: SharedAccessSignature sr=...&sig=...&se=...&skn=...``
-  signed with the namespace key (HMAC-SHA256 over ``quote_plus(sr) + "\\n" + se``) or an
-  accepted bearer token; otherwise ``401`` with the service's error body.
+  signed with the namespace key (HMAC-SHA256 over ``quote_plus(sr) + "\\n" + se``) or
+  ``Authorization: Bearer <JWT>`` from a trusted Entra ID issuer (:meth:`trust_issuer`; the
+  token endpoint stand-in in ``servers/entra_srv.py``): an RS256 signature checked with
+  the issuer's public key, audience ``https://servicebus.azure.net``, ``iss`` of a trusted
+  tenant, and ``exp``/``nbf`` in force; otherwise ``401`` with the service's error body.
 
 Tests drive it through the real ``azure-servicebus`` admin client and set entity state per
 test under unique names. Every request is recorded (path, query, headers) for assertions.
@@ -38,6 +41,7 @@ from urllib.parse import parse_qs, quote_plus, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 import attrs
+import jwt
 import pytest
 import trustme
 
@@ -45,6 +49,8 @@ ATOM = "http://www.w3.org/2005/Atom"
 SB_NS = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
 COUNT_NS = "http://schemas.microsoft.com/netservices/2011/06/servicebus"
 KEY_NAME = "RootManageSharedAccessKey"
+#: the ``aud`` of Entra ID tokens for Service Bus (scope ``https://servicebus.azure.net//.default``)
+AAD_AUDIENCE = "https://servicebus.azure.net"
 
 
 @attrs.define
@@ -178,7 +184,8 @@ class ServiceBusStandIn:
     def __init__(self, workdir: Path) -> None:
         self.key = base64.b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).decode()
         self.key_name = KEY_NAME
-        self.bearer_tokens: set[str] = set()
+        #: ``iss`` -> PEM public key of the Entra ID tenants whose tokens are accepted
+        self.issuers: dict[str, bytes] = {}
         self.queues: dict[str, Entity] = {}
         self.topics: dict[str, dict[str, Entity]] = {}
         self.topic_state: dict[str, Entity] = {}
@@ -224,6 +231,15 @@ class ServiceBusStandIn:
             self.topics.setdefault(topic, {})
             self.topic_state[topic] = Entity(**state)  # type: ignore[arg-type]
 
+    def trust_issuer(self, issuer: str, public_key_pem: bytes) -> None:
+        """Accept bearer tokens from ``issuer`` signed by the key of ``public_key_pem``."""
+        with self.lock:
+            self.issuers[issuer] = public_key_pem
+
+    def forget_issuers(self) -> None:
+        with self.lock:
+            self.issuers.clear()
+
     def requests_under(self, prefix: str) -> list[Recorded]:
         with self.lock:
             return [r for r in self.requests if r.path.startswith(prefix)]
@@ -240,9 +256,7 @@ class ServiceBusStandIn:
         if not header:
             return "MissingToken: The request authorization header was not present."
         if header.startswith("Bearer "):
-            if header[len("Bearer ") :] in self.bearer_tokens:
-                return None
-            return "InvalidIssuer: Token issuer is invalid."
+            return self._check_bearer(header[len("Bearer ") :])
         prefix = "SharedAccessSignature "
         if not header.startswith(prefix):
             return (
@@ -263,6 +277,34 @@ class ServiceBusStandIn:
         expected = base64.b64encode(hmac.new(self.key.encode(), signed, hashlib.sha256).digest())
         if not hmac.compare_digest(expected.decode(), fields["sig"]):
             return "InvalidSignature: The token has an invalid signature."
+        return None
+
+    def _check_bearer(self, token: str) -> str | None:
+        """An Entra ID access token, checked as Service Bus checks it (no secret shown)."""
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return "MalformedToken: The token is not a valid JWT."
+        with self.lock:
+            key = self.issuers.get(str(unverified.get("iss")))
+        if key is None:
+            return "InvalidIssuer: Token issuer is invalid."
+        try:
+            jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                audience=AAD_AUDIENCE,
+                options={"require": ["exp", "nbf", "aud", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            return "ExpiredToken: The token is expired."
+        except jwt.InvalidAudienceError:
+            return "InvalidAudience: The token audience does not match the resource."
+        except jwt.InvalidSignatureError:
+            return "InvalidSignature: The token has an invalid signature."
+        except jwt.PyJWTError as exc:
+            return f"InvalidToken: {type(exc).__name__}."
         return None
 
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[int, str, str]:

@@ -188,7 +188,10 @@ def workload_overrides(p: Params) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def workload_credential(auth: Mapping[str, Secret | str] | None = None) -> Any:
+def workload_credential(
+    auth: Mapping[str, Secret | str] | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> Any:
     """A new ``azure.identity.aio.WorkloadIdentityCredential`` for a trigger's ``auth``.
 
     As KEDA: the workload identity webhook's environment (``AZURE_CLIENT_ID``,
@@ -197,6 +200,10 @@ def workload_credential(auth: Mapping[str, Secret | str] | None = None) -> Any:
     ``identityId``, ``identityTenantId`` and ``identityAuthorityHost`` override them.
     azure-identity re-reads the token file and azure-core renews the Entra ID token
     before it expires (docs/authentication.md, Pod identity).
+
+    ``options`` are azure-core client options handed to the credential as they are
+    (``connection_verify``: a CA bundle for an authority host with a private
+    certificate; ``transport``; ``retry_total``...).
 
     :raises ConfigError: ``azure-identity`` is not installed, or the client id, tenant
         or token file is missing (path ``podIdentity``).
@@ -209,7 +216,7 @@ def workload_credential(auth: Mapping[str, Secret | str] | None = None) -> Any:
             "(pip install 'eventscale[azure]'), or pass credential= to the scaler",
             path=POD_IDENTITY_KEY,
         ) from None
-    kwargs: dict[str, str] = {}
+    kwargs: dict[str, Any] = dict(options or {})
     for field, argument in _WORKLOAD_OVERRIDES:
         raw = (auth or {}).get(field)
         value = (raw.reveal() if isinstance(raw, Secret) else raw or "").strip()

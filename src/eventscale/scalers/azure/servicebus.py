@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -273,6 +273,8 @@ class AzureServiceBusScaler(ScalerBase):
 
     * ``credential``: an azure-core async token credential for workload identity
       (default: ``azure.identity.aio.WorkloadIdentityCredential``, from ``azure-identity``);
+    * ``credential_options``: azure-core options for that default credential (e.g.
+      ``connection_verify``, a CA bundle for the authority host);
     * ``connection_verify``: a CA bundle path (or ``False``, never in production) for the
       namespace's certificate, overriding ``caCertFile``;
     * ``timeout``: the deadline of each poll, in seconds.
@@ -283,6 +285,7 @@ class AzureServiceBusScaler(ScalerBase):
         metadata: AzureServiceBusMetadata,
         *,
         credential: Any = None,
+        credential_options: Mapping[str, Any] | None = None,
         connection_verify: str | bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         trigger_name: str | None = None,
@@ -301,7 +304,7 @@ class AzureServiceBusScaler(ScalerBase):
             self.namespace = metadata.fully_qualified_namespace
             if credential is None:
                 credential = owned_credential = workload_credential(
-                    dict(metadata.identity_overrides)
+                    dict(metadata.identity_overrides), credential_options
                 )
             self._credential = credential
             auth_key: Any = ("token", id(credential))
@@ -326,6 +329,7 @@ class AzureServiceBusScaler(ScalerBase):
         ctx: TriggerContext,
         *,
         credential: Any = None,
+        credential_options: Mapping[str, Any] | None = None,
         connection_verify: str | bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> AzureServiceBusScaler:
@@ -334,6 +338,7 @@ class AzureServiceBusScaler(ScalerBase):
         return cls(
             metadata,
             credential=credential,
+            credential_options=credential_options,
             connection_verify=connection_verify,
             timeout=timeout,
             trigger_name=ctx.identity,

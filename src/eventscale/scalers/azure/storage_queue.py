@@ -16,7 +16,7 @@ scaler that reads it; :meth:`AzureQueueScaler.aclose` releases it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -184,9 +184,16 @@ class AzureQueueScaler(ScalerBase):
     """Reports the length of one Azure Storage queue.
 
     Build it from a trigger with :meth:`from_context`, or from an
-    :class:`AzureQueueMetadata`. ``credential`` is an azure-core async token credential
-    used with workload identity (default: ``azure.identity.aio.WorkloadIdentityCredential``,
-    which needs the ``azure-identity`` package). ``timeout`` bounds each poll, in seconds.
+    :class:`AzureQueueMetadata`. Keyword arguments:
+
+    * ``credential``: an azure-core async token credential used with workload identity
+      (default: ``azure.identity.aio.WorkloadIdentityCredential``, which needs the
+      ``azure-identity`` package);
+    * ``credential_options``: azure-core options for that default credential (e.g.
+      ``connection_verify``, a CA bundle for the authority host);
+    * ``connection_verify``: a CA bundle path (or ``False``, never in production) for the
+      storage account's certificate;
+    * ``timeout``: the deadline of each poll, in seconds.
     """
 
     def __init__(
@@ -194,19 +201,22 @@ class AzureQueueScaler(ScalerBase):
         metadata: AzureQueueMetadata,
         *,
         credential: Any = None,
+        credential_options: Mapping[str, Any] | None = None,
+        connection_verify: str | bool | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         trigger_name: str | None = None,
     ) -> None:
         import_optional("azure.storage.queue.aio", extra="azure", what="the azure-queue scaler")
         self.metadata = metadata
         self._timeout = timeout
+        self._verify = connection_verify
         self._trigger = trigger_name or f"azure-queue[{metadata.index}]"
         owned_credential: Any = None
         if metadata.pod_identity == AZURE_WORKLOAD:
             self.endpoint = f"https://{metadata.account_name}.{metadata.endpoint_suffix}"
             if credential is None:
                 credential = owned_credential = workload_credential(
-                    dict(metadata.identity_overrides)
+                    dict(metadata.identity_overrides), credential_options
                 )
             self._credential: Any = credential
             self._pool_key: tuple[Any, ...] = (
@@ -214,6 +224,7 @@ class AzureQueueScaler(ScalerBase):
                 self.endpoint,
                 "token",
                 id(credential),
+                connection_verify,
             )
         else:
             assert metadata.connection is not None
@@ -221,7 +232,12 @@ class AzureQueueScaler(ScalerBase):
                 metadata.connection, path=metadata.connection_path
             )
             self._credential = None
-            self._pool_key = ("azure-queue", self.endpoint, secret_fingerprint(metadata.connection))
+            self._pool_key = (
+                "azure-queue",
+                self.endpoint,
+                secret_fingerprint(metadata.connection),
+                connection_verify,
+            )
         self._service: PooledClient[QueueServiceClient] = PooledClient(
             _POOL,
             self._pool_key,
@@ -233,11 +249,24 @@ class AzureQueueScaler(ScalerBase):
 
     @classmethod
     def from_context(
-        cls, ctx: TriggerContext, *, credential: Any = None, timeout: float = DEFAULT_TIMEOUT
+        cls,
+        ctx: TriggerContext,
+        *,
+        credential: Any = None,
+        credential_options: Mapping[str, Any] | None = None,
+        connection_verify: str | bool | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> AzureQueueScaler:
         """Parse ``ctx`` (raising :class:`ConfigError`) and build the scaler."""
         metadata = AzureQueueMetadata.from_context(ctx)
-        return cls(metadata, credential=credential, timeout=timeout, trigger_name=ctx.identity)
+        return cls(
+            metadata,
+            credential=credential,
+            credential_options=credential_options,
+            connection_verify=connection_verify,
+            timeout=timeout,
+            trigger_name=ctx.identity,
+        )
 
     def __repr__(self) -> str:
         m = self.metadata
@@ -265,6 +294,8 @@ class AzureQueueScaler(ScalerBase):
         from azure.storage.queue.aio import QueueServiceClient
 
         options: dict[str, Any] = {"retry_total": 0}
+        if self._verify is not None:
+            options["connection_verify"] = self._verify
         if self._credential is not None:
             return QueueServiceClient(self.endpoint, credential=self._credential, **options)
         assert self.metadata.connection is not None
