@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "eventscale.spec": 2,
     "eventscale.kube": 3,
     "eventscale._docker_api": 3,
+    "eventscale._docker_ssh": 3,
     "eventscale.scalers": 4,
     "eventscale.engine": 4,
     "eventscale.targets": 4,

@@ -2,7 +2,8 @@
 
 Both the Docker target (:mod:`eventscale.targets.docker`) and the Docker ScaledJob
 target (:mod:`eventscale.jobs.docker`) speak the Engine API with aiohttp over the
-daemon's unix socket or ``tcp://`` (with TLS). This module holds what they share:
+daemon's unix socket, ``tcp://`` (with TLS) or ``ssh://`` (``docker system dial-stdio``
+over the ssh binary, :mod:`eventscale._docker_ssh`). This module holds what they share:
 finding the daemon as the ``docker`` CLI does (:func:`resolve_endpoint`: ``DOCKER_HOST``,
 ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``, Docker contexts; see docs/targets/docker.md),
 one lazily opened session, a request helper that bounds every call with a timeout and
@@ -25,6 +26,7 @@ from urllib.parse import quote, urlsplit
 import anyio
 import attrs
 
+import eventscale._docker_ssh as docker_ssh
 from eventscale._optional import import_optional
 from eventscale.errors import ConfigError, TargetError
 
@@ -42,7 +44,8 @@ _MAX_JSON_BYTES = 1 << 20  # config.json and a context's meta.json are small
 class DockerEndpoint:
     """Where the daemon is and how to speak TLS to it, as the ``docker`` CLI resolves it.
 
-    :ivar host: ``unix:///path`` or ``tcp://host:port`` (a missing port filled in).
+    :ivar host: ``unix:///path``, ``tcp://host:port`` (a missing port filled in) or
+        ``ssh://[user@]host[:port]``.
     :ivar context: the Docker context used (``"default"`` when none).
     :ivar source: what chose ``host`` (for error messages).
     :ivar tls: whether to speak TLS; ``verify`` whether to check the daemon's
@@ -137,17 +140,12 @@ def _with_port(host: str, *, tls: bool) -> str:
     """Check the scheme; fill in the CLI's default port (2376 with TLS, else 2375)."""
     scheme = host.split("://", 1)[0] if "://" in host else ""
     if scheme == "ssh":
-        raise ConfigError(
-            f"ssh:// Docker hosts are not supported ({host!r}); forward the daemon's socket "
-            "(ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and use unix://, or use tcp:// "
-            "with TLS",
-            path="DOCKER_HOST",
-        )
+        return docker_ssh.SshHost.parse(host).url
     if scheme == "unix":
         return host
     if scheme not in ("tcp", "http", "https"):
         raise ConfigError(
-            f"unsupported Docker host {host!r} (unix:// or tcp://)", path="DOCKER_HOST"
+            f"unsupported Docker host {host!r} (unix://, tcp:// or ssh://)", path="DOCKER_HOST"
         )
     parts = urlsplit(host)
     try:
@@ -178,8 +176,11 @@ def resolve_endpoint(
     without checking it; ``ca.pem``, ``cert.pem`` and ``key.pem`` are read from
     ``DOCKER_CERT_PATH`` (default: the config folder) where they exist.
 
+    An ``ssh://[user@]host[:port]`` host is reached as the CLI reaches it (one
+    ``ssh ... docker system dial-stdio`` per connection; TLS settings do not apply).
+
     :raises ConfigError: an unknown context, an unreadable context or config file, an
-        ``ssh://`` or otherwise unsupported host.
+        unsupported host, an ``ssh://`` URL with a password, a path or a bad name.
     """
     env = os.environ if env is None else env
     config_dir = _config_dir(env)
@@ -192,8 +193,8 @@ def resolve_endpoint(
     if name != "default":
         return _from_context(name, source, config_dir)
     verify = bool(env.get("DOCKER_TLS_VERIFY"))
-    tls = verify or bool(env.get("DOCKER_TLS"))
     host = url or env.get("DOCKER_HOST") or _DEFAULT_URL
+    tls = (verify or bool(env.get("DOCKER_TLS"))) and not host.startswith("ssh://")
     cert_dir = Path(env.get("DOCKER_CERT_PATH") or config_dir)
     ca, cert, key = (
         (_existing(cert_dir / f) for f in ("ca.pem", "cert.pem", "key.pem"))
@@ -261,14 +262,15 @@ def container_name_prefix(prefix: str, fallback: str) -> str:
 class DockerAPI:
     """One Docker daemon, spoken to on behalf of the target named ``owner``.
 
-    :param url: ``unix:///path`` or ``tcp://host:port``, like ``docker -H``; ``None``
-        finds the daemon as the ``docker`` CLI does (:func:`resolve_endpoint`).
+    :param url: ``unix:///path``, ``tcp://host:port`` or ``ssh://[user@]host[:port]``,
+        like ``docker -H``; ``None`` finds the daemon as the ``docker`` CLI does
+        (:func:`resolve_endpoint`).
     :param owner: the name put on every :class:`TargetError` as ``target``.
     :param timeout: seconds allowed for each call.
     :param what: the feature named if aiohttp is not installed.
     :param context: a Docker context name, like ``docker --context``.
     :raises ConfigError: an unsupported URL scheme, an unknown context, unreadable or
-        mismatched TLS files.
+        mismatched TLS files, an ``ssh://`` host without an ssh client on ``PATH``.
     """
 
     def __init__(
@@ -285,10 +287,17 @@ class DockerAPI:
         self.timeout = timeout
         self.endpoint = resolve_endpoint(url, context=context)
         self.url = self.endpoint.host
-        tls = self.endpoint.tls and not self.url.startswith("unix://")
+        tls = self.endpoint.tls and self.url.startswith("tcp://")
         self._ssl: ssl.SSLContext | None = _ssl_context(self.endpoint) if tls else None
-        if self.url.startswith("unix://"):
-            self._socket: str | None = self.url.removeprefix("unix://")
+        self._ssh: docker_ssh.SshDialer | None = None
+        if self.url.startswith("ssh://"):
+            self._ssh = docker_ssh.SshDialer(
+                docker_ssh.SshHost.parse(self.url), connect_timeout=timeout
+            )
+            self._socket: str | None = None
+            self._base = "http://docker"
+        elif self.url.startswith("unix://"):
+            self._socket = self.url.removeprefix("unix://")
             self._base = "http://docker"
         else:
             self._socket = None
@@ -299,9 +308,10 @@ class DockerAPI:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             aiohttp = self._aiohttp
+            socket_path = self._ssh.start() if self._ssh is not None else self._socket
             connector = (
-                aiohttp.UnixConnector(path=self._socket)
-                if self._socket is not None
+                aiohttp.UnixConnector(path=socket_path)
+                if socket_path is not None
                 else aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else True)
             )
             self._session = aiohttp.ClientSession(connector=connector)
@@ -335,10 +345,18 @@ class DockerAPI:
                     raw = await resp.read()
                     status = resp.status
         except TimeoutError as exc:
+            why = await self._ssh.failure(wait=0) if self._ssh is not None else None
             raise TargetError(
-                f"{method} {path} timed out after {limit:g}s", target=self.owner
+                f"{method} {path} timed out after {limit:g}s" + (f": {why}" if why else ""),
+                target=self.owner,
             ) from exc
         except self._aiohttp.ClientError as exc:
+            if self._ssh is not None:
+                why = await self._ssh.failure() or f"the connection ended ({exc})"
+                raise TargetError(
+                    f"cannot reach the Docker daemon at {self.url} through ssh: {why}",
+                    target=self.owner,
+                ) from exc
             raise TargetError(
                 f"cannot reach the Docker daemon at {self.url}: {exc}", target=self.owner
             ) from exc
@@ -424,7 +442,9 @@ class DockerAPI:
         return dict(payload) if isinstance(payload, dict) else {}
 
     async def aclose(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP session (and end the ssh processes of an ``ssh://`` host)."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._ssh is not None:
+            await self._ssh.aclose()

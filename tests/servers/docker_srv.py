@@ -13,6 +13,7 @@ import http.client
 import io
 import json
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,16 @@ from typing import Any
 import attrs
 import pytest
 
-from servers._proc import Proc, ensure_apt, install_lock, run, wait_until
+from servers._proc import (
+    Proc,
+    ensure_apt,
+    free_port,
+    install_lock,
+    port_open,
+    run,
+    unique_name,
+    wait_until,
+)
 
 IMAGE_REPO = "localhost/es-busybox"
 IMAGE_TAG = "test"
@@ -243,3 +253,151 @@ def docker_daemon() -> Iterator[DockerDaemon]:
     """A private dockerd for this session, stopped (with its containerd) at the end."""
     with private_dockerd() as daemon:
         yield daemon
+
+
+# -- ssh:// Docker hosts -----------------------------------------------------------------
+# Debian's openssh-server on a free port of 127.0.0.1 with its own host key, config and
+# authorized key; a ForceCommand runs the login's command with a PATH and DOCKER_HOST of
+# the test's choosing, so the remote `docker system dial-stdio` (the real docker CLI)
+# reaches the private dockerd. The client side is the real ssh binary with a config file
+# of the test's own (a `ssh` wrapper on PATH adds `-F`), never the machine's ~/.ssh.
+
+
+@attrs.frozen
+class SshDocker:
+    """A running sshd in front of a private dockerd, and a client config that reaches it.
+
+    ``alias`` is a Host of ``config`` only (HostName 127.0.0.1, the port, the user);
+    ``bin_dir`` holds an ``ssh`` that reads ``config``: put it first on ``PATH``.
+    """
+
+    port: int
+    user: str
+    alias: str
+    root: Path
+    key: Path
+    config: Path
+    bin_dir: Path
+    known_hosts: Path
+    daemon: DockerDaemon | None
+    proc: Proc
+
+    def path_env(self, bin_dir: Path | None = None) -> str:
+        """A ``PATH`` whose ``ssh`` reads this client config (or ``bin_dir``'s)."""
+        return f"{bin_dir or self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+
+    def client(self, name: str, key: Path) -> Path:
+        """Another client folder (config + ``ssh`` wrapper) that logs in with ``key``."""
+        return _ssh_client(
+            self.root / name, self.alias, self.port, self.user, key, self.known_hosts
+        )
+
+
+def _keygen(path: Path) -> Path:
+    keygen = ensure_apt("ssh-keygen", "openssh-client")
+    run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "eventscale-test", "-f", str(path)])
+    return path
+
+
+def _ssh_client(
+    folder: Path, alias: str, port: int, user: str, key: Path, known_hosts: Path
+) -> Path:
+    ssh = ensure_apt("ssh", "openssh-client")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "ssh_config"
+    config.write_text(
+        f"Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n"
+        f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n  IdentityAgent none\n"
+        f"  UserKnownHostsFile {known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
+        "  StrictHostKeyChecking yes\n  LogLevel ERROR\n"
+    )
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec {ssh} -F {config} "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir
+
+
+def start_sshd(root: Path, *, remote_path: str, docker_host: str | None) -> SshDocker:
+    """sshd on a free port whose logins run their command with ``remote_path`` (and
+    ``DOCKER_HOST``). Stop it with ``proc.stop()``."""
+    sshd = ensure_apt("sshd", "openssh-server")
+    root.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        # sshd refuses to start as root without its privilege separation folder.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    host_key = _keygen(root / "host_key")
+    key = _keygen(root / "client_key")
+    (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+    port = free_port()
+    known_hosts = root / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {(root / 'host_key.pub').read_text()}")
+    remote = root / "remote-command"
+    exports = f"export PATH={remote_path}\n"
+    if docker_host is not None:
+        exports += f"export DOCKER_HOST={docker_host}\n"
+    else:
+        exports += "unset DOCKER_HOST\n"
+    remote.write_text(f'#!/bin/sh\n{exports}exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n')
+    remote.chmod(0o755)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    config = root / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"PidFile {root / 'sshd.pid'}\nAuthorizedKeysFile {root / 'authorized_keys'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+        f"PermitRootLogin prohibit-password\nAllowUsers {user}\n"
+        f"ForceCommand {remote}\nLogLevel VERBOSE\n"
+    )
+    proc = Proc([sshd, "-D", "-e", "-f", str(config)], log=root / "sshd.log")
+    try:
+        wait_until(lambda: proc.alive and port_open(port), timeout=30, what="sshd", log=proc.log)
+    except BaseException:
+        proc.stop()
+        raise
+    alias = unique_name("es-docker-ssh")
+    bin_dir = _ssh_client(root / "client", alias, port, user, key, known_hosts)
+    return SshDocker(
+        port=port,
+        user=user,
+        alias=alias,
+        root=root,
+        key=key,
+        config=bin_dir.parent / "ssh_config",
+        bin_dir=bin_dir,
+        known_hosts=known_hosts,
+        daemon=None,
+        proc=proc,
+    )
+
+
+@contextlib.contextmanager
+def private_sshd(daemon: DockerDaemon | None) -> Iterator[SshDocker]:
+    """sshd in front of ``daemon`` (``None``: a remote whose PATH has no docker)."""
+    root = Path(tempfile.mkdtemp(prefix="es-ssh-", dir="/tmp"))
+    try:
+        if daemon is not None:
+            docker = shutil.which("docker")
+            if docker is None:
+                pytest.fail("the docker CLI (for `docker system dial-stdio`) is not installed")
+            remote_path = f"{Path(docker).parent}:/usr/bin:/bin"
+            served = start_sshd(root, remote_path=remote_path, docker_host=daemon.url)
+        else:
+            empty = root / "no-docker-bin"
+            empty.mkdir()
+            served = start_sshd(root, remote_path=str(empty), docker_host=None)
+        try:
+            yield attrs.evolve(served, daemon=daemon)
+        finally:
+            served.proc.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def docker_over_ssh(docker_daemon: DockerDaemon) -> Iterator[SshDocker]:
+    """The session's private dockerd behind a private sshd (``ssh://`` Docker hosts)."""
+    with private_sshd(docker_daemon) as served:
+        yield served

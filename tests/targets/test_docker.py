@@ -218,7 +218,7 @@ async def test_errors_and_bad_arguments(docker_daemon: DockerDaemon, tmp_path: o
             await gone.get_replicas()
     with pytest.raises(ConfigError):
         DockerTarget("x", compose_project="p")
-    with pytest.raises(ConfigError):
-        DockerTarget("x", url="ssh://host")
+    with pytest.raises(ConfigError, match="no password"):
+        DockerTarget("x", url="ssh://me:pw@host")  # ssh:// itself: test_docker_ssh.py
     with pytest.raises(ValueError, match="image"):
         ContainerTemplate(image="")

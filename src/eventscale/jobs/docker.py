@@ -13,8 +13,8 @@ Phases: a container that is ``created`` but not started is *pending*; ``running`
 exit code and ``FinishedAt`` come from an inspection, cached per container since a
 finished container does not change).
 
-The Engine API is spoken with aiohttp over the daemon's unix socket or ``tcp://`` with
-TLS, found as the ``docker`` CLI finds it, as the Docker target does
+The Engine API is spoken with aiohttp over the daemon's unix socket, ``ssh://`` or
+``tcp://`` with TLS, found as the ``docker`` CLI finds it, as the Docker target does
 (docs/targets/docker.md).
 """
 
@@ -117,7 +117,8 @@ class DockerJobTarget:
     :param template: what each job runs. Its restart policy is left as given (the
         default, ``no``, is what a job wants); ``AutoRemove`` must not be set, or the
         exit code would be lost.
-    :param url: ``unix:///path`` or ``tcp://host:port`` (like ``docker -H``); default:
+    :param url: ``unix:///path``, ``tcp://host:port`` or ``ssh://[user@]host[:port]``
+        (like ``docker -H``); default:
         as the ``docker`` CLI finds it (``DOCKER_HOST``, ``DOCKER_CONTEXT``, the current
         context).
     :param timeout: seconds allowed for each API call.

@@ -10,8 +10,9 @@ exit after SIGTERM, and removes them. The count is always read back from the lab
 so a new target object (after a restart) finds the containers an earlier one made,
 and a container without the set's labels is never touched.
 
-The Engine API is spoken directly with aiohttp over the daemon's unix socket or
-``tcp://`` with TLS, the daemon found as the ``docker`` CLI finds it (``DOCKER_HOST``,
+The Engine API is spoken directly with aiohttp over the daemon's unix socket,
+``tcp://`` with TLS or ``ssh://`` (as the CLI: ``ssh HOST docker system dial-stdio``),
+the daemon found as the ``docker`` CLI finds it (``DOCKER_HOST``,
 Docker contexts): see docs/targets/docker.md.
 """
 
@@ -142,7 +143,8 @@ class DockerTarget(TargetBase):
         counted) as the clone source of the next scale-out.
     :param compose_project, compose_service: select the members of a Compose service
         instead (both or neither); new members are clones unless a template is given.
-    :param url: the daemon: ``unix:///path`` or ``tcp://host:port`` (like ``docker -H``,
+    :param url: the daemon: ``unix:///path``, ``ssh://[user@]host[:port]`` or
+        ``tcp://host:port`` (like ``docker -H``,
         TLS from ``DOCKER_TLS_VERIFY``/``DOCKER_CERT_PATH``); default: as the ``docker``
         CLI finds it (``DOCKER_HOST``, ``DOCKER_CONTEXT``, the current context).
     :param stop_timeout: seconds a member gets to exit after SIGTERM before it is
