@@ -1,14 +1,23 @@
-"""A minimal HTTP CONNECT proxy for the kubeconfig proxy tests: it records every
-``CONNECT host:port`` and tunnels the bytes both ways."""
+"""Proxies for the kubeconfig proxy tests: a minimal HTTP CONNECT proxy that records
+every ``CONNECT host:port`` and tunnels the bytes both ways, and a real SOCKS5 server
+(Debian's dante-server, installed through ``ensure_apt``) whose log shows each connect."""
 
 from __future__ import annotations
 
+import os
 import select
+import shutil
 import socket
 import socketserver
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from servers._proc import Proc, ensure_apt, free_port, port_open, wait_until
 
 
 class _Tunnel(socketserver.BaseRequestHandler):
@@ -61,3 +70,52 @@ def connect_proxy() -> Iterator[tuple[str, list[str]]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@attrs.frozen
+class SocksProxy:
+    """A running SOCKS5 server (Debian's dante-server): its port and its log."""
+
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"socks5://127.0.0.1:{self.port}"
+
+    def connects_to(self, port: int) -> int:
+        """How many connections the proxy made to ``127.0.0.1:port`` so far."""
+        if not self.log.exists():
+            return 0
+        return sum(
+            1
+            for line in self.log.read_text(errors="replace").splitlines()
+            if "tcp/connect" in line and line.rstrip().endswith(f"127.0.0.1.{port}")
+        )
+
+
+@contextmanager
+def socks_proxy() -> Iterator[SocksProxy]:
+    """dante on a free port of 127.0.0.1, no authentication, logging every connect."""
+    danted = ensure_apt("danted", "dante-server")
+    root = Path(tempfile.mkdtemp(prefix="es-socks-"))
+    port = free_port()
+    log = root / "danted.log"
+    users = "user.privileged: root\nuser.unprivileged: nobody\n" if os.geteuid() == 0 else ""
+    (root / "danted.conf").write_text(
+        f"logoutput: {log}\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n"
+        f"socksmethod: none\nclientmethod: none\n{users}"
+        "client pass {\n  from: 127.0.0.1/32 to: 0.0.0.0/0\n  log: error\n}\n"
+        "socks pass {\n  from: 127.0.0.1/32 to: 0.0.0.0/0\n  command: connect\n"
+        "  log: connect error\n}\n"
+    )
+    proc = Proc(
+        [danted, "-f", str(root / "danted.conf"), "-p", str(root / "danted.pid"), "-N", "1"],
+        log=root / "danted.out",
+    )
+    try:
+        wait_until(lambda: proc.alive and port_open(port), timeout=30, what="danted", log=log)
+        yield SocksProxy(port, log)
+    finally:
+        proc.stop()
+        shutil.rmtree(root, ignore_errors=True)

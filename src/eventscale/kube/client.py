@@ -28,6 +28,8 @@ from eventscale.kube.config import (
     KubeConfig,
     environment_proxy,
     exec_cluster_info,
+    proxy_errors,
+    socks_connector,
     ssl_context,
 )
 from eventscale.redaction import Secret, redact_text
@@ -80,7 +82,11 @@ class KubeClient:
         self._aiohttp = import_optional("aiohttp", extra="kubernetes", what="the Kubernetes target")
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context(config)
-        self._proxy = config.proxy_url or environment_proxy(config.server)
+        proxy = config.proxy_url or environment_proxy(config.server)
+        # A SOCKS proxy is the connector's job (socks_connector); an HTTP one goes as proxy=.
+        self._proxy_errors = proxy_errors(proxy)
+        self._socks: str | None = proxy if self._proxy_errors else None
+        self._proxy: str | None = None if self._proxy_errors else proxy
         self._file_token: tuple[float, Secret] | None = None
         self._exec_token: tuple[float, Secret | None] | None = None
 
@@ -183,9 +189,12 @@ class KubeClient:
             # A request cut off by its timeout leaves a TLS connection in a graceful
             # shutdown that may never finish; on the Pythons that need it, aiohttp then
             # aborts such transports when the session closes.
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl, limit=16, enable_cleanup_closed=_NEEDS_CLEANUP_CLOSED
-            )
+            options: dict[str, Any] = {
+                "ssl": self._ssl,
+                "limit": 16,
+                "enable_cleanup_closed": _NEEDS_CLEANUP_CLOSED,
+            }
+            connector = socks_connector(self._socks, **options) or aiohttp.TCPConnector(**options)
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
@@ -194,7 +203,7 @@ class KubeClient:
 
     def _secrets(self) -> list[Secret | None]:
         cached = [c[1] for c in (self._file_token, self._exec_token) if c is not None]
-        proxy = urllib.parse.urlsplit(self._proxy or "").password
+        proxy = urllib.parse.urlsplit(self._proxy or self._socks or "").password
         return [self.config.token, self.config.password, Secret(proxy) if proxy else None, *cached]
 
     async def request(
@@ -216,7 +225,7 @@ class KubeClient:
                 raise TargetError(
                     f"{method} {path} timed out after {limit:g}s", status=None
                 ) from exc
-            except self._aiohttp.ClientError as exc:
+            except (self._aiohttp.ClientError, *self._proxy_errors) as exc:
                 text = redact_text(str(exc), self._secrets())
                 raise TargetError(
                     f"cannot reach the Kubernetes API at {self.config.server}: {text}"

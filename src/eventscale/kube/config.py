@@ -23,6 +23,7 @@ from typing import Any, Final
 import attrs
 import yaml
 
+from eventscale._optional import import_optional
 from eventscale.errors import ConfigError
 from eventscale.redaction import Secret, redact_url
 
@@ -35,8 +36,15 @@ __all__ = (
     "exec_cluster_info",
     "kubeconfig_paths",
     "merge_kubeconfigs",
+    "proxy_errors",
+    "socks_connector",
     "ssl_context",
 )
+
+#: The ``proxy-url`` schemes (client-go's http, https and socks5; socks5h as well).
+_PROXY_SCHEMES: Final = ("http", "https", "socks5", "socks5h")
+#: Go's x/net/proxy default port of a SOCKS5 proxy URL without one.
+_SOCKS_PORT: Final = 1080
 
 #: Where a pod's service account token, CA and namespace are mounted.
 SERVICE_ACCOUNT_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -232,9 +240,10 @@ class KubeConfig:
         proxy = cluster.get("proxy-url")
         if proxy:
             proxy = str(proxy)
-            if urllib.parse.urlsplit(proxy).scheme not in ("http", "https"):
+            if urllib.parse.urlsplit(proxy).scheme not in _PROXY_SCHEMES:
                 raise ConfigError(
-                    f"proxy-url {proxy!r}: only http:// and https:// proxies are supported",
+                    f"proxy-url {redact_url(proxy)!r}: the scheme must be http, https, "
+                    "socks5 or socks5h",
                     path=f"clusters[{cluster_name}].proxy-url",
                 )
         return cls(
@@ -443,6 +452,45 @@ def environment_proxy(url: str, environ: Mapping[str, str] | None = None) -> str
     if _no_proxy_matches(host, port, no_proxy):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _socks(proxy_url: str | None) -> bool:
+    return urllib.parse.urlsplit(proxy_url or "").scheme in ("socks5", "socks5h")
+
+
+def socks_connector(proxy_url: str | None, **kwargs: Any) -> Any:
+    """An aiohttp connector that opens every connection through the SOCKS5 proxy
+    ``proxy_url`` (``socks5://`` or ``socks5h://``, optional ``user:password@``), or
+    ``None`` when ``proxy_url`` is not a SOCKS proxy (aiohttp's own ``proxy=`` is then used).
+
+    aiohttp-socks (the ``kubernetes`` extra) speaks the protocol. Host names are sent to
+    the proxy for it to resolve, for both schemes, as kubectl does (Go's x/net/proxy
+    dialer passes the name on); a URL without a port uses 1080, as Go does. ``kwargs``
+    go to the connector (``ssl``, ``limit``...).
+    """
+    if not _socks(proxy_url):
+        return None
+    assert proxy_url is not None
+    socks = import_optional("aiohttp_socks", extra="kubernetes", what="a socks5:// proxy-url")
+    parts = urllib.parse.urlsplit(proxy_url)
+    return socks.ProxyConnector(
+        proxy_type=socks.ProxyType.SOCKS5,
+        host=parts.hostname or "",
+        port=parts.port or _SOCKS_PORT,
+        username=urllib.parse.unquote(parts.username) if parts.username else None,
+        password=urllib.parse.unquote(parts.password) if parts.password else None,
+        rdns=True,
+        **kwargs,
+    )
+
+
+def proxy_errors(proxy_url: str | None) -> tuple[type[Exception], ...]:
+    """What a connection through ``proxy_url`` raises besides aiohttp's ``ClientError``
+    (aiohttp-socks' own errors for a SOCKS proxy that is down or refuses)."""
+    if not _socks(proxy_url):
+        return ()
+    socks = import_optional("aiohttp_socks", extra="kubernetes", what="a socks5:// proxy-url")
+    return (socks.ProxyError, socks.ProxyConnectionError, socks.ProxyTimeoutError)
 
 
 def ssl_context(config: KubeConfig) -> ssl.SSLContext | bool:
