@@ -335,6 +335,7 @@ class DockerAPI:
         """
         limit = self.timeout + extra_time
         session = self._get_session()
+        mark = self._ssh.mark() if self._ssh is not None else 0
         kwargs: dict[str, Any] = {}
         if body is not None:
             kwargs["data"] = json.dumps(body)
@@ -345,14 +346,14 @@ class DockerAPI:
                     raw = await resp.read()
                     status = resp.status
         except TimeoutError as exc:
-            why = await self._ssh.failure(wait=0) if self._ssh is not None else None
+            why = await self._ssh.failure(mark, wait=0) if self._ssh is not None else None
             raise TargetError(
                 f"{method} {path} timed out after {limit:g}s" + (f": {why}" if why else ""),
                 target=self.owner,
             ) from exc
         except self._aiohttp.ClientError as exc:
             if self._ssh is not None:
-                why = await self._ssh.failure() or f"the connection ended ({exc})"
+                why = await self._ssh.failure(mark) or f"the connection ended ({exc})"
                 raise TargetError(
                     f"cannot reach the Docker daemon at {self.url} through ssh: {why}",
                     target=self.owner,

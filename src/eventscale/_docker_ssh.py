@@ -161,7 +161,8 @@ class SshDialer:
         self._accepting: asyncio.Task[None] | None = None
         self._processes: set[asyncio.subprocess.Process] = set()
         self._watchers: set[asyncio.Task[None]] = set()
-        self._failures: list[str] = []
+        self._failures: list[tuple[int, str]] = []  # (sequence number, what failed)
+        self._count = 0
         self._ended: asyncio.Event | None = None  # made on the event loop, in start()
 
     @property
@@ -197,7 +198,7 @@ class SshDialer:
                     start_new_session=True,
                 )
             except OSError as exc:
-                self._failures.append(f"ssh could not start: {exc.strerror or exc}")
+                self._record(f"ssh could not start: {exc.strerror or exc}")
                 conn.close()
                 continue
             conn.close()  # the process holds the socket now; EOF reaches aiohttp when it ends
@@ -217,25 +218,32 @@ class SshDialer:
         status = await process.wait()
         self._processes.discard(process)
         if status != 0:
-            text = b"".join(chunks).decode(errors="replace")
-            self._failures.append(describe_exit(status, text))
-            del self._failures[:-4]
+            self._record(describe_exit(status, b"".join(chunks).decode(errors="replace")))
         if self._ended is not None:
             self._ended.set()
 
-    async def failure(self, wait: float = 2.0) -> str | None:
-        """Why the last ssh process failed (waiting up to ``wait`` s for one to end)."""
-        if not self._failures and self._processes and self._ended is not None:
+    def _record(self, failure: str) -> None:
+        self._count += 1
+        self._failures.append((self._count, failure))
+        del self._failures[:-4]
+
+    def mark(self) -> int:
+        """A point in time for :meth:`failure`: failures after it are the caller's."""
+        return self._count
+
+    def _since(self, mark: int) -> str | None:
+        return next((text for n, text in reversed(self._failures) if n > mark), None)
+
+    async def failure(self, mark: int, wait: float = 2.0) -> str | None:
+        """Why an ssh process failed after ``mark`` (:meth:`mark`), waiting up to ``wait``
+        seconds for a running one to end and say so; ``None`` if none did."""
+        if self._since(mark) is None and self._processes and self._ended is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    while not self._failures and self._processes:
+                    while self._since(mark) is None and self._processes:
                         self._ended.clear()
                         await self._ended.wait()
-        return self._failures[-1] if self._failures else None
-
-    def clear_failures(self) -> None:
-        """Forget earlier failures (before a new request)."""
-        self._failures.clear()
+        return self._since(mark)
 
     async def aclose(self) -> None:
         """Stop listening, end the ssh processes still running and remove the socket."""

@@ -286,14 +286,15 @@ class SshDocker:
         """A ``PATH`` whose ``ssh`` reads this client config (or ``bin_dir``'s)."""
         return f"{bin_dir or self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"
 
-    def client(self, name: str, key: Path) -> Path:
-        """Another client folder (config + ``ssh`` wrapper) that logs in with ``key``."""
+    def client(self, name: str, key: Path, known_hosts: Path | None = None) -> Path:
+        """Another client folder (config + ``ssh`` wrapper) that logs in with ``key``
+        (and checks the host key against ``known_hosts``, default the right one)."""
         return _ssh_client(
-            self.root / name, self.alias, self.port, self.user, key, self.known_hosts
+            self.root / name, self.alias, self.port, self.user, key, known_hosts or self.known_hosts
         )
 
 
-def _keygen(path: Path) -> Path:
+def ssh_keygen(path: Path) -> Path:
     keygen = ensure_apt("ssh-keygen", "openssh-client")
     run([keygen, "-q", "-t", "ed25519", "-N", "", "-C", "eventscale-test", "-f", str(path)])
     return path
@@ -327,8 +328,8 @@ def start_sshd(root: Path, *, remote_path: str, docker_host: str | None) -> SshD
     if os.geteuid() == 0:
         # sshd refuses to start as root without its privilege separation folder.
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    host_key = _keygen(root / "host_key")
-    key = _keygen(root / "client_key")
+    host_key = ssh_keygen(root / "host_key")
+    key = ssh_keygen(root / "client_key")
     (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
     port = free_port()
     known_hosts = root / "known_hosts"

@@ -26,7 +26,7 @@ from eventscale.errors import ConfigError, TargetError
 from eventscale.jobs import JOB_LABEL, DockerJobTarget, JobPhase
 from eventscale.targets.docker import TARGET_LABEL, ContainerTemplate, DockerTarget
 from servers._proc import free_port, unique_name
-from servers.docker_srv import SshDocker, private_sshd
+from servers.docker_srv import SshDocker, private_sshd, ssh_keygen
 
 pytestmark = pytest.mark.anyio
 
@@ -201,9 +201,7 @@ async def test_refused_key_is_a_target_error_without_the_key(
     ssh_env: SshDocker, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    from servers.docker_srv import _keygen
-
-    stranger = _keygen(ssh_env.root / f"{unique_name('stranger')}_key")
+    stranger = ssh_keygen(ssh_env.root / f"{unique_name('stranger')}_key")
     bin_dir = ssh_env.client(unique_name("stranger"), stranger)
     monkeypatch.setenv("PATH", ssh_env.path_env(bin_dir))
     with pytest.raises(TargetError) as info:
@@ -219,6 +217,24 @@ async def test_refused_key_is_a_target_error_without_the_key(
     ]
     for text in (message, repr(info.value), caplog.text):
         assert all(line not in text for line in key_lines)
+
+
+def _known_hosts_with_another_key(served: SshDocker, folder: Path) -> Path:
+    other = ssh_keygen(folder / "other_host_key")
+    known = folder / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{served.port} {Path(f'{other}.pub').read_text()}")
+    return known
+
+
+async def test_unknown_host_key_is_a_target_error(
+    ssh_env: SshDocker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # known_hosts holds another key for the host: ssh refuses (BatchMode: no prompt).
+    known = _known_hosts_with_another_key(ssh_env, tmp_path)
+    bin_dir = ssh_env.client(unique_name("wrong-host"), ssh_env.key, known_hosts=known)
+    monkeypatch.setenv("PATH", ssh_env.path_env(bin_dir))
+    with pytest.raises(TargetError, match="ssh could not verify the host key"):
+        await _root_dir(_api(f"ssh://{ssh_env.alias}"))
 
 
 @pytest.fixture(scope="module")
