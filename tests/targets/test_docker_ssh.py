@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import pytest
+import redis
 
 from eventscale._docker_api import DockerAPI, resolve_endpoint
 from eventscale.errors import ConfigError, TargetError
@@ -27,6 +30,7 @@ from eventscale.jobs import JOB_LABEL, DockerJobTarget, JobPhase
 from eventscale.targets.docker import TARGET_LABEL, ContainerTemplate, DockerTarget
 from servers._proc import free_port, unique_name
 from servers.docker_srv import SshDocker, private_sshd, ssh_keygen
+from servers.redis_srv import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -277,3 +281,59 @@ def test_no_ssh_client_is_a_config_error(
     with pytest.raises(ConfigError, match="needs the ssh client on PATH") as caught:
         _api("ssh://d.example")
     assert caught.value.path == "DOCKER_HOST"
+
+
+def test_the_cli_reads_replicas_over_ssh(
+    ssh_env: SshDocker, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # `eventscale evaluate --target docker` with DOCKER_HOST=ssh://ALIAS: the process's
+    # own ssh (PATH) reads the config; the two members are counted through it.
+    assert ssh_env.daemon is not None
+    name = unique_name("ssh-cli")
+    key = unique_name("ssh-cli-list")
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    manifest = tmp_path / "so.yaml"
+    manifest.write_text(
+        f"""\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: {name}}}
+spec:
+  scaleTargetRef: {{name: {name}}}
+  triggers:
+    - type: redis
+      metadata: {{address: "{redis_server.address}", listName: {key}, listLength: "5"}}
+"""
+    )
+    try:
+        for i in range(2):
+            ssh_env.daemon.run_unmanaged(f"{name}-{i}", {TARGET_LABEL: name})
+        client.rpush(key, *range(15))
+        env = {**os.environ, "DOCKER_HOST": f"ssh://{ssh_env.alias}"}
+        done = subprocess.run(
+            [sys.executable, "-m", "eventscale", "evaluate", str(manifest), "--target", "docker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"ScaledObject default/{name}: 2 -> 3 replicas (active)" in done.stdout
+        # The same with a key the server refuses: the reason reaches the user.
+        stranger = ssh_keygen(tmp_path / "stranger_key")
+        env["PATH"] = ssh_env.path_env(ssh_env.client(unique_name("cli-stranger"), stranger))
+        refused = subprocess.run(
+            [sys.executable, "-m", "eventscale", "evaluate", str(manifest), "--target", "docker"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert "ssh authentication was refused" in refused.stderr
+        assert stranger.read_text().splitlines()[1] not in refused.stderr + refused.stdout
+    finally:
+        client.delete(key)
+        client.close()
+        ssh_env.daemon.remove_all_matching(f"{TARGET_LABEL}={name}")
