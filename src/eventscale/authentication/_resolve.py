@@ -149,6 +149,7 @@ _POD_IDENTITY_FIELDS: Final = (
     "identityTenantId",
     "identityAuthorityHost",
     "roleArn",
+    "externalID",
     "identityOwner",
 )
 
@@ -156,7 +157,7 @@ _POD_IDENTITY_FIELDS: Final = (
 def pod_identity_params(auth: TriggerAuthenticationSpec) -> dict[str, Secret]:
     """The pod identity of ``auth`` as auth parameters: ``podIdentity`` (the provider) and
     the overrides it sets (``identityId``, ``identityTenantId``, ``identityAuthorityHost``,
-    ``roleArn``, ``identityOwner``). Empty without a supported provider.
+    ``roleArn``, ``externalID``, ``identityOwner``). Empty without a supported provider.
     """
     pid = auth.pod_identity or {}
     provider = pid.get("provider")

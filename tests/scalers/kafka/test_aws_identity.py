@@ -18,7 +18,9 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit
 import botocore  # noqa: F401 - a test dependency: these tests run, never skip
 import pytest
 
+from eventscale.authentication.resolver import resolve_trigger_contexts_async
 from eventscale.errors import ConfigError, MissingExtraError, ScalerError
+from eventscale.manifests.reader import load_manifests
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
 from eventscale.scalers.kafka._aws_identity import AwsCredentialChain
@@ -324,6 +326,69 @@ def test_wrong_or_missing_external_id_is_refused(
         wrong,
     ]
     assert wrong not in caplog.text
+
+
+def _kafka_manifest(pod_identity: str) -> str:
+    return f"""
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: msk}}
+spec:
+  scaleTargetRef: {{name: consumer}}
+  triggers:
+  - type: kafka
+    metadata:
+      bootstrapServers: b-1.msk.example:9098
+      consumerGroup: {unique_name("g")}
+      topic: t
+      sasl: oauthbearer
+      saslTokenProvider: aws_msk_iam
+      tls: enable
+      awsRegion: eu-west-1
+    authenticationRef: {{name: msk-iam}}
+---
+apiVersion: keda.sh/v1alpha1
+kind: TriggerAuthentication
+metadata: {{name: msk-iam}}
+spec:
+  podIdentity: {pod_identity}
+"""
+
+
+@pytest.mark.anyio
+async def test_pod_identity_external_id_from_the_trigger_authentication(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # KEDA's spec.podIdentity.externalID, with the pod identity's roleArn.
+    caplog.set_level(logging.DEBUG)
+    _web_identity(monkeypatch, tmp_path, sts)
+    sts.external_id = unique_name("ext")
+    role = "arn:aws:iam::123456789012:role/cross-account"
+    m = load_manifests(
+        _kafka_manifest(f"{{provider: aws, roleArn: '{role}', externalID: {sts.external_id}}}")
+    )
+    (ctx,) = await resolve_trigger_contexts_async(m.scaled_object(), m)
+    assert sts.external_id not in repr(ctx)
+    meta = parse_kafka_metadata(ctx)
+    assert meta.msk_iam is not None
+    minted, *_ = meta.msk_iam("")
+    form, _headers = sts.calls[-1]
+    assert (form["Action"], form["RoleArn"], form["ExternalId"]) == (
+        "AssumeRole",
+        role,
+        sts.external_id,
+    )
+    assert _token_query(minted)["X-Amz-Credential"].startswith("ASIASTS000000002/")
+    assert sts.external_id not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_pod_identity_external_id_needs_its_role_arn() -> None:
+    m = load_manifests(_kafka_manifest("{provider: aws, externalID: some-id}"))
+    (ctx,) = await resolve_trigger_contexts_async(m.scaled_object(), m)
+    with pytest.raises(ConfigError, match="externalID of podIdentity requires roleArn") as info:
+        parse_kafka_metadata(ctx)
+    assert "externalID" in str(info.value)
 
 
 def test_no_credentials_anywhere_is_an_error() -> None:

@@ -529,9 +529,14 @@ class _Sasl:
         # pkg/scalers/aws/aws_authorization.go); the credentials come from the chain.
         pod_identity = p.string("podIdentity", order=(AUTH,), default="").strip()
         pod_identity = "" if pod_identity == "none" else pod_identity
-        aws_role_arn = p.string("roleArn", order=(AUTH,), default="") if pod_identity else ""
-        aws_role_arn = aws_role_arn or p.string("awsRoleArn", order=(AUTH,), default="")
-        aws_external_id = p.string("awsExternalId", order=(AUTH,), default="")
+        pod_role = p.string("roleArn", order=(AUTH,), default="") if pod_identity else ""
+        aws_role_arn = pod_role or p.string("awsRoleArn", order=(AUTH,), default="")
+        # The AssumeRole ExternalId: KEDA's podIdentity.externalID (with its roleArn only,
+        # as KEDA's webhook rules), else eventscale's awsExternalId beside awsRoleArn.
+        pod_external = p.string("externalID", order=(AUTH,), default="") if pod_identity else ""
+        if pod_external and not pod_role:
+            p.fail("externalID of podIdentity requires roleArn to be set", "externalID", AUTH)
+        aws_external_id = pod_external or p.string("awsExternalId", order=(AUTH,), default="")
         identity_owner = p.string("identityOwner", default="")
         if pod_identity:  # spec.podIdentity.identityOwner (keda or workload)
             identity_owner = p.string("identityOwner", order=(AUTH,), default=identity_owner)
