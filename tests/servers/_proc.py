@@ -91,13 +91,18 @@ def run(cmd: Sequence[str], *, timeout: float = 600, env: dict[str, str] | None 
     return proc.stdout
 
 
+def _which(binary: str) -> str | None:
+    # Daemons (sshd, danted) live in the sbin folders, which a non-root PATH may lack.
+    return shutil.which(binary) or shutil.which(binary, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
 def ensure_apt(binary: str, package: str) -> str:
     """Path of ``binary``, installing Debian ``package`` first if it is missing."""
-    found = shutil.which(binary)
+    found = _which(binary)
     if found:
         return found
     with install_lock("apt"):
-        found = shutil.which(binary)
+        found = _which(binary)
         if found:
             return found
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -106,7 +111,7 @@ def ensure_apt(binary: str, package: str) -> str:
             run(["apt-get", "update", "-qq"], env=env)
             stamp.touch()
         run(["apt-get", "install", "-y", "-qq", package], env=env)
-    found = shutil.which(binary)
+    found = _which(binary)
     if not found:
         pytest.fail(f"installing {package} did not provide {binary}", pytrace=False)
     return found
