@@ -265,7 +265,9 @@ class QueueScalerBase(ScalerBase):
     ``settings``, ``redis``, optionally ``rabbitmq`` and ``from_context``) and
     implements :meth:`_redis_count` and :meth:`_redis_latency`; over RabbitMQ the count
     is the sum of the management API's (or AMQP's) counts of :meth:`_rabbit_queues`.
-    ``clock`` is Unix seconds (what latency is measured with).
+    ``clock`` is Unix seconds (what latency is measured with); ``push_poll_interval``
+    (seconds) paces :meth:`wait_for_activity` where it must poll (default 0.25 over
+    AMQP, 1.0 otherwise).
     """
 
     kind: ClassVar[str] = "queue"
@@ -321,9 +323,20 @@ class QueueScalerBase(ScalerBase):
         cls.trigger_type = cls.kind  # what ScalerBase.from_metadata builds a context for
 
     @classmethod
-    def from_context(cls, ctx: TriggerContext, *, clock: Callable[[], float] = time.time) -> Self:
+    def from_context(
+        cls,
+        ctx: TriggerContext,
+        *,
+        clock: Callable[[], float] = time.time,
+        push_poll_interval: float | None = None,
+    ) -> Self:
         """Build the scaler from a trigger context. :raises ConfigError: bad metadata."""
-        return cls(cls.config_type.from_context(ctx), trigger_name=ctx.identity, clock=clock)
+        return cls(
+            cls.config_type.from_context(ctx),
+            trigger_name=ctx.identity,
+            clock=clock,
+            push_poll_interval=push_poll_interval,
+        )
 
     @property
     def metric_name(self) -> str:

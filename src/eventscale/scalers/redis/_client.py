@@ -78,7 +78,9 @@ def translate_error(conn: RedisConnection, what: str, exc: BaseException) -> Sca
         marker in str(exc) for marker in auth_markers
     ):
         return ScalerError(f"{what} on {where}: authentication failed: {detail}", transient=False)
-    if isinstance(exc, exceptions.ConnectionError):
+    # RedisClusterUnreachableError (redis-py >= 7): no seed node of a cluster answered
+    unreachable = getattr(exceptions, "RedisClusterUnreachableError", exceptions.ConnectionError)
+    if isinstance(exc, (exceptions.ConnectionError, unreachable)):
         return ScalerError(f"{what} on {where}: cannot connect: {detail}", transient=True)
     if isinstance(exc, exceptions.ResponseError):
         return ScalerError(f"{what} on {where}: {detail}", transient=False)
@@ -99,7 +101,7 @@ async def redis_call(conn: RedisConnection, what: str, call: Callable[[], Awaita
             return await call()
     except ScalerError:
         raise
-    except (TimeoutError, OSError, exceptions.RedisError) as exc:
+    except (TimeoutError, OSError, exceptions.RedisError, exceptions.RedisClusterException) as exc:
         raise translate_error(conn, what, exc) from exc
 
 

@@ -1,0 +1,289 @@
+"""The celery, rq and dramatiq triggers on a real Redis Cluster and a real Redis Sentinel.
+
+Where the library runs on the topology, the test enqueues through it: RQ enqueues on a
+cluster client, Dramatiq on a cluster when its namespace is a hash tag, and all three
+through Sentinel (Celery with kombu's ``sentinel://`` transport). kombu has no Redis
+Cluster transport, so for Celery the keys are written by the real Celery into a
+standalone Redis and copied byte for byte (``DUMP``/``RESTORE``) into the cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.cluster import ClusterNode
+from redis.cluster import RedisCluster as SyncCluster
+from redis.sentinel import Sentinel
+
+from eventscale.errors import ConfigError, ScalerError
+from eventscale.scalers.pyqueues import Broker, CeleryScaler, DramatiqScaler, RQScaler
+from eventscale.scalers.pyqueues.celery import PRIORITY_SEPARATOR, priority_keys
+from eventscale.scalers.redis import RedisMode
+from servers._proc import unique_name
+from servers.redis_srv import RedisCluster, RedisSentinel, RedisServer
+
+celery = pytest.importorskip("celery")
+signals = pytest.importorskip("celery.signals")
+rq = pytest.importorskip("rq")
+dramatiq = pytest.importorskip("dramatiq")
+dramatiq_redis = pytest.importorskip("dramatiq.brokers.redis")
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def cluster(redis_cluster: RedisCluster) -> Iterator[SyncCluster]:
+    client = SyncCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in redis_cluster.nodes])
+    yield client
+    client.close()
+
+
+def cluster_meta(redis_cluster: RedisCluster, **extra: str) -> dict[str, str]:
+    return {"broker": "redis-cluster", "addresses": ",".join(redis_cluster.addresses), **extra}
+
+
+def sentinel_meta(redis_sentinel: RedisSentinel, **extra: str) -> dict[str, str]:
+    return {
+        "broker": "redis-sentinel",
+        "addresses": redis_sentinel.sentinel.address,
+        "sentinelMaster": redis_sentinel.master_name,
+        **extra,
+    }
+
+
+def master_of(redis_sentinel: RedisSentinel) -> redis.Redis:
+    sentinel = Sentinel([(redis_sentinel.sentinel.host, redis_sentinel.sentinel.port)])
+    return sentinel.master_for(redis_sentinel.master_name)
+
+
+async def value_of(scaler: Any) -> float:
+    report = await scaler.get_metrics()
+    return float(report.values[0].value)
+
+
+# ------------------------------------------------------------------------------ cluster
+
+
+async def test_rq_on_a_cluster(redis_cluster: RedisCluster, cluster: SyncCluster) -> None:
+    queue = rq.Queue(unique_name("rq"), connection=cluster)
+    jobs = [queue.enqueue("time.sleep", 0) for _ in range(3)]
+    # RQ's keys spread over the cluster: the queue list and the job hashes
+    slots = {cluster.keyslot(f"rq:job:{job.id}") for job in jobs}
+    slots.add(cluster.keyslot(f"rq:queue:{queue.name}"))
+    assert len(slots) > 1
+    enqueued = min(rq.job.Job.fetch(j.id, connection=cluster).enqueued_at for j in jobs)
+    later = enqueued.timestamp() + 42.0
+    try:
+        async with RQScaler.from_metadata(cluster_meta(redis_cluster, queueName=queue.name)) as s:
+            assert s.config.redis.mode is RedisMode.CLUSTER
+            assert await value_of(s) == 3
+        async with RQScaler.from_metadata(
+            cluster_meta(redis_cluster, queueName=queue.name, mode="latency"), clock=lambda: later
+        ) as s:
+            assert await value_of(s) == pytest.approx(42.0, abs=0.01)
+    finally:
+        cluster.delete(f"rq:queue:{queue.name}", *(f"rq:job:{j.id}" for j in jobs))
+
+
+async def test_dramatiq_on_a_cluster_with_a_hash_tag_namespace(
+    redis_cluster: RedisCluster, cluster: SyncCluster
+) -> None:
+    namespace = "{" + unique_name("dq") + "}"
+    queue = unique_name("dramatiq")
+    broker = dramatiq_redis.RedisBroker(client=cluster, namespace=namespace)
+    actor = dramatiq.actor(
+        lambda: None, actor_name=unique_name("actor"), queue_name=queue, broker=broker
+    )
+    first = actor.send()
+    actor.send()
+    actor.send_with_options(delay=600_000)
+    later = first.message_timestamp / 1000.0 + 30.0
+    meta = cluster_meta(redis_cluster, queueName=queue, namespace=namespace)
+    try:
+        async with DramatiqScaler.from_metadata(meta) as scaler:
+            assert await value_of(scaler) == 3
+        async with DramatiqScaler.from_metadata(
+            {**meta, "mode": "latency"}, clock=lambda: later
+        ) as scaler:
+            assert await value_of(scaler) == pytest.approx(30.0, abs=0.01)
+    finally:
+        for q in (queue, f"{queue}.DQ"):
+            cluster.delete(f"{namespace}:{q}", f"{namespace}:{q}.msgs")
+
+
+def test_dramatiq_without_a_hash_tag_cannot_enqueue_on_a_cluster(cluster: SyncCluster) -> None:
+    """Why the docs ask for a hash-tag namespace: Dramatiq's script touches several keys."""
+    broker = dramatiq_redis.RedisBroker(client=cluster, namespace=unique_name("dq"))
+    actor = dramatiq.actor(
+        lambda: None, actor_name=unique_name("actor"), queue_name="q", broker=broker
+    )
+    with pytest.raises(redis.ResponseError, match="non local key"):
+        actor.send()
+
+
+@pytest.fixture
+def celery_keys_on_cluster(private_redis: Any, cluster: SyncCluster) -> Iterator[tuple[str, float]]:
+    """Tasks sent by the real Celery (with the publish-time hook) to a private Redis,
+    then every key copied into the cluster unchanged."""
+    staging: RedisServer = private_redis()
+    queue = unique_name("celery")
+    app = celery.Celery("es-test", broker=staging.url, set_as_current=False)
+    signals.before_task_publish.connect(stamp, weak=False)
+    try:
+        sent_at = time.time()
+        for priority in (0, 0, 3, 6, 9, 9):
+            app.send_task("es.never_run", queue=queue, priority=priority)
+    finally:
+        signals.before_task_publish.disconnect(stamp)
+    source = redis.Redis(host=staging.host, port=staging.port)
+    copied = []
+    for key in source.keys("*"):
+        if key.startswith(queue.encode()):
+            cluster.restore(key, 0, source.dump(key), replace=True)
+            copied.append(key)
+    source.close()
+    assert len(copied) == 4  # one list per priority step
+    yield queue, sent_at
+    cluster.delete(*priority_keys(queue))
+
+
+def stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    from eventscale.scalers.pyqueues import stamp_publish_time
+
+    stamp_publish_time(headers=headers)
+
+
+async def test_celery_on_a_cluster(
+    redis_cluster: RedisCluster, cluster: SyncCluster, celery_keys_on_cluster: tuple[str, float]
+) -> None:
+    queue, sent_at = celery_keys_on_cluster
+    # kombu's priority lists hash to different slots: what breaks kombu on a cluster
+    assert len({cluster.keyslot(key) for key in priority_keys(queue)}) > 1
+    assert cluster.llen(f"{queue}{PRIORITY_SEPARATOR}9") == 2
+    async with CeleryScaler.from_metadata(cluster_meta(redis_cluster, queueName=queue)) as s:
+        assert await value_of(s) == 6
+    later = sent_at + 90.0
+    async with CeleryScaler.from_metadata(
+        cluster_meta(redis_cluster, queueName=queue, mode="latency"), clock=lambda: later
+    ) as s:
+        assert 85.0 < await value_of(s) <= 90.0
+
+
+async def test_a_cluster_that_is_unreachable_is_an_error() -> None:
+    async with RQScaler.from_metadata(
+        {"broker": "redis-cluster", "addresses": "127.0.0.1:1", "timeout": "1s"}
+    ) as scaler:
+        with pytest.raises(ScalerError, match="cannot connect") as info:
+            await scaler.get_metrics()
+    assert info.value.transient
+
+
+# ------------------------------------------------------------------------------ sentinel
+
+
+async def test_celery_through_sentinel(redis_sentinel: RedisSentinel) -> None:
+    queue = unique_name("celery")
+    sentinel = redis_sentinel.sentinel
+    app = celery.Celery("es-test", broker=f"sentinel://{sentinel.address}", set_as_current=False)
+    app.conf.broker_transport_options = {"master_name": redis_sentinel.master_name}
+    for priority in (0, 5, 9):
+        app.send_task("es.never_run", queue=queue, priority=priority)
+    master = master_of(redis_sentinel)
+    try:
+        # kombu's sentinel transport wrote to the master the sentinel names
+        assert master.llen(f"{queue}{PRIORITY_SEPARATOR}9") == 1
+        async with CeleryScaler.from_metadata(
+            sentinel_meta(redis_sentinel, queueName=queue)
+        ) as scaler:
+            assert scaler.config.redis.mode is RedisMode.SENTINEL
+            assert await value_of(scaler) == 3
+    finally:
+        master.delete(*priority_keys(queue))
+        master.close()
+
+
+async def test_rq_through_sentinel(redis_sentinel: RedisSentinel) -> None:
+    master = master_of(redis_sentinel)
+    queue = rq.Queue(unique_name("rq"), connection=master)
+    jobs = [queue.enqueue("time.sleep", 0) for _ in range(2)]
+    try:
+        async with RQScaler.from_metadata(
+            sentinel_meta(redis_sentinel, queueName=queue.name)
+        ) as scaler:
+            assert await value_of(scaler) == 2
+    finally:
+        master.delete(f"rq:queue:{queue.name}", *(f"rq:job:{j.id}" for j in jobs))
+        master.close()
+
+
+async def test_dramatiq_through_sentinel(redis_sentinel: RedisSentinel) -> None:
+    master = master_of(redis_sentinel)
+    queue = unique_name("dramatiq")
+    broker = dramatiq_redis.RedisBroker(client=master)
+    actor = dramatiq.actor(
+        lambda: None, actor_name=unique_name("actor"), queue_name=queue, broker=broker
+    )
+    first = actor.send()
+    later = first.message_timestamp / 1000.0 + 12.0
+    try:
+        async with DramatiqScaler.from_metadata(
+            sentinel_meta(redis_sentinel, queueName=queue, mode="latency"), clock=lambda: later
+        ) as scaler:
+            assert await value_of(scaler) == pytest.approx(12.0, abs=0.01)
+    finally:
+        master.delete(f"dramatiq:{queue}", f"dramatiq:{queue}.msgs")
+        master.close()
+
+
+async def test_a_sentinel_that_does_not_know_the_master_is_an_error(
+    redis_sentinel: RedisSentinel,
+) -> None:
+    meta = sentinel_meta(redis_sentinel, queueName="q", timeout="2s")
+    meta["sentinelMaster"] = unique_name("nomaster")
+    async with RQScaler.from_metadata(meta) as scaler:
+        with pytest.raises(ScalerError):
+            await scaler.get_metrics()
+
+
+# ------------------------------------------------------------------------------ config
+
+
+def test_sentinel_and_tls_parameters_reach_the_connection() -> None:
+    scaler = CeleryScaler.from_metadata(
+        {
+            "broker": "redis-sentinel",
+            "hosts": "s1,s2",
+            "ports": "26379,26380",
+            "sentinelMaster": "mymaster",
+            "enableTLS": "true",
+            "queueName": "q",
+        },
+        auth={"sentinelUsername": "watcher", "sentinelPassword": "s3cret", "ca": "PEM"},
+    )
+    conn = scaler.config.redis
+    assert conn is not None
+    assert conn.mode is RedisMode.SENTINEL
+    assert conn.addresses == ("s1:26379", "s2:26380")
+    assert conn.sentinel_master == "mymaster"
+    assert conn.sentinel_username == "watcher"
+    assert conn.sentinel_password is not None and conn.sentinel_password.reveal() == "s3cret"
+    assert conn.enable_tls
+    assert "s3cret" not in repr(scaler.config)
+
+
+def test_broker_choices_and_their_errors() -> None:
+    assert Broker("redis-cluster").redis_mode is RedisMode.CLUSTER
+    assert Broker.RABBITMQ.redis_mode is None
+    with pytest.raises(ConfigError) as info:
+        RQScaler.from_metadata({"broker": "redis-sentinel", "address": "s:26379"})
+    assert "sentinelMaster" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        DramatiqScaler.from_metadata({"address": "h:6379", "sentinelMaster": "m"})
+    assert "metadata.broker" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        RQScaler.from_metadata({"broker": "rabbitmq", "host": "amqp://h/"})
+    assert "metadata.broker" in str(info.value)
