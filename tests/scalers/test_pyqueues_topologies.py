@@ -37,9 +37,15 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 def cluster(redis_cluster: RedisCluster) -> Iterator[SyncCluster]:
-    client = SyncCluster(startup_nodes=[ClusterNode(n.host, n.port) for n in redis_cluster.nodes])
+    nodes = [ClusterNode(n.host, n.port) for n in redis_cluster.nodes]  # type: ignore[no-untyped-call]
+    client = SyncCluster(startup_nodes=nodes)
     yield client
     client.close()
+
+
+def slot_of(cluster: SyncCluster, key: str) -> int:
+    slot: int = cluster.keyslot(key)  # type: ignore[no-untyped-call]
+    return slot
 
 
 def cluster_meta(redis_cluster: RedisCluster, **extra: str) -> dict[str, str]:
@@ -57,7 +63,8 @@ def sentinel_meta(redis_sentinel: RedisSentinel, **extra: str) -> dict[str, str]
 
 def master_of(redis_sentinel: RedisSentinel) -> redis.Redis:
     sentinel = Sentinel([(redis_sentinel.sentinel.host, redis_sentinel.sentinel.port)])
-    return sentinel.master_for(redis_sentinel.master_name)
+    master: redis.Redis = sentinel.master_for(redis_sentinel.master_name)
+    return master
 
 
 async def value_of(scaler: Any) -> float:
@@ -72,8 +79,8 @@ async def test_rq_on_a_cluster(redis_cluster: RedisCluster, cluster: SyncCluster
     queue = rq.Queue(unique_name("rq"), connection=cluster)
     jobs = [queue.enqueue("time.sleep", 0) for _ in range(3)]
     # RQ's keys spread over the cluster: the queue list and the job hashes
-    slots = {cluster.keyslot(f"rq:job:{job.id}") for job in jobs}
-    slots.add(cluster.keyslot(f"rq:queue:{queue.name}"))
+    slots = {slot_of(cluster, f"rq:job:{job.id}") for job in jobs}
+    slots.add(slot_of(cluster, f"rq:queue:{queue.name}"))
     assert len(slots) > 1
     enqueued = min(rq.job.Job.fetch(j.id, connection=cluster).enqueued_at for j in jobs)
     later = enqueued.timestamp() + 42.0
@@ -141,9 +148,11 @@ def celery_keys_on_cluster(private_redis: Any, cluster: SyncCluster) -> Iterator
         signals.before_task_publish.disconnect(stamp)
     source = redis.Redis(host=staging.host, port=staging.port)
     copied = []
-    for key in source.keys("*"):
+    keys: list[bytes] = source.keys("*")  # type: ignore[assignment]
+    for key in keys:
         if key.startswith(queue.encode()):
-            cluster.restore(key, 0, source.dump(key), replace=True)
+            dumped: bytes = source.dump(key)  # type: ignore[assignment]
+            cluster.restore(key, 0, dumped, replace=True)
             copied.append(key)
     source.close()
     assert len(copied) == 4  # one list per priority step
@@ -162,7 +171,7 @@ async def test_celery_on_a_cluster(
 ) -> None:
     queue, sent_at = celery_keys_on_cluster
     # kombu's priority lists hash to different slots: what breaks kombu on a cluster
-    assert len({cluster.keyslot(key) for key in priority_keys(queue)}) > 1
+    assert len({slot_of(cluster, key) for key in priority_keys(queue)}) > 1
     assert cluster.llen(f"{queue}{PRIORITY_SEPARATOR}9") == 2
     async with CeleryScaler.from_metadata(cluster_meta(redis_cluster, queueName=queue)) as s:
         assert await value_of(s) == 6
@@ -199,6 +208,7 @@ async def test_celery_through_sentinel(redis_sentinel: RedisSentinel) -> None:
         async with CeleryScaler.from_metadata(
             sentinel_meta(redis_sentinel, queueName=queue)
         ) as scaler:
+            assert scaler.config.redis is not None
             assert scaler.config.redis.mode is RedisMode.SENTINEL
             assert await value_of(scaler) == 3
     finally:
@@ -270,7 +280,8 @@ def test_sentinel_and_tls_parameters_reach_the_connection() -> None:
     assert conn.addresses == ("s1:26379", "s2:26380")
     assert conn.sentinel_master == "mymaster"
     assert conn.sentinel_username == "watcher"
-    assert conn.sentinel_password is not None and conn.sentinel_password.reveal() == "s3cret"
+    assert conn.sentinel_password is not None
+    assert conn.sentinel_password.reveal() == "s3cret"
     assert conn.enable_tls
     assert "s3cret" not in repr(scaler.config)
 
