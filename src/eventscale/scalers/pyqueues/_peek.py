@@ -18,7 +18,7 @@ drops the message after that many), so the peek refuses quorum queues. AMQP cann
 tell a queue's type; the first peek at a queue therefore takes the head message twice:
 a classic queue hands it back marked redelivered and otherwise unchanged, a quorum
 queue adds ``x-delivery-count``, and the peek then fails for that queue from then on
-(having counted one delivery attempt on that one message).
+(having counted a delivery attempt or two on that one message).
 See docs/python-queues.md.
 """
 
