@@ -11,11 +11,12 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pika
+import aio_pika
 import pytest
 import redis
 
@@ -242,41 +243,43 @@ async def test_dramatiq_latency_peek_then_a_real_worker_runs_every_message(
 
 
 @pytest.fixture
-def quorum_queue(rabbitmq_server: RabbitMQServer) -> Iterator[tuple[str, Any]]:
+async def quorum_queue(rabbitmq_server: RabbitMQServer) -> AsyncIterator[tuple[str, Any]]:
     name = unique_name("quorum")
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq_server.amqp_url))
-    channel = connection.channel()
-    channel.queue_declare(name, durable=True, arguments={"x-queue-type": "quorum"})
+    connection = await aio_pika.connect(rabbitmq_server.amqp_url)
+    channel = await connection.channel()
+    queue = await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
     yield name, channel
-    channel.queue_delete(name)
-    connection.close()
+    await queue.delete(if_unused=False, if_empty=False)
+    await connection.close()
 
 
-def delivery_count(channel: Any, queue: str) -> int:
+async def delivery_count(channel: Any, queue: str) -> int:
     """The head message's x-delivery-count (0 without one), put back afterwards."""
-    method, properties, _ = channel.basic_get(queue, auto_ack=False)
-    assert method is not None, "the message is gone"
-    channel.basic_reject(method.delivery_tag, requeue=True)
-    return int((properties.headers or {}).get("x-delivery-count", 0))
+    handle = await channel.get_queue(queue)
+    message = await handle.get(no_ack=False, fail=False)
+    assert message is not None, "the message is gone"
+    await message.reject(requeue=True)
+    return int((message.headers or {}).get("x-delivery-count", 0))
 
 
 async def test_quorum_queues_are_refused(
     rabbitmq_server: RabbitMQServer, quorum_queue: tuple[str, Any]
 ) -> None:
     name, channel = quorum_queue
-    channel.basic_publish("", name, b"{}", pika.BasicProperties(timestamp=int(time.time())))
+    stamp = datetime.fromtimestamp(int(time.time()), UTC)
+    await channel.default_exchange.publish(aio_pika.Message(b"{}", timestamp=stamp), name)
     async with CeleryScaler.from_metadata(peek_meta(rabbitmq_server, name)) as scaler:
         with pytest.raises(ScalerError, match="quorum queue") as info:
             await scaler.get_metrics()
         assert not info.value.transient
-        touched = delivery_count(channel, name)
+        touched = await delivery_count(channel, name)
         # the first peek took the message twice: that check recognised the queue
         assert touched >= 1
         for _ in range(3):
             with pytest.raises(ScalerError, match="quorum queue"):
                 await scaler.get_metrics()
     # refused without touching the message again (our own check above added one)
-    assert delivery_count(channel, name) == touched + 1
+    assert await delivery_count(channel, name) == touched + 1
 
 
 # ------------------------------------------------------------------------------ config
