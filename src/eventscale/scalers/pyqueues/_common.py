@@ -3,9 +3,11 @@
 :class:`QueueSettings` holds the parameters every one of them reads (``queueName`` /
 ``queues``, ``mode``, ``includeHeld``, ``value``, ``activationValue``);
 :class:`QueueScalerBase` turns one count or latency into a report and makes every
-failure a :class:`~eventscale.errors.ScalerError`. Redis is read through the shared
-clients of :mod:`eventscale.scalers.redis`, RabbitMQ through
-:class:`~eventscale.scalers.rabbitmq.RabbitMQScaler` (management API or AMQP).
+failure a :class:`~eventscale.errors.ScalerError`, and wakes on arrivals
+(``wait_for_activity``). Redis (standalone, Sentinel or Cluster: ``broker``) is read
+through the shared clients of :mod:`eventscale.scalers.redis`, RabbitMQ through
+:class:`~eventscale.scalers.rabbitmq.RabbitMQScaler` (management API or AMQP) and, for
+latency, :class:`~eventscale.scalers.pyqueues._peek.RabbitPeeker`.
 See docs/python-queues.md.
 """
 

@@ -72,8 +72,9 @@ class RabbitPeeker:
 
     ``published_at(message)`` returns the message's publish time in Unix seconds (or
     raises :class:`ScalerError`); :meth:`oldest` returns it for a queue's head, or
-    ``None`` when the queue has no ready message. The connection opens on first use and
-    is replaced when it breaks. ``identity`` names the trigger in errors.
+    ``None`` when the queue has no ready message. The connection (one per scaler, named
+    ``<connectionName> (latency peek)`` in the management UI) opens on first use and is
+    replaced when it breaks; errors carry no secret.
     """
 
     def __init__(

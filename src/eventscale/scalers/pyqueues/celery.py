@@ -11,7 +11,9 @@ through the exchange bindings kombu stores (``_kombu.binding.<exchange>``).
 Celery messages carry no publish time. The latency mode reads a header that
 :func:`stamp_publish_time`, connected to Celery's ``before_task_publish`` signal,
 writes (docs/scalers/celery.md). On RabbitMQ the count comes from the management API
-(ready, or ready plus unacknowledged with ``includeHeld``) or AMQP (ready only).
+(ready, or ready plus unacknowledged with ``includeHeld``) or AMQP (ready only), and
+latency from the opt-in peek at the head message (``latencyPeek``, :mod:`._peek`).
+The keys are the same through Sentinel and on a Redis Cluster (``broker``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ taken leave the list but stay in the hash until acknowledged, so the hash's size
 waiting plus held.
 
 On RabbitMQ, Dramatiq declares the queues ``q`` and ``q.DQ``; the count comes from the
-management API (ready, or ready plus unacknowledged with ``includeHeld``) or AMQP.
+management API (ready, or ready plus unacknowledged with ``includeHeld``) or AMQP, and
+latency from the opt-in peek at the head message of ``q`` (``latencyPeek``). On a
+Redis Cluster Dramatiq needs a hash-tag namespace (``{dramatiq}``): its Lua script
+touches several keys, which must share a slot.
 """
 
 from __future__ import annotations
