@@ -24,7 +24,7 @@ from eventscale.scalers.pyqueues import Broker, CeleryScaler, DramatiqScaler, RQ
 from eventscale.scalers.pyqueues.celery import PRIORITY_SEPARATOR, priority_keys
 from eventscale.scalers.redis import RedisMode
 from servers._proc import unique_name
-from servers.redis_srv import RedisCluster, RedisSentinel, RedisServer
+from servers.redis_srv import RedisCluster, RedisSentinel, RedisSentinelAuth, RedisServer
 
 celery = pytest.importorskip("celery")
 signals = pytest.importorskip("celery.signals")
@@ -132,10 +132,22 @@ def test_dramatiq_without_a_hash_tag_cannot_enqueue_on_a_cluster(cluster: SyncCl
         actor.send()
 
 
+def take_without_ack(app: Any, queue: str) -> Any:
+    """What a worker does when it takes a task: kombu's own ``basic_get`` without an
+    ack moves the message into kombu's ``unacked`` hash."""
+    connection = app.connection_for_read()
+    channel = connection.default_channel
+    channel.queue_declare(queue=queue, passive=True)
+    message = channel.basic_get(queue, no_ack=False)
+    assert message is not None
+    return connection, message
+
+
 @pytest.fixture
 def celery_keys_on_cluster(private_redis: Any, cluster: SyncCluster) -> Iterator[tuple[str, float]]:
-    """Tasks sent by the real Celery (with the publish-time hook) to a private Redis,
-    then every key copied into the cluster unchanged."""
+    """Tasks sent by the real Celery (with the publish-time hook) to a private Redis, one
+    of them taken (unacknowledged) by kombu, then every key copied into the cluster
+    unchanged: the queue's lists, kombu's ``unacked`` hash and its bindings."""
     staging: RedisServer = private_redis()
     queue = unique_name("celery")
     app = celery.Celery("es-test", broker=staging.url, set_as_current=False)
@@ -146,18 +158,21 @@ def celery_keys_on_cluster(private_redis: Any, cluster: SyncCluster) -> Iterator
             app.send_task("es.never_run", queue=queue, priority=priority)
     finally:
         signals.before_task_publish.disconnect(stamp)
+    connection, _ = take_without_ack(app, queue)
     source = redis.Redis(host=staging.host, port=staging.port)
     copied = []
     keys: list[bytes] = source.keys("*")  # type: ignore[assignment]
     for key in keys:
-        if key.startswith(queue.encode()):
+        if key.startswith((queue.encode(), b"unacked", b"_kombu.binding.")):
             dumped: bytes = source.dump(key)  # type: ignore[assignment]
             cluster.restore(key, 0, dumped, replace=True)
             copied.append(key)
     source.close()
-    assert len(copied) == 4  # one list per priority step
+    connection.release()
+    assert b"unacked" in copied
+    assert sum(key.startswith(queue.encode()) for key in copied) == 4  # a list per step
     yield queue, sent_at
-    cluster.delete(*priority_keys(queue))
+    cluster.delete(*priority_keys(queue), "unacked", "unacked_index")
 
 
 def stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
@@ -174,6 +189,12 @@ async def test_celery_on_a_cluster(
     assert len({slot_of(cluster, key) for key in priority_keys(queue)}) > 1
     assert cluster.llen(f"{queue}{PRIORITY_SEPARATOR}9") == 2
     async with CeleryScaler.from_metadata(cluster_meta(redis_cluster, queueName=queue)) as s:
+        assert await value_of(s) == 5
+    # the held task: kombu's unacked hash and binding sets live in other slots
+    assert slot_of(cluster, "unacked") != slot_of(cluster, queue)
+    async with CeleryScaler.from_metadata(
+        cluster_meta(redis_cluster, queueName=queue, includeHeld="true")
+    ) as s:
         assert await value_of(s) == 6
     later = sent_at + 90.0
     async with CeleryScaler.from_metadata(
@@ -213,6 +234,62 @@ async def test_celery_through_sentinel(redis_sentinel: RedisSentinel) -> None:
             assert await value_of(scaler) == 3
     finally:
         master.delete(*priority_keys(queue))
+        master.close()
+
+
+async def test_celery_held_tasks_through_sentinel(redis_sentinel: RedisSentinel) -> None:
+    queue = unique_name("celery")
+    sentinel = redis_sentinel.sentinel
+    app = celery.Celery("es-test", broker=f"sentinel://{sentinel.address}", set_as_current=False)
+    app.conf.broker_transport_options = {"master_name": redis_sentinel.master_name}
+    for _ in range(3):
+        app.send_task("es.never_run", queue=queue)
+    connection, message = take_without_ack(app, queue)
+    master = master_of(redis_sentinel)
+    try:
+        meta = sentinel_meta(redis_sentinel, queueName=queue)
+        async with CeleryScaler.from_metadata(meta) as scaler:
+            assert await value_of(scaler) == 2
+        async with CeleryScaler.from_metadata({**meta, "includeHeld": "true"}) as scaler:
+            assert await value_of(scaler) == 3
+    finally:
+        message.ack()
+        connection.release()
+        master.delete(*priority_keys(queue))
+        master.close()
+
+
+async def test_sentinel_and_master_passwords(redis_sentinel_auth: RedisSentinelAuth) -> None:
+    auth = redis_sentinel_auth
+    sentinel = Sentinel(
+        [(auth.sentinel.host, auth.sentinel.port)],
+        sentinel_kwargs={"password": auth.sentinel_password},
+        password=auth.master_password,
+    )
+    master = sentinel.master_for(auth.master_name)
+    queue = rq.Queue(unique_name("rq"), connection=master)
+    jobs = [queue.enqueue("time.sleep", 0) for _ in range(2)]
+    meta = {
+        "broker": "redis-sentinel",
+        "addresses": auth.sentinel.address,
+        "sentinelMaster": auth.master_name,
+        "queueName": queue.name,
+        "timeout": "3s",
+    }
+    secrets = {"password": auth.master_password, "sentinelPassword": auth.sentinel_password}
+    try:
+        async with RQScaler.from_metadata(meta, auth=secrets) as scaler:
+            assert await value_of(scaler) == 2
+        for wrong in ({**secrets, "sentinelPassword": "nope"}, {**secrets, "password": "nope"}):
+            async with RQScaler.from_metadata(meta, auth=wrong) as scaler:
+                with pytest.raises(ScalerError) as info:
+                    await scaler.get_metrics()
+            assert "authentication failed" in str(info.value)
+            assert not info.value.transient
+            assert auth.master_password not in str(info.value)
+            assert auth.sentinel_password not in str(info.value)
+    finally:
+        master.delete(f"rq:queue:{queue.name}", *(f"rq:job:{j.id}" for j in jobs))
         master.close()
 
 
