@@ -1,6 +1,6 @@
 """Push wake-ups of the celery, rq and dramatiq triggers, woken by enqueues through the
-real libraries: Redis keyspace notifications (standalone, Sentinel), the poll fallback on
-a cluster, and the rabbitmq trigger's watch on RabbitMQ.
+real libraries: Redis keyspace notifications (standalone, Sentinel, and on a cluster
+from each node that holds a key), and the rabbitmq trigger's watch on RabbitMQ.
 
 Each test starts ``wait_for_activity()`` on an idle queue, checks that it is still
 waiting, enqueues one task and expects the wait to end within a bound shorter than any
@@ -136,24 +136,37 @@ async def test_celery_wakes_through_sentinel(redis_sentinel: RedisSentinel) -> N
         master.close()
 
 
-async def test_a_cluster_falls_back_to_polling(redis_cluster: RedisCluster) -> None:
+async def test_a_cluster_wakes_from_the_node_that_holds_the_key(
+    redis_cluster: RedisCluster,
+) -> None:
     from redis.cluster import ClusterNode
     from redis.cluster import RedisCluster as SyncCluster
 
     nodes = [ClusterNode(n.host, n.port) for n in redis_cluster.nodes]  # type: ignore[no-untyped-call]
     client = SyncCluster(startup_nodes=nodes)
-    queue = rq.Queue(unique_name("rq"), connection=client)
+
+    def node_of(name: str) -> str:
+        node: Any = client.get_node_from_key(f"rq:queue:{name}")  # type: ignore[no-untyped-call]
+        return str(node.name)
+
+    # two queues whose lists live on different nodes; the enqueue goes to the second
+    first = unique_name("rq")
+    second = unique_name("rq")
+    while node_of(second) == node_of(first):
+        second = unique_name("rq")
+    queue = rq.Queue(second, connection=client)
     jobs: list[Any] = []
     meta = {
         "broker": "redis-cluster",
         "addresses": ",".join(redis_cluster.addresses),
-        "queueName": queue.name,
+        "queues": f"{first},{second}",
+        **SLOW_NET,
     }
     try:
-        async with RQScaler.from_metadata(meta, push_poll_interval=0.2) as scaler:
+        async with RQScaler.from_metadata(meta, push_poll_interval=60.0) as scaler:
             await wakes_on(scaler, lambda: jobs.append(queue.enqueue("time.sleep", 0)))
     finally:
-        client.delete(f"rq:queue:{queue.name}", *(f"rq:job:{j.id}" for j in jobs))
+        client.delete(f"rq:queue:{second}", *(f"rq:job:{j.id}" for j in jobs))
         client.close()
 
 

@@ -36,6 +36,7 @@ from eventscale.metrics import (
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import AUTH, ENV, META, Params, TriggerContext
 from eventscale.scalers.pyqueues._peek import PeekedMessage, RabbitPeeker
+from eventscale.scalers.pyqueues._push import wait_on_cluster
 from eventscale.scalers.rabbitmq import Protocol, RabbitMQConfig, RabbitMQScaler
 from eventscale.scalers.redis import (
     RedisConnection,
@@ -386,8 +387,9 @@ class QueueScalerBase(ScalerBase):
         """Return once the trigger is active (at once if it already is).
 
         Redis: keyspace notifications on the queue's lists (:meth:`_watch_keys`), as the
-        ``redis`` trigger does; a cluster, or a server that refuses ``CONFIG SET``, is
-        checked every ``push_poll_interval`` seconds instead. RabbitMQ: the ``rabbitmq``
+        ``redis`` trigger does; on a cluster one subscription per node that holds one
+        of them (:func:`~eventscale.scalers.pyqueues._push.wait_on_cluster`). A server
+        that refuses ``CONFIG SET`` is checked every ``push_poll_interval`` seconds. RabbitMQ: the ``rabbitmq``
         trigger's watch on each queue (a passive declare every ``push_poll_interval``
         seconds over AMQP, the management API every second over HTTP); when one
         sees a message the whole trigger is read, and in latency mode the next check
@@ -395,6 +397,22 @@ class QueueScalerBase(ScalerBase):
 
         :raises ScalerError: the broker cannot be read.
         """
+        if self._redis is not None and self._redis.conn.mode is RedisMode.CLUSTER:
+
+            async def active() -> bool:
+                return (await self.get_metrics()).is_active
+
+            try:
+                await wait_on_cluster(
+                    self._redis.acquire(),
+                    self._watch_keys(),
+                    "l",
+                    active,
+                    poll_interval=self._push_poll_interval,
+                )
+            except ScalerError as exc:
+                raise exc.with_trigger(self._identity) from exc.__cause__
+            return
         if self._redis is not None:
             await self._redis.wait_until_active(
                 self._watch_keys(),
