@@ -5,6 +5,7 @@ quorum queues are refused."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import anyio
 import pytest
 import redis
 
-from eventscale.errors import ConfigError, ScalerError
+from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.scalers.pyqueues import CeleryScaler, DramatiqScaler, stamp_publish_time
 from servers._proc import unique_name, wait_until
 from servers.rabbitmq_srv import RabbitMQServer
@@ -195,6 +197,31 @@ async def test_an_unreachable_broker_is_an_error_not_zero() -> None:
     async with DramatiqScaler.from_metadata(meta) as scaler:
         with pytest.raises(ScalerError):
             await scaler.get_metrics()
+
+
+async def test_a_peek_cut_short_before_the_reject_gives_the_message_back(
+    rabbitmq_server: RabbitMQServer, celery_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout between basic.get and the reject must not leave the task with the
+    scaler: the peek's channel is closed, so the broker requeues it at once."""
+    app = celery.Celery("es-test", broker=rabbitmq_server.amqp_url, set_as_current=False)
+    app.send_task("es.never_run", queue=celery_queue)
+
+    async def stuck(self: Any, requeue: bool = False) -> None:
+        await asyncio.sleep(3600)
+
+    async with (
+        CeleryScaler.from_metadata(peek_meta(rabbitmq_server, celery_queue)) as scaler,
+        CeleryScaler.from_metadata(count_meta(rabbitmq_server, celery_queue)) as counter,
+    ):
+        with monkeypatch.context() as patch:
+            patch.setattr(aio_pika.IncomingMessage, "reject", stuck)
+            with pytest.raises(ScalerTimeout):
+                await scaler.get_metrics()
+        # still inside the scaler's life: the message is ready again, not held
+        with anyio.fail_after(10):
+            while await value_of(counter) != 1:  # noqa: ASYNC110 - polling the broker
+                await asyncio.sleep(0.1)
 
 
 # ------------------------------------------------------------------------------ Dramatiq

@@ -88,6 +88,7 @@ class RabbitPeeker:
         self._channel: Any = None
         self._refused: set[str] = set()
         self._checked: set[str] = set()
+        self._closing: set[asyncio.Future[None]] = set()
         self._lock = asyncio.Lock()
 
     def _error(self, what: str, exc: BaseException) -> ScalerError:
@@ -170,12 +171,13 @@ class RabbitPeeker:
             try:
                 async with asyncio.timeout(self.config.effective_timeout):
                     message = await self._peek(queue)
-            except ScalerError:
+            except BaseException as exc:
+                # A timeout or cancellation may fall between basic.get and the reject:
+                # closing the channel makes the broker requeue what it still holds.
+                self._abandon_channel()
+                if isinstance(exc, Exception):
+                    raise self._error(f"peeking at RabbitMQ queue {queue!r}", exc) from exc
                 raise
-            except Exception as exc:
-                if self._channel is not None and self._channel.is_closed:
-                    self._channel = None
-                raise self._error(f"peeking at RabbitMQ queue {queue!r}", exc) from exc
         if message is None:
             return None
         headers = dict(message.headers or {})
@@ -194,6 +196,14 @@ class RabbitPeeker:
             raise ScalerError(f"the head message of {queue!r} has no finite publish time")
         return published
 
+    def _abandon_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is None or channel.is_closed:
+            return
+        task = asyncio.ensure_future(_close_quietly(channel))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def _drop(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
         if connection is not None:
@@ -202,7 +212,15 @@ class RabbitPeeker:
 
     async def aclose(self) -> None:
         """Close the channel and connection (a message in flight is requeued by the broker)."""
+        for task in list(self._closing):
+            with contextlib.suppress(BaseException):
+                await task
         await self._drop()
+
+
+async def _close_quietly(channel: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(channel.close(), 2)
 
 
 def _quorum_error(queue: str) -> ScalerError:
