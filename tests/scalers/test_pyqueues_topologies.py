@@ -172,7 +172,7 @@ def celery_keys_on_cluster(private_redis: Any, cluster: SyncCluster) -> Iterator
     assert b"unacked" in copied
     assert sum(key.startswith(queue.encode()) for key in copied) == 4  # a list per step
     yield queue, sent_at
-    cluster.delete(*priority_keys(queue), "unacked", "unacked_index")
+    cluster.delete(*copied)
 
 
 def stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
