@@ -389,11 +389,13 @@ class QueueScalerBase(ScalerBase):
         Redis: keyspace notifications on the queue's lists (:meth:`_watch_keys`), as the
         ``redis`` trigger does; on a cluster one subscription per node that holds one
         of them (:func:`~eventscale.scalers.pyqueues._push.wait_on_cluster`). A server
-        that refuses ``CONFIG SET`` is checked every ``push_poll_interval`` seconds. RabbitMQ: the ``rabbitmq``
-        trigger's watch on each queue (a passive declare every ``push_poll_interval``
-        seconds over AMQP, the management API every second over HTTP); when one
-        sees a message the whole trigger is read, and in latency mode the next check
-        is due when the head message will have waited ``activationValue`` seconds.
+        that refuses ``CONFIG SET`` is checked every ``push_poll_interval`` seconds.
+
+        RabbitMQ: the ``rabbitmq`` trigger's watch on each queue (a passive declare
+        every ``push_poll_interval`` seconds over AMQP, the management API every second
+        over HTTP); when one sees a message the whole trigger is read, and in latency
+        mode the next check is due when the head message will have waited
+        ``activationValue`` seconds.
 
         :raises ScalerError: the broker cannot be read.
         """
