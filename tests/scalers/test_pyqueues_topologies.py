@@ -24,7 +24,13 @@ from eventscale.scalers.pyqueues import Broker, CeleryScaler, DramatiqScaler, RQ
 from eventscale.scalers.pyqueues.celery import PRIORITY_SEPARATOR, priority_keys
 from eventscale.scalers.redis import RedisMode
 from servers._proc import unique_name
-from servers.redis_srv import RedisCluster, RedisSentinel, RedisSentinelAuth, RedisServer
+from servers.redis_srv import (
+    RedisCluster,
+    RedisSentinel,
+    RedisSentinelAuth,
+    RedisServer,
+    RedisTLS,
+)
 
 celery = pytest.importorskip("celery")
 signals = pytest.importorskip("celery.signals")
@@ -334,6 +340,35 @@ async def test_a_sentinel_that_does_not_know_the_master_is_an_error(
     async with RQScaler.from_metadata(meta) as scaler:
         with pytest.raises(ScalerError):
             await scaler.get_metrics()
+
+
+# ------------------------------------------------------------------------------ TLS
+
+
+async def test_tls_material_reaches_the_redis_connection(redis_tls: RedisTLS) -> None:
+    """The TLS parameters of the redis triggers (``enableTLS``, ``ca``, ``cert``, ``key``
+    from the TriggerAuthentication) work for the job-queue triggers too."""
+    server = redis_tls.server
+    client = redis.Redis(host=server.host, port=server.port, ssl=True, ssl_ca_data=redis_tls.ca_pem)
+    queue = rq.Queue(unique_name("rq"), connection=client)
+    jobs = [queue.enqueue("time.sleep", 0) for _ in range(2)]
+    meta = {"address": server.address, "enableTLS": "true", "queueName": queue.name}
+    try:
+        mutual = {
+            "ca": redis_tls.ca_pem,
+            "cert": redis_tls.client_cert_pem,
+            "key": redis_tls.client_key_pem,
+        }
+        for auth in ({"ca": redis_tls.ca_pem}, mutual):
+            async with RQScaler.from_metadata(meta, auth=auth) as scaler:
+                assert await value_of(scaler) == 2
+        # without the CA the server's certificate is not trusted: an error, not 0
+        async with RQScaler.from_metadata({**meta, "timeout": "2s"}) as scaler:
+            with pytest.raises(ScalerError):
+                await scaler.get_metrics()
+    finally:
+        client.delete(f"rq:queue:{queue.name}", *(f"rq:job:{j.id}" for j in jobs))
+        client.close()
 
 
 # ------------------------------------------------------------------------------ config
