@@ -25,7 +25,7 @@ import redis
 from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.scalers.pyqueues import CeleryScaler, DramatiqScaler, stamp_publish_time
 from servers._proc import unique_name, wait_until
-from servers.rabbitmq_srv import RabbitMQServer
+from servers.rabbitmq_srv import PrivateRabbitMQ, RabbitMQServer
 from servers.redis_srv import RedisServer
 
 celery = pytest.importorskip("celery")
@@ -264,6 +264,44 @@ async def test_dramatiq_latency_peek_then_a_real_worker_runs_every_message(
         broker.close()
         for q in (queue, f"{queue}.DQ", f"{queue}.XQ"):
             rabbitmq_server.api("DELETE", f"queues/%2F/{q}")
+
+
+async def test_the_peek_over_tls_with_a_ca_and_with_a_client_certificate(
+    private_rabbitmq: PrivateRabbitMQ,
+) -> None:
+    """amqps:// with the TriggerAuthentication's ``ca`` (password login), and with a
+    client certificate and no password (SASL EXTERNAL), as the rabbitmq trigger does."""
+    broker = rabbit_broker.RabbitmqBroker(url=private_rabbitmq.server.amqp_url)
+    queue = unique_name("dramatiq")
+    actor = dramatiq.actor(
+        lambda: None, actor_name=unique_name("actor"), queue_name=queue, broker=broker
+    )
+    message = actor.send()
+    later = message.message_timestamp / 1000.0 + 5.0
+    ca = private_rabbitmq.ca.cert_pem.bytes().decode()
+    cert = private_rabbitmq.client_cert.cert_chain_pems[0].bytes().decode()
+    key = private_rabbitmq.client_cert.private_key_pem.bytes().decode()
+    with_password = peek_meta(private_rabbitmq.server, queue)
+    with_password["host"] = private_rabbitmq.amqps_url
+    external = {**with_password, "host": f"amqps://localhost:{private_rabbitmq.amqps_port}/"}
+    try:
+        for meta, auth in (
+            (with_password, {"tls": "enable", "ca": ca}),
+            (external, {"tls": "enable", "ca": ca, "cert": cert, "key": key}),
+        ):
+            async with DramatiqScaler.from_metadata(meta, auth=auth, clock=lambda: later) as s:
+                assert await value_of(s) == pytest.approx(5.0, abs=0.01)
+        # a CA that did not sign the server's certificate: an error, never 0
+        wrong_ca = private_rabbitmq.other_ca.cert_pem.bytes().decode()
+        async with DramatiqScaler.from_metadata(
+            with_password, auth={"tls": "enable", "ca": wrong_ca}
+        ) as s:
+            with pytest.raises(ScalerError):
+                await s.get_metrics()
+    finally:
+        broker.close()
+        for q in (queue, f"{queue}.DQ", f"{queue}.XQ"):
+            private_rabbitmq.server.api("DELETE", f"queues/%2F/{q}")
 
 
 # ------------------------------------------------------------------------------ quorum

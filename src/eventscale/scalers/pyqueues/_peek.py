@@ -108,22 +108,29 @@ class RabbitPeeker:
         c = self.config
         parts = urlsplit(c.host.reveal())
         tls = parts.scheme == "amqps"
+        # the rabbitmq trigger's rules: credentials from the URL unless username and
+        # password are given; SASL EXTERNAL for a client certificate and no password
         login = unquote(parts.username or "guest")
-        password = unquote(parts.password or "guest")
+        password = unquote(parts.password or "")
         if c.username and c.password:
             login, password = c.username, c.password.reveal()
+        external = bool(c.tls and c.cert and c.key and not password)
         vhost = c.vhost_name or (unquote(parts.path[1:]) if parts.path not in ("", "/") else "/")
-        return await aio_pika.connect(
-            host=parts.hostname or "localhost",
-            port=parts.port or (5671 if tls else 5672),
-            login=login,
-            password=password,
-            virtualhost=vhost,
-            ssl=tls,
-            ssl_context=_ssl_context(c) if tls else None,
-            timeout=c.effective_timeout,
-            client_properties={"connection_name": f"{c.connection_name} (latency peek)"},
-        )
+        kwargs: dict[str, Any] = {
+            "host": parts.hostname or "localhost",
+            "port": parts.port or (5671 if tls else 5672),
+            "login": login,
+            "password": password,
+            "virtualhost": vhost,
+            "ssl": tls,
+            "timeout": c.effective_timeout,
+            "client_properties": {"connection_name": f"{c.connection_name} (latency peek)"},
+        }
+        if tls:
+            kwargs["ssl_context"] = _ssl_context(c)
+        if external:
+            kwargs["auth"] = "external"
+        return await aio_pika.connect(**kwargs)
 
     async def _get_channel(self) -> Any:
         if self._connection is None or self._connection.is_closed:
