@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -284,3 +285,59 @@ def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisTLS]:
         )
     finally:
         proc.stop()
+
+
+@attrs.frozen
+class RedisSentinelAuth:
+    """A password-protected master and a sentinel that needs its own password."""
+
+    master: RedisServer
+    sentinel: RedisServer
+    master_name: str
+    master_password: str
+    sentinel_password: str
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelAuth]:
+    """A master with ``requirepass`` watched by a sentinel with ``requirepass`` of its own
+    (``sentinel auth-pass`` lets the sentinel talk to the master)."""
+    binary = ensure_apt("redis-server", "redis-server")
+    cli = ensure_apt("redis-cli", "redis-tools")
+    base = tmp_path_factory.mktemp("redis-sentinel-auth")
+    master_password, sentinel_password = (
+        "master-" + os.urandom(6).hex(),
+        "watch-" + os.urandom(6).hex(),
+    )
+    master = start_private_redis(base / "master", "--requirepass", master_password)
+    port = free_port()
+    conf = base / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {base}\nrequirepass {sentinel_password}\n"
+        f"sentinel monitor esauth 127.0.0.1 {master.port} 1\n"
+        f"sentinel auth-pass esauth {master_password}\n"
+        "sentinel down-after-milliseconds esauth 60000\n"
+    )
+    proc = Proc([binary, str(conf), "--sentinel"], log=base / "sentinel.log")
+    ask = (cli, "-p", str(port), "--no-auth-warning", "-a", sentinel_password)
+    try:
+        wait_until(
+            lambda: (
+                proc.alive
+                and str(master.port) in _cli(*ask, "sentinel", "get-master-addr-by-name", "esauth")
+            ),
+            timeout=15,
+            what="redis sentinel with passwords",
+            log=proc.log,
+        )
+        yield RedisSentinelAuth(
+            master,
+            RedisServer("127.0.0.1", port, proc),
+            "esauth",
+            master_password,
+            sentinel_password,
+        )
+    finally:
+        proc.stop()
+        assert master.proc is not None
+        master.proc.stop()

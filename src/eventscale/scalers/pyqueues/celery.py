@@ -11,14 +11,16 @@ through the exchange bindings kombu stores (``_kombu.binding.<exchange>``).
 Celery messages carry no publish time. The latency mode reads a header that
 :func:`stamp_publish_time`, connected to Celery's ``before_task_publish`` signal,
 writes (docs/scalers/celery.md). On RabbitMQ the count comes from the management API
-(ready, or ready plus unacknowledged with ``includeHeld``) or AMQP (ready only).
+(ready, or ready plus unacknowledged with ``includeHeld``) or AMQP (ready only), and
+latency from the opt-in peek at the head message (``latencyPeek``, :mod:`._peek`).
+The keys are the same through Sentinel and on a Redis Cluster (``broker``).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 import attrs
@@ -33,10 +35,12 @@ from eventscale.scalers.pyqueues._common import (
     parse_broker,
     parse_settings,
 )
+from eventscale.scalers.pyqueues._peek import PeekedMessage
 from eventscale.scalers.rabbitmq import RabbitMQConfig
 from eventscale.scalers.redis import RedisConnection, RedisLease, redis_call
 
 __all__ = (
+    "BROKER_TIMESTAMP_HEADER",
     "DEFAULT_PRIORITY_STEPS",
     "PUBLISHED_AT_HEADER",
     "PRIORITY_SEPARATOR",
@@ -52,6 +56,8 @@ DEFAULT_PRIORITY_STEPS: Final = (0, 3, 6, 9)
 """kombu's ``PRIORITY_STEPS`` (transport option ``priority_steps``)."""
 PUBLISHED_AT_HEADER: Final = "published_at"
 """The header :func:`stamp_publish_time` writes: Unix seconds at publish time."""
+BROKER_TIMESTAMP_HEADER: Final = "timestamp_in_ms"
+"""The header RabbitMQ's ``set_header_timestamp`` message interceptor adds (milliseconds)."""
 MAX_HELD_ENTRIES: Final = 100_000
 """The most entries of kombu's ``unacked`` hash ``includeHeld`` reads in one poll."""
 
@@ -226,11 +232,30 @@ class CeleryScaler(QueueScalerBase):
             oldest = max(oldest, now - published)
         return oldest
 
+    def _watch_keys(self) -> list[str]:
+        return self._keys()
+
     def _published_at(self, item: bytes | str) -> float:
         message = load_json(item, "the oldest task message")
-        header = self.config.timestamp_header
         headers = message.get("headers") if isinstance(message, dict) else None
-        stamp = headers.get(header) if isinstance(headers, dict) else None
+        return self._stamp(headers if isinstance(headers, dict) else {})
+
+    def _peeked_at(self, message: PeekedMessage) -> float:
+        """The hook's header, else RabbitMQ's ``timestamp_in_ms`` header (the broker's
+        ``message_interceptors.incoming.set_header_timestamp``), else the AMQP
+        ``timestamp`` property."""
+        headers = message.headers
+        if self.config.timestamp_header not in headers:
+            in_ms = headers.get(BROKER_TIMESTAMP_HEADER)
+            if isinstance(in_ms, int | float) and not isinstance(in_ms, bool):
+                return float(in_ms) / 1000.0
+            if message.timestamp is not None:
+                return message.timestamp
+        return self._stamp(headers)
+
+    def _stamp(self, headers: Mapping[str, Any]) -> float:
+        header = self.config.timestamp_header
+        stamp = headers.get(header)
         if isinstance(stamp, bool) or not isinstance(stamp, int | float | str):
             raise ScalerError(
                 f"the oldest task has no {header!r} header: connect "

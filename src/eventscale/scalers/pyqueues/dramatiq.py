@@ -10,7 +10,10 @@ taken leave the list but stay in the hash until acknowledged, so the hash's size
 waiting plus held.
 
 On RabbitMQ, Dramatiq declares the queues ``q`` and ``q.DQ``; the count comes from the
-management API (ready, or ready plus unacknowledged with ``includeHeld``) or AMQP.
+management API (ready, or ready plus unacknowledged with ``includeHeld``) or AMQP, and
+latency from the opt-in peek at the head message of ``q`` (``latencyPeek``). On a
+Redis Cluster Dramatiq needs a hash-tag namespace (``{dramatiq}``): its Lua script
+touches several keys, which must share a slot.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from eventscale.scalers.pyqueues._common import (
     parse_broker,
     parse_settings,
 )
+from eventscale.scalers.pyqueues._peek import PeekedMessage
 from eventscale.scalers.rabbitmq import RabbitMQConfig
 from eventscale.scalers.redis import RedisConnection, RedisLease, redis_call
 
@@ -112,6 +116,14 @@ class DramatiqScaler(QueueScalerBase):
             total += max(int(waiting), int(stored)) if self.settings.include_held else int(waiting)
         return total
 
+    def _watch_keys(self) -> list[str]:
+        ns = self.config.namespace
+        return [f"{ns}:{queue}" for queue in self._all_queues()]
+
+    def _peeked_at(self, message: PeekedMessage) -> float:
+        decoded = load_json(message.body, "the head message")
+        return _message_timestamp(decoded, "the head message") / 1000.0
+
     async def _redis_latency(self, lease: RedisLease) -> float:
         ns, client, conn = self.config.namespace, lease.client, lease.conn
         now = self._now()
@@ -127,14 +139,17 @@ class DramatiqScaler(QueueScalerBase):
             )
             if raw is None:  # acknowledged or deleted in between
                 continue
-            message = load_json(raw, f"the oldest message of Dramatiq queue {queue!r}")
-            stamp = message.get("message_timestamp") if isinstance(message, dict) else None
-            if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-                raise ScalerError(
-                    f"the oldest message of Dramatiq queue {queue!r} has no message_timestamp",
-                    transient=False,
-                )
-            if not math.isfinite(stamp):
-                raise ScalerError("message_timestamp is not finite", transient=False)
+            what = f"the oldest message of Dramatiq queue {queue!r}"
+            stamp = _message_timestamp(load_json(raw, what), what)
             oldest = max(oldest, now - stamp / 1000.0)
         return oldest
+
+
+def _message_timestamp(message: object, what: str) -> float:
+    """Dramatiq's ``message_timestamp`` (milliseconds) of a decoded message."""
+    stamp = message.get("message_timestamp") if isinstance(message, dict) else None
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
+        raise ScalerError(f"{what} has no message_timestamp", transient=False)
+    if not math.isfinite(stamp):
+        raise ScalerError("message_timestamp is not finite", transient=False)
+    return float(stamp)

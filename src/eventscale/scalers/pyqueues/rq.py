@@ -86,6 +86,9 @@ class RQScaler(QueueScalerBase):
     def _queue_key(self, queue: str) -> str:
         return f"{self.config.key_prefix}:queue:{queue}"
 
+    def _watch_keys(self) -> list[str]:
+        return [self._queue_key(queue) for queue in self.settings.queues]
+
     async def _redis_count(self, lease: RedisLease) -> int:
         pipe = lease.client.pipeline(transaction=False)
         now = self._now()

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING
 from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
-    from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+    from eventscale.scalers.redis._client import (
+        RedisLease,
+        ScalerClient,
+        redis_call,
+        wait_on_keyspace,
+    )
     from eventscale.scalers.redis._connection import RedisConnection, RedisMode, parse_connection
     from eventscale.scalers.redis.lists import (
         ListEnd,
@@ -45,6 +50,7 @@ __all__ = (
     "item_timestamp",
     "parse_connection",
     "redis_call",
+    "wait_on_keyspace",
 )
 
 __getattr__, __dir__ = _lazy_exports(
@@ -65,6 +71,7 @@ __getattr__, __dir__ = _lazy_exports(
         "RedisStreamsScaler": "eventscale.scalers.redis.streams",
         "StreamMode": "eventscale.scalers.redis.streams",
         "item_timestamp": "eventscale.scalers.redis.lists",
+        "wait_on_keyspace": "eventscale.scalers.redis._client",
     },
     __all__,
 )

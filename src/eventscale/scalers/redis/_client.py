@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import attrs
@@ -78,7 +78,9 @@ def translate_error(conn: RedisConnection, what: str, exc: BaseException) -> Sca
         marker in str(exc) for marker in auth_markers
     ):
         return ScalerError(f"{what} on {where}: authentication failed: {detail}", transient=False)
-    if isinstance(exc, exceptions.ConnectionError):
+    # RedisClusterUnreachableError (redis-py >= 7): no seed node of a cluster answered
+    unreachable = getattr(exceptions, "RedisClusterUnreachableError", exceptions.ConnectionError)
+    if isinstance(exc, (exceptions.ConnectionError, unreachable)):
         return ScalerError(f"{what} on {where}: cannot connect: {detail}", transient=True)
     if isinstance(exc, exceptions.ResponseError):
         return ScalerError(f"{what} on {where}: {detail}", transient=False)
@@ -99,7 +101,7 @@ async def redis_call(conn: RedisConnection, what: str, call: Callable[[], Awaita
             return await call()
     except ScalerError:
         raise
-    except (TimeoutError, OSError, exceptions.RedisError) as exc:
+    except (TimeoutError, OSError, exceptions.RedisError, exceptions.RedisClusterException) as exc:
         raise translate_error(conn, what, exc) from exc
 
 
@@ -312,14 +314,15 @@ async def _enable_notifications(lease: RedisLease, flags: str) -> bool:
 
 async def wait_on_keyspace(
     lease: RedisLease,
-    key: str,
+    key: str | Sequence[str],
     flags: str,
     is_active: Callable[[], Awaitable[bool]],
     *,
     poll_interval: float,
     notified_interval: float,
 ) -> None:
-    """Return as soon as ``is_active()`` is true, woken by keyspace events on ``key``.
+    """Return as soon as ``is_active()`` is true, woken by keyspace events on ``key``
+    (one key, or several: an event on any of them wakes).
 
     The check runs once after subscribing (no race with an item pushed meanwhile), on
     every event for ``key`` and every ``notified_interval`` seconds as a safety net.
@@ -333,11 +336,12 @@ async def wait_on_keyspace(
                 return
             await asyncio.sleep(poll_interval)
     pubsub = lease.client.pubsub()
-    channel = f"__keyspace@{conn.database_index}__:{key}"
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    channels = [f"__keyspace@{conn.database_index}__:{k}" for k in keys]
     # get_message must return before redis_call's timeout fires
     listen_for = min(notified_interval, conn.timeout / 2)
     try:
-        await redis_call(conn, "SUBSCRIBE", lambda: pubsub.subscribe(channel))
+        await redis_call(conn, "SUBSCRIBE", lambda: pubsub.subscribe(*channels))
         if await is_active():
             return
         while True:
@@ -384,7 +388,7 @@ class ScalerClient:
 
     async def wait_until_active(
         self,
-        key: str,
+        key: str | Sequence[str],
         flags: str,
         get_metrics: Callable[[], Awaitable[ScalerReport]],
         *,
