@@ -32,16 +32,15 @@ __all__ = (
     "resource_type",
 )
 
-#: The series :class:`KedaMetrics` exports (counters without their ``_total``
-#: suffix, as ``prometheus_client`` names them).
+#: The series :class:`KedaMetrics` exports, as a scrape shows them.
 KEDA_METRIC_NAMES = (
     "keda_build_info",
     "keda_scaler_metrics_value",
     "keda_scaler_metrics_latency_seconds",
     "keda_scaler_active",
-    "keda_scaler_detail_errors",
-    "keda_scaled_object_errors",
-    "keda_scaled_job_errors",
+    "keda_scaler_detail_errors_total",
+    "keda_scaled_object_errors_total",
+    "keda_scaled_job_errors_total",
     "keda_scaled_object_paused",
     "keda_internal_scale_loop_latency_seconds",
     "keda_trigger_registered_total",
