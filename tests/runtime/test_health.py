@@ -51,11 +51,13 @@ async def test_checks_answer_booleans_messages_coroutines_and_failures() -> None
     assert ready.render() == "[-]informer failed: listing\nfailed\n"
     state["synced"] = True
     ready = await health.ready()
-    assert ready.ok and ready.render() == "ok\n"
+    assert ready.ok
+    assert ready.render() == "ok\n"
     assert "[+]informer ok: first list reconciled" in ready.render(verbose=True)
     live = await health.live()
     assert not live.ok
-    assert "RuntimeError" in live.render() and "hunter2" not in live.render()
+    assert "RuntimeError" in live.render()
+    assert "hunter2" not in live.render()
     health.remove_check("watch")
     assert (await health.live()).ok
     assert health.names == ("informer",)
@@ -99,7 +101,8 @@ async def test_server_serves_metrics_and_probes_from_a_controller() -> None:
                 assert status == 200
                 assert "[+]controller ok: 1 object(s) reconciled" in body
                 status, ctype, text = await get(f"{server.url}/metrics")
-                assert status == 200 and ctype.startswith("text/plain")
+                assert status == 200
+                assert ctype.startswith("text/plain")
                 (family,) = [
                     f
                     for f in text_string_to_metric_families(text)

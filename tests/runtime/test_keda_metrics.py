@@ -175,7 +175,8 @@ spec:
         assert resources[labels(type="scaled_job", namespace="shop")] == 1.0
         assert got["keda_trigger_registered_total"][labels(type="redis")] == 4.0
         (build,) = got["keda_build_info"].items()
-        assert dict(build[0])["version"] == __version__ and build[1] == 1.0
+        assert dict(build[0])["version"] == __version__
+        assert build[1] == 1.0
 
         await ctl.remove("shop/orders")
         got = scrape(registry)
