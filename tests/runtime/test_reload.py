@@ -40,7 +40,7 @@ class Factory:
     async def contexts(self, manifests: Manifests, spec: Any) -> Sequence[Any]:
         return manifests.trigger_contexts(spec, env={})
 
-    async def build(self, spec: Any, contexts: Sequence[Any]) -> Any:
+    async def build(self, spec: Any, contexts: Sequence[Any], previous: Any) -> Any:
         self.built.append(f"{spec.namespace}/{spec.name}")
         if isinstance(spec, ScaledObjectSpec):
             return ScaledObject(spec, target=MemoryTarget(0), contexts=contexts)

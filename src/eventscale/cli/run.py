@@ -204,19 +204,32 @@ class _Factory:
                 await target.aclose()
 
     async def build(
-        self, spec: ScaledObjectSpec | ScaledJobSpec, contexts: Sequence[Any]
+        self,
+        spec: ScaledObjectSpec | ScaledJobSpec,
+        contexts: Sequence[Any],
+        previous: Reconcilable | None,
     ) -> Reconcilable:
         from eventscale.runtime.scaled_job import ScaledJob
         from eventscale.runtime.scaled_object import ScaledObject
         from eventscale.spec import ScaledObjectSpec
 
         args = self.args
+        old: Any = previous.spec if previous is not None else None
         if isinstance(spec, ScaledObjectSpec):
-            target = make_target(args.target, spec, client=self.client)
+            # The same scale target: the running target goes on (an in-memory one keeps
+            # its replicas; the controller closes only what is not reused).
+            reuse = (
+                isinstance(old, ScaledObjectSpec) and old.scale_target_ref == spec.scale_target_ref
+            )
+            assert previous is not None or not reuse
+            target = previous.target if reuse and previous is not None else None
+            if target is None:
+                target = make_target(args.target, spec, client=self.client)
             try:
                 return ScaledObject(spec, target=target, contexts=contexts)
             except BaseException:
-                await target.aclose()
+                if not reuse:
+                    await target.aclose()
                 raise
         jobs = job_target(args.target, spec, client=self.client, job_seconds=args.job_seconds)
         try:

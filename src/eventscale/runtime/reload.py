@@ -77,9 +77,16 @@ class ObjectFactory(Protocol):
         """
 
     async def build(
-        self, spec: ScaledObjectSpec | ScaledJobSpec, contexts: Sequence[Any]
+        self,
+        spec: ScaledObjectSpec | ScaledJobSpec,
+        contexts: Sequence[Any],
+        previous: Reconcilable | None,
     ) -> Reconcilable:
         """A new object for ``spec``, not yet added to any controller.
+
+        ``previous`` is the running version the new one replaces (``None`` for a new
+        object): a factory may hand its target on when the scale target did not change
+        (the controller closes only what the new object does not reuse).
 
         :raises ConfigError: a trigger's metadata is invalid.
         """
@@ -248,7 +255,7 @@ class ManifestReloader:
         try:
             for key, (kind, spec) in desired.items():
                 contexts = tuple(await self.factory.contexts(manifests, spec))
-                obj = await self.factory.build(spec, contexts)
+                obj = await self.factory.build(spec, contexts, None)
                 self.controller.add(obj)
                 added.append(obj)
                 self._running[key] = _Running(kind, spec, contexts)
@@ -364,7 +371,8 @@ class ManifestReloader:
                     contexts,
                 ):
                     continue
-                obj = await self.factory.build(spec, contexts)
+                previous = self.controller.get(key) if running is not None else None
+                obj = await self.factory.build(spec, contexts, previous)
             except ConfigError as exc:
                 errors.append((key, str(exc)))
                 continue
