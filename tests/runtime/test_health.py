@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import anyio
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
+from docs_run import DOCS, python_blocks, run_script
 from eventscale.errors import ConfigError
 from eventscale.runtime.controller import Controller
 from eventscale.runtime.health import Health, controller_checks
@@ -122,3 +125,10 @@ async def test_a_port_in_use_is_a_config_error() -> None:
         with pytest.raises(ConfigError, match="cannot listen"):
             await second.start()
         assert not second.started
+
+
+def test_the_metrics_page_example_runs(tmp_path: Path) -> None:
+    (code,) = python_blocks(DOCS / "metrics.md")
+    result = run_script(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "12.0\n"
