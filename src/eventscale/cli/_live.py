@@ -141,13 +141,14 @@ class LiveView:
         if row.kind == "ScaledObject":
             row.fallback = str(bool(event.fallback))
         # KEDA's Ready: False when the triggers fail and nothing stands in for them,
-        # Unknown when some fail while others keep the object active.
-        if not row.trigger_errors:
+        # Unknown when some fail while others keep the object active; fallback
+        # replicas stand in for failing triggers (KEDA then counts them active).
+        if not row.trigger_errors or event.fallback:
             row.ready = "True"
         elif active:
             row.ready = "Unknown"
         else:
-            row.ready = "True" if event.fallback else "False"
+            row.ready = "False"
 
     def _remember(self, event: Event, text: str) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
