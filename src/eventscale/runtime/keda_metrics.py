@@ -231,7 +231,7 @@ class KedaMetrics:
             ["type", "namespace"],
             **kwargs,
         )
-        from eventscale import __version__
+        from eventscale._version import __version__
 
         self.build_info.labels(
             __version__,
