@@ -16,9 +16,10 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli._runner import write
+from cli._runner import command, write
 from cli.test_run import Lines, start
 from servers._proc import free_port, unique_name
+from servers.kubernetes_srv import KubeStandIn
 from servers.redis_srv import RedisServer
 
 
@@ -205,3 +206,55 @@ def test_sighup_rereads_the_files(
         out, _ = stop(proc)
     for line in out.splitlines():
         json.loads(line)
+
+
+def test_metrics_with_the_kubernetes_target_count_target_errors(
+    tmp_path: Path,
+    redis_server: RedisServer,
+    queue: tuple[redis.Redis, str],
+    kube_standin: KubeStandIn,
+) -> None:
+    client, lst = queue
+    client.rpush(lst, *range(4))
+    namespace = unique_name("metrics")
+    kube_standin.api.deployment("orders", namespace, replicas=0)
+    text = scaled_object("orders", redis_server.address, lst).replace("shop", namespace)
+    text += "---\n" + scaled_object("ghost", redis_server.address, lst).replace("shop", namespace)
+    path = write(tmp_path / "so.yaml", text)
+    kubeconfig = str(kube_standin.kubeconfig(namespace))
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *command("script"),
+            "run",
+            path,
+            "--kubeconfig",
+            kubeconfig,
+            "--metrics-address",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = Lines(proc)
+        scale = lines.until("scale")
+        assert (scale["scaledObject"], scale["toReplicas"]) == (f"{namespace}/orders", 2)
+        lines.until("target_error")  # ghost's Deployment does not exist
+        lines.until("target_error")
+        wait_for(f"http://127.0.0.1:{port}/readyz", 200)
+        _, metrics = fetch(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        stop(proc)
+    deployment = kube_standin.api.get("apis/apps/v1", "deployments", namespace, "orders")
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] == 2
+    errors = {
+        s.labels["scaledObject"]: s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "keda_scaled_object_errors_total"
+    }
+    assert errors["orders"] == 0.0
+    assert errors["ghost"] >= 2.0
