@@ -125,6 +125,13 @@ class _Tracked:
     scaled_job: bool
     trigger_types: tuple[str, ...]
     scaler_labels: set[tuple[str, ...]] = attrs.field(factory=set)
+    # The label children, looked up once (a labels() call per series per poll costs
+    # more than the update): per trigger (see _trigger_children) by (index, type,
+    # name, metric name); the object's errors, paused and loop latency.
+    triggers: dict[tuple[Any, ...], list[Any]] = attrs.field(factory=dict)
+    errors: Any = None
+    paused: Any = None
+    loop: Any = None
 
     @property
     def type_label(self) -> str:
@@ -287,37 +294,43 @@ class KedaMetrics:
         if kind is EventKind.POLL:
             self._poll(tracked, event)
         elif kind is EventKind.DECISION:
-            if not tracked.scaled_job:
-                rule = event.rule or ""
-                self.paused.labels(tracked.namespace, tracked.name).set(
-                    1 if rule in ("paused", "paused-replicas") else 0
-                )
+            if tracked.paused is not None:
+                tracked.paused.set(1 if event.rule in ("paused", "paused-replicas") else 0)
         elif kind is EventKind.TARGET_ERROR:
-            self._object_error(tracked).inc()
-
-    def _object_error(self, tracked: _Tracked) -> Any:
-        errors = self.job_errors if tracked.scaled_job else self.object_errors
-        return errors.labels(tracked.namespace, tracked.name)
+            tracked.errors.inc()
 
     def _poll(self, tracked: _Tracked, event: Event) -> None:
         if event.lag is not None:
-            self.loop_latency.labels(tracked.namespace, tracked.type_label, tracked.name).set(
-                max(event.lag, 0.0)
-            )
-        object_errors = self._object_error(tracked)
+            tracked.loop.set(max(event.lag, 0.0))
         for trig in event.triggers:
-            labels = self._labels(tracked, trig)
-            tracked.scaler_labels.add(labels)
+            ident = (trig.index, trig.type, trig.name, trig.metric_name)
+            children = tracked.triggers.get(ident)
+            if children is None:
+                children = self._trigger_children(tracked, trig)
+                tracked.triggers[ident] = children
             if trig.latency is not None:
-                self.latency.labels(*labels).set(trig.latency)
+                children[1].set(trig.latency)
             if trig.error is not None:
-                self.scaler_errors.labels(*labels).inc()
-                object_errors.inc()
+                children[2].inc()
+                tracked.errors.inc()
                 continue
-            self.scaler_errors.labels(*labels)  # present at 0, as KEDA initializes it
+            if len(children) == 3:  # the first success: only now a value series exists
+                labels = children[0]
+                children.extend((self.value.labels(*labels), self.active.labels(*labels)))
             if trig.value is not None and math.isfinite(trig.value):
-                self.value.labels(*labels).set(trig.value)
-            self.active.labels(*labels).set(1 if trig.active else 0)
+                children[3].set(trig.value)
+            children[4].set(1 if trig.active else 0)
+
+    def _trigger_children(self, tracked: _Tracked, trig: TriggerResult) -> list[Any]:
+        """[labels, latency, errors], then value and active after the first success
+        (a trigger that never answered has no value series: an error is not a 0)."""
+        labels = self._labels(tracked, trig)
+        tracked.scaler_labels.add(labels)
+        return [
+            labels,
+            self.latency.labels(*labels),
+            self.scaler_errors.labels(*labels),  # present at 0, as KEDA initializes it
+        ]
 
     @staticmethod
     def _labels(tracked: _Tracked, trig: TriggerResult) -> tuple[str, ...]:
@@ -348,9 +361,12 @@ class KedaMetrics:
         self.resources.labels(resource_type(kind), namespace or "default").inc()
         for trigger_type in trigger_types:
             self.triggers.labels(trigger_type).inc()
-        self._object_error(tracked)  # present at 0
+        errors = self.job_errors if tracked.scaled_job else self.object_errors
+        tracked.errors = errors.labels(namespace, name)  # present at 0
+        tracked.loop = self.loop_latency.labels(namespace, tracked.type_label, name)
         if not tracked.scaled_job:
-            self.paused.labels(namespace, name).set(0)
+            tracked.paused = self.paused.labels(namespace, name)
+            tracked.paused.set(0)
         return tracked
 
     def _lookup(self, key: str) -> tuple[str, tuple[str, ...]] | None:
