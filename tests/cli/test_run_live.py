@@ -258,3 +258,37 @@ def test_metrics_with_the_kubernetes_target_count_target_errors(
     }
     assert errors["orders"] == 0.0
     assert errors["ghost"] >= 2.0
+
+
+def test_an_edited_scaled_job_keeps_its_running_jobs(
+    tmp_path: Path, redis_server: RedisServer, queue: tuple[redis.Redis, str]
+) -> None:
+    client, lst = queue
+    client.rpush(lst, *range(3))
+    job = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledJob
+metadata: {{name: crunch, namespace: shop}}
+spec:
+  jobTargetRef: {{template: {{spec: {{containers: [{{name: c, image: busybox}}]}}}}}}
+  pollingInterval: 1
+  maxReplicaCount: {max}
+  triggers:
+    - type: redis
+      metadata: {{address: "{address}", listName: {lst}, listLength: "1"}}
+"""
+    path = tmp_path / "job.yaml"
+    write(path, job.format(max=3, address=redis_server.address, lst=lst))
+    proc = start(str(path), "--reload-interval", "0.2")
+    try:
+        lines = Lines(proc)
+        started = lines.until("scale")
+        assert (started["fromReplicas"], started["toReplicas"]) == (0, 3)
+        # Only the maximum changes: the job target (and its three jobs, which run until
+        # the command stops) goes on.
+        write(path, job.format(max=5, address=redis_server.address, lst=lst))
+        assert lines.until("reload")["reason"] == "updated shop/crunch"
+        decision = lines.until("decision")
+        assert decision["currentReplicas"] == 3
+    finally:
+        stop(proc)

@@ -231,12 +231,33 @@ class _Factory:
                 if not reuse:
                     await target.aclose()
                 raise
-        jobs = job_target(args.target, spec, client=self.client, job_seconds=args.job_seconds)
+        same_jobs = previous is not None and _job_target_fields(old) == _job_target_fields(spec)
+        jobs = (
+            previous.target
+            if same_jobs and previous is not None
+            else job_target(args.target, spec, client=self.client, job_seconds=args.job_seconds)
+        )
         try:
             return ScaledJob(spec, target=jobs, contexts=contexts)
         except BaseException:
-            await jobs.aclose()
+            if not same_jobs:
+                await jobs.aclose()
             raise
+
+
+def _job_target_fields(spec: Any) -> tuple[Any, ...] | None:
+    """What a ScaledJob's job target is built from (``None`` for anything else)."""
+    from eventscale.spec import ScaledJobSpec
+
+    if not isinstance(spec, ScaledJobSpec):
+        return None
+    return (
+        spec.job_target_ref,
+        spec.labels,
+        spec.annotations,
+        spec.rollout,
+        spec.pending_pod_conditions,
+    )
 
 
 async def run(args: argparse.Namespace, out: Writable) -> int:
