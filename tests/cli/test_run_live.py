@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from cli._runner import command, write
+from cli._runner import command, run_cli, write
 from cli.test_run import Lines, start
 from servers._proc import free_port, unique_name
 from servers.kubernetes_srv import KubeStandIn
@@ -292,3 +293,21 @@ spec:
         assert decision["currentReplicas"] == 3
     finally:
         stop(proc)
+
+
+def test_a_bad_metrics_address_or_a_taken_port_exits_2(
+    tmp_path: Path, redis_server: RedisServer, queue: tuple[redis.Redis, str]
+) -> None:
+    _, lst = queue
+    path = write(tmp_path / "so.yaml", scaled_object("orders", redis_server.address, lst))
+    bad = run_cli("run", path, "--target", "memory", "--metrics-address", "localhost")
+    assert bad.code == 2
+    assert "--metrics-address: expected HOST:PORT or :PORT" in bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_cli("run", path, "--target", "memory", "--metrics-address", f"127.0.0.1:{port}")
+    assert busy.code == 2, busy.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    assert "Traceback" not in busy.stderr

@@ -15,26 +15,17 @@ import argparse
 import json
 import math
 import signal
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from eventscale.cli._common import (
-    EXIT_OK,
-    add_env_options,
-    job_target,
-    make_target,
-    read_manifest_files,
-    resolve_contexts,
-)
-from eventscale.cli._output import REDACTOR, Writable, is_terminal
+from eventscale.cli._common import EXIT_OK, add_env_options, read_manifest_files
+from eventscale.cli._output import Writable, is_terminal
+from eventscale.cli._run_parts import ObjectFactory, metrics_server
 from eventscale.errors import ConfigError
 
 if TYPE_CHECKING:
-    from eventscale.manifests.reader import Manifests
-    from eventscale.runtime.objects import Reconcilable
-    from eventscale.spec import ScaledJobSpec, ScaledObjectSpec
+    pass
 
 __all__ = ("add_parser", "execute", "run")
 
@@ -158,108 +149,6 @@ def _lease_timing(args: argparse.Namespace) -> tuple[float, float, float]:
     return duration, renew, retry
 
 
-class _Factory:
-    """Builds the objects of the manifests as ``--target`` and ``--env`` say
-    (the :class:`~eventscale.runtime.reload.ObjectFactory` of ``run``)."""
-
-    def __init__(self, args: argparse.Namespace, client: Any) -> None:
-        self.args = args
-        self.client = client
-        self.workloads: list[dict[str, Any]] = []
-        self.manifests: Manifests | None = None
-        #: Called with the manifests after every read (the metrics' resource counts).
-        self.listeners: list[Callable[[Manifests], None]] = []
-
-    def loaded(self, manifests: Manifests, text: str) -> None:
-        import yaml
-
-        self.manifests = manifests
-        for listener in self.listeners:
-            listener(manifests)
-        # load_manifests has parsed (and bounded) the same text: this cannot fail now.
-        self.workloads = [
-            doc
-            for doc in yaml.safe_load_all(text)
-            if isinstance(doc, dict)
-            and doc.get("kind") in ("Deployment", "StatefulSet", "ReplicaSet")
-        ]
-        for data in manifests.secrets.values():
-            REDACTOR.add(data.values())
-
-    async def contexts(
-        self, manifests: Manifests, spec: ScaledObjectSpec | ScaledJobSpec
-    ) -> Sequence[Any]:
-        from eventscale.spec import ScaledObjectSpec
-
-        args = self.args
-        target = None
-        if args.target == "docker" and isinstance(spec, ScaledObjectSpec):
-            target = make_target(args.target, spec)  # its containers' environment
-        try:
-            return await resolve_contexts(
-                manifests, spec, args, self.client, self.workloads, target=target
-            )
-        finally:
-            if target is not None:
-                await target.aclose()
-
-    async def build(
-        self,
-        spec: ScaledObjectSpec | ScaledJobSpec,
-        contexts: Sequence[Any],
-        previous: Reconcilable | None,
-    ) -> Reconcilable:
-        from eventscale.runtime.scaled_job import ScaledJob
-        from eventscale.runtime.scaled_object import ScaledObject
-        from eventscale.spec import ScaledObjectSpec
-
-        args = self.args
-        old: Any = previous.spec if previous is not None else None
-        if isinstance(spec, ScaledObjectSpec):
-            # The same scale target: the running target goes on (an in-memory one keeps
-            # its replicas; the controller closes only what is not reused).
-            reuse = (
-                isinstance(old, ScaledObjectSpec) and old.scale_target_ref == spec.scale_target_ref
-            )
-            assert previous is not None or not reuse
-            target = previous.target if reuse and previous is not None else None
-            if target is None:
-                target = make_target(args.target, spec, client=self.client)
-            try:
-                return ScaledObject(spec, target=target, contexts=contexts)
-            except BaseException:
-                if not reuse:
-                    await target.aclose()
-                raise
-        same_jobs = previous is not None and _job_target_fields(old) == _job_target_fields(spec)
-        jobs = (
-            previous.target
-            if same_jobs and previous is not None
-            else job_target(args.target, spec, client=self.client, job_seconds=args.job_seconds)
-        )
-        try:
-            return ScaledJob(spec, target=jobs, contexts=contexts)
-        except BaseException:
-            if not same_jobs:
-                await jobs.aclose()
-            raise
-
-
-def _job_target_fields(spec: Any) -> tuple[Any, ...] | None:
-    """What a ScaledJob's job target is built from (``None`` for anything else)."""
-    from eventscale.spec import ScaledJobSpec
-
-    if not isinstance(spec, ScaledJobSpec):
-        return None
-    return (
-        spec.job_target_ref,
-        spec.labels,
-        spec.annotations,
-        spec.rollout,
-        spec.pending_pod_conditions,
-    )
-
-
 async def run(args: argparse.Namespace, out: Writable) -> int:
     """Reconcile every object of ``args.manifests`` until cancelled."""
     from eventscale.runtime.controller import Controller
@@ -269,6 +158,10 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
     timing = _lease_timing(args) if args.shard_leases else None
+    if args.metrics_address:
+        from eventscale.runtime.metrics_server import parse_address
+
+        parse_address(args.metrics_address)  # a bad address before anything starts
     files = [path for path in args.manifests if path != "-"]
     stdin_text = read_manifest_files(["-"]) if "-" in args.manifests else ""
     client = None
@@ -295,7 +188,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
         reloader = ManifestReloader(
             ctl,
             files,
-            _Factory(args, client),
+            ObjectFactory(args, client),
             interval=args.reload_interval,
             fixed_text=stdin_text,
         )
@@ -361,11 +254,18 @@ async def _run_objects(
 
     health = Health()
     checks = controller_checks(health, ctl)
-    server = await _metrics_server(args, ctl, reloader, health)
+    ctl.events.add_hook(on_event)
+    try:
+        server = await metrics_server(args, ctl, reloader, health)
+    except BaseException:
+        # (a port in use): close the objects loaded into the controller that never ran
+        with anyio.CancelScope(shield=True):
+            async with ctl:
+                pass
+        raise
 
     async def control() -> None:
         async with ctl:
-            ctl.events.add_hook(on_event)
             tg.start_soon(reloader.run)
             with checks.running_while():
                 if not live:
@@ -398,44 +298,3 @@ async def _run_objects(
     if reader_gone:
         raise reader_gone[0]  # main() ends quietly on a broken pipe
     return EXIT_OK
-
-
-async def _metrics_server(args: argparse.Namespace, ctl: Any, reloader: Any, health: Any) -> Any:
-    """With ``--metrics-address``: KEDA's and eventscale's metrics and the probes, serving."""
-    if not args.metrics_address:
-        return None
-    from eventscale._optional import import_optional
-    from eventscale.runtime.keda_metrics import KedaMetrics
-    from eventscale.runtime.metrics_server import MetricsServer, parse_address
-    from eventscale.runtime.observability import PrometheusExporter
-
-    parse_address(args.metrics_address)  # a bad address before anything else
-    prom = import_optional("prometheus_client", extra="prometheus", what="Prometheus metrics")
-    prom.disable_created_metrics()  # as KEDA's: no *_created series beside the counters
-    registry = prom.CollectorRegistry()
-    prom.ProcessCollector(registry=registry)
-    prom.PlatformCollector(registry=registry)
-    prom.GCCollector(registry=registry)
-    keda = KedaMetrics(registry, kind_of=lambda key: _kind_and_types(ctl, reloader, key))
-    keda.attach(ctl)
-    ctl.events.add_hook(PrometheusExporter(registry))
-    factory = reloader.factory
-
-    def count(manifests: Manifests) -> None:
-        auths = manifests.trigger_authentications.values()
-        for kind in ("TriggerAuthentication", "ClusterTriggerAuthentication"):
-            keda.count_resources(kind, [a.namespace for a in auths if a.kind == kind])
-
-    if factory.manifests is not None:
-        count(factory.manifests)
-    factory.listeners.append(count)
-    server = MetricsServer(args.metrics_address, registry=registry, health=health)
-    await server.start()
-    return server
-
-
-def _kind_and_types(ctl: Any, reloader: Any, key: str) -> tuple[str, tuple[str, ...]] | None:
-    kind = reloader.kinds.get(key)
-    if kind is None or key not in ctl:
-        return None
-    return kind, tuple(str(t.type) for t in ctl.get(key).spec.triggers)
