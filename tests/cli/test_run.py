@@ -179,14 +179,23 @@ def test_run_on_a_terminal_draws_a_live_table(
     )
     os.close(child)
     try:
-        # Once at 4 replicas the engine keeps them: the row then reads
-        # object, kind, replicas, desired, metric values, reason.
+        # Once at 4 replicas the engine keeps them: the row then reads object, kind,
+        # KEDA's READY, ACTIVE, FALLBACK and PAUSED, replicas, desired, metric values,
+        # reason; the scale action of an earlier tick is still on screen below it.
         screen = read_pty(main, proc, b"keeping 4")
-        assert re.search(rb"OBJECT\s+KIND\s+REPLICAS\s+DESIRED\s+METRICS\s+REASON", screen)
+        screen += read_pty(main, proc, b"\x1b[2J")  # the next redraw: that frame is whole
+        frame = screen.split(b"\x1b[2J")[-2]
         assert re.search(
-            rb"jobs/runner\s+ScaledObject\s+4\s+4\s+orders=7\s+metrics ask for 4; keeping 4",
-            screen,
+            rb"OBJECT\s+KIND\s+READY\s+ACTIVE\s+FALLBACK\s+PAUSED\s+REPLICAS\s+DESIRED"
+            rb"\s+METRICS\s+REASON",
+            frame,
         )
+        assert re.search(
+            rb"jobs/runner\s+ScaledObject\s+True\s+True\s+False\s+False\s+4\s+4\s+orders=7"
+            rb"\s+metrics ask for 4; keeping 4",
+            frame,
+        )
+        assert re.search(rb"Recent events:\s+\S+\s+jobs/runner scaled 0 -> 4: activated", frame)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
     finally:

@@ -1,8 +1,11 @@
 """``eventscale run``: the controller, on the manifests, until interrupted.
 
 Every ScaledObject and ScaledJob is reconciled on its ``pollingInterval`` until Ctrl-C or
-SIGTERM: a live table on a terminal, JSON lines otherwise. With ``--shard-leases``
-several processes share the objects through Kubernetes Leases
+SIGTERM: a live table on a terminal, JSON lines otherwise. The manifest files (or
+folders) are read again when they change and on SIGHUP
+(:class:`~eventscale.runtime.reload.ManifestReloader`); ``--metrics-address`` serves
+KEDA's and eventscale's Prometheus metrics and the health probes. With
+``--shard-leases`` several processes share the objects through Kubernetes Leases
 (:class:`~eventscale.runtime.sharding.LeaseSharding`). See docs/cli.md.
 """
 
@@ -12,23 +15,17 @@ import argparse
 import json
 import math
 import signal
-import time
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from eventscale.cli._common import (
-    EXIT_OK,
-    add_env_options,
-    job_target,
-    load,
-    make_target,
-    resolve_contexts,
-    tidy_reason,
-)
-from eventscale.cli._output import Writable, fmt, is_terminal, table
+from eventscale.cli._common import EXIT_OK, add_env_options, read_manifest_files
+from eventscale.cli._output import Writable, is_terminal
+from eventscale.cli._run_parts import ObjectFactory, metrics_server
 from eventscale.errors import ConfigError
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ("add_parser", "execute", "run")
 
@@ -44,7 +41,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "same manifests share the objects through Kubernetes Leases: each object is acted on "
         "by one of them, and a dead one's objects move to the others.",
     )
-    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="YAML files ('-' for stdin)")
+    p.add_argument(
+        "manifests",
+        nargs="+",
+        metavar="MANIFEST",
+        help="YAML files or folders of them ('-' for stdin); read again when they change",
+    )
     p.add_argument(
         "--target",
         choices=["kubernetes", "docker", "memory"],
@@ -105,6 +107,20 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         help="how often Leases are renewed and members recounted "
         "(default 2/15 of the lease duration)",
     )
+    ops = p.add_argument_group("live files, metrics and health")
+    ops.add_argument(
+        "--reload-interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often the manifest files are checked for changes (default 2; 0: only on SIGHUP)",
+    )
+    ops.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics (KEDA's keda_* names and eventscale_*) on /metrics "
+        "and the probes /healthz and /readyz, e.g. :8080 (needs the prometheus extra)",
+    )
     add_env_options(p)
     p.set_defaults(execute=execute)
     return p
@@ -135,59 +151,49 @@ def _lease_timing(args: argparse.Namespace) -> tuple[float, float, float]:
 
 async def run(args: argparse.Namespace, out: Writable) -> int:
     """Reconcile every object of ``args.manifests`` until cancelled."""
-    from eventscale.runtime.controller import Reconcilable
-    from eventscale.runtime.scaled_job import ScaledJob
-    from eventscale.runtime.scaled_object import ScaledObject
+    from eventscale.runtime.controller import Controller
+    from eventscale.runtime.reload import ManifestReloader
 
-    workloads: list[dict[str, Any]] = []
-    manifests = load(args.manifests, jobs=True, workloads=workloads)
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
     timing = _lease_timing(args) if args.shard_leases else None
+    if args.metrics_address:
+        from eventscale.runtime.metrics_server import parse_address
+
+        parse_address(args.metrics_address)  # a bad address before anything starts
+    files = [path for path in args.manifests if path != "-"]
+    stdin_text = read_manifest_files(["-"]) if "-" in args.manifests else ""
     client = None
     if args.target == "kubernetes" or args.shard_leases:
         from eventscale.kube import KubeClient, KubeConfig
 
         client = KubeClient(KubeConfig.load(args.kubeconfig, args.context))
-    objects: list[Reconcilable] = []
-    kinds: dict[str, str] = {}
     try:
-        for spec in manifests.scaled_objects:
-            target = make_target(args.target, spec, client=client)
-            try:
-                contexts = await resolve_contexts(
-                    manifests, spec, args, client, workloads, target=target
-                )
-            except BaseException:
-                await target.aclose()
-                raise
-            objects.append(ScaledObject(spec, target=target, contexts=contexts))
-            kinds[objects[-1].key] = "ScaledObject"
-        for job_spec in manifests.scaled_jobs:
-            job = ScaledJob(
-                job_spec,
-                target=job_target(
-                    args.target, job_spec, client=client, job_seconds=args.job_seconds
-                ),
-                contexts=await resolve_contexts(manifests, job_spec, args, client, workloads),
+        sharding = None
+        if timing is not None:
+            from eventscale.runtime.sharding import LeaseSharding
+
+            duration, renew, retry = timing
+            assert client is not None
+            sharding = LeaseSharding(
+                client,
+                identity=args.identity,
+                namespace=args.lease_namespace,
+                lease_duration=duration,
+                renew_deadline=renew,
+                retry_period=retry,
             )
-            objects.append(job)
-            if job.key in kinds:
-                raise ConfigError(
-                    f"a ScaledObject and a ScaledJob are both named {job.key}; "
-                    "eventscale run needs distinct names",
-                    path=f"ScaledJob {job.key}",
-                )
-            kinds[job.key] = "ScaledJob"
-    except BaseException:
-        for obj in objects:
-            await obj.aclose()
-        if client is not None:
-            await client.aclose()
-        raise
-    try:
-        return await _run_objects(args, out, objects, kinds, live, client, timing)
+        ctl = Controller(ownership=sharding)
+        reloader = ManifestReloader(
+            ctl,
+            files,
+            ObjectFactory(args, client),
+            interval=args.reload_interval,
+            fixed_text=stdin_text,
+        )
+        await reloader.load()
+        return await _run_objects(args, out, ctl, reloader, live, sharding)
     finally:
         if client is not None:
             await client.aclose()
@@ -196,108 +202,99 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
 async def _run_objects(
     args: argparse.Namespace,
     out: Writable,
-    objects: Sequence[Any],
-    kinds: dict[str, str],
+    ctl: Any,
+    reloader: Any,
     live: bool,
-    client: Any,
-    timing: tuple[float, float, float] | None,
+    sharding: Any,
 ) -> int:
-    from eventscale.runtime.controller import Controller
+    from eventscale.cli._live import LiveView
+    from eventscale.runtime.health import Health, controller_checks
     from eventscale.runtime.observability import Event, EventKind
 
-    rows: dict[str, list[str]] = {
-        o.key: [o.key, kinds[o.key], "?", "?", "-", "starting"] for o in objects
-    }
-    shown = (EventKind.SCALE, EventKind.DECISION, EventKind.TARGET_ERROR, EventKind.POLL)
-    sharding = None
-    if timing is not None:
-        from eventscale.runtime.sharding import LeaseSharding
-
-        duration, renew, retry = timing
-        sharding = LeaseSharding(
-            client,
-            identity=args.identity,
-            namespace=args.lease_namespace,
-            lease_duration=duration,
-            renew_deadline=renew,
-            retry_period=retry,
-        )
+    shown = (
+        EventKind.SCALE,
+        EventKind.DECISION,
+        EventKind.TARGET_ERROR,
+        EventKind.POLL,
+        EventKind.CONFIG_ERROR,
+        EventKind.RELOAD,
+    )
     extra: dict[str, str] = {} if sharding is None else {"identity": sharding.identity}
+    view = LiveView(lambda key: reloader.kinds.get(key, "ScaledObject"))
+    for key in reloader.kinds:
+        view.add(key)
 
     stop = anyio.CancelScope()
     reader_gone: list[BrokenPipeError] = []
 
     def on_event(event: Event) -> None:
-        if not live:
-            if event.kind in shown and not reader_gone:
-                line = event.to_dict()
-                line["objectKind"] = kinds.get(event.scaled_object, "ScaledObject")
-                line.update(extra)
-                try:
-                    out.write(json.dumps(line) + "\n")
-                    out.flush()
-                except BrokenPipeError as exc:  # `eventscale run ... | head`: stop quietly
-                    reader_gone.append(exc)
-                    stop.cancel()
+        if live:
+            view(event)
             return
-        row = rows.get(event.scaled_object)
-        if row is None:
-            return
-        if event.kind is EventKind.POLL:
-            row[4] = ", ".join(
-                f"{t.name or t.index}={'error' if t.error else fmt(t.value)}"
-                for t in event.triggers
-            )
-            if event.current_replicas is not None:
-                row[2] = str(event.current_replicas)
-        elif event.kind is EventKind.DECISION:
-            row[3] = str(event.desired_replicas)
-            row[5] = tidy_reason(event.reason or "")
-        elif event.kind is EventKind.SCALE:
-            row[2] = str(event.to_replicas)
-        elif event.kind is EventKind.TARGET_ERROR:
-            row[5] = f"target error: {event.error}"
+        if event.kind in shown and not reader_gone:
+            line = event.to_dict()
+            if event.kind not in (EventKind.RELOAD, EventKind.CONFIG_ERROR):
+                line["objectKind"] = reloader.kinds.get(event.scaled_object, "ScaledObject")
+            line.update(extra)
+            try:
+                out.write(json.dumps(line) + "\n")
+                out.flush()
+            except BrokenPipeError as exc:  # `eventscale run ... | head`: stop quietly
+                reader_gone.append(exc)
+                stop.cancel()
 
-    async def stop_on_sigterm(scope: anyio.CancelScope) -> None:
-        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
-            async for _ in signals:
+    async def on_signals(scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    reloader.request()
+                    continue
                 scope.cancel()
                 return
 
-    async def control() -> None:
-        async with Controller(ownership=sharding) as ctl:
-            ctl.events.add_hook(on_event)
-            for obj in objects:
-                ctl.add(obj)
-            if not live:
-                await ctl.run_until_cancelled()
-            who = "" if sharding is None else f", replica {sharding.identity}"
-            while True:
-                if sharding is not None:
-                    for key, row in rows.items():
-                        if key in ctl and not ctl.status(key).owned:
-                            row[5] = "owned by another replica"
-                view = [
-                    ["OBJECT", "KIND", "REPLICAS", "DESIRED", "METRICS", "REASON"],
-                    *rows.values(),
-                ]
-                out.write(
-                    "\x1b[2J\x1b[H"
-                    + time.strftime("%H:%M:%S")
-                    + f"  eventscale run ({len(rows)} objects{who}, Ctrl-C to stop)\n\n"
-                )
-                table(view, out)
-                out.flush()
-                await anyio.sleep(1)
+    health = Health()
+    checks = controller_checks(health, ctl)
+    ctl.events.add_hook(on_event)
+    try:
+        server = await metrics_server(args, ctl, reloader, health)
+    except BaseException:
+        # (a port in use): close the objects loaded into the controller that never ran
+        with anyio.CancelScope(shield=True):
+            async with ctl:
+                pass
+        raise
 
-    with stop:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_on_sigterm, stop)
-            if sharding is None:
-                await control()
-            else:
-                async with sharding:
+    async def control() -> None:
+        async with ctl:
+            tg.start_soon(reloader.run)
+            with checks.running_while():
+                if not live:
+                    await ctl.run_until_cancelled()
+                who = "" if sharding is None else f", replica {sharding.identity}"
+                while True:
+                    notes = {}
+                    if sharding is not None:
+                        notes = {
+                            key: "owned by another replica"
+                            for key in view.rows
+                            if key in ctl and not ctl.status(key).owned
+                        }
+                    title = f"eventscale run ({len(view.rows)} objects{who}, Ctrl-C to stop)"
+                    view.render(out, title, notes)
+                    await anyio.sleep(1)
+
+    try:
+        with stop:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(on_signals, stop)
+                if sharding is None:
                     await control()
+                else:
+                    async with sharding:
+                        await control()
+    finally:
+        if server is not None:
+            await server.aclose()
     if reader_gone:
         raise reader_gone[0]  # main() ends quietly on a broken pipe
     return EXIT_OK

@@ -1,7 +1,8 @@
 """The runtime: scaled objects and jobs polling their triggers, and the controller.
 
 This is the only layer where scalers, the pure engine and targets meet. It also
-holds the event bus (observability), Lease sharding and leader election.
+holds the event bus (observability), KEDA's operator metrics and the health probes,
+live manifest files, Lease sharding and leader election.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
     from eventscale.runtime.controller import Controller
+    from eventscale.runtime.health import Health
+    from eventscale.runtime.keda_metrics import KedaMetrics
     from eventscale.runtime.leader import (
         LeaderElector,
         LeadershipLost,
         LeaseRecord,
     )
+    from eventscale.runtime.metrics_server import MetricsServer
     from eventscale.runtime.objects import ObjectStatus, Reconcilable, ReconcileReport
     from eventscale.runtime.observability import (
         Event,
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
         logger,
     )
     from eventscale.runtime.ownership import NotifyingOwnership, Ownership
+    from eventscale.runtime.reload import ManifestReloader
     from eventscale.runtime.scaled_job import (
         JobReport,
         JobState,
@@ -52,12 +57,16 @@ __all__ = (
     "EventBus",
     "EventHook",
     "EventKind",
+    "Health",
     "JobReport",
     "JobState",
+    "KedaMetrics",
     "LeaderElector",
     "LeadershipLost",
     "LeaseRecord",
     "LeaseSharding",
+    "ManifestReloader",
+    "MetricsServer",
     "NotifyingOwnership",
     "ObjectStatus",
     "Ownership",
@@ -82,12 +91,16 @@ __getattr__, __dir__ = _lazy_exports(
         "EventBus": "eventscale.runtime.observability",
         "EventHook": "eventscale.runtime.observability",
         "EventKind": "eventscale.runtime.observability",
+        "Health": "eventscale.runtime.health",
         "JobReport": "eventscale.runtime.scaled_job",
         "JobState": "eventscale.runtime.scaled_job",
+        "KedaMetrics": "eventscale.runtime.keda_metrics",
         "LeaderElector": "eventscale.runtime.leader",
         "LeadershipLost": "eventscale.runtime.leader",
         "LeaseRecord": "eventscale.runtime.leader",
         "LeaseSharding": "eventscale.runtime.sharding",
+        "ManifestReloader": "eventscale.runtime.reload",
+        "MetricsServer": "eventscale.runtime.metrics_server",
         "NotifyingOwnership": "eventscale.runtime.ownership",
         "ObjectStatus": "eventscale.runtime.objects",
         "Ownership": "eventscale.runtime.ownership",

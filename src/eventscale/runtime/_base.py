@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
@@ -101,6 +102,9 @@ class PollingBase(AsyncResource, Generic[SpecT, TargetT]):
         self.events = events
         self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
         self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts, target)
+        # Each trigger's last poll latency, in seconds (an array: no object the
+        # collector tracks). Events carry it as ``TriggerResult.latency``.
+        self.latencies = array("d", bytes(8 * len(self.scalers)))
         self._closed = False
 
     # ------------------------------------------------------------------ construction
@@ -151,7 +155,9 @@ class PollingBase(AsyncResource, Generic[SpecT, TargetT]):
         """Poll every trigger once, concurrently; failures become error observations."""
         if not self.scalers:
             return ()
-        return await poll_triggers(self.scalers, self.spec.triggers, self.poll_timeout)
+        return await poll_triggers(
+            self.scalers, self.spec.triggers, self.poll_timeout, self.latencies
+        )
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import MutableSequence, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -97,9 +98,29 @@ def trigger_identity(trigger: TriggerSpec, index: int) -> str:
 
 
 async def poll_trigger(
+    scaler: Scaler,
+    index: int,
+    trigger: TriggerSpec,
+    call_seconds: float,
+    latencies: MutableSequence[float] | None = None,
+) -> TriggerObservation:
+    """Poll one scaler once under ``call_seconds``; any failure becomes an error observation.
+
+    ``latencies[index]``, when given, receives the seconds the scaler took to answer
+    or fail (KEDA's ``keda_scaler_metrics_latency_seconds``).
+    """
+    if latencies is None:
+        return await _poll_trigger(scaler, index, trigger, call_seconds)
+    started = time.perf_counter()
+    try:
+        return await _poll_trigger(scaler, index, trigger, call_seconds)
+    finally:
+        latencies[index] = time.perf_counter() - started
+
+
+async def _poll_trigger(
     scaler: Scaler, index: int, trigger: TriggerSpec, call_seconds: float
 ) -> TriggerObservation:
-    """Poll one scaler once under ``call_seconds``; any failure becomes an error observation."""
     ident = trigger_identity(trigger, index)
     name = trigger.name
     specs: tuple[MetricSpec, ...] = ()
@@ -147,15 +168,19 @@ def must_propagate(exc: BaseException) -> bool:
 
 
 async def poll_triggers(
-    scalers: Sequence[Scaler], triggers: Sequence[TriggerSpec], call_seconds: float
+    scalers: Sequence[Scaler],
+    triggers: Sequence[TriggerSpec],
+    call_seconds: float,
+    latencies: MutableSequence[float] | None = None,
 ) -> tuple[TriggerObservation, ...]:
-    """Poll every scaler once, concurrently; one observation per trigger, in order."""
+    """Poll every scaler once, concurrently; one observation per trigger, in order
+    (``latencies``: as :func:`poll_trigger`)."""
     if len(scalers) == 1:
-        return (await poll_trigger(scalers[0], 0, triggers[0], call_seconds),)
+        return (await poll_trigger(scalers[0], 0, triggers[0], call_seconds, latencies),)
     results: list[TriggerObservation | None] = [None] * len(scalers)
 
     async def run(i: int) -> None:
-        results[i] = await poll_trigger(scalers[i], i, triggers[i], call_seconds)
+        results[i] = await poll_trigger(scalers[i], i, triggers[i], call_seconds, latencies)
 
     async with anyio.create_task_group() as tg:
         for i in range(len(scalers)):
@@ -164,9 +189,12 @@ async def poll_triggers(
 
 
 def trigger_results(
-    triggers: Sequence[TriggerSpec], observations: Sequence[TriggerObservation]
+    triggers: Sequence[TriggerSpec],
+    observations: Sequence[TriggerObservation],
+    latencies: Sequence[float] | None = None,
 ) -> tuple[TriggerResult, ...]:
-    """The per-trigger view of a poll that reports, events and the CLI show."""
+    """The per-trigger view of a poll that reports, events and the CLI show
+    (``latencies``: each trigger's, by trigger index, as :func:`poll_trigger` measured)."""
     out = []
     for obs in observations:
         trig = triggers[obs.trigger_index]
@@ -186,6 +214,11 @@ def trigger_results(
                 activation_target=spec0.activation_target if spec0 else None,
                 active=bool(obs.report and obs.report.is_active),
                 error=str(obs.error) if obs.error is not None else None,
+                latency=(
+                    latencies[obs.trigger_index]
+                    if latencies is not None and obs.trigger_index < len(latencies)
+                    else None
+                ),
             )
         )
     return tuple(out)

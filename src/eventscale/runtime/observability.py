@@ -53,6 +53,10 @@ class EventKind(enum.Enum):
     OBJECT_ADDED = "object_added"
     OBJECT_REMOVED = "object_removed"
     LEASE = "lease"
+    #: Manifests were read again (``reason`` lists what was added, updated, removed).
+    RELOAD = "reload"
+    #: A manifest edit was refused; the running version stays (``error`` names the field).
+    CONFIG_ERROR = "config_error"
 
 
 @attrs.frozen(kw_only=True)
@@ -69,6 +73,8 @@ class TriggerResult:
     activation_target: float | None
     active: bool
     error: str | None = None
+    #: Seconds the scaler took to answer (or fail), when measured.
+    latency: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping with the field names the CLI prints (camelCase)."""
@@ -93,7 +99,7 @@ class Event:
     ``scaled_object`` is ``namespace/name``. Optional fields are set by the kinds they
     concern: ``triggers`` for polls, ``desired_replicas``/``reason`` for decisions and
     scale actions, ``from_replicas``/``to_replicas`` for scale actions, ``error`` for
-    failures.
+    failures, ``fallback`` for decisions (whether fallback replicas were in force).
     """
 
     kind: EventKind
@@ -109,6 +115,7 @@ class Event:
     reason: str | None = None
     error: str | None = None
     lag: float | None = None
+    fallback: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready mapping (``None`` fields omitted)."""
@@ -127,6 +134,7 @@ class Event:
             ("reason", self.reason),
             ("error", self.error),
             ("lag", self.lag),
+            ("fallback", self.fallback),
         ):
             if value is not None:
                 out[key] = value
@@ -214,7 +222,7 @@ def log_level(kind: EventKind, *, failed: bool = False) -> int:
         return logging.WARNING if failed else logging.DEBUG
     if kind is EventKind.DECISION:
         return logging.DEBUG
-    if kind is EventKind.TARGET_ERROR:
+    if kind is EventKind.TARGET_ERROR or kind is EventKind.CONFIG_ERROR:
         return logging.WARNING
     return logging.INFO
 
@@ -235,6 +243,13 @@ def _log(event: Event) -> None:
         )
     elif kind is EventKind.TARGET_ERROR:
         logger.warning("%s target error: %s", event.scaled_object, event.error, extra=extra)
+    elif kind is EventKind.CONFIG_ERROR:
+        logger.warning(
+            "%s: edit refused, the running version stays: %s",
+            event.scaled_object,
+            event.error,
+            extra=extra,
+        )
     elif kind is EventKind.POLL:
         for trig in event.triggers:
             if trig.error is not None:

@@ -335,7 +335,7 @@ class ScaledJob(PollingBase[ScaledJobSpec, JobTarget]):
         if counts is None:
             counts = JobCounts.of(jobs)
         now = self.clock()
-        triggers = trigger_results(self.spec.triggers, observations)
+        triggers = trigger_results(self.spec.triggers, observations, self.latencies)
         await self._emit(
             Event(
                 kind=EventKind.POLL,

@@ -194,7 +194,9 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         scalers = self.scalers
         if len(scalers) == 1:  # (the common case, without the two coroutines of poll())
             observations: tuple[TriggerObservation, ...] = (
-                await poll_trigger(scalers[0], 0, self.spec.triggers[0], self.poll_timeout),
+                await poll_trigger(
+                    scalers[0], 0, self.spec.triggers[0], self.poll_timeout, self.latencies
+                ),
             )
         else:
             observations = await self.poll()
@@ -210,7 +212,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
                 break
         bus = self._listening(logging.WARNING if failed else logging.DEBUG)
         if bus is not None:
-            cycle.triggers = trigger_results(self.spec.triggers, observations)
+            cycle.triggers = trigger_results(self.spec.triggers, observations, self.latencies)
             await bus.emit(
                 Event(
                     kind=EventKind.POLL,
@@ -237,6 +239,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
                     active=decision.is_active,
                     rule=decision.rule.value,
                     reason=decision.reason,
+                    fallback=decision.fallback_active,
                 )
             )
         if not apply:
@@ -281,7 +284,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
     def _report(self, cycle: _Cycle) -> EvaluationReport:
         triggers = cycle.triggers
         if triggers is None:
-            triggers = trigger_results(self.spec.triggers, cycle.observations)
+            triggers = trigger_results(self.spec.triggers, cycle.observations, self.latencies)
         assert cycle.decision is not None
         return EvaluationReport(
             name=self.spec.name,
