@@ -353,11 +353,13 @@ class KubeClient:
                 return  # the server ended the watch; a partial line is dropped
             buffer += chunk
             while (end := buffer.find(b"\n")) >= 0:
+                if end > MAX_WATCH_LINE:
+                    break
                 line = bytes(buffer[:end])
                 del buffer[: end + 1]
                 if line.strip():
                     yield _watch_event(line, path)
-            if len(buffer) > MAX_WATCH_LINE:
+            if buffer.find(b"\n") > MAX_WATCH_LINE or len(buffer) > MAX_WATCH_LINE:
                 raise TargetError(
                     f"watch {path}: an event longer than {MAX_WATCH_LINE} bytes", status=None
                 )
