@@ -137,7 +137,7 @@ async def test_client_watch_idle_for_too_long_is_an_error(
 ) -> None:
     client = _client(kube_standin, ns)
     try:
-        with pytest.raises(TargetError, match="nothing received for 0.3s"):
+        with pytest.raises(TargetError, match=r"nothing received for 0\.3s"):
             await _take(client.watch(f"{SO}/namespaces/{ns}/scaledobjects", idle_timeout=0.3), 1)
     finally:
         await client.aclose()
@@ -229,7 +229,8 @@ async def test_a_watch_cut_mid_stream_loses_no_update(kube_standin: KubeStandIn,
             for i in range(1, rounds + 1):
                 # A change delivered, a cut, and a change made while no watch is open.
                 api.scaled_object("a", ns, minReplicaCount=2 * i - 1)
-                await run.until(lambda i=i: run.named("a")[-1][1] == 2 * i - 1)
+                wanted = 2 * i - 1
+                await run.until(lambda: run.named("a")[-1][1] == wanted)  # noqa: B023
                 with api.lock:
                     api.cut_watches()
                     api.scaled_object("a", ns, minReplicaCount=2 * i)
@@ -336,8 +337,9 @@ async def test_one_informer_per_namespace_and_one_for_all(
         second = _informer(client, namespace=other)
         every = _informer(client, label_selector=f"run={ns}")
         async with running(first) as r1, running(second) as r2, running(every) as r3:
-            for run in (r1, r2, r3):
-                await run.until(lambda run=run: run.informer.synced)
+            await r1.until(lambda: first.synced)
+            await r2.until(lambda: second.synced)
+            await r3.until(lambda: every.synced)
             api.scaled_object("late", other, labels={"run": ns})
             await r3.until(lambda: (other, "late") in every.cache)
             await r2.until(lambda: (other, "late") in second.cache)
@@ -369,7 +371,8 @@ async def test_permission_errors_are_retried_and_name_the_verb(
             await run.until(lambda: informer.last_error is not None)
             assert "cannot list" in str(informer.last_error)
             assert "clustertriggerauthentications" in str(informer.last_error)
-            assert not informer.synced and not run.events
+            assert not informer.synced
+            assert not run.events
             api.denied.discard(("list", "clustertriggerauthentications", None))
             await run.until(lambda: informer.synced)
             assert run.kinds() == [("ADDED", f"cta-{ns}"), ("SYNCED", "")]
