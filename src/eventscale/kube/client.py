@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -285,7 +285,7 @@ class KubeClient:
         *,
         params: Mapping[str, str] | None = None,
         idle_timeout: float | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Watch ``path`` (a collection, ``/apis/keda.sh/v1alpha1/scaledobjects``): yield
         each watch event (``{"type": ..., "object": ...}``) as the server sends it.
 
