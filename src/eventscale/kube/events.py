@@ -86,6 +86,7 @@ class EventRecorder:
         self._buckets: OrderedDict[tuple[str, ...], _Bucket] = OrderedDict()
         self._written: OrderedDict[tuple[str, ...], _Written] = OrderedDict()
         self._lock = anyio.Lock()
+        self._nanos = 0
         self.dropped = 0
         self.failed = 0
 
@@ -155,7 +156,10 @@ class EventRecorder:
                     return
                 except TargetNotFound:
                     del self._written[key]  # expired (Events live an hour): write anew
-            name = f"{ref['name']}.{int(now * 1e9):x}"
+            # client-go's name: the object's and the time in nanoseconds (kept rising, so
+            # two Events in one clock tick get two names).
+            self._nanos = max(int(now * 1e9), self._nanos + 1)
+            name = f"{ref['name']}.{self._nanos:x}"
             stamp = _stamp(now)
             body: dict[str, Any] = {
                 "apiVersion": "v1",
