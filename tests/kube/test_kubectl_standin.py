@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from eventscale.kube import EventRecorder, KubeClient, KubeConfig
@@ -96,13 +97,28 @@ async def test_kubectl_get_shows_kedas_columns_from_the_status(
     assert f"{ns} " in wide
 
 
-@pytest.mark.anyio
-async def test_kubectl_get_watch_receives_a_status_change(
+async def _write_status(config: Path, ns: str, name: str, status: dict[str, Any]) -> None:
+    client = KubeClient(KubeConfig.from_kubeconfig(config))
+    try:
+        await client.request(
+            "PATCH", f"{SO}/namespaces/{ns}/scaledobjects/{name}/status", body={"status": status}
+        )
+    finally:
+        await client.aclose()
+
+
+def _wait_for(proc: subprocess.Popen[bytes], out: Path, text: str, deadline: float) -> None:
+    while text not in out.read_text():
+        assert proc.poll() is None, out.read_text()
+        assert time.monotonic() < deadline, out.read_text()
+        time.sleep(0.05)
+
+
+def test_kubectl_get_watch_receives_a_status_change(
     kube_standin: KubeStandIn, kubectl: str, ns: str, tmp_path: Path
 ) -> None:
     config = kube_standin.kubeconfig(ns)
     kube_standin.api.scaled_object("queue", ns)
-    client = KubeClient(KubeConfig.from_kubeconfig(config))
     out = tmp_path / "watch.out"
     with out.open("w") as sink:
         proc = subprocess.Popen(
@@ -113,22 +129,12 @@ async def test_kubectl_get_watch_receives_a_status_change(
         )
     try:
         deadline = time.monotonic() + 30
-        while "queue" not in out.read_text() and proc.poll() is None:
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.05)
-        await client.request(
-            "PATCH",
-            f"{SO}/namespaces/{ns}/scaledobjects/queue/status",
-            body={"status": _status("True", "True")},
-        )
-        while "True" not in out.read_text():
-            assert proc.poll() is None, out.read_text()
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.05)
+        _wait_for(proc, out, "queue", deadline)
+        anyio.run(_write_status, config, ns, "queue", _status("True", "True"))
+        _wait_for(proc, out, "True", deadline)
     finally:
         proc.terminate()
         proc.wait(10)
-        await client.aclose()
     lines = [line.split() for line in out.read_text().splitlines()]
     assert lines[0][:6] == ["NAME", "SCALETARGETKIND", "SCALETARGETNAME", "MIN", "MAX", "READY"]
     changed = next(line for line in lines[1:] if "True" in line)
