@@ -196,3 +196,64 @@ async def test_kubectl_patch_status_subresource(
     calls = {c[:3] for c in api.calls if c.agent.startswith("kubectl")}
     assert ("patch", "keda.sh", "scaledobjects/status") in calls
     assert ("patch", "keda.sh", "scaledobjects") in calls
+
+
+_MANIFEST = """apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata:
+  name: applied
+  finalizers: [finalizer.keda.sh]
+spec:
+  scaleTargetRef: {name: app}
+  maxReplicaCount: MAX
+  triggers:
+  - type: cron
+    metadata: {timezone: UTC, start: "0 * * * *", end: "30 * * * *", desiredReplicas: "2"}
+"""
+
+
+def test_kubectl_apply_edit_and_delete_with_a_finalizer(
+    kube_standin: KubeStandIn, kubectl: str, ns: str, tmp_path: Path
+) -> None:
+    config = kube_standin.kubeconfig(ns)
+    api = kube_standin.api
+    manifest = tmp_path / "so.yaml"
+    # The stand-in serves no OpenAPI documents: kubectl's client-side schema check is off.
+    apply = ("apply", "--validate=false", "-f", str(manifest))
+    manifest.write_text(_MANIFEST.replace("MAX", "5"))
+    assert "created" in _run(kubectl, tmp_path, config, *apply)
+    manifest.write_text(_MANIFEST.replace("MAX", "8"))
+    assert "configured" in _run(kubectl, tmp_path, config, *apply)
+    stored = api.get("apis/keda.sh/v1alpha1", "scaledobjects", ns, "applied")
+    assert stored is not None
+    assert stored["spec"]["maxReplicaCount"] == 8
+    assert stored["metadata"]["generation"] == 2
+    # kubectl delete waits (through a watch) until the finalizer is removed.
+    proc = subprocess.Popen(
+        [kubectl, "delete", "scaledobject", "applied", "--timeout=30s"],
+        env=_env(tmp_path, config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while (
+            not (api.get("apis/keda.sh/v1alpha1", "scaledobjects", ns, "applied") or {})
+            .get("metadata", {})
+            .get("deletionTimestamp")
+        ):
+            assert proc.poll() is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert proc.poll() is None  # still waiting for the finalizer
+        _run(kubectl, tmp_path, config, "patch", "scaledobject", "applied", "--type=json",
+             "-p", '[{"op": "remove", "path": "/metadata/finalizers"}]')  # fmt: skip
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert 'scaledobject.keda.sh "applied" deleted' in out
+    assert api.get("apis/keda.sh/v1alpha1", "scaledobjects", ns, "applied") is None

@@ -158,6 +158,8 @@ class Handler(BaseHTTPRequestHandler):
         rest = parts[prefix_len:]
         if not rest:
             return 200, _discovery(prefix)
+        if prefix == "api/v1" and rest[0] == "namespaces" and len(rest) <= 2:
+            return self._namespaces(method, rest[1] if len(rest) > 1 else None)
         namespace: str | None
         if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
@@ -205,6 +207,33 @@ class Handler(BaseHTTPRequestHandler):
                 return self._collection(method, res, namespace, body)
             assert namespace is not None
             return self._object(method, res, (res.prefix, res.plural, namespace, name), sub, body)
+
+    def _namespaces(self, method: str, name: str | None) -> tuple[int, dict[str, Any]]:
+        """Namespaces exist when named (reads only): kubectl asks for one now and then."""
+        if method != "GET":
+            raise ApiError(405, "MethodNotAllowed", "namespaces are read-only in the stand-in")
+
+        def namespace(ns: str) -> dict[str, Any]:
+            return {
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": {"name": ns, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, ns))},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            }
+
+        api = self.server.api
+        if name is not None:
+            return 200, namespace(name)
+        with api.lock:
+            names = sorted({k[2] for k in api.objects if k[2]})
+            revision = str(api.revision)
+        return 200, {
+            "kind": "NamespaceList",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": revision},
+            "items": [namespace(n) for n in names],
+        }
 
     def _check_access(
         self, verb: str, res: Resource, resource: str, namespace: str, name: str | None, user: str
