@@ -380,3 +380,54 @@ async def test_permission_errors_are_retried_and_name_the_verb(
     finally:
         api.denied.discard(("list", "clustertriggerauthentications", None))
         await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_large_list_is_read_page_by_page(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    for i in range(1050):
+        api.scaled_object(f"so-{i:04d}", ns)
+    client = _client(kube_standin, ns)
+    mark = len(api.calls)
+    try:
+        informer = _informer(client, namespace=ns)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced, seconds=60)
+            assert len(informer.cache) == 1050
+            assert [e.type for e in run.events].count("ADDED") == 1050
+            assert run.events[-1].type == "SYNCED"
+    finally:
+        await client.aclose()
+    lists = [c for c in api.calls[mark:] if c.verb == "list" and c.agent.startswith("eventscale")]
+    assert len(lists) == 3  # pages of 500
+
+
+@pytest.mark.anyio
+async def test_an_expired_continue_token_restarts_the_list(
+    kube_standin: KubeStandIn, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = kube_standin.api
+    for name in ("a", "b", "c"):
+        api.scaled_object(name, ns)
+    client = _client(kube_standin, ns)
+    real = client.request
+    pages: list[dict[str, str]] = []
+
+    async def compacting(method: str, path: str, **kw: Any) -> dict[str, Any]:
+        pages.append(dict(kw.get("params") or {}))
+        answer = await real(method, path, **kw)
+        if len(pages) == 1:  # the API compacts between the first and second page
+            api.scaled_object("d", ns)
+            api.compact()
+        return answer
+
+    monkeypatch.setattr(client, "request", compacting)
+    try:
+        informer = _informer(client, namespace=ns, page_size=2)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            assert sorted(informer.cache) == [(ns, n) for n in ("a", "b", "c", "d")]
+            assert sorted(run.kinds()[:-1]) == [("ADDED", n) for n in ("a", "b", "c", "d")]
+    finally:
+        await client.aclose()
+    assert ["continue" in p for p in pages] == [False, True, False, True]

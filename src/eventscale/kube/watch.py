@@ -64,7 +64,8 @@ class Informer:
 
     Iterate :meth:`events` (once) to run it. ``cache`` maps ``(namespace, name)`` to the
     latest object (namespace ``""`` for cluster-scoped kinds); ``synced`` is true once
-    the first list has been delivered; ``last_contact`` is the monotonic time of the
+    the first list has been delivered (read ``page_size`` objects a request);
+    ``last_contact`` is the monotonic time of the
     last successful list or watch read (a liveness probe compares it with now: a watch
     sends at least a bookmark or ends every ``timeout_seconds``); ``last_error`` is the
     latest failure, ``None`` after a success. Errors are retried with a capped,
@@ -81,6 +82,7 @@ class Informer:
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_seconds: int = 300,
+        page_size: int = _PAGE,
         backoff: tuple[float, float] = (0.5, 30.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -90,6 +92,8 @@ class Informer:
             raise ConfigError(
                 f"timeout_seconds must be >= 1, got {timeout_seconds!r}", path="timeout_seconds"
             )
+        if page_size < 1:
+            raise ConfigError(f"page_size must be >= 1, got {page_size!r}", path="page_size")
         if not 0 < backoff[0] <= backoff[1]:
             raise ConfigError(f"backoff must be 0 < first <= cap, got {backoff!r}", path="backoff")
         self.client = client
@@ -98,6 +102,7 @@ class Informer:
         self.namespace = namespace
         self.label_selector = label_selector
         self.timeout_seconds = timeout_seconds
+        self.page_size = page_size
         self.backoff = backoff
         self._clock = clock
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
@@ -164,7 +169,7 @@ class Informer:
         """List everything (page by page); return the difference against the cache and
         make the list the cache."""
         items: dict[tuple[str, str], dict[str, Any]] = {}
-        params = {**self._params(), "limit": str(_PAGE)}
+        params = {**self._params(), "limit": str(self.page_size)}
         while True:
             try:
                 page = await self.client.request("GET", self.path, params=params)
