@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import pytest
 
 from eventscale.kube import EventRecorder, KubeClient, KubeConfig
@@ -191,3 +192,21 @@ async def test_failures_never_reach_the_caller(
     finally:
         await unreachable.aclose()
     assert recorder.failed == 1
+
+
+@pytest.mark.anyio
+async def test_concurrent_records(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    objects = [_scaled_object(kube_standin, ns, f"c{i}") for i in range(5)]
+    client = _client(kube_standin, ns)
+    try:
+        recorder = EventRecorder(client, clock=Clock())
+        async with anyio.create_task_group() as tg:
+            for obj in objects:
+                for _ in range(4):  # the same Event four times at once: one Event, count 4
+                    tg.start_soon(recorder.record, obj, "Normal", "KEDAScaleTargetActivated", "up")
+    finally:
+        await client.aclose()
+    for i in range(5):
+        assert [e["count"] for e in api.events_for(ns, f"c{i}")] == [4]
+    assert recorder.failed == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -85,7 +86,11 @@ class EventRecorder:
         self._clock = clock
         self._buckets: OrderedDict[tuple[str, ...], _Bucket] = OrderedDict()
         self._written: OrderedDict[tuple[str, ...], _Written] = OrderedDict()
-        self._lock = anyio.Lock()
+        # One lock per object: its Events are written one at a time (a repeat must
+        # find the first Event written), different objects' Events at once.
+        self._locks: weakref.WeakValueDictionary[tuple[str, ...], anyio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._nanos = 0
         self.dropped = 0
         self.failed = 0
@@ -139,7 +144,10 @@ class EventRecorder:
         namespace = ref["namespace"] or "default"  # cluster-scoped objects' Events
         reason, message = reason[:_REASON], message[:_MESSAGE]
         owner = (ref["apiVersion"], ref["kind"], namespace, ref["name"], ref["uid"])
-        async with self._lock:
+        lock = self._locks.get(owner)
+        if lock is None:
+            lock = self._locks[owner] = anyio.Lock()
+        async with lock:
             now = self._clock()
             if not self._allow(owner, now):
                 self.dropped += 1

@@ -12,11 +12,12 @@ describes it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 import types
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final, NamedTuple
 
 import anyio
@@ -134,10 +135,16 @@ class Informer:
                     must_list = False
                     self.synced = True
                     yield WatchEvent(SYNCED, {})
-                async for event in self._watch():
-                    yield event
-                failures = 0  # the server ended the watch on time: watch again at once
+                opened = self._clock()
+                async with contextlib.aclosing(self._watch()) as stream:
+                    async for event in stream:
+                        yield event
                 self.last_error = None
+                if self._clock() - opened >= 1.0:
+                    failures = 0  # the server ended the watch on time: watch again at once
+                else:  # ended at once (a proxy closing streams?): do not spin
+                    failures += 1
+                    await anyio.sleep(self._delay(failures))
             except _Gone:
                 logger.info(
                     "%s: resourceVersion %s expired, listing again",
@@ -210,7 +217,7 @@ class Informer:
         self.resource_version = str(meta.get("resourceVersion") or "") or None
         return events
 
-    async def _watch(self) -> AsyncIterator[WatchEvent]:
+    async def _watch(self) -> AsyncGenerator[WatchEvent, None]:
         """One watch request from the last resourceVersion, until the server ends it."""
         params = {
             **self._params(),
@@ -221,11 +228,12 @@ class Informer:
         if self.resource_version:
             params["resourceVersion"] = self.resource_version
         try:
-            async for raw in self.client.watch(self.path, params=params):
-                self.last_contact = self._clock()
-                event = self._apply(raw)
-                if event is not None:
-                    yield event
+            async with contextlib.aclosing(self.client.watch(self.path, params=params)) as stream:
+                async for raw in stream:
+                    self.last_contact = self._clock()
+                    event = self._apply(raw)
+                    if event is not None:
+                        yield event
         except TargetError as exc:
             if exc.status == 410:
                 raise _Gone from exc
