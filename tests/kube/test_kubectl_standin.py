@@ -73,7 +73,7 @@ async def test_kubectl_get_shows_kedas_columns_from_the_status(
     kube_standin.api.scaled_object(
         "web", ns, target="web-app", minReplicaCount=1, maxReplicaCount=9
     )
-    client = KubeClient(KubeConfig.from_kubeconfig(config))
+    client = KubeClient(KubeConfig.from_kubeconfig(config), user_agent="standin-test")
     try:
         before = _rows(_run(kubectl, tmp_path, config, "get", "scaledobject"))
         await client.request(
@@ -98,7 +98,7 @@ async def test_kubectl_get_shows_kedas_columns_from_the_status(
 
 
 async def _write_status(config: Path, ns: str, name: str, status: dict[str, Any]) -> None:
-    client = KubeClient(KubeConfig.from_kubeconfig(config))
+    client = KubeClient(KubeConfig.from_kubeconfig(config), user_agent="standin-test")
     try:
         await client.request(
             "PATCH", f"{SO}/namespaces/{ns}/scaledobjects/{name}/status", body={"status": status}
