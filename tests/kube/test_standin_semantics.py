@@ -210,3 +210,23 @@ def test_request_verbs() -> None:
         "deletecollection",
         "jobs.batch",
     )
+
+
+def test_test_helpers_delete_as_the_api_does(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    job = api.scaled_job("sj", ns, maxReplicaCount=3)
+    assert job["kind"] == "ScaledJob"
+    assert job["spec"]["maxReplicaCount"] == 3
+    ta = api.trigger_authentication("ta", ns, {"secretTargetRef": []})
+    cta = api.trigger_authentication(f"cta-{ns}", None, {"env": []})
+    assert (ta["kind"], cta["kind"]) == ("TriggerAuthentication", "ClusterTriggerAuthentication")
+    assert cta["metadata"]["namespace"] == ""
+    held = api.scaled_object("held", ns)
+    held["metadata"]["finalizers"] = ["finalizer.keda.sh"]
+    api.put(held)
+    key = ("apis/keda.sh/v1alpha1", "scaledobjects", ns, "held")
+    marked = api.delete(key)
+    assert marked is not None
+    assert marked["metadata"]["deletionTimestamp"]
+    assert api.delete(("apis/keda.sh/v1alpha1", "scaledjobs", ns, "sj")) is None
+    assert api.get("apis/keda.sh/v1alpha1", "scaledjobs", ns, "sj") is None

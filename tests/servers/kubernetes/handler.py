@@ -452,15 +452,9 @@ class Handler(BaseHTTPRequestHandler):
         api = self.server.api
         namespace, name = key[2], key[3]
         api.deleted.append((res.plural, namespace, name, self.query))
-        meta = obj["metadata"]
-        if meta.get("finalizers"):
-            if not meta.get("deletionTimestamp"):
-                meta["deletionTimestamp"] = now()
-                meta["deletionGracePeriodSeconds"] = 0
-                meta["generation"] = meta.get("generation", 1) + 1
-                api.touch(obj)
-            return 200, copy.deepcopy(obj)
-        api.remove(key)
+        held = api.delete(key)
+        if held is not None:  # finalizers: marked, still there
+            return 200, held
         if res.kind == "Job":  # the garbage collector removes the Job's pods
             for pod in api.job_pods(namespace, name):
                 api.remove(("api/v1", "pods", namespace, pod["metadata"]["name"]))

@@ -43,6 +43,17 @@ class ApiCall(NamedTuple):
     agent: str = ""  # the User-Agent (eventscale's client sends "eventscale")
 
 
+_CRON = {
+    "type": "cron",
+    "metadata": {
+        "timezone": "UTC",
+        "start": "0 * * * *",
+        "end": "30 * * * *",
+        "desiredReplicas": "2",
+    },
+}
+
+
 def key_of(obj: dict[str, Any]) -> Key:
     res = resource_of(obj)
     meta = obj["metadata"]
@@ -132,6 +143,23 @@ class KubeApiStandIn:
             self._record(key, "DELETED", obj)
             return copy.deepcopy(obj)
 
+    def delete(self, key: Key) -> dict[str, Any] | None:
+        """Delete as the API does: an object with finalizers gets a deletionTimestamp
+        (a MODIFIED event) and stays until its last finalizer is removed; one without
+        goes at once. Returns the object still there, or ``None`` when it is gone."""
+        with self.lock:
+            obj = self.objects[key]
+            meta = obj["metadata"]
+            if not meta.get("finalizers"):
+                self.remove(key)
+                return None
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = now()
+                meta["deletionGracePeriodSeconds"] = 0
+                meta["generation"] = meta.get("generation", 1) + 1
+                self.touch(obj)
+            return copy.deepcopy(obj)
+
     def changes_since(self, revision: int) -> list[Change]:
         """The changes after ``revision`` (call with the lock held)."""
         start = bisect.bisect_right(self.history, revision, key=lambda c: c.revision)
@@ -169,6 +197,46 @@ class KubeApiStandIn:
             ]
         return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
+    def scaled_job(
+        self,
+        name: str,
+        namespace: str,
+        triggers: list[dict[str, Any]] | None = None,
+        *,
+        labels: dict[str, str] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        """Apply a ``keda.sh/v1alpha1`` ScaledJob running one busybox container."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if labels:
+            metadata["labels"] = labels
+        template = {"spec": {"containers": [{"name": "job", "image": "busybox"}]}}
+        return self.put(
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledJob",
+                "metadata": metadata,
+                "spec": {
+                    "jobTargetRef": {"template": template},
+                    "triggers": triggers or [_CRON],
+                    **spec,
+                },
+            }
+        )
+
+    def trigger_authentication(
+        self, name: str, namespace: str | None, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a TriggerAuthentication (or, with ``namespace=None``, a
+        ClusterTriggerAuthentication) with ``spec``."""
+        kind = "TriggerAuthentication" if namespace else "ClusterTriggerAuthentication"
+        metadata: dict[str, Any] = {"name": name}
+        if namespace:
+            metadata["namespace"] = namespace
+        return self.put(
+            {"apiVersion": "keda.sh/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec}
+        )
+
     def scaled_object(
         self,
         name: str,
@@ -193,18 +261,7 @@ class KubeApiStandIn:
                 "metadata": metadata,
                 "spec": {
                     "scaleTargetRef": {"name": target},
-                    "triggers": triggers
-                    or [
-                        {
-                            "type": "cron",
-                            "metadata": {
-                                "timezone": "UTC",
-                                "start": "0 * * * *",
-                                "end": "30 * * * *",
-                                "desiredReplicas": "2",
-                            },
-                        }
-                    ],
+                    "triggers": triggers or [_CRON],
                     **spec,
                 },
             }
