@@ -218,8 +218,7 @@ def test_kubectl_apply_edit_and_delete_with_a_finalizer(
     config = kube_standin.kubeconfig(ns)
     api = kube_standin.api
     manifest = tmp_path / "so.yaml"
-    # The stand-in serves no OpenAPI documents: kubectl's client-side schema check is off.
-    apply = ("apply", "--validate=false", "-f", str(manifest))
+    apply = ("apply", "-f", str(manifest))
     manifest.write_text(_MANIFEST.replace("MAX", "5"))
     assert "created" in _run(kubectl, tmp_path, config, *apply)
     manifest.write_text(_MANIFEST.replace("MAX", "8"))

@@ -29,15 +29,17 @@ It speaks the REST API over TLS with bearer tokens, for:
 * ``labelSelector`` (equality, existence, ``in``/``notin``) and ``fieldSelector``
   (dotted paths) on every list and watch; ``limit``/``continue`` pages (a continue
   token from before a compaction is 410 Expired); lists across all namespaces,
-* namespaces, which exist when named (read-only),
+* namespaces, which exist when named (read-only), and OpenAPI v3 (below),
 * discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``, with
   short names and the ``status``/``scale`` subresources) and ``/version``.
 
 kubectl 1.32 works against it (tests/kube/test_kubectl_standin.py): ``get`` (KEDA's
 columns, ``-w``, ``-A``), ``describe`` (Events), ``patch`` (``--subresource=status``,
-``--type=merge|json``), ``delete`` (waiting on finalizers) and ``apply
---validate=false`` (no OpenAPI documents are served, so kubectl's client-side schema
-check must be off).
+``--type=merge|json``), ``delete`` (waiting on finalizers) and ``apply``: the
+stand-in serves just enough OpenAPI v3 (``/openapi/v3``) for kubectl to see that the
+server validates fields itself and which patch types each kind takes (merge and
+JSON patches for KEDA's kinds, as for any custom resource); it does not validate
+fields.
 
 Bodies are what the API returns: ``kind``/``apiVersion``, metadata with
 ``resourceVersion`` (one cluster-wide counter, as etcd's revision), ``uid`` and

@@ -11,6 +11,7 @@ import socket
 import time
 import urllib.parse
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -152,6 +153,8 @@ class Handler(BaseHTTPRequestHandler):
             }
         if parts == ["apis"]:
             return 200, _groups()
+        if parts[:2] == ["openapi", "v3"]:
+            return 200, openapi_v3("/".join(parts[2:]))
         if not parts or parts[0] not in ("api", "apis"):
             raise ApiError(404, "NotFound", _NOT_FOUND)
         prefix_len = 2 if parts[0] == "api" else 3
@@ -722,4 +725,68 @@ def _discovery(prefix: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "groupVersion": prefix.split("/", 1)[1],
         "resources": resources,
+    }
+
+
+def _gvk(r: Resource) -> dict[str, str]:
+    return {"group": r.group, "version": r.version, "kind": r.kind}
+
+
+def openapi_v3(group_version: str) -> dict[str, Any]:
+    """Enough OpenAPI v3 for kubectl: the index, and per group-version the PATCH
+    operations (their ``fieldValidation`` parameter and patch types, which tell kubectl
+    the server validates fields itself and which patch to send) and a schema per kind
+    that keeps unknown fields."""
+    versions = sorted({r.prefix for r in RESOURCES})
+    if not group_version:
+        return {
+            "paths": {
+                v: {"serverRelativeURL": f"/openapi/v3/{v}?hash={zlib.crc32(v.encode()):08X}"}
+                for v in versions
+            }
+        }
+    listed = [r for r in RESOURCES if r.prefix == group_version]
+    if not listed:
+        raise ApiError(404, "NotFound", _NOT_FOUND)
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    for r in listed:
+        name = (
+            ".".join([*reversed(r.group.split(".")), r.version, r.kind])
+            if r.group
+            else (f"io.k8s.api.core.{r.version}.{r.kind}")
+        )
+        schemas[name] = {
+            "type": "object",
+            "x-kubernetes-group-version-kind": [_gvk(r)],
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+        types = ["application/json-patch+json", "application/merge-patch+json"]
+        if not r.group.endswith("keda.sh") and r.group != "batch.example.com":
+            types.append("application/strategic-merge-patch+json")
+        scope = "/namespaces/{namespace}" if r.namespaced else ""
+        ref = {"$ref": f"#/components/schemas/{name}"}
+        operation = {
+            "parameters": [
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+                {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
+            ],
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": _gvk(r),
+            "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in types}},
+            "responses": {"200": {"content": {"application/json": {"schema": ref}}}},
+        }
+        paths[f"/{r.prefix}{scope}/{r.plural}/{{name}}"] = {"patch": operation}
+        paths[f"/{r.prefix}{scope}/{r.plural}"] = {
+            "post": {
+                **operation,
+                "x-kubernetes-action": "post",
+                "requestBody": {"content": {"application/json": {"schema": ref}}},
+            }
+        }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
     }
