@@ -93,7 +93,8 @@ import pytest
 import trustme
 import yaml
 
-from servers.kubernetes.handler import ApiError, Handler, Server, status_body
+from servers.kubernetes.errors import ApiError, status_body
+from servers.kubernetes.handler import Handler, Server
 from servers.kubernetes.patching import field_selects, json_patch, merge_patch, selects
 from servers.kubernetes.resources import (
     BY_PATH,

@@ -11,44 +11,18 @@ import socket
 import time
 import urllib.parse
 import uuid
-import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from servers.kubernetes import patching
-from servers.kubernetes.resources import BY_PATH, RESOURCES, Resource, table
+from servers.kubernetes.discovery import NOT_FOUND, discovery, groups, openapi_v3
+from servers.kubernetes.errors import ApiError, status_body
+from servers.kubernetes.resources import BY_PATH, Resource, table
 from servers.kubernetes.state import ApiCall, Change, Key, KubeApiStandIn, now
 
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-_NOT_FOUND = "the server could not find the requested resource"
 # How a watch cut mid-stream ends: half an event, then the connection drops.
 _HALF_EVENT = b'{"type":"MODIFIED","object":{"kind":"'
-
-
-def status_body(
-    code: int, reason: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
-
-
-class ApiError(Exception):
-    def __init__(
-        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.body = status_body(code, reason, message, details)
-        self.code = code
 
 
 class Server(ThreadingHTTPServer):
@@ -152,16 +126,16 @@ class Handler(BaseHTTPRequestHandler):
                 "serverAddressByClientCIDRs": [],
             }
         if parts == ["apis"]:
-            return 200, _groups()
+            return 200, groups()
         if parts[:2] == ["openapi", "v3"]:
             return 200, openapi_v3("/".join(parts[2:]))
         if not parts or parts[0] not in ("api", "apis"):
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         prefix_len = 2 if parts[0] == "api" else 3
         prefix = "/".join(parts[:prefix_len])
         rest = parts[prefix_len:]
         if not rest:
-            return 200, _discovery(prefix)
+            return 200, discovery(prefix)
         if prefix == "api/v1" and rest[0] == "namespaces" and len(rest) <= 2:
             return self._namespaces(method, rest[1] if len(rest) > 1 else None)
         namespace: str | None
@@ -171,19 +145,19 @@ class Handler(BaseHTTPRequestHandler):
             namespace = None
         res = BY_PATH.get((prefix, rest[0]))
         if res is None or len(rest) > 3:
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if res.namespaced and namespace is None and name is not None:
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         if not res.namespaced:
             if namespace is not None:
-                raise ApiError(404, "NotFound", _NOT_FOUND)
+                raise ApiError(404, "NotFound", NOT_FOUND)
             namespace = ""
         if sub is not None and not (
             (sub == "scale" and res.scale) or (sub == "status" and res.status)
         ):
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         watching = method == "GET" and _first(self.query, "watch") in ("true", "1")
         if method == "GET":
             verb = "watch" if watching else "get" if name else "list"
@@ -658,135 +632,3 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with api.lock:
                 api.watching -= 1
-
-
-def _groups() -> dict[str, Any]:
-    groups: dict[str, set[str]] = {}
-    for r in RESOURCES:
-        if r.group:
-            groups.setdefault(r.group, set()).add(r.version)
-    return {
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [
-            {
-                "name": g,
-                "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
-                "preferredVersion": {
-                    "groupVersion": f"{g}/{sorted(vs)[0]}",
-                    "version": sorted(vs)[0],
-                },
-            }
-            for g, vs in sorted(groups.items())
-        ],
-    }
-
-
-def _discovery(prefix: str) -> dict[str, Any]:
-    listed = [r for r in RESOURCES if r.prefix == prefix]
-    if not listed:
-        raise ApiError(404, "NotFound", _NOT_FOUND)
-    resources: list[dict[str, Any]] = []
-    for r in listed:
-        entry: dict[str, Any] = {
-            "name": r.plural,
-            "singularName": r.kind.lower(),
-            "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-        }
-        if r.short:
-            entry["shortNames"] = list(r.short)
-        resources.append(entry)
-        if r.scale:
-            resources.append(
-                {
-                    "name": f"{r.plural}/scale",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "group": "autoscaling",
-                    "version": "v1",
-                    "kind": "Scale",
-                    "verbs": ["get", "update"],
-                }
-            )
-        if r.status:
-            resources.append(
-                {
-                    "name": f"{r.plural}/status",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "kind": r.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": prefix.split("/", 1)[1],
-        "resources": resources,
-    }
-
-
-def _gvk(r: Resource) -> dict[str, str]:
-    return {"group": r.group, "version": r.version, "kind": r.kind}
-
-
-def openapi_v3(group_version: str) -> dict[str, Any]:
-    """Enough OpenAPI v3 for kubectl: the index, and per group-version the PATCH
-    operations (their ``fieldValidation`` parameter and patch types, which tell kubectl
-    the server validates fields itself and which patch to send) and a schema per kind
-    that keeps unknown fields."""
-    versions = sorted({r.prefix for r in RESOURCES})
-    if not group_version:
-        return {
-            "paths": {
-                v: {"serverRelativeURL": f"/openapi/v3/{v}?hash={zlib.crc32(v.encode()):08X}"}
-                for v in versions
-            }
-        }
-    listed = [r for r in RESOURCES if r.prefix == group_version]
-    if not listed:
-        raise ApiError(404, "NotFound", _NOT_FOUND)
-    paths: dict[str, Any] = {}
-    schemas: dict[str, Any] = {}
-    for r in listed:
-        name = (
-            ".".join([*reversed(r.group.split(".")), r.version, r.kind])
-            if r.group
-            else (f"io.k8s.api.core.{r.version}.{r.kind}")
-        )
-        schemas[name] = {
-            "type": "object",
-            "x-kubernetes-group-version-kind": [_gvk(r)],
-            "x-kubernetes-preserve-unknown-fields": True,
-        }
-        types = ["application/json-patch+json", "application/merge-patch+json"]
-        if not r.group.endswith("keda.sh") and r.group != "batch.example.com":
-            types.append("application/strategic-merge-patch+json")
-        scope = "/namespaces/{namespace}" if r.namespaced else ""
-        ref = {"$ref": f"#/components/schemas/{name}"}
-        operation = {
-            "parameters": [
-                {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
-                {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
-            ],
-            "x-kubernetes-action": "patch",
-            "x-kubernetes-group-version-kind": _gvk(r),
-            "requestBody": {"content": {t: {"schema": {"type": "object"}} for t in types}},
-            "responses": {"200": {"content": {"application/json": {"schema": ref}}}},
-        }
-        paths[f"/{r.prefix}{scope}/{r.plural}/{{name}}"] = {"patch": operation}
-        paths[f"/{r.prefix}{scope}/{r.plural}"] = {
-            "post": {
-                **operation,
-                "x-kubernetes-action": "post",
-                "requestBody": {"content": {"application/json": {"schema": ref}}},
-            }
-        }
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": "v1.32.0"},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }
