@@ -92,6 +92,16 @@ async def test_kubectl_get_shows_kedas_columns_from_the_status(
     assert after[1][:-1] == [
         "web", "apps/v1.Deployment", "web-app", "1", "9", "True", "False", "False", "False", "cron",
     ]  # fmt: skip
+    kube_standin.api.scaled_job("batch", ns, maxReplicaCount=4)
+    jobs = _rows(_run(kubectl, tmp_path, config, "get", "sj"))
+    assert jobs[0] == [
+        "NAME", "MIN", "MAX", "READY", "ACTIVE", "PAUSED", "TRIGGERS", "AUTHENTICATIONS", "AGE",
+    ]  # fmt: skip
+    assert jobs[1][:2] == ["batch", "4"]
+    kube_standin.api.trigger_authentication("auth", ns, {"secretTargetRef": [{"name": "s1"}]})
+    auths = _rows(_run(kubectl, tmp_path, config, "get", "ta"))
+    assert auths[0] == ["NAME", "PODIDENTITY", "SECRET", "ENV", "VAULTADDRESS"]
+    assert auths[1] == ["auth", "s1"]
     wide = _run(kubectl, tmp_path, config, "get", "scaledobjects", "-A")
     assert wide.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert f"{ns} " in wide

@@ -473,3 +473,20 @@ async def test_writes_and_cuts_at_once_lose_nothing(kube_standin: KubeStandIn, n
         await client.aclose()
     for name in names:
         assert run.named(name) == [("ADDED", 0)] + [("MODIFIED", n) for n in range(1, 41)]
+
+
+@pytest.mark.anyio
+async def test_core_kinds_are_watched_too(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    api.secret("creds", ns, {"password": "old"})
+    client = _client(kube_standin, ns)
+    try:
+        informer = Informer(client, "v1", "secrets", namespace=ns, backoff=(0.01, 0.05))
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            api.secret("creds", ns, {"password": "new"})
+            await run.until(lambda: run.kinds()[-1] == ("MODIFIED", "creds"))
+            assert informer.cache[(ns, "creds")]["data"]["password"] == "bmV3"
+            assert informer.path == f"/api/v1/namespaces/{ns}/secrets"
+    finally:
+        await client.aclose()
