@@ -230,3 +230,13 @@ def test_test_helpers_delete_as_the_api_does(kube_standin: KubeStandIn, ns: str)
     assert marked["metadata"]["deletionTimestamp"]
     assert api.delete(("apis/keda.sh/v1alpha1", "scaledjobs", ns, "sj")) is None
     assert api.get("apis/keda.sh/v1alpha1", "scaledjobs", ns, "sj") is None
+
+
+def test_an_apply_by_a_test_keeps_the_status(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    obj = api.scaled_object("kept", ns)
+    obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    api.put(obj)
+    edited = api.scaled_object("kept", ns, minReplicaCount=2)
+    assert edited["status"] == obj["status"]
+    assert edited["metadata"]["generation"] == 2

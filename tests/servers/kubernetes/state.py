@@ -17,7 +17,7 @@ from servers.kubernetes.resources import resource_of
 
 Key = tuple[str, str, str, str]  # prefix, plural, namespace, name
 # The most changes kept for watches; older ones are compacted away (410 Gone).
-HISTORY_LIMIT = 200_000
+HISTORY_LIMIT = 50_000
 
 
 def now() -> str:
@@ -116,7 +116,8 @@ class KubeApiStandIn:
             self._record(key_of(obj), "MODIFIED", obj)
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace an object directly (as if an operator applied it)."""
+        """Create or replace an object directly (as if an operator applied it). A kind
+        with a status subresource keeps its status unless ``obj`` has one."""
         res = resource_of(obj)
         meta = obj.setdefault("metadata", {})
         meta.setdefault("namespace", "default" if res.namespaced else "")
@@ -127,6 +128,9 @@ class KubeApiStandIn:
             meta.setdefault(
                 "creationTimestamp", old["metadata"]["creationTimestamp"] if old else now()
             )
+            if old is not None and res.status and "status" not in obj and "status" in old:
+                # As an apply: a kind with a status subresource keeps its status.
+                obj["status"] = copy.deepcopy(old["status"])
             if old is None:
                 meta.setdefault("generation", 1)
             else:
