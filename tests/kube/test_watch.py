@@ -490,3 +490,30 @@ async def test_core_kinds_are_watched_too(kube_standin: KubeStandIn, ns: str) ->
             assert informer.path == f"/api/v1/namespaces/{ns}/secrets"
     finally:
         await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_watches_end_on_time_and_resume(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    client = _client(kube_standin, ns)
+    mark = len(api.calls)
+    try:
+        ended = [
+            e
+            async for e in client.watch(
+                f"{SO}/namespaces/{ns}/scaledobjects", params={"timeoutSeconds": "1"}
+            )
+        ]
+        assert ended == []  # the server closed the stream cleanly after a second
+        informer = _informer(client, namespace=ns, timeout_seconds=1)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            for i in range(3):  # across several watch requests
+                api.scaled_object(f"t{i}", ns)
+                await anyio.sleep(1.2)
+            await run.until(lambda: len(run.events) == 4)
+        assert run.kinds() == [("SYNCED", ""), ("ADDED", "t0"), ("ADDED", "t1"), ("ADDED", "t2")]
+    finally:
+        await client.aclose()
+    watches = [c for c in api.calls[mark:] if c.verb == "watch" and c.agent == "eventscale"]
+    assert len(watches) >= 4  # one by hand, then the informer's, renewed each second
