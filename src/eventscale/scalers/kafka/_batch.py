@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import ssl
 import tempfile
@@ -85,6 +86,17 @@ _PROTOCOLS: Final = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}
 _LATEST: Final = -1  # ListOffsets timestamps
 _EARLIEST: Final = -2
 _SLACK: Final = 5.0  # seconds past the request timeout before a slot's worker gives up
+_CLIENT_IDS: Final = itertools.count(1)
+_REFUSALS: Final = frozenset(
+    {
+        "SaslAuthenticationFailedError",
+        "UnsupportedSaslMechanismError",
+        "IllegalSaslStateError",
+        "TopicAuthorizationFailedError",
+        "GroupAuthorizationFailedError",
+        "ClusterAuthorizationFailedError",
+    }
+)
 
 
 def batchable(settings: Mapping[str, Any]) -> bool:
@@ -144,12 +156,20 @@ class _Slot:
 
 
 class _KafkaLogFilter(logging.Filter):
-    """Takes registered secrets out of kafka-python's log lines (it logs its
-    configuration, SASL password included, at DEBUG when a client starts)."""
+    """Reads kafka-python's log lines for two things.
+
+    * Secrets: kafka-python logs its configuration, SASL password included, at DEBUG when
+      a client starts; registered secrets are taken out of every line.
+    * Refused logins: kafka-python retries a refused SASL login until its bootstrap or
+      request timeout and then reports a timeout; the refusal itself appears only in its
+      log lines (as the error object), logged on the client's I/O thread
+      (``kafka-io-<client_id>``). The batcher owning that thread is told.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.secrets: dict[int, list[Secret]] = {}
+        self.refusals: dict[str, KafkaBatcher] = {}  # I/O thread name -> batcher
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = [s for group in list(self.secrets.values()) for s in group]
@@ -158,6 +178,11 @@ class _KafkaLogFilter(logging.Filter):
             redacted = redact_text(message, secrets)
             if redacted != message:
                 record.msg, record.args = redacted, ()
+        watcher = self.refusals.get(record.threadName or "")
+        if watcher is not None and isinstance(record.args, tuple):
+            for arg in record.args:
+                if isinstance(arg, Exception) and _refusal(arg):
+                    watcher.refused = (type(arg).__name__, str(arg))
         return True
 
 
@@ -194,6 +219,11 @@ class KafkaBatcher:
         self._slots = concurrent.futures.ThreadPoolExecutor(4, "eventscale-kafka-slot")
         self._io = concurrent.futures.ThreadPoolExecutor(8, "eventscale-kafka-io")
         _LOG_FILTER.secrets[id(self)] = self._secrets
+        self._client_id = f"eventscale-{next(_CLIENT_IDS)}"
+        _LOG_FILTER.refusals[f"kafka-io-{self._client_id}"] = self
+        #: The last login refusal kafka-python logged (error name, text), cleared by a
+        #: slot that reached the cluster.
+        self.refused: tuple[str, str] | None = None
         self.slots_run = 0  # how many slots were sent (tests and benchmarks read it)
 
     @property
@@ -229,10 +259,19 @@ class KafkaBatcher:
             raise answer.error()
         return answer
 
+    def api_versions(self) -> dict[str, tuple[int, int]]:
+        """The request versions the broker announced (``{"OffsetFetch": (0, 9), ...}``),
+        empty before the first slot connected."""
+        admin = self._admin
+        if admin is None:
+            return {}
+        return {key.name: (int(lo), int(hi)) for key, (lo, hi) in admin.api_versions().items()}
+
     def close(self) -> None:
         """Close the kafka-python client and the worker pools (blocks briefly)."""
         self._closed = True
         _LOG_FILTER.secrets.pop(id(self), None)
+        _LOG_FILTER.refusals.pop(f"kafka-io-{self._client_id}", None)
         self._slots.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=False, cancel_futures=True)
         with self._admin_lock:
@@ -257,6 +296,8 @@ class KafkaBatcher:
         queries = list(slot.queries)
         try:
             answers = self._answer(queries)
+            if any(isinstance(a, LagInputs) for a in answers):
+                self.refused = None
         except Exception as exc:  # a bug must not leave the waiters waiting
             failure = self._failure(exc, "read the offsets")
             answers = [failure] * len(queries)
@@ -277,7 +318,7 @@ class KafkaBatcher:
         ms = max(int(timeout * 1000), 100)
         conf: dict[str, Any] = {
             "bootstrap_servers": str(s["bootstrap.servers"]).split(","),
-            "client_id": "eventscale",
+            "client_id": self._client_id,
             "security_protocol": str(s.get("security.protocol", "PLAINTEXT")),
             "request_timeout_ms": ms,
             "bootstrap_timeout_ms": ms,
@@ -502,6 +543,14 @@ class KafkaBatcher:
             message = f"could not {what}: the topic does not exist ({name}, {self.servers})"
             return _Failure(redact_text(message, self._secrets), transient=False)
         text = str(exc)
+        refused = self.refused
+        if refused is not None and not isinstance(exc, errors.BrokerResponseError):
+            # kafka-python reports a refused login as a timeout or a lost connection
+            message = (
+                f"could not {what}: the brokers refused authentication: {refused[0]}: "
+                f"{refused[1]} ({self.servers})"
+            )
+            return _Failure(redact_text(message, self._secrets), transient=False)
         message = redact_text(f"could not {what}: {name}: {text} ({self.servers})", self._secrets)
         timeout = isinstance(
             exc, (errors.KafkaTimeoutError, errors.RequestTimedOutError, TimeoutError)
@@ -535,6 +584,35 @@ def _import_kafka_python() -> None:
         for name in ("kafka", "kafka.admin", "kafka.errors"):
             import_optional(name, extra="kafka", what="kafka batching")
     _close_failed_sockets()
+    _read_scram_server_errors()
+
+
+def _read_scram_server_errors() -> None:
+    """Make kafka-python read a SCRAM ``server-error``.
+
+    RFC 5802 lets the server's final message be ``e=<reason>`` instead of its signature;
+    kafka-python 3.0 looks only for the signature and fails with ``KeyError('v')``, which
+    hides a refused login. The wrapper raises kafka-python's own
+    ``SaslAuthenticationFailedError`` for it; it is installed once.
+    """
+    scram = import_optional("kafka.net.sasl.scram", extra="kafka", what="kafka batching")
+    errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
+    cls = scram.ScramClient
+    if getattr(cls, "_eventscale_reads_errors", False):
+        return
+    original = cls.process_server_final_message
+
+    def process_server_final_message(self: Any, message: bytes) -> Any:
+        text = bytes(message[:256]).decode("utf-8", "replace")
+        if text.startswith("e="):
+            reason = text[2:].split(",", 1)[0]
+            raise errors.SaslAuthenticationFailedError(
+                f"SASL/SCRAM login refused by the server: {reason}"
+            )
+        return original(self, message)
+
+    cls.process_server_final_message = process_server_final_message
+    cls._eventscale_reads_errors = True
 
 
 def _close_failed_sockets() -> None:
@@ -560,6 +638,10 @@ def _close_failed_sockets() -> None:
 
     cls.sock_connect = sock_connect
     cls._eventscale_closes_failed = True
+
+
+def _refusal(exc: Exception) -> bool:
+    return type(exc).__name__ in _REFUSALS
 
 
 def _names_one(exc: BaseException) -> bool:
@@ -596,4 +678,3 @@ def _ssl_context(settings: Mapping[str, Any]) -> ssl.SSLContext:
             password = _reveal(settings.get("ssl.key.password"))
             context.load_cert_chain(cert_path, key_path, password=password)
     return context
-
