@@ -31,13 +31,10 @@ import contextlib
 import itertools
 import logging
 import ssl
-import tempfile
 import threading
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Final
 
 import anyio
@@ -45,6 +42,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import attrs
 
+import eventscale.scalers.kafka._kafka_python as kp
 from eventscale._optional import import_optional
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.redaction import Secret, redact_text
@@ -87,16 +85,6 @@ _LATEST: Final = -1  # ListOffsets timestamps
 _EARLIEST: Final = -2
 _SLACK: Final = 5.0  # seconds past the request timeout before a slot's worker gives up
 _CLIENT_IDS: Final = itertools.count(1)
-_REFUSALS: Final = frozenset(
-    {
-        "SaslAuthenticationFailedError",
-        "UnsupportedSaslMechanismError",
-        "IllegalSaslStateError",
-        "TopicAuthorizationFailedError",
-        "GroupAuthorizationFailedError",
-        "ClusterAuthorizationFailedError",
-    }
-)
 
 
 def batchable(settings: Mapping[str, Any]) -> bool:
@@ -155,42 +143,6 @@ class _Slot:
         self.done = anyio.Event()
 
 
-class _KafkaLogFilter(logging.Filter):
-    """Reads kafka-python's log lines for two things.
-
-    * Secrets: kafka-python logs its configuration, SASL password included, at DEBUG when
-      a client starts; registered secrets are taken out of every line.
-    * Refused logins: kafka-python retries a refused SASL login until its bootstrap or
-      request timeout and then reports a timeout; the refusal itself appears only in its
-      log lines (as the error object), logged on the client's I/O thread
-      (``kafka-io-<client_id>``). The batcher owning that thread is told.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: dict[int, list[Secret]] = {}
-        self.refusals: dict[str, KafkaBatcher] = {}  # I/O thread name -> batcher
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        secrets = [s for group in list(self.secrets.values()) for s in group]
-        if secrets:
-            message = record.getMessage()
-            redacted = redact_text(message, secrets)
-            if redacted != message:
-                record.msg, record.args = redacted, ()
-        watcher = self.refusals.get(record.threadName or "")
-        if watcher is not None and isinstance(record.args, tuple):
-            for arg in record.args:
-                if isinstance(arg, Exception) and _refusal(arg):
-                    watcher.refused = (type(arg).__name__, str(arg))
-        return True
-
-
-_LOG_FILTER: Final = _KafkaLogFilter()
-for _name in ("kafka.admin.client", "kafka.net.manager", "kafka.net.connection"):
-    logging.getLogger(_name).addFilter(_LOG_FILTER)
-
-
 class KafkaBatcher:
     """The batch path of one cluster connection (see the module docstring).
 
@@ -205,7 +157,7 @@ class KafkaBatcher:
         window: float = BATCH_WINDOW,
         api_version: tuple[int, ...] | None = None,
     ) -> None:
-        _import_kafka_python()
+        kp.import_kafka_python()
         self._settings = dict(settings)
         self._secrets = [v for v in settings.values() if isinstance(v, Secret)]
         self._window = window
@@ -218,9 +170,9 @@ class KafkaBatcher:
         # concurrent requests of one slot run in separate pools: no slot starves its own.
         self._slots = concurrent.futures.ThreadPoolExecutor(4, "eventscale-kafka-slot")
         self._io = concurrent.futures.ThreadPoolExecutor(8, "eventscale-kafka-io")
-        _LOG_FILTER.secrets[id(self)] = self._secrets
+        kp.LOG_FILTER.secrets[id(self)] = self._secrets
         self._client_id = f"eventscale-{next(_CLIENT_IDS)}"
-        _LOG_FILTER.refusals[f"kafka-io-{self._client_id}"] = self
+        kp.LOG_FILTER.refusals[f"kafka-io-{self._client_id}"] = self._on_refusal
         #: The last login refusal kafka-python logged (error name, text), cleared by a
         #: slot that reached the cluster.
         self.refused: tuple[str, str] | None = None
@@ -259,6 +211,9 @@ class KafkaBatcher:
             raise answer.error()
         return answer
 
+    def _on_refusal(self, name: str, text: str) -> None:
+        self.refused = (name, text)
+
     def api_versions(self) -> dict[str, tuple[int, int]]:
         """The request versions the broker announced (``{"OffsetFetch": (0, 9), ...}``),
         empty before the first slot connected."""
@@ -270,8 +225,8 @@ class KafkaBatcher:
     def close(self) -> None:
         """Close the kafka-python client and the worker pools (blocks briefly)."""
         self._closed = True
-        _LOG_FILTER.secrets.pop(id(self), None)
-        _LOG_FILTER.refusals.pop(f"kafka-io-{self._client_id}", None)
+        kp.LOG_FILTER.secrets.pop(id(self), None)
+        kp.LOG_FILTER.refusals.pop(f"kafka-io-{self._client_id}", None)
         self._slots.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=False, cancel_futures=True)
         with self._admin_lock:
@@ -310,31 +265,15 @@ class KafkaBatcher:
         with self._admin_lock:
             if self._admin is None:
                 admin_module = import_optional("kafka.admin", extra="kafka", what="kafka batching")
-                self._admin = admin_module.KafkaAdminClient(**self._config(timeout))
+                self._admin = admin_module.KafkaAdminClient(
+                    **kp.client_config(
+                        self._settings,
+                        client_id=self._client_id,
+                        timeout=timeout,
+                        api_version=self._api_version,
+                    )
+                )
             return self._admin
-
-    def _config(self, timeout: float) -> dict[str, Any]:
-        s = self._settings
-        ms = max(int(timeout * 1000), 100)
-        conf: dict[str, Any] = {
-            "bootstrap_servers": str(s["bootstrap.servers"]).split(","),
-            "client_id": self._client_id,
-            "security_protocol": str(s.get("security.protocol", "PLAINTEXT")),
-            "request_timeout_ms": ms,
-            "bootstrap_timeout_ms": ms,
-            "reconnect_backoff_max_ms": 1000,
-        }
-        if self._api_version is not None:
-            conf["api_version"] = self._api_version
-        mechanism = s.get("sasl.mechanism")
-        if mechanism is not None:
-            conf["sasl_mechanism"] = str(mechanism)
-            conf["sasl_plain_username"] = _reveal(s.get("sasl.username")) or ""
-            conf["sasl_plain_password"] = _reveal(s.get("sasl.password")) or ""
-        if conf["security_protocol"] in ("SSL", "SASL_SSL"):
-            conf["ssl_context"] = _ssl_context(s)
-            conf["ssl_check_hostname"] = conf["ssl_context"].check_hostname
-        return conf
 
     def _answer(self, queries: Sequence[LagQuery]) -> list[_Answer]:
         limit = max(q.timeout for q in queries)
@@ -555,7 +494,7 @@ class KafkaBatcher:
         timeout = isinstance(
             exc, (errors.KafkaTimeoutError, errors.RequestTimedOutError, TimeoutError)
         )
-        refused = isinstance(
+        denied = isinstance(
             exc,
             (
                 errors.AuthorizationError,
@@ -567,81 +506,7 @@ class KafkaBatcher:
                 ssl.SSLError,
             ),
         )
-        return _Failure(message, transient=not refused, timeout=timeout and not refused)
-
-
-def _import_kafka_python() -> None:
-    """Import kafka-python's client now, on the caller's thread.
-
-    Its protocol classes read their JSON schemas with ``importlib.resources.read_text``
-    when they are defined, which Python 3.11+ flags as deprecated: under ``-W error`` that
-    would turn into a failed poll, so the warning is ignored for this import only.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="(read|open)_text is deprecated", category=DeprecationWarning
-        )
-        for name in ("kafka", "kafka.admin", "kafka.errors"):
-            import_optional(name, extra="kafka", what="kafka batching")
-    _close_failed_sockets()
-    _read_scram_server_errors()
-
-
-def _read_scram_server_errors() -> None:
-    """Make kafka-python read a SCRAM ``server-error``.
-
-    RFC 5802 lets the server's final message be ``e=<reason>`` instead of its signature;
-    kafka-python 3.0 looks only for the signature and fails with ``KeyError('v')``, which
-    hides a refused login. The wrapper raises kafka-python's own
-    ``SaslAuthenticationFailedError`` for it; it is installed once.
-    """
-    scram = import_optional("kafka.net.sasl.scram", extra="kafka", what="kafka batching")
-    errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
-    cls = scram.ScramClient
-    if getattr(cls, "_eventscale_reads_errors", False):
-        return
-    original = cls.process_server_final_message
-
-    def process_server_final_message(self: Any, message: bytes) -> Any:
-        text = bytes(message[:256]).decode("utf-8", "replace")
-        if text.startswith("e="):
-            reason = text[2:].split(",", 1)[0]
-            raise errors.SaslAuthenticationFailedError(
-                f"SASL/SCRAM login refused by the server: {reason}"
-            )
-        return original(self, message)
-
-    cls.process_server_final_message = process_server_final_message
-    cls._eventscale_reads_errors = True
-
-
-def _close_failed_sockets() -> None:
-    """Close the socket of a failed connection attempt.
-
-    kafka-python 3.0 leaves it to the garbage collector (``KafkaNetSocket.sock_connect``
-    raises without closing it): while a broker is down that is one open descriptor per
-    reconnect attempt until a collection, and a ResourceWarning for each. The wrapper
-    closes it and re-raises; it is installed once.
-    """
-    inet = import_optional("kafka.net.inet", extra="kafka", what="kafka batching")
-    cls = inet.KafkaNetSocket
-    if getattr(cls, "_eventscale_closes_failed", False):
-        return
-    original = cls.sock_connect
-
-    async def sock_connect(self: Any, net: Any, sock: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return await original(self, net, sock, *args, **kwargs)
-        except BaseException:
-            sock.close()
-            raise
-
-    cls.sock_connect = sock_connect
-    cls._eventscale_closes_failed = True
-
-
-def _refusal(exc: Exception) -> bool:
-    return type(exc).__name__ in _REFUSALS
+        return _Failure(message, transient=not denied, timeout=timeout and not denied)
 
 
 def _names_one(exc: BaseException) -> bool:
@@ -651,30 +516,3 @@ def _names_one(exc: BaseException) -> bool:
     return isinstance(exc, errors.BrokerResponseError) and not isinstance(
         exc, (errors.RequestTimedOutError, errors.KafkaTimeoutError, errors.NetworkExceptionError)
     )
-
-
-def _reveal(value: object) -> str | None:
-    if value is None:
-        return None
-    return value.reveal() if isinstance(value, Secret) else str(value)
-
-
-def _ssl_context(settings: Mapping[str, Any]) -> ssl.SSLContext:
-    """The TLS context of the connection, from the PEM texts KafkaMetadata carries."""
-    ca = _reveal(settings.get("ssl.ca.pem"))
-    context = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
-    if str(settings.get("enable.ssl.certificate.verification", "true")) == "false":
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    cert = _reveal(settings.get("ssl.certificate.pem"))
-    key = _reveal(settings.get("ssl.key.pem"))
-    if cert and key:
-        # load_cert_chain reads files: write them into a private directory, load, delete
-        with tempfile.TemporaryDirectory(prefix="eventscale-kafka-tls-") as tmp:
-            cert_path, key_path = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
-            for path, text in ((cert_path, cert), (key_path, key)):
-                path.touch(mode=0o600)
-                path.write_text(text)
-            password = _reveal(settings.get("ssl.key.password"))
-            context.load_cert_chain(cert_path, key_path, password=password)
-    return context
