@@ -85,6 +85,7 @@ _LATEST: Final = -1  # ListOffsets timestamps
 _EARLIEST: Final = -2
 _SLACK: Final = 5.0  # seconds past the request timeout before a slot's worker gives up
 _CLIENT_IDS: Final = itertools.count(1)
+_ROLES: Final = ("offsets", "groups")  # the two clients of a batcher (see __init__)
 
 
 def batchable(settings: Mapping[str, Any]) -> bool:
@@ -162,7 +163,10 @@ class KafkaBatcher:
         self._secrets = [v for v in settings.values() if isinstance(v, Secret)]
         self._window = window
         self._api_version = api_version
-        self._admin: Any = None
+        # Two kafka-python clients, so two connections: a broker answers the requests of
+        # one connection in order, and the OffsetFetch of a whole slot is the slow one;
+        # on its own connection the metadata and ListOffsets requests pass it.
+        self._admins: dict[str, Any] = {}
         self._admin_lock = threading.Lock()
         self._open: _Slot | None = None
         self._closed = False
@@ -172,7 +176,8 @@ class KafkaBatcher:
         self._io = concurrent.futures.ThreadPoolExecutor(8, "eventscale-kafka-io")
         kp.LOG_FILTER.secrets[id(self)] = self._secrets
         self._client_id = f"eventscale-{next(_CLIENT_IDS)}"
-        kp.LOG_FILTER.refusals[f"kafka-io-{self._client_id}"] = self._on_refusal
+        for role in _ROLES:
+            kp.LOG_FILTER.refusals[f"kafka-io-{self._client_id}-{role}"] = self._on_refusal
         #: The last login refusal kafka-python logged (error name, text), cleared by a
         #: slot that reached the cluster.
         self.refused: tuple[str, str] | None = None
@@ -217,7 +222,7 @@ class KafkaBatcher:
     def api_versions(self) -> dict[str, tuple[int, int]]:
         """The request versions the broker announced (``{"OffsetFetch": (0, 9), ...}``),
         empty before the first slot connected."""
-        admin = self._admin
+        admin = self._admins.get("offsets")
         if admin is None:
             return {}
         return {key.name: (int(lo), int(hi)) for key, (lo, hi) in admin.api_versions().items()}
@@ -226,12 +231,14 @@ class KafkaBatcher:
         """Close the kafka-python client and the worker pools (blocks briefly)."""
         self._closed = True
         kp.LOG_FILTER.secrets.pop(id(self), None)
-        kp.LOG_FILTER.refusals.pop(f"kafka-io-{self._client_id}", None)
+        for role in _ROLES:
+            kp.LOG_FILTER.refusals.pop(f"kafka-io-{self._client_id}-{role}", None)
         self._slots.shutdown(wait=False, cancel_futures=True)
         self._io.shutdown(wait=False, cancel_futures=True)
         with self._admin_lock:
-            admin, self._admin = self._admin, None
-        if admin is not None:
+            admins = list(self._admins.values())
+            self._admins.clear()
+        for admin in admins:
             with contextlib.suppress(Exception):
                 admin.close()
 
@@ -261,31 +268,32 @@ class KafkaBatcher:
         with contextlib.suppress(Exception):
             anyio.from_thread.run_sync(slot.done.set, token=slot.token)
 
-    def _client(self, timeout: float) -> Any:
+    def _client(self, role: str, timeout: float) -> Any:
         with self._admin_lock:
-            if self._admin is None:
+            admin = self._admins.get(role)
+            if admin is None:
                 admin_module = import_optional("kafka.admin", extra="kafka", what="kafka batching")
-                self._admin = admin_module.KafkaAdminClient(
+                admin = self._admins[role] = admin_module.KafkaAdminClient(
                     **kp.client_config(
                         self._settings,
-                        client_id=self._client_id,
+                        client_id=f"{self._client_id}-{role}",
                         timeout=timeout,
                         api_version=self._api_version,
                     )
                 )
-            return self._admin
+            return admin
 
     def _answer(self, queries: Sequence[LagQuery]) -> list[_Answer]:
         limit = max(q.timeout for q in queries)
         try:
-            admin = self._client(limit)
+            admin, groups_admin = (self._client(role, limit) for role in _ROLES)
         except Exception as exc:
             return [self._failure(exc, "connect to the cluster")] * len(queries)
         out: dict[int, _Answer] = {}
 
         # 1. the topics of each query (groups without `topic`: what they committed to)
         discovery = {q.group: None for q in queries if q.topic is None}
-        discovered = self._group_offsets(admin, discovery) if discovery else {}
+        discovered = self._group_offsets(groups_admin, discovery) if discovery else {}
         topics_of: dict[int, list[str]] = {}
         for i, q in enumerate(queries):
             if q.topic is not None:
@@ -335,7 +343,9 @@ class KafkaBatcher:
                 earliest_tps.update(tps)
         committed_future = (
             self._io.submit(
-                self._group_offsets, admin, {g: sorted(s) for g, s in sorted(specs.items())}
+                self._group_offsets,
+                groups_admin,
+                {g: sorted(s) for g, s in sorted(specs.items())},
             )
             if specs
             else None
