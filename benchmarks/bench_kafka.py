@@ -323,7 +323,10 @@ def run(quick: bool) -> str:
                 )
                 evaluate.consumer.close()  # type: ignore[attr-defined]
             if not quick and shutil.which("valgrind"):
-                callgrind = _callgrind_both(bootstrap, Path(tmp))
+                try:
+                    callgrind = _callgrind_both(bootstrap, Path(tmp))
+                except (subprocess.SubprocessError, RuntimeError, OSError) as exc:
+                    print(f"callgrind failed: {exc}", file=sys.stderr)
         finally:
             proc.kill()
             proc.wait()

@@ -10,13 +10,18 @@ read (committed and uncommitted partitions, ``earliest``, ``partitionLimitation`
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import pytest
+import trustme
 
+import eventscale.scalers.kafka._kafka_python as kp
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.redaction import Secret
 from eventscale.scalers import TriggerContext
@@ -354,3 +359,99 @@ def test_batchable_settings() -> None:
     )
     assert not batchable({"bootstrap.servers": "b", "sasl.kerberos.kinit.cmd": "kinit"})
     assert not batchable({"bootstrap.servers": "b", "oauth_cb": object()})
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+def _tls_server(server_ctx: ssl.SSLContext) -> tuple[int, list[str], threading.Thread]:
+    """A one-connection TLS server on 127.0.0.1; records the client certificate's CN."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[str] = []
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(10)
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with raw:
+                try:
+                    with server_ctx.wrap_socket(raw, server_side=True) as tls:
+                        peer = tls.getpeercert() or {}
+                        for rdn in peer.get("subject", ()):
+                            seen.extend(v for k, v in rdn if k == "commonName")
+                        seen.extend(v for k, v in peer.get("subjectAltName", ()) if k == "DNS")
+                        tls.sendall(b"ok")
+                except (ssl.SSLError, OSError) as exc:
+                    seen.append(f"error: {exc}")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, seen, thread
+
+
+def _settings(auth: dict[str, str], **meta: str) -> dict[str, Any]:
+    ctx = TriggerContext(
+        metadata={"bootstrapServers": "127.0.0.1:9", "consumerGroup": "g", "topic": "t", **meta},
+        auth={"tls": "enable", **auth},
+        trigger_type="kafka",
+    )
+    settings = dict(KafkaMetadata.from_context(ctx).librdkafka)
+    assert batchable(settings)
+    return settings
+
+
+def _pem(blob: Any) -> str:
+    return str(blob.bytes().decode())
+
+
+def test_tls_client_certificate_reaches_the_server() -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("localhost")
+    client_cert = ca.issue_cert("kafka-client.example")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # mutual TLS
+    port, seen, thread = _tls_server(server_ctx)
+    settings = _settings(
+        {
+            "ca": _pem(ca.cert_pem),
+            "cert": _pem(client_cert.cert_chain_pems[0]),
+            "key": _pem(client_cert.private_key_pem),
+        }
+    )
+    client_ctx = kp.ssl_context(settings)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
+    assert "kafka-client.example" in seen
+
+
+def test_tls_unknown_ca_is_refused_unless_unsafe() -> None:
+    server_cert = trustme.CA().issue_cert("localhost")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(server_ctx)
+    other_ca = _pem(trustme.CA().cert_pem)
+    port, _, thread = _tls_server(server_ctx)
+    strict = kp.ssl_context(_settings({"ca": other_ca}))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        strict.wrap_socket(raw, server_hostname="localhost")
+    thread.join(10)
+    port, _, thread = _tls_server(server_ctx)
+    unsafe = kp.ssl_context(_settings({"ca": other_ca}, unsafeSsl="true"))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        unsafe.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
