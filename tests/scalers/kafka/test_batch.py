@@ -380,10 +380,12 @@ def _tls_server(server_ctx: ssl.SSLContext) -> tuple[int, list[str], threading.T
             with raw:
                 try:
                     with server_ctx.wrap_socket(raw, server_side=True) as tls:
-                        peer = tls.getpeercert() or {}
-                        for rdn in peer.get("subject", ()):
-                            seen.extend(v for k, v in rdn if k == "commonName")
-                        seen.extend(v for k, v in peer.get("subjectAltName", ()) if k == "DNS")
+                        peer: Any = tls.getpeercert() or {}
+                        seen.extend(
+                            str(value)
+                            for key, value in peer.get("subjectAltName", ())
+                            if key == "DNS"
+                        )
                         tls.sendall(b"ok")
                 except (ssl.SSLError, OSError) as exc:
                     seen.append(f"error: {exc}")
