@@ -351,6 +351,20 @@ async def test_auth_the_batch_path_cannot_do_keeps_librdkafka(
         await close(made)
 
 
+async def test_apache_kafka_keeps_librdkafka() -> None:
+    from eventscale.scalers.kafka.apache import ApacheKafkaScaler
+
+    ctx = TriggerContext(
+        metadata={"bootstrapServers": "127.0.0.1:9", "consumerGroup": "g", "topic": "t"},
+        trigger_type="apache-kafka",
+    )
+    scaler = ApacheKafkaScaler.from_context(ctx)
+    try:
+        assert scaler.batched is False  # it picks its partitions its own way
+    finally:
+        await scaler.aclose()
+
+
 def test_batchable_settings() -> None:
     assert batchable({"bootstrap.servers": "b:9092", "security.protocol": "PLAINTEXT"})
     # Kerberos (the scaler adds its kinit command) and OAUTHBEARER stay on librdkafka
