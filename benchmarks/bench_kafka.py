@@ -13,9 +13,10 @@ librdkafka path (confluent-kafka, one scaler at a time). Beside them:
 * the per-partition baseline: one committed-offset and one list-offsets request per
   partition, one after another, written here.
 
-``--callgrind`` (``python -m benchmarks.bench_kafka --callgrind``) counts the instructions
-of the Python process for the 10-group slot on each path with valgrind: repeatable on a
-shared machine where wall-clock figures move with the load.
+A full run (not ``--quick``) on a machine with valgrind also counts the instructions of
+the Python process for the 10-group slot on each path (callgrind, in child processes
+started as ``python -m benchmarks.bench_kafka --child ...``): repeatable on a shared
+machine where wall-clock figures move with the load.
 """
 
 from __future__ import annotations
@@ -264,6 +265,7 @@ async def _measure(bootstrap: str, port: int, quick: bool) -> list[Row]:
             ("librdkafka path", False, {}),
             ("librdkafka path, snapshotTTL=200ms", False, {"snapshotTTL": "200ms"}),
         )
+        slots: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         for label, batch, extra in variants:
             group_scalers = [
                 _scaler(bootstrap, "bench-1000", f"bench-1000-g{g}", batch=batch, **extra)
@@ -274,21 +276,23 @@ async def _measure(bootstrap: str, port: int, quick: bool) -> list[Row]:
             async def all_groups(ss: list[Any] = group_scalers) -> None:
                 await asyncio.gather(*(x.get_metrics() for x in ss))
 
-            rows.append(
-                (
-                    f"{GROUPS} groups x 1000 partitions in one slot, {label}",
-                    *await _time_async(all_groups, runs),
-                )
-            )
+            slots.append((f"{GROUPS} groups x 1000 partitions in one slot, {label}", all_groups))
         floor = _Floor(port, "bench-1000", [f"bench-1000-g{g}" for g in range(GROUPS)], 1000)
         await floor.connect()
+        slots.append(("floor: the slot's 3 requests, raw sockets, not decoded", floor.slot))
         try:
-            rows.append(
-                (
-                    "floor: the slot's 3 requests, raw sockets, not decoded",
-                    *await _time_async(floor.slot, runs),
-                )
-            )
+            # interleaved, so a change in the machine's load hits every variant alike
+            for _, fn in slots:
+                await fn()  # warm-up
+            walls: dict[str, list[float]] = {label: [] for label, _ in slots}
+            cpus: dict[str, list[float]] = {label: [] for label, _ in slots}
+            for _ in range(runs):
+                for label, fn in slots:
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    await fn()
+                    walls[label].append((time.perf_counter() - start) * 1000)
+                    cpus[label].append((time.process_time() - start_cpu) * 1000)
+            rows.extend((label, walls[label], cpus[label]) for label, _ in slots)
         finally:
             floor.close()
     finally:
@@ -387,8 +391,8 @@ def _report(
     if callgrind:
         text += (
             "\nInstructions of the benchmark process for one 10-group slot "
-            "(valgrind callgrind, every thread; the difference between 4 slots and 1 slot "
-            "in two runs, divided by 3, so start-up and imports cancel out):\n\n"
+            "(valgrind callgrind, every thread; the difference between 3 slots and 1 slot "
+            "in two runs, divided by 2, so start-up and imports cancel out):\n\n"
             "| path | instructions per slot (millions) |\n| --- | ---: |\n"
             + "".join(f"| {k} | {v / 1e6:.0f} |\n" for k, v in callgrind.items())
         )
@@ -401,8 +405,8 @@ def _report(
 def _callgrind_both(bootstrap: str, tmp: Path) -> dict[str, float]:
     out: dict[str, float] = {}
     for label, batch in (("batch path", True), ("librdkafka path", False)):
-        counts = [_callgrind_run(bootstrap, batch, slots, tmp) for slots in (1, 4)]
-        out[label] = (counts[1] - counts[0]) / 3
+        counts = [_callgrind_run(bootstrap, batch, slots, tmp) for slots in (1, 3)]
+        out[label] = (counts[1] - counts[0]) / 2
     return out
 
 
@@ -433,8 +437,10 @@ def _callgrind_run(bootstrap: str, batch: bool, slots: int, tmp: Path) -> int:
 
 
 async def _child(bootstrap: str, batch: bool, slots: int) -> None:
+    # valgrind runs the process about 50 times slower: a timeout to match
     scalers = [
-        _scaler(bootstrap, "bench-1000", f"bench-1000-g{g}", batch=batch) for g in range(GROUPS)
+        _scaler(bootstrap, "bench-1000", f"bench-1000-g{g}", batch=batch, timeout="300s")
+        for g in range(GROUPS)
     ]
     try:
         await asyncio.gather(*(s.get_metrics() for s in scalers))  # warm-up: connections
