@@ -471,3 +471,72 @@ def test_tls_unknown_ca_is_refused_unless_unsafe() -> None:
     ):
         assert tls.recv(2) == b"ok"
     thread.join(10)
+
+
+# ------------------------------------------------- isolation of broker errors, per group/topic
+
+
+class _Cluster:
+    """A stand-in for kafka-python's admin client with its error behaviour: a broker error
+    about any one group or partition fails the whole call (kafka-python raises it)."""
+
+    def __init__(self, bad_group: str, bad_topic: str) -> None:
+        import kafka.errors as errors
+        from kafka.structs import OffsetAndMetadata, OffsetAndTimestamp
+
+        self.errors, self.om, self.ot = errors, OffsetAndMetadata, OffsetAndTimestamp
+        self.bad_group, self.bad_topic = bad_group, bad_topic
+        self.calls: list[str] = []
+
+    def describe_topics(self, topics: list[str]) -> list[dict[str, Any]]:
+        self.calls.append("describe")
+        return [
+            {"name": t, "error_code": 0, "partitions": [{"partition_index": p} for p in (0, 1)]}
+            for t in topics
+        ]
+
+    def list_group_offsets(self, specs: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(f"groups {sorted(specs)}")
+        if self.bad_group in specs:
+            raise self.errors.GroupAuthorizationFailedError(self.bad_group)
+        return {g: {tp: self.om(3, None, -1) for tp in tps} for g, tps in specs.items()}
+
+    def list_partition_offsets(self, specs: dict[Any, int], timeout_ms: int) -> dict[Any, Any]:
+        self.calls.append(f"offsets {sorted({tp.topic for tp in specs})}")
+        if any(tp.topic == self.bad_topic for tp in specs):
+            raise self.errors.NotLeaderForPartitionError("partition moved")
+        return {tp: self.ot(10, -1, None) for tp in specs}
+
+
+def test_broker_errors_fail_only_the_objects_they_name() -> None:
+    from eventscale.scalers.kafka._batch import LagInputs, LagQuery
+
+    batcher = KafkaBatcher({"bootstrap.servers": "127.0.0.1:9"})
+    cluster = _Cluster(bad_group="denied", bad_topic="moving")
+    batcher._admins.update(offsets=cluster, groups=cluster)  # no connection is made
+    try:
+        queries = [
+            LagQuery("ok", "orders", None, earliest=False, timeout=5),
+            LagQuery("denied", "orders", None, earliest=False, timeout=5),
+            LagQuery("ok", "moving", None, earliest=False, timeout=5),
+            LagQuery("other", "orders", None, earliest=True, timeout=5),
+        ]
+        ok, denied, moving, other = batcher._answer(queries)
+        assert isinstance(ok, LagInputs)
+        assert ok.committed == {("orders", 0): 3, ("orders", 1): 3}
+        assert ok.latest == {"orders": {0: 10, 1: 10}}
+        assert isinstance(other, LagInputs)
+        assert other.earliest == {}  # every partition has a commit: no log start needed
+        assert not isinstance(denied, LagInputs)
+        assert "denied" in denied.message
+        assert denied.transient is False  # an authorization refusal
+        assert not isinstance(moving, LagInputs)
+        assert "moving" in moving.message
+        assert moving.transient is True
+        # one request for all, then one per group / per topic to find the bad one
+        assert cluster.calls.count("groups ['denied', 'ok', 'other']") == 1
+        assert "groups ['ok']" in cluster.calls
+        assert "offsets ['moving', 'orders']" in cluster.calls
+        assert "offsets ['orders']" in cluster.calls
+    finally:
+        batcher.close()
