@@ -89,7 +89,10 @@ _ROLES: Final = ("offsets", "groups")  # the two clients of a batcher (see __ini
 
 
 def batchable(settings: Mapping[str, Any]) -> bool:
-    """Whether the batch path can connect with these librdkafka ``settings``."""
+    """Whether the batch path can connect with these librdkafka ``settings`` (and
+    kafka-python 3 is installed: without it every scaler keeps the librdkafka path)."""
+    if not kp.available():
+        return False
     if any(key not in _KNOWN for key in settings):
         return False
     mechanism = settings.get("sasl.mechanism")
@@ -158,7 +161,6 @@ class KafkaBatcher:
         window: float = BATCH_WINDOW,
         api_version: tuple[int, ...] | None = None,
     ) -> None:
-        kp.import_kafka_python()
         self._settings = dict(settings)
         self._secrets = [v for v in settings.values() if isinstance(v, Secret)]
         self._window = window
@@ -261,8 +263,8 @@ class KafkaBatcher:
             if any(isinstance(a, LagInputs) for a in answers):
                 self.refused = None
         except Exception as exc:  # a bug must not leave the waiters waiting
-            failure = self._failure(exc, "read the offsets")
-            answers = [failure] * len(queries)
+            message = f"could not read the offsets: {type(exc).__name__}: {exc} ({self.servers})"
+            answers = [_Failure(redact_text(message, self._secrets))] * len(queries)
         slot.answers = answers
         self.slots_run += 1
         with contextlib.suppress(Exception):
@@ -272,6 +274,9 @@ class KafkaBatcher:
         with self._admin_lock:
             admin = self._admins.get(role)
             if admin is None:
+                # importing kafka-python takes most of a second: here, in the slot's
+                # worker thread, never on the event loop
+                kp.import_kafka_python()
                 admin_module = import_optional("kafka.admin", extra="kafka", what="kafka batching")
                 admin = self._admins[role] = admin_module.KafkaAdminClient(
                     **kp.client_config(

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import ssl
 import tempfile
@@ -25,6 +27,7 @@ from eventscale.redaction import Secret, redact_text
 __all__ = (
     "LOG_FILTER",
     "REFUSALS",
+    "available",
     "client_config",
     "import_kafka_python",
     "reveal",
@@ -111,6 +114,17 @@ def client_config(
         conf["ssl_context"] = ssl_context(s)
         conf["ssl_check_hostname"] = conf["ssl_context"].check_hostname
     return conf
+
+
+@functools.cache
+def available() -> bool:
+    """Whether kafka-python 3 is installed (read from its metadata: nothing is imported)."""
+    try:
+        version = importlib.metadata.version("kafka-python")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    major = version.split(".", 1)[0]
+    return major.isdigit() and int(major) >= 3
 
 
 def import_kafka_python() -> None:

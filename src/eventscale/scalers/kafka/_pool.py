@@ -154,11 +154,6 @@ class KafkaConnection:
         """Whether the admin client exists (so :meth:`admin` returns without blocking)."""
         return self._admin is not None
 
-    @property
-    def batcher_created(self) -> bool:
-        """Whether :meth:`batcher` has made its object (so it returns without blocking)."""
-        return self._batcher is not None
-
     def batcher(self, make: Callable[..., _C]) -> _C:
         """The batch path of this connection: ``make(settings, **batch_options)``, called
         once; later calls return the same object (so pass the same ``make``)."""

@@ -307,11 +307,7 @@ class KafkaScaler(ScalerBase):
             and not meta.scale_to_zero_on_invalid_offset,
             timeout=meta.timeout.total_seconds(),
         )
-        if conn.batcher_created:
-            batcher = conn.batcher(KafkaBatcher)
-        else:  # the first poll imports kafka-python (most of a second): off the event loop
-            batcher = await anyio.to_thread.run_sync(conn.batcher, KafkaBatcher)
-        inputs = await batcher.read(query)
+        inputs = await conn.batcher(KafkaBatcher).read(query)
         memory = dict(self._previous_offsets)
         totals = compute_lag(
             inputs.committed,
