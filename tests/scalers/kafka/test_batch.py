@@ -540,3 +540,29 @@ def test_broker_errors_fail_only_the_objects_they_name() -> None:
         assert "offsets ['orders']" in cluster.calls
     finally:
         batcher.close()
+
+
+async def test_close_during_a_slot_makes_no_client(kafka_broker: KafkaBroker) -> None:
+    # a long window: the scaler is closed while its slot is still open
+    pool = KafkaClientPool(batch_options={"window": 0.5})
+    made: list[KafkaScaler] = []
+    scaler = make(kafka_broker.bootstrap, unique_name("g"), pool, made, topic="t", timeout="2s")
+    conn = scaler.connection
+    assert conn is not None
+    batcher = conn.batcher(KafkaBatcher)
+    outcome: list[object] = []
+
+    async def poll() -> None:
+        try:
+            outcome.append(await scaler.get_lag())
+        except ScalerError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(poll)
+        await anyio.sleep(0.1)
+        await scaler.aclose()
+    (result,) = outcome
+    assert isinstance(result, ScalerError)
+    assert "closed" in str(result)
+    assert batcher._admins == {}  # no kafka-python client was made after close()

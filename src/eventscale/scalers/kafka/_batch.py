@@ -272,6 +272,8 @@ class KafkaBatcher:
 
     def _client(self, role: str, timeout: float) -> Any:
         with self._admin_lock:
+            if self._closed:  # a slot that outlived close() must not make a client
+                raise ScalerError("the kafka connection is closed", transient=False)
             admin = self._admins.get(role)
             if admin is None:
                 # importing kafka-python takes most of a second: here, in the slot's

@@ -26,6 +26,7 @@ from eventscale.redaction import Secret, redact_text
 
 __all__ = (
     "LOG_FILTER",
+    "MAX_RESPONSE_BYTES",
     "REFUSALS",
     "available",
     "client_config",
@@ -33,6 +34,9 @@ __all__ = (
     "reveal",
     "ssl_context",
 )
+
+#: The largest answer the batch path accepts from a broker (kafka-python's default: 100 MB).
+MAX_RESPONSE_BYTES: Final = 32 * 1024 * 1024
 
 #: kafka-python errors that mean the cluster refused this client (login or rights).
 REFUSALS: Final = frozenset(
@@ -102,6 +106,8 @@ def client_config(
         "request_timeout_ms": ms,
         "bootstrap_timeout_ms": ms,
         "reconnect_backoff_max_ms": 1000,
+        # every answer is bounded: 10 groups x 1,000 partitions is about 200 KB
+        "receive_message_max_bytes": MAX_RESPONSE_BYTES,
     }
     if api_version is not None:
         conf["api_version"] = api_version
