@@ -28,6 +28,18 @@ from servers.kafka_srv import KafkaBroker
 
 pytestmark = pytest.mark.anyio
 
+# Which read path `build` gives by default; every test runs on both (the lag rules are
+# the same maths over offsets read either way). Tests about librdkafka clients pass
+# batch=False themselves.
+_PATH = {"batch": True}
+
+
+@pytest.fixture(autouse=True, params=["batch", "librdkafka"])
+def read_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    _PATH["batch"] = request.param == "batch"
+    yield request.param
+    _PATH["batch"] = True
+
 
 @pytest.fixture
 def group() -> str:
@@ -50,6 +62,7 @@ def build(
     pool: KafkaClientPool | None = None,
     auth: dict[str, str | Secret] | None = None,
     extra: dict[str, str] | None = None,
+    batch: bool | None = None,
     **metadata: str,
 ) -> KafkaScaler:
     servers = broker if isinstance(broker, str) else broker.bootstrap
@@ -58,11 +71,15 @@ def build(
         auth=auth or {},
         trigger_type="kafka",
     )
-    if pool is None:
+    if batch is None:
+        batch = _PATH["batch"]
+    if pool is None and batch:
         scaler = create_scaler(ctx)
         assert isinstance(scaler, KafkaScaler)
     else:
-        scaler = KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool)
+        scaler = KafkaScaler(
+            KafkaMetadata.from_context(ctx), pool=pool if pool is not None else POOL, batch=batch
+        )
     made.append(scaler)
     return scaler
 
@@ -333,12 +350,16 @@ async def test_pool_shares_one_client_and_closes_it(
     kafka_broker: KafkaBroker, topic4: str, group: str, scalers: list[KafkaScaler]
 ) -> None:
     pool = KafkaClientPool()
-    first = build(kafka_broker, group, scalers, pool=pool, topic=topic4)
-    second = build(kafka_broker, unique_name("group"), scalers, pool=pool, topic=topic4)
+    first = build(kafka_broker, group, scalers, pool=pool, topic=topic4, batch=False)
+    second = build(
+        kafka_broker, unique_name("group"), scalers, pool=pool, topic=topic4, batch=False
+    )
     # the per-call timeout is not a connection setting: same client
-    third = build(kafka_broker, group, scalers, pool=pool, topic=topic4, timeout="3s")
+    third = build(kafka_broker, group, scalers, pool=pool, topic=topic4, timeout="3s", batch=False)
     # another spelling of the servers is another connection
-    other = build(f"localhost:{kafka_broker.port}", group, scalers, pool=pool, topic=topic4)
+    other = build(
+        f"localhost:{kafka_broker.port}", group, scalers, pool=pool, topic=topic4, batch=False
+    )
     try:
         assert len(pool) == 2
         assert third.connection is first.connection
@@ -372,9 +393,15 @@ async def test_snapshot_ttl_shares_requests(
 ) -> None:
     kafka_broker.commit(group, topic4, dict.fromkeys(range(4), 0))
     pool = KafkaClientPool()
-    a = build(kafka_broker, group, scalers, pool=pool, topic=topic4, snapshotTTL="1h")
+    a = build(kafka_broker, group, scalers, pool=pool, topic=topic4, snapshotTTL="1h", batch=False)
     b = build(
-        kafka_broker, unique_name("group"), scalers, pool=pool, topic=topic4, snapshotTTL="1h"
+        kafka_broker,
+        unique_name("group"),
+        scalers,
+        pool=pool,
+        topic=topic4,
+        snapshotTTL="1h",
+        batch=False,
     )
     try:
         assert (await a.get_lag()).total_lag == 20
@@ -383,7 +410,7 @@ async def test_snapshot_ttl_shares_requests(
         assert (await b.get_lag()).total_lag == 4  # b's group has no commits: 1 per partition
         assert (await a.get_lag()).total_lag == 20
         # ...while a scaler without a TTL reads fresh offsets
-        fresh = build(kafka_broker, group, scalers, pool=pool, topic=topic4)
+        fresh = build(kafka_broker, group, scalers, pool=pool, topic=topic4, batch=False)
         assert (await fresh.get_lag()).total_lag == 22
     finally:
         await close_all(scalers)
@@ -433,7 +460,7 @@ async def test_broker_killed_then_recovers_without_new_client(
 
     topic = prepare()
     pool = KafkaClientPool()
-    scaler = build(broker, group, scalers, pool=pool, topic=topic, timeout="1s")
+    scaler = build(broker, group, scalers, pool=pool, topic=topic, timeout="1s", batch=False)
     try:
         assert await metric(scaler) == (5.0, True)
         broker.stop()

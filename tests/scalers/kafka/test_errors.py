@@ -68,7 +68,9 @@ def auth_broker() -> Iterator[str]:
             proc.stop()
 
 
-def scaler_for(servers: str, pool: KafkaClientPool, **metadata: str) -> KafkaScaler:
+def scaler_for(
+    servers: str, pool: KafkaClientPool, *, batch: bool = True, **metadata: str
+) -> KafkaScaler:
     ctx = TriggerContext(
         metadata={
             "bootstrapServers": servers,
@@ -79,14 +81,21 @@ def scaler_for(servers: str, pool: KafkaClientPool, **metadata: str) -> KafkaSca
         auth={"sasl": "scram_sha256", "username": unique_name("user"), "password": PASSWORD},
         trigger_type="kafka",
     )
-    return KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool, trigger_name=ctx.identity)
+    return KafkaScaler(
+        KafkaMetadata.from_context(ctx), pool=pool, trigger_name=ctx.identity, batch=batch
+    )
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("with_topic", [True, False], ids=["topic", "no-topic"])
-async def test_refused_login_is_a_permanent_error(auth_broker: str, with_topic: bool) -> None:
+@pytest.mark.parametrize("batch", [True, False], ids=["batch", "librdkafka"])
+async def test_refused_login_is_a_permanent_error(
+    auth_broker: str, with_topic: bool, batch: bool
+) -> None:
     pool = KafkaClientPool()
-    scaler = scaler_for(auth_broker, pool, **({"topic": "orders"} if with_topic else {}))
+    topic = {"topic": "orders"} if with_topic else {}
+    scaler = scaler_for(auth_broker, pool, batch=batch, **topic)
+    assert scaler.batched is batch  # SCRAM is served by both paths
     try:
         with pytest.raises(ScalerError) as info:
             await scaler.get_metrics()

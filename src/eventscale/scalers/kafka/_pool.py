@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 
@@ -38,6 +38,7 @@ from eventscale.redaction import Secret, redact_text
 __all__ = (
     "KERBEROS",
     "POOL",
+    "Closeable",
     "KafkaClientPool",
     "KafkaConnection",
     "KerberosFiles",
@@ -91,6 +92,15 @@ Settings = tuple[tuple[str, Any], ...]
 
 Futures = Mapping[Any, "concurrent.futures.Future[Any]"]
 
+
+class Closeable(Protocol):
+    """What a connection can hold besides librdkafka clients (the batch path)."""
+
+    def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=Closeable)
+
 # librdkafka error names that mean the brokers refused this client's credentials.
 _AUTH_ERRORS: Final = frozenset({"_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED"})
 
@@ -111,11 +121,15 @@ class KafkaConnection:
     """One cluster connection: a lazily created admin client shared by several scalers.
 
     Obtain one with :meth:`KafkaClientPool.acquire` and give it back with
-    :meth:`KafkaClientPool.release`.
+    :meth:`KafkaClientPool.release`. Scalers on the batch path share its
+    :meth:`batcher` instead (``_batch``: kafka-python, no librdkafka client).
     """
 
-    def __init__(self, key: Settings) -> None:
+    def __init__(self, key: Settings, *, batch_options: Mapping[str, Any] | None = None) -> None:
         self.key = key
+        #: Keyword arguments for the batch path's constructor (tests pin versions here).
+        self.batch_options: Mapping[str, Any] = batch_options or {}
+        self._batcher: Any = None
         self.refs = 0
         #: How many clients this connection has created: at most one admin client plus
         #: one offsets consumer per consumer group, by design.
@@ -139,6 +153,18 @@ class KafkaConnection:
     def admin_created(self) -> bool:
         """Whether the admin client exists (so :meth:`admin` returns without blocking)."""
         return self._admin is not None
+
+    def batcher(self, make: Callable[..., _C]) -> _C:
+        """The batch path of this connection: ``make(settings, **batch_options)``, called
+        once; later calls return the same object (so pass the same ``make``)."""
+        batcher = self._batcher
+        if batcher is None:
+            with self._lock:
+                if self._batcher is None:
+                    self._batcher = make(dict(self.key), **self.batch_options)
+                batcher = self._batcher
+        result: _C = batcher
+        return result
 
     def admin(self) -> Any:
         """The admin client, created on first use (which may block: call it off the loop)."""
@@ -236,18 +262,21 @@ class KafkaConnection:
     def _drop(self) -> list[Any]:
         with self._lock:
             admin, self._admin = self._admin, None
+            batcher, self._batcher = self._batcher, None
             consumers = list(self._consumers.values())
             self._consumers.clear()
             self._snapshots.clear()
-        return [*consumers, *([admin] if admin is not None else [])]
+        clients: list[Any] = [*consumers, *([admin] if admin is not None else [])]
+        return clients + ([batcher] if batcher is not None else [])
 
 
 class KafkaClientPool:
     """Connections keyed by their settings, counted by the scalers that hold them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_options: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()
         self._connections: dict[Settings, KafkaConnection] = {}
+        self._batch_options = batch_options
 
     def acquire(self, settings: Mapping[str, Any]) -> KafkaConnection:
         """A lease on the connection for ``settings``; no network I/O happens here."""
@@ -255,7 +284,9 @@ class KafkaClientPool:
         with self._lock:
             conn = self._connections.get(key)
             if conn is None:
-                conn = self._connections[key] = KafkaConnection(key)
+                conn = self._connections[key] = KafkaConnection(
+                    key, batch_options=self._batch_options
+                )
             conn.refs += 1
             return conn
 

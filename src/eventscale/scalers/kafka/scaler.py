@@ -15,10 +15,15 @@ lag, the cap at the partition count, activity on the uncapped sum, ``partitionLi
 * The ``excludePersistentLag`` memory lives as long as the scaler object; an error in another
   trigger of the same object does not reset it (KEDA rebuilds every scaler then).
 
-One poll sends a bounded number of requests whatever the partition count: one metadata
-request, one committed-offsets request for the group and one list-offsets request per
-partition leader (librdkafka groups the partitions by leader), the last two concurrently.
-Clients are shared through :mod:`eventscale.scalers.kafka._pool`.
+Two paths read the offsets. The *batch path* (``_batch``, kafka-python) serves every
+connection without Kerberos, OAUTHBEARER or MSK IAM: the scalers of one cluster polled in
+the same slot share one metadata request, one OffsetFetch for all their groups and one
+ListOffsets per partition leader. The *librdkafka path* (confluent-kafka) serves the
+other connections, the ``apache-kafka`` trigger and scalers built with ``batch=False``:
+one poll sends one metadata request, one committed-offsets request for the group and one
+list-offsets request per partition leader, the last two concurrently. Either way the
+request count does not grow with the partition count. Clients are shared through
+:mod:`eventscale.scalers.kafka._pool`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from eventscale.errors import ConfigError, ScalerError, ScalerTimeout
 from eventscale.metrics import MetricSpec, ScalerReport
 from eventscale.redaction import Secret, redact_text
 from eventscale.scalers import ScalerBase
+from eventscale.scalers.kafka._batch import KafkaBatcher, LagQuery, batchable
 from eventscale.scalers.kafka._lag import (
     INVALID_OFFSET,
     LagTotals,
@@ -96,8 +102,12 @@ class KafkaScaler(ScalerBase):
     """Scales on the lag of a Kafka consumer group (``type: kafka``).
 
     Build it with :meth:`from_context` (KEDA metadata) or from a :class:`KafkaMetadata`.
-    The admin client is shared with every other scaler on the same cluster connection
+    The client is shared with every other scaler on the same cluster connection
     settings and created at the first poll; :meth:`aclose` gives it back.
+
+    ``batch`` (default ``True``) lets the scaler join the batch path when its connection
+    settings allow it (no Kerberos, OAUTHBEARER or MSK IAM; :attr:`batched` tells);
+    ``False`` keeps it on the librdkafka path.
     """
 
     def __init__(
@@ -107,6 +117,7 @@ class KafkaScaler(ScalerBase):
         pool: KafkaClientPool = POOL,
         kerberos: KerberosRegistry = KERBEROS,
         trigger_name: str | None = None,
+        batch: bool = True,
     ) -> None:
         meta = self.meta = config
         self._pool = pool
@@ -134,6 +145,13 @@ class KafkaScaler(ScalerBase):
                 self._aws_chain = provider.credentials
         self._secrets = secrets
         self._conn: KafkaConnection | None = pool.acquire(settings)
+        #: Whether polls go through the batch path (see the class docstring).
+        self.batched = (
+            batch
+            and batchable(settings)
+            # a subclass that picks its partitions its own way keeps librdkafka
+            and type(self)._partitions is KafkaScaler._partitions
+        )
 
     @classmethod
     def from_context(cls, ctx: TriggerContext) -> KafkaScaler:
@@ -210,6 +228,8 @@ class KafkaScaler(ScalerBase):
         return totals
 
     async def _get_lag(self, conn: KafkaConnection) -> LagTotals:
+        if self.batched:
+            return await self._get_lag_batched(conn)
         ck, ck_admin = _ck, _ck_admin
         if self._aws_chain is not None and not conn.admin_created:
             # STS / the credentials endpoint, off the event loop; errors are ScalerErrors
@@ -271,6 +291,30 @@ class KafkaScaler(ScalerBase):
             policy=meta.offset_reset_policy,
             scale_to_zero_on_invalid_offset=meta.scale_to_zero_on_invalid_offset,
             earliest_offsets=earliest,
+            exclude_persistent_lag=meta.exclude_persistent_lag,
+            previous_offsets=memory,
+        )
+        self._previous_offsets = memory
+        return totals
+
+    async def _get_lag_batched(self, conn: KafkaConnection) -> LagTotals:
+        meta = self.meta
+        query = LagQuery(
+            group=meta.consumer_group,
+            topic=meta.topic or None,
+            limitation=meta.partition_limitation,
+            earliest=meta.offset_reset_policy is OffsetResetPolicy.EARLIEST
+            and not meta.scale_to_zero_on_invalid_offset,
+            timeout=meta.timeout.total_seconds(),
+        )
+        inputs = await conn.batcher(KafkaBatcher).read(query)
+        memory = dict(self._previous_offsets)
+        totals = compute_lag(
+            inputs.committed,
+            inputs.latest,
+            policy=meta.offset_reset_policy,
+            scale_to_zero_on_invalid_offset=meta.scale_to_zero_on_invalid_offset,
+            earliest_offsets=inputs.earliest,
             exclude_persistent_lag=meta.exclude_persistent_lag,
             previous_offsets=memory,
         )

@@ -1,0 +1,535 @@
+"""Coalesced reads for the kafka scalers of one cluster, built on kafka-python.
+
+Every :class:`~eventscale.scalers.kafka.scaler.KafkaScaler` whose connection settings are
+equal shares one :class:`KafkaBatcher` (through the connection pool). Polls that arrive
+within one *slot* (:data:`BATCH_WINDOW` after the first) are answered together:
+
+1. without ``topic``: one OffsetFetch for every such group, to learn its topics;
+2. one Metadata request for every topic of the slot;
+3. at the same time: one OffsetFetch for every group (OffsetFetch v8+, KIP-709; kafka-python
+   sends one request per group when the broker's ApiVersions says it is older) and one
+   ListOffsets per partition leader for every partition of the slot (log end offsets, and
+   log start offsets for the scalers whose settings need them).
+
+Each poll gets its own answer or its own error: a broker error naming one group or one
+topic makes kafka-python fail the whole call, so the call is then repeated per group (or
+per topic) and only the objects using the bad one fail. A connection failure or a timeout
+fails every poll of the slot (they share the cluster). Nothing here computes lag: the
+scaler applies the pure maths of ``_lag`` to its own answer.
+
+kafka-python is blocking (it runs its own I/O thread), so a slot runs in a worker thread
+of this module and wakes its waiters through an anyio token; every waiter waits under its
+own timeout, so a hanging slot delays nobody past that. docs/scalers/kafka.md says why
+kafka-python (and not confluent-kafka, aiokafka or hand-written protocol code) and which
+settings it serves; the others keep the librdkafka path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import ssl
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import attrs
+
+import eventscale.scalers.kafka._kafka_python as kp
+from eventscale._optional import import_optional
+from eventscale.errors import ScalerError, ScalerTimeout
+from eventscale.redaction import Secret, redact_text
+from eventscale.scalers.kafka._lag import INVALID_OFFSET, TopicPartition, select_partitions
+
+__all__ = (
+    "BATCH_WINDOW",
+    "KafkaBatcher",
+    "LagInputs",
+    "LagQuery",
+    "batchable",
+)
+
+_LOG: Final = logging.getLogger("eventscale.scalers.kafka")
+
+#: How long a slot stays open after its first poll, in seconds: polls started in the same
+#: controller slot reach the scaler within a few event-loop turns of each other.
+BATCH_WINDOW: Final = 0.002
+
+# librdkafka settings (as KafkaMetadata builds them) that the batch path understands;
+# a connection with any other setting (Kerberos, OAUTHBEARER, MSK IAM) keeps librdkafka.
+_KNOWN: Final = frozenset(
+    {
+        "bootstrap.servers",
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.pem",
+        "ssl.certificate.pem",
+        "ssl.key.pem",
+        "ssl.key.password",
+        "enable.ssl.certificate.verification",
+        "ssl.endpoint.identification.algorithm",
+    }
+)
+_MECHANISMS: Final = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
+_PROTOCOLS: Final = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
+_LATEST: Final = -1  # ListOffsets timestamps
+_EARLIEST: Final = -2
+_SLACK: Final = 5.0  # seconds past the request timeout before a slot's worker gives up
+_CLIENT_IDS: Final = itertools.count(1)
+_ROLES: Final = ("offsets", "groups")  # the two clients of a batcher (see __init__)
+
+
+def batchable(settings: Mapping[str, Any]) -> bool:
+    """Whether the batch path can connect with these librdkafka ``settings`` (and
+    kafka-python 3 is installed: without it every scaler keeps the librdkafka path)."""
+    if not kp.available():
+        return False
+    if any(key not in _KNOWN for key in settings):
+        return False
+    mechanism = settings.get("sasl.mechanism")
+    if mechanism is not None and mechanism not in _MECHANISMS:
+        return False
+    return str(settings.get("security.protocol", "PLAINTEXT")) in _PROTOCOLS
+
+
+@attrs.frozen
+class LagQuery:
+    """What one poll needs: a group, its topic (``None``: the topics it committed to)."""
+
+    group: str
+    topic: str | None
+    limitation: Sequence[int] | None
+    earliest: bool  # also read log start offsets (offsetResetPolicy earliest)
+    timeout: float
+
+
+@attrs.frozen
+class LagInputs:
+    """One poll's answer, in the shapes :func:`~eventscale.scalers.kafka._lag.compute_lag` takes."""
+
+    committed: Mapping[TopicPartition, int]
+    latest: Mapping[str, Mapping[int, int]]
+    #: Log start offsets of the partitions without a commit; ``None`` when that read
+    #: failed (the lag then falls back to the log end offset, as on the librdkafka path).
+    earliest: Mapping[TopicPartition, int] | None
+
+
+@attrs.frozen
+class _Failure:
+    message: str
+    transient: bool = True
+    timeout: bool = False
+
+    def error(self) -> ScalerError:
+        cls = ScalerTimeout if self.timeout else ScalerError
+        return cls(self.message, transient=self.transient)
+
+
+_Answer = LagInputs | _Failure
+
+
+class _Slot:
+    __slots__ = ("answers", "done", "queries", "token")
+
+    def __init__(self, token: anyio.lowlevel.EventLoopToken) -> None:
+        self.token = token
+        self.queries: list[LagQuery] = []
+        self.answers: list[_Answer] = []
+        self.done = anyio.Event()
+
+
+class KafkaBatcher:
+    """The batch path of one cluster connection (see the module docstring).
+
+    ``api_version`` pins the broker version kafka-python assumes (tests use it to make
+    kafka-python believe the broker predates multi-group OffsetFetch).
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, Any],
+        *,
+        window: float = BATCH_WINDOW,
+        api_version: tuple[int, ...] | None = None,
+    ) -> None:
+        self._settings = dict(settings)
+        self._secrets = [v for v in settings.values() if isinstance(v, Secret)]
+        self._window = window
+        self._api_version = api_version
+        # Two kafka-python clients, so two connections: a broker answers the requests of
+        # one connection in order, and the OffsetFetch of a whole slot is the slow one;
+        # on its own connection the metadata and ListOffsets requests pass it.
+        self._admins: dict[str, Any] = {}
+        self._admin_lock = threading.Lock()
+        self._open: _Slot | None = None
+        self._closed = False
+        # slots (each sleeps its window, then waits for its requests) and the
+        # concurrent requests of one slot run in separate pools: no slot starves its own.
+        self._slots = concurrent.futures.ThreadPoolExecutor(4, "eventscale-kafka-slot")
+        self._io = concurrent.futures.ThreadPoolExecutor(8, "eventscale-kafka-io")
+        kp.LOG_FILTER.secrets[id(self)] = self._secrets
+        self._client_id = f"eventscale-{next(_CLIENT_IDS)}"
+        for role in _ROLES:
+            kp.LOG_FILTER.refusals[f"kafka-io-{self._client_id}-{role}"] = self._on_refusal
+        #: The last login refusal kafka-python logged (error name, text), cleared by a
+        #: slot that reached the cluster.
+        self.refused: tuple[str, str] | None = None
+        self.slots_run = 0  # how many slots were sent (tests and benchmarks read it)
+
+    @property
+    def servers(self) -> str:
+        """``bootstrap servers ...`` for messages, with secrets redacted."""
+        return "bootstrap servers " + redact_text(
+            str(self._settings.get("bootstrap.servers", "")), self._secrets
+        )
+
+    async def read(self, query: LagQuery) -> LagInputs:
+        """Join the open slot (or open one) and wait for this query's answer.
+
+        :raises ScalerError: this query failed (:class:`ScalerTimeout` past its timeout).
+        """
+        if self._closed:
+            raise ScalerError("the kafka connection is closed", transient=False)
+        slot = self._open
+        if slot is None:
+            slot = self._open = _Slot(anyio.lowlevel.current_token())
+            self._slots.submit(self._run, slot)
+        slot.queries.append(query)
+        index = len(slot.queries) - 1
+        try:
+            with anyio.fail_after(query.timeout + 1.0):
+                await slot.done.wait()
+        except TimeoutError as exc:
+            raise ScalerTimeout(
+                f"could not read the offsets of group {query.group!r} within "
+                f"{query.timeout:g}s ({self.servers})"
+            ) from exc
+        answer = slot.answers[index]
+        if isinstance(answer, _Failure):
+            raise answer.error()
+        return answer
+
+    def _on_refusal(self, name: str, text: str) -> None:
+        self.refused = (name, text)
+
+    def api_versions(self) -> dict[str, tuple[int, int]]:
+        """The request versions the broker announced (``{"OffsetFetch": (0, 9), ...}``),
+        empty before the first slot connected."""
+        admin = self._admins.get("offsets")
+        if admin is None:
+            return {}
+        return {key.name: (int(lo), int(hi)) for key, (lo, hi) in admin.api_versions().items()}
+
+    def close(self) -> None:
+        """Close the kafka-python client and the worker pools (blocks briefly)."""
+        self._closed = True
+        kp.LOG_FILTER.secrets.pop(id(self), None)
+        for role in _ROLES:
+            kp.LOG_FILTER.refusals.pop(f"kafka-io-{self._client_id}-{role}", None)
+        self._slots.shutdown(wait=False, cancel_futures=True)
+        self._io.shutdown(wait=False, cancel_futures=True)
+        with self._admin_lock:
+            admins = list(self._admins.values())
+            self._admins.clear()
+        for admin in admins:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+    # -- one slot, in a worker thread -------------------------------------------------
+
+    def _take(self, slot: _Slot) -> None:
+        if self._open is slot:
+            self._open = None
+
+    def _run(self, slot: _Slot) -> None:
+        time.sleep(self._window)
+        try:
+            # on the event loop: no query joins this slot after this returns
+            anyio.from_thread.run_sync(self._take, slot, token=slot.token)
+        except Exception:  # the event loop is gone
+            return
+        queries = list(slot.queries)
+        try:
+            answers = self._answer(queries)
+            if any(isinstance(a, LagInputs) for a in answers):
+                self.refused = None
+        except Exception as exc:  # a bug must not leave the waiters waiting
+            message = f"could not read the offsets: {type(exc).__name__}: {exc} ({self.servers})"
+            answers = [_Failure(redact_text(message, self._secrets))] * len(queries)
+        slot.answers = answers
+        self.slots_run += 1
+        with contextlib.suppress(Exception):
+            anyio.from_thread.run_sync(slot.done.set, token=slot.token)
+
+    def _client(self, role: str, timeout: float) -> Any:
+        with self._admin_lock:
+            if self._closed:  # a slot that outlived close() must not make a client
+                raise ScalerError("the kafka connection is closed", transient=False)
+            admin = self._admins.get(role)
+            if admin is None:
+                # importing kafka-python takes most of a second: here, in the slot's
+                # worker thread, never on the event loop
+                kp.import_kafka_python()
+                admin_module = import_optional("kafka.admin", extra="kafka", what="kafka batching")
+                admin = self._admins[role] = admin_module.KafkaAdminClient(
+                    **kp.client_config(
+                        self._settings,
+                        client_id=f"{self._client_id}-{role}",
+                        timeout=timeout,
+                        api_version=self._api_version,
+                    )
+                )
+            return admin
+
+    def _answer(self, queries: Sequence[LagQuery]) -> list[_Answer]:
+        limit = max(q.timeout for q in queries)
+        try:
+            admin, groups_admin = (self._client(role, limit) for role in _ROLES)
+        except Exception as exc:
+            return [self._failure(exc, "connect to the cluster")] * len(queries)
+        out: dict[int, _Answer] = {}
+
+        # 1. the topics of each query (groups without `topic`: what they committed to)
+        discovery = {q.group: None for q in queries if q.topic is None}
+        discovered = self._group_offsets(groups_admin, discovery) if discovery else {}
+        topics_of: dict[int, list[str]] = {}
+        for i, q in enumerate(queries):
+            if q.topic is not None:
+                topics_of[i] = [q.topic]
+                continue
+            got = discovered[q.group]
+            if isinstance(got, _Failure):
+                out[i] = got
+            elif not got:
+                out[i] = _Failure(
+                    f"consumer group {q.group!r} has no committed offsets, so its topics are "
+                    "unknown; set `topic` (eventscale never scans every topic of the cluster)"
+                )
+            else:
+                topics_of[i] = sorted({t for t, _ in got})
+
+        # 2. the partitions of every topic of the slot, in one metadata request
+        names = sorted({t for ts in topics_of.values() for t in ts})
+        partitions = self._describe(admin, names) if names else {}
+        wanted: dict[int, list[TopicPartition]] = {}
+        for i, ts in topics_of.items():
+            tps: list[TopicPartition] = []
+            for topic in ts:
+                ids = partitions[topic]
+                if isinstance(ids, _Failure):
+                    out[i] = ids
+                    break
+                try:
+                    selected = select_partitions(topic, ids, queries[i].limitation)
+                except ScalerError as exc:
+                    out[i] = _Failure(exc.message, exc.transient)
+                    break
+                tps.extend((topic, p) for p in selected)
+            else:
+                wanted[i] = tps
+
+        # 3. committed, log end and log start offsets, concurrently
+        specs: dict[str, set[TopicPartition]] = defaultdict(set)
+        latest_tps: set[TopicPartition] = set()
+        earliest_tps: set[TopicPartition] = set()
+        for i, tps in wanted.items():
+            q = queries[i]
+            if q.topic is not None:
+                specs[q.group].update(tps)
+            latest_tps.update(tps)
+            if q.earliest:
+                earliest_tps.update(tps)
+        committed_future = (
+            self._io.submit(
+                self._group_offsets,
+                groups_admin,
+                {g: sorted(s) for g, s in sorted(specs.items())},
+            )
+            if specs
+            else None
+        )
+        earliest_future = (
+            self._io.submit(self._offsets, admin, earliest_tps, _EARLIEST, limit)
+            if earliest_tps
+            else None
+        )
+        latest = self._offsets(admin, latest_tps, _LATEST, limit) if latest_tps else {}
+        committed = committed_future.result(limit + _SLACK) if committed_future else {}
+        earliest = earliest_future.result(limit + _SLACK) if earliest_future else {}
+
+        for i, tps in wanted.items():
+            out[i] = self._assemble(queries[i], tps, discovered, committed, latest, earliest)
+        return [out[i] for i in range(len(queries))]
+
+    def _assemble(
+        self,
+        q: LagQuery,
+        tps: Sequence[TopicPartition],
+        discovered: Mapping[str, dict[TopicPartition, int] | _Failure],
+        committed: Mapping[str, dict[TopicPartition, int] | _Failure],
+        latest: Mapping[str, dict[int, int] | _Failure],
+        earliest: Mapping[str, dict[int, int] | _Failure],
+    ) -> _Answer:
+        if q.topic is None:
+            group_offsets = discovered[q.group]
+            assert not isinstance(group_offsets, _Failure)  # such queries stopped at step 1
+            mine = {tp: group_offsets.get(tp, INVALID_OFFSET) for tp in tps}
+        else:
+            group_offsets = committed[q.group]
+            if isinstance(group_offsets, _Failure):
+                return group_offsets
+            mine = {tp: group_offsets[tp] for tp in tps if tp in group_offsets}
+        ends: dict[str, dict[int, int]] = {}
+        for topic, p in tps:
+            by_topic = latest[topic]
+            if isinstance(by_topic, _Failure):
+                return by_topic
+            if p in by_topic:
+                ends.setdefault(topic, {})[p] = by_topic[p]
+        starts: dict[TopicPartition, int] | None = None
+        if q.earliest:
+            starts = {}
+            for topic, p in tps:
+                if mine.get((topic, p)) != INVALID_OFFSET:
+                    continue
+                by_topic = earliest[topic]
+                if isinstance(by_topic, _Failure) or p not in by_topic:
+                    _LOG.warning(
+                        "kafka group %r: log start offsets unavailable, using log end",
+                        q.group,
+                    )
+                    starts = None
+                    break
+                starts[(topic, p)] = by_topic[p]
+        return LagInputs(committed=mine, latest=ends, earliest=starts)
+
+    # -- the requests, each returning per group or per topic answers ---------------------
+
+    def _group_offsets(
+        self, admin: Any, specs: Mapping[str, Sequence[TopicPartition] | None]
+    ) -> dict[str, dict[TopicPartition, int] | _Failure]:
+        kafka = import_optional("kafka", extra="kafka", what="kafka batching")
+        request = {
+            g: None if tps is None else [kafka.TopicPartition(t, p) for t, p in tps]
+            for g, tps in specs.items()
+        }
+        try:
+            got = admin.list_group_offsets(request)
+        except Exception as exc:
+            if len(specs) > 1 and _names_one(exc):
+                out: dict[str, dict[TopicPartition, int] | _Failure] = {}
+                for group in specs:
+                    out.update(self._group_offsets(admin, {group: specs[group]}))
+                return out
+            return {
+                g: self._failure(exc, f"read the committed offsets of group {g!r}") for g in specs
+            }
+        answers: dict[str, dict[TopicPartition, int] | _Failure] = {}
+        for group in specs:
+            offsets = got.get(group)
+            if offsets is None:
+                answers[group] = _Failure(
+                    f"no committed-offsets answer for group {group!r} ({self.servers})"
+                )
+                continue
+            answers[group] = {
+                (tp.topic, tp.partition): int(om.offset) if om.offset >= 0 else INVALID_OFFSET
+                for tp, om in offsets.items()
+            }
+        return answers
+
+    def _offsets(
+        self, admin: Any, tps: set[TopicPartition], spec: int, limit: float
+    ) -> dict[str, dict[int, int] | _Failure]:
+        kafka = import_optional("kafka", extra="kafka", what="kafka batching")
+        topics = sorted({t for t, _ in tps})
+        what = "list log end offsets" if spec == _LATEST else "list log start offsets"
+        try:
+            got = admin.list_partition_offsets(
+                {kafka.TopicPartition(t, p): spec for t, p in tps}, timeout_ms=int(limit * 1000)
+            )
+        except Exception as exc:
+            if len(topics) > 1 and _names_one(exc):
+                out: dict[str, dict[int, int] | _Failure] = {}
+                for topic in topics:
+                    mine = {tp for tp in tps if tp[0] == topic}
+                    out.update(self._offsets(admin, mine, spec, limit))
+                return out
+            return {t: self._failure(exc, f"{what} of {t!r}") for t in topics}
+        answers: dict[str, dict[int, int] | _Failure] = {t: {} for t in topics}
+        for tp, found in got.items():
+            by_topic = answers.get(tp.topic)
+            if isinstance(by_topic, dict):
+                by_topic[tp.partition] = int(found.offset)
+        return answers
+
+    def _describe(self, admin: Any, topics: Sequence[str]) -> dict[str, list[int] | _Failure]:
+        errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
+        try:
+            described = admin.describe_topics(list(topics))
+        except Exception as exc:
+            return {t: self._failure(exc, f"describe topic {t!r}") for t in topics}
+        by_name = {d.get("name"): d for d in described}
+        out: dict[str, list[int] | _Failure] = {}
+        for topic in topics:
+            d = by_name.get(topic)
+            if d is None:
+                out[topic] = _Failure(f"no metadata answer for topic {topic!r} ({self.servers})")
+            elif d.get("error_code"):
+                out[topic] = self._failure(
+                    errors.for_code(d["error_code"])(), f"describe topic {topic!r}"
+                )
+            else:
+                out[topic] = [int(p["partition_index"]) for p in d.get("partitions") or ()]
+        return out
+
+    def _failure(self, exc: BaseException, what: str) -> _Failure:
+        errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
+        name = type(exc).__name__
+        if isinstance(exc, errors.UnknownTopicOrPartitionError):
+            message = f"could not {what}: the topic does not exist ({name}, {self.servers})"
+            return _Failure(redact_text(message, self._secrets), transient=False)
+        text = str(exc)
+        refused = self.refused
+        if refused is not None and not isinstance(exc, errors.BrokerResponseError):
+            # kafka-python reports a refused login as a timeout or a lost connection
+            message = (
+                f"could not {what}: the brokers refused authentication: {refused[0]}: "
+                f"{refused[1]} ({self.servers})"
+            )
+            return _Failure(redact_text(message, self._secrets), transient=False)
+        message = redact_text(f"could not {what}: {name}: {text} ({self.servers})", self._secrets)
+        timeout = isinstance(
+            exc, (errors.KafkaTimeoutError, errors.RequestTimedOutError, TimeoutError)
+        )
+        denied = isinstance(
+            exc,
+            (
+                errors.AuthorizationError,
+                errors.SaslAuthenticationFailedError,
+                errors.UnsupportedSaslMechanismError,
+                errors.InvalidGroupIdError,
+                errors.UnsupportedVersionError,
+                errors.KafkaConfigurationError,
+                ssl.SSLError,
+            ),
+        )
+        return _Failure(message, transient=not denied, timeout=timeout and not denied)
+
+
+def _names_one(exc: BaseException) -> bool:
+    """Whether ``exc`` is a broker's answer about one group or topic (so asking for each
+    separately isolates it) rather than a connection failure or timeout."""
+    errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
+    return isinstance(exc, errors.BrokerResponseError) and not isinstance(
+        exc, (errors.RequestTimedOutError, errors.KafkaTimeoutError, errors.NetworkExceptionError)
+    )

@@ -1,0 +1,568 @@
+"""The batch path against tansu: kafka scalers of one cluster polled in one slot.
+
+Each test uses its own topics and groups. Expected values come either from what the test
+produced and committed, or from the same scalers on the librdkafka path (``batch=False``)
+reading the same broker: the two paths must agree on every setting that changes what is
+read (committed and uncommitted partitions, ``earliest``, ``partitionLimitation``, no
+``topic``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import pytest
+import trustme
+
+import eventscale.scalers.kafka._kafka_python as kp
+from eventscale.errors import ScalerError, ScalerTimeout
+from eventscale.redaction import Secret
+from eventscale.scalers import TriggerContext
+from eventscale.scalers.kafka._batch import KafkaBatcher, batchable
+from eventscale.scalers.kafka._lag import LagTotals
+from eventscale.scalers.kafka._pool import KafkaClientPool
+from eventscale.scalers.kafka.config import KafkaMetadata
+from eventscale.scalers.kafka.scaler import KafkaScaler
+from servers._proc import unique_name
+from servers.kafka_srv import KafkaBroker
+
+pytestmark = pytest.mark.anyio
+
+
+def make(
+    servers: str,
+    group: str,
+    pool: KafkaClientPool,
+    made: list[KafkaScaler],
+    *,
+    batch: bool = True,
+    auth: dict[str, str | Secret] | None = None,
+    meta: dict[str, str] | None = None,
+    **metadata: str,
+) -> KafkaScaler:
+    ctx = TriggerContext(
+        metadata={
+            "bootstrapServers": servers,
+            "consumerGroup": group,
+            **(meta or {}),
+            **metadata,
+        },
+        auth=auth or {},
+        trigger_type="kafka",
+    )
+    scaler = KafkaScaler(KafkaMetadata.from_context(ctx), pool=pool, batch=batch)
+    made.append(scaler)
+    return scaler
+
+
+async def poll_all(scalers: Sequence[KafkaScaler]) -> list[LagTotals | ScalerError]:
+    """Poll every scaler at once (as a controller slot does); errors are results."""
+    results: list[LagTotals | ScalerError | None] = [None] * len(scalers)
+
+    async def one(i: int, scaler: KafkaScaler) -> None:
+        try:
+            results[i] = await scaler.get_lag()
+        except ScalerError as exc:
+            results[i] = exc
+
+    async with anyio.create_task_group() as tg:
+        for i, scaler in enumerate(scalers):
+            tg.start_soon(one, i, scaler)
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+def batcher_of(pool: KafkaClientPool) -> KafkaBatcher:
+    (conn,) = pool.connections()
+    return conn.batcher(KafkaBatcher)
+
+
+async def close(made: list[KafkaScaler]) -> None:
+    for scaler in made:
+        await scaler.aclose()
+
+
+def settings_matrix(topic: str, other: str) -> list[tuple[str, dict[str, str]]]:
+    """(group role, metadata) pairs covering what changes the requests of a poll."""
+    return [
+        ("full", {"topic": topic}),
+        ("partial", {"topic": topic}),
+        ("partial", {"topic": topic, "offsetResetPolicy": "earliest"}),
+        ("none", {"topic": topic}),
+        ("none", {"topic": topic, "offsetResetPolicy": "earliest"}),
+        ("none", {"topic": topic, "scaleToZeroOnInvalidOffset": "true"}),
+        ("partial", {"topic": topic, "partitionLimitation": "1-3,5"}),
+        ("partial", {"topic": other}),
+        ("two", {}),  # no topic: the topics the group committed to
+        ("full", {"topic": topic, "excludePersistentLag": "true"}),
+    ]
+
+
+async def test_batched_equals_unbatched(kafka_broker: KafkaBroker) -> None:
+    topic = kafka_broker.create_topic(6)
+    other = kafka_broker.create_topic(3)
+    kafka_broker.produce(topic, {0: 5, 1: 3, 2: 8, 4: 1, 5: 2})
+    kafka_broker.produce(other, {0: 4, 2: 6})
+    groups = {role: unique_name(f"group-{role}") for role in ("full", "partial", "none", "two")}
+    kafka_broker.commit(groups["full"], topic, {0: 1, 1: 3, 2: 2, 3: 0, 4: 0, 5: 2})
+    kafka_broker.commit(groups["partial"], topic, {0: 2, 2: 7})
+    kafka_broker.commit(groups["partial"], other, {0: 1})
+    kafka_broker.commit(groups["two"], topic, {1: 1})
+    kafka_broker.commit(groups["two"], other, {2: 2, 1: 0})
+
+    made: list[KafkaScaler] = []
+    batched_pool, plain_pool = KafkaClientPool(), KafkaClientPool()
+    matrix = settings_matrix(topic, other)
+    batched = [
+        make(kafka_broker.bootstrap, groups[role], batched_pool, made, meta=meta)
+        for role, meta in matrix
+    ]
+    plain = [
+        make(kafka_broker.bootstrap, groups[role], plain_pool, made, batch=False, meta=meta)
+        for role, meta in matrix
+    ]
+    try:
+        assert all(s.batched for s in batched)
+        assert not any(s.batched for s in plain)
+        for _ in range(2):  # twice: excludePersistentLag remembers the first poll
+            got = await poll_all(batched)
+            want = [await s.get_lag() for s in plain]
+            assert got == want
+        # the whole matrix was one slot per round, not one request set per scaler
+        assert batcher_of(batched_pool).slots_run == 2
+        # spot checks worked out by hand from what was produced and committed
+        full, partial = got[0], got[1]
+        assert isinstance(full, LagTotals)
+        assert isinstance(partial, LagTotals)
+        assert full.total_lag == 4 + 0 + 6 + 0 + 1 + 0
+        # partial: p0 5-2, p2 8-7, four partitions without a commit count 1 each (latest)
+        assert partial.total_lag == 3 + 1 + 4
+        none_earliest = got[4]
+        assert isinstance(none_earliest, LagTotals)
+        assert none_earliest.total_lag == 5 + 3 + 8 + 0 + 1 + 2  # log end - log start
+        two = got[8]
+        assert isinstance(two, LagTotals)
+        assert two.partitions == 6 + 3
+    finally:
+        await close(made)
+
+
+async def test_tansu_answers_multi_group_offset_fetch(kafka_broker: KafkaBroker) -> None:
+    topic = kafka_broker.create_topic(2)
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scaler = make(kafka_broker.bootstrap, unique_name("group"), pool, made, topic=topic)
+    try:
+        await scaler.get_lag()
+        versions = batcher_of(pool).api_versions()
+        assert versions["OffsetFetch"][1] >= 8  # KIP-709: many groups in one request
+        assert "ListOffsets" in versions
+    finally:
+        await close(made)
+
+
+async def test_old_broker_versions_fall_back_to_one_request_per_group(
+    kafka_broker: KafkaBroker,
+) -> None:
+    topic = kafka_broker.create_topic(4)
+    kafka_broker.produce(topic, {0: 3, 3: 5})
+    groups = [unique_name("group") for _ in range(3)]
+    kafka_broker.commit(groups[0], topic, {0: 1, 3: 5})
+    kafka_broker.commit(groups[1], topic, {3: 2})
+    made: list[KafkaScaler] = []
+    # kafka-python takes the broker for Kafka 2.8: OffsetFetch v7, one group per request
+    old = KafkaClientPool(batch_options={"api_version": (2, 8)})
+    plain = KafkaClientPool()
+    olds = [make(kafka_broker.bootstrap, g, old, made, topic=topic) for g in groups]
+    plains = [
+        make(kafka_broker.bootstrap, g, plain, made, batch=False, topic=topic) for g in groups
+    ]
+    try:
+        got = await poll_all(olds)
+        assert batcher_of(old).api_versions()["OffsetFetch"][1] < 8
+        assert got == [await s.get_lag() for s in plains]
+        assert [r.total_lag for r in got if isinstance(r, LagTotals)] == [
+            2 + 1 + 1,
+            1 + 1 + 1 + 3,
+            4,
+        ]
+    finally:
+        await close(made)
+
+
+async def test_a_bad_object_fails_alone(kafka_broker: KafkaBroker) -> None:
+    topic = kafka_broker.create_topic(3)
+    kafka_broker.produce(topic, {1: 4})
+    good_group = unique_name("group")
+    kafka_broker.commit(good_group, topic, {0: 0, 1: 1, 2: 0})
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    servers = kafka_broker.bootstrap
+    scalers = [
+        make(servers, good_group, pool, made, topic=topic),
+        make(servers, unique_name("group"), pool, made, topic=unique_name("missing-topic")),
+        make(servers, unique_name("never-committed"), pool, made),  # no topic to discover
+        make(servers, good_group, pool, made, topic=topic, partitionLimitation="7-9"),
+        make(servers, unique_name("group"), pool, made, topic=topic),  # no commits: lag 1 each
+    ]
+    try:
+        good, missing, undiscoverable, limited, fresh = await poll_all(scalers)
+        assert batcher_of(pool).slots_run == 1
+        assert isinstance(good, LagTotals)
+        assert good.total_lag == 3
+        assert isinstance(fresh, LagTotals)
+        assert fresh.total_lag == 3
+        assert isinstance(missing, ScalerError)
+        assert "does not exist" in str(missing)
+        assert missing.transient is False
+        assert missing.trigger == "kafka[0]"
+        assert isinstance(undiscoverable, ScalerError)
+        assert "no committed offsets" in str(undiscoverable)
+        assert isinstance(limited, ScalerError)
+        assert "at least one active partition" in str(limited)
+        # each object has its own error object
+        assert len({id(missing), id(undiscoverable), id(limited)}) == 3
+    finally:
+        await close(made)
+
+
+async def test_broker_stop_gives_errors_then_values(private_kafka: Any) -> None:
+    broker: KafkaBroker = private_kafka()
+    groups = [unique_name("group"), unique_name("group")]
+
+    def prepare() -> str:
+        topic = broker.create_topic(2, name="batch-orders")
+        broker.produce(topic, {0: 5})
+        for g in groups:
+            broker.commit(g, topic, {0: 1, 1: 0})
+        return topic
+
+    topic = prepare()
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scalers = [make(broker.bootstrap, g, pool, made, topic=topic, timeout="1s") for g in groups]
+    try:
+        assert [r.total_lag for r in await poll_all(scalers) if isinstance(r, LagTotals)] == [4, 4]
+        broker.stop()
+        started = time.monotonic()
+        failed = await poll_all(scalers)
+        assert time.monotonic() - started < 10  # each waits under its own timeout (1 s + 1 s)
+        assert all(isinstance(r, ScalerError) and r.transient for r in failed)
+        assert failed[0] is not failed[1]
+        broker.start()  # same port, empty memory storage
+        prepare()
+        deadline = time.monotonic() + 30
+        while True:
+            results = await poll_all(scalers)
+            if all(isinstance(r, LagTotals) for r in results):
+                break
+            assert time.monotonic() < deadline, results
+            await anyio.sleep(0.2)
+        assert [r.total_lag for r in results if isinstance(r, LagTotals)] == [4, 4]
+    finally:
+        await close(made)
+
+
+async def test_unreachable_cluster_is_a_timeout(kafka_broker: KafkaBroker) -> None:
+    from servers._proc import free_port
+
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scaler = make(f"127.0.0.1:{free_port()}", unique_name("g"), pool, made, topic="t", timeout="1s")
+    try:
+        with pytest.raises(ScalerError) as info:
+            await scaler.get_metrics()
+        assert info.value.transient is True
+        assert isinstance(info.value, ScalerTimeout) or "Connection" in str(info.value)
+    finally:
+        await close(made)
+
+
+async def test_sasl_password_stays_out_of_logs_and_errors(
+    kafka_broker: KafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "batch-secret-Zq81-very-private"
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scaler = make(
+        kafka_broker.bootstrap,
+        unique_name("g"),
+        pool,
+        made,
+        topic="t",
+        timeout="1s",
+        auth={"sasl": "plaintext", "username": "alice", "password": Secret(password)},
+    )
+    try:
+        assert scaler.batched  # PLAIN is served by the batch path
+        caplog.set_level(logging.DEBUG, logger="kafka")
+        with pytest.raises(ScalerError) as info:  # tansu does not do SASL here
+            await scaler.get_metrics()
+        assert password not in str(info.value)
+        assert password not in caplog.text
+        assert "Starting KafkaAdminClient" in caplog.text  # the line that carries the config
+    finally:
+        await close(made)
+
+
+@pytest.mark.parametrize(
+    ("auth", "batched"),
+    [
+        ({}, True),
+        ({"sasl": "scram_sha512", "username": "u", "password": "p"}, True),
+        ({"tls": "enable", "unsafeSsl": "true"}, True),
+        (
+            {
+                "sasl": "oauthbearer",
+                "username": "id",
+                "password": "s",
+                "oauthTokenEndpointUri": "https://idp.invalid/token",
+            },
+            False,
+        ),
+        (
+            {
+                "sasl": "oauthbearer",
+                "saslTokenProvider": "aws_msk_iam",
+                "tls": "enable",
+                "awsAccessKeyID": "AKIAEXAMPLE",
+                "awsSecretAccessKey": "secret",
+            },
+            False,
+        ),
+    ],
+)
+async def test_auth_the_batch_path_cannot_do_keeps_librdkafka(
+    auth: dict[str, str], batched: bool
+) -> None:
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scaler = make("127.0.0.1:9", "g", pool, made, topic="t", awsRegion="eu-west-1", auth=dict(auth))
+    try:
+        assert scaler.batched is batched
+    finally:
+        await close(made)
+
+
+async def test_apache_kafka_keeps_librdkafka() -> None:
+    from eventscale.scalers.kafka.apache import ApacheKafkaScaler
+
+    ctx = TriggerContext(
+        metadata={"bootstrapServers": "127.0.0.1:9", "consumerGroup": "g", "topic": "t"},
+        trigger_type="apache-kafka",
+    )
+    scaler = ApacheKafkaScaler.from_context(ctx)
+    try:
+        assert scaler.batched is False  # it picks its partitions its own way
+    finally:
+        await scaler.aclose()
+
+
+def test_batchable_settings() -> None:
+    assert batchable({"bootstrap.servers": "b:9092", "security.protocol": "PLAINTEXT"})
+    # Kerberos (the scaler adds its kinit command) and OAUTHBEARER stay on librdkafka
+    assert not batchable(
+        {"bootstrap.servers": "b", "sasl.mechanism": "GSSAPI", "security.protocol": "SASL_SSL"}
+    )
+    assert not batchable({"bootstrap.servers": "b", "sasl.kerberos.kinit.cmd": "kinit"})
+    assert not batchable({"bootstrap.servers": "b", "oauth_cb": object()})
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+def _tls_server(server_ctx: ssl.SSLContext) -> tuple[int, list[str], threading.Thread]:
+    """A one-connection TLS server on 127.0.0.1; records the client certificate's CN."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[str] = []
+
+    def serve() -> None:
+        with listener:
+            listener.settimeout(10)
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with raw:
+                try:
+                    with server_ctx.wrap_socket(raw, server_side=True) as tls:
+                        peer: Any = tls.getpeercert() or {}
+                        seen.extend(
+                            str(value)
+                            for key, value in peer.get("subjectAltName", ())
+                            if key == "DNS"
+                        )
+                        tls.sendall(b"ok")
+                except (ssl.SSLError, OSError) as exc:
+                    seen.append(f"error: {exc}")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, seen, thread
+
+
+def _settings(auth: dict[str, str], **meta: str) -> dict[str, Any]:
+    ctx = TriggerContext(
+        metadata={"bootstrapServers": "127.0.0.1:9", "consumerGroup": "g", "topic": "t", **meta},
+        auth={"tls": "enable", **auth},
+        trigger_type="kafka",
+    )
+    settings = dict(KafkaMetadata.from_context(ctx).librdkafka)
+    assert batchable(settings)
+    return settings
+
+
+def _pem(blob: Any) -> str:
+    return str(blob.bytes().decode())
+
+
+def test_tls_client_certificate_reaches_the_server() -> None:
+    ca = trustme.CA()
+    server_cert = ca.issue_cert("localhost")
+    client_cert = ca.issue_cert("kafka-client.example")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(server_ctx)
+    ca.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED  # mutual TLS
+    port, seen, thread = _tls_server(server_ctx)
+    settings = _settings(
+        {
+            "ca": _pem(ca.cert_pem),
+            "cert": _pem(client_cert.cert_chain_pems[0]),
+            "key": _pem(client_cert.private_key_pem),
+        }
+    )
+    client_ctx = kp.ssl_context(settings)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        client_ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
+    assert "kafka-client.example" in seen
+
+
+def test_tls_unknown_ca_is_refused_unless_unsafe() -> None:
+    server_cert = trustme.CA().issue_cert("localhost")
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_cert.configure_cert(server_ctx)
+    other_ca = _pem(trustme.CA().cert_pem)
+    port, _, thread = _tls_server(server_ctx)
+    strict = kp.ssl_context(_settings({"ca": other_ca}))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        strict.wrap_socket(raw, server_hostname="localhost")
+    thread.join(10)
+    port, _, thread = _tls_server(server_ctx)
+    unsafe = kp.ssl_context(_settings({"ca": other_ca}, unsafeSsl="true"))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        unsafe.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        assert tls.recv(2) == b"ok"
+    thread.join(10)
+
+
+# ------------------------------------------------- isolation of broker errors, per group/topic
+
+
+class _Cluster:
+    """A stand-in for kafka-python's admin client with its error behaviour: a broker error
+    about any one group or partition fails the whole call (kafka-python raises it)."""
+
+    def __init__(self, bad_group: str, bad_topic: str) -> None:
+        import kafka.errors as errors
+        from kafka.structs import OffsetAndMetadata, OffsetAndTimestamp
+
+        self.errors, self.om, self.ot = errors, OffsetAndMetadata, OffsetAndTimestamp
+        self.bad_group, self.bad_topic = bad_group, bad_topic
+        self.calls: list[str] = []
+
+    def describe_topics(self, topics: list[str]) -> list[dict[str, Any]]:
+        self.calls.append("describe")
+        return [
+            {"name": t, "error_code": 0, "partitions": [{"partition_index": p} for p in (0, 1)]}
+            for t in topics
+        ]
+
+    def list_group_offsets(self, specs: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(f"groups {sorted(specs)}")
+        if self.bad_group in specs:
+            raise self.errors.GroupAuthorizationFailedError(self.bad_group)
+        return {g: {tp: self.om(3, None, -1) for tp in tps} for g, tps in specs.items()}
+
+    def list_partition_offsets(self, specs: dict[Any, int], timeout_ms: int) -> dict[Any, Any]:
+        self.calls.append(f"offsets {sorted({tp.topic for tp in specs})}")
+        if any(tp.topic == self.bad_topic for tp in specs):
+            raise self.errors.NotLeaderForPartitionError("partition moved")
+        return {tp: self.ot(10, -1, None) for tp in specs}
+
+
+def test_broker_errors_fail_only_the_objects_they_name() -> None:
+    from eventscale.scalers.kafka._batch import LagInputs, LagQuery
+
+    batcher = KafkaBatcher({"bootstrap.servers": "127.0.0.1:9"})
+    cluster = _Cluster(bad_group="denied", bad_topic="moving")
+    batcher._admins.update(offsets=cluster, groups=cluster)  # no connection is made
+    try:
+        queries = [
+            LagQuery("ok", "orders", None, earliest=False, timeout=5),
+            LagQuery("denied", "orders", None, earliest=False, timeout=5),
+            LagQuery("ok", "moving", None, earliest=False, timeout=5),
+            LagQuery("other", "orders", None, earliest=True, timeout=5),
+        ]
+        ok, denied, moving, other = batcher._answer(queries)
+        assert isinstance(ok, LagInputs)
+        assert ok.committed == {("orders", 0): 3, ("orders", 1): 3}
+        assert ok.latest == {"orders": {0: 10, 1: 10}}
+        assert isinstance(other, LagInputs)
+        assert other.earliest == {}  # every partition has a commit: no log start needed
+        assert not isinstance(denied, LagInputs)
+        assert "denied" in denied.message
+        assert denied.transient is False  # an authorization refusal
+        assert not isinstance(moving, LagInputs)
+        assert "moving" in moving.message
+        assert moving.transient is True
+        # one request for all, then one per group / per topic to find the bad one
+        assert cluster.calls.count("groups ['denied', 'ok', 'other']") == 1
+        assert "groups ['ok']" in cluster.calls
+        assert "offsets ['moving', 'orders']" in cluster.calls
+        assert "offsets ['orders']" in cluster.calls
+    finally:
+        batcher.close()
+
+
+async def test_close_during_a_slot_makes_no_client(kafka_broker: KafkaBroker) -> None:
+    # a long window: the scaler is closed while its slot is still open
+    pool = KafkaClientPool(batch_options={"window": 0.5})
+    made: list[KafkaScaler] = []
+    scaler = make(kafka_broker.bootstrap, unique_name("g"), pool, made, topic="t", timeout="2s")
+    conn = scaler.connection
+    assert conn is not None
+    batcher = conn.batcher(KafkaBatcher)
+    outcome: list[object] = []
+
+    async def poll() -> None:
+        try:
+            outcome.append(await scaler.get_lag())
+        except ScalerError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(poll)
+        await anyio.sleep(0.1)
+        await scaler.aclose()
+    (result,) = outcome
+    assert isinstance(result, ScalerError)
+    assert "closed" in str(result)
+    assert batcher._admins == {}  # no kafka-python client was made after close()
