@@ -6,6 +6,8 @@
 * :func:`redis_call`: runs one Redis call under the connection's timeout and translates
   driver exceptions into :class:`~eventscale.errors.ScalerError` (or
   :class:`~eventscale.errors.ScalerTimeout`) whose message never carries a secret.
+* :func:`batched`: a read that shares its round trip with the other reads issued on
+  the same client in the same poll slot (one pipeline; see ``_batch``).
 * :class:`ScalerClient`: one scaler's use of the registry (its lease, closing, and
   waiting for activity through keyspace notifications).
 """
@@ -27,6 +29,7 @@ from eventscale._optional import import_optional
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.metrics import ScalerReport
 from eventscale.redaction import Secret, redact_text
+from eventscale.scalers.redis._batch import CommandBatcher
 from eventscale.scalers.redis._connection import (
     RedisConnection,
     RedisMode,
@@ -40,6 +43,7 @@ __all__ = (
     "RedisClientRegistry",
     "RedisLease",
     "ScalerClient",
+    "batched",
     "redis_call",
     "translate_error",
     "wait_on_keyspace",
@@ -112,16 +116,36 @@ class _Entry:
     refs: int = 0
     sentinel: Any = None
     tmpdir: str | None = None
+    batcher: CommandBatcher | None = None
 
 
 @attrs.define(eq=False)
 class RedisLease:
-    """A scaler's share of a registry client; give it back with ``REGISTRY.release``."""
+    """A scaler's share of a registry client; give it back with ``REGISTRY.release``.
+
+    ``batcher`` coalesces the reads of every lease on the same client (``None``: each
+    read is its own round trip).
+    """
 
     conn: RedisConnection
     client: Any
     loop: asyncio.AbstractEventLoop
     released: bool = False
+    batcher: CommandBatcher | None = None
+
+
+def batched(lease: RedisLease, method: str, *args: Any) -> Awaitable[Any]:
+    """``lease.client.<method>(*args)``, sent with this slot's other reads on the client.
+
+    Use it inside :func:`redis_call` (which bounds the wait and translates errors). Only
+    for commands on one key whose reply needs no other command (``LLEN``, ``TYPE``,
+    ``LINDEX``, ``XLEN``, ``XPENDING``, ``XINFO GROUPS``...). A failed command raises the
+    driver's exception in its own caller only.
+    """
+    if lease.batcher is None:
+        result: Awaitable[Any] = getattr(lease.client, method)(*args)
+        return result
+    return lease.batcher.call(method, *args)
 
 
 class RedisClientRegistry:
@@ -130,12 +154,19 @@ class RedisClientRegistry:
     redis-py's asyncio clients belong to the event loop that opened their connections,
     hence the loop in the key. The client is created on the first :meth:`acquire` and
     closed (with its pool, sentinels and temporary TLS files) on the last :meth:`release`.
+
+    ``batch_window`` is the poll slot in which reads on one client are coalesced into one
+    pipeline (see :func:`batched`): ``0`` (the default) is the rest of the current
+    event-loop iteration, a positive number waits that many seconds more, ``None`` turns
+    batching off (each read its own round trip). It applies to clients created after it
+    is set.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_window: float | None = 0.0) -> None:
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[RedisConnection, _Entry]
         ] = weakref.WeakKeyDictionary()
+        self.batch_window = batch_window
 
     def acquire(self, conn: RedisConnection) -> RedisLease:
         """Take a reference to the client for ``conn`` in the running loop (no I/O)."""
@@ -144,9 +175,13 @@ class RedisClientRegistry:
         entry = entries.get(conn)
         if entry is None:
             entry = _build_client(conn)
+            if self.batch_window is not None:
+                entry.batcher = CommandBatcher(
+                    entry.client, timeout=conn.timeout, window=self.batch_window
+                )
             entries[conn] = entry
         entry.refs += 1
-        return RedisLease(conn=conn, client=entry.client, loop=loop)
+        return RedisLease(conn=conn, client=entry.client, loop=loop, batcher=entry.batcher)
 
     async def release(self, lease: RedisLease) -> None:
         """Drop ``lease``; close the client when it was the last reference. Idempotent."""
@@ -174,6 +209,11 @@ class RedisClientRegistry:
         except RuntimeError:
             return 0
         return len(self._loops.get(loop, {}))
+
+    def batcher(self, conn: RedisConnection) -> CommandBatcher | None:
+        """The batcher of the client for ``conn`` in the running loop (for diagnostics)."""
+        entry = self._loops.get(asyncio.get_running_loop(), {}).get(conn)
+        return entry.batcher if entry is not None else None
 
     def refcount(self, conn: RedisConnection) -> int:
         """How many leases share the client for ``conn`` in the running loop."""
@@ -249,8 +289,16 @@ def _build_client(conn: RedisConnection) -> _Entry:
             client = sentinel.master_for(conn.sentinel_master or "", max_connections=8)
             return _Entry(client=client, sentinel=sentinel, tmpdir=tmp[0] if tmp else None)
         host, port = _split_address(conn, conn.addresses[0])
-        client = redis_mod.Redis(
-            host=host, port=port, db=conn.database_index, retry=retry, max_connections=8, **kwargs
+        client = redis_mod.Redis(host=host, port=port, db=conn.database_index, retry=retry, **kwargs)
+        # A pool that waits (up to the timeout) for a free connection instead of failing
+        # with "Too many connections" when more than 8 calls are out at once; built from
+        # the connection settings redis-py assembled for the client's own pool.
+        base = client.connection_pool
+        client.connection_pool = redis_mod.BlockingConnectionPool(
+            max_connections=8,
+            timeout=conn.timeout,
+            connection_class=base.connection_class,
+            **base.connection_kwargs,
         )
         return _Entry(client=client, tmpdir=tmp[0] if tmp else None)
     except BaseException:
@@ -261,6 +309,8 @@ def _build_client(conn: RedisConnection) -> _Entry:
 
 async def _close_entry(entry: _Entry) -> None:
     try:
+        if entry.batcher is not None:
+            await entry.batcher.aclose()
         with contextlib.suppress(Exception):
             await entry.client.aclose()
         if entry.sentinel is not None:
