@@ -321,19 +321,26 @@ async def test_each_caller_gets_its_own_result_or_error(redis_server: RedisServe
                         nogroup,
                         length,
                     ) = await poll_all(scalers)
-                    assert isinstance(lst, ScalerReport) and lst.values[0].value == 3
-                    assert isinstance(hsh, ScalerReport) and hsh.values[0].value == 2
+                    assert isinstance(lst, ScalerReport)
+                    assert lst.values[0].value == 3
+                    assert isinstance(hsh, ScalerReport)
+                    assert hsh.values[0].value == 2
                     assert isinstance(string, ScalerError)
                     assert "unsupported type 'string'" in str(string)
-                    assert isinstance(missing, ScalerReport) and missing.values[0].value == 0
+                    assert isinstance(missing, ScalerReport)
+                    assert missing.values[0].value == 0
                     assert isinstance(age, ScalerReport)
-                    assert age.values[0].value == 2 and age.values[1].value >= 29
+                    assert age.values[0].value == 2
+                    assert age.values[1].value >= 29
                     assert isinstance(bad_age, ScalerError)
                     assert "carries no readable timestamp" in str(bad_age)
-                    assert isinstance(pending, ScalerReport) and pending.values[0].value == 0
-                    assert isinstance(nogroup, ScalerError) and "NOGROUP" in str(nogroup)
+                    assert isinstance(pending, ScalerReport)
+                    assert pending.values[0].value == 0
+                    assert isinstance(nogroup, ScalerError)
+                    assert "NOGROUP" in str(nogroup)
                     assert nogroup.transient is False
-                    assert isinstance(length, ScalerReport) and length.values[0].value == 1
+                    assert isinstance(length, ScalerReport)
+                    assert length.values[0].value == 1
                     # first slot: 9 reads; second: TYPE of the hash and the string, LINDEX
                     # of both age lists; third: HLEN of the hash
                     assert proxy.turns == 3
@@ -361,8 +368,10 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers(
                 tasks[1].cancel()
                 first, second, third = await asyncio.gather(*tasks, return_exceptions=True)
                 assert isinstance(second, asyncio.CancelledError)
-                assert isinstance(first, ScalerReport) and first.values[0].value == 1
-                assert isinstance(third, ScalerReport) and third.values[0].value == 2
+                assert isinstance(first, ScalerReport)
+                assert first.values[0].value == 1
+                assert isinstance(third, ScalerReport)
+                assert third.values[0].value == 2
             finally:
                 await close_all(scalers)
         finally:
@@ -391,7 +400,9 @@ async def test_different_credentials_never_share_a_batch(private_redis: Any) -> 
     secret_a, secret_b = "pw-" + unique_name("a"), "pw-" + unique_name("b")
     server = private_redis("--requirepass", secret_a)
     async with aioredis.Redis(host=server.host, port=server.port, password=secret_a) as admin:
-        await admin.acl_setuser("other", enabled=True, passwords=[f"+{secret_b}"], commands=["+@all"], keys=["*"])
+        await admin.acl_setuser(
+            "other", enabled=True, passwords=[f"+{secret_b}"], commands=["+@all"], keys=["*"]
+        )
         await admin.rpush("jobs", "1", "2")
     async with proxy_to(server) as proxy:
         first = RedisConnection(addresses=proxy.address, password=secret_a)
@@ -415,7 +426,8 @@ async def test_different_credentials_never_share_a_batch(private_redis: Any) -> 
                 assert secret_a not in str(failed)
             # one turn for each good client's 4 reads, none shared between them
             good = [link for link in proxy.busy_links() if link.commands.count == 4]
-            assert len(good) == 2 and all(link.turns == 1 for link in good)
+            assert len(good) == 2
+            assert all(link.turns == 1 for link in good)
         finally:
             await close_all(scalers)
 

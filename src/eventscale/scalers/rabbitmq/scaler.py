@@ -38,6 +38,7 @@ from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import TriggerContext
 from eventscale.scalers.rabbitmq._amqp import AmqpReader, import_aio_pika
 from eventscale.scalers.rabbitmq._errors import ErrorFactory
+from eventscale.scalers.rabbitmq._listing import LISTINGS
 from eventscale.scalers.rabbitmq._management import (
     CountsNotPublished,
     ManagementClient,
@@ -171,8 +172,12 @@ class RabbitMQScaler(ScalerBase):
         if c.protocol is Protocol.AMQP:
             count = await self._amqp.read()
             info = QueueInfo(messages=count, messages_ready=count)
-        else:
+        elif c.use_regex:
             info = await self._http.read()
+            count = info.messages_ready if c.exclude_unacknowledged else info.messages
+        else:
+            # shares one management request with the slot's other reads (see _listing)
+            info = await LISTINGS.read(self._http)
             count = info.messages_ready if c.exclude_unacknowledged else info.messages
         value, active = metric_and_activity(c.mode, info, count, c.activation_value)
         return ScalerReport.single(c.metric_name, value, is_active=active)

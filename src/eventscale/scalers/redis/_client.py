@@ -289,7 +289,9 @@ def _build_client(conn: RedisConnection) -> _Entry:
             client = sentinel.master_for(conn.sentinel_master or "", max_connections=8)
             return _Entry(client=client, sentinel=sentinel, tmpdir=tmp[0] if tmp else None)
         host, port = _split_address(conn, conn.addresses[0])
-        client = redis_mod.Redis(host=host, port=port, db=conn.database_index, retry=retry, **kwargs)
+        client = redis_mod.Redis(
+            host=host, port=port, db=conn.database_index, retry=retry, **kwargs
+        )
         # A pool that waits (up to the timeout) for a free connection instead of failing
         # with "Too many connections" when more than 8 calls are out at once; built from
         # the connection settings redis-py assembled for the client's own pool.
