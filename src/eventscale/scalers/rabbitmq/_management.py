@@ -413,8 +413,7 @@ class ManagementClient:
     def _json(self, status: int, body: str | None, reason: str, shown: str) -> Any:
         if body is None:
             raise self._error(
-                f"the management API's answer from {shown} is larger than "
-                f"{MAX_BODY_BYTES} bytes",
+                f"the management API's answer from {shown} is larger than {MAX_BODY_BYTES} bytes",
                 None,
                 transient=False,
             )
