@@ -16,8 +16,9 @@ scaler takes its own queue out of the listing:
 * a listing larger than ``MAX_LISTING_BYTES`` falls back to one request per queue;
 * each scaler waits under its own timeout; one that gives up is skipped.
 
-The request is made with the first caller's client (its session and OAuth2 token): the
-batch key makes every member's client equivalent.
+The request is made with one member's client (its session and OAuth2 token), the same
+one as long as it keeps reading: the batch key makes every member's client equivalent,
+and the other members open no connection of their own.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ __all__ = ("LISTINGS", "QueueListingBatcher", "QueueListings")
 class QueueListingBatcher:
     """The reads of one batch key waiting for this slot's request."""
 
-    __slots__ = ("_handle", "_pending", "_tasks", "requests")
+    __slots__ = ("_handle", "_lead", "_pending", "_tasks", "requests")
 
     def __init__(self) -> None:
         self._pending: list[tuple[ManagementClient, asyncio.Future[QueueInfo]]] = []
+        self._lead: ManagementClient | None = None
         self._handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
@@ -70,6 +72,11 @@ class QueueListingBatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[tuple[ManagementClient, asyncio.Future[QueueInfo]]]) -> None:
+        # The same member's client (session, token) makes every request while it is
+        # in the batches, so the others never open a connection of their own.
+        lead = self._lead
+        if lead is None or all(client is not lead for client, _ in batch):
+            lead = self._lead = batch[0][0]
         try:
             if len({client.config.queue_name for client, _ in batch}) == 1:
                 self.requests += 1
@@ -78,7 +85,7 @@ class QueueListingBatcher:
                     _settle(future, info, None)
                 return
             self.requests += 1
-            listing = await batch[0][0].list_queues()
+            listing = await lead.list_queues()
         except ScalerError as exc:
             for client, future in batch:
                 _settle(future, None, _reworded(exc, client))
