@@ -223,32 +223,38 @@ async def _measure(quick: bool) -> str:
     took = time.perf_counter() - start
     return "\n".join(
         [
-            f"{OBJECTS} objects on one source, all polled in the same slot "
-            "(`asyncio.gather` of their `get_metrics()`, as a controller polls the objects "
-            "due together), after one warm-up slot. Round trips per slot: Redis pipelines "
-            "sent (the client's batch counter), RabbitMQ management requests; "
-            "tests/scalers/redis/test_batching.py and tests/scalers/rabbitmq/test_batching.py "
-            "count the same on the wire through a proxy. Unbatched is the path every read "
-            "took before (Redis: batching off; RabbitMQ: each scaler's single-queue request).",
+            (
+                f"{OBJECTS} objects on one source, all polled in the same slot "
+                "(`asyncio.gather` of their `get_metrics()`, as a controller polls the objects "
+                "due together), after one warm-up slot. Round trips per slot: Redis pipelines "
+                "sent (the client's batch counter), RabbitMQ management requests; "
+                "tests/scalers/redis/test_batching.py and tests/scalers/rabbitmq/test_batching.py "
+                "count the same on the wire through a proxy. Unbatched is the path every read "
+                "took before (Redis: batching off; RabbitMQ: each scaler's single-queue request)."
+            ),
             "",
             "| what | median ms | min ms | max ms | runs | round trips per slot |",
             "| --- | ---: | ---: | ---: | ---: | --- |",
             *redis_rows,
             *rabbit_rows,
             "",
-            f"Redis: 1,000 list objects in one slot cost **{redis_batched:.1f} ms** in one "
-            f"pipelined round trip, **{redis_batched / redis_floor:.1f}x** the hand-written "
-            f"pipeline ({redis_floor:.1f} ms; the rest is 1,000 scalers' Python work: "
-            f"coroutines, timeouts, reports) and **{unbatched_redis / redis_batched:.1f}x** "
-            "faster than unbatched. Before this change the unbatched path also failed: more "
-            "than 8 reads at once on one client exhausted redis-py's pool (`Too many "
-            "connections`); the pool now waits for a free connection.",
+            (
+                f"Redis: 1,000 list objects in one slot cost **{redis_batched:.1f} ms** in one "
+                f"pipelined round trip, **{redis_batched / redis_floor:.1f}x** the hand-written "
+                f"pipeline ({redis_floor:.1f} ms; the rest is 1,000 scalers' Python work: "
+                f"coroutines, timeouts, reports) and **{unbatched_redis / redis_batched:.1f}x** "
+                "faster than unbatched. Before this change the unbatched path also failed: more "
+                "than 8 reads at once on one client exhausted redis-py's pool (`Too many "
+                "connections`); the pool now waits for a free connection."
+            ),
             "",
-            f"RabbitMQ: 1,000 queue objects in one slot cost **{rabbit_batched:.1f} ms** in "
-            f"one management request, **{rabbit_batched / rabbit_floor:.1f}x** the "
-            f"hand-written listing ({rabbit_floor:.1f} ms) and "
-            f"**{rabbit_unbatched / rabbit_batched:.1f}x** faster than one request per "
-            f"queue. Total benchmark time {took:.0f} s.",
+            (
+                f"RabbitMQ: 1,000 queue objects in one slot cost **{rabbit_batched:.1f} ms** in "
+                f"one management request, **{rabbit_batched / rabbit_floor:.1f}x** the "
+                f"hand-written listing ({rabbit_floor:.1f} ms) and "
+                f"**{rabbit_unbatched / rabbit_batched:.1f}x** faster than one request per "
+                f"queue. Total benchmark time {took:.0f} s."
+            ),
         ]
     )
 

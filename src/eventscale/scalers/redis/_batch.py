@@ -44,13 +44,41 @@ MAX_IN_FLIGHT: Final = 4
 issued while this many are out wait and leave together when one comes back."""
 
 
+class _Slot:
+    """The reads queued in one slot and their shared deadline (one timer, not one each)."""
+
+    __slots__ = ("futures", "timer")
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[Any]] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def expire(self) -> None:
+        """The deadline passed: every read still waiting fails with ``TimeoutError``."""
+        self.timer = None
+        for future in self.futures:
+            if not future.done():
+                future.set_exception(TimeoutError())
+        self.futures = []
+
+    def settled(self) -> None:
+        """Drop the timer once every read of the slot has its answer."""
+        if self.timer is not None and all(future.done() for future in self.futures):
+            self.timer.cancel()
+            self.timer = None
+            self.futures = []
+
+
+_Item = tuple[str, tuple[Any, ...], "asyncio.Future[Any]", _Slot]
+
+
 class CommandBatcher:
     """One client's pending reads and the pipelines that carry them.
 
     ``client`` is a redis-py asyncio client (standalone, sentinel master or cluster),
-    ``timeout`` bounds each pipeline (the connection's timeout; each caller still waits
-    under its own), ``window`` is the slot length in seconds beyond the current
-    event-loop iteration (0: this iteration only).
+    ``timeout`` is each read's deadline, counted from the slot it was issued in (one
+    timer per slot) and the bound of each pipeline; ``window`` is the slot length in
+    seconds beyond the current event-loop iteration (0: this iteration only).
     """
 
     __slots__ = (
@@ -58,6 +86,7 @@ class CommandBatcher:
         "_handle",
         "_in_flight",
         "_pending",
+        "_slot",
         "_tasks",
         "batches",
         "commands",
@@ -69,7 +98,8 @@ class CommandBatcher:
         self._client = client
         self.timeout = timeout
         self.window = window
-        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._pending: list[_Item] = []
+        self._slot: _Slot | None = None
         self._handle: asyncio.Handle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
@@ -82,22 +112,34 @@ class CommandBatcher:
         """Queue ``client.<method>(*args)`` for this slot's pipeline; a future of its reply.
 
         The future's exception is the driver's (``redis.exceptions.ResponseError`` for a
-        failed command), as awaiting the command alone would raise.
+        failed command), as awaiting the command alone would raise, or ``TimeoutError``
+        once ``timeout`` seconds have passed since the read was queued. Cancelling the
+        future (its caller gave up) leaves the other reads alone.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((method, args, future))
-        if self._handle is None and self._in_flight < MAX_IN_FLIGHT:
-            if self.window > 0:
-                self._handle = loop.call_later(self.window, self._flush)
-            else:
-                self._handle = loop.call_soon(self._flush)
+        slot = self._slot
+        if slot is None:
+            slot = self._slot = _Slot()
+            slot.timer = loop.call_at(loop.time() + self.timeout, slot.expire)
+            if self._handle is None and self._in_flight < MAX_IN_FLIGHT:
+                if self.window > 0:
+                    self._handle = loop.call_later(self.window, self._flush)
+                else:
+                    self._handle = loop.call_soon(self._flush)
+            else:  # the reads wait for a pipeline to come back: the slot ends anyway
+                loop.call_soon(self._end_slot, slot)
+        slot.futures.append(future)
+        self._pending.append((method, args, future, slot))
         return future
+
+    def _end_slot(self, slot: _Slot) -> None:
+        if self._slot is slot:
+            self._slot = None
 
     def _flush(self) -> None:
         self._handle = None
-        if not self._pending:
-            return
+        self._slot = None  # later reads open a new slot (and a new deadline)
         pending = [item for item in self._pending if not item[2].done()]
         loop = asyncio.get_running_loop()
         while pending and self._in_flight < MAX_IN_FLIGHT:
@@ -115,54 +157,60 @@ class CommandBatcher:
         if self._pending and self._handle is None:
             self._handle = asyncio.get_running_loop().call_soon(self._flush)
 
-    async def _send(self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[Any]]]) -> None:
+    async def _send(self, batch: list[_Item]) -> None:
         self.batches += 1
         self.commands += len(batch)
         try:
             async with asyncio.timeout(self.timeout):
                 if len(batch) == 1:
-                    method, args, _ = batch[0]
+                    method, args, _, _ = batch[0]
                     replies: list[Any] = [await getattr(self._client, method)(*args)]
                 else:
                     pipe = self._client.pipeline(transaction=False)
-                    for method, args, _ in batch:
+                    for method, args, _, _ in batch:
                         getattr(pipe, method)(*args)
                     replies = list(await pipe.execute(raise_on_error=False))
         except asyncio.CancelledError:
-            closed = import_exceptions().ConnectionError("the client was closed")
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(closed)
+            _fail(batch, import_exceptions().ConnectionError("the client was closed"))
             raise
         except Exception as exc:  # the whole round trip failed: every caller's error
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
             return
-        for (_, _, future), reply in zip(batch, replies, strict=False):
+        for (_, _, future, _), reply in zip(batch, replies, strict=False):
             if future.done():
-                continue  # its caller timed out or was cancelled
+                continue  # its caller gave up, or its deadline passed
             if isinstance(reply, Exception):
                 future.set_exception(reply)
             else:
                 future.set_result(reply)
-        for _, _, future in batch[len(replies) :]:
-            if not future.done():
-                short = import_exceptions().RedisError("the pipeline returned fewer replies")
-                future.set_exception(short)
+        if len(replies) < len(batch):
+            _fail(batch, import_exceptions().RedisError("the pipeline returned fewer replies"))
+        _settled(batch)
 
     async def aclose(self) -> None:
-        """Cancel what is queued or in flight (the client is closing)."""
+        """Fail what is queued, cancel what is in flight (the client is closing)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        closed = import_exceptions().ConnectionError("the client was closed")
-        for _, _, future in self._pending:
-            if not future.done():
-                future.set_exception(closed)
-        self._pending = []
+        pending, self._pending, self._slot = self._pending, [], None
+        _fail(pending, import_exceptions().ConnectionError("the client was closed"))
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _fail(batch: list[_Item], exc: BaseException) -> None:
+    for _, _, future, _ in batch:
+        if not future.done():
+            future.set_exception(exc)
+    _settled(batch)
+
+
+def _settled(batch: list[_Item]) -> None:
+    last: _Slot | None = None
+    for _, _, _, slot in batch:
+        if slot is not last:
+            slot.settled()
+            last = slot

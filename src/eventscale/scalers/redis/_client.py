@@ -6,7 +6,7 @@
 * :func:`redis_call`: runs one Redis call under the connection's timeout and translates
   driver exceptions into :class:`~eventscale.errors.ScalerError` (or
   :class:`~eventscale.errors.ScalerTimeout`) whose message never carries a secret.
-* :func:`batched`: a read that shares its round trip with the other reads issued on
+* :func:`redis_read`: a read that shares its round trip with the other reads issued on
   the same client in the same poll slot (one pipeline; see ``_batch``).
 * :class:`ScalerClient`: one scaler's use of the registry (its lease, closing, and
   waiting for activity through keyspace notifications).
@@ -43,8 +43,8 @@ __all__ = (
     "RedisClientRegistry",
     "RedisLease",
     "ScalerClient",
-    "batched",
     "redis_call",
+    "redis_read",
     "translate_error",
     "wait_on_keyspace",
 )
@@ -134,18 +134,24 @@ class RedisLease:
     batcher: CommandBatcher | None = None
 
 
-def batched(lease: RedisLease, method: str, *args: Any) -> Awaitable[Any]:
+async def redis_read(lease: RedisLease, what: str, method: str, *args: Any) -> Any:
     """``lease.client.<method>(*args)``, sent with this slot's other reads on the client.
 
-    Use it inside :func:`redis_call` (which bounds the wait and translates errors). Only
-    for commands on one key whose reply needs no other command (``LLEN``, ``TYPE``,
-    ``LINDEX``, ``XLEN``, ``XPENDING``, ``XINFO GROUPS``...). A failed command raises the
-    driver's exception in its own caller only.
+    Only for commands on one key whose reply needs no other command (``LLEN``, ``TYPE``,
+    ``LINDEX``, ``XLEN``, ``XPENDING``, ``XINFO GROUPS``...). Errors as :func:`redis_call`
+    (a failed command raises in its own caller only; the driver's exception is the
+    ``__cause__``), within ``conn.timeout`` counted from the slot the read was issued in.
+
+    :raises ScalerTimeout: no reply in time.
+    :raises ScalerError: connection refused, authentication failure, Redis error reply.
     """
-    if lease.batcher is None:
-        result: Awaitable[Any] = getattr(lease.client, method)(*args)
-        return result
-    return lease.batcher.call(method, *args)
+    batcher = lease.batcher
+    if batcher is None:
+        return await redis_call(lease.conn, what, lambda: getattr(lease.client, method)(*args))
+    try:
+        return await batcher.call(method, *args)
+    except (TimeoutError, OSError, import_exceptions().RedisError) as exc:
+        raise translate_error(lease.conn, what, exc) from exc
 
 
 class RedisClientRegistry:
