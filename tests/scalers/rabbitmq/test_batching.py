@@ -36,6 +36,8 @@ class RequestCounter:
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
         self.paths: list[str] = []
+        self._amqp = b""
+        self.methods: list[tuple[int, int]] = []  # AMQP (class, method) sent by the client
         self.hold = False  # True: swallow the answers (an API that hangs)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -63,6 +65,7 @@ class RequestCounter:
         async def client_to_server() -> None:
             while data := await reader.read(1 << 20):
                 self.paths.extend(m.group(2).decode() for m in _REQUEST_LINE.finditer(data))
+                self._feed_amqp(data)
                 up_writer.write(data)
                 await up_writer.drain()
             up_writer.close()
@@ -82,6 +85,30 @@ class RequestCounter:
             self._tasks.difference_update(tasks)
             writer.close()
             up_writer.close()
+
+    def _feed_amqp(self, data: bytes) -> None:
+        """Record the AMQP method frames in the client's stream (after its header)."""
+        buf = self._amqp + data
+        if buf.startswith(b"AMQP"):
+            buf = buf[8:]
+        while len(buf) >= 7:
+            kind, size = buf[0], int.from_bytes(buf[3:7], "big")
+            if len(buf) < 8 + size:
+                break
+            if kind == 1:  # a method frame: class id, method id
+                payload = buf[7 : 7 + size]
+                self.methods.append(
+                    (int.from_bytes(payload[0:2], "big"), int.from_bytes(payload[2:4], "big"))
+                )
+            buf = buf[8 + size :]
+        self._amqp = buf
+
+    def count(self, method: tuple[int, int]) -> int:
+        return self.methods.count(method)
+
+
+CHANNEL_OPEN = (20, 10)
+QUEUE_DECLARE = (50, 10)
 
 
 @contextlib.asynccontextmanager
@@ -283,3 +310,27 @@ async def test_a_hanging_api_times_each_caller_out(rabbitmq_server: RabbitMQServ
                 assert "timed out after 0.5s" in str(result)
         finally:
             await close_all(scalers)
+
+
+async def test_amqp_reads_share_a_few_long_lived_channels(
+    rabbitmq_server: RabbitMQServer,
+) -> None:
+    """Over AMQP each slot's passive declares spread over at most 16 kept channels."""
+    names = await declare(rabbitmq_server, [i % 3 for i in range(59)])
+    missing = unique_name("es-missing")
+    async with RequestCounter((rabbitmq_server.host, rabbitmq_server.amqp_port)) as counter:
+        host = f"amqp://guest:guest@127.0.0.1:{counter.port}/"
+        scalers = scalers_for(host, [*names, missing], connection_name=unique_name("es-batch"))
+        try:
+            for _ in range(3):
+                *found, gone = await poll_all(scalers)
+                assert values(found) == [float(i % 3) for i in range(59)]
+                assert isinstance(gone, ScalerError)
+                assert "does not exist" in str(gone)
+                assert gone.trigger == "t59"
+            assert counter.count(QUEUE_DECLARE) == 3 * 60
+            # 16 channels at most at a time; the one the missing queue closed is replaced
+            assert counter.count(CHANNEL_OPEN) <= 16 + 3
+        finally:
+            await close_all(scalers)
+    delete(rabbitmq_server, names)
