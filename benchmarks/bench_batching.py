@@ -310,14 +310,16 @@ async def _measure(quick: bool) -> str:
                 f"one management request, **{rabbit_batched / rabbit_floor:.1f}x** the "
                 f"hand-written listing ({rabbit_floor:.1f} ms) and "
                 f"**{rabbit_unbatched / rabbit_batched:.1f}x** faster than one request per "
-                f"queue.",
-                "",
-                f"RabbitMQ over AMQP: 1,000 queue objects in one slot cost **{amqp_kept:.1f} ms**: "
-                f"one passive declare each on the connection's kept channels, "
+                "queue."
+            ),
+            "",
+            (
+                f"RabbitMQ over AMQP: 1,000 queue objects in one slot cost **{amqp_kept:.1f} "
+                "ms**: one passive declare each on the connection's kept channels, "
                 f"**{amqp_kept / amqp_floor:.1f}x** the same declares written by hand "
                 f"({amqp_floor:.1f} ms) and **{amqp_per_read / amqp_kept:.1f}x** faster than a "
                 "channel opened and closed around each declare (the path before). Total "
-                f"benchmark time {took:.0f} s.",
+                f"benchmark time {took:.0f} s."
             ),
         ]
     )
