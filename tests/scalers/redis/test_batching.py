@@ -27,7 +27,7 @@ from eventscale.scalers.redis._connection import RedisConnection, RedisMode
 from eventscale.scalers.redis.lists import ListEnd, QueueAgeMode, RedisListConfig, RedisListScaler
 from eventscale.scalers.redis.streams import RedisStreamsConfig, RedisStreamsScaler
 from servers._proc import unique_name
-from servers.redis_srv import RedisCluster, RedisServer
+from servers.redis_srv import RedisCluster, RedisSentinel, RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -460,3 +460,111 @@ async def test_cluster_batches_group_by_node(redis_cluster: RedisCluster) -> Non
                 await close_all(scalers)
         finally:
             await admin.delete(*keys, f"{prefix}:string")
+
+
+async def test_cluster_stream_reads_batch_with_their_own_errors(
+    redis_cluster: RedisCluster,
+) -> None:
+    prefix = unique_name("cstream")
+    streams = [f"{prefix}:{i}" for i in range(12)]
+    seed = redis_cluster.nodes[0]
+    async with aioredis.RedisCluster(host=seed.host, port=seed.port) as admin:
+        for i, stream in enumerate(streams):
+            for _ in range(i + 1):
+                await admin.xadd(stream, {"f": "1"})
+            await admin.xgroup_create(stream, "workers", id="0")
+        try:
+            conn = RedisConnection(addresses=redis_cluster.addresses, mode=RedisMode.CLUSTER)
+            scalers: list[Any] = [
+                RedisStreamsScaler(
+                    RedisStreamsConfig(
+                        stream=stream, connection=conn, consumer_group="workers", lag_count=1
+                    )
+                )
+                for stream in streams
+            ]
+            scalers += [
+                RedisStreamsScaler(RedisStreamsConfig(stream=f"{prefix}:none", connection=conn)),
+                RedisStreamsScaler(
+                    RedisStreamsConfig(
+                        stream=f"{prefix}:none", connection=conn, consumer_group="g", lag_count=1
+                    )
+                ),
+                RedisStreamsScaler(
+                    RedisStreamsConfig(stream=streams[0], connection=conn, consumer_group="nobody")
+                ),
+            ]
+            try:
+                *lags, length, missing_lag, nogroup = await poll_all(scalers)
+                assert [r.values[0].value for r in lags] == [  # type: ignore[union-attr]
+                    float(i + 1) for i in range(12)
+                ]
+                assert isinstance(length, ScalerReport)
+                assert length.values[0].value == 0
+                assert isinstance(missing_lag, ScalerReport)  # no stream yet: lag 0, as KEDA
+                assert missing_lag.values[0].value == 0
+                assert isinstance(nogroup, ScalerError)
+                assert "NOGROUP" in str(nogroup)
+            finally:
+                await close_all(scalers)
+        finally:
+            await admin.delete(*streams)
+
+
+async def test_sentinel_master_reads_batch(redis_sentinel: RedisSentinel) -> None:
+    prefix = unique_name("sbatch")
+    keys = [f"{prefix}:{i}" for i in range(20)]
+    master = redis_sentinel.master
+    async with aioredis.Redis(host=master.host, port=master.port) as admin:
+        for i, key in enumerate(keys):
+            await admin.rpush(key, *range(i + 1))
+        try:
+            conn = RedisConnection(
+                addresses=[redis_sentinel.sentinel.address],
+                mode=RedisMode.SENTINEL,
+                sentinel_master=redis_sentinel.master_name,
+            )
+            scalers = [list_scaler(conn, key) for key in keys]
+            try:
+                await scalers[0].get_metrics()
+                batcher = REGISTRY.batcher(conn)
+                assert batcher is not None
+                before = batcher.batches
+                results = await poll_all(scalers)
+                assert [r.values[0].value for r in results] == [  # type: ignore[union-attr]
+                    float(i + 1) for i in range(20)
+                ]
+                assert batcher.batches - before == 1
+            finally:
+                await close_all(scalers)
+        finally:
+            await admin.delete(*keys)
+
+
+async def test_lag_mode_checks_the_server_version_once_per_client(
+    redis_server: RedisServer,
+) -> None:
+    prefix = unique_name("lagv")
+    async with proxy_to(redis_server) as proxy:
+        conn = RedisConnection(addresses=proxy.address)
+        warm = list_scaler(conn, f"{prefix}:warm")
+        scalers = [
+            RedisStreamsScaler(
+                RedisStreamsConfig(
+                    stream=f"{prefix}:{i}", connection=conn, consumer_group="g", lag_count=5
+                )
+            )
+            for i in range(10)
+        ]
+        try:
+            await warm.get_metrics()  # connect first
+            proxy.reset()
+            results = await poll_all(scalers)
+            assert all(isinstance(r, ScalerReport) for r in results), results
+            # one INFO for the ten scalers, then their ten XINFO GROUPS in one pipeline
+            assert (proxy.turns, proxy.commands) == (2, 11)
+            proxy.reset()
+            await poll_all(scalers)
+            assert (proxy.turns, proxy.commands) == (1, 10)
+        finally:
+            await close_all([warm, *scalers])

@@ -43,6 +43,7 @@ __all__ = (
     "RedisClientRegistry",
     "RedisLease",
     "ScalerClient",
+    "once_per_client",
     "redis_call",
     "redis_read",
     "translate_error",
@@ -117,6 +118,7 @@ class _Entry:
     sentinel: Any = None
     tmpdir: str | None = None
     batcher: CommandBatcher | None = None
+    memo: dict[str, asyncio.Future[Any]] = attrs.Factory(dict)
 
 
 @attrs.define(eq=False)
@@ -132,6 +134,8 @@ class RedisLease:
     loop: asyncio.AbstractEventLoop
     released: bool = False
     batcher: CommandBatcher | None = None
+    memo: dict[str, asyncio.Future[Any]] = attrs.Factory(dict)
+    """Answers shared by every lease on the client (see :func:`once_per_client`)."""
 
 
 async def redis_read(lease: RedisLease, what: str, method: str, *args: Any) -> Any:
@@ -152,6 +156,34 @@ async def redis_read(lease: RedisLease, what: str, method: str, *args: Any) -> A
         return await batcher.call(method, *args)
     except (TimeoutError, OSError, import_exceptions().RedisError) as exc:
         raise translate_error(lease.conn, what, exc) from exc
+
+
+async def once_per_client(lease: RedisLease, key: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``await call()`` once per client: later and concurrent callers share its answer.
+
+    For facts about the server that do not change while the client lives (its version).
+    The call runs in its own task, so every caller (the first too) resumes in the same
+    loop iteration and their next reads share a batch; a caller that is cancelled does
+    not cancel it. A failure is every waiting caller's error (each its own copy) and is
+    not kept: the next call tries again.
+    """
+    shared = lease.memo.get(key)
+    if shared is None:
+        memo = lease.memo
+
+        async def run() -> Any:
+            try:
+                return await call()
+            except BaseException:
+                memo.pop(key, None)
+                raise
+
+        shared = memo[key] = asyncio.get_running_loop().create_task(run())
+    try:
+        result: T = await asyncio.shield(shared)
+    except ScalerError as exc:  # each waiter its own error (it sets its own trigger)
+        raise type(exc)(exc.message, transient=exc.transient) from exc.__cause__
+    return result
 
 
 class RedisClientRegistry:
@@ -187,7 +219,9 @@ class RedisClientRegistry:
                 )
             entries[conn] = entry
         entry.refs += 1
-        return RedisLease(conn=conn, client=entry.client, loop=loop, batcher=entry.batcher)
+        return RedisLease(
+            conn=conn, client=entry.client, loop=loop, batcher=entry.batcher, memo=entry.memo
+        )
 
     async def release(self, lease: RedisLease) -> None:
         """Drop ``lease``; close the client when it was the last reference. Idempotent."""

@@ -31,7 +31,13 @@ from eventscale.metrics import (
 )
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
-from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call, redis_read
+from eventscale.scalers.redis._client import (
+    RedisLease,
+    ScalerClient,
+    once_per_client,
+    redis_call,
+    redis_read,
+)
 from eventscale.scalers.redis._connection import (
     RedisConnection,
     import_exceptions,
@@ -256,7 +262,13 @@ class RedisStreamsScaler(ScalerBase):
     async def _check_version(self, lease: RedisLease) -> None:
         if self._version_checked:
             return
-        info = await redis_call(lease.conn, "INFO server", lambda: lease.client.info("server"))
+        # one INFO per client, shared by every stream scaler on it (a cluster's INFO
+        # takes a connection on every node: a thousand at once would exhaust the pools)
+        info = await once_per_client(
+            lease,
+            "INFO server",
+            lambda: redis_call(lease.conn, "INFO server", lambda: lease.client.info("server")),
+        )
         versions = _collect_versions(info)
         if not versions:
             raise ScalerError("could not find Redis version number", transient=False)
