@@ -177,6 +177,7 @@ class ManagementClient:
         self._token: tuple[str, float] | None = None
         self._token_ssl: ssl.SSLContext | None = None
         self._auth_style: str | None = None
+        self._batch_key: tuple[Any, ...] | None = None  # the config is frozen: computed once
 
     async def aclose(self) -> None:
         """Close the HTTP session (a later read opens a new one)."""
@@ -333,9 +334,11 @@ class ManagementClient:
         The vhost's URL, the credentials (basic or OAuth2), the TLS settings and the
         timeout: scalers that differ in any of them never share a request.
         """
+        if self._batch_key is not None:
+            return self._batch_key
         c = self.config
         _, login, password = self._request_url()
-        return (
+        self._batch_key = (
             self._base_url(),
             login,
             Secret(password) if password is not None else None,
@@ -352,6 +355,7 @@ class ManagementClient:
             c.unsafe_ssl,
             c.effective_timeout,
         )
+        return self._batch_key
 
     async def _get(self, url: str, limit: int) -> tuple[int, str | None, str]:
         """GET ``url`` (basic auth or a bearer token) within the timeout.
