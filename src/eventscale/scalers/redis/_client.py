@@ -37,6 +37,7 @@ from eventscale.scalers.redis._connection import (
     import_redis,
     import_redis_module,
 )
+from eventscale.scalers.redis._keyspace import KeyspaceHub
 
 __all__ = (
     "REGISTRY",
@@ -119,6 +120,7 @@ class _Entry:
     tmpdir: str | None = None
     batcher: CommandBatcher | None = None
     memo: dict[str, asyncio.Future[Any]] = attrs.Factory(dict)
+    hub: KeyspaceHub | None = None
 
 
 @attrs.define(eq=False)
@@ -136,6 +138,8 @@ class RedisLease:
     batcher: CommandBatcher | None = None
     memo: dict[str, asyncio.Future[Any]] = attrs.Factory(dict)
     """Answers shared by every lease on the client (see :func:`once_per_client`)."""
+    hub: KeyspaceHub | None = None
+    """The client's one pub/sub connection for keyspace waits (see ``_keyspace``)."""
 
 
 async def redis_read(lease: RedisLease, what: str, method: str, *args: Any) -> Any:
@@ -213,6 +217,7 @@ class RedisClientRegistry:
         entry = entries.get(conn)
         if entry is None:
             entry = _build_client(conn)
+            entry.hub = KeyspaceHub(entry.client, conn, translate_error)
             if self.batch_window is not None:
                 entry.batcher = CommandBatcher(
                     entry.client, timeout=conn.timeout, window=self.batch_window
@@ -220,7 +225,12 @@ class RedisClientRegistry:
             entries[conn] = entry
         entry.refs += 1
         return RedisLease(
-            conn=conn, client=entry.client, loop=loop, batcher=entry.batcher, memo=entry.memo
+            conn=conn,
+            client=entry.client,
+            loop=loop,
+            batcher=entry.batcher,
+            memo=entry.memo,
+            hub=entry.hub,
         )
 
     async def release(self, lease: RedisLease) -> None:
@@ -353,6 +363,8 @@ async def _close_entry(entry: _Entry) -> None:
     try:
         if entry.batcher is not None:
             await entry.batcher.aclose()
+        if entry.hub is not None:
+            await entry.hub.aclose()
         with contextlib.suppress(Exception):
             await entry.client.aclose()
         if entry.sentinel is not None:
@@ -415,35 +427,38 @@ async def wait_on_keyspace(
 
     The check runs once after subscribing (no race with an item pushed meanwhile), on
     every event for ``key`` and every ``notified_interval`` seconds as a safety net.
+    Every wait on one client shares its one pub/sub connection (``_keyspace``).
     Where keyspace notifications cannot be used (a cluster, or a server that refuses
     ``CONFIG SET``) it checks every ``poll_interval`` seconds instead.
     """
     conn = lease.conn
-    if conn.mode is RedisMode.CLUSTER or not await _enable_notifications(lease, flags):
+    if (
+        conn.mode is RedisMode.CLUSTER
+        or lease.hub is None
+        or not await once_per_client(
+            lease, f"notify-keyspace-events {flags}", lambda: _enable_notifications(lease, flags)
+        )
+    ):
         while True:
             if await is_active():
                 return
             await asyncio.sleep(poll_interval)
-    pubsub = lease.client.pubsub()
-    channel = f"__keyspace@{conn.database_index}__:{key}"
-    # get_message must return before redis_call's timeout fires
-    listen_for = min(notified_interval, conn.timeout / 2)
+    hub = lease.hub
+    watch = await hub.watch(f"__keyspace@{conn.database_index}__:{key}")
     try:
-        await redis_call(conn, "SUBSCRIBE", lambda: pubsub.subscribe(channel))
         if await is_active():
             return
         while True:
             # Any event on the key, or a quiet interval, leads to a fresh check.
-            await redis_call(
-                conn,
-                "waiting for keyspace events",
-                lambda: pubsub.get_message(ignore_subscribe_messages=True, timeout=listen_for),
-            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(notified_interval):
+                    await watch.event.wait()
+            watch.event.clear()
+            watch.check()
             if await is_active():
                 return
     finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
+        await hub.unwatch(watch)
 
 
 class ScalerClient:
