@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import aio_pika
 import pytest
 
+import eventscale.scalers.rabbitmq._listing as listing_module
 import eventscale.scalers.rabbitmq._management as management
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.metrics import ScalerReport
@@ -41,6 +43,7 @@ class RequestCounter:
         self.hold = False  # True: swallow the answers (an API that hangs)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def port(self) -> int:
@@ -58,8 +61,13 @@ class RequestCounter:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the connection handlers close their sockets once their pumps are gone
+        await asyncio.gather(*self._handlers, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
 
         async def client_to_server() -> None:
@@ -83,8 +91,10 @@ class RequestCounter:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._tasks.difference_update(tasks)
-            writer.close()
-            up_writer.close()
+            for stream in (writer, up_writer):
+                stream.close()
+                with contextlib.suppress(Exception):
+                    await stream.wait_closed()
 
     def _feed_amqp(self, data: bytes) -> None:
         """Record the AMQP method frames in the client's stream (after its header)."""
@@ -297,6 +307,28 @@ async def test_a_listing_too_large_falls_back_to_one_request_per_queue(
         delete(rabbitmq_server, names)
 
 
+async def test_a_few_queues_of_a_large_vhost_are_read_one_by_one(
+    rabbitmq_server: RabbitMQServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a listing showed the batch wants few of the vhost's queues, it reads them
+    one by one (on one session) instead of listing the whole vhost every slot."""
+    monkeypatch.setattr(listing_module, "LISTING_SHARE", 0)  # any vhost counts as large
+    names = await declare(rabbitmq_server, [1, 2, 3])
+    try:
+        async with counter_for(rabbitmq_server) as counter:
+            scalers = scalers_for(url(counter), names)
+            try:
+                assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
+                assert len(counter.paths) == 1  # the first slot lists the vhost
+                counter.paths.clear()
+                assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
+                assert sorted(counter.paths) == sorted(f"/api/queues/%2F/{n}" for n in names)
+            finally:
+                await close_all(scalers)
+    finally:
+        delete(rabbitmq_server, names)
+
+
 async def test_a_hanging_api_times_each_caller_out(rabbitmq_server: RabbitMQServer) -> None:
     names = [unique_name("es-hang") for _ in range(3)]
     async with counter_for(rabbitmq_server) as counter:
@@ -334,3 +366,10 @@ async def test_amqp_reads_share_a_few_long_lived_channels(
         finally:
             await close_all(scalers)
     delete(rabbitmq_server, names)
+
+
+@pytest.fixture(autouse=True)
+def _collect_after() -> Iterator[None]:
+    """Collect after each test, so a socket left open fails the test that left it."""
+    yield
+    gc.collect()

@@ -90,6 +90,7 @@ class CountingProxy:
         self.hold = False  # True: swallow the server's replies (a server that hangs)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
 
     @property
     def address(self) -> str:
@@ -125,10 +126,15 @@ class CountingProxy:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the connection handlers close their sockets once their pumps are gone
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
         link = _Link()
         self.links.append(link)
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
@@ -158,8 +164,10 @@ class CountingProxy:
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             self._tasks.difference_update(tasks)
-            writer.close()
-            up_writer.close()
+            for stream in (writer, up_writer):
+                stream.close()
+                with contextlib.suppress(Exception):
+                    await stream.wait_closed()
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,8 @@ Scalers that read single queues (not a regex) through the same management API, v
 credentials, TLS settings and timeout (:meth:`ManagementClient.batch_key`) share a
 :class:`QueueListingBatcher`. A read waits for the others issued in the same slot (the
 rest of the current event-loop iteration): one read alone is sent as before, as
-``GET /api/queues/{vhost}/{name}``; two or more become a single
+``GET /api/queues/{vhost}/{name}``; two or more (within :data:`WINDOW` seconds) become a
+single
 ``GET /api/queues/{vhost}?columns=...`` (only the fields the scaler reads), and each
 scaler takes its own queue out of the listing:
 
@@ -13,7 +14,10 @@ scaler takes its own queue out of the listing:
   :class:`~eventscale.scalers.rabbitmq._management.CountsNotPublished`;
 * a failed request (broker down, wrong credentials, missing vhost, timeout) is the error
   of every scaler in the batch, worded for each (its own trigger name);
-* a listing larger than ``MAX_LISTING_BYTES`` falls back to one request per queue;
+* a batch that wants fewer than 1 in :data:`LISTING_SHARE` of the vhost's queues (as
+  counted by the last listing) asks for its queues one by one instead, on one session: a
+  few objects in a vhost of thousands of queues do not pay for the whole listing; so
+  does every batch once a listing was larger than ``MAX_LISTING_BYTES``;
 * each scaler waits under its own timeout; one that gives up is skipped.
 
 The request is made with one member's client (its session and OAuth2 token), the same
@@ -34,12 +38,23 @@ from eventscale.scalers.rabbitmq._management import ManagementClient, QueueInfo
 __all__ = ("LISTINGS", "QueueListingBatcher", "QueueListings")
 
 
+WINDOW: Final = 0.002
+"""Seconds a read waits for the others of its slot (polls a controller spreads over their
+interval still share requests; a read is at most 2 ms later)."""
+LISTING_SHARE: Final = 8
+"""A batch asks for the whole vhost only when it wants at least 1 in this many of its
+queues (as last counted); fewer are read one by one on one session."""
+
+
 class QueueListingBatcher:
     """The reads of one batch key waiting for this slot's request."""
 
-    __slots__ = ("_handle", "_lead", "_pending", "_tasks", "requests")
+    __slots__ = ("_handle", "_lead", "_pending", "_tasks", "requests", "vhost_queues", "window")
 
-    def __init__(self) -> None:
+    def __init__(self, window: float = WINDOW) -> None:
+        self.window = window
+        self.vhost_queues: int | None = None
+        """Queues in the vhost at the last listing (``None``: not listed yet)."""
         self._pending: list[tuple[ManagementClient, asyncio.Future[QueueInfo]]] = []
         self._lead: ManagementClient | None = None
         self._handle: asyncio.Handle | None = None
@@ -58,7 +73,10 @@ class QueueListingBatcher:
         future: asyncio.Future[QueueInfo] = loop.create_future()
         self._pending.append((client, future))
         if self._handle is None:
-            self._handle = loop.call_soon(self._flush)
+            if self.window > 0:
+                self._handle = loop.call_later(self.window, self._flush)
+            else:
+                self._handle = loop.call_soon(self._flush)
         return future
 
     def _flush(self) -> None:
@@ -77,13 +95,25 @@ class QueueListingBatcher:
         lead = self._lead
         if lead is None or all(client is not lead for client, _ in batch):
             lead = self._lead = batch[0][0]
+        names = {client.config.queue_name for client, _ in batch}
+        if len(names) > 1 and (
+            self.vhost_queues is None or len(names) * LISTING_SHARE >= self.vhost_queues
+        ):
+            await self._send_listing(lead, batch)
+            return
+        # one request per queue, all on the lead's session
+        self.requests += len(names)
+        by_name: dict[str, list[tuple[ManagementClient, asyncio.Future[QueueInfo]]]] = {}
+        for client, future in batch:
+            by_name.setdefault(client.config.queue_name, []).append((client, future))
+        await asyncio.gather(*(_read_for(lead, name, group) for name, group in by_name.items()))
+
+    async def _send_listing(
+        self,
+        lead: ManagementClient,
+        batch: list[tuple[ManagementClient, asyncio.Future[QueueInfo]]],
+    ) -> None:
         try:
-            if len({client.config.queue_name for client, _ in batch}) == 1:
-                self.requests += 1
-                info = await batch[0][0].read()
-                for _, future in batch:
-                    _settle(future, info, None)
-                return
             self.requests += 1
             listing = await lead.list_queues()
         except ScalerError as exc:
@@ -91,13 +121,19 @@ class QueueListingBatcher:
                 _settle(future, None, _reworded(exc, client))
             return
         except asyncio.CancelledError:
-            for _, future in batch:
-                future.cancel()
+            for client, future in batch:
+                _settle(
+                    future, None, ScalerError("the read was interrupted", trigger=client.identity)
+                )
             raise
-        if listing is None:  # too large: one request per queue, all at once
+        if listing is None:  # too large: one request per queue from now on
+            self.vhost_queues = 1 << 62
             self.requests += len(batch)
-            await asyncio.gather(*(_read_one(client, future) for client, future in batch))
+            await asyncio.gather(
+                *(_read_for(lead, c.config.queue_name, [(c, f)]) for c, f in batch)
+            )
             return
+        self.vhost_queues = len(listing)
         for client, future in batch:
             try:
                 _settle(future, client.queue_from_listing(listing), None)
@@ -138,13 +174,20 @@ def _reworded(exc: ScalerError, client: ManagementClient) -> ScalerError:
     return error
 
 
-async def _read_one(client: ManagementClient, future: asyncio.Future[QueueInfo]) -> None:
+async def _read_for(
+    lead: ManagementClient,
+    name: str,
+    group: list[tuple[ManagementClient, asyncio.Future[QueueInfo]]],
+) -> None:
+    """Read queue ``name`` with ``lead``'s session for every caller in ``group``."""
     try:
-        info = await client.read()
+        info = await lead.read(name)
     except ScalerError as exc:
-        _settle(future, None, exc)
+        for client, future in group:
+            _settle(future, None, _reworded(exc, client))
     else:
-        _settle(future, info, None)
+        for _, future in group:
+            _settle(future, info, None)
 
 
 _MAX_KEYS: Final = 10_000  # idle batchers beyond this are dropped (keys of closed scalers)

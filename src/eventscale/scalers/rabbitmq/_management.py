@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import posixpath
 import ssl
@@ -178,12 +179,23 @@ class ManagementClient:
         self._token_ssl: ssl.SSLContext | None = None
         self._auth_style: str | None = None
         self._batch_key: tuple[Any, ...] | None = None  # the config is frozen: computed once
+        self._active = 0  # requests in flight
+        self._quiet = asyncio.Event()  # set while none is
+        self._quiet.set()
 
     async def aclose(self) -> None:
-        """Close the HTTP session (a later read opens a new one)."""
+        """Close the HTTP session (a later read opens a new one).
+
+        A request still in flight (one this client makes for a batch whose callers gave
+        up) fails once its connection closes; this waits (at most 2 s) until it has.
+        """
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        if self._active:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._quiet.wait()
 
     def _request_url(self) -> tuple[str, str | None, str | None]:
         """(URL without userinfo, basic-auth login, basic-auth password)."""
@@ -363,6 +375,16 @@ class ManagementClient:
         Returns (status, body or ``None`` when it is longer than ``limit`` bytes, reason).
         :raises ScalerError: timeout, connection or TLS failure, token failure.
         """
+        self._active += 1
+        self._quiet.clear()
+        try:
+            return await self._get_once(url, limit)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._quiet.set()
+
+    async def _get_once(self, url: str, limit: int) -> tuple[int, str | None, str]:
         aiohttp = import_aiohttp()
         yarl = import_optional("yarl", extra="rabbitmq", what="the rabbitmq scaler")
         c = self.config
@@ -435,13 +457,16 @@ class ManagementClient:
                 f"the management API answered with invalid JSON from {shown}", exc, transient=True
             ) from exc
 
-    async def read(self) -> QueueInfo:
+    async def read(self, queue: str | None = None) -> QueueInfo:
         """Read the queue (or the queues a regex matches) once.
 
-        :raises ScalerError: on any failure.
+        ``queue`` reads another queue of the same vhost with this client's session (a
+        batch's reads, see ``_listing``). :raises ScalerError: on any failure.
         """
         c = self.config
         url, _, _ = self._request_url()
+        if queue is not None and not c.use_regex:
+            url = f"{self._base_url()}/{quote(queue, safe='')}"
         status, body, reason = await self._get(url, MAX_BODY_BYTES)
         data = self._json(status, body, reason, url)
         if not isinstance(data, dict):

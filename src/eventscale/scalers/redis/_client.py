@@ -40,6 +40,7 @@ from eventscale.scalers.redis._connection import (
 from eventscale.scalers.redis._keyspace import KeyspaceHub
 
 __all__ = (
+    "DEFAULT_BATCH_WINDOW",
     "REGISTRY",
     "RedisClientRegistry",
     "RedisLease",
@@ -110,6 +111,10 @@ async def redis_call(conn: RedisConnection, what: str, call: Callable[[], Awaita
 
 
 # --------------------------------------------------------------------------- registry
+
+DEFAULT_BATCH_WINDOW: Final = 0.002
+"""Seconds a read waits for the others of its slot. Polls a controller spreads over
+their interval still share round trips, and a read is at most 2 ms later."""
 
 
 @attrs.define(eq=False)
@@ -198,13 +203,13 @@ class RedisClientRegistry:
     closed (with its pool, sentinels and temporary TLS files) on the last :meth:`release`.
 
     ``batch_window`` is the poll slot in which reads on one client are coalesced into one
-    pipeline (see :func:`batched`): ``0`` (the default) is the rest of the current
-    event-loop iteration, a positive number waits that many seconds more, ``None`` turns
-    batching off (each read its own round trip). It applies to clients created after it
-    is set.
+    pipeline (see :func:`redis_read`): the reads issued within that many seconds of the
+    first leave together (default :data:`DEFAULT_BATCH_WINDOW`); ``0`` is the rest of the
+    current event-loop iteration only, ``None`` turns batching off (each read its own
+    round trip). It applies to clients created after it is set.
     """
 
-    def __init__(self, *, batch_window: float | None = 0.0) -> None:
+    def __init__(self, *, batch_window: float | None = DEFAULT_BATCH_WINDOW) -> None:
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[RedisConnection, _Entry]
         ] = weakref.WeakKeyDictionary()
