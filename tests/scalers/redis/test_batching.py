@@ -576,3 +576,39 @@ async def test_lag_mode_checks_the_server_version_once_per_client(
             assert (proxy.turns, proxy.commands) == (1, 10)
         finally:
             await close_all([warm, *scalers])
+
+
+async def test_keyspace_waits_share_one_pubsub_connection(private_redis: Any) -> None:
+    """Thirty scalers waiting for activity hold one pub/sub connection, not thirty, and
+    each wakes on its own key only."""
+    server = private_redis()
+    conn = RedisConnection(addresses=server.address)
+    keys = [f"jobs-{i}" for i in range(30)]
+    scalers = [list_scaler(conn, key) for key in keys]
+    async with aioredis.Redis(host=server.host, port=server.port) as admin:
+        waits = [asyncio.create_task(s.wait_for_activity()) for s in scalers]
+        try:
+            deadline = time.monotonic() + 10
+            hub = REGISTRY.hub(conn)
+            while (hub is None or hub.channels < 30) and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                hub = REGISTRY.hub(conn)
+            assert hub is not None
+            assert hub.channels == 30
+            listing = await admin.client_list()
+            subscribers = [c for c in listing if c.get("name") == "eventscale" and c["sub"] != "0"]
+            assert len(subscribers) == 1
+            assert subscribers[0]["sub"] == "30"
+            # a push wakes its waiter only
+            await admin.rpush(keys[7], "x")
+            await asyncio.wait_for(waits[7], 5)
+            await asyncio.sleep(0.2)
+            assert [w.done() for w in waits].count(True) == 1
+            # reads still work while the waits hold the subscription
+            report = await scalers[7].get_metrics()
+            assert report.values[0].value == 1
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            await close_all(scalers)

@@ -270,6 +270,11 @@ class RedisClientRegistry:
         entry = self._loops.get(asyncio.get_running_loop(), {}).get(conn)
         return entry.batcher if entry is not None else None
 
+    def hub(self, conn: RedisConnection) -> KeyspaceHub | None:
+        """The keyspace hub of the client for ``conn`` in the running loop (diagnostics)."""
+        entry = self._loops.get(asyncio.get_running_loop(), {}).get(conn)
+        return entry.hub if entry is not None else None
+
     def refcount(self, conn: RedisConnection) -> int:
         """How many leases share the client for ``conn`` in the running loop."""
         entry = self._loops.get(asyncio.get_running_loop(), {}).get(conn)
