@@ -55,8 +55,8 @@ async def wait_on_cluster(
             await asyncio.sleep(poll_interval)
     redis_asyncio = import_optional("redis.asyncio", extra="redis", what="the redis scaler")
     node_clients: list[Any] = []
+    node_leases: list[RedisLease] = []
     waits: list[asyncio.Future[None]] = []
-    loop = asyncio.get_running_loop()
     try:
         for node, node_keys in by_node.values():
             pool = redis_asyncio.ConnectionPool(
@@ -69,7 +69,8 @@ async def wait_on_cluster(
             node_conn = attrs.evolve(
                 conn, mode=RedisMode.STANDALONE, addresses=(f"{node.host}:{node.port}",)
             )
-            node_lease = RedisLease(conn=node_conn, client=node_client, loop=loop)
+            node_lease = RedisLease.of_client(node_conn, node_client)
+            node_leases.append(node_lease)
             waits.append(
                 asyncio.ensure_future(
                     wait_on_keyspace(
@@ -91,6 +92,9 @@ async def wait_on_cluster(
         for wait in waits:
             with contextlib.suppress(BaseException):
                 await wait
+        for node_lease in node_leases:
+            with contextlib.suppress(Exception):
+                await node_lease.aclose_hub()
         for node_client in node_clients:
             with contextlib.suppress(Exception):
                 await node_client.aclose(close_connection_pool=True)

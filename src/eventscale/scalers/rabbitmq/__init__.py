@@ -1,7 +1,8 @@
 """The ``rabbitmq`` trigger: queue length or message rate over AMQP or the management API.
 
 ``config`` holds the settings (:class:`RabbitMQConfig`), ``scaler`` the scaler; the
-private modules read the queue (``_amqp``, ``_management``) and build TLS contexts and
+private modules read the queue (``_amqp``, ``_management``), share one management
+request between the reads of a poll slot (``_listing``) and build TLS contexts and
 errors (``_tls``, ``_errors``).
 """
 

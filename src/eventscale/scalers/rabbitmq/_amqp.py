@@ -1,6 +1,6 @@
 """AMQP: one shared connection per broker settings, passive queue declares, the watch.
 
-A passive queue declare on a short-lived channel returns the number of **ready**
+A passive queue declare returns the number of **ready**
 messages only: messages that consumers hold unacknowledged are *not* counted (see
 docs/scalers/rabbitmq.md). Scalers that talk to the same broker with the same settings
 share **one** long-lived connection (reference-counted, one per event loop); a missing
@@ -14,7 +14,7 @@ import contextlib
 import functools
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -26,7 +26,13 @@ from eventscale.scalers.rabbitmq._errors import ErrorFactory
 from eventscale.scalers.rabbitmq._tls import build_ssl_context, tls_failure, tls_reason
 from eventscale.scalers.rabbitmq.config import RabbitMQConfig
 
-__all__ = ("AmqpReader", "amqp_connection_count", "import_aio_pika", "uses_external_auth")
+__all__ = (
+    "DECLARE_CHANNELS",
+    "AmqpReader",
+    "amqp_connection_count",
+    "import_aio_pika",
+    "uses_external_auth",
+)
 
 
 def uses_external_auth(config: RabbitMQConfig) -> bool:
@@ -82,8 +88,19 @@ class _AmqpTarget:
     connection_name: str
 
 
+DECLARE_CHANNELS: Final = 16
+"""Most channels a shared connection keeps open for the scalers' passive declares."""
+
+
 class _AmqpConnection:
-    """One long-lived connection, shared by every scaler with the same target."""
+    """One long-lived connection, shared by every scaler with the same target.
+
+    Passive declares run on a small set of long-lived channels (at most
+    :data:`DECLARE_CHANNELS`), each carrying one declare at a time: the many reads of a
+    poll slot spread over them instead of opening and closing a channel each. A channel
+    the broker closed (a missing queue) or one of a replaced connection is dropped, and
+    the next read opens another.
+    """
 
     def __init__(self, target: _AmqpTarget, config: RabbitMQConfig) -> None:
         self.target = target
@@ -91,6 +108,30 @@ class _AmqpConnection:
         self.refs = 0
         self.connection: Any = None
         self.lock = asyncio.Lock()
+        self._idle: list[tuple[Any, Any]] = []  # (connection, channel)
+        self._slots = asyncio.Semaphore(DECLARE_CHANNELS)
+
+    @contextlib.asynccontextmanager
+    async def declare_channel(self, connect_timeout: float) -> AsyncIterator[Any]:
+        """A channel for one passive declare, given back (if still open) afterwards."""
+        async with self._slots:
+            pair: tuple[Any, Any] | None = None
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate[0] is self.connection and not candidate[1].is_closed:
+                    pair = candidate
+                    break
+                await _close_quietly(candidate[1])
+            if pair is None:
+                conn = await self.get(connect_timeout)
+                pair = (conn, await conn.channel())
+            try:
+                yield pair[1]
+            finally:
+                if pair[0] is self.connection and not pair[1].is_closed:
+                    self._idle.append(pair)
+                else:
+                    await _close_quietly(pair[1])
 
     async def get(self, connect_timeout: float) -> Any:
         async with self.lock:
@@ -119,6 +160,7 @@ class _AmqpConnection:
             return self.connection
 
     async def _drop(self) -> None:
+        self._idle.clear()  # their connection is closed with them
         conn, self.connection = self.connection, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -127,6 +169,12 @@ class _AmqpConnection:
     async def reset(self) -> None:
         async with self.lock:
             await self._drop()
+
+
+async def _close_quietly(channel: Any) -> None:
+    if not channel.is_closed:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(channel.close(), 2)
 
 
 _POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_AmqpTarget, _AmqpConnection]] = (
@@ -256,20 +304,16 @@ class AmqpReader:
         return int(queue.declaration_result.message_count or 0)
 
     async def read(self) -> int:
-        """The number of ready messages (a passive declare on a short-lived channel).
+        """The number of ready messages (a passive declare on a kept channel).
 
         :raises ScalerError: on any failure.
         """
         entry = await self._acquire()
-        async with self._call(entry, f"reading queue {self.config.queue_name!r}"):
-            conn = await entry.get(self.config.effective_timeout)
-            channel = await conn.channel()
-            try:
-                return await self._declare(channel)
-            finally:
-                if not channel.is_closed:
-                    with contextlib.suppress(Exception):
-                        await channel.close()
+        async with (
+            self._call(entry, f"reading queue {self.config.queue_name!r}"),
+            entry.declare_channel(self.config.effective_timeout) as channel,
+        ):
+            return await self._declare(channel)
 
     async def watch(self, is_active: Callable[[int], bool], interval: float) -> None:
         """Declare the queue passively every ``interval`` seconds on one held channel

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import posixpath
 import ssl
@@ -22,14 +23,20 @@ import attrs
 
 from eventscale._optional import import_optional
 from eventscale.errors import ScalerError
+from eventscale.redaction import Secret
 from eventscale.scalers.rabbitmq._errors import ErrorFactory
 from eventscale.scalers.rabbitmq._tls import build_ssl_context, tls_failure, tls_reason
 from eventscale.scalers.rabbitmq.config import Operation, RabbitMQConfig
 
 __all__ = (
+    "LISTING_COLUMNS",
+    "MAX_BODY_BYTES",
+    "MAX_LISTING_BYTES",
+    "CountsNotPublished",
     "ManagementClient",
     "QueueInfo",
     "aggregate_queues",
+    "has_counts",
     "import_aiohttp",
     "queue_info",
     "vhost_and_prefix",
@@ -38,6 +45,16 @@ __all__ = (
 _TOKEN_EXPIRY_MARGIN: Final = 10.0  # refresh an OAuth2 token this long before it expires
 _DEFAULT_TOKEN_LIFETIME: Final = 300.0  # for a token response without expires_in
 _ROOT_VHOST_PATH: Final = "/%2F"
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024
+"""Largest answer read for one queue or one regex page."""
+MAX_LISTING_BYTES: Final = 32 * 1024 * 1024
+"""Largest vhost listing read for a batch (about 200,000 queues); beyond it the queues
+are read one by one."""
+LISTING_COLUMNS: Final = (
+    "name,messages,messages_ready,"
+    "message_stats.publish_details.rate,message_stats.deliver_get_details.rate"
+)
+"""The fields a vhost listing asks for (the management API's ``columns``)."""
 
 
 def import_aiohttp() -> Any:
@@ -153,6 +170,7 @@ class ManagementClient:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
+        self.identity = error.identity
         self._error = error
         self._clock = clock
         self._session: Any = None
@@ -160,24 +178,30 @@ class ManagementClient:
         self._token: tuple[str, float] | None = None
         self._token_ssl: ssl.SSLContext | None = None
         self._auth_style: str | None = None
+        self._batch_key: tuple[Any, ...] | None = None  # the config is frozen: computed once
+        self._active = 0  # requests in flight
+        self._quiet = asyncio.Event()  # set while none is
+        self._quiet.set()
 
     async def aclose(self) -> None:
-        """Close the HTTP session (a later read opens a new one)."""
+        """Close the HTTP session (a later read opens a new one).
+
+        A request still in flight (one this client makes for a batch whose callers gave
+        up) fails once its connection closes; this waits (at most 2 s) until it has.
+        """
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        if self._active:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._quiet.wait()
 
     def _request_url(self) -> tuple[str, str | None, str | None]:
         """(URL without userinfo, basic-auth login, basic-auth password)."""
         c = self.config
         parts = urlsplit(c.host.reveal())
-        vhost, prefix = vhost_and_prefix(parts.path, c.vhost_name)
-        netloc = parts.hostname or ""
-        if ":" in netloc:
-            netloc = f"[{netloc}]"
-        if parts.port:
-            netloc += f":{parts.port}"
-        base = f"{parts.scheme}://{netloc}{prefix}/api/queues{vhost}"
+        base = self._base_url()
         if c.use_regex:
             name = quote_plus(c.queue_name, safe="")
             query = f"page=1&use_regex=true&pagination=false&name={name}&page_size={c.page_size}"
@@ -304,15 +328,67 @@ class ManagementClient:
         )
         return CountsNotPublished(str(error.message), trigger=error.trigger, transient=True)
 
-    async def read(self) -> QueueInfo:
-        """Read the queue (or the queues a regex matches) once.
+    def _base_url(self) -> str:
+        """``scheme://host:port{prefix}/api/queues{vhost}`` (no userinfo, no queue)."""
+        c = self.config
+        parts = urlsplit(c.host.reveal())
+        vhost, prefix = vhost_and_prefix(parts.path, c.vhost_name)
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return f"{parts.scheme}://{netloc}{prefix}/api/queues{vhost}"
 
-        :raises ScalerError: on any failure.
+    def batch_key(self) -> tuple[Any, ...]:
+        """What must be equal for two scalers' reads to share one request.
+
+        The vhost's URL, the credentials (basic or OAuth2), the TLS settings and the
+        timeout: scalers that differ in any of them never share a request.
         """
+        if self._batch_key is not None:
+            return self._batch_key
+        c = self.config
+        _, login, password = self._request_url()
+        self._batch_key = (
+            self._base_url(),
+            login,
+            Secret(password) if password is not None else None,
+            c.oauth_token_uri,
+            c.client_id,
+            c.client_secret,
+            c.scopes,
+            c.endpoint_params,
+            c.tls,
+            c.ca,
+            c.cert,
+            c.key,
+            c.key_password,
+            c.unsafe_ssl,
+            c.effective_timeout,
+        )
+        return self._batch_key
+
+    async def _get(self, url: str, limit: int) -> tuple[int, str | None, str]:
+        """GET ``url`` (basic auth or a bearer token) within the timeout.
+
+        Returns (status, body or ``None`` when it is longer than ``limit`` bytes, reason).
+        :raises ScalerError: timeout, connection or TLS failure, token failure.
+        """
+        self._active += 1
+        self._quiet.clear()
+        try:
+            return await self._get_once(url, limit)
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._quiet.set()
+
+    async def _get_once(self, url: str, limit: int) -> tuple[int, str | None, str]:
         aiohttp = import_aiohttp()
         yarl = import_optional("yarl", extra="rabbitmq", what="the rabbitmq scaler")
         c = self.config
-        url, login, password = self._request_url()
+        _, login, password = self._request_url()
         shown = url
         timeout = c.effective_timeout
         try:
@@ -329,7 +405,7 @@ class ManagementClient:
                     if c.oauth_token_uri:
                         headers["Authorization"] = "Bearer " + await self._bearer(session, timeout)
                     async with session.get(yarl.URL(url, encoded=True), headers=headers) as resp:
-                        body = await resp.text()
+                        body = await _read_bounded(resp, limit)
                         status = resp.status
                         reason = resp.reason or ""
                     if not (c.oauth_token_uri and status == 401 and cached and attempt == 1):
@@ -351,6 +427,22 @@ class ManagementClient:
             raise self._error(
                 f"cannot reach the RabbitMQ management API at {shown}", exc, transient=True
             ) from exc
+        return status, body, reason
+
+    def timed_out(self, exc: BaseException) -> ScalerError:
+        """The error of a read that did not finish within the timeout."""
+        timeout = self.config.effective_timeout
+        return self._error(
+            f"timed out after {timeout:g}s requesting {self._base_url()}", exc, transient=True
+        )
+
+    def _json(self, status: int, body: str | None, reason: str, shown: str) -> Any:
+        if body is None:
+            raise self._error(
+                f"the management API's answer from {shown} is larger than {MAX_BODY_BYTES} bytes",
+                None,
+                transient=False,
+            )
         if status != 200:
             raise self._error(
                 f"error requesting RabbitMQ API status: {status} {reason}, "
@@ -359,15 +451,26 @@ class ManagementClient:
                 transient=status >= 500 or status == 429,
             )
         try:
-            data = json.loads(body)
+            return json.loads(body)
         except ValueError as exc:
             raise self._error(
                 f"the management API answered with invalid JSON from {shown}", exc, transient=True
             ) from exc
+
+    async def read(self, queue: str | None = None) -> QueueInfo:
+        """Read the queue (or the queues a regex matches) once.
+
+        ``queue`` reads another queue of the same vhost with this client's session (a
+        batch's reads, see ``_listing``). :raises ScalerError: on any failure.
+        """
+        c = self.config
+        url, _, _ = self._request_url()
+        if queue is not None and not c.use_regex:
+            url = f"{self._base_url()}/{quote(queue, safe='')}"
+        status, body, reason = await self._get(url, MAX_BODY_BYTES)
+        data = self._json(status, body, reason, url)
         if not isinstance(data, dict):
-            raise self._error(
-                f"unexpected management API answer from {shown}", None, transient=True
-            )
+            raise self._error(f"unexpected management API answer from {url}", None, transient=True)
         if c.use_regex:
             if int(data.get("page_count", 0) or 0) > 1:
                 raise self._error(
@@ -381,3 +484,51 @@ class ManagementClient:
         if not has_counts(data):
             raise self._not_published("the queue's message counts")
         return queue_info(data)
+
+    async def list_queues(self) -> dict[str, Mapping[str, Any]] | None:
+        """Every queue of the vhost, by name, in one request (only the fields read).
+
+        ``None`` when the answer is larger than :data:`MAX_LISTING_BYTES` (the caller
+        then reads its queues one by one). :raises ScalerError: on any failure.
+        """
+        url = f"{self._base_url()}?columns={LISTING_COLUMNS}"
+        status, body, reason = await self._get(url, MAX_LISTING_BYTES)
+        if body is None and status == 200:
+            return None
+        data = self._json(status, body, reason, url)
+        if not isinstance(data, list):
+            raise self._error(f"unexpected management API answer from {url}", None, transient=True)
+        return {str(item.get("name")): item for item in data if isinstance(item, dict)}
+
+    def queue_from_listing(self, listing: Mapping[str, Mapping[str, Any]]) -> QueueInfo:
+        """This scaler's queue out of a vhost listing (:meth:`list_queues`).
+
+        :raises ScalerError: the queue is not in the vhost (as the single read's 404),
+            or its counts are not published yet.
+        """
+        name = self.config.queue_name
+        item = listing.get(name)
+        if item is None:
+            raise self._error(
+                f"error requesting RabbitMQ API status: 404 Not Found, response: "
+                f"queue {name!r} not found in the vhost listing, from: {self._base_url()}",
+                None,
+                transient=False,
+            )
+        if not has_counts(item):
+            raise self._not_published("the queue's message counts")
+        return queue_info(item)
+
+
+async def _read_bounded(resp: Any, limit: int) -> str | None:
+    """The response body as text, or ``None`` once it grows past ``limit`` bytes."""
+    if resp.content_length is not None and resp.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks).decode(resp.get_encoding() or "utf-8", errors="replace")

@@ -2,16 +2,18 @@
 
 Two ways to read a queue (KEDA ``protocol``; ``auto`` picks from the ``host`` URL scheme):
 
-* **AMQP** (``amqp://`` / ``amqps://``): a *passive* queue declare on a short-lived
-  channel. The count it returns is the number of **ready** messages only: messages that
-  consumers hold unacknowledged are *not* counted (user-voice D17; see the docs page).
-  Scalers that talk to the same broker with the same settings share **one** long-lived
-  connection (reference-counted, one per event loop); a missing queue closes only the
-  channel. A connection that breaks is replaced on the next poll.
+* **AMQP** (``amqp://`` / ``amqps://``): a *passive* queue declare. The count it
+  returns is the number of **ready** messages only: messages that consumers hold
+  unacknowledged are *not* counted (user-voice D17; see the docs page). Scalers that
+  talk to the same broker with the same settings share **one** long-lived connection
+  (reference-counted, one per event loop) and its few channels kept for declares; a
+  missing queue closes only its channel. A connection that breaks is replaced on the
+  next poll.
 * **HTTP** (``http://`` / ``https://``): the management API. It can count
   unacknowledged messages too (the default; ``excludeUnacknowledged`` counts ready
   only), report publish/deliver rates, and match queues by regex with ``operation``
   ``sum``/``max``/``avg``. Note that the management API's counts lag a few seconds.
+  Single-queue reads of one poll slot on the same API share one request (``_listing``).
 
 :meth:`RabbitMQScaler.wait_for_activity` lets a controller wake on the first message:
 RabbitMQ cannot announce an arrival without delivering the message, so it is a
@@ -38,6 +40,7 @@ from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import TriggerContext
 from eventscale.scalers.rabbitmq._amqp import AmqpReader, import_aio_pika
 from eventscale.scalers.rabbitmq._errors import ErrorFactory
+from eventscale.scalers.rabbitmq._listing import LISTINGS
 from eventscale.scalers.rabbitmq._management import (
     CountsNotPublished,
     ManagementClient,
@@ -171,8 +174,12 @@ class RabbitMQScaler(ScalerBase):
         if c.protocol is Protocol.AMQP:
             count = await self._amqp.read()
             info = QueueInfo(messages=count, messages_ready=count)
-        else:
+        elif c.use_regex:
             info = await self._http.read()
+            count = info.messages_ready if c.exclude_unacknowledged else info.messages
+        else:
+            # shares one management request with the slot's other reads (see _listing)
+            info = await LISTINGS.read(self._http)
             count = info.messages_ready if c.exclude_unacknowledged else info.messages
         value, active = metric_and_activity(c.mode, info, count, c.activation_value)
         return ScalerReport.single(c.metric_name, value, is_active=active)

@@ -3,7 +3,9 @@
 ``lists`` and ``streams`` hold the scalers and their configs; ``_connection`` the
 connection settings both share (:class:`RedisConnection`), ``_client`` the shared clients
 and every call made on them (:class:`ScalerClient`, :func:`redis_call`, which the
-Python job-queue triggers in ``eventscale.scalers.pyqueues`` reuse).
+Python job-queue triggers in ``eventscale.scalers.pyqueues`` reuse). The reads of one
+poll slot on a client leave as one pipeline (``_batch``), and every keyspace wait on a
+client shares one pub/sub connection (``_keyspace``).
 """
 
 from __future__ import annotations

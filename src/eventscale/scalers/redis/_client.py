@@ -6,6 +6,8 @@
 * :func:`redis_call`: runs one Redis call under the connection's timeout and translates
   driver exceptions into :class:`~eventscale.errors.ScalerError` (or
   :class:`~eventscale.errors.ScalerTimeout`) whose message never carries a secret.
+* :func:`redis_read`: a read that shares its round trip with the other reads issued on
+  the same client in the same poll slot (one pipeline; see ``_batch``).
 * :class:`ScalerClient`: one scaler's use of the registry (its lease, closing, and
   waiting for activity through keyspace notifications).
 """
@@ -27,6 +29,7 @@ from eventscale._optional import import_optional
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.metrics import ScalerReport
 from eventscale.redaction import Secret, redact_text
+from eventscale.scalers.redis._batch import CommandBatcher
 from eventscale.scalers.redis._connection import (
     RedisConnection,
     RedisMode,
@@ -34,13 +37,17 @@ from eventscale.scalers.redis._connection import (
     import_redis,
     import_redis_module,
 )
+from eventscale.scalers.redis._keyspace import KeyspaceHub, Watch
 
 __all__ = (
+    "DEFAULT_BATCH_WINDOW",
     "REGISTRY",
     "RedisClientRegistry",
     "RedisLease",
     "ScalerClient",
+    "once_per_client",
     "redis_call",
+    "redis_read",
     "translate_error",
     "wait_on_keyspace",
 )
@@ -107,6 +114,10 @@ async def redis_call(conn: RedisConnection, what: str, call: Callable[[], Awaita
 
 # --------------------------------------------------------------------------- registry
 
+DEFAULT_BATCH_WINDOW: Final = 0.002
+"""Seconds a read waits for the others of its slot. Polls a controller spreads over
+their interval still share round trips, and a read is at most 2 ms later."""
+
 
 @attrs.define(eq=False)
 class _Entry:
@@ -114,16 +125,93 @@ class _Entry:
     refs: int = 0
     sentinel: Any = None
     tmpdir: str | None = None
+    batcher: CommandBatcher | None = None
+    memo: dict[str, asyncio.Future[Any]] = attrs.Factory(dict)
+    hub: KeyspaceHub | None = None
 
 
 @attrs.define(eq=False)
 class RedisLease:
-    """A scaler's share of a registry client; give it back with ``REGISTRY.release``."""
+    """A scaler's share of a registry client; give it back with ``REGISTRY.release``.
+
+    ``batcher`` coalesces the reads of every lease on the same client (``None``: each
+    read is its own round trip).
+    """
 
     conn: RedisConnection
     client: Any
     loop: asyncio.AbstractEventLoop
     released: bool = False
+    batcher: CommandBatcher | None = None
+    memo: dict[str, asyncio.Future[Any]] = attrs.Factory(dict)
+    """Answers shared by every lease on the client (see :func:`once_per_client`)."""
+    hub: KeyspaceHub | None = None
+    """The client's one pub/sub connection for keyspace waits (see ``_keyspace``)."""
+
+    @classmethod
+    def of_client(cls, conn: RedisConnection, client: Any) -> RedisLease:
+        """A lease on a client the caller made and closes (not from :data:`REGISTRY`),
+        with its own keyspace hub for :func:`wait_on_keyspace`; :meth:`aclose_hub`
+        closes that hub's pub/sub connection."""
+        return cls(
+            conn=conn,
+            client=client,
+            loop=asyncio.get_running_loop(),
+            hub=KeyspaceHub(client, conn, translate_error),
+        )
+
+    async def aclose_hub(self) -> None:
+        """Close the keyspace hub of a lease made by :meth:`of_client`."""
+        if self.hub is not None:
+            await self.hub.aclose()
+
+
+async def redis_read(lease: RedisLease, what: str, method: str, *args: Any) -> Any:
+    """``lease.client.<method>(*args)``, sent with this slot's other reads on the client.
+
+    Only for commands on one key whose reply needs no other command (``LLEN``, ``TYPE``,
+    ``LINDEX``, ``XLEN``, ``XPENDING``, ``XINFO GROUPS``...). Errors as :func:`redis_call`
+    (a failed command raises in its own caller only; the driver's exception is the
+    ``__cause__``), within ``conn.timeout`` counted from the slot the read was issued in.
+
+    :raises ScalerTimeout: no reply in time.
+    :raises ScalerError: connection refused, authentication failure, Redis error reply.
+    """
+    batcher = lease.batcher
+    if batcher is None:
+        return await redis_call(lease.conn, what, lambda: getattr(lease.client, method)(*args))
+    try:
+        return await batcher.call(method, *args)
+    except (TimeoutError, OSError, import_exceptions().RedisError) as exc:
+        raise translate_error(lease.conn, what, exc) from exc
+
+
+async def once_per_client(lease: RedisLease, key: str, call: Callable[[], Awaitable[T]]) -> T:
+    """``await call()`` once per client: later and concurrent callers share its answer.
+
+    For facts about the server that do not change while the client lives (its version).
+    The call runs in its own task, so every caller (the first too) resumes in the same
+    loop iteration and their next reads share a batch; a caller that is cancelled does
+    not cancel it. A failure is every waiting caller's error (each its own copy) and is
+    not kept: the next call tries again.
+    """
+    shared = lease.memo.get(key)
+    if shared is None:
+        memo = lease.memo
+
+        async def run() -> Any:
+            try:
+                return await call()
+            except BaseException:
+                memo.pop(key, None)
+                raise
+
+        shared = memo[key] = asyncio.get_running_loop().create_task(run())
+    try:
+        result: T = await asyncio.shield(shared)
+    except ScalerError as exc:  # each waiter its own error (it sets its own trigger)
+        raise type(exc)(exc.message, transient=exc.transient) from exc.__cause__
+    return result
 
 
 class RedisClientRegistry:
@@ -132,12 +220,19 @@ class RedisClientRegistry:
     redis-py's asyncio clients belong to the event loop that opened their connections,
     hence the loop in the key. The client is created on the first :meth:`acquire` and
     closed (with its pool, sentinels and temporary TLS files) on the last :meth:`release`.
+
+    ``batch_window`` is the poll slot in which reads on one client are coalesced into one
+    pipeline (see :func:`redis_read`): the reads issued within that many seconds of the
+    first leave together (default :data:`DEFAULT_BATCH_WINDOW`); ``0`` is the rest of the
+    current event-loop iteration only, ``None`` turns batching off (each read its own
+    round trip). It applies to clients created after it is set.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, batch_window: float | None = DEFAULT_BATCH_WINDOW) -> None:
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[RedisConnection, _Entry]
         ] = weakref.WeakKeyDictionary()
+        self.batch_window = batch_window
 
     def acquire(self, conn: RedisConnection) -> RedisLease:
         """Take a reference to the client for ``conn`` in the running loop (no I/O)."""
@@ -146,9 +241,21 @@ class RedisClientRegistry:
         entry = entries.get(conn)
         if entry is None:
             entry = _build_client(conn)
+            entry.hub = KeyspaceHub(entry.client, conn, translate_error)
+            if self.batch_window is not None:
+                entry.batcher = CommandBatcher(
+                    entry.client, timeout=conn.timeout, window=self.batch_window
+                )
             entries[conn] = entry
         entry.refs += 1
-        return RedisLease(conn=conn, client=entry.client, loop=loop)
+        return RedisLease(
+            conn=conn,
+            client=entry.client,
+            loop=loop,
+            batcher=entry.batcher,
+            memo=entry.memo,
+            hub=entry.hub,
+        )
 
     async def release(self, lease: RedisLease) -> None:
         """Drop ``lease``; close the client when it was the last reference. Idempotent."""
@@ -176,6 +283,16 @@ class RedisClientRegistry:
         except RuntimeError:
             return 0
         return len(self._loops.get(loop, {}))
+
+    def batcher(self, conn: RedisConnection) -> CommandBatcher | None:
+        """The batcher of the client for ``conn`` in the running loop (for diagnostics)."""
+        entry = self._loops.get(asyncio.get_running_loop(), {}).get(conn)
+        return entry.batcher if entry is not None else None
+
+    def hub(self, conn: RedisConnection) -> KeyspaceHub | None:
+        """The keyspace hub of the client for ``conn`` in the running loop (diagnostics)."""
+        entry = self._loops.get(asyncio.get_running_loop(), {}).get(conn)
+        return entry.hub if entry is not None else None
 
     def refcount(self, conn: RedisConnection) -> int:
         """How many leases share the client for ``conn`` in the running loop."""
@@ -252,7 +369,17 @@ def _build_client(conn: RedisConnection) -> _Entry:
             return _Entry(client=client, sentinel=sentinel, tmpdir=tmp[0] if tmp else None)
         host, port = _split_address(conn, conn.addresses[0])
         client = redis_mod.Redis(
-            host=host, port=port, db=conn.database_index, retry=retry, max_connections=8, **kwargs
+            host=host, port=port, db=conn.database_index, retry=retry, **kwargs
+        )
+        # A pool that waits (up to the timeout) for a free connection instead of failing
+        # with "Too many connections" when more than 8 calls are out at once; built from
+        # the connection settings redis-py assembled for the client's own pool.
+        base = client.connection_pool
+        client.connection_pool = redis_mod.BlockingConnectionPool(
+            max_connections=8,
+            timeout=conn.timeout,
+            connection_class=base.connection_class,
+            **base.connection_kwargs,
         )
         return _Entry(client=client, tmpdir=tmp[0] if tmp else None)
     except BaseException:
@@ -263,6 +390,10 @@ def _build_client(conn: RedisConnection) -> _Entry:
 
 async def _close_entry(entry: _Entry) -> None:
     try:
+        if entry.batcher is not None:
+            await entry.batcher.aclose()
+        if entry.hub is not None:
+            await entry.hub.aclose()
         with contextlib.suppress(Exception):
             await entry.client.aclose()
         if entry.sentinel is not None:
@@ -326,36 +457,44 @@ async def wait_on_keyspace(
 
     The check runs once after subscribing (no race with an item pushed meanwhile), on
     every event for ``key`` and every ``notified_interval`` seconds as a safety net.
+    Every wait on one client shares its one pub/sub connection (``_keyspace``).
     Where keyspace notifications cannot be used (a cluster, or a server that refuses
     ``CONFIG SET``) it checks every ``poll_interval`` seconds instead.
     """
     conn = lease.conn
-    if conn.mode is RedisMode.CLUSTER or not await _enable_notifications(lease, flags):
+    if (
+        conn.mode is RedisMode.CLUSTER
+        or lease.hub is None
+        or not await once_per_client(
+            lease, f"notify-keyspace-events {flags}", lambda: _enable_notifications(lease, flags)
+        )
+    ):
         while True:
             if await is_active():
                 return
             await asyncio.sleep(poll_interval)
-    pubsub = lease.client.pubsub()
+    hub = lease.hub
     keys = (key,) if isinstance(key, str) else tuple(key)
-    channels = [f"__keyspace@{conn.database_index}__:{k}" for k in keys]
-    # get_message must return before redis_call's timeout fires
-    listen_for = min(notified_interval, conn.timeout / 2)
+    woken = asyncio.Event()  # one event for every key's watch: any of them wakes
+    watches: list[Watch] = []
     try:
-        await redis_call(conn, "SUBSCRIBE", lambda: pubsub.subscribe(*channels))
+        for k in keys:
+            watches.append(await hub.watch(f"__keyspace@{conn.database_index}__:{k}", woken))
         if await is_active():
             return
         while True:
             # Any event on the key, or a quiet interval, leads to a fresh check.
-            await redis_call(
-                conn,
-                "waiting for keyspace events",
-                lambda: pubsub.get_message(ignore_subscribe_messages=True, timeout=listen_for),
-            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(notified_interval):
+                    await woken.wait()
+            woken.clear()
+            for watch in watches:
+                watch.check()
             if await is_active():
                 return
     finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
+        for watch in watches:
+            await hub.unwatch(watch)
 
 
 class ScalerClient:

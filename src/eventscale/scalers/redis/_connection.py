@@ -9,6 +9,7 @@ with KEDA's lookup orders and validation messages (keda: pkg/scalers/redis_scale
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -60,6 +61,7 @@ def import_redis_module(name: str) -> Any:
     return import_optional(name, extra="redis", what="the redis scaler")
 
 
+@functools.cache
 def import_exceptions() -> Any:
     """``redis.exceptions`` (the driver's exception classes)."""
     return import_optional("redis.exceptions", extra="redis", what="the redis scaler")

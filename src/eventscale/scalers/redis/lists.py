@@ -34,7 +34,7 @@ from eventscale.metrics import (
 )
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
-from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_read
 from eventscale.scalers.redis._connection import (
     RedisConnection,
     RedisMode,
@@ -335,13 +335,13 @@ class RedisListScaler(ScalerBase):
         return ScalerReport(values=report_values, is_active=active)
 
     async def _length(self, lease: RedisLease) -> tuple[int, str]:
-        conn, client, key = lease.conn, lease.client, self.config.list_name
+        conn, key = lease.conn, self.config.list_name
         try:
-            length = await redis_call(conn, "LLEN", lambda: _llen_raw(client, key))
-            return int(length), "list"
-        except _WrongTypeError:
-            pass
-        raw_type = await redis_call(conn, "TYPE", lambda: client.type(key))
+            return int(await redis_read(lease, "LLEN", "llen", key)), "list"
+        except ScalerError as exc:
+            if not _wrong_type(exc.__cause__):
+                raise
+        raw_type = await redis_read(lease, "TYPE", "type", key)
         key_type = raw_type.decode() if isinstance(raw_type, bytes) else str(raw_type)
         command = _COUNT_BY_TYPE.get(key_type)
         if command is None:
@@ -350,7 +350,7 @@ class RedisListScaler(ScalerBase):
                 "(expected a list, set, sorted set or hash)",
                 transient=False,
             )
-        count = await redis_call(conn, command.upper(), lambda: getattr(client, command)(key))
+        count = await redis_read(lease, command.upper(), command, key)
         return int(count), key_type
 
     async def _age(self, lease: RedisLease, length: int, key_type: str) -> float:
@@ -371,10 +371,7 @@ class RedisListScaler(ScalerBase):
                 transient=False,
             )
         position = -1 if cfg.oldest_item_at is ListEnd.RIGHT else 0
-        client = lease.client
-        item = await redis_call(
-            lease.conn, "LINDEX", lambda: client.lindex(cfg.list_name, position)
-        )
+        item = await redis_read(lease, "LINDEX", "lindex", cfg.list_name, position)
         if item is None:  # emptied between LLEN and LINDEX
             return 0.0
         try:
@@ -388,15 +385,6 @@ class RedisListScaler(ScalerBase):
         return max(0.0, self._clock() - enqueued)
 
 
-class _WrongTypeError(Exception):
-    """LLEN hit a key that is not a list."""
-
-
-async def _llen_raw(client: Any, key: str) -> int:
-    exceptions = import_exceptions()
-    try:
-        return int(await client.llen(key))
-    except exceptions.ResponseError as exc:
-        if str(exc).startswith("WRONGTYPE"):
-            raise _WrongTypeError from exc
-        raise
+def _wrong_type(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is Redis's ``WRONGTYPE`` reply (LLEN on a key that is no list)."""
+    return isinstance(exc, import_exceptions().ResponseError) and str(exc).startswith("WRONGTYPE")

@@ -31,7 +31,13 @@ from eventscale.metrics import (
 )
 from eventscale.scalers import ScalerBase
 from eventscale.scalers.params import Params, TriggerContext
-from eventscale.scalers.redis._client import RedisLease, ScalerClient, redis_call
+from eventscale.scalers.redis._client import (
+    RedisLease,
+    ScalerClient,
+    once_per_client,
+    redis_call,
+    redis_read,
+)
 from eventscale.scalers.redis._connection import (
     RedisConnection,
     import_exceptions,
@@ -243,12 +249,12 @@ class RedisStreamsScaler(ScalerBase):
         return self._client.acquire()
 
     async def _count(self, lease: RedisLease) -> int:
-        cfg, conn, client = self.config, lease.conn, lease.client
+        cfg = self.config
         if cfg.mode is StreamMode.LENGTH:
-            return int(await redis_call(conn, "XLEN", lambda: client.xlen(cfg.stream)))
+            return int(await redis_read(lease, "XLEN", "xlen", cfg.stream))
         group = cfg.consumer_group or ""
         if cfg.mode is StreamMode.PENDING:
-            summary = await redis_call(conn, "XPENDING", lambda: client.xpending(cfg.stream, group))
+            summary = await redis_read(lease, "XPENDING", "xpending", cfg.stream, group)
             return int(summary["pending"])
         await self._check_version(lease)
         return await self._lag(lease, group)
@@ -256,7 +262,13 @@ class RedisStreamsScaler(ScalerBase):
     async def _check_version(self, lease: RedisLease) -> None:
         if self._version_checked:
             return
-        info = await redis_call(lease.conn, "INFO server", lambda: lease.client.info("server"))
+        # one INFO per client, shared by every stream scaler on it (a cluster's INFO
+        # takes a connection on every node: a thousand at once would exhaust the pools)
+        info = await once_per_client(
+            lease,
+            "INFO server",
+            lambda: redis_call(lease.conn, "INFO server", lambda: lease.client.info("server")),
+        )
         versions = _collect_versions(info)
         if not versions:
             raise ScalerError("could not find Redis version number", transient=False)
@@ -273,20 +285,15 @@ class RedisStreamsScaler(ScalerBase):
         self._version_checked = True
 
     async def _lag(self, lease: RedisLease, group: str) -> int:
-        cfg, conn, client = self.config, lease.conn, lease.client
+        cfg = self.config
         exceptions = import_exceptions()
-
-        async def groups_or_none() -> Any:
-            try:
-                return await client.xinfo_groups(cfg.stream)
-            except exceptions.ResponseError as exc:
-                if str(exc) == "no such key" or str(exc).endswith("no such key"):
-                    return None
-                raise
-
-        groups = await redis_call(conn, "XINFO GROUPS", groups_or_none)
-        if groups is None:  # the stream does not exist yet: nothing to do
-            return 0
+        try:
+            groups = await redis_read(lease, "XINFO GROUPS", "xinfo_groups", cfg.stream)
+        except ScalerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, exceptions.ResponseError) and str(cause).endswith("no such key"):
+                return 0  # the stream does not exist yet: nothing to do
+            raise
         for entry in groups:
             name = _text(entry.get("name"))
             if name != group:
@@ -301,7 +308,7 @@ class RedisStreamsScaler(ScalerBase):
                 )
             return int(lag)
         # The group does not exist yet (no consumer has started): every entry is lag.
-        return int(await redis_call(conn, "XLEN", lambda: client.xlen(cfg.stream)))
+        return int(await redis_read(lease, "XLEN", "xlen", cfg.stream))
 
 
 def _text(value: Any) -> str | None:
