@@ -350,9 +350,7 @@ class _Buckets:
         return bucket
 
 
-def _expire(
-    loop: asyncio.AbstractEventLoop, buckets: dict[int, set[_Timeout]], slot: int
-) -> None:
+def _expire(loop: asyncio.AbstractEventLoop, buckets: dict[int, set[_Timeout]], slot: int) -> None:
     for timeout in buckets.pop(slot, ()):
         timeout._fire(loop)
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -60,6 +60,8 @@ class ObjectLoop:
         "scaled_object",
         "scheduler",
         "scope",
+        "cancelled",
+        "number",
         "shift",
         "since",
         "started",
@@ -74,7 +76,11 @@ class ObjectLoop:
 
     def __init__(self, obj: Reconcilable, status: ObjectStatus, push: tuple[PushScaler, ...]):
         self.obj = obj
-        self.scope = anyio.CancelScope()
+        #: the cancel scope of the loop (or of the push watches): made when entered
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+        #: the scheduler's handle on the object (its heap items hold numbers, not objects)
+        self.number = 0
         self.status = status
         #: the object's push-capable scalers (a runtime protocol check is slow: done once)
         self.push = push
@@ -109,6 +115,21 @@ class ObjectLoop:
         self.watch: asyncio.Task[None] | None = None
         self.cancelled_at = 0.0
         self.abandoned = False
+
+    def open_scope(self) -> anyio.CancelScope:
+        """The cancel scope to run the loop (or the push watches) in."""
+        scope = self.scope
+        if scope is None:
+            scope = self.scope = anyio.CancelScope()
+            if self.cancelled:
+                scope.cancel()
+        return scope
+
+    def cancel(self) -> None:
+        """Cancel the loop (or the push watches), now or as soon as it starts."""
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def notify(self) -> None:
         """Record a wake-up: the object polls at once (or right after its running poll)."""

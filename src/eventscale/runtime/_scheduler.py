@@ -68,9 +68,12 @@ class Scheduler:
         self.clock = clock
         self.poll = poll
         self.limit = limit
-        #: (due, ticket, entry); stale tuples (a wake-up moved the entry) are skipped
-        self._heap: list[tuple[float, int, ObjectLoop]] = []
-        self._tickets = itertools.count()
+        # (due, number): tuples of two atoms, which the collector stops tracking, so
+        # the heap adds no long-lived tracked object per tick; stale items (a wake-up
+        # moved the entry, or it is polling or gone) are skipped when popped
+        self._heap: list[tuple[float, int]] = []
+        self._numbers = itertools.count(1)
+        self._entries: dict[int, ObjectLoop] = {}
         self._ready: deque[ObjectLoop] = deque()
         #: the objects whose poll holds a slot
         self.running: set[ObjectLoop] = set()
@@ -85,12 +88,14 @@ class Scheduler:
     def add(self, entry: ObjectLoop, first_at: float) -> None:
         """Schedule ``entry``'s first poll at ``first_at``."""
         entry.scheduler = self
+        entry.number = number = next(self._numbers)
+        self._entries[number] = entry
         entry.state = IDLE
         entry.next_at = first_at
         self._push(entry, first_at)
 
     def _push(self, entry: ObjectLoop, at: float) -> None:
-        heapq.heappush(self._heap, (at, next(self._tickets), entry))
+        heapq.heappush(self._heap, (at, entry.number))
         if at < self._timer_at - _COALESCE:
             self._arm(at)
 
@@ -112,9 +117,11 @@ class Scheduler:
         heap = self._heap
         horizon = self.clock() + _COALESCE
         pop = heapq.heappop
+        entries = self._entries
         while heap and heap[0][0] <= horizon:
-            due, _, entry = pop(heap)
-            if entry.state != IDLE or due != entry.next_at:
+            due, number = pop(heap)
+            entry = entries.get(number)
+            if entry is None or entry.state != IDLE or due != entry.next_at:
                 continue  # stale: the entry was woken, is polling or was removed
             entry.state = READY
             self._ready.append(entry)
@@ -179,6 +186,7 @@ class Scheduler:
         """Take ``entry`` out of the schedule and cancel its running poll, if any."""
         entry.state = STOPPED
         entry.scheduler = None
+        self._entries.pop(entry.number, None)
         task = entry.task
         if task is not None and not task.done():
             stop_task(task)
@@ -211,7 +219,7 @@ class Scheduler:
             self._timer.cancel()
             self._timer = None
         tasks = []
-        for _, _, entry in self._heap:
+        for entry in self._entries.values():
             entry.state = STOPPED
         for entry in (*self.running, *self._ready):
             entry.state = STOPPED
@@ -220,4 +228,5 @@ class Scheduler:
                 tasks.append(entry.task)
         self._heap.clear()
         self._ready.clear()
+        self._entries.clear()
         return tasks

@@ -164,7 +164,7 @@ class Controller:
         if self._scheduler is not None:
             self._scheduler.close()
         for entry in self._entries.values():
-            entry.scope.cancel()
+            entry.cancel()
         self._tg.cancel_scope.cancel()
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
@@ -298,7 +298,7 @@ class Controller:
         self._entries.pop(entry.status.key, None)
         if entry.scheduler is not None:
             entry.scheduler.stop(entry)
-        entry.scope.cancel()
+        entry.cancel()
         await self._end_loops((entry,))
         if close:
             with anyio.CancelScope(shield=True):
@@ -387,7 +387,7 @@ class Controller:
     async def _run_object(self, entry: ObjectLoop) -> None:
         obj = entry.obj
         try:
-            with entry.scope:
+            with entry.open_scope():
                 await self.events.emit(
                     Event(kind=EventKind.OBJECT_ADDED, time=self.clock(), scaled_object=obj.key)
                 )
@@ -468,7 +468,7 @@ class Controller:
     async def _watches(self, entry: ObjectLoop) -> None:
         """The push watches of one object on the shared scheduler, in one task."""
         try:
-            with entry.scope:
+            with entry.open_scope():
                 async with anyio.create_task_group() as tg:
                     for scaler in entry.push:
                         tg.start_soon(self._watch, entry, scaler)
