@@ -277,8 +277,20 @@ _STOPPING: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
 
 
 def stop_task(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` so that :func:`must_propagate` lets the cancellation through."""
+    """Cancel ``task`` so that :func:`must_propagate` lets the cancellation through.
+
+    Like an anyio cancel scope, it waits while the task is inside a shielded scope.
+    """
     _STOPPING.add(task)
+    _cancel_unshielded(task)
+
+
+def _cancel_unshielded(task: asyncio.Task[Any]) -> None:
+    if task.done():
+        return
+    if _shielded(task, None):
+        task.get_loop().call_later(_Buckets.WIDTH, _cancel_unshielded, task)
+        return
     task.cancel()
 
 

@@ -47,6 +47,7 @@ class ObjectLoop:
 
     __slots__ = (
         "abandoned",
+        "cancelled",
         "cancelled_at",
         "done_event",
         "ended",
@@ -54,14 +55,13 @@ class ObjectLoop:
         "interval",
         "limit",
         "next_at",
+        "number",
         "obj",
         "push",
         "reconciled",
         "scaled_object",
         "scheduler",
         "scope",
-        "cancelled",
-        "number",
         "shift",
         "since",
         "started",
