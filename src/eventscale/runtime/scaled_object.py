@@ -152,6 +152,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         events: EventBus | None = None,
     ) -> None:
         self.options = options
+        self._state_view: ScalingState | None = None
         self.state = state if state is not None else ScalingState.new()
         super().__init__(
             spec,
@@ -181,7 +182,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
 
     @state.setter
     def state(self, value: ScalingState) -> None:
-        self._state = _compact(value)
+        self._state: tuple[Any, ...] = _compact(value)
         self._state_view = value
 
     @classmethod
@@ -192,9 +193,12 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         # One engine per object, rebuilt only when ``spec`` or ``options`` is replaced:
         # the module-level decide() cache holds a few hundred specs, not thousands.
         engine = self._engine
-        if engine is not None and self._engine_spec is self.spec:
-            if self._engine_options is self.options:
-                return engine
+        if (
+            engine is not None
+            and self._engine_spec is self.spec
+            and self._engine_options is self.options
+        ):
+            return engine
         engine = self._engine = Engine(self.spec, self.options)
         self._engine_spec, self._engine_options = self.spec, self.options
         return engine
