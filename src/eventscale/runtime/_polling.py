@@ -345,14 +345,21 @@ class _Buckets:
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[int, set[_Timeout]]
         ] = weakref.WeakKeyDictionary()
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], dict[int, set[_Timeout]]] | None
+        self._last = None
 
     def add(
         self, loop: asyncio.AbstractEventLoop, deadline: float, timeout: _Timeout
     ) -> set[_Timeout]:
         """Register ``timeout`` to fire at ``deadline`` (rounded up); return its bucket."""
-        buckets = self._loops.get(loop)
-        if buckets is None:
-            buckets = self._loops[loop] = {}
+        last = self._last
+        if last is not None and last[0]() is loop:  # (the common case: one loop)
+            buckets = last[1]
+        else:
+            buckets = self._loops.get(loop)
+            if buckets is None:
+                buckets = self._loops[loop] = {}
+            self._last = (weakref.ref(loop), buckets)
         slot = math.ceil(deadline / self.WIDTH)
         bucket = buckets.get(slot)
         if bucket is None:
