@@ -207,3 +207,16 @@ async def test_an_idle_object_holds_no_task_and_few_tracked_objects() -> None:
         # config, scaler, target, engine, the controller's entry and status (about 22
         # with this scaler and target; 38 with a task per object)
         assert per_object < 28, per_object
+
+
+async def test_wake_ups_leave_no_growing_heap_behind() -> None:
+    scaler = StaticScaler(0)
+    async with Controller() as ctl:
+        ctl.add(make("woken", scaler))
+        await until(lambda: ctl.status("default/woken").polls == 1, "the first poll")
+        for n in range(2, 302):  # each wake-up leaves a stale item at the old due time
+            ctl.wake("default/woken")
+            await until(lambda n=n: ctl.status("default/woken").polls == n, f"poll {n}")  # type: ignore[misc]
+        scheduler = ctl._scheduler
+        assert scheduler is not None
+        assert len(scheduler._heap) <= 2 + 64 + 1  # compacted: one item per idle object

@@ -95,9 +95,18 @@ class Scheduler:
         self._push(entry, first_at)
 
     def _push(self, entry: ObjectLoop, at: float) -> None:
-        heapq.heappush(self._heap, (at, entry.number))
+        heap = self._heap
+        heapq.heappush(heap, (at, entry.number))
+        if len(heap) > 2 * len(self._entries) + 64:
+            self._compact()
         if at < self._timer_at - _COALESCE:
             self._arm(at)
+
+    def _compact(self) -> None:
+        """Drop the stale items (wake-ups leave one behind each): one per idle object."""
+        heap = [(e.next_at, n) for n, e in self._entries.items() if e.state == IDLE]
+        heapq.heapify(heap)
+        self._heap = heap
 
     def _arm(self, at: float) -> None:
         if self.closed:
@@ -126,8 +135,8 @@ class Scheduler:
             entry.state = READY
             self._ready.append(entry)
         self._start_ready()
-        if heap:
-            self._arm(heap[0][0])
+        if self._heap:
+            self._arm(self._heap[0][0])
 
     def _start_ready(self) -> None:
         ready, running = self._ready, self.running
