@@ -69,7 +69,7 @@ def _status_kib(field: str) -> int:
 
 
 def _quantile(values: Any, q: float) -> float:
-    ordered = sorted(values)
+    ordered: list[float] = sorted(values)
     if not ordered:
         return float("nan")
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -161,6 +161,7 @@ async def _controller(
     rng = random.Random(7)
     registry = GaugeRegistry()
     keys = []
+    objs = []
     ctl = Controller()
     for i in range(objects):
         gauge = f"g{i}"
@@ -175,7 +176,7 @@ async def _controller(
             max_replica_count=50,
         )
         scaler = GaugeScaler(gauge, target=10, registry=registry, trigger_name="backlog")
-        ctl.add(ScaledObject(spec, target=MemoryTarget(0), scalers=[scaler]))
+        objs.append(ScaledObject(spec, target=MemoryTarget(0), scalers=[scaler]))
         keys.append(spec.namespace + "/" + spec.name)
     statuses: list[Any] = []  # (read once the controller runs)
 
@@ -194,6 +195,9 @@ async def _controller(
             poll_lags.extend(s.last_lag for s in statuses if s.last_lag is not None)
 
     async with ctl:
+        for obj in objs:  # (in the block: an older controller adds pending ones slowly)
+            ctl.add(obj)
+        del objs
         statuses.extend(ctl.status(k) for k in keys)
         async with anyio.create_task_group() as tg:
             tg.start_soon(driver)
@@ -374,28 +378,110 @@ def _split_child() -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"split benchmark failed:\n{proc.stderr}")
     parts: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    counted = _callgrind()
     outside = parts["poll"] - parts["scaler"] - parts["engine"]
-    rows = "\n".join(
-        f"| {label} | {parts[key]:.2f} |"
-        for label, key in (
-            ("floor: a bare loop's no-op callback", "floor"),
-            ("scheduler: start a poll when due, end it, reschedule (no-op poll)", "scheduler"),
-            ("scaler call: `poll_trigger` (timeout, gauge read, report check)", "scaler"),
-            ("engine: `Engine.decide`", "engine"),
-            ("target: read the replicas under the timeout", "target"),
-            ("events, nobody listening (three `wants` checks)", "events_off"),
-            ("events, one hook (POLL and DECISION built and emitted)", "events_on"),
-            ("the whole poll through the scheduler (no listener)", "poll"),
-        )
+    labels = (
+        ("floor: a bare loop's no-op callback", "floor"),
+        ("scheduler: start a poll when due, end it, reschedule (no-op poll)", "scheduler"),
+        ("scaler call: `poll_trigger` (timeout, gauge read, report check)", "scaler"),
+        ("engine: `Engine.decide`", "engine"),
+        ("target: read the replicas under the timeout", "target"),
+        ("events, nobody listening (three `wants` checks)", "events_off"),
+        ("events, one hook (POLL and DECISION built and emitted)", "events_on"),
+        ("the whole poll through the scheduler (no listener)", "poll"),
     )
+    rows = "\n".join(
+        f"| {label} | {parts[key]:.2f} | " + (f"{counted[key]:,.0f}" if counted else "n/a") + " |"
+        for label, key in labels
+    )
+    instructions = ""
+    if counted:
+        out_i = counted["poll"] - counted["scaler"] - counted["engine"]
+        instructions = (
+            f" By instruction count (callgrind, {CALLGRIND_POLLS:,} polls per part, "
+            f"repeatable where wall time is not): {out_i:,.0f} instructions outside the "
+            f"scaler and the engine, {out_i / counted['floor']:.1f}x the floor's callback, "
+            f"of {counted['poll']:,.0f} for the whole poll."
+        )
     return (
         "**The cost of one poll by part** (µs of wall time per poll, the best of 5 "
-        "rounds of 10,000 in one process; `--split`): each part alone, then the whole "
-        "poll as the controller runs it (scheduler, ownership-free reconcile, status). "
-        f"Outside the scaler and the engine a poll costs {outside:.1f} µs "
-        f"({outside / parts['floor']:.0f}x the floor's callback).\n\n"
-        "| part | µs per poll |\n| --- | ---: |\n" + rows
+        "rounds of 10,000 in one process, `--child split`; instructions per poll under "
+        "callgrind, `--child callgrind`): each part alone, then the whole poll as the "
+        "controller runs it (scheduler, reconcile without ownership, status). The whole "
+        "poll includes what the parts leave out: the target write when the decision "
+        "changes the replicas, the `_cycle` bookkeeping, the engine state's compact "
+        f"form. Outside the scaler and the engine a poll costs {outside:.1f} µs "
+        f"({outside / parts['floor']:.0f}x the floor's callback).{instructions}\n\n"
+        "| part | µs per poll | instructions per poll |\n| --- | ---: | ---: |\n" + rows
     )
+
+
+#: Under callgrind (``--child callgrind``): every measured round is bracketed by two
+#: ``os.getppid()`` calls, and valgrind dumps its counters on each
+#: (``--dump-before=getppid``), so the dumps alternate between set-up and a round.
+_MARKED: list[str] = []
+
+
+def _start() -> float:
+    if _MARKED:
+        os.getppid()
+    return time.perf_counter()
+
+
+def _stop(t0: float, n: int) -> float:
+    spent = (time.perf_counter() - t0) / n * 1e6
+    if _MARKED:
+        os.getppid()
+    return spent
+
+
+#: Polls per part under callgrind (it runs Python about 50 times slower).
+CALLGRIND_POLLS = 2_000
+
+#: The parts in the order ``_split_parts`` measures them (one round each under callgrind).
+_ORDER = (
+    "floor",
+    "scheduler",
+    "poll",
+    "scaler",
+    "engine",
+    "target",
+    "events_off",
+    "with_hook",
+    "without_hook",
+)
+
+
+def _callgrind() -> dict[str, float] | None:
+    """Instructions per poll of each part, counted by callgrind (``None``: no valgrind)."""
+    import glob
+    import re
+    import shutil
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        args = ["valgrind", "--tool=callgrind", "--dump-before=getppid"]
+        args += [f"--callgrind-out-file={out}", sys.executable]
+        args += ["-m", "benchmarks.bench_controller", "--child", "callgrind"]
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"callgrind run failed:\n{proc.stderr[-2000:]}")
+        counts = []
+        for path in glob.glob(out + ".*"):
+            number = int(path.rsplit(".", 1)[1])
+            text = Path(path).read_text(errors="replace")
+            found = re.search(r"^(?:summary|totals): (\d+)", text, re.MULTILINE)
+            counts.append((number, int(found.group(1)) if found else 0))
+    counts.sort()
+    # dumps alternate: set-up before a round, then the round itself
+    rounds = [c for n, c in counts if n % 2 == 0][: len(_ORDER)]
+    per = dict(zip(_ORDER, (c / CALLGRIND_POLLS for c in rounds), strict=True))
+    per["events_on"] = max(0.0, per.pop("with_hook") - per.pop("without_hook"))
+    per["events_on"] += per["events_off"]
+    return per
 
 
 def _best(rounds: int, body: Any) -> float:
@@ -405,7 +491,7 @@ def _best(rounds: int, body: Any) -> float:
     return best
 
 
-async def _split_parts(n: int = 10_000) -> dict[str, float]:
+async def _split_parts(n: int = 10_000, rounds: int = 5) -> dict[str, float]:
     import logging
 
     from eventscale.engine import Engine, ScalingState
@@ -448,46 +534,45 @@ async def _split_parts(n: int = 10_000) -> dict[str, float]:
             if not left[0]:
                 done.set()
 
-        t0 = time.perf_counter()
+        t0 = _start()
         start(finished)
         await done.wait()
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
     # floor: n no-op callbacks due at once
-    rounds = []
-    for _ in range(5):
-        rounds.append(await timed_round(lambda fin: [loop.call_soon(fin) for _ in range(n)]))
-    out["floor"] = min(rounds)
+    floor_rounds = []
+    for _ in range(rounds):
+        floor_rounds.append(await timed_round(lambda fin: [loop.call_soon(fin) for _ in range(n)]))
+    out["floor"] = min(floor_rounds)
+
+    async def scheduled_round(poll: Any) -> float:
+        done = asyncio.Event()
+        count = [0]
+
+        async def counted(entry: ObjectLoop, lag: float) -> None:
+            await poll(entry, lag)
+            count[0] += 1
+            if count[0] == n:
+                done.set()
+
+        sched = Scheduler(loop, time.time, counted, 1000, 5.0)
+        entries = []
+        for obj in objs:
+            entry = ObjectLoop(obj, ObjectStatus(obj.key), ())
+            entry.interval = 1000.0
+            entries.append(entry)
+        now = time.time()
+        t0 = _start()
+        for entry in entries:
+            sched.add(entry, now)
+        await done.wait()
+        await asyncio.sleep(0)
+        spent = _stop(t0, n)
+        sched.close()
+        return spent
 
     async def scheduled(poll: Any) -> float:
-        results = []
-        for _ in range(5):
-            sched = Scheduler(loop, time.time, poll, 1000, 5.0)
-            entries = []
-            for obj in objs:
-                entry = ObjectLoop(obj, ObjectStatus(obj.key), ())
-                entry.interval = 1000.0
-                entries.append(entry)
-            done = asyncio.Event()
-            count = [0]
-            inner = poll
-
-            async def counted(entry: ObjectLoop, lag: float) -> None:
-                await inner(entry, lag)
-                count[0] += 1
-                if count[0] == n:
-                    done.set()
-
-            sched.poll = counted
-            now = time.time()
-            t0 = time.perf_counter()
-            for entry in entries:
-                sched.add(entry, now)
-            await done.wait()
-            await asyncio.sleep(0)
-            results.append((time.perf_counter() - t0) / n * 1e6)
-            sched.close()
-        return min(results)
+        return min([await scheduled_round(poll) for _ in range(rounds)])
 
     async def noop(entry: ObjectLoop, lag: float) -> None:
         return None
@@ -500,65 +585,65 @@ async def _split_parts(n: int = 10_000) -> dict[str, float]:
     trigger = spec0.triggers[0]
 
     async def scaler_round() -> float:
-        t0 = time.perf_counter()
+        t0 = _start()
         for obj in objs:
             await poll_trigger(obj.scalers[0], 0, trigger, 5.0)
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
-    out["scaler"] = min([await scaler_round() for _ in range(5)])
+    out["scaler"] = min([await scaler_round() for _ in range(rounds)])
     observations = [await poll_trigger(o.scalers[0], 0, trigger, 5.0) for o in objs[:100]]
     engine = Engine(spec0)
     state = ScalingState.new()
 
     def engine_round() -> float:
-        t0 = time.perf_counter()
+        t0 = _start()
         s = state
         for i in range(n):
             s, _ = engine.decide(s, (observations[i % 100],), 3, 1000.0 + i)
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
-    out["engine"] = _best(5, engine_round)
+    out["engine"] = _best(rounds, engine_round)
 
     async def target_round() -> float:
-        t0 = time.perf_counter()
+        t0 = _start()
         for obj in objs:
             with call_timeout(5.0):
                 await obj.target.get_replicas()
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
-    out["target"] = min([await target_round() for _ in range(5)])
+    out["target"] = min([await target_round() for _ in range(rounds)])
     quiet = EventBus()
 
     def events_off() -> float:
-        t0 = time.perf_counter()
+        t0 = _start()
         for _ in range(n):
             quiet.wants(logging.DEBUG)
             quiet.wants(logging.DEBUG)
             quiet.wants(logging.INFO)
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
-    out["events_off"] = _best(5, events_off)
+    out["events_off"] = _best(rounds, events_off)
     heard = EventBus()
     heard.add_hook(lambda event: None)
     for obj in objs:
         obj.events = heard
 
     async def with_hook_round() -> float:
-        t0 = time.perf_counter()
+        t0 = _start()
         for obj in objs:
             await obj._cycle(None, 0.0, apply=False)
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
     async def without_hook_round() -> float:
-        t0 = time.perf_counter()
+        t0 = _start()
         for obj in objs:
             await obj._cycle(None, 0.0, apply=False)
-        return (time.perf_counter() - t0) / n * 1e6
+        return _stop(t0, n)
 
-    on = min([await with_hook_round() for _ in range(5)])
+    on = min([await with_hook_round() for _ in range(rounds)])
     for obj in objs:
         obj.events = quiet
-    off = min([await without_hook_round() for _ in range(5)])
+    off = min([await without_hook_round() for _ in range(rounds)])
     out["events_on"] = max(0.0, on - off) + out["events_off"]
     return out
 
@@ -566,7 +651,7 @@ async def _split_parts(n: int = 10_000) -> dict[str, float]:
 def main() -> None:
     """``--child KIND``: measure in this process and print the figures as one JSON line."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--child", choices=("controller", "floor", "split"))
+    parser.add_argument("--child", choices=("controller", "floor", "split", "callgrind"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--old", help="another checkout's src directory to compare with")
     parser.add_argument("--objects", type=int, default=10_000)
@@ -580,6 +665,9 @@ def main() -> None:
         return
     if args.child == "split":
         result = asyncio.run(_split_parts())
+    elif args.child == "callgrind":
+        _MARKED.append("on")
+        result = asyncio.run(_split_parts(n=CALLGRIND_POLLS, rounds=1))
     elif args.child == "floor":
         result = asyncio.run(_floor(args.objects, args.interval, args.warmup, args.window))
     else:

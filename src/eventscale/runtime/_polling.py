@@ -356,9 +356,10 @@ class _Buckets:
         if last is not None and last[0]() is loop:  # (the common case: one loop)
             buckets = last[1]
         else:
-            buckets = self._loops.get(loop)
-            if buckets is None:
-                buckets = self._loops[loop] = {}
+            found = self._loops.get(loop)
+            if found is None:
+                found = self._loops[loop] = {}
+            buckets = found
             self._last = (weakref.ref(loop), buckets)
         slot = math.ceil(deadline / self.WIDTH)
         bucket = buckets.get(slot)

@@ -125,7 +125,7 @@ class Controller:
         self.ownership = ownership
         self._entries: dict[str, ObjectLoop] = {}
         self._tg: TaskGroup | None = None
-        self._pending: list[Reconcilable] = []
+        self._pending: dict[str, Reconcilable] = {}  # added before the block, by key
         #: the shared scheduler (asyncio, real sleep) or None (a loop per object)
         self._scheduler: Scheduler | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -146,7 +146,7 @@ class Controller:
         if isinstance(self.ownership, NotifyingOwnership):
             self._unsubscribe = self.ownership.subscribe(self.wake)
         self._tg.start_soon(self._watchdog, name="eventscale:watchdog")
-        pending, self._pending = self._pending, []
+        pending, self._pending = list(self._pending.values()), {}
         for obj in pending:
             self._start(obj)
         return self
@@ -254,12 +254,12 @@ class Controller:
 
     def add(self, obj: Reconcilable) -> None:
         """Start reconciling ``obj``; :class:`ValueError` if its key is taken (see ``update``)."""
-        if obj.key in self._entries or any(p.key == obj.key for p in self._pending):
+        if obj.key in self._entries or obj.key in self._pending:
             raise ValueError(f"{obj.key} is already managed; use update()")
         if obj.events is None:
             obj.events = self.events
         if self._tg is None:
-            self._pending.append(obj)
+            self._pending[obj.key] = obj
         else:
             self._start(obj)
 
@@ -270,9 +270,8 @@ class Controller:
         """
         old = self._entries.get(obj.key)
         if old is None:
-            pending = next((p for p in self._pending if p.key == obj.key), None)
+            pending = self._pending.pop(obj.key, None)
             if pending is not None:
-                self._pending.remove(pending)
                 obj.state = pending.state
                 await _close_unused(pending, obj)
             self.add(obj)
@@ -287,7 +286,7 @@ class Controller:
         """Stop reconciling ``key`` and close its scalers and target."""
         entry = self._entries.get(key)
         if entry is None:
-            self._pending = [p for p in self._pending if p.key != key]
+            self._pending.pop(key, None)
             return
         await self._stop(entry, close=True)
         if self.ownership is not None:
