@@ -220,3 +220,24 @@ async def test_wake_ups_leave_no_growing_heap_behind() -> None:
         scheduler = ctl._scheduler
         assert scheduler is not None
         assert len(scheduler._heap) <= 2 + 64 + 1  # compacted: one item per idle object
+
+
+async def test_update_on_the_scheduler_keeps_the_state_and_polls_the_new_object() -> None:
+    old, new = StaticScaler(6, target=2), StaticScaler(6, target=2)
+    target = MemoryTarget(0, name="upd")
+    spec = make("upd", old).spec
+    first = ScaledObject(spec, target=target, scalers=[old], poll_timeout=0.05)
+    async with Controller() as ctl:
+        ctl.add(first)
+        await until(lambda: ctl.status("default/upd").polls == 1, "the first poll")
+        assert target.requested == 3
+        state = first.state
+        await ctl.update(ScaledObject(spec, target=target, scalers=[new], poll_timeout=0.05))
+        assert ctl.get("default/upd").state is state  # the engine state moved over
+        assert old.closed
+        assert not target.closed  # reused
+        await until(lambda: new.polls == 1, "the new object's first poll")
+        assert ctl.status("default/upd").last_error is None
+        assert len(ctl) == 1
+    assert new.closed
+    assert target.closed
