@@ -127,12 +127,22 @@ spec:
                 )
             )
         ctl.add(ScaledJob.from_manifest(job_yaml, target=MemoryJobTarget(), clock=clock))
-        with anyio.fail_after(10):
-            await clock.wait_for_sleepers(3)
-        for _ in range(2):
-            clock.advance(10)
+
+        async def polled(rounds: int) -> None:
+            # Every object has polled ``rounds`` times and gone back to its sleep. (The
+            # number of sleepers alone is no signal: the broken trigger's push watch
+            # sleeps on the same clock between its retries.)
+            keys = ("shop/orders", "shop/held", "shop/crunch")
             with anyio.fail_after(10):
+                while any(sum(1 for e in polls if e.scaled_object == k) < rounds for k in keys):
+                    await anyio.sleep(0.01)
                 await clock.wait_for_sleepers(3)
+                await anyio.sleep(0.05)
+
+        await polled(1)
+        for round_ in (2, 3):
+            clock.advance(10)
+            await polled(round_)
         rounds = sum(1 for e in polls if e.scaled_object == "shop/orders")
         assert rounds == 3
 

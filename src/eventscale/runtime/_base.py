@@ -85,6 +85,17 @@ class PollingBase(AsyncResource, Generic[SpecT, TargetT]):
     #: How ``repr()`` names the kind of object.
     _kind: ClassVar[str] = "object"
 
+    __slots__ = (
+        "_closed",
+        "clock",
+        "events",
+        "latencies",
+        "poll_timeout",
+        "scalers",
+        "spec",
+        "target",
+    )
+
     def __init__(
         self,
         spec: SpecT,

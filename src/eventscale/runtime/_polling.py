@@ -38,6 +38,7 @@ __all__ = (
     "poll_trigger",
     "poll_triggers",
     "must_propagate",
+    "stop_task",
     "trigger_results",
 )
 
@@ -163,6 +164,10 @@ def must_propagate(exc: BaseException) -> bool:
         return any(must_propagate(inner) for inner in exc.exceptions)
     if isinstance(exc, Exception):
         return False
+    if _STOPPING and isinstance(exc, asyncio.CancelledError):
+        loop = _asyncio_loop()
+        if loop is not None and asyncio.current_task(loop) in _STOPPING:
+            return True  # the controller stopped this poll (stop_task)
     # our cancellation: an enclosing scope was cancelled (its deadline is -inf then)
     return anyio.current_effective_deadline() == -math.inf
 
@@ -246,13 +251,14 @@ def call_timeout(seconds: float) -> _Timeout:
 class _Timeout:
     """``anyio.fail_after(seconds)`` for the per-call timeouts, cheap at scale.
 
-    On asyncio the deadlines are grouped in 50 ms buckets that share one timer, so
-    10,000 objects polling every second do not each push two timers through the event
-    loop's heap per tick; a call may overrun its timeout by up to 50 ms. Elsewhere
-    (trio) it is ``anyio.fail_after``.
+    On asyncio it cancels the calling task natively, the way ``asyncio.timeout`` does
+    (no cancel scope to enter and leave per call), and the deadlines are grouped in
+    50 ms buckets that share one timer, so 10,000 objects polling every second do not
+    each push two timers through the event loop's heap per tick; a call may overrun
+    its timeout by up to 50 ms. Elsewhere (trio) it is ``anyio.fail_after``.
     """
 
-    __slots__ = ("_bucket", "_fallback", "_fired", "_scope", "_seconds")
+    __slots__ = ("_bucket", "_cancelling", "_fallback", "_fired", "_outer", "_seconds", "_task")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
@@ -261,17 +267,24 @@ class _Timeout:
 
     def __enter__(self) -> None:
         loop = _asyncio_loop()
-        if loop is None:
+        task = asyncio.current_task(loop) if loop is not None else None
+        if loop is None or task is None:
             self._fallback = anyio.fail_after(self._seconds)
             self._fallback.__enter__()
             return
-        self._scope = scope = anyio.CancelScope()
-        scope.__enter__()
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._outer = _anyio_scope(task)
         self._bucket = _BUCKETS.add(loop, loop.time() + self._seconds, self)
 
-    def _fire(self) -> None:
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = self._task
+        if _shielded(task, self._outer):
+            # like anyio's cancel scopes: the cancellation waits for the shield to end
+            self._bucket = _BUCKETS.add(loop, loop.time() + _Buckets.WIDTH, self)
+            return
         self._fired = True
-        self._scope.cancel()
+        task.cancel()
 
     def __exit__(
         self,
@@ -282,10 +295,65 @@ class _Timeout:
         if self._fallback is not None:
             return self._fallback.__exit__(exc_type, exc, tb)
         self._bucket.discard(self)
-        suppressed = self._scope.__exit__(exc_type, exc, tb)
-        if self._fired and self._scope.cancelled_caught:
-            raise TimeoutError
-        return suppressed
+        if (
+            self._fired
+            and self._task.uncancel() <= self._cancelling
+            and exc_type is asyncio.CancelledError
+        ):
+            raise TimeoutError from exc
+        return None
+
+
+#: Tasks the controller cancelled on purpose (a poll overran its bound, or its object
+#: was removed): their ``CancelledError`` ends the poll (see :func:`must_propagate`).
+_STOPPING: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+
+def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` so that :func:`must_propagate` lets the cancellation through.
+
+    Like an anyio cancel scope, it waits while the task is inside a shielded scope.
+    """
+    _STOPPING.add(task)
+    _cancel_unshielded(task)
+
+
+def _cancel_unshielded(task: asyncio.Task[Any]) -> None:
+    if task.done():
+        return
+    if _shielded(task, None):
+        task.get_loop().call_later(_Buckets.WIDTH, _cancel_unshielded, task)
+        return
+    task.cancel()
+
+
+def _anyio_scope(task: asyncio.Task[Any]) -> object:
+    """The anyio cancel scope ``task`` is in (``None`` when none, or unknown)."""
+    state = _TASK_STATES.get(task) if _TASK_STATES is not None else None
+    return getattr(state, "cancel_scope", None)
+
+
+def _shielded(task: asyncio.Task[Any], outer: object) -> bool:
+    """Whether ``task`` is inside a shielded anyio scope entered below ``outer``."""
+    scope = _anyio_scope(task)
+    while scope is not None and scope is not outer:
+        if getattr(scope, "_shield", False):
+            return True
+        scope = getattr(scope, "_parent_scope", None)
+    return False
+
+
+def _task_states() -> Any:
+    # anyio keeps each asyncio task's current cancel scope here; a timeout reads it only
+    # to honour shields. Without it (another anyio version) shields are not honoured.
+    try:
+        from anyio._backends import _asyncio as backend
+    except ImportError:  # pragma: no cover - anyio without its asyncio backend
+        return None
+    return getattr(backend, "_task_states", None)
+
+
+_TASK_STATES = _task_states()
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
@@ -310,26 +378,34 @@ class _Buckets:
         self._loops: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[int, set[_Timeout]]
         ] = weakref.WeakKeyDictionary()
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], dict[int, set[_Timeout]]] | None
+        self._last = None
 
     def add(
         self, loop: asyncio.AbstractEventLoop, deadline: float, timeout: _Timeout
     ) -> set[_Timeout]:
         """Register ``timeout`` to fire at ``deadline`` (rounded up); return its bucket."""
-        buckets = self._loops.get(loop)
-        if buckets is None:
-            buckets = self._loops[loop] = {}
+        last = self._last
+        if last is not None and last[0]() is loop:  # (the common case: one loop)
+            buckets = last[1]
+        else:
+            found = self._loops.get(loop)
+            if found is None:
+                found = self._loops[loop] = {}
+            buckets = found
+            self._last = (weakref.ref(loop), buckets)
         slot = math.ceil(deadline / self.WIDTH)
         bucket = buckets.get(slot)
         if bucket is None:
             bucket = buckets[slot] = set()
-            loop.call_at(slot * self.WIDTH, _expire, buckets, slot)
+            loop.call_at(slot * self.WIDTH, _expire, loop, buckets, slot)
         bucket.add(timeout)
         return bucket
 
 
-def _expire(buckets: dict[int, set[_Timeout]], slot: int) -> None:
+def _expire(loop: asyncio.AbstractEventLoop, buckets: dict[int, set[_Timeout]], slot: int) -> None:
     for timeout in buckets.pop(slot, ()):
-        timeout._fire()
+        timeout._fire(loop)
 
 
 _BUCKETS = _Buckets()

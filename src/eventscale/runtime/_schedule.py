@@ -12,7 +12,7 @@ import asyncio
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 __all__ = (
     "PUSH_RETRY_CAP",
-    "SLOTS_PER_SECOND",
     "ObjectLoop",
     "abandon",
     "bounded",
@@ -47,28 +46,41 @@ class ObjectLoop:
     """
 
     __slots__ = (
+        "abandoned",
+        "cancelled",
+        "cancelled_at",
         "done_event",
         "ended",
         "finished",
+        "interval",
         "limit",
+        "next_at",
+        "number",
         "obj",
         "push",
         "reconciled",
         "scaled_object",
+        "scheduler",
         "scope",
+        "shift",
         "since",
         "started",
+        "state",
         "status",
         "stuck",
         "task",
-        "waiter",
         "wake_event",
+        "watch",
         "woken",
     )
 
     def __init__(self, obj: Reconcilable, status: ObjectStatus, push: tuple[PushScaler, ...]):
         self.obj = obj
-        self.scope = anyio.CancelScope()
+        #: the cancel scope of the loop (or of the push watches): made when entered
+        self.scope: anyio.CancelScope | None = None
+        self.cancelled = False
+        #: the scheduler's handle on the object (its heap items hold numbers, not objects)
+        self.number = 0
         self.status = status
         #: the object's push-capable scalers (a runtime protocol check is slow: done once)
         self.push = push
@@ -84,8 +96,6 @@ class ObjectLoop:
         self.started = 0
         self.finished = 0
         self.reconciled: anyio.Event | None = None
-        #: the future a timed wait on the asyncio fast path is parked on (see ``notify``)
-        self.waiter: asyncio.Future[None] | None = None
         #: the loop's own asyncio task (``None`` on trio, where it runs in the task group)
         self.task: asyncio.Task[None] | None = None
         #: when the running reconcile started (``time.monotonic()``; 0.0 between them),
@@ -93,19 +103,42 @@ class ObjectLoop:
         self.since = 0.0
         self.limit = 0.0
         self.stuck = False
+        # Used by the shared scheduler (runtime/_scheduler.py) only: where the object
+        # is (IDLE, READY, RUNNING, STOPPED), when its next poll is due (the
+        # controller's clock), the first tick's spread offset, its interval, the task of
+        # its push watches, and whether its running poll was cancelled / abandoned.
+        self.scheduler: Any = None
+        self.state = 0
+        self.next_at = 0.0
+        self.shift = 0.0
+        self.interval = 0.0
+        self.watch: asyncio.Task[None] | None = None
+        self.cancelled_at = 0.0
+        self.abandoned = False
+
+    def open_scope(self) -> anyio.CancelScope:
+        """The cancel scope to run the loop (or the push watches) in."""
+        scope = self.scope
+        if scope is None:
+            scope = self.scope = anyio.CancelScope()
+            if self.cancelled:
+                scope.cancel()
+        return scope
+
+    def cancel(self) -> None:
+        """Cancel the loop (or the push watches), now or as soon as it starts."""
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
 
     def notify(self) -> None:
-        """Record a wake-up and end a parked wait at once."""
+        """Record a wake-up: the object polls at once (or right after its running poll)."""
         self.woken = True
         event = self.wake_event
         if event is not None:
             event.set()
-        self._expire()
-
-    def _expire(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self.scheduler is not None:
+            self.scheduler.wake(self)
 
     def consume_wake(self) -> None:
         """The reconcile starting now serves the pending wake-up."""
@@ -141,10 +174,6 @@ class ObjectLoop:
             if self.done_event is None:
                 self.done_event = anyio.Event()
             await self.done_event.wait()
-
-
-#: Wake-up resolution of the loops' waits on asyncio (slots per second).
-SLOTS_PER_SECOND: Final = 1000
 
 
 def phase(key: str, interval: float) -> float:

@@ -1,12 +1,16 @@
 """The async runtime: many ScaledObjects, each on its own polling schedule.
 
-A :class:`Controller` runs one loop per :class:`~eventscale.runtime.scaled_object.ScaledObject` in an
-anyio task group. Each loop reconciles on the object's ``pollingInterval`` (the next
-tick is scheduled from the previous one, so a slow poll does not push the schedule
-back), and wakes at once when a push-capable scaler's ``wait_for_activity()`` returns.
-One object's slow or failing scaler never delays or breaks another: every call runs
-under a timeout inside the object's own loop, and failures are reported as events,
-never raised into the group.
+A :class:`Controller` reconciles every
+:class:`~eventscale.runtime.scaled_object.ScaledObject` on its ``pollingInterval`` (the
+next tick is scheduled from the previous one, so a slow poll does not push the
+schedule back), and at once when a push-capable scaler's ``wait_for_activity()``
+returns. On asyncio with the real clock one scheduler (a timer heap,
+``runtime/_scheduler.py``) starts each poll when it is due, at most ``max_in_flight``
+at once, and an idle object has no task; with an injected ``sleep`` (tests,
+simulations) or on trio each object runs its own loop. One object's slow or failing
+scaler never delays or breaks another: every call runs under a timeout, a poll that
+overruns its bound is cancelled and then abandoned, and failures are reported as
+events, never raised into the group.
 
 Several controller processes can share the objects: give each an
 :class:`~eventscale.runtime.sharding.LeaseSharding` (Kubernetes Leases), and an object is
@@ -19,7 +23,6 @@ bookkeeping is in ``runtime/_schedule.py``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import math
 import time
@@ -33,7 +36,6 @@ from anyio.abc import TaskGroup
 from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
 from eventscale.runtime._schedule import (
     PUSH_RETRY_CAP,
-    SLOTS_PER_SECOND,
     ObjectLoop,
     abandon,
     bounded,
@@ -42,6 +44,7 @@ from eventscale.runtime._schedule import (
     sleep_or_wake,
     wake_or_sleep,
 )
+from eventscale.runtime._scheduler import DEFAULT_MAX_IN_FLIGHT, Scheduler
 from eventscale.runtime.objects import ObjectStatus, Reconcilable, ReconcileReport
 from eventscale.runtime.observability import Event, EventBus, EventKind
 from eventscale.runtime.ownership import NotifyingOwnership, Ownership
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
 
 __all__ = (
+    "DEFAULT_MAX_IN_FLIGHT",
     "PUSH_RETRY_CAP",
     "Controller",
     "NotifyingOwnership",
@@ -92,7 +96,11 @@ class Controller:
         started is reported (``last_error`` and a ``target_error`` event); on shutdown,
         ``remove()`` and ``update()`` an object loop or a close still running ``grace``
         after it was cancelled is abandoned (logged once), so leaving the controller
-        always returns (docs/runtime.md, "Many objects").
+        always returns (docs/runtime.md, "Many objects"). On the shared scheduler a
+        poll still running at that bound is cancelled, and abandoned (its in-flight slot
+        freed) when it ignores that for ``grace`` seconds more.
+    :param max_in_flight: polls running at once, at most; due polls beyond it wait for
+        a free slot (their lag shows it). Default 1,000.
     """
 
     def __init__(
@@ -104,7 +112,11 @@ class Controller:
         ownership: Ownership | None = None,
         spread: bool | None = None,
         grace: float = 5.0,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
         self.clock = clock
         self.grace = grace
         self.sleep = sleep
@@ -113,14 +125,10 @@ class Controller:
         self.ownership = ownership
         self._entries: dict[str, ObjectLoop] = {}
         self._tg: TaskGroup | None = None
-        self._pending: list[Reconcilable] = []
-        # Timer callbacks of the loops' waits run in this context instead of a copy of
-        # the caller's per timer (they only resolve a future).
-        self._timer_context = contextvars.Context()
-        # The loops' parked waits by wake-up time (a millisecond slot of the event
-        # loop's clock), one timer per slot: 10,000 loops do not each push a timer
-        # through the event loop's heap every tick. A wait ends up to 1 ms late.
-        self._slots: dict[int, list[asyncio.Future[None]]] = {}
+        self._pending: dict[str, Reconcilable] = {}  # added before the block, by key
+        #: the shared scheduler (asyncio, real sleep) or None (a loop per object)
+        self._scheduler: Scheduler | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -128,10 +136,17 @@ class Controller:
     async def __aenter__(self) -> Self:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        loop = running_asyncio_loop()
+        if loop is not None and self.sleep is anyio.sleep:
+            self._scheduler = Scheduler(
+                loop, self.clock, self._poll, self.max_in_flight, self.grace
+            )
+        else:
+            self._limiter = anyio.CapacityLimiter(self.max_in_flight)
         if isinstance(self.ownership, NotifyingOwnership):
             self._unsubscribe = self.ownership.subscribe(self.wake)
         self._tg.start_soon(self._watchdog, name="eventscale:watchdog")
-        pending, self._pending = self._pending, []
+        pending, self._pending = list(self._pending.values()), {}
         for obj in pending:
             self._start(obj)
         return self
@@ -146,19 +161,24 @@ class Controller:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._scheduler is not None:
+            self._scheduler.close()
         for entry in self._entries.values():
-            entry.scope.cancel()
+            entry.cancel()
         self._tg.cancel_scope.cancel()
         try:
             return await self._tg.__aexit__(exc_type, exc, tb)
         finally:
             self._tg = None
             await self._end_loops(list(self._entries.values()))
-            self._slots.clear()  # their timers belong to this event loop
+            self._scheduler = self._limiter = None
             await self._close_all()
 
     async def _end_loops(self, entries: Sequence[ObjectLoop]) -> None:
         """Wait up to ``grace`` for the cancelled loops to end; abandon the others."""
+        if self._scheduler is not None:
+            await self._end_tasks(entries)
+            return
         with anyio.CancelScope(shield=True), anyio.move_on_after(self.grace):
             for entry in entries:
                 await entry.wait_ended()
@@ -172,6 +192,31 @@ class Controller:
                     entry.status.key,
                     self.grace,
                 )
+
+    async def _end_tasks(self, entries: Sequence[ObjectLoop]) -> None:
+        """The scheduler's counterpart of the loops' end: polls and push watches."""
+        tasks = {
+            task: entry
+            for entry in entries
+            for task in (entry.task, entry.watch)
+            if task is not None and not task.done()
+        }
+        if not tasks:
+            return
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait(tasks, timeout=self.grace)
+        named = set()
+        for task, entry in tasks.items():
+            if not task.done():
+                abandon(task)
+                if entry.status.key not in named:
+                    named.add(entry.status.key)
+                    logger.error(
+                        "abandoning the loop of %s: it ignored cancellation for %gs "
+                        "(a scaler or its target does not let itself be cancelled)",
+                        entry.status.key,
+                        self.grace,
+                    )
 
     async def _close_all(self) -> None:
         entries, self._entries = list(self._entries.values()), {}
@@ -209,12 +254,12 @@ class Controller:
 
     def add(self, obj: Reconcilable) -> None:
         """Start reconciling ``obj``; :class:`ValueError` if its key is taken (see ``update``)."""
-        if obj.key in self._entries or any(p.key == obj.key for p in self._pending):
+        if obj.key in self._entries or obj.key in self._pending:
             raise ValueError(f"{obj.key} is already managed; use update()")
         if obj.events is None:
             obj.events = self.events
         if self._tg is None:
-            self._pending.append(obj)
+            self._pending[obj.key] = obj
         else:
             self._start(obj)
 
@@ -225,9 +270,8 @@ class Controller:
         """
         old = self._entries.get(obj.key)
         if old is None:
-            pending = next((p for p in self._pending if p.key == obj.key), None)
+            pending = self._pending.pop(obj.key, None)
             if pending is not None:
-                self._pending.remove(pending)
                 obj.state = pending.state
                 await _close_unused(pending, obj)
             self.add(obj)
@@ -242,7 +286,7 @@ class Controller:
         """Stop reconciling ``key`` and close its scalers and target."""
         entry = self._entries.get(key)
         if entry is None:
-            self._pending = [p for p in self._pending if p.key != key]
+            self._pending.pop(key, None)
             return
         await self._stop(entry, close=True)
         if self.ownership is not None:
@@ -251,7 +295,9 @@ class Controller:
 
     async def _stop(self, entry: ObjectLoop, *, close: bool) -> None:
         self._entries.pop(entry.status.key, None)
-        entry.scope.cancel()
+        if entry.scheduler is not None:
+            entry.scheduler.stop(entry)
+        entry.cancel()
         await self._end_loops((entry,))
         if close:
             with anyio.CancelScope(shield=True):
@@ -284,6 +330,15 @@ class Controller:
         entry.limit = 3 * poll_timeout + self.grace
         self._entries[obj.key] = entry
         name = f"eventscale:{obj.key}"
+        scheduler = self._scheduler
+        if scheduler is not None:  # no task per object: one heap entry
+            entry.interval = obj.spec.polling_interval
+            entry.shift = phase(obj.key, entry.interval) if self.spread else 0.0
+            entry.ended = True  # (a loop only exists on the other path)
+            scheduler.add(entry, self.clock())
+            if entry.push:
+                entry.watch = scheduler.loop.create_task(self._watches(entry), name=name)
+            return
         loop = running_asyncio_loop()
         if loop is None:  # trio: in the task group (a loop that ignores cancellation blocks)
             self._tg.start_soon(self._run_object, entry, name=name)
@@ -298,11 +353,17 @@ class Controller:
         while True:
             await anyio.sleep(period)
             now = time.monotonic()
-            for entry in tuple(self._entries.values()):
+            scheduler = self._scheduler
+            # on the scheduler only the polls in flight can be stuck
+            running = self._entries.values() if scheduler is None else scheduler.running
+            for entry in tuple(running):
                 since = entry.since
-                if since and not entry.stuck and now - since > entry.limit:
-                    entry.stuck = True
-                    await self._report_stuck(entry, now - since)
+                if since and now - since > entry.limit:
+                    if not entry.stuck:
+                        entry.stuck = True
+                        await self._report_stuck(entry, now - since)
+                    if scheduler is not None:
+                        scheduler.overran(entry, now)
 
     async def _report_stuck(self, entry: ObjectLoop, elapsed: float) -> None:
         status = entry.status
@@ -325,7 +386,7 @@ class Controller:
     async def _run_object(self, entry: ObjectLoop) -> None:
         obj = entry.obj
         try:
-            with entry.scope:
+            with entry.open_scope():
                 await self.events.emit(
                     Event(kind=EventKind.OBJECT_ADDED, time=self.clock(), scaled_object=obj.key)
                 )
@@ -342,36 +403,23 @@ class Controller:
             entry.loop_ended()
 
     async def _tick_loop(self, entry: ObjectLoop) -> None:
-        # The hot loop of a large controller: per tick it allocates nothing that
-        # outlives the tick but the engine state (a long-lived allocation per tick is
-        # what makes the cyclic garbage collector scan the whole heap, see
-        # docs/runtime.md), so waits park on a bare future woken by a shared
-        # millisecond slot, and the status is updated in place.
+        # A loop per object: with an injected sleep (tests and simulations drive it
+        # with a manual clock) and on trio. On asyncio with the real clock the shared
+        # scheduler runs the same schedule without a task per object (_poll).
         obj = entry.obj
         interval = obj.spec.polling_interval
         clock = self.clock
         next_at = clock()
         shift = phase(obj.key, interval) if self.spread else 0.0
-        # The real clock on asyncio: the fast wait below. Otherwise (an injected sleep,
-        # or trio) the general one in _wait.
-        loop = running_asyncio_loop() if self.sleep is anyio.sleep else None
-        context = self._timer_context
-        slots = self._slots
-        monotonic = time.monotonic
+        limiter = self._limiter
+        assert limiter is not None
         while True:
             now = clock()
             lag = now - next_at
             if lag < 0.0:
                 lag = 0.0
-            if entry.woken:  # this reconcile serves the pending wake-up
-                entry.consume_wake()
-            entry.started += 1
-            number = entry.started
-            entry.since = monotonic()
-            await self._reconcile_once(entry, lag)
-            entry.since = 0.0
-            entry.stuck = False
-            entry.reconcile_finished(number)
+            async with limiter:
+                await self._reconcile_counted(entry, lag)
             next_at += interval - shift
             shift = 0.0
             now = clock()
@@ -382,30 +430,49 @@ class Controller:
                 pass
             elif delay <= 0:
                 await anyio.lowlevel.checkpoint()
-            elif loop is not None:
-                # Park on a bare future that notify() or the wake-up slot resolves: no
-                # task, no cancel scope, no exception and no timer of its own per tick.
-                parked: asyncio.Future[None] = loop.create_future()
-                entry.waiter = parked
-                slot = math.ceil((loop.time() + delay) * SLOTS_PER_SECOND)
-                waiting = slots.get(slot)
-                if waiting is None:
-                    waiting = slots[slot] = []
-                    loop.call_at(slot / SLOTS_PER_SECOND, self._wake_slot, slot, context=context)
-                waiting.append(parked)
-                try:
-                    await parked
-                finally:
-                    entry.waiter = None
             else:
                 await self._wait(entry, delay)
             if entry.woken:
                 next_at = clock()
 
-    def _wake_slot(self, slot: int) -> None:
-        for parked in self._slots.pop(slot, ()):
-            if not parked.done():
-                parked.set_result(None)
+    async def _reconcile_counted(self, entry: ObjectLoop, lag: float) -> None:
+        """One reconcile, numbered and timed for the push watches and the watchdog."""
+        if entry.woken:  # this reconcile serves the pending wake-up
+            entry.consume_wake()
+        entry.started += 1
+        number = entry.started
+        entry.since = time.monotonic()
+        try:
+            await self._reconcile_once(entry, lag)
+        finally:
+            entry.since = 0.0
+            entry.stuck = False
+            entry.reconcile_finished(number)
+
+    async def _poll(self, entry: ObjectLoop, lag: float) -> None:
+        """One poll started by the shared scheduler (in a task that ends with it)."""
+        try:
+            if not entry.started:
+                await self.events.emit(
+                    Event(
+                        kind=EventKind.OBJECT_ADDED,
+                        time=self.clock(),
+                        scaled_object=entry.status.key,
+                    )
+                )
+            await self._reconcile_counted(entry, lag)
+        except Exception:  # a bug of the controller's own: never silent
+            logger.exception("the poll of %s failed", entry.status.key)
+
+    async def _watches(self, entry: ObjectLoop) -> None:
+        """The push watches of one object on the shared scheduler, in one task."""
+        try:
+            with entry.open_scope():
+                async with anyio.create_task_group() as tg:
+                    for scaler in entry.push:
+                        tg.start_soon(self._watch, entry, scaler)
+        except Exception:  # a bug of the controller's own: never silent
+            logger.exception("the push watches of %s failed", entry.status.key)
 
     async def _wait(self, entry: ObjectLoop, delay: float) -> None:
         """Sleep ``delay`` seconds with ``self.sleep`` or until a wake-up."""

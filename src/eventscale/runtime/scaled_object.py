@@ -106,6 +106,17 @@ class _Cycle:
         self.applied = False
 
 
+def _compact(state: ScalingState) -> tuple[Any, ...]:
+    """``state`` as a plain tuple (fields in their declared order)."""
+    return (
+        state.created_at,
+        state.last_active,
+        state.recommendations,
+        state.scale_events,
+        state.failures,
+    )
+
+
 class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
     """A ScaledObject spec bound to live scalers and a target.
 
@@ -125,6 +136,8 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
 
     _kind = "ScaledObject"
 
+    __slots__ = ("_engine", "_engine_options", "_engine_spec", "_state", "_state_view", "options")
+
     def __init__(
         self,
         spec: ScaledObjectSpec,
@@ -139,6 +152,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         events: EventBus | None = None,
     ) -> None:
         self.options = options
+        self._state_view: ScalingState | None = None
         self.state = state if state is not None else ScalingState.new()
         super().__init__(
             spec,
@@ -149,7 +163,27 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
             poll_timeout=poll_timeout,
             events=events,
         )
-        self._engine: tuple[ScaledObjectSpec, EngineOptions | None, Engine] | None = None
+        self._engine: Engine | None = None
+        self._engine_spec: ScaledObjectSpec | None = None
+        self._engine_options: EngineOptions | None = None
+
+    @property
+    def state(self) -> ScalingState:
+        """The engine state: what :meth:`reconcile` moves on (assign one to resume it).
+
+        Kept between polls as a plain tuple of numbers and tuples, which the cyclic
+        garbage collector stops tracking, so holding thousands of objects does not
+        make every full collection longer (docs/runtime.md, "Many objects").
+        """
+        view = self._state_view
+        if view is None:  # (kept until the state moves: reading twice gives one object)
+            view = self._state_view = ScalingState(*self._state)
+        return view
+
+    @state.setter
+    def state(self, value: ScalingState) -> None:
+        self._state: tuple[Any, ...] = _compact(value)
+        self._state_view = value
 
     @classmethod
     def _spec_from(cls, manifests: Manifests, name: str | None) -> ScaledObjectSpec:
@@ -158,11 +192,15 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
     def _engine_now(self) -> Engine:
         # One engine per object, rebuilt only when ``spec`` or ``options`` is replaced:
         # the module-level decide() cache holds a few hundred specs, not thousands.
-        cached = self._engine
-        if cached is not None and cached[0] is self.spec and cached[1] is self.options:
-            return cached[2]
-        engine = Engine(self.spec, self.options)
-        self._engine = (self.spec, self.options, engine)
+        engine = self._engine
+        if (
+            engine is not None
+            and self._engine_spec is self.spec
+            and self._engine_options is self.options
+        ):
+            return engine
+        engine = self._engine = Engine(self.spec, self.options)
+        self._engine_spec, self._engine_options = self.spec, self.options
         return engine
 
     async def _read_current(self) -> tuple[int, str | None]:
@@ -224,7 +262,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
                 )
             )
         new_state, decision = self._engine_now().decide(
-            self.state, observations, current_replicas, now
+            ScalingState(*self._state), observations, current_replicas, now
         )
         cycle.decision = decision
         bus = self._listening(logging.DEBUG)
@@ -271,7 +309,8 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
                     )
                 )
             cycle.applied = True
-        self.state = new_state
+        self._state = _compact(new_state)
+        self._state_view = None
         return cycle
 
     async def _target_error(self, now: float, message: str) -> None:
