@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -35,7 +35,15 @@ from eventscale.redaction import Secret, redact_text
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ("KNOWN_PLURALS", "KubeClient", "api_prefix")
+__all__ = (
+    "JSON_PATCH",
+    "KNOWN_PLURALS",
+    "MERGE_PATCH",
+    "MAX_WATCH_LINE",
+    "KubeClient",
+    "api_prefix",
+    "request_verb",
+)
 
 _NEEDS_CLEANUP_CLOSED: Final = sys.version_info < (3, 12, 8) or (
     (3, 13, 0) <= sys.version_info < (3, 13, 1)
@@ -50,6 +58,18 @@ def _secret_lines(stdout: bytes) -> list[str]:
     """Lines of a plugin's stdout long enough to be credentials, to redact from stderr."""
     text = stdout[:_PLUGIN_STDOUT].decode(errors="replace")
     return [line.strip() for line in text.splitlines() if len(line.strip()) >= 8]
+
+
+#: The content type of a JSON merge patch (RFC 7386), the default of ``PATCH``.
+MERGE_PATCH: Final = "application/merge-patch+json"
+#: The content type of a JSON patch (RFC 6902): a list of operations.
+JSON_PATCH: Final = "application/json-patch+json"
+#: The longest line (one watch event, one object) a watch stream may send.
+MAX_WATCH_LINE: Final = 8 * 1024 * 1024
+# The verbs of Kubernetes' authorization, by HTTP method (a GET of a name is "get").
+_VERBS: Final = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+Body = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
 #: ``(group, kind)`` -> plural for the built-in kinds that have a scale subresource
@@ -202,40 +222,50 @@ class KubeClient:
         method: str,
         path: str,
         *,
-        body: Mapping[str, Any] | None = None,
+        body: Body | None = None,
         params: Mapping[str, str] | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - a per-call limit is part of this API
+        content_type: str | None = None,
     ) -> dict[str, Any]:
-        """Send one request to ``path`` (``/apis/apps/v1/...``) and return the JSON body."""
+        """Send one request to ``path`` (``/apis/apps/v1/...``) and return the JSON body.
+
+        ``content_type`` is the body's type: ``application/json`` by default, and for
+        ``PATCH`` :data:`MERGE_PATCH` by default or :data:`JSON_PATCH` (``body`` is then
+        a list of operations).
+        """
         limit = timeout if timeout is not None else self.timeout
+        if content_type is None:
+            content_type = MERGE_PATCH if method == "PATCH" else "application/json"
         for attempt in (0, 1):
             try:
                 with anyio.fail_after(limit):
-                    status, payload = await self._send(method, path, body, params)
+                    status, payload = await self._send(method, path, body, params, content_type)
             except TimeoutError as exc:
                 raise TargetError(
                     f"{method} {path} timed out after {limit:g}s", status=None
                 ) from exc
             except self._aiohttp.ClientError as exc:
-                text = redact_text(str(exc), self._secrets())
-                raise TargetError(
-                    f"cannot reach the Kubernetes API at {self.config.server}: {text}"
-                ) from exc
+                raise self._unreachable(exc) from exc
             if status == 401 and attempt == 0 and self._refreshable():
                 # Expired early or rotated: ask the plugin again, re-read the token file.
                 self._exec_token = self._file_token = None
                 continue
             break
         if status >= 400:
-            raise self._error(status, payload, method, path)
+            raise self._error(status, payload, method, path, params)
         return payload
+
+    def _unreachable(self, exc: BaseException) -> TargetError:
+        text = redact_text(str(exc), self._secrets())
+        return TargetError(f"cannot reach the Kubernetes API at {self.config.server}: {text}")
 
     async def _send(
         self,
         method: str,
         path: str,
-        body: Mapping[str, Any] | None,
+        body: Body | None,
         params: Mapping[str, str] | None,
+        content_type: str,
     ) -> tuple[int, dict[str, Any]]:
         headers = await self._headers()  # first: an exec plugin may replace the session
         session = self._get_session()
@@ -244,19 +274,101 @@ class KubeClient:
             kwargs["server_hostname"] = self.config.tls_server_name
         if body is not None:
             kwargs["data"] = json.dumps(body)
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         async with session.request(method, self.config.server + path, **kwargs) as resp:
             raw = await resp.read()
+            return resp.status, _json_object(raw)
+
+    async def watch(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        idle_timeout: float | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch ``path`` (a collection, ``/apis/keda.sh/v1alpha1/scaledobjects``): yield
+        each watch event (``{"type": ..., "object": ...}``) as the server sends it.
+
+        ``params`` are the query (``resourceVersion``, ``timeoutSeconds``,
+        ``allowWatchBookmarks``, ``labelSelector``); ``watch=true`` is added. ``ERROR``
+        events are yielded as they come (their object is a ``Status``; code 410 means
+        the resourceVersion is too old). The stream ends when the server closes it;
+        a line longer than :data:`MAX_WATCH_LINE`, a cut connection and no byte for
+        ``idle_timeout`` seconds (default: ``timeoutSeconds`` plus ``timeout``, or five
+        minutes) raise :class:`TargetError`. Errors on opening the watch are those of
+        :meth:`request` (a 410 Gone has ``status`` 410).
+        """
+        query = {**(params or {}), "watch": "true"}
+        if idle_timeout is None:
+            seconds = query.get("timeoutSeconds")
+            idle_timeout = float(seconds) + self.timeout if seconds else 300.0
+        for attempt in (0, 1):
+            headers = await self._headers()
+            session = self._get_session()
+            kwargs: dict[str, Any] = {
+                "headers": headers,
+                "params": query,
+                "proxy": self._proxy,
+                # No overall limit on a stream; each read has ``idle_timeout``.
+                "timeout": self._aiohttp.ClientTimeout(total=None, sock_connect=self.timeout),
+            }
+            if self.config.tls_server_name:
+                kwargs["server_hostname"] = self.config.tls_server_name
             try:
-                payload = json.loads(raw) if raw else {}
-            except ValueError:
-                payload = {"message": raw[:200].decode(errors="replace")}
-            if not isinstance(payload, dict):
-                payload = {"items": payload}
-            return resp.status, payload
+                with anyio.fail_after(self.timeout):
+                    resp = await session.request("GET", self.config.server + path, **kwargs)
+            except TimeoutError as exc:
+                raise TargetError(
+                    f"watch {path} timed out after {self.timeout:g}s", status=None
+                ) from exc
+            except self._aiohttp.ClientError as exc:
+                raise self._unreachable(exc) from exc
+            async with resp:
+                if resp.status == 401 and attempt == 0 and self._refreshable():
+                    self._exec_token = self._file_token = None
+                    continue
+                if resp.status >= 400:
+                    raw = await _read_bounded(resp, MAX_WATCH_LINE)
+                    raise self._error(resp.status, _json_object(raw), "GET", path, query)
+                async for event in self._events(resp, path, idle_timeout):
+                    yield event
+            return
+
+    async def _events(
+        self, resp: aiohttp.ClientResponse, path: str, idle_timeout: float
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The newline-delimited events of one watch response, each line bounded."""
+        buffer = bytearray()
+        while True:
+            try:
+                with anyio.fail_after(idle_timeout):
+                    chunk = await resp.content.readany()
+            except TimeoutError as exc:
+                raise TargetError(
+                    f"watch {path}: nothing received for {idle_timeout:g}s", status=None
+                ) from exc
+            except self._aiohttp.ClientError as exc:
+                raise self._unreachable(exc) from exc
+            if not chunk:
+                return  # the server ended the watch; a partial line is dropped
+            buffer += chunk
+            while (end := buffer.find(b"\n")) >= 0:
+                line = bytes(buffer[:end])
+                del buffer[: end + 1]
+                if line.strip():
+                    yield _watch_event(line, path)
+            if len(buffer) > MAX_WATCH_LINE:
+                raise TargetError(
+                    f"watch {path}: an event longer than {MAX_WATCH_LINE} bytes", status=None
+                )
 
     def _error(
-        self, status: int, payload: Mapping[str, Any], method: str, path: str
+        self,
+        status: int,
+        payload: Mapping[str, Any],
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
     ) -> TargetError:
         message = str(payload.get("message") or payload.get("reason") or f"{method} {path} failed")
         message = redact_text(message, self._secrets())
@@ -264,6 +376,10 @@ class KubeClient:
             return TargetNotFound(message, status=status)
         if status == 409:
             return TargetConflict(message, status=status)
+        if status == 403:
+            verb, resource = request_verb(method, path, params)
+            if f"cannot {verb}" not in message:
+                message = f"forbidden: cannot {verb} {resource}: {message}"
         return TargetError(message, status=status)
 
     async def aclose(self) -> None:
@@ -277,3 +393,61 @@ def api_prefix(api_version: str) -> str:
     """``apps/v1`` -> ``/apis/apps/v1``; ``v1`` -> ``/api/v1``."""
     version = api_version.strip("/")
     return f"/apis/{version}" if "/" in version else f"/api/{version}"
+
+
+def request_verb(
+    method: str, path: str, params: Mapping[str, str] | None = None
+) -> tuple[str, str]:
+    """The authorization verb and resource of a request: ``("watch", "scaledobjects.keda.sh")``,
+    ``("update", "scaledobjects.keda.sh/status")``, ``("get", "secrets")``."""
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
+    group = parts[1] if parts[:1] == ["apis"] and len(parts) > 2 else ""
+    rest = parts[3:] if parts[:1] == ["apis"] else parts[2:]
+    if len(rest) >= 2 and rest[0] == "namespaces":
+        rest = rest[2:]
+    plural = rest[0] if rest else ""
+    named = len(rest) > 1
+    resource = (f"{plural}.{group}" if group else plural) + (f"/{rest[2]}" if len(rest) > 2 else "")
+    if method == "GET":
+        query = params or {}
+        if str(query.get("watch", "")).lower() in ("true", "1"):
+            verb = "watch"
+        else:
+            verb = "get" if named else "list"
+    elif method == "DELETE" and not named:
+        verb = "deletecollection"
+    else:
+        verb = _VERBS.get(method, method.lower())
+    return verb, resource or path
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw) if raw else {}
+    except ValueError:
+        payload = {"message": raw[:200].decode(errors="replace")}
+    if not isinstance(payload, dict):
+        payload = {"items": payload}
+    return payload
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = await resp.content.readany()
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data[:limit])
+
+
+def _watch_event(line: bytes, path: str) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise TargetError(f"watch {path}: a line that is not JSON", status=None) from exc
+    if not (isinstance(event, dict) and isinstance(event.get("type"), str)):
+        raise TargetError(f"watch {path}: an event without a type", status=None)
+    if not isinstance(event.get("object"), dict):
+        raise TargetError(f"watch {path}: a {event['type']} event without an object", status=None)
+    return event
