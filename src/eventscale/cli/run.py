@@ -44,7 +44,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "same manifests share the objects through Kubernetes Leases: each object is acted on "
         "by one of them, and a dead one's objects move to the others.",
     )
-    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="YAML files ('-' for stdin)")
+    p.add_argument(
+        "manifests",
+        nargs="*",
+        metavar="MANIFEST",
+        help="YAML files ('-' for stdin); optional with --watch",
+    )
     p.add_argument(
         "--target",
         choices=["kubernetes", "docker", "memory"],
@@ -67,6 +72,24 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "(default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
     )
     p.add_argument("--context", metavar="NAME", help="the kubeconfig context (default: current)")
+    cluster = p.add_argument_group("in a cluster, as KEDA's operator (docs/deploy.md)")
+    cluster.add_argument(
+        "--watch",
+        action="store_true",
+        help="list and watch ScaledObjects, ScaledJobs and (Cluster)TriggerAuthentications in "
+        "the cluster; write their status and Events",
+    )
+    cluster.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="with --watch: watch this namespace (repeatable; default: all namespaces)",
+    )
+    cluster.add_argument(
+        "--selector",
+        metavar="LABELS",
+        help="with --watch: only ScaledObjects and ScaledJobs with these labels (app=web,tier)",
+    )
     shard = p.add_argument_group("scale-out over several processes")
     shard.add_argument(
         "--shard-leases",
@@ -140,20 +163,25 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     from eventscale.runtime.scaled_object import ScaledObject
 
     workloads: list[dict[str, Any]] = []
-    manifests = load(args.manifests, jobs=True, workloads=workloads)
+    watch = getattr(args, "watch", False)
+    if not args.manifests and not watch:
+        raise ConfigError("give manifest files, or --watch", path="MANIFEST")
+    if not watch and (args.namespace or args.selector):
+        raise ConfigError("needs --watch", path="--namespace" if args.namespace else "--selector")
+    manifests = load(args.manifests, jobs=True, workloads=workloads) if args.manifests else None
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
     timing = _lease_timing(args) if args.shard_leases else None
     client = None
-    if args.target == "kubernetes" or args.shard_leases:
+    if args.target == "kubernetes" or args.shard_leases or watch:
         from eventscale.kube import KubeClient, KubeConfig
 
         client = KubeClient(KubeConfig.load(args.kubeconfig, args.context))
     objects: list[Reconcilable] = []
     kinds: dict[str, str] = {}
     try:
-        for spec in manifests.scaled_objects:
+        for spec in manifests.scaled_objects if manifests is not None else ():
             target = make_target(args.target, spec, client=client)
             try:
                 contexts = await resolve_contexts(
@@ -164,7 +192,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
                 raise
             objects.append(ScaledObject(spec, target=target, contexts=contexts))
             kinds[objects[-1].key] = "ScaledObject"
-        for job_spec in manifests.scaled_jobs:
+        for job_spec in manifests.scaled_jobs if manifests is not None else ():
             job = ScaledJob(
                 job_spec,
                 target=job_target(
@@ -225,6 +253,8 @@ async def _run_objects(
     extra: dict[str, str] = {} if sharding is None else {"identity": sharding.identity}
 
     stop = anyio.CancelScope()
+    watch = getattr(args, "watch", False)
+    spawn: list[Any] = []  # the task group's start_soon, for the --watch reconciler
     reader_gone: list[BrokenPipeError] = []
 
     def on_event(event: Event) -> None:
@@ -241,6 +271,12 @@ async def _run_objects(
                     stop.cancel()
             return
         row = rows.get(event.scaled_object)
+        if event.kind is EventKind.OBJECT_ADDED and row is None:  # found by --watch
+            rows[event.scaled_object] = [event.scaled_object, "?", "?", "?", "-", "starting"]
+            return
+        if event.kind is EventKind.OBJECT_REMOVED and event.scaled_object not in kinds:
+            rows.pop(event.scaled_object, None)
+            return
         if row is None:
             return
         if event.kind is EventKind.POLL:
@@ -269,6 +305,10 @@ async def _run_objects(
             ctl.events.add_hook(on_event)
             for obj in objects:
                 ctl.add(obj)
+            if watch:
+                from eventscale.runtime.cluster.reconciler import ClusterReconciler
+
+                spawn[0](ClusterReconciler.for_cli(args, client, ctl, sharding).run)
             if not live:
                 await ctl.run_until_cancelled()
             who = "" if sharding is None else f", replica {sharding.identity}"
@@ -293,6 +333,7 @@ async def _run_objects(
     with stop:
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_on_sigterm, stop)
+            spawn.append(tg.start_soon)
             if sharding is None:
                 await control()
             else:

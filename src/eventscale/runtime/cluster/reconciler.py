@@ -189,6 +189,34 @@ class ClusterReconciler:
         self._failed: str | None = None
         self.built = 0  # objects built (for tests and the benchmark)
 
+    @classmethod
+    def for_cli(
+        cls, args: Any, client: Any, controller: Controller, ownership: Ownership | None
+    ) -> ClusterReconciler:
+        """The reconciler ``eventscale run --watch`` runs: ``args`` gives ``namespace``,
+        ``selector``, ``env`` and ``no_os_env``; Events go through an
+        :class:`~eventscale.kube.events.EventRecorder`."""
+        import os
+
+        from eventscale.kube.events import EventRecorder
+
+        env = {} if getattr(args, "no_os_env", False) else dict(os.environ)
+        for item in getattr(args, "env", None) or ():
+            name, sep, value = str(item).partition("=")
+            if sep and name:
+                env[name] = value
+        identity = getattr(ownership, "identity", None)
+        return cls(
+            client,
+            controller,
+            namespaces=getattr(args, "namespace", None),
+            selector=getattr(args, "selector", None),
+            recorder=EventRecorder(client, component="eventscale", instance=identity),
+            ownership=ownership,
+            cluster_namespace=os.environ.get("KEDA_CLUSTER_OBJECT_NAMESPACE") or "keda",
+            env=env,
+        )
+
     def _kubernetes_target(self, spec: Any) -> Any:
         from eventscale.targets.kubernetes import KubernetesTarget
 
