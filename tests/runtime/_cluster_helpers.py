@@ -31,12 +31,16 @@ def redis_trigger(list_name: str, length: int = 5, address: str | None = REDIS) 
     return {"type": "redis", "metadata": meta}
 
 
-def edit(standin: KubeStandIn, plural: str, ns: str, name: str, fn: Callable[[dict[str, Any]], None]) -> None:
+def edit(
+    standin: KubeStandIn, plural: str, ns: str, name: str, fn: Callable[[dict[str, Any]], None]
+) -> None:
     """Change a stored object in place, as an apply would: status and finalizers kept,
     the generation moved when the spec changed, a MODIFIED event for watches."""
     api = standin.api
-    prefix = KEDA if plural in ("scaledobjects", "scaledjobs", "triggerauthentications") else (
-        "api/v1" if plural in ("secrets", "configmaps") else APPS
+    prefix = (
+        KEDA
+        if plural in ("scaledobjects", "scaledjobs", "triggerauthentications")
+        else ("api/v1" if plural in ("secrets", "configmaps") else APPS)
     )
     with api.lock:
         obj = api.objects[(prefix, plural, ns, name)]
@@ -61,7 +65,9 @@ def delete(standin: KubeStandIn, plural: str, ns: str, name: str) -> None:
             api.remove(key)
 
 
-def status_of(standin: KubeStandIn, ns: str, name: str, plural: str = "scaledobjects") -> dict[str, Any]:
+def status_of(
+    standin: KubeStandIn, ns: str, name: str, plural: str = "scaledobjects"
+) -> dict[str, Any]:
     obj = standin.api.get(KEDA, plural, ns, name) or {}
     return obj.get("status") or {}
 
@@ -109,7 +115,9 @@ async def running(
     wait_ready: bool = True,
 ) -> AsyncIterator[Running]:
     """A controller and its reconciler on the stand-in, until the block ends."""
-    client = KubeClient(KubeConfig.load(str(standin.kubeconfig(namespaces[0] if namespaces else "default"))))
+    client = KubeClient(
+        KubeConfig.load(str(standin.kubeconfig(namespaces[0] if namespaces else "default")))
+    )
     try:
         async with Controller(ownership=ownership) as ctl:
             reconciler = ClusterReconciler(

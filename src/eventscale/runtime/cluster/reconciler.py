@@ -182,9 +182,7 @@ class ClusterReconciler:
         self._forced: set[tuple[str, str]] = set()
         self._busy: set[tuple[str, str]] = set()
         self._again: set[tuple[str, str]] = set()
-        self._send: MemoryObjectSendStream[tuple[str, str]]
-        self._receive: MemoryObjectReceiveStream[tuple[str, str]]
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
+        self._send: MemoryObjectSendStream[tuple[str, str]] | None = None
         self._ready = False
         self._failed: str | None = None
         self.built = 0  # objects built (for tests and the benchmark)
@@ -283,15 +281,20 @@ class ClusterReconciler:
     async def run(self) -> None:
         """Watch and reconcile until cancelled."""
         self.controller.events.add_hook(self.tracker)
+        send, receive = anyio.create_memory_object_stream[tuple[str, str]](math.inf)
+        self._send = send
+        for item in self._queued:  # scheduled before the run
+            send.send_nowait(item)
         try:
-            async with anyio.create_task_group() as tg:
+            async with send, receive, anyio.create_task_group() as tg:
                 for kind, informers in self._informers.items():
                     for informer in informers:
                         tg.start_soon(self._consume, kind, informer)
                 for _ in range(self.workers):
-                    tg.start_soon(self._work)
+                    tg.start_soon(self._work, receive)
                 tg.start_soon(self.writer.run)
         finally:
+            self._send = None
             self.controller.events.remove_hook(self.tracker)
 
     async def _consume(self, kind: str, informer: InformerLike) -> None:
@@ -338,7 +341,8 @@ class ClusterReconciler:
         if item in self._queued:
             return
         self._queued.add(item)
-        self._send.send_nowait(item)
+        if self._send is not None:
+            self._send.send_nowait(item)
 
     def _check_ready(self) -> None:
         if self._ready:
@@ -349,8 +353,8 @@ class ClusterReconciler:
             self._ready = True
             logger.info("the first list of every watch is reconciled")
 
-    async def _work(self) -> None:
-        async for item in self._receive:
+    async def _work(self, receive: MemoryObjectReceiveStream[tuple[str, str]]) -> None:
+        async for item in receive:
             self._queued.discard(item)
             if item in self._busy:
                 self._again.add(item)

@@ -246,6 +246,7 @@ class StatusWriter:
         if not await self.owner.owns(key):
             entry.written = None  # the owner writes; read its status when ours again
             return
+        logger.debug("writing the status of %s %s: %s", kind, key, ", ".join(sorted(patch)))
         try:
             await self.owner.client.request(
                 "PATCH",
