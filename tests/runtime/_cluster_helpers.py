@@ -88,9 +88,9 @@ def reasons(standin: KubeStandIn, ns: str, name: str) -> list[str]:
     return [e.get("reason", "") for e in standin.api.events_for(ns, name)]
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Wait for ``check()``; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    """Wait for ``check()``; fail naming ``what`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
