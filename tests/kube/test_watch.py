@@ -3,13 +3,16 @@ streams: resourceVersions, bookmarks, 410 Gone, cut connections, label selectors
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import pytest
 
+import eventscale.kube.client as client_module
 from eventscale.errors import TargetError
-from eventscale.kube import KubeClient, KubeConfig
+from eventscale.kube import Informer, KubeClient, KubeConfig, WatchEvent
 from servers.kubernetes_srv import KubeStandIn
 
 SO = "/apis/keda.sh/v1alpha1"
@@ -99,12 +102,332 @@ async def test_client_watch_cut_mid_event_is_an_error_not_an_event(
     api.scaled_object("one", ns)
     client = _client(kube_standin, ns)
     got: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        with anyio.fail_after(10):
+            async for event in client.watch(f"{SO}/namespaces/{ns}/scaledobjects"):
+                got.append(event)
+                api.cut_watches()
+
     try:
         with pytest.raises(TargetError, match="cannot reach"):
-            with anyio.fail_after(10):
-                async for event in client.watch(f"{SO}/namespaces/{ns}/scaledobjects"):
-                    got.append(event)
-                    api.cut_watches()
+            await read()
     finally:
         await client.aclose()
     assert [e["object"]["metadata"]["name"] for e in got] == ["one"]
+
+
+@pytest.mark.anyio
+async def test_client_watch_bounds_each_line(
+    kube_standin: KubeStandIn, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube_standin.api.scaled_object("big", ns, annotations={"note": "x" * 5000})
+    monkeypatch.setattr(client_module, "MAX_WATCH_LINE", 1000)
+    client = _client(kube_standin, ns)
+    try:
+        with pytest.raises(TargetError, match="longer than 1000 bytes"):
+            await _take(client.watch(f"{SO}/namespaces/{ns}/scaledobjects"), 1)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_client_watch_idle_for_too_long_is_an_error(
+    kube_standin: KubeStandIn, ns: str
+) -> None:
+    client = _client(kube_standin, ns)
+    try:
+        with pytest.raises(TargetError, match=r"nothing received for 0\.3s"):
+            await _take(client.watch(f"{SO}/namespaces/{ns}/scaledobjects", idle_timeout=0.3), 1)
+    finally:
+        await client.aclose()
+
+
+# -- the Informer ------------------------------------------------------------------------
+
+
+class Running:
+    """An informer iterated in a task; its events collected."""
+
+    def __init__(self, informer: Informer) -> None:
+        self.informer = informer
+        self.events: list[WatchEvent] = []
+        self._changed = anyio.Event()
+
+    async def run(self) -> None:
+        async for event in self.informer.events():
+            self.events.append(event)
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def until(self, check: Callable[[], bool], seconds: float = 10) -> None:
+        with anyio.fail_after(seconds):
+            while not check():
+                with anyio.move_on_after(0.05):
+                    await self._changed.wait()
+
+    def named(self, name: str) -> list[tuple[str, Any]]:
+        return [
+            (e.type, e.object.get("spec", {}).get("minReplicaCount"))
+            for e in self.events
+            if e.object.get("metadata", {}).get("name") == name
+        ]
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return [(e.type, e.object.get("metadata", {}).get("name", "")) for e in self.events]
+
+
+@contextlib.asynccontextmanager
+async def running(informer: Informer) -> AsyncIterator[Running]:
+    run = Running(informer)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run.run)
+        try:
+            yield run
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def _informer(client: KubeClient, plural: str = "scaledobjects", **kw: Any) -> Informer:
+    return Informer(client, "keda.sh/v1alpha1", plural, backoff=(0.01, 0.05), **kw)
+
+
+@pytest.mark.anyio
+async def test_informer_lists_then_watches(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    api.scaled_object("a", ns)
+    api.scaled_object("b", ns)
+    client = _client(kube_standin, ns)
+    try:
+        informer = _informer(client, namespace=ns)
+        assert not informer.synced
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            assert run.kinds() == [("ADDED", "a"), ("ADDED", "b"), ("SYNCED", "")]
+            assert run.events[0].object["kind"] == "ScaledObject"
+            api.scaled_object("c", ns)
+            api.scaled_object("a", ns, minReplicaCount=3)
+            api.remove(("apis/keda.sh/v1alpha1", "scaledobjects", ns, "b"))
+            await run.until(lambda: len(run.events) == 6)
+            assert run.kinds()[3:] == [("ADDED", "c"), ("MODIFIED", "a"), ("DELETED", "b")]
+            assert sorted(informer.cache) == [(ns, "a"), (ns, "c")]
+            assert informer.cache[(ns, "a")]["spec"]["minReplicaCount"] == 3
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_watch_cut_mid_stream_loses_no_update(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    api.scaled_object("a", ns, minReplicaCount=0)
+    client = _client(kube_standin, ns)
+    rounds = 15
+    try:
+        informer = _informer(client, namespace=ns)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            for i in range(1, rounds + 1):
+                # A change delivered, a cut, and a change made while no watch is open.
+                api.scaled_object("a", ns, minReplicaCount=2 * i - 1)
+                wanted = 2 * i - 1
+                await run.until(lambda: run.named("a")[-1][1] == wanted)  # noqa: B023
+                with api.lock:
+                    api.cut_watches()
+                    api.scaled_object("a", ns, minReplicaCount=2 * i)
+            await run.until(lambda: run.named("a")[-1][1] == 2 * rounds)
+            assert informer.cache[(ns, "a")]["spec"]["minReplicaCount"] == 2 * rounds
+        assert run.named("a") == [("ADDED", 0)] + [
+            ("MODIFIED", n) for n in range(1, 2 * rounds + 1)
+        ]
+        assert run.kinds().count(("SYNCED", "")) == 1  # resumed, never listed again
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_410_gone_lists_again_and_yields_the_difference(
+    kube_standin: KubeStandIn, ns: str
+) -> None:
+    api = kube_standin.api
+    for name in ("a", "b", "keep"):
+        api.scaled_object(name, ns)
+    client = _client(kube_standin, ns)
+    try:
+        informer = _informer(client, namespace=ns)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            with api.lock:  # no watch sees these before the history is gone
+                api.scaled_object("a", ns, minReplicaCount=4)
+                api.remove(("apis/keda.sh/v1alpha1", "scaledobjects", ns, "b"))
+                api.scaled_object("c", ns)
+                api.compact()
+                api.cut_watches()
+            await run.until(lambda: run.kinds().count(("SYNCED", "")) == 2)
+            after = run.kinds()[run.kinds().index(("SYNCED", "")) + 1 :]
+            assert after == [("MODIFIED", "a"), ("ADDED", "c"), ("DELETED", "b"), ("SYNCED", "")]
+            assert sorted(informer.cache) == [(ns, "a"), (ns, "c"), (ns, "keep")]
+            # and it watches on from the new list
+            api.scaled_object("d", ns)
+            await run.until(lambda: run.kinds()[-1] == ("ADDED", "d"))
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_bookmarks_move_the_resource_version_without_events(
+    kube_standin: KubeStandIn, ns: str
+) -> None:
+    api = kube_standin.api
+    api.scaled_object("a", ns)
+    client = _client(kube_standin, ns)
+    try:
+        informer = _informer(client, namespace=ns)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            listed = informer.resource_version
+            # A change elsewhere: this watch sees no event, only a bookmark past it.
+            elsewhere = api.scaled_object("x", f"{ns}-other")["metadata"]["resourceVersion"]
+            await run.until(lambda: int(informer.resource_version or 0) >= int(elsewhere))
+            assert informer.resource_version != listed
+            assert run.kinds() == [("ADDED", "a"), ("SYNCED", "")]
+            # Compacted up to now: resuming from the bookmark needs no new list.
+            with api.lock:
+                api.compact()
+                api.cut_watches()
+            api.scaled_object("b", ns)
+            await run.until(lambda: run.kinds()[-1] == ("ADDED", "b"))
+            assert run.kinds().count(("SYNCED", "")) == 1
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_label_selector_and_objects_moving_in_and_out(
+    kube_standin: KubeStandIn, ns: str
+) -> None:
+    api = kube_standin.api
+    api.scaled_object("mine", ns, labels={"team": "a"})
+    api.scaled_object("theirs", ns, labels={"team": "b"})
+    client = _client(kube_standin, ns)
+    try:
+        informer = _informer(client, namespace=ns, label_selector="team=a")
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            assert run.kinds() == [("ADDED", "mine"), ("SYNCED", "")]
+            api.scaled_object("theirs", ns, labels={"team": "a"})
+            api.scaled_object("mine", ns, labels={"team": "b"})
+            await run.until(lambda: len(run.events) == 4)
+            assert run.kinds()[2:] == [("ADDED", "theirs"), ("DELETED", "mine")]
+            assert list(informer.cache) == [(ns, "theirs")]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_one_informer_per_namespace_and_one_for_all(
+    kube_standin: KubeStandIn, ns: str
+) -> None:
+    api = kube_standin.api
+    other = f"{ns}-2"
+    api.scaled_object("here", ns, labels={"run": ns})
+    api.scaled_object("there", other, labels={"run": ns})
+    client = _client(kube_standin, ns)
+    try:
+        first = _informer(client, namespace=ns)
+        second = _informer(client, namespace=other)
+        every = _informer(client, label_selector=f"run={ns}")
+        async with running(first) as r1, running(second) as r2, running(every) as r3:
+            await r1.until(lambda: first.synced)
+            await r2.until(lambda: second.synced)
+            await r3.until(lambda: every.synced)
+            api.scaled_object("late", other, labels={"run": ns})
+            await r3.until(lambda: (other, "late") in every.cache)
+            await r2.until(lambda: (other, "late") in second.cache)
+            assert list(first.cache) == [(ns, "here")]
+            assert sorted(second.cache) == [(other, "late"), (other, "there")]
+            assert sorted(every.cache) == [(ns, "here"), (other, "late"), (other, "there")]
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_permission_errors_are_retried_and_name_the_verb(
+    kube_standin: KubeStandIn, ns: str
+) -> None:
+    api = kube_standin.api
+    api.put(
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ClusterTriggerAuthentication",
+            "metadata": {"name": f"cta-{ns}", "labels": {"run": ns}},
+            "spec": {},
+        }
+    )
+    api.deny("list", "clustertriggerauthentications")
+    client = _client(kube_standin, ns)
+    try:
+        informer = _informer(client, "clustertriggerauthentications", label_selector=f"run={ns}")
+        async with running(informer) as run:
+            await run.until(lambda: informer.last_error is not None)
+            assert "cannot list" in str(informer.last_error)
+            assert "clustertriggerauthentications" in str(informer.last_error)
+            assert not informer.synced
+            assert not run.events
+            api.denied.discard(("list", "clustertriggerauthentications", None))
+            await run.until(lambda: informer.synced)
+            assert run.kinds() == [("ADDED", f"cta-{ns}"), ("SYNCED", "")]
+            assert list(informer.cache) == [("", f"cta-{ns}")]
+    finally:
+        api.denied.discard(("list", "clustertriggerauthentications", None))
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_large_list_is_read_page_by_page(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    for i in range(1050):
+        api.scaled_object(f"so-{i:04d}", ns)
+    client = _client(kube_standin, ns)
+    mark = len(api.calls)
+    try:
+        informer = _informer(client, namespace=ns)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced, seconds=60)
+            assert len(informer.cache) == 1050
+            assert [e.type for e in run.events].count("ADDED") == 1050
+            assert run.events[-1].type == "SYNCED"
+    finally:
+        await client.aclose()
+    lists = [c for c in api.calls[mark:] if c.verb == "list" and c.agent.startswith("eventscale")]
+    assert len(lists) == 3  # pages of 500
+
+
+@pytest.mark.anyio
+async def test_an_expired_continue_token_restarts_the_list(
+    kube_standin: KubeStandIn, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = kube_standin.api
+    for name in ("a", "b", "c"):
+        api.scaled_object(name, ns)
+    client = _client(kube_standin, ns)
+    real = client.request
+    pages: list[dict[str, str]] = []
+
+    async def compacting(method: str, path: str, **kw: Any) -> dict[str, Any]:
+        pages.append(dict(kw.get("params") or {}))
+        answer = await real(method, path, **kw)
+        if len(pages) == 1:  # the API compacts between the first and second page
+            api.scaled_object("d", ns)
+            api.compact()
+        return answer
+
+    monkeypatch.setattr(client, "request", compacting)
+    try:
+        informer = _informer(client, namespace=ns, page_size=2)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            assert sorted(informer.cache) == [(ns, n) for n in ("a", "b", "c", "d")]
+            assert sorted(run.kinds()[:-1]) == [("ADDED", n) for n in ("a", "b", "c", "d")]
+    finally:
+        await client.aclose()
+    assert ["continue" in p for p in pages] == [False, True, False, True]

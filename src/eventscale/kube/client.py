@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -285,7 +285,7 @@ class KubeClient:
         *,
         params: Mapping[str, str] | None = None,
         idle_timeout: float | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Watch ``path`` (a collection, ``/apis/keda.sh/v1alpha1/scaledobjects``): yield
         each watch event (``{"type": ..., "object": ...}``) as the server sends it.
 
@@ -353,11 +353,13 @@ class KubeClient:
                 return  # the server ended the watch; a partial line is dropped
             buffer += chunk
             while (end := buffer.find(b"\n")) >= 0:
+                if end > MAX_WATCH_LINE:
+                    break
                 line = bytes(buffer[:end])
                 del buffer[: end + 1]
                 if line.strip():
                     yield _watch_event(line, path)
-            if len(buffer) > MAX_WATCH_LINE:
+            if buffer.find(b"\n") > MAX_WATCH_LINE or len(buffer) > MAX_WATCH_LINE:
                 raise TargetError(
                     f"watch {path}: an event longer than {MAX_WATCH_LINE} bytes", status=None
                 )

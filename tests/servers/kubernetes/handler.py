@@ -3,6 +3,7 @@ finalizers, server-side Tables and watch streams."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import select
@@ -158,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
         rest = parts[prefix_len:]
         if not rest:
             return 200, _discovery(prefix)
+        if prefix == "api/v1" and rest[0] == "namespaces" and len(rest) <= 2:
+            return self._namespaces(method, rest[1] if len(rest) > 1 else None)
         namespace: str | None
         if len(rest) >= 3 and rest[0] == "namespaces":
             namespace, rest = rest[1], rest[2:]
@@ -206,6 +209,33 @@ class Handler(BaseHTTPRequestHandler):
             assert namespace is not None
             return self._object(method, res, (res.prefix, res.plural, namespace, name), sub, body)
 
+    def _namespaces(self, method: str, name: str | None) -> tuple[int, dict[str, Any]]:
+        """Namespaces exist when named (reads only): kubectl asks for one now and then."""
+        if method != "GET":
+            raise ApiError(405, "MethodNotAllowed", "namespaces are read-only in the stand-in")
+
+        def namespace(ns: str) -> dict[str, Any]:
+            return {
+                "kind": "Namespace",
+                "apiVersion": "v1",
+                "metadata": {"name": ns, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, ns))},
+                "spec": {"finalizers": ["kubernetes"]},
+                "status": {"phase": "Active"},
+            }
+
+        api = self.server.api
+        if name is not None:
+            return 200, namespace(name)
+        with api.lock:
+            names = sorted({k[2] for k in api.objects if k[2]})
+            revision = str(api.revision)
+        return 200, {
+            "kind": "NamespaceList",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": revision},
+            "items": [namespace(n) for n in names],
+        }
+
     def _check_access(
         self, verb: str, res: Resource, resource: str, namespace: str, name: str | None, user: str
     ) -> None:
@@ -239,18 +269,45 @@ class Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, dict[str, Any]]:
         api = self.server.api
         if method == "GET":
-            items = [
-                copy.deepcopy(o)
+            selected = [
+                (k, o)
                 for k, o in sorted(api.objects.items())
                 if self._selected(res, k, o, namespace)
             ]
+            revision = str(api.revision)
+            meta: dict[str, Any] = {}
+            token = _first(self.query, "continue")
+            if token:  # the next page: items after the last one sent, listed as of then
+                try:
+                    state = json.loads(base64.urlsafe_b64decode(token))
+                    revision, after = str(state["rv"]), tuple(state["after"])
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ApiError(400, "BadRequest", "invalid continue token") from exc
+                if int(revision) < api.compacted:
+                    raise ApiError(
+                        410,
+                        "Expired",
+                        "The provided continue parameter is too old to display a consistent "
+                        "list result. You can start a new list without the continue parameter.",
+                    )
+                selected = [(k, o) for k, o in selected if k[2:] > after]
+            limit = int(_first(self.query, "limit") or 0)
+            if 0 < limit < len(selected):
+                last = selected[limit - 1][0]
+                state = {"rv": int(revision), "after": list(last[2:])}
+                meta["continue"] = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+                meta["remainingItemCount"] = len(selected) - limit
+                selected = selected[:limit]
+            items = [copy.deepcopy(o) for _, o in selected]
             if self._as_table():
                 include = _first(self.query, "includeObject") or "Metadata"
-                return 200, table(res, items, str(api.revision), include)
+                return 200, table(res, items, revision, include) | {
+                    "metadata": {"resourceVersion": revision, **meta}
+                }
             return 200, {
                 "kind": f"{res.kind}List",
                 "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(api.revision)},
+                "metadata": {"resourceVersion": revision, **meta},
                 "items": items,
             }
         if method != "POST" or namespace is None:
