@@ -168,7 +168,12 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
         raise ConfigError("give manifest files, or --watch", path="MANIFEST")
     if not watch and (args.namespace or args.selector):
         raise ConfigError("needs --watch", path="--namespace" if args.namespace else "--selector")
-    manifests = load(args.manifests, jobs=True, workloads=workloads) if args.manifests else None
+    if args.manifests:
+        manifests = load(args.manifests, jobs=True, workloads=workloads)
+    else:
+        from eventscale.manifests.reader import Manifests
+
+        manifests = Manifests()  # --watch alone
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
@@ -181,7 +186,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     objects: list[Reconcilable] = []
     kinds: dict[str, str] = {}
     try:
-        for spec in manifests.scaled_objects if manifests is not None else ():
+        for spec in manifests.scaled_objects:
             target = make_target(args.target, spec, client=client)
             try:
                 contexts = await resolve_contexts(
@@ -192,7 +197,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
                 raise
             objects.append(ScaledObject(spec, target=target, contexts=contexts))
             kinds[objects[-1].key] = "ScaledObject"
-        for job_spec in manifests.scaled_jobs if manifests is not None else ():
+        for job_spec in manifests.scaled_jobs:
             job = ScaledJob(
                 job_spec,
                 target=job_target(

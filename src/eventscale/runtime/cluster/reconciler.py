@@ -26,7 +26,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from eventscale.errors import ConfigError, EventscaleError, TargetConflict, TargetError
 from eventscale.runtime.cluster import rules
-from eventscale.runtime.cluster.keda import FINALIZER, Reason, gvk_string
+from eventscale.runtime.cluster.keda import FINALIZER, gvk_string
 from eventscale.runtime.cluster.sources import CacheSource, Dependency, cached_authentications
 from eventscale.runtime.cluster.tracker import Observed, Tracker
 from eventscale.runtime.cluster.writer import Entry, StatusWriter
@@ -523,28 +523,10 @@ class ClusterReconciler:
         entry.error = entry.error_message = None
         entry.spec = spec
         entry.metric_names = _metric_names(obj)
-        for trigger in spec.triggers:
-            self.writer.event(
-                entry, "Normal", Reason.SCALERS_STARTED, f"Scaler {trigger.type} is built"
-            )
-        if not entry.ready:
-            entry.ready = True
-            kind = entry.kind
-            self.writer.event(entry, "Normal", f"{kind}Ready", f"{kind} is ready for scaling")
-        paused = _is_paused(spec)
-        if paused != entry.paused:
-            entry.paused = paused
-            self._pause_event(entry, paused)
-
-    def _pause_event(self, entry: Entry, paused: bool) -> None:
-        kind = entry.kind
-        if paused:
-            entry.was_paused = True
-            self.writer.event(entry, "Normal", f"{kind}Paused", f"{kind} is paused")
-        elif entry.was_paused:
-            self.writer.event(
-                entry, "Normal", f"{kind}Unpaused", f"pause annotation removed for {kind}"
-            )
+        # the owner announces the scalers with its next status write (writer.py)
+        entry.announce = tuple(trigger.type for trigger in spec.triggers)
+        entry.paused = _is_paused(spec)
+        entry.was_paused = entry.was_paused or entry.paused
 
     async def _refuse(self, entry: Entry, error: str, message: str) -> None:
         key = entry.key
@@ -553,12 +535,8 @@ class ClusterReconciler:
             entry.running = False
         self.tracker.forget(key)
         entry.spec = None
-        if error != entry.error:
-            kind = entry.kind
-            full = f"{message}: {error}" if message else error
-            self.writer.event(entry, "Warning", f"{kind}CheckFailed", full)
+        entry.announce = ()
         entry.error, entry.error_message = error, message or None
-        entry.ready = False
 
     def _set_dependencies(self, item: tuple[str, str], used: set[Dependency]) -> None:
         entry = self.entries.get(item)

@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 from eventscale.errors import TargetError, TargetNotFound
 from eventscale.runtime.cluster import rules
 from eventscale.runtime.cluster.keda import (
+    Reason,
     StatusInputs,
     scaled_job_status,
     scaled_object_status,
@@ -37,7 +38,7 @@ from eventscale.spec import (
 if TYPE_CHECKING:
     from eventscale.runtime.cluster.sources import Dependency
 
-__all__ = ("Entry", "Owner", "StatusWriter")
+__all__ = ("Entry", "Owner", "StatusWriter", "transitions")
 
 logger = logging.getLogger("eventscale.cluster")
 
@@ -59,7 +60,7 @@ class Entry:
     fingerprint: str | None = None
     conflict: str | None = None
     running: bool = False
-    ready: bool = False
+    announce: tuple[str, ...] = ()  # trigger types whose KEDAScalersStarted is due
     error: str | None = None
     error_message: str | None = None
     paused: bool = False
@@ -241,10 +242,23 @@ class StatusWriter:
             if name not in wanted and name in current:
                 wanted[name] = current[name]
         patch = status_patch(current, wanted)
-        if patch is None:
+        if patch is None and not entry.announce:
             return
         if not await self.owner.owns(key):
             entry.written = None  # the owner writes; read its status when ours again
+            return
+        # Events follow what the status says (as KEDA's): only the owner sends them, and
+        # a restart or a new owner does not repeat what the API's status already shows.
+        if self.recorder is not None:
+            involved = rules.involved(entry.doc)
+            for trigger_type in entry.announce:
+                await self.recorder.record(
+                    involved, "Normal", Reason.SCALERS_STARTED, f"Scaler {trigger_type} is built"
+                )
+            for type_, reason, message in transitions(kind, current, wanted):
+                await self.recorder.record(involved, type_, reason, message)
+        entry.announce = ()
+        if patch is None:
             return
         logger.debug("writing the status of %s %s: %s", kind, key, ", ".join(sorted(patch)))
         try:
@@ -277,6 +291,32 @@ class StatusWriter:
             else:
                 merged[name] = value
         entry.written = merged
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> tuple[str, str]:
+    for c in status.get("conditions") or ():
+        if isinstance(c, Mapping) and c.get("type") == kind:
+            return str(c.get("status") or ""), str(c.get("message") or "")
+    return "", ""
+
+
+def transitions(
+    kind: str, before: Mapping[str, Any], after: Mapping[str, Any]
+) -> list[tuple[str, str, str]]:
+    """The Events KEDA records when an object's status goes from ``before`` to ``after``:
+    ready, check failed (again, when the reason changes), paused and unpaused."""
+    events: list[tuple[str, str, str]] = []
+    was, now = _condition(before, "Ready"), _condition(after, "Ready")
+    if now[0] == "True" and was[0] != "True":
+        events.append(("Normal", f"{kind}Ready", f"{kind} is ready for scaling"))
+    elif now[0] == "False" and now != was:
+        events.append(("Warning", f"{kind}CheckFailed", now[1]))
+    was_paused, paused = _condition(before, "Paused")[0], _condition(after, "Paused")[0]
+    if paused == "True" and was_paused != "True":
+        events.append(("Normal", f"{kind}Paused", f"{kind} is paused"))
+    elif paused != "True" and was_paused == "True":
+        events.append(("Normal", f"{kind}Unpaused", f"pause annotation removed for {kind}"))
+    return events
 
 
 def _annotated_pause(annotations: Mapping[str, Any]) -> bool:
