@@ -24,10 +24,11 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+import eventscale.runtime.cluster.building as building
+import eventscale.runtime.cluster.rules as rules
 from eventscale.errors import ConfigError, EventscaleError, TargetConflict, TargetError
-from eventscale.runtime.cluster import rules
 from eventscale.runtime.cluster.keda import FINALIZER, gvk_string
-from eventscale.runtime.cluster.sources import CacheSource, Dependency, cached_authentications
+from eventscale.runtime.cluster.sources import Dependency
 from eventscale.runtime.cluster.tracker import Observed, Tracker
 from eventscale.runtime.cluster.writer import Entry, StatusWriter
 from eventscale.runtime.controller import Controller
@@ -415,7 +416,17 @@ class ClusterReconciler:
         try:
             if problem is not None:
                 raise _Refused(problem)
-            obj = await self._build(kind, doc, used)
+            obj = await building.build(
+                kind,
+                doc,
+                client=self.client,
+                lookup=self.lookup,
+                used=used,
+                env=self.env,
+                cluster_namespace=self.cluster_namespace,
+                make_target=self.make_target,
+                make_job_target=self.make_job_target,
+            )
         except _Refused as exc:
             await self._refuse(entry, str(exc), "")
         except ConfigError as exc:
@@ -452,55 +463,6 @@ class ClusterReconciler:
 
         self.writer.spawn(later)
 
-    async def _build(self, kind: str, doc: Mapping[str, Any], used: set[Dependency]) -> Any:
-        from eventscale.authentication import AuthResolver, reads_environment, workload_env
-        from eventscale.manifests.reader import load_manifests, load_trigger_authentication
-        from eventscale.runtime.scaled_job import ScaledJob
-        from eventscale.runtime.scaled_object import ScaledObject
-
-        manifests = load_manifests(dict(doc))
-        spec: Any = (
-            manifests.scaled_objects[0] if kind == "ScaledObject" else manifests.scaled_jobs[0]
-        )
-        sources = (CacheSource(self.lookup, used),)
-        lookup = cached_authentications(self.lookup, used, load_trigger_authentication)
-        env = dict(self.env)
-        auths = []
-        for trigger in spec.triggers:
-            ref = trigger.authentication_ref
-            if ref is not None:
-                ta = await lookup(ref.kind, ref.name, spec.namespace)
-                if ta is not None:
-                    auths.append(ta)
-        workload = None
-        if reads_environment(spec, auths):
-            workload = await workload_env(spec, sources=sources, client=self.client)
-            env.update({k: v.reveal() for k, v in (workload or {}).items()})
-
-        async def container_env(name: str) -> dict[str, str]:
-            found = await workload_env(spec, sources=sources, client=self.client, container=name)
-            return {k: v.reveal() for k, v in (found or {}).items()}
-
-        resolver = AuthResolver(
-            sources=sources,
-            env=env,
-            cluster_namespace=self.cluster_namespace,
-            authentications=lookup,
-            env_origin="the scale target container's environment"
-            if workload is not None
-            else "the process environment",
-            container_env=container_env if workload is not None else None,
-        )
-        contexts = await resolver.trigger_contexts(spec, {})
-        if kind == "ScaledObject":
-            target = self.make_target(spec)
-            try:
-                return ScaledObject(spec, target=target, contexts=contexts)
-            except BaseException:
-                await target.aclose()
-                raise
-        return ScaledJob(spec, target=self.make_job_target(spec), contexts=contexts)
-
     async def _start(self, entry: Entry, obj: Reconcilable) -> None:
         key, ctl = entry.key, self.controller
         spec: Any = obj.spec
@@ -522,10 +484,10 @@ class ClusterReconciler:
         entry.running = True
         entry.error = entry.error_message = None
         entry.spec = spec
-        entry.metric_names = _metric_names(obj)
+        entry.metric_names = building.metric_names(obj)
         # the owner announces the scalers with its next status write (writer.py)
         entry.announce = tuple(trigger.type for trigger in spec.triggers)
-        entry.paused = _is_paused(spec)
+        entry.paused = building.is_paused(spec)
         entry.was_paused = entry.was_paused or entry.paused
 
     async def _refuse(self, entry: Entry, error: str, message: str) -> None:
@@ -584,42 +546,12 @@ class ClusterReconciler:
         if FINALIZER not in rules.finalizers(doc) or not await self.owns(key):
             return
         if entry.kind == "ScaledObject":
-            await self._restore(entry, doc)
+            status = entry.written or doc.get("status") or {}
+            await building.restore_original_replicas(self.client, entry.key, doc, status)
         kind = entry.kind
         await self.writer.send_now(entry, "Warning", f"{kind}Deleted", f"{kind} was deleted")
         remaining = [f for f in rules.finalizers(doc) if f != FINALIZER]
         await self._set_finalizers(entry, doc, remaining)
-
-    async def _restore(self, entry: Entry, doc: Mapping[str, Any]) -> None:
-        spec = doc.get("spec") or {}
-        advanced = spec.get("advanced") or {}
-        if not (isinstance(advanced, Mapping) and advanced.get("restoreToOriginalReplicaCount")):
-            return
-        status = entry.written or doc.get("status") or {}
-        original = status.get("originalReplicaCount")
-        if not isinstance(original, int) or not status.get("scaleTargetGVKR"):
-            logger.info("%s: no original replica count known; nothing to restore", entry.key)
-            return
-        from eventscale.spec import ScaleTargetRef
-        from eventscale.targets.kubernetes import KubernetesTarget
-
-        ref = spec.get("scaleTargetRef") or {}
-        target = KubernetesTarget.from_ref(
-            ScaleTargetRef(
-                name=str(ref.get("name")),
-                kind=str(ref.get("kind") or "Deployment"),
-                api_version=str(ref.get("apiVersion") or "apps/v1"),
-            ),
-            namespace=entry.key.partition("/")[0],
-            client=self.client,
-        )
-        try:
-            await target.set_replicas(original, reason="restoreToOriginalReplicaCount")
-            logger.info("%s: restored the target to %d replicas", entry.key, original)
-        except TargetError as exc:
-            logger.warning("%s: restoring the original replica count failed: %s", entry.key, exc)
-        finally:
-            await target.aclose()
 
     async def _set_finalizers(
         self, entry: Entry, doc: Mapping[str, Any], finalizers: list[str]
@@ -645,15 +577,6 @@ class _Refused(Exception):
     """A conflict KEDA's webhook would refuse (its message is the reason)."""
 
 
-def _is_paused(spec: Any) -> bool:
-    if spec.paused:
-        return True
-    for name in ("paused_replicas",):
-        if getattr(spec, name, None) is not None:
-            return True
-    return bool(getattr(spec, "paused_scale_in", False) or getattr(spec, "paused_scale_out", False))
-
-
 def _paused_in_status(doc: Mapping[str, Any]) -> bool:
     status = doc.get("status") or {}
     conditions = status.get("conditions") if isinstance(status, Mapping) else None
@@ -661,17 +584,3 @@ def _paused_in_status(doc: Mapping[str, Any]) -> bool:
         isinstance(c, Mapping) and c.get("type") == "Paused" and c.get("status") == "True"
         for c in conditions or ()
     )
-
-
-def _metric_names(obj: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    external: list[str] = []
-    resource: list[str] = []
-    for trigger, scaler in zip(obj.spec.triggers, obj.scalers, strict=False):
-        if trigger.type in ("cpu", "memory"):
-            resource.append(trigger.type)
-            continue
-        try:
-            external.extend(m.name for m in scaler.metric_specs())
-        except Exception:  # a scaler that cannot name its metrics before a poll
-            external.append(f"s{len(external)}-{trigger.type}")
-    return tuple(external), tuple(resource)

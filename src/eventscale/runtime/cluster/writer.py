@@ -18,8 +18,8 @@ import anyio
 import attrs
 from anyio.abc import TaskGroup
 
+import eventscale.runtime.cluster.rules as rules
 from eventscale.errors import TargetError, TargetNotFound
-from eventscale.runtime.cluster import rules
 from eventscale.runtime.cluster.keda import (
     Reason,
     StatusInputs,
