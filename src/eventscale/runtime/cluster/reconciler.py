@@ -147,7 +147,7 @@ class ClusterReconciler:
         make_target: Callable[[Any], Any] | None = None,
         make_job_target: Callable[[Any], Any] | None = None,
         informer: InformerFactory = _default_informer,
-        workers: int = 4,
+        workers: int = 8,
         stuck_after: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -166,11 +166,14 @@ class ClusterReconciler:
         self.entries: dict[tuple[str, str], Entry] = {}
         self.tracker = Tracker(self._changed)
         self.writer = StatusWriter(self, recorder)
+        # The watches hold a connection each for minutes: on a client of their own they
+        # leave the request client's connection pool to status writes, Events and polls.
+        self.watch_client = _own_client(client)
         self._informers: dict[str, list[InformerLike]] = {}
         for watched in KINDS:
             self._informers[watched.kind] = [
                 informer(
-                    client,
+                    self.watch_client,
                     watched.api_version,
                     watched.plural,
                     namespace=ns,
@@ -297,6 +300,9 @@ class ClusterReconciler:
         finally:
             self._send = None
             self.controller.events.remove_hook(self.tracker)
+            if self.watch_client is not self.client:
+                with anyio.CancelScope(shield=True):
+                    await self.watch_client.aclose()
 
     async def _consume(self, kind: str, informer: InformerLike) -> None:
         try:
@@ -403,8 +409,8 @@ class ClusterReconciler:
         if rules.is_deleting(doc):
             await self._finalize(entry, doc)
             return
-        if FINALIZER not in rules.finalizers(doc) and await self.owns(key):
-            await self._set_finalizers(entry, doc, [*rules.finalizers(doc), FINALIZER])
+        if FINALIZER not in rules.finalizers(doc):
+            self.writer.dirty(kind, key)  # the owner adds it with its status write
         problem = self._refusal(kind, key, doc)
         fingerprint = rules.fingerprint(doc)
         forced = item in self._forced
@@ -553,6 +559,10 @@ class ClusterReconciler:
         remaining = [f for f in rules.finalizers(doc) if f != FINALIZER]
         await self._set_finalizers(entry, doc, remaining)
 
+    async def add_finalizer(self, entry: Entry) -> None:
+        """Put ``finalizer.keda.sh`` on ``entry``'s object (the owner, on first reconcile)."""
+        await self._set_finalizers(entry, entry.doc, [*rules.finalizers(entry.doc), FINALIZER])
+
     async def _set_finalizers(
         self, entry: Entry, doc: Mapping[str, Any], finalizers: list[str]
     ) -> None:
@@ -568,13 +578,26 @@ class ClusterReconciler:
                 content_type="application/merge-patch+json",
             )
         except TargetConflict:
-            self.schedule(entry.kind, entry.key, force=True)  # read the newer version first
+            # a newer version exists: its watch event brings the object back here
+            logger.debug("%s: finalizers changed meanwhile", entry.key)
         except TargetError as exc:
             logger.warning("%s: updating finalizers failed: %s", entry.key, exc)
 
 
 class _Refused(Exception):
     """A conflict KEDA's webhook would refuse (its message is the reason)."""
+
+
+def _own_client(client: Any) -> Any:
+    """Another client to the same API (same type and config), when ``client`` is a
+    :class:`~eventscale.kube.KubeClient`; else ``client`` itself."""
+    config = getattr(client, "config", None)
+    if config is None:
+        return client
+    try:
+        return type(client)(config, timeout=client.timeout)
+    except TypeError:
+        return client
 
 
 def _paused_in_status(doc: Mapping[str, Any]) -> bool:

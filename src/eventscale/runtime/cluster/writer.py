@@ -21,6 +21,7 @@ from anyio.abc import TaskGroup
 import eventscale.runtime.cluster.rules as rules
 from eventscale.errors import TargetError, TargetNotFound
 from eventscale.runtime.cluster.keda import (
+    FINALIZER,
     Reason,
     StatusInputs,
     scaled_job_status,
@@ -61,6 +62,7 @@ class Entry:
     conflict: str | None = None
     running: bool = False
     announce: tuple[str, ...] = ()  # trigger types whose KEDAScalersStarted is due
+    finalizer_sent: Any = None  # the resourceVersion the finalizer was added to
     error: str | None = None
     error_message: str | None = None
     paused: bool = False
@@ -80,6 +82,10 @@ class Owner(Protocol):
 
     async def owns(self, key: str) -> bool:
         """Whether this replica writes ``key``."""
+        ...
+
+    async def add_finalizer(self, entry: Entry) -> None:
+        """Put KEDA's finalizer on ``entry``'s object."""
         ...
 
 
@@ -233,6 +239,11 @@ class StatusWriter:
         entry = self.owner.entries.get((kind, key))
         if entry is None or rules.is_deleting(entry.doc):
             return
+        if FINALIZER not in rules.finalizers(entry.doc):
+            version = (entry.doc.get("metadata") or {}).get("resourceVersion")
+            if entry.finalizer_sent != version and await self.owner.owns(key):
+                entry.finalizer_sent = version
+                await self.owner.add_finalizer(entry)
         current = entry.written
         if current is None:
             status = entry.doc.get("status")
