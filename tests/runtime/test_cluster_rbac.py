@@ -108,7 +108,7 @@ async def test_every_call_is_granted_and_every_grant_is_used(kube_standin: KubeS
     try:
         async with (
             sharding,
-            running(kube_standin, None, ownership=sharding, cluster_namespace=keda_ns),
+            running(kube_standin, [ns], ownership=sharding, cluster_namespace=keda_ns),
         ):
             api.scaled_object("env", ns, "web", [from_env], pollingInterval=1)
             db = api.scaled_object("db", ns, "db", [from_env], pollingInterval=1)

@@ -74,7 +74,7 @@ async def build(
 
     resolver = AuthResolver(
         sources=sources,
-        env=env,
+        env=merged,
         cluster_namespace=cluster_namespace,
         authentications=authentications,
         env_origin="the scale target container's environment"

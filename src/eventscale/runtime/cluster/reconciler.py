@@ -182,6 +182,9 @@ class ClusterReconciler:
                 for ns in self._namespaces_for(watched)
             ]
         self._dependents: dict[Dependency, set[tuple[str, str]]] = {}
+        # ScaledObjects by (namespace, scale target), for KEDA's one-owner rule
+        self._targets: dict[str, tuple[str, tuple[str, str]]] = {}
+        self._by_target: dict[tuple[str, tuple[str, str]], set[str]] = {}
         self._queued: set[tuple[str, str]] = set()
         self._forced: set[tuple[str, str]] = set()
         self._busy: set[tuple[str, str]] = set()
@@ -323,21 +326,40 @@ class ClusterReconciler:
             key = f"{namespace}/{name}"
             self.schedule(kind, key)
             if kind == "ScaledObject":
-                self._schedule_same_target(namespace, rules.target_of(doc), key)
+                self._index(key, namespace, None if type_ == "DELETED" else rules.target_of(doc))
         elif kind == "HorizontalPodAutoscaler":
             self._schedule_same_target(namespace, rules.target_of(doc), None)
         else:
             for dependent in tuple(self._dependents.get((kind, namespace, name), ())):
                 self.schedule(*dependent, force=True)
 
+    def _index(self, key: str, namespace: str, target: tuple[str, str] | None) -> None:
+        """Keep the ScaledObjects by target; a move reconciles both groups (conflicts)."""
+        old = self._targets.get(key)
+        new = (namespace, target) if target is not None else None
+        if old == new:
+            return  # (a status write, say: nothing to recheck)
+        if old is not None:
+            group = self._by_target.get(old)
+            if group is not None:
+                group.discard(key)
+                if not group:
+                    del self._by_target[old]
+            self._schedule_same_target(*old, key)
+        if new is None:
+            self._targets.pop(key, None)
+        else:
+            self._targets[key] = new
+            self._by_target.setdefault(new, set()).add(key)
+            self._schedule_same_target(*new, key)
+
     def _schedule_same_target(
         self, namespace: str, target: tuple[str, str] | None, skip: str | None
     ) -> None:
         if target is None:
             return
-        for other in self.documents("ScaledObject", namespace):
-            key = rules.object_key(other)
-            if key != skip and rules.target_of(other) == target:
+        for key in tuple(self._by_target.get((namespace, target), ())):
+            if key != skip:
                 self.schedule("ScaledObject", key)
 
     def schedule(self, kind: str, key: str, *, force: bool = False) -> None:
@@ -456,11 +478,10 @@ class ClusterReconciler:
         if kind != "ScaledObject":
             return None
         namespace = key.partition("/")[0]
-        return rules.conflict(
-            doc,
-            self.documents("ScaledObject", namespace),
-            self.documents("HorizontalPodAutoscaler", namespace),
-        )
+        target = rules.target_of(doc)
+        same = self._by_target.get((namespace, target), ()) if target is not None else ()
+        candidates = [d for d in (self.doc("ScaledObject", k) for k in same) if d is not None]
+        return rules.conflict(doc, candidates, self.documents("HorizontalPodAutoscaler", namespace))
 
     def _retry_later(self, item: tuple[str, str]) -> None:
         async def later() -> None:
@@ -504,6 +525,8 @@ class ClusterReconciler:
         self.tracker.forget(key)
         entry.spec = None
         entry.announce = ()
+        if error != entry.error:
+            logger.warning("%s %s refused: %s", entry.kind, key, error)
         entry.error, entry.error_message = error, message or None
 
     def _set_dependencies(self, item: tuple[str, str], used: set[Dependency]) -> None:
