@@ -297,3 +297,61 @@ async def test_a_cut_watch_and_a_compacted_history_lose_nothing(
         await until(lambda: _ready(kube_standin, ns, "c"), "c, created after a compaction")
         await until(lambda: f"{ns}/b" not in run.controller, "b's deletion after a compaction")
         assert run.reconciler.live()
+
+
+async def test_ready_after_every_first_list_and_live_while_watches_read(
+    kube_standin: KubeStandIn,
+) -> None:
+    api, ns = kube_standin.api, unique_name("ns")
+    path = f"/namespaces/{ns}/scaledjobs"
+    gate = api.hang(path)  # the ScaledJob list answers only when the gate opens
+    try:
+        async with running(kube_standin, [ns], wait_ready=False) as run:
+            informers = [i for group in run.reconciler._informers.values() for i in group]
+            await until(
+                lambda: sum(i.synced for i in informers) == len(informers) - 1,
+                "every other first list",
+            )
+            assert not run.reconciler.ready()
+            gate.set()
+            await until(run.reconciler.ready, "ready once the last list is reconciled")
+            assert run.reconciler.live()
+            run.reconciler.stuck_after = 0.0  # no watch has read anything in 0 s
+            assert not run.reconciler.live()
+    finally:
+        gate.set()
+        with api.lock:
+            api.hanging.pop(path, None)
+
+
+async def test_a_scaled_job_gets_status_and_events(
+    kube_standin: KubeStandIn, redis_list: str
+) -> None:
+    api, ns = kube_standin.api, unique_name("ns")
+    async with running(kube_standin, [ns]):
+        api.put(
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledJob",
+                "metadata": {"name": "jobs", "namespace": ns},
+                "spec": {
+                    "pollingInterval": 1,
+                    "maxReplicaCount": 2,
+                    "jobTargetRef": {
+                        "template": {"spec": {"containers": [{"name": "w", "image": "busybox"}]}}
+                    },
+                    "triggers": [redis_trigger(redis_list, 6)],
+                },
+            }
+        )
+        await until(
+            lambda: (
+                condition(status_of(kube_standin, ns, "jobs", "scaledjobs"), "Active")[0] == "True"
+            ),
+            "the ScaledJob active",
+        )
+        status = status_of(kube_standin, ns, "jobs", "scaledjobs")
+        assert condition(status, "Ready")[:2] == ("True", "ScaledJobReady")
+        assert status["triggersTypes"] == "redis"
+        await until(lambda: "KEDAJobsCreated" in reasons(kube_standin, ns, "jobs"), "jobs created")
+        assert "ScaledJobReady" in reasons(kube_standin, ns, "jobs")
