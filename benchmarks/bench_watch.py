@@ -50,7 +50,8 @@ def _serve() -> None:
     sys.path.insert(0, str(_TESTS))
     import trustme
 
-    from servers.kubernetes_srv import USER, Handler, KubeApiStandIn, Server
+    from servers.kubernetes.handler import Handler, Server
+    from servers.kubernetes_srv import USER, KubeApiStandIn
 
     token = uuid.uuid4().hex
     api = KubeApiStandIn({token: USER})

@@ -178,9 +178,9 @@ def test_two_watching_replicas_share_objects_and_kubectl_reads_status_and_events
             )
             assert cell["TRIGGERS"] == "redis"
         described = _kubectl(kubectl, home, kubeconfig, "describe", "scaledobject", "so0", "-n", ns)
-        events = described[described.index("Events:") :]
-        assert "ScaledObjectReady" in events
-        assert "KEDAScalersStarted" in events
+        shown = described[described.index("Events:") :]
+        assert "ScaledObjectReady" in shown
+        assert "KEDAScalersStarted" in shown
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
