@@ -355,3 +355,20 @@ async def test_a_scaled_job_gets_status_and_events(
         assert status["triggersTypes"] == "redis"
         await until(lambda: "KEDAJobsCreated" in reasons(kube_standin, ns, "jobs"), "jobs created")
         assert "ScaledJobReady" in reasons(kube_standin, ns, "jobs")
+
+
+async def test_only_the_namespaces_given_are_watched(
+    kube_standin: KubeStandIn, redis_list: str
+) -> None:
+    api = kube_standin.api
+    one, two, other = unique_name("ns"), unique_name("ns"), unique_name("ns")
+    for ns in (one, two, other):
+        api.deployment("web", ns, replicas=0)
+    async with running(kube_standin, [one, two]) as run:
+        for ns in (one, two, other):
+            api.scaled_object("so", ns, "web", [redis_trigger(redis_list)], pollingInterval=1)
+        await until(
+            lambda: _ready(kube_standin, one, "so") and _ready(kube_standin, two, "so"), "both"
+        )
+        assert f"{other}/so" not in run.controller
+        assert status_of(kube_standin, other, "so") == {}

@@ -260,6 +260,7 @@ async def _run_objects(
     stop = anyio.CancelScope()
     watch = getattr(args, "watch", False)
     spawn: list[Any] = []  # the task group's start_soon, for the --watch reconciler
+    watching: list[Any] = []  # the --watch reconciler
     reader_gone: list[BrokenPipeError] = []
 
     def on_event(event: Event) -> None:
@@ -313,7 +314,18 @@ async def _run_objects(
             if watch:
                 from eventscale.runtime.cluster.reconciler import ClusterReconciler
 
-                spawn[0](ClusterReconciler.for_cli(args, client, ctl, sharding).run)
+                reconciler = ClusterReconciler.for_cli(
+                    args,
+                    client,
+                    ctl,
+                    sharding,
+                    make_target=lambda spec: make_target(args.target, spec, client=client),
+                    make_job_target=lambda spec: job_target(
+                        args.target, spec, client=client, job_seconds=args.job_seconds
+                    ),
+                )
+                watching.append(reconciler)  # ready() / live() for the health endpoints
+                spawn[0](reconciler.run)
             if not live:
                 await ctl.run_until_cancelled()
             who = "" if sharding is None else f", replica {sharding.identity}"

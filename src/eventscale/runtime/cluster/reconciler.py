@@ -196,11 +196,17 @@ class ClusterReconciler:
 
     @classmethod
     def for_cli(
-        cls, args: Any, client: Any, controller: Controller, ownership: Ownership | None
+        cls,
+        args: Any,
+        client: Any,
+        controller: Controller,
+        ownership: Ownership | None,
+        **kwargs: Any,
     ) -> ClusterReconciler:
         """The reconciler ``eventscale run --watch`` runs: ``args`` gives ``namespace``,
         ``selector``, ``env`` and ``no_os_env``; Events go through an
-        :class:`~eventscale.kube.events.EventRecorder`."""
+        :class:`~eventscale.kube.events.EventRecorder`; ``kwargs`` go to the
+        constructor (``make_target``, ...)."""
         import os
 
         from eventscale.kube.events import EventRecorder
@@ -220,6 +226,7 @@ class ClusterReconciler:
             ownership=ownership,
             cluster_namespace=os.environ.get("KEDA_CLUSTER_OBJECT_NAMESPACE") or "keda",
             env=env,
+            **kwargs,
         )
 
     def _kubernetes_target(self, spec: Any) -> Any:
