@@ -12,7 +12,7 @@ an event recorder.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -56,11 +56,26 @@ class Observed:
     active_triggers: tuple[str, ...] = ()
 
 
+_FOLLOWED: Final = frozenset({EventKind.POLL, EventKind.DECISION, EventKind.SCALE})
+
+
+def _snapshot(seen: Observed) -> tuple[Any, ...]:
+    """What of ``seen`` the status shows."""
+    return (
+        seen.original_replicas,
+        seen.active,
+        seen.cooling_down,
+        seen.fallback_active,
+        seen.last_active_time,
+        tuple(seen.failures.items()),
+    )
+
+
 class Tracker:
     """Keeps an :class:`Observed` per tracked key from the controller's events.
 
-    :param on_change: called with the key after every event that may change its status
-        or produced a Kubernetes Event (the reconciler schedules a status write).
+    :param on_change: called with the key after an event that changed what its status
+        shows or produced a Kubernetes Event (the reconciler schedules a status write).
     """
 
     def __init__(self, on_change: Callable[[str], None] | None = None) -> None:
@@ -87,15 +102,17 @@ class Tracker:
         if seen is None:
             return
         kind = event.kind
+        if kind not in _FOLLOWED:
+            return
+        before, queued = _snapshot(seen), len(self.pending)
         if kind is EventKind.POLL:
             self._poll(key, seen, event)
         elif kind is EventKind.DECISION:
             self._decision(key, seen, event)
-        elif kind is EventKind.SCALE:
-            self._scale(key, seen, event)
         else:
-            return
-        if self.on_change is not None:
+            self._scale(key, seen, event)
+        # a steady object changes nothing here: no status to recompute
+        if self.on_change is not None and (len(self.pending) > queued or _snapshot(seen) != before):
             self.on_change(key)
 
     def _poll(self, key: str, seen: Observed, event: Event) -> None:
