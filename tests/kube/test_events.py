@@ -37,6 +37,7 @@ async def test_an_event_is_written_about_the_object(kube_standin: KubeStandIn, n
     try:
         recorder = EventRecorder(client, instance="pod-1", clock=clock)
         await recorder.record(obj, "Normal", "KEDAScalersStarted", "Started scalers watch")
+        client.user_agent = "standin-test"  # reading Events back is not eventscale's call
         listed = await client.request(
             "GET",
             f"/api/v1/namespaces/{ns}/events",

@@ -73,7 +73,7 @@ async def test_kubectl_get_shows_kedas_columns_from_the_status(
     kube_standin.api.scaled_object(
         "web", ns, target="web-app", minReplicaCount=1, maxReplicaCount=9
     )
-    client = KubeClient(KubeConfig.from_kubeconfig(config))
+    client = KubeClient(KubeConfig.from_kubeconfig(config), user_agent="standin-test")
     try:
         before = _rows(_run(kubectl, tmp_path, config, "get", "scaledobject"))
         await client.request(
@@ -92,13 +92,23 @@ async def test_kubectl_get_shows_kedas_columns_from_the_status(
     assert after[1][:-1] == [
         "web", "apps/v1.Deployment", "web-app", "1", "9", "True", "False", "False", "False", "cron",
     ]  # fmt: skip
+    kube_standin.api.scaled_job("batch", ns, maxReplicaCount=4)
+    jobs = _rows(_run(kubectl, tmp_path, config, "get", "sj"))
+    assert jobs[0] == [
+        "NAME", "MIN", "MAX", "READY", "ACTIVE", "PAUSED", "TRIGGERS", "AUTHENTICATIONS", "AGE",
+    ]  # fmt: skip
+    assert jobs[1][:2] == ["batch", "4"]
+    kube_standin.api.trigger_authentication("auth", ns, {"secretTargetRef": [{"name": "s1"}]})
+    auths = _rows(_run(kubectl, tmp_path, config, "get", "ta"))
+    assert auths[0] == ["NAME", "PODIDENTITY", "SECRET", "ENV", "VAULTADDRESS"]
+    assert auths[1] == ["auth", "s1"]
     wide = _run(kubectl, tmp_path, config, "get", "scaledobjects", "-A")
     assert wide.splitlines()[0].split()[:2] == ["NAMESPACE", "NAME"]
     assert f"{ns} " in wide
 
 
 async def _write_status(config: Path, ns: str, name: str, status: dict[str, Any]) -> None:
-    client = KubeClient(KubeConfig.from_kubeconfig(config))
+    client = KubeClient(KubeConfig.from_kubeconfig(config), user_agent="standin-test")
     try:
         await client.request(
             "PATCH", f"{SO}/namespaces/{ns}/scaledobjects/{name}/status", body={"status": status}
@@ -218,8 +228,7 @@ def test_kubectl_apply_edit_and_delete_with_a_finalizer(
     config = kube_standin.kubeconfig(ns)
     api = kube_standin.api
     manifest = tmp_path / "so.yaml"
-    # The stand-in serves no OpenAPI documents: kubectl's client-side schema check is off.
-    apply = ("apply", "--validate=false", "-f", str(manifest))
+    apply = ("apply", "-f", str(manifest))
     manifest.write_text(_MANIFEST.replace("MAX", "5"))
     assert "created" in _run(kubectl, tmp_path, config, *apply)
     manifest.write_text(_MANIFEST.replace("MAX", "8"))

@@ -13,11 +13,13 @@ from eventscale.kube import JSON_PATCH, KubeClient, KubeConfig, request_verb
 from servers.kubernetes_srv import KubeStandIn
 
 SO = "/apis/keda.sh/v1alpha1"
+AGENT = "standin-test"
 
 
 @pytest.fixture
 async def client(kube_standin: KubeStandIn, ns: str) -> Any:
-    c = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)))
+    # Not eventscale's own calls: they stay out of what the ClusterRole must grant.
+    c = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)), user_agent=AGENT)
     try:
         yield c
     finally:
@@ -167,7 +169,7 @@ async def test_every_call_is_recorded_with_its_verb(
     async for _ in client.watch(base, params={"timeoutSeconds": "1"}):
         break
     await client.request("DELETE", f"{base}/r")
-    calls = [c[:3] for c in api.calls[mark:] if c.agent.startswith("eventscale")]
+    calls = [c[:3] for c in api.calls[mark:] if c.agent == AGENT]
     assert calls == [
         ("create", "keda.sh", "scaledobjects"),
         ("list", "keda.sh", "scaledobjects"),
@@ -177,7 +179,7 @@ async def test_every_call_is_recorded_with_its_verb(
         ("watch", "keda.sh", "scaledobjects"),
         ("delete", "keda.sh", "scaledobjects"),
     ]
-    assert set(calls) <= api.calls_by("eventscale")
+    assert set(calls) <= api.calls_by(AGENT)
 
 
 @pytest.mark.anyio
@@ -208,3 +210,33 @@ def test_request_verbs() -> None:
         "deletecollection",
         "jobs.batch",
     )
+
+
+def test_test_helpers_delete_as_the_api_does(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    job = api.scaled_job("sj", ns, maxReplicaCount=3)
+    assert job["kind"] == "ScaledJob"
+    assert job["spec"]["maxReplicaCount"] == 3
+    ta = api.trigger_authentication("ta", ns, {"secretTargetRef": []})
+    cta = api.trigger_authentication(f"cta-{ns}", None, {"env": []})
+    assert (ta["kind"], cta["kind"]) == ("TriggerAuthentication", "ClusterTriggerAuthentication")
+    assert cta["metadata"]["namespace"] == ""
+    held = api.scaled_object("held", ns)
+    held["metadata"]["finalizers"] = ["finalizer.keda.sh"]
+    api.put(held)
+    key = ("apis/keda.sh/v1alpha1", "scaledobjects", ns, "held")
+    marked = api.delete(key)
+    assert marked is not None
+    assert marked["metadata"]["deletionTimestamp"]
+    assert api.delete(("apis/keda.sh/v1alpha1", "scaledjobs", ns, "sj")) is None
+    assert api.get("apis/keda.sh/v1alpha1", "scaledjobs", ns, "sj") is None
+
+
+def test_an_apply_by_a_test_keeps_the_status(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    obj = api.scaled_object("kept", ns)
+    obj["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    api.put(obj)
+    edited = api.scaled_object("kept", ns, minReplicaCount=2)
+    assert edited["status"] == obj["status"]
+    assert edited["metadata"]["generation"] == 2

@@ -4,6 +4,7 @@ streams: resourceVersions, bookmarks, 410 Gone, cut connections, label selectors
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -431,3 +432,88 @@ async def test_an_expired_continue_token_restarts_the_list(
     finally:
         await client.aclose()
     assert ["continue" in p for p in pages] == [False, True, False, True]
+
+
+@pytest.mark.anyio
+async def test_writes_and_cuts_at_once_lose_nothing(kube_standin: KubeStandIn, ns: str) -> None:
+    """A writer thread changes ten objects 40 times each while another thread keeps
+    cutting the watches: every version of every object arrives, in order."""
+    api = kube_standin.api
+    names = [f"o{i}" for i in range(10)]
+    for name in names:
+        api.scaled_object(name, ns, minReplicaCount=0)
+    client = _client(kube_standin, ns)
+    done = threading.Event()
+
+    def write() -> None:
+        for n in range(1, 41):
+            for name in names:
+                api.scaled_object(name, ns, minReplicaCount=n)
+
+    def cut() -> None:
+        while not done.wait(0.01):
+            api.cut_watches()
+
+    try:
+        informer = _informer(client, namespace=ns)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            cutter = threading.Thread(target=cut)
+            cutter.start()
+            try:
+                await anyio.to_thread.run_sync(write)
+                await run.until(
+                    lambda: all(run.named(name)[-1] == ("MODIFIED", 40) for name in names),
+                    seconds=60,
+                )
+            finally:
+                done.set()
+                cutter.join()
+    finally:
+        await client.aclose()
+    for name in names:
+        assert run.named(name) == [("ADDED", 0)] + [("MODIFIED", n) for n in range(1, 41)]
+
+
+@pytest.mark.anyio
+async def test_core_kinds_are_watched_too(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    api.secret("creds", ns, {"password": "old"})
+    client = _client(kube_standin, ns)
+    try:
+        informer = Informer(client, "v1", "secrets", namespace=ns, backoff=(0.01, 0.05))
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            api.secret("creds", ns, {"password": "new"})
+            await run.until(lambda: run.kinds()[-1] == ("MODIFIED", "creds"))
+            assert informer.cache[(ns, "creds")]["data"]["password"] == "bmV3"
+            assert informer.path == f"/api/v1/namespaces/{ns}/secrets"
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
+async def test_watches_end_on_time_and_resume(kube_standin: KubeStandIn, ns: str) -> None:
+    api = kube_standin.api
+    client = _client(kube_standin, ns)
+    mark = len(api.calls)
+    try:
+        ended = [
+            e
+            async for e in client.watch(
+                f"{SO}/namespaces/{ns}/scaledobjects", params={"timeoutSeconds": "1"}
+            )
+        ]
+        assert ended == []  # the server closed the stream cleanly after a second
+        informer = _informer(client, namespace=ns, timeout_seconds=1)
+        async with running(informer) as run:
+            await run.until(lambda: informer.synced)
+            for i in range(3):  # across several watch requests
+                api.scaled_object(f"t{i}", ns)
+                await anyio.sleep(1.2)
+            await run.until(lambda: len(run.events) == 4)
+        assert run.kinds() == [("SYNCED", ""), ("ADDED", "t0"), ("ADDED", "t1"), ("ADDED", "t2")]
+    finally:
+        await client.aclose()
+    watches = [c for c in api.calls[mark:] if c.verb == "watch" and c.agent == "eventscale"]
+    assert len(watches) >= 4  # one by hand, then the informer's, renewed each second

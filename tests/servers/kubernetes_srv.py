@@ -26,8 +26,20 @@ It speaks the REST API over TLS with bearer tokens, for:
 * ``metrics.k8s.io/v1beta1`` PodMetrics (list and get, by label selector), and pods
   with resource requests and limits beside them: :meth:`KubeApiStandIn.resource_pods`
   creates both as the kubelet and metrics-server would report them,
-* ``labelSelector`` (equality and existence terms) on every list,
-* discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``) and ``/version``.
+* ``labelSelector`` (equality, existence, ``in``/``notin``) and ``fieldSelector``
+  (dotted paths) on every list and watch; ``limit``/``continue`` pages (a continue
+  token from before a compaction is 410 Expired); lists across all namespaces,
+* namespaces, which exist when named (read-only), and OpenAPI v3 (below),
+* discovery (``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``, with
+  short names and the ``status``/``scale`` subresources) and ``/version``.
+
+kubectl 1.32 works against it (tests/kube/test_kubectl_standin.py): ``get`` (KEDA's
+columns, ``-w``, ``-A``), ``describe`` (Events), ``patch`` (``--subresource=status``,
+``--type=merge|json``), ``delete`` (waiting on finalizers) and ``apply``: the
+stand-in serves just enough OpenAPI v3 (``/openapi/v3``) for kubectl to see that the
+server validates fields itself and which patch types each kind takes (merge and
+JSON patches for KEDA's kinds, as for any custom resource); it does not validate
+fields.
 
 Bodies are what the API returns: ``kind``/``apiVersion``, metadata with
 ``resourceVersion`` (one cluster-wide counter, as etcd's revision), ``uid`` and
@@ -48,8 +60,22 @@ watch mid-event.
 
 Tests can deny verbs (403 Forbidden), make a path hang, and inject a concurrent
 write in front of the next update of an object. ``api.calls`` records every resource
-request as ``ApiCall(verb, group, resource, agent)``; ``api.calls_by("eventscale")``
-gives the distinct ``(verb, group, resource)`` of eventscale's own client.
+request as ``ApiCall(verb, group, resource, agent)`` (Kubernetes' verbs: get, list,
+watch, create, update, patch, delete; ``resource`` with its subresource, as
+``scaledobjects/status``); ``api.calls_by("eventscale")`` gives the distinct
+``(verb, group, resource)`` of eventscale's own client (User-Agent ``eventscale``;
+tests that drive the stand-in for their own ends use another agent).
+
+Helpers on ``kube_standin.api`` (a :class:`KubeApiStandIn`): ``put(obj)`` (create or
+replace, as an apply), ``get(prefix, plural, ns, name)``, ``remove(key)`` (gone at
+once), ``delete(key)`` (as the API: finalizers hold it), ``touch(obj)`` (record an
+in-place change), ``scaled_object(name, ns, target, triggers, labels=, annotations=,
+**spec)``, ``scaled_job(...)``, ``trigger_authentication(name, ns | None, spec)``,
+``deployment``, ``worker``, ``secret``, ``configmap``, ``events_for(ns, name)``,
+``compact()``, ``cut_watches()``, ``calls_by(agent)``, ``history`` (every write as a
+``Change``), ``watching`` (open watch streams), ``bookmark_interval``. A key is
+``(prefix, plural, namespace, name)``, as ``("apis/keda.sh/v1alpha1", "scaledobjects",
+"ns", "x")``.
 """
 
 from __future__ import annotations
@@ -67,7 +93,8 @@ import pytest
 import trustme
 import yaml
 
-from servers.kubernetes.handler import ApiError, Handler, Server, status_body
+from servers.kubernetes.errors import ApiError, status_body
+from servers.kubernetes.handler import Handler, Server
 from servers.kubernetes.patching import field_selects, json_patch, merge_patch, selects
 from servers.kubernetes.resources import (
     BY_PATH,

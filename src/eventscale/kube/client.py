@@ -89,14 +89,17 @@ class KubeClient:
     :class:`TargetConflict` (409) or :class:`TargetError` carrying the status and the
     API's ``Status`` message; a call that takes longer than ``timeout`` seconds and an
     unreachable server raise :class:`TargetError` too. A 401 with an exec plugin
-    refreshes the token once.
+    refreshes the token once. ``user_agent`` names the client to the API (audit logs).
     """
 
-    def __init__(self, config: KubeConfig, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, config: KubeConfig, *, timeout: float = 10.0, user_agent: str = "eventscale"
+    ) -> None:
         if not timeout > 0:
             raise ConfigError(f"timeout must be > 0, got {timeout!r}", path="timeout")
         self.config = config
         self.timeout = timeout
+        self.user_agent = user_agent
         self._aiohttp = import_optional("aiohttp", extra="kubernetes", what="the Kubernetes target")
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context(config)
@@ -188,7 +191,7 @@ class KubeClient:
         return expires, token
 
     async def _headers(self) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "eventscale"}
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
         token = await self._token()
         if token:
             headers["Authorization"] = f"Bearer {token.reveal()}"

@@ -15,39 +15,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from servers.kubernetes import patching
-from servers.kubernetes.resources import BY_PATH, RESOURCES, Resource, table
+from servers.kubernetes.discovery import NOT_FOUND, discovery, groups, openapi_v3
+from servers.kubernetes.errors import ApiError, status_body
+from servers.kubernetes.resources import BY_PATH, Resource, table
 from servers.kubernetes.state import ApiCall, Change, Key, KubeApiStandIn, now
 
 _METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-_NOT_FOUND = "the server could not find the requested resource"
 # How a watch cut mid-stream ends: half an event, then the connection drops.
 _HALF_EVENT = b'{"type":"MODIFIED","object":{"kind":"'
-
-
-def status_body(
-    code: int, reason: str, message: str, details: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
-
-
-class ApiError(Exception):
-    def __init__(
-        self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.body = status_body(code, reason, message, details)
-        self.code = code
 
 
 class Server(ThreadingHTTPServer):
@@ -151,14 +126,16 @@ class Handler(BaseHTTPRequestHandler):
                 "serverAddressByClientCIDRs": [],
             }
         if parts == ["apis"]:
-            return 200, _groups()
+            return 200, groups()
+        if parts[:2] == ["openapi", "v3"]:
+            return 200, openapi_v3("/".join(parts[2:]))
         if not parts or parts[0] not in ("api", "apis"):
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         prefix_len = 2 if parts[0] == "api" else 3
         prefix = "/".join(parts[:prefix_len])
         rest = parts[prefix_len:]
         if not rest:
-            return 200, _discovery(prefix)
+            return 200, discovery(prefix)
         if prefix == "api/v1" and rest[0] == "namespaces" and len(rest) <= 2:
             return self._namespaces(method, rest[1] if len(rest) > 1 else None)
         namespace: str | None
@@ -168,19 +145,19 @@ class Handler(BaseHTTPRequestHandler):
             namespace = None
         res = BY_PATH.get((prefix, rest[0]))
         if res is None or len(rest) > 3:
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
         if res.namespaced and namespace is None and name is not None:
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         if not res.namespaced:
             if namespace is not None:
-                raise ApiError(404, "NotFound", _NOT_FOUND)
+                raise ApiError(404, "NotFound", NOT_FOUND)
             namespace = ""
         if sub is not None and not (
             (sub == "scale" and res.scale) or (sub == "status" and res.status)
         ):
-            raise ApiError(404, "NotFound", _NOT_FOUND)
+            raise ApiError(404, "NotFound", NOT_FOUND)
         watching = method == "GET" and _first(self.query, "watch") in ("true", "1")
         if method == "GET":
             verb = "watch" if watching else "get" if name else "list"
@@ -452,15 +429,9 @@ class Handler(BaseHTTPRequestHandler):
         api = self.server.api
         namespace, name = key[2], key[3]
         api.deleted.append((res.plural, namespace, name, self.query))
-        meta = obj["metadata"]
-        if meta.get("finalizers"):
-            if not meta.get("deletionTimestamp"):
-                meta["deletionTimestamp"] = now()
-                meta["deletionGracePeriodSeconds"] = 0
-                meta["generation"] = meta.get("generation", 1) + 1
-                api.touch(obj)
-            return 200, copy.deepcopy(obj)
-        api.remove(key)
+        held = api.delete(key)
+        if held is not None:  # finalizers: marked, still there
+            return 200, held
         if res.kind == "Job":  # the garbage collector removes the Job's pods
             for pod in api.job_pods(namespace, name):
                 api.remove(("api/v1", "pods", namespace, pod["metadata"]["name"]))
@@ -661,71 +632,3 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             with api.lock:
                 api.watching -= 1
-
-
-def _groups() -> dict[str, Any]:
-    groups: dict[str, set[str]] = {}
-    for r in RESOURCES:
-        if r.group:
-            groups.setdefault(r.group, set()).add(r.version)
-    return {
-        "kind": "APIGroupList",
-        "apiVersion": "v1",
-        "groups": [
-            {
-                "name": g,
-                "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs)],
-                "preferredVersion": {
-                    "groupVersion": f"{g}/{sorted(vs)[0]}",
-                    "version": sorted(vs)[0],
-                },
-            }
-            for g, vs in sorted(groups.items())
-        ],
-    }
-
-
-def _discovery(prefix: str) -> dict[str, Any]:
-    listed = [r for r in RESOURCES if r.prefix == prefix]
-    if not listed:
-        raise ApiError(404, "NotFound", _NOT_FOUND)
-    resources: list[dict[str, Any]] = []
-    for r in listed:
-        entry: dict[str, Any] = {
-            "name": r.plural,
-            "singularName": r.kind.lower(),
-            "namespaced": r.namespaced,
-            "kind": r.kind,
-            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
-        }
-        if r.short:
-            entry["shortNames"] = list(r.short)
-        resources.append(entry)
-        if r.scale:
-            resources.append(
-                {
-                    "name": f"{r.plural}/scale",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "group": "autoscaling",
-                    "version": "v1",
-                    "kind": "Scale",
-                    "verbs": ["get", "update"],
-                }
-            )
-        if r.status:
-            resources.append(
-                {
-                    "name": f"{r.plural}/status",
-                    "singularName": "",
-                    "namespaced": r.namespaced,
-                    "kind": r.kind,
-                    "verbs": ["get", "patch", "update"],
-                }
-            )
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": prefix.split("/", 1)[1],
-        "resources": resources,
-    }

@@ -17,7 +17,7 @@ from servers.kubernetes.resources import resource_of
 
 Key = tuple[str, str, str, str]  # prefix, plural, namespace, name
 # The most changes kept for watches; older ones are compacted away (410 Gone).
-HISTORY_LIMIT = 200_000
+HISTORY_LIMIT = 50_000
 
 
 def now() -> str:
@@ -41,6 +41,17 @@ class ApiCall(NamedTuple):
     group: str  # "" for the core group
     resource: str  # "scaledobjects", "scaledobjects/status", "deployments/scale"
     agent: str = ""  # the User-Agent (eventscale's client sends "eventscale")
+
+
+_CRON = {
+    "type": "cron",
+    "metadata": {
+        "timezone": "UTC",
+        "start": "0 * * * *",
+        "end": "30 * * * *",
+        "desiredReplicas": "2",
+    },
+}
 
 
 def key_of(obj: dict[str, Any]) -> Key:
@@ -105,7 +116,8 @@ class KubeApiStandIn:
             self._record(key_of(obj), "MODIFIED", obj)
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Create or replace an object directly (as if an operator applied it)."""
+        """Create or replace an object directly (as if an operator applied it). A kind
+        with a status subresource keeps its status unless ``obj`` has one."""
         res = resource_of(obj)
         meta = obj.setdefault("metadata", {})
         meta.setdefault("namespace", "default" if res.namespaced else "")
@@ -116,6 +128,9 @@ class KubeApiStandIn:
             meta.setdefault(
                 "creationTimestamp", old["metadata"]["creationTimestamp"] if old else now()
             )
+            if old is not None and res.status and "status" not in obj and "status" in old:
+                # As an apply: a kind with a status subresource keeps its status.
+                obj["status"] = copy.deepcopy(old["status"])
             if old is None:
                 meta.setdefault("generation", 1)
             else:
@@ -130,6 +145,23 @@ class KubeApiStandIn:
         with self.lock:
             obj = self.objects.pop(key)
             self._record(key, "DELETED", obj)
+            return copy.deepcopy(obj)
+
+    def delete(self, key: Key) -> dict[str, Any] | None:
+        """Delete as the API does: an object with finalizers gets a deletionTimestamp
+        (a MODIFIED event) and stays until its last finalizer is removed; one without
+        goes at once. Returns the object still there, or ``None`` when it is gone."""
+        with self.lock:
+            obj = self.objects[key]
+            meta = obj["metadata"]
+            if not meta.get("finalizers"):
+                self.remove(key)
+                return None
+            if not meta.get("deletionTimestamp"):
+                meta["deletionTimestamp"] = now()
+                meta["deletionGracePeriodSeconds"] = 0
+                meta["generation"] = meta.get("generation", 1) + 1
+                self.touch(obj)
             return copy.deepcopy(obj)
 
     def changes_since(self, revision: int) -> list[Change]:
@@ -169,6 +201,46 @@ class KubeApiStandIn:
             ]
         return sorted(found, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
+    def scaled_job(
+        self,
+        name: str,
+        namespace: str,
+        triggers: list[dict[str, Any]] | None = None,
+        *,
+        labels: dict[str, str] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        """Apply a ``keda.sh/v1alpha1`` ScaledJob running one busybox container."""
+        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+        if labels:
+            metadata["labels"] = labels
+        template = {"spec": {"containers": [{"name": "job", "image": "busybox"}]}}
+        return self.put(
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledJob",
+                "metadata": metadata,
+                "spec": {
+                    "jobTargetRef": {"template": template},
+                    "triggers": triggers or [_CRON],
+                    **spec,
+                },
+            }
+        )
+
+    def trigger_authentication(
+        self, name: str, namespace: str | None, spec: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a TriggerAuthentication (or, with ``namespace=None``, a
+        ClusterTriggerAuthentication) with ``spec``."""
+        kind = "TriggerAuthentication" if namespace else "ClusterTriggerAuthentication"
+        metadata: dict[str, Any] = {"name": name}
+        if namespace:
+            metadata["namespace"] = namespace
+        return self.put(
+            {"apiVersion": "keda.sh/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec}
+        )
+
     def scaled_object(
         self,
         name: str,
@@ -193,18 +265,7 @@ class KubeApiStandIn:
                 "metadata": metadata,
                 "spec": {
                     "scaleTargetRef": {"name": target},
-                    "triggers": triggers
-                    or [
-                        {
-                            "type": "cron",
-                            "metadata": {
-                                "timezone": "UTC",
-                                "start": "0 * * * *",
-                                "end": "30 * * * *",
-                                "desiredReplicas": "2",
-                            },
-                        }
-                    ],
+                    "triggers": triggers or [_CRON],
                     **spec,
                 },
             }
