@@ -377,3 +377,26 @@ async def test_only_the_namespaces_given_are_watched(
         )
         assert f"{other}/so" not in run.controller
         assert status_of(kube_standin, other, "so") == {}
+
+
+async def test_an_object_leaving_the_selector_is_let_go(
+    kube_standin: KubeStandIn, redis_list: str
+) -> None:
+    api, ns = kube_standin.api, unique_name("ns")
+    api.deployment("web", ns, replicas=0)
+    async with running(kube_standin, [ns], selector="team=shop") as run:
+        api.scaled_object(
+            "so", ns, "web", [redis_trigger(redis_list)], pollingInterval=1, labels={"team": "shop"}
+        )
+        await until(lambda: _ready(kube_standin, ns, "so"), "ready")
+
+        def finalizers() -> list[str]:
+            obj = api.get("apis/keda.sh/v1alpha1", "scaledobjects", ns, "so") or {}
+            return list(obj["metadata"].get("finalizers") or [])
+
+        await until(lambda: finalizers() == ["finalizer.keda.sh"], "the finalizer")
+        moved = api.get("apis/keda.sh/v1alpha1", "scaledobjects", ns, "so") or {}
+        moved["metadata"]["labels"] = {"team": "other"}
+        api.put(moved)  # (put records the old object: the watch sees it leave the selection)
+        await until(lambda: f"{ns}/so" not in run.controller, "the object dropped")
+        await until(lambda: finalizers() == [], "the finalizer taken off")

@@ -552,6 +552,13 @@ class ClusterReconciler:
 
     async def _drop(self, entry: Entry) -> None:
         item = (entry.kind, entry.key)
+        doc = entry.doc
+        if (
+            FINALIZER in rules.finalizers(doc)
+            and not rules.is_deleting(doc)
+            and await self.owns(entry.key)
+        ):
+            await self._let_go(entry, doc)
         if entry.running:
             await self.controller.remove(entry.key)
         elif self.ownership is not None:
@@ -571,6 +578,24 @@ class ClusterReconciler:
         if entry.kind == "ScaledObject":
             namespace = entry.key.partition("/")[0]
             self._schedule_same_target(namespace, rules.target_of(entry.doc), entry.key)
+
+    async def _let_go(self, entry: Entry, doc: Mapping[str, Any]) -> None:
+        """Take KEDA's finalizer off an object that left the watch without being deleted
+        (its labels no longer match ``--selector``): nobody here would finalize it."""
+        index = rules.finalizers(doc).index(FINALIZER)
+        path = f"/metadata/finalizers/{index}"
+        try:
+            await self.client.request(
+                "PATCH",
+                self.writer.path(entry.kind, entry.key),
+                body=[
+                    {"op": "test", "path": path, "value": FINALIZER},
+                    {"op": "remove", "path": path},
+                ],
+                content_type="application/json-patch+json",
+            )
+        except TargetError as exc:  # gone, or the finalizers moved: nothing to undo here
+            logger.debug("%s: leaving the finalizer: %s", entry.key, exc)
 
     async def _finalize(self, entry: Entry, doc: Mapping[str, Any]) -> None:
         """KEDA's finalizer: stop, restore the original replicas if asked, let go."""
