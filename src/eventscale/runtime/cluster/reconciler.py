@@ -25,8 +25,9 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import eventscale.runtime.cluster.building as building
+import eventscale.runtime.cluster.finalizing as finalizing
 import eventscale.runtime.cluster.rules as rules
-from eventscale.errors import ConfigError, EventscaleError, TargetConflict, TargetError
+from eventscale.errors import ConfigError, EventscaleError
 from eventscale.runtime.cluster.keda import FINALIZER, gvk_string
 from eventscale.runtime.cluster.sources import Dependency
 from eventscale.runtime.cluster.tracker import Observed, Tracker
@@ -433,7 +434,7 @@ class ClusterReconciler:
             return
         if entry is None:
             entry = self.entries[item] = Entry(kind, key, doc)
-            entry.was_paused = _paused_in_status(doc)
+            entry.was_paused = rules.paused_in_status(doc)
         entry.doc = doc
         if rules.is_deleting(doc):
             await self._finalize(entry, doc)
@@ -582,20 +583,7 @@ class ClusterReconciler:
     async def _let_go(self, entry: Entry, doc: Mapping[str, Any]) -> None:
         """Take KEDA's finalizer off an object that left the watch without being deleted
         (its labels no longer match ``--selector``): nobody here would finalize it."""
-        index = rules.finalizers(doc).index(FINALIZER)
-        path = f"/metadata/finalizers/{index}"
-        try:
-            await self.client.request(
-                "PATCH",
-                self.writer.path(entry.kind, entry.key),
-                body=[
-                    {"op": "test", "path": path, "value": FINALIZER},
-                    {"op": "remove", "path": path},
-                ],
-                content_type="application/json-patch+json",
-            )
-        except TargetError as exc:  # gone, or the finalizers moved: nothing to undo here
-            logger.debug("%s: leaving the finalizer: %s", entry.key, exc)
+        await finalizing.remove_finalizer(self.client, self.writer.path(entry.kind, entry.key), doc)
 
     async def _finalize(self, entry: Entry, doc: Mapping[str, Any]) -> None:
         """KEDA's finalizer: stop, restore the original replicas if asked, let go."""
@@ -621,22 +609,8 @@ class ClusterReconciler:
     async def _set_finalizers(
         self, entry: Entry, doc: Mapping[str, Any], finalizers: list[str]
     ) -> None:
-        meta = doc.get("metadata") or {}
-        body = {
-            "metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}
-        }
-        try:
-            await self.client.request(
-                "PATCH",
-                self.writer.path(entry.kind, entry.key),
-                body=body,
-                content_type="application/merge-patch+json",
-            )
-        except TargetConflict:
-            # a newer version exists: its watch event brings the object back here
-            logger.debug("%s: finalizers changed meanwhile", entry.key)
-        except TargetError as exc:
-            logger.warning("%s: updating finalizers failed: %s", entry.key, exc)
+        path = self.writer.path(entry.kind, entry.key)
+        await finalizing.set_finalizers(self.client, path, doc, finalizers)
 
 
 class _Refused(Exception):
@@ -653,12 +627,3 @@ def _own_client(client: Any) -> Any:
         return type(client)(config, timeout=client.timeout)
     except TypeError:
         return client
-
-
-def _paused_in_status(doc: Mapping[str, Any]) -> bool:
-    status = doc.get("status") or {}
-    conditions = status.get("conditions") if isinstance(status, Mapping) else None
-    return any(
-        isinstance(c, Mapping) and c.get("type") == "Paused" and c.get("status") == "True"
-        for c in conditions or ()
-    )

@@ -22,6 +22,7 @@ __all__ = (
     "fingerprint",
     "involved",
     "is_deleting",
+    "paused_in_status",
     "object_key",
     "target_of",
     "with_finalizer",
@@ -152,3 +153,13 @@ def without_finalizer(doc: Mapping[str, Any]) -> list[str] | None:
     """The finalizer list without KEDA's, or ``None`` when it is not there."""
     current = finalizers(doc)
     return [f for f in current if f != FINALIZER] if FINALIZER in current else None
+
+
+def paused_in_status(doc: Mapping[str, Any]) -> bool:
+    """Whether ``doc``'s status has the condition ``Paused=True``."""
+    status = doc.get("status") or {}
+    conditions = status.get("conditions") if isinstance(status, Mapping) else None
+    return any(
+        isinstance(c, Mapping) and c.get("type") == "Paused" and c.get("status") == "True"
+        for c in conditions or ()
+    )
