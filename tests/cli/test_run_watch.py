@@ -4,6 +4,7 @@ KEDA's printer columns and the Events back from the stand-in."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -199,3 +200,72 @@ def test_run_needs_manifests_or_watch(tmp_path: Path) -> None:
     assert "--watch" in result.stderr
     result = run_cli("run", "--namespace", "x", str(tmp_path / "missing.yaml"))
     assert result.code == 2
+
+
+def test_watched_scaled_job_with_memory_target_prints_its_kind(
+    kube_standin: KubeStandIn, redis_list: str
+) -> None:
+    api, ns = kube_standin.api, unique_name("watch")
+    kubeconfig = kube_standin.kubeconfig(ns)
+    proc = subprocess.Popen(
+        [
+            *command(),
+            "run",
+            "--watch",
+            "--namespace",
+            ns,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--json",
+            "--target",
+            "memory",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        api.put(
+            {
+                "apiVersion": "keda.sh/v1alpha1",
+                "kind": "ScaledJob",
+                "metadata": {"name": "jobs", "namespace": ns},
+                "spec": {
+                    "pollingInterval": 1,
+                    "jobTargetRef": {
+                        "template": {"spec": {"containers": [{"name": "w", "image": "busybox"}]}}
+                    },
+                    "triggers": [
+                        {
+                            "type": "redis",
+                            "metadata": {
+                                "address": "127.0.0.1:6379",
+                                "listName": redis_list,
+                                "listLength": "2",
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        scale: dict[str, object] | None = None
+        for raw in proc.stdout:
+            line = json.loads(raw)
+            if line["scaledObject"] == f"{ns}/jobs" and line["kind"] == "scale":
+                scale = line
+                break
+            assert time.monotonic() < deadline, "no scale line within 30 s"
+        assert scale is not None
+        assert scale["objectKind"] == "ScaledJob"
+        with api.lock:  # --target memory: the jobs run in the process, not in the cluster
+            assert not [k for k in api.objects if k[:3] == ("apis/batch/v1", "jobs", ns)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0

@@ -267,7 +267,9 @@ async def _run_objects(
         if not live:
             if event.kind in shown and not reader_gone:
                 line = event.to_dict()
-                line["objectKind"] = kinds.get(event.scaled_object, "ScaledObject")
+                line["objectKind"] = kinds.get(event.scaled_object) or (
+                    watching[0].kind_of(event.scaled_object) if watching else "ScaledObject"
+                )
                 line.update(extra)
                 try:
                     out.write(json.dumps(line) + "\n")

@@ -4,7 +4,9 @@
 objects and keeps a controller in step with them; :mod:`.keda` holds KEDA's reasons,
 conditions and status fields; :mod:`.rules` its admission rules; :mod:`.tracker` turns
 the controller's events into status and Kubernetes Events; :mod:`.writer` writes them;
-:mod:`.sources` reads Secrets and TriggerAuthentications from the watch caches.
+:mod:`.sources` reads Secrets and TriggerAuthentications from the watch caches;
+:mod:`.building` builds an object and restores its target on delete; :mod:`.finalizing`
+puts KEDA's finalizer on and takes it off.
 See docs/deploy.md.
 """
 

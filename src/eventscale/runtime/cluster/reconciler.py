@@ -269,6 +269,11 @@ class ClusterReconciler:
             if informer.synced
         )
 
+    def kind_of(self, key: str) -> str:
+        """``ScaledJob`` when ``key`` runs here as a ScaledJob, else ``ScaledObject``."""
+        entry = self.entries.get(("ScaledJob", key))
+        return "ScaledJob" if entry is not None and entry.running else "ScaledObject"
+
     # ------------------------------------------------------------------ caches
 
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
