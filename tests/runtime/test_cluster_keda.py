@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -291,3 +292,47 @@ def test_tracker_turns_controller_events_into_keda_reasons() -> None:
     assert tracker.pending[4].message.startswith("Scaled apps/v1.Deployment ns/web from 0 to 3")
     assert tracker.pending[5].message == "Deactivated apps/v1.Deployment ns/web from 3 to 0"
     assert set(changed) == {"ns/a"}
+
+
+def _status(**conditions: str) -> dict[str, Any]:
+    return {
+        "conditions": [
+            {"type": kind, "status": value, "message": f"{kind} {value}"}
+            for kind, value in conditions.items()
+        ]
+    }
+
+
+def test_events_follow_status_transitions() -> None:
+    from eventscale.runtime.cluster.writer import transitions
+
+    assert transitions("ScaledObject", {}, _status(Ready="True", Paused="False")) == [
+        ("Normal", "ScaledObjectReady", "ScaledObject is ready for scaling")
+    ]
+    # already ready in the API (a restart, a new owner): nothing to repeat
+    assert transitions("ScaledObject", _status(Ready="True"), _status(Ready="True")) == []
+    refused = transitions("ScaledJob", _status(Ready="True"), _status(Ready="False"))
+    assert refused == [("Warning", "ScaledJobCheckFailed", "Ready False")]
+    assert transitions("ScaledObject", _status(Ready="False"), _status(Ready="False")) == []
+    paused = transitions("ScaledObject", _status(Paused="False"), _status(Paused="True"))
+    assert paused == [("Normal", "ScaledObjectPaused", "ScaledObject is paused")]
+    unpaused = transitions("ScaledObject", _status(Paused="True"), _status(Paused="False"))
+    assert unpaused[0][1] == "ScaledObjectUnpaused"
+
+
+@pytest.mark.anyio
+async def test_cache_source_records_what_a_build_reads_found_or_not() -> None:
+    import base64
+
+    from eventscale.runtime.cluster.sources import CacheSource, Dependency
+
+    docs = {("Secret", "ns", "s"): {"data": {"k": base64.b64encode(b"v").decode(), "bin": "//8="}}}
+    used: set[Dependency] = set()
+    source = CacheSource(lambda kind, ns, name: docs.get((kind, ns, name)), used)
+    found = await source.get_secret("s", "ns")
+    assert found is not None
+    assert found.values["k"].reveal() == "v"
+    assert found.unreadable == frozenset({"bin"})  # not UTF-8 text
+    assert await source.get_config_map("missing", "ns") is None
+    assert used == {("Secret", "ns", "s"), ("ConfigMap", "ns", "missing")}
+    assert "v" not in repr(source)
