@@ -225,6 +225,20 @@ async def test_a_changed_secret_rebuilds_only_its_users(
             reasons(kube_standin, ns, "user")
         )
 
+        # the TriggerAuthentication now names a Secret that does not exist: refused,
+        # with the path inside the TriggerAuthentication; the other object untouched
+        def retarget(o: dict[str, Any]) -> None:
+            o["spec"]["secretTargetRef"][0]["name"] = "nowhere"
+
+        edit(kube_standin, "triggerauthentications", ns, "ta", retarget)
+        await until(lambda: not _ready(kube_standin, ns, "user"), "the user refused")
+        message = condition(status_of(kube_standin, ns, "user"), "Ready")[2]
+        assert "secretTargetRef[0]" in message
+        assert "nowhere" in message
+        assert run.controller.get(f"{ns}/other") is other
+        api.secret("nowhere", ns, {"address": "127.0.0.1:6379"})
+        await until(lambda: _ready(kube_standin, ns, "user"), "ready once the Secret exists")
+
 
 async def test_a_target_scaled_elsewhere_is_refused(
     kube_standin: KubeStandIn, redis_list: str
