@@ -280,7 +280,8 @@ async def _run_objects(
             return
         row = rows.get(event.scaled_object)
         if event.kind is EventKind.OBJECT_ADDED and row is None:  # found by --watch
-            rows[event.scaled_object] = [event.scaled_object, "?", "?", "?", "-", "starting"]
+            kind = watching[0].kind_of(event.scaled_object) if watching else "?"
+            rows[event.scaled_object] = [event.scaled_object, kind, "?", "?", "-", "starting"]
             return
         if event.kind is EventKind.OBJECT_REMOVED and event.scaled_object not in kinds:
             rows.pop(event.scaled_object, None)
