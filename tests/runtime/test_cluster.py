@@ -414,3 +414,39 @@ async def test_an_object_leaving_the_selector_is_let_go(
         api.put(moved)  # (put records the old object: the watch sees it leave the selection)
         await until(lambda: f"{ns}/so" not in run.controller, "the object dropped")
         await until(lambda: finalizers() == [], "the finalizer taken off")
+
+
+async def test_a_restart_writes_no_status_and_repeats_no_ready_event(
+    kube_standin: KubeStandIn, redis_list: str
+) -> None:
+    api, ns = kube_standin.api, unique_name("ns")
+    api.deployment("web", ns, replicas=0)
+    key = f"{ns}/so"
+
+    def status_writes() -> int:
+        with api.lock:
+            return sum(1 for c in api.calls if c.resource == "scaledobjects/status")
+
+    api.scaled_object(
+        "so",
+        ns,
+        "web",
+        [redis_trigger(redis_list)],
+        pollingInterval=1,
+        fallback={"failureThreshold": 3, "replicas": 1},
+    )
+    async with running(kube_standin, [ns]) as run:
+        await until(lambda: replicas(kube_standin, ns, "web") == 3, "scaled")
+        await until(
+            lambda: condition(status_of(kube_standin, ns, "so"), "Active")[0] == "True", "active"
+        )
+        await until(lambda: run.controller.status(key).polls >= 3, "a few polls")
+    before = status_of(kube_standin, ns, "so")
+    writes = status_writes()
+    async with running(kube_standin, [ns]) as run:
+        await until(lambda: run.controller.status(key).polls >= 3, "polls after the restart")
+    assert status_writes() == writes
+    assert status_of(kube_standin, ns, "so") == before
+    ready = [e for e in api.events_for(ns, "so") if e["reason"] == "ScaledObjectReady"]
+    assert len(ready) == 1
+    assert ready[0].get("count", 1) == 1

@@ -508,10 +508,8 @@ class ClusterReconciler:
         spec: Any = obj.spec
         observed = self.tracker.objects.get(key)
         if observed is None or observed.kind != entry.kind:
-            observed = Observed(kind=entry.kind)
-            status = entry.doc.get("status") or {}
-            if isinstance(status.get("originalReplicaCount"), int):
-                observed.original_replicas = status["originalReplicaCount"]
+            # what the API's status says (a restart, a new owner): unchanged, no write
+            observed = Observed.from_status(entry.kind, entry.doc.get("status"))
         if entry.kind == "ScaledObject":
             ref = spec.scale_target_ref
             observed.target = f"{gvk_string(ref.api_version, ref.kind)} {spec.namespace}/{ref.name}"

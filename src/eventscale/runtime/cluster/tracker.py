@@ -11,7 +11,8 @@ an event recorder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import attrs
@@ -54,6 +55,43 @@ class Observed:
     last_active_seen: float | None = None
     failures: dict[str, int] = attrs.field(factory=dict)
     active_triggers: tuple[str, ...] = ()
+
+    @classmethod
+    def from_status(cls, kind: str, status: Any) -> Observed:
+        """What a KEDA ``status`` already shows (a restart, a new owner taking over), so
+        the first status computed from it writes nothing new."""
+        seen = cls(kind=kind)
+        if not isinstance(status, Mapping):
+            return seen
+        conditions = {
+            c.get("type"): c for c in status.get("conditions") or () if isinstance(c, Mapping)
+        }
+        active = conditions.get("Active") or {}
+        seen.active = {"True": True, "False": False}.get(str(active.get("status")))
+        seen.cooling_down = active.get("reason") == "ScalerCooldown"
+        seen.fallback_active = (conditions.get("Fallback") or {}).get("status") == "True"
+        original = status.get("originalReplicaCount")
+        if isinstance(original, int) and not isinstance(original, bool):
+            seen.original_replicas = original
+        seen.last_active_time = _parse_time(status.get("lastActiveTime"))
+        seen.last_active_seen = seen.last_active_time
+        health = status.get("health")
+        if isinstance(health, Mapping):
+            for name, entry in health.items():
+                count = entry.get("numberOfFailures") if isinstance(entry, Mapping) else None
+                if isinstance(count, int) and not isinstance(count, bool):
+                    seen.failures[str(name)] = count
+        return seen
+
+
+def _parse_time(value: Any) -> float | None:
+    """An RFC 3339 time of the API (``2026-01-02T03:04:05Z``) as wall-clock seconds."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 _FOLLOWED: Final = frozenset({EventKind.POLL, EventKind.DECISION, EventKind.SCALE})
