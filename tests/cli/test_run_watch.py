@@ -182,16 +182,34 @@ def test_two_watching_replicas_share_objects_and_kubectl_reads_status_and_events
         shown = described[described.index("Events:") :]
         assert "ScaledObjectReady" in shown
         assert "KEDAScalersStarted" in shown
+
+        # one replica dies: the other takes its objects over, edits included
+        procs[0].kill()
+        procs[0].communicate()
+        for i in range(OBJECTS):
+            obj = api.get(KEDA, "scaledobjects", ns, f"so{i}") or {}
+            obj["spec"]["triggers"][0]["metadata"]["listLength"] = "1"
+            api.put(obj)
+
+        def rescaled() -> bool:
+            return all(
+                (api.get("apis/apps/v1", "deployments", ns, f"web{i}") or {})["spec"]["replicas"]
+                == 6  # (up: a scale-down would wait out its 300 s window)
+                for i in range(OBJECTS)
+            )
+
+        _wait(rescaled, "every object rescaled by the survivor", procs[1:])
     finally:
         for proc in procs:
-            proc.send_signal(signal.SIGTERM)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for proc in procs:
             try:
                 proc.communicate(timeout=20)  # (closes the stderr pipe)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.communicate()
-    assert [p.returncode for p in procs] == [0, 0]
+    assert [p.returncode for p in procs] == [-signal.SIGKILL, 0]
 
 
 def test_run_needs_manifests_or_watch(tmp_path: Path) -> None:
