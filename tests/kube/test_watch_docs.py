@@ -56,13 +56,10 @@ async def test_the_event_example_records(kube_standin: KubeStandIn, ns: str) -> 
     _, record_code = _examples()
     obj = kube_standin.api.scaled_object("docs", ns)
     client = KubeClient(KubeConfig.from_kubeconfig(kube_standin.kubeconfig(ns)))
-    from eventscale.kube import EventRecorder
-
-    scope: dict[str, Any] = {"client": client, "scaled_object": obj, "EventRecorder": EventRecorder}
+    scope: dict[str, Any] = {}
     try:
-        body = "async def _run():\n" + "".join(f"    {line}\n" for line in record_code.splitlines())
-        exec(body, scope)
-        await scope["_run"]()
+        exec(record_code, scope)
+        await scope["report_failure"](client, obj)
     finally:
         await client.aclose()
     (event,) = kube_standin.api.events_for(ns, "docs")

@@ -119,7 +119,14 @@ spec:
     polls: list[Event] = []
     async with Controller(clock=clock, sleep=clock.sleep) as ctl:
         keda.attach(ctl)
-        ctl.events.add_hook(lambda e: polls.append(e) if e.kind is EventKind.POLL else None)
+        polled_more = [anyio.Event()]
+
+        def on_poll(event: Event) -> None:
+            if event.kind is EventKind.POLL:
+                polls.append(event)
+                polled_more[0].set()
+
+        ctl.events.add_hook(on_poll)
         for name in ("orders", "held"):
             ctl.add(
                 ScaledObject.from_manifest(
@@ -135,7 +142,8 @@ spec:
             keys = ("shop/orders", "shop/held", "shop/crunch")
             with anyio.fail_after(10):
                 while any(sum(1 for e in polls if e.scaled_object == k) < rounds for k in keys):
-                    await anyio.sleep(0.01)
+                    polled_more[0] = anyio.Event()
+                    await polled_more[0].wait()
                 await clock.wait_for_sleepers(3)
                 await anyio.sleep(0.05)
 

@@ -121,7 +121,13 @@ def _job_target_fields(spec: Any) -> tuple[Any, ...] | None:
     )
 
 
-async def metrics_server(args: argparse.Namespace, ctl: Any, reloader: Any, health: Any) -> Any:
+async def metrics_server(
+    args: argparse.Namespace,
+    ctl: Any,
+    reloader: Any,
+    health: Any,
+    kind_of: Callable[[str], str] | None = None,
+) -> Any:
     """With ``--metrics-address``: KEDA's and eventscale's metrics and the probes, serving."""
     if not args.metrics_address:
         return None
@@ -136,7 +142,11 @@ async def metrics_server(args: argparse.Namespace, ctl: Any, reloader: Any, heal
     prom.ProcessCollector(registry=registry)
     prom.PlatformCollector(registry=registry)
     prom.GCCollector(registry=registry)
-    keda = KedaMetrics(registry, kind_of=lambda key: _kind_and_types(ctl, reloader, key))
+
+    def kinds(key: str) -> str | None:
+        return kind_of(key) if kind_of is not None else reloader.kinds.get(key)
+
+    keda = KedaMetrics(registry, kind_of=lambda key: _kind_and_types(ctl, kinds, key))
     keda.attach(ctl)
     ctl.events.add_hook(PrometheusExporter(registry))
     factory = reloader.factory
@@ -154,8 +164,10 @@ async def metrics_server(args: argparse.Namespace, ctl: Any, reloader: Any, heal
     return server
 
 
-def _kind_and_types(ctl: Any, reloader: Any, key: str) -> tuple[str, tuple[str, ...]] | None:
-    kind = reloader.kinds.get(key)
+def _kind_and_types(
+    ctl: Any, kind_of: Callable[[str], str | None], key: str
+) -> tuple[str, tuple[str, ...]] | None:
+    kind = kind_of(key)
     if kind is None or key not in ctl:
         return None
     return kind, tuple(str(t.type) for t in ctl.get(key).spec.triggers)

@@ -4,7 +4,9 @@ Every ScaledObject and ScaledJob is reconciled on its ``pollingInterval`` until 
 SIGTERM: a live table on a terminal, JSON lines otherwise. The manifest files (or
 folders) are read again when they change and on SIGHUP
 (:class:`~eventscale.runtime.reload.ManifestReloader`); ``--metrics-address`` serves
-KEDA's and eventscale's Prometheus metrics and the health probes. With
+KEDA's and eventscale's Prometheus metrics and the health probes. ``--watch`` lists and
+watches KEDA's kinds in the cluster and writes their status and Events
+(:class:`~eventscale.runtime.cluster.reconciler.ClusterReconciler`). With
 ``--shard-leases`` several processes share the objects through Kubernetes Leases
 (:class:`~eventscale.runtime.sharding.LeaseSharding`). See docs/cli.md.
 """
@@ -15,17 +17,20 @@ import argparse
 import json
 import math
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from eventscale.cli._common import EXIT_OK, add_env_options, read_manifest_files
+from eventscale.cli._common import (
+    EXIT_OK,
+    add_env_options,
+    job_target,
+    make_target,
+    read_manifest_files,
+)
 from eventscale.cli._output import Writable, is_terminal
 from eventscale.cli._run_parts import ObjectFactory, metrics_server
 from eventscale.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ("add_parser", "execute", "run")
 
@@ -43,9 +48,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "manifests",
-        nargs="+",
+        nargs="*",
         metavar="MANIFEST",
-        help="YAML files or folders of them ('-' for stdin); read again when they change",
+        help="YAML files or folders of them ('-' for stdin); read again when they change; "
+        "optional with --watch",
     )
     p.add_argument(
         "--target",
@@ -69,6 +75,24 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "(default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
     )
     p.add_argument("--context", metavar="NAME", help="the kubeconfig context (default: current)")
+    cluster = p.add_argument_group("in a cluster, as KEDA's operator (docs/deploy.md)")
+    cluster.add_argument(
+        "--watch",
+        action="store_true",
+        help="list and watch ScaledObjects, ScaledJobs and (Cluster)TriggerAuthentications in "
+        "the cluster; write their status and Events",
+    )
+    cluster.add_argument(
+        "--namespace",
+        action="append",
+        metavar="NS",
+        help="with --watch: watch this namespace (repeatable; default: all namespaces)",
+    )
+    cluster.add_argument(
+        "--selector",
+        metavar="LABELS",
+        help="with --watch: only ScaledObjects and ScaledJobs with these labels (app=web,tier)",
+    )
     shard = p.add_argument_group("scale-out over several processes")
     shard.add_argument(
         "--shard-leases",
@@ -154,6 +178,11 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     from eventscale.runtime.controller import Controller
     from eventscale.runtime.reload import ManifestReloader
 
+    watch = bool(getattr(args, "watch", False))
+    if not args.manifests and not watch:
+        raise ConfigError("give manifest files, or --watch", path="MANIFEST")
+    if not watch and (args.namespace or args.selector):
+        raise ConfigError("needs --watch", path="--namespace" if args.namespace else "--selector")
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
@@ -165,7 +194,7 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
     files = [path for path in args.manifests if path != "-"]
     stdin_text = read_manifest_files(["-"]) if "-" in args.manifests else ""
     client = None
-    if args.target == "kubernetes" or args.shard_leases:
+    if args.target == "kubernetes" or args.shard_leases or watch:
         from eventscale.kube import KubeClient, KubeConfig
 
         client = KubeClient(KubeConfig.load(args.kubeconfig, args.context))
@@ -192,8 +221,10 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
             interval=args.reload_interval,
             fixed_text=stdin_text,
         )
-        await reloader.load()
-        return await _run_objects(args, out, ctl, reloader, live, sharding)
+        if args.manifests:
+            # with --watch the files may hold only what the watched objects use
+            await reloader.load(required=not watch)
+        return await _run_objects(args, out, ctl, reloader, live, sharding, client)
     finally:
         if client is not None:
             await client.aclose()
@@ -206,6 +237,7 @@ async def _run_objects(
     reloader: Any,
     live: bool,
     sharding: Any,
+    client: Any,
 ) -> int:
     from eventscale.cli._live import LiveView
     from eventscale.runtime.health import Health, controller_checks
@@ -220,7 +252,15 @@ async def _run_objects(
         EventKind.RELOAD,
     )
     extra: dict[str, str] = {} if sharding is None else {"identity": sharding.identity}
-    view = LiveView(lambda key: reloader.kinds.get(key, "ScaledObject"))
+    watching: list[Any] = []  # the --watch reconciler, once made
+
+    def kind_of(key: str) -> str:
+        kind = reloader.kinds.get(key)
+        if kind is None and watching:
+            kind = watching[0].kind_of(key)
+        return str(kind or "ScaledObject")
+
+    view = LiveView(kind_of)
     for key in reloader.kinds:
         view.add(key)
 
@@ -234,7 +274,7 @@ async def _run_objects(
         if event.kind in shown and not reader_gone:
             line = event.to_dict()
             if event.kind not in (EventKind.RELOAD, EventKind.CONFIG_ERROR):
-                line["objectKind"] = reloader.kinds.get(event.scaled_object, "ScaledObject")
+                line["objectKind"] = kind_of(event.scaled_object)
             line.update(extra)
             try:
                 out.write(json.dumps(line) + "\n")
@@ -256,7 +296,7 @@ async def _run_objects(
     checks = controller_checks(health, ctl)
     ctl.events.add_hook(on_event)
     try:
-        server = await metrics_server(args, ctl, reloader, health)
+        server = await metrics_server(args, ctl, reloader, health, kind_of)
     except BaseException:
         # (a port in use): close the objects loaded into the controller that never ran
         with anyio.CancelScope(shield=True):
@@ -266,7 +306,24 @@ async def _run_objects(
 
     async def control() -> None:
         async with ctl:
-            tg.start_soon(reloader.run)
+            if args.manifests:
+                tg.start_soon(reloader.run)
+            if args.watch:
+                from eventscale.runtime.cluster.reconciler import ClusterReconciler
+
+                reconciler = ClusterReconciler.for_cli(
+                    args,
+                    client,
+                    ctl,
+                    sharding,
+                    make_target=lambda spec: make_target(args.target, spec, client=client),
+                    make_job_target=lambda spec: job_target(
+                        args.target, spec, client=client, job_seconds=args.job_seconds
+                    ),
+                )
+                watching.append(reconciler)
+                health.add_check("watch", ready=reconciler.ready, live=reconciler.live)
+                tg.start_soon(reconciler.run)
             with checks.running_while():
                 if not live:
                     await ctl.run_until_cancelled()

@@ -231,8 +231,9 @@ class ManifestReloader:
 
     # ------------------------------------------------------------------ reading
 
-    async def load(self) -> ReloadResult:
-        """The first read: every file must be valid (else :class:`ConfigError`).
+    async def load(self, *, required: bool = True) -> ReloadResult:
+        """The first read: every file must be valid (else :class:`ConfigError`), and
+        hold a ScaledObject or ScaledJob unless ``required`` is false.
 
         The objects are added to the controller (before or after it is entered).
         """
@@ -244,7 +245,7 @@ class ManifestReloader:
         self._texts = texts
         self._hashes = {p: _digest(t) for p, t in texts.items()}
         manifests, text = self._combined()
-        if not manifests.scaled_objects and not (self.jobs and manifests.scaled_jobs):
+        if required and not manifests.scaled_objects and not (self.jobs and manifests.scaled_jobs):
             kinds = "ScaledObject or ScaledJob" if self.jobs else "ScaledObject"
             raise ConfigError(
                 f"the manifest holds no {kinds}", path=", ".join(str(p) for p in self.paths)
