@@ -465,7 +465,9 @@ class KafkaBatcher:
             bad = topics[topic].errors
             if bad:
                 p = min(bad)
-                return self._failure(errors.for_code(bad[p])(f"topic {topic!r} partition {p}"), what)
+                return self._failure(
+                    errors.for_code(bad[p])(f"topic {topic!r} partition {p}"), what
+                )
         return {t: found.offsets for t, found in topics.items()}
 
     def _offsets(

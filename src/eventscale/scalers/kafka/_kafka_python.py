@@ -275,8 +275,16 @@ def _lean_classes() -> dict[str, Any]:
     consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
     headers = import_optional("kafka.protocol.api_header", extra="kafka", what="kafka batching")
     decoders = {
-        "OffsetFetch": (consumer.OffsetFetchRequest, wire.decode_offset_fetch, wire.OFFSET_FETCH_VERSIONS),
-        "ListOffsets": (consumer.ListOffsetsRequest, wire.decode_list_offsets, wire.LIST_OFFSETS_VERSIONS),
+        "OffsetFetch": (
+            consumer.OffsetFetchRequest,
+            wire.decode_offset_fetch,
+            wire.OFFSET_FETCH_VERSIONS,
+        ),
+        "ListOffsets": (
+            consumer.ListOffsetsRequest,
+            wire.decode_list_offsets,
+            wire.LIST_OFFSETS_VERSIONS,
+        ),
     }
     classes: dict[str, Any] = {}
     for name, (base, decode_body, (lo, hi)) in decoders.items():
