@@ -399,8 +399,8 @@ class KafkaBatcher:
                     mine[(topic, p)] = offset if offset >= 0 else INVALID_OFFSET
             else:
                 for p in ps:
-                    offset = offsets.get(p)
-                    if offset is not None:
+                    if p in offsets:
+                        offset = offsets[p]
                         mine[(topic, p)] = offset if offset >= 0 else INVALID_OFFSET
             listed = latest[topic]
             if isinstance(listed, _Failure):
@@ -414,15 +414,15 @@ class KafkaBatcher:
             for (topic, p), offset in mine.items():
                 if offset != INVALID_OFFSET:
                     continue
-                listed = earliest.get(topic)
-                if listed is None or isinstance(listed, _Failure) or p not in listed:
+                starting = earliest.get(topic, {})
+                if isinstance(starting, _Failure) or p not in starting:
                     _LOG.warning(
                         "kafka group %r: log start offsets unavailable, using log end",
                         q.group,
                     )
                     starts = None
                     break
-                starts[(topic, p)] = listed[p]
+                starts[(topic, p)] = starting[p]
         return LagInputs(committed=mine, latest=ends, earliest=starts)
 
     # -- the requests, each returning per group or per topic answers ---------------------
@@ -517,8 +517,8 @@ class KafkaBatcher:
                     )
                 elif found.errors:
                     p = min(found.errors)
-                    exc = errors.for_code(found.errors[p])(f"partition {p}")
-                    mine[topic] = self._failure(exc, f"{what} of {topic!r}")
+                    refusal = errors.for_code(found.errors[p])(f"partition {p}")
+                    mine[topic] = self._failure(refusal, f"{what} of {topic!r}")
                 else:
                     offsets = mine.setdefault(topic, {})
                     assert not isinstance(offsets, _Failure)

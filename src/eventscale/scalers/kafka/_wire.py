@@ -36,6 +36,8 @@ _I16: Final = struct.Struct(">h")
 _I32: Final = struct.Struct(">i")
 _FETCH_PART: Final = struct.Struct(">iqi")  # partition, committed offset, leader epoch
 _LIST_PART: Final = struct.Struct(">ihqq")  # partition, error, timestamp, offset
+# partition, committed offset, leader epoch, metadata's first byte, error, tag count byte
+_FETCH_FAST: Final = struct.Struct(">iqiBhB")
 
 
 class WireError(ValueError):
@@ -159,6 +161,18 @@ def _need(pos: int, size: int, end: int) -> None:
         raise WireError("truncated answer")
 
 
+def _fetch_slow(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The rest of an OffsetFetch partition from its metadata on: (next position, error)."""
+    # metadata: a compact nullable string, skipped (0 is null, 1 is empty)
+    raw, pos = _uvarint(data, pos, end)
+    if raw - 1 > end - pos:
+        raise WireError("metadata longer than the answer")
+    pos += max(raw - 1, 0)
+    _need(pos, 2, end)
+    (code,) = _I16.unpack_from(data, pos)
+    return _skip_tags(data, pos + 2, end), code
+
+
 def decode_offset_fetch(data: bytes, version: int) -> OffsetFetchAnswer:
     """Decode an OffsetFetch response body (after its header), versions 8 and 9."""
     if not OFFSET_FETCH_VERSIONS[0] <= version <= OFFSET_FETCH_VERSIONS[1]:
@@ -183,21 +197,14 @@ def decode_offset_fetch(data: bytes, version: int) -> OffsetFetchAnswer:
                 found = topics[name] = TopicOffsets()
             offsets, errors = found.offsets, found.errors
             for _ in range(n_parts):
-                _need(pos, 16, end)
-                partition, offset, _epoch = _FETCH_PART.unpack_from(data, pos)
-                pos += 16
-                # metadata: a compact nullable string, skipped (0 is null, 1 is empty)
-                if pos < end and data[pos] < 2:
-                    pos += 1
+                if pos + 20 > end:  # the smallest partition (see above)
+                    raise WireError("truncated answer")
+                # the common shape in one unpack: metadata null or empty, no tagged fields
+                partition, offset, _epoch, meta, code, tags = _FETCH_FAST.unpack_from(data, pos)
+                if meta < 2 and tags == 0:
+                    pos += 20
                 else:
-                    raw, pos = _uvarint(data, pos, end)
-                    if raw - 1 > end - pos:
-                        raise WireError("metadata longer than the answer")
-                    pos += raw - 1
-                _need(pos, 2, end)
-                (code,) = _I16.unpack_from(data, pos)
-                pos += 2
-                pos = _skip_tags(data, pos, end)
+                    pos, code = _fetch_slow(data, pos + 16, end)
                 offsets[partition] = offset
                 if code:
                     errors[partition] = code
