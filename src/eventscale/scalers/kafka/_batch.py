@@ -5,17 +5,19 @@ equal shares one :class:`KafkaBatcher` (through the connection pool). Polls that
 within one *slot* (:data:`BATCH_WINDOW` after the first) are answered together:
 
 1. without ``topic``: one OffsetFetch for every such group, to learn its topics;
-2. one Metadata request for every topic of the slot;
-3. at the same time: one OffsetFetch for every group (OffsetFetch v8+, KIP-709; kafka-python
-   sends one request per group when the broker's ApiVersions says it is older) and one
-   ListOffsets per partition leader for every partition of the slot (log end offsets, and
-   log start offsets for the scalers whose settings need them).
+2. one Metadata request for every topic of the slot (partitions and their leaders);
+3. at once: one OffsetFetch for every group (OffsetFetch v8+, KIP-709; one request per
+   group when the broker's ApiVersions says it is older) and one ListOffsets per
+   partition leader (log end offsets, and log start offsets for the scalers whose
+   settings need them), all sent together.
 
-Each poll gets its own answer or its own error: a broker error naming one group or one
-topic makes kafka-python fail the whole call, so the call is then repeated per group (or
-per topic) and only the objects using the bad one fail. A connection failure or a timeout
-fails every poll of the slot (they share the cluster). Nothing here computes lag: the
-scaler applies the pure maths of ``_lag`` to its own answer.
+The requests are kafka-python's own classes sent through its connections
+(:class:`~._kafka_python.Transport`); the two large answers are read by the lean
+decoders of :mod:`~._wire` into dictionaries of ints. Each poll gets its own answer or
+its own error: the answers carry error codes per group, topic and partition, and each
+fails only the queries that use that group or topic. A connection failure or a timeout
+fails the queries whose request it stopped. Nothing here computes lag: the scaler
+applies the pure maths of ``_lag`` to its own answer.
 
 kafka-python is blocking (it runs its own I/O thread), so a slot runs in a worker thread
 of this module and wakes its waiters through an anyio token; every waiter waits under its
