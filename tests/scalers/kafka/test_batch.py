@@ -596,3 +596,35 @@ async def test_close_during_a_slot_makes_no_client(kafka_broker: KafkaBroker) ->
     assert isinstance(result, ScalerError)
     assert "closed" in str(result)
     assert batcher._admins == {}  # no kafka-python client was made after close()
+
+
+async def test_a_moved_coordinator_is_looked_up_again(kafka_broker: KafkaBroker) -> None:
+    topic = kafka_broker.create_topic(2)
+    kafka_broker.produce(topic, {0: 4})
+    groups = [unique_name("group"), unique_name("group")]
+    for g in groups:
+        kafka_broker.commit(g, topic, {0: 1, 1: 0})
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scalers = [make(kafka_broker.bootstrap, g, pool, made, topic=topic) for g in groups]
+    try:
+        first = await poll_all(scalers)
+        assert [r.total_lag for r in first if isinstance(r, LagTotals)] == [3, 3]
+        # a single broker cannot move a coordinator: point kafka-python's cache for one
+        # group at a broker that does not exist, as it would point at a departed one
+        from kafka.protocol.metadata import CoordinatorType
+
+        admin = batcher_of(pool)._admins["groups"]
+        cache = admin._manager.cluster._coordinators
+        assert (CoordinatorType.GROUP, groups[0]) in cache
+        cache[(CoordinatorType.GROUP, groups[0])] = 999
+        moved, kept = await poll_all(scalers)
+        assert isinstance(moved, ScalerError)
+        assert groups[0] in str(moved)
+        assert isinstance(kept, LagTotals)  # the other group's request went through
+        assert kept.total_lag == 3
+        # the failed group's coordinator was forgotten: the next slot looks it up again
+        again = await poll_all(scalers)
+        assert [r.total_lag for r in again if isinstance(r, LagTotals)] == [3, 3]
+    finally:
+        await close(made)

@@ -410,7 +410,7 @@ class Transport:
                     min_version=wire.OFFSET_FETCH_VERSIONS[0],
                     max_version=wire.OFFSET_FETCH_VERSIONS[1],
                 )
-                sent.append((groups, manager.send(request, node_id=node)))
+                sent.append((groups, _send(manager, request, node)))
                 continue
             for g in groups:  # before KIP-709: one group per request
                 request = cls(
@@ -419,11 +419,11 @@ class Transport:
                     min_version=0 if specs[g] is not None else 2,
                     max_version=7,
                 )
-                sent.append(([g], manager.send(request, node_id=node)))
+                sent.append(([g], _send(manager, request, node)))
         out: dict[str, GroupAnswer] = {}
         for groups, future in sent:
             try:
-                response = await future
+                response = await _received(future)
             except Exception as exc:
                 out.update((g, exc) for g in groups)
                 continue
@@ -431,7 +431,29 @@ class Transport:
                 out.update((g, response.groups[g]) for g in groups if g in response.groups)
             else:
                 out[groups[0]] = _old_group_answer(response)
+        moved = [
+            g
+            for g, answer in out.items()
+            if isinstance(answer, BaseException) or answer[0] in _COORDINATOR_MOVED
+        ]
+        if moved:
+            self._forget_coordinators(moved)
         return out
+
+    def _forget_coordinators(self, groups: Sequence[str]) -> None:
+        """Drop the cached coordinator of ``groups`` (on the I/O thread).
+
+        kafka-python 3.0 caches each group's coordinator and never drops an entry, so
+        after a coordinator moved (or its broker went away) every later OffsetFetch would
+        go to the old one. The groups whose request failed are looked up again by the
+        next slot.
+        """
+        md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
+        cluster = getattr(_manager(self.groups), "cluster", None)
+        cache = getattr(cluster, "_coordinators", None)
+        if isinstance(cache, dict):
+            for group in groups:
+                cache.pop((md.CoordinatorType.GROUP, group), None)
 
     def list_offsets(
         self, plan: Iterable[tuple[int, int, Mapping[str, Iterable[int]]]]
@@ -463,14 +485,34 @@ class Transport:
                 min_version=wire.LIST_OFFSETS_VERSIONS[0],
                 max_version=wire.LIST_OFFSETS_VERSIONS[1],
             )
-            futures.append(manager.send(request, node_id=leader))
+            futures.append(_send(manager, request, leader))
         out: list[wire.ListOffsetsAnswer | BaseException] = []
         for future in futures:
             try:
-                out.append(await future)
+                out.append(await _received(future))
             except Exception as exc:
                 out.append(exc)
         return out
+
+
+#: Group error codes that mean "ask someone else": COORDINATOR_LOAD_IN_PROGRESS,
+#: COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+_COORDINATOR_MOVED: Final = frozenset({14, 15, 16})
+
+
+def _send(manager: Any, request: Any, node: Any) -> Any:
+    """kafka-python's future for ``request`` to ``node``, or the error that stopped it
+    (an unknown broker id raises instead of failing the future)."""
+    try:
+        return manager.send(request, node_id=node)
+    except Exception as exc:
+        return exc
+
+
+async def _received(future: Any) -> Any:
+    if isinstance(future, BaseException):
+        raise future
+    return await future
 
 
 def _broker_max(admin: Any, api: str) -> int:
