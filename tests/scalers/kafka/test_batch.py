@@ -476,52 +476,72 @@ def test_tls_unknown_ca_is_refused_unless_unsafe() -> None:
 # ------------------------------------------------- isolation of broker errors, per group/topic
 
 
-class _Cluster:
-    """A stand-in for kafka-python's admin client with its error behaviour: a broker error
-    about any one group or partition fails the whole call (kafka-python raises it)."""
+class _WireCluster:
+    """A stand-in for the batch path's transport whose answers are the broker's bytes:
+    each OffsetFetch and ListOffsets answer is encoded by kafka-python's own encoder and
+    read back by the lean decoders, as on a real connection. Partitions 0 and 1 of every
+    topic have leaders 1 and 2 (so ListOffsets goes to two leaders)."""
 
-    def __init__(self, bad_group: str, bad_topic: str) -> None:
-        import kafka.errors as errors
-        from kafka.structs import OffsetAndMetadata, OffsetAndTimestamp
-
-        self.errors, self.om, self.ot = errors, OffsetAndMetadata, OffsetAndTimestamp
+    def __init__(self, bad_group: str, bad_topic: str, bad_partition_group: str) -> None:
         self.bad_group, self.bad_topic = bad_group, bad_topic
+        self.bad_partition_group = bad_partition_group
         self.calls: list[str] = []
 
-    def describe_topics(self, topics: list[str]) -> list[dict[str, Any]]:
-        self.calls.append("describe")
-        return [
-            {"name": t, "error_code": 0, "partitions": [{"partition_index": p} for p in (0, 1)]}
-            for t in topics
-        ]
+    def metadata(self, topics: list[str]) -> dict[str, tuple[int, dict[int, int]]]:
+        self.calls.append("metadata")
+        return {t: (0, {0: 1, 1: 2}) for t in topics}
 
-    def list_group_offsets(self, specs: dict[str, Any]) -> dict[str, Any]:
+    def group_offsets(self, specs: dict[str, Any]) -> dict[str, Any]:
+        from eventscale.scalers.kafka._wire import decode_offset_fetch
+        from servers.kafka_wire import fetch_bytes
+
         self.calls.append(f"groups {sorted(specs)}")
-        if self.bad_group in specs:
-            raise self.errors.GroupAuthorizationFailedError(self.bad_group)
-        return {g: {tp: self.om(3, None, -1) for tp in tps} for g, tps in specs.items()}
+        groups = {}
+        for g, topics in specs.items():
+            code = 30 if g == self.bad_group else 0  # GROUP_AUTHORIZATION_FAILED
+            p_code = 3 if g == self.bad_partition_group else 0  # UNKNOWN_TOPIC_OR_PARTITION
+            groups[g] = (
+                code,
+                {
+                    t: [(p, 3, -1, None, p_code if p == 1 else 0) for p in ps]
+                    for t, ps in topics.items()
+                },
+            )
+        return dict(decode_offset_fetch(fetch_bytes(groups, 8), 8).groups)
 
-    def list_partition_offsets(self, specs: dict[Any, int], timeout_ms: int) -> dict[Any, Any]:
-        self.calls.append(f"offsets {sorted({tp.topic for tp in specs})}")
-        if any(tp.topic == self.bad_topic for tp in specs):
-            raise self.errors.NotLeaderForPartitionError("partition moved")
-        return {tp: self.ot(10, -1, None) for tp in specs}
+    def list_offsets(self, plan: list[tuple[int, int, dict[str, list[int]]]]) -> list[Any]:
+        from eventscale.scalers.kafka._wire import decode_list_offsets
+        from servers.kafka_wire import list_bytes
+
+        out = []
+        for leader, timestamp, topics in plan:
+            self.calls.append(f"offsets {leader} {timestamp} {sorted(topics)}")
+            answer = {
+                t: [
+                    (p, 6 if t == self.bad_topic else 0, -1, 10 if timestamp == -1 else 2, -1)
+                    for p in ps
+                ]
+                for t, ps in topics.items()
+            }  # 6: NOT_LEADER_OR_FOLLOWER
+            out.append(decode_list_offsets(list_bytes(answer, 7), 7))
+        return out
 
 
 def test_broker_errors_fail_only_the_objects_they_name() -> None:
     from eventscale.scalers.kafka._batch import LagInputs, LagQuery
 
+    kp.import_kafka_python()  # as a slot does before its first request
     batcher = KafkaBatcher({"bootstrap.servers": "127.0.0.1:9"})
-    cluster = _Cluster(bad_group="denied", bad_topic="moving")
-    batcher._admins.update(offsets=cluster, groups=cluster)  # no connection is made
+    cluster = _WireCluster(bad_group="denied", bad_topic="moving", bad_partition_group="gone")
     try:
         queries = [
             LagQuery("ok", "orders", None, earliest=False, timeout=5),
             LagQuery("denied", "orders", None, earliest=False, timeout=5),
             LagQuery("ok", "moving", None, earliest=False, timeout=5),
             LagQuery("other", "orders", None, earliest=True, timeout=5),
+            LagQuery("gone", "orders", None, earliest=False, timeout=5),
         ]
-        ok, denied, moving, other = batcher._answer(queries)
+        ok, denied, moving, other, gone = batcher._answer_with(cluster, queries)
         assert isinstance(ok, LagInputs)
         assert ok.committed == {("orders", 0): 3, ("orders", 1): 3}
         assert ok.latest == {"orders": {0: 10, 1: 10}}
@@ -529,15 +549,25 @@ def test_broker_errors_fail_only_the_objects_they_name() -> None:
         assert other.earliest == {}  # every partition has a commit: no log start needed
         assert not isinstance(denied, LagInputs)
         assert "denied" in denied.message
+        assert "GroupAuthorizationFailedError" in denied.message
         assert denied.transient is False  # an authorization refusal
         assert not isinstance(moving, LagInputs)
         assert "moving" in moving.message
+        assert "NotLeaderForPartitionError" in moving.message
         assert moving.transient is True
-        # one request for all, then one per group / per topic to find the bad one
-        assert cluster.calls.count("groups ['denied', 'ok', 'other']") == 1
-        assert "groups ['ok']" in cluster.calls
-        assert "offsets ['moving', 'orders']" in cluster.calls
-        assert "offsets ['orders']" in cluster.calls
+        assert not isinstance(gone, LagInputs)
+        assert "'gone'" in gone.message
+        assert "does not exist" in gone.message
+        # one request per step: metadata, one OffsetFetch for every group, one ListOffsets
+        # per leader and kind (log end for both leaders, log start for both)
+        assert cluster.calls.count("metadata") == 1
+        assert cluster.calls.count("groups ['denied', 'gone', 'ok', 'other']") == 1
+        assert sorted(c for c in cluster.calls if c.startswith("offsets")) == [
+            "offsets 1 -1 ['moving', 'orders']",
+            "offsets 1 -2 ['orders']",
+            "offsets 2 -1 ['moving', 'orders']",
+            "offsets 2 -2 ['orders']",
+        ]
     finally:
         batcher.close()
 
@@ -566,3 +596,35 @@ async def test_close_during_a_slot_makes_no_client(kafka_broker: KafkaBroker) ->
     assert isinstance(result, ScalerError)
     assert "closed" in str(result)
     assert batcher._admins == {}  # no kafka-python client was made after close()
+
+
+async def test_a_moved_coordinator_is_looked_up_again(kafka_broker: KafkaBroker) -> None:
+    topic = kafka_broker.create_topic(2)
+    kafka_broker.produce(topic, {0: 4})
+    groups = [unique_name("group"), unique_name("group")]
+    for g in groups:
+        kafka_broker.commit(g, topic, {0: 1, 1: 0})
+    made: list[KafkaScaler] = []
+    pool = KafkaClientPool()
+    scalers = [make(kafka_broker.bootstrap, g, pool, made, topic=topic) for g in groups]
+    try:
+        first = await poll_all(scalers)
+        assert [r.total_lag for r in first if isinstance(r, LagTotals)] == [3, 3]
+        # a single broker cannot move a coordinator: point kafka-python's cache for one
+        # group at a broker that does not exist, as it would point at a departed one
+        from kafka.protocol.metadata import CoordinatorType
+
+        admin = batcher_of(pool)._admins["groups"]
+        cache = admin._manager.cluster._coordinators
+        assert (CoordinatorType.GROUP, groups[0]) in cache
+        cache[(CoordinatorType.GROUP, groups[0])] = 999
+        moved, kept = await poll_all(scalers)
+        assert isinstance(moved, ScalerError)
+        assert groups[0] in str(moved)
+        assert isinstance(kept, LagTotals)  # the other group's request went through
+        assert kept.total_lag == 3
+        # the failed group's coordinator was forgotten: the next slot looks it up again
+        again = await poll_all(scalers)
+        assert [r.total_lag for r in again if isinstance(r, LagTotals)] == [3, 3]
+    finally:
+        await close(made)

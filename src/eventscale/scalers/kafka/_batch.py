@@ -5,17 +5,19 @@ equal shares one :class:`KafkaBatcher` (through the connection pool). Polls that
 within one *slot* (:data:`BATCH_WINDOW` after the first) are answered together:
 
 1. without ``topic``: one OffsetFetch for every such group, to learn its topics;
-2. one Metadata request for every topic of the slot;
-3. at the same time: one OffsetFetch for every group (OffsetFetch v8+, KIP-709; kafka-python
-   sends one request per group when the broker's ApiVersions says it is older) and one
-   ListOffsets per partition leader for every partition of the slot (log end offsets, and
-   log start offsets for the scalers whose settings need them).
+2. one Metadata request for every topic of the slot (partitions and their leaders);
+3. at once: one OffsetFetch for every group (OffsetFetch v8+, KIP-709; one request per
+   group when the broker's ApiVersions says it is older) and one ListOffsets per
+   partition leader (log end offsets, and log start offsets for the scalers whose
+   settings need them), all sent together.
 
-Each poll gets its own answer or its own error: a broker error naming one group or one
-topic makes kafka-python fail the whole call, so the call is then repeated per group (or
-per topic) and only the objects using the bad one fail. A connection failure or a timeout
-fails every poll of the slot (they share the cluster). Nothing here computes lag: the
-scaler applies the pure maths of ``_lag`` to its own answer.
+The requests are kafka-python's own classes sent through its connections
+(:class:`~._kafka_python.Transport`); the two large answers are read by the lean
+decoders of :mod:`~._wire` into dictionaries of ints. Each poll gets its own answer or
+its own error: the answers carry error codes per group, topic and partition, and each
+fails only the queries that use that group or topic. A connection failure or a timeout
+fails the queries whose request it stopped. Nothing here computes lag: the scaler
+applies the pure maths of ``_lag`` to its own answer.
 
 kafka-python is blocking (it runs its own I/O thread), so a slot runs in a worker thread
 of this module and wakes its waiters through an anyio token; every waiter waits under its
@@ -135,6 +137,8 @@ class _Failure:
 
 
 _Answer = LagInputs | _Failure
+_Offsets = dict[str, dict[int, int]]  # topic -> partition -> committed offset
+_WHAT: Final = {-1: "list log end offsets", -2: "list log start offsets"}
 
 
 class _Slot:
@@ -296,11 +300,16 @@ class KafkaBatcher:
             admin, groups_admin = (self._client(role, limit) for role in _ROLES)
         except Exception as exc:
             return [self._failure(exc, "connect to the cluster")] * len(queries)
+        return self._answer_with(kp.Transport(admin, groups_admin), queries)
+
+    def _answer_with(self, transport: Any, queries: Sequence[LagQuery]) -> list[_Answer]:
+        """Every query's answer through ``transport`` (a :class:`~._kafka_python.Transport`
+        or a stand-in with its three methods)."""
         out: dict[int, _Answer] = {}
 
         # 1. the topics of each query (groups without `topic`: what they committed to)
         discovery = {q.group: None for q in queries if q.topic is None}
-        discovered = self._group_offsets(groups_admin, discovery) if discovery else {}
+        discovered = self._group_offsets(transport, discovery) if discovery else {}
         topics_of: dict[int, list[str]] = {}
         for i, q in enumerate(queries):
             if q.topic is not None:
@@ -309,187 +318,233 @@ class KafkaBatcher:
             got = discovered[q.group]
             if isinstance(got, _Failure):
                 out[i] = got
-            elif not got:
+            elif not any(got.values()):
                 out[i] = _Failure(
                     f"consumer group {q.group!r} has no committed offsets, so its topics are "
                     "unknown; set `topic` (eventscale never scans every topic of the cluster)"
                 )
             else:
-                topics_of[i] = sorted({t for t, _ in got})
+                topics_of[i] = sorted(t for t, ps in got.items() if ps)
 
-        # 2. the partitions of every topic of the slot, in one metadata request
+        # 2. the partitions (and their leaders) of every topic of the slot: one request
         names = sorted({t for ts in topics_of.values() for t in ts})
-        partitions = self._describe(admin, names) if names else {}
-        wanted: dict[int, list[TopicPartition]] = {}
+        described = self._describe(transport, names) if names else {}
+        wanted: dict[int, dict[str, list[int]]] = {}
         for i, ts in topics_of.items():
-            tps: list[TopicPartition] = []
+            by_topic: dict[str, list[int]] = {}
             for topic in ts:
-                ids = partitions[topic]
-                if isinstance(ids, _Failure):
-                    out[i] = ids
+                leaders = described[topic]
+                if isinstance(leaders, _Failure):
+                    out[i] = leaders
                     break
                 try:
-                    selected = select_partitions(topic, ids, queries[i].limitation)
+                    selected = select_partitions(topic, sorted(leaders), queries[i].limitation)
                 except ScalerError as exc:
                     out[i] = _Failure(exc.message, exc.transient)
                     break
-                tps.extend((topic, p) for p in selected)
+                by_topic[topic] = list(selected)
             else:
-                wanted[i] = tps
+                wanted[i] = by_topic
 
-        # 3. committed, log end and log start offsets, concurrently
-        specs: dict[str, set[TopicPartition]] = defaultdict(set)
-        latest_tps: set[TopicPartition] = set()
-        earliest_tps: set[TopicPartition] = set()
-        for i, tps in wanted.items():
+        # 3. committed offsets (one OffsetFetch) and log end / start offsets (one
+        # ListOffsets per leader and kind), concurrently
+        specs: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+        kinds: dict[int, dict[str, set[int]]] = {_LATEST: defaultdict(set)}
+        for i, by_topic in wanted.items():
             q = queries[i]
-            if q.topic is not None:
-                specs[q.group].update(tps)
-            latest_tps.update(tps)
-            if q.earliest:
-                earliest_tps.update(tps)
+            for topic, ps in by_topic.items():
+                if q.topic is not None:
+                    specs[q.group][topic].update(ps)
+                kinds[_LATEST][topic].update(ps)
+                if q.earliest:
+                    kinds.setdefault(_EARLIEST, defaultdict(set))[topic].update(ps)
         committed_future = (
             self._io.submit(
                 self._group_offsets,
-                groups_admin,
-                {g: sorted(s) for g, s in sorted(specs.items())},
+                transport,
+                {
+                    g: {t: sorted(ps) for t, ps in sorted(by.items())}
+                    for g, by in sorted(specs.items())
+                },
             )
             if specs
             else None
         )
-        earliest_future = (
-            self._io.submit(self._offsets, admin, earliest_tps, _EARLIEST, limit)
-            if earliest_tps
-            else None
-        )
-        latest = self._offsets(admin, latest_tps, _LATEST, limit) if latest_tps else {}
+        listed = self._offsets(transport, kinds, described) if wanted else {}
+        limit = max(q.timeout for q in queries)
         committed = committed_future.result(limit + _SLACK) if committed_future else {}
-        earliest = earliest_future.result(limit + _SLACK) if earliest_future else {}
+        latest, earliest = listed.get(_LATEST, {}), listed.get(_EARLIEST, {})
 
-        for i, tps in wanted.items():
-            out[i] = self._assemble(queries[i], tps, discovered, committed, latest, earliest)
+        for i, by_topic in wanted.items():
+            out[i] = self._assemble(queries[i], by_topic, discovered, committed, latest, earliest)
         return [out[i] for i in range(len(queries))]
 
     def _assemble(
         self,
         q: LagQuery,
-        tps: Sequence[TopicPartition],
-        discovered: Mapping[str, dict[TopicPartition, int] | _Failure],
-        committed: Mapping[str, dict[TopicPartition, int] | _Failure],
-        latest: Mapping[str, dict[int, int] | _Failure],
-        earliest: Mapping[str, dict[int, int] | _Failure],
+        by_topic: Mapping[str, Sequence[int]],
+        discovered: Mapping[str, _Offsets | _Failure],
+        committed: Mapping[str, _Offsets | _Failure],
+        latest: Mapping[str, Mapping[int, int] | _Failure],
+        earliest: Mapping[str, Mapping[int, int] | _Failure],
     ) -> _Answer:
-        if q.topic is None:
-            group_offsets = discovered[q.group]
-            assert not isinstance(group_offsets, _Failure)  # such queries stopped at step 1
-            mine = {tp: group_offsets.get(tp, INVALID_OFFSET) for tp in tps}
-        else:
-            group_offsets = committed[q.group]
-            if isinstance(group_offsets, _Failure):
-                return group_offsets
-            mine = {tp: group_offsets[tp] for tp in tps if tp in group_offsets}
+        group_offsets = (discovered if q.topic is None else committed)[q.group]
+        if isinstance(group_offsets, _Failure):
+            return group_offsets
+        mine: dict[TopicPartition, int] = {}
         ends: dict[str, dict[int, int]] = {}
-        for topic, p in tps:
-            by_topic = latest[topic]
-            if isinstance(by_topic, _Failure):
-                return by_topic
-            if p in by_topic:
-                ends.setdefault(topic, {})[p] = by_topic[p]
+        for topic, ps in by_topic.items():
+            offsets = group_offsets.get(topic, {})
+            if q.topic is None:  # what the group never committed counts as no commit
+                for p in ps:
+                    offset = offsets.get(p, INVALID_OFFSET)
+                    mine[(topic, p)] = offset if offset >= 0 else INVALID_OFFSET
+            else:
+                for p in ps:
+                    if p in offsets:
+                        offset = offsets[p]
+                        mine[(topic, p)] = offset if offset >= 0 else INVALID_OFFSET
+            listed = latest[topic]
+            if isinstance(listed, _Failure):
+                return listed
+            found = {p: listed[p] for p in ps if p in listed}
+            if found:
+                ends[topic] = found
         starts: dict[TopicPartition, int] | None = None
         if q.earliest:
             starts = {}
-            for topic, p in tps:
-                if mine.get((topic, p)) != INVALID_OFFSET:
+            for (topic, p), offset in mine.items():
+                if offset != INVALID_OFFSET:
                     continue
-                by_topic = earliest[topic]
-                if isinstance(by_topic, _Failure) or p not in by_topic:
+                starting = earliest.get(topic, {})
+                if isinstance(starting, _Failure) or p not in starting:
                     _LOG.warning(
                         "kafka group %r: log start offsets unavailable, using log end",
                         q.group,
                     )
                     starts = None
                     break
-                starts[(topic, p)] = by_topic[p]
+                starts[(topic, p)] = starting[p]
         return LagInputs(committed=mine, latest=ends, earliest=starts)
 
     # -- the requests, each returning per group or per topic answers ---------------------
 
     def _group_offsets(
-        self, admin: Any, specs: Mapping[str, Sequence[TopicPartition] | None]
-    ) -> dict[str, dict[TopicPartition, int] | _Failure]:
-        kafka = import_optional("kafka", extra="kafka", what="kafka batching")
-        request = {
-            g: None if tps is None else [kafka.TopicPartition(t, p) for t, p in tps]
-            for g, tps in specs.items()
-        }
+        self, transport: Any, specs: Mapping[str, Mapping[str, Sequence[int]] | None]
+    ) -> dict[str, _Offsets | _Failure]:
+        errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
         try:
-            got = admin.list_group_offsets(request)
+            got = transport.group_offsets(specs)
         except Exception as exc:
-            if len(specs) > 1 and _names_one(exc):
-                out: dict[str, dict[TopicPartition, int] | _Failure] = {}
+            if len(specs) > 1 and _names_one(exc):  # e.g. a coordinator lookup refused
+                out: dict[str, _Offsets | _Failure] = {}
                 for group in specs:
-                    out.update(self._group_offsets(admin, {group: specs[group]}))
+                    out.update(self._group_offsets(transport, {group: specs[group]}))
                 return out
             return {
                 g: self._failure(exc, f"read the committed offsets of group {g!r}") for g in specs
             }
-        answers: dict[str, dict[TopicPartition, int] | _Failure] = {}
+        answers: dict[str, _Offsets | _Failure] = {}
         for group in specs:
-            offsets = got.get(group)
-            if offsets is None:
+            what = f"read the committed offsets of group {group!r}"
+            answer = got.get(group)
+            if answer is None:
                 answers[group] = _Failure(
                     f"no committed-offsets answer for group {group!r} ({self.servers})"
                 )
-                continue
-            answers[group] = {
-                (tp.topic, tp.partition): int(om.offset) if om.offset >= 0 else INVALID_OFFSET
-                for tp, om in offsets.items()
-            }
+            elif isinstance(answer, BaseException):
+                answers[group] = self._failure(answer, what)
+            elif answer[0]:
+                answers[group] = self._failure(errors.for_code(answer[0])(), what)
+            else:
+                answers[group] = self._checked(answer[1], what)
         return answers
+
+    def _checked(self, topics: Mapping[str, Any], what: str) -> _Offsets | _Failure:
+        """The offsets of one group's topics, or the failure of its first partition error."""
+        errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
+        for topic in sorted(topics):
+            bad = topics[topic].errors
+            if bad:
+                p = min(bad)
+                return self._failure(
+                    errors.for_code(bad[p])(f"topic {topic!r} partition {p}"), what
+                )
+        return {t: found.offsets for t, found in topics.items()}
 
     def _offsets(
-        self, admin: Any, tps: set[TopicPartition], spec: int, limit: float
-    ) -> dict[str, dict[int, int] | _Failure]:
-        kafka = import_optional("kafka", extra="kafka", what="kafka batching")
-        topics = sorted({t for t, _ in tps})
-        what = "list log end offsets" if spec == _LATEST else "list log start offsets"
+        self,
+        transport: Any,
+        kinds: Mapping[int, Mapping[str, set[int]]],
+        described: Mapping[str, dict[int, int] | _Failure],
+    ) -> dict[int, dict[str, dict[int, int] | _Failure]]:
+        """kind (log end or log start) -> topic -> partition -> offset, from one ListOffsets
+        per leader and kind, all sent at once; a failure fails only its topics."""
+        errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
+        result: dict[int, dict[str, dict[int, int] | _Failure]] = {k: {} for k in kinds}
+        plan: list[tuple[int, int, dict[str, list[int]]]] = []
+        for kind, by_topic in kinds.items():
+            what = _WHAT[kind]
+            by_leader: dict[int, dict[str, list[int]]] = defaultdict(dict)
+            for topic, ps in sorted(by_topic.items()):
+                leaders = described[topic]
+                assert not isinstance(leaders, _Failure)  # such topics stopped at step 2
+                leaderless = sorted(p for p in ps if leaders.get(p, -1) < 0)
+                if leaderless:
+                    result[kind][topic] = _Failure(
+                        f"could not {what} of {topic!r}: partition {leaderless[0]} has no "
+                        f"leader ({self.servers})"
+                    )
+                    continue
+                for p in sorted(ps):
+                    by_leader[leaders[p]].setdefault(topic, []).append(p)
+            plan.extend((leader, kind, topics) for leader, topics in by_leader.items())
         try:
-            got = admin.list_partition_offsets(
-                {kafka.TopicPartition(t, p): spec for t, p in tps}, timeout_ms=int(limit * 1000)
-            )
+            answers = transport.list_offsets(plan)
         except Exception as exc:
-            if len(topics) > 1 and _names_one(exc):
-                out: dict[str, dict[int, int] | _Failure] = {}
-                for topic in topics:
-                    mine = {tp for tp in tps if tp[0] == topic}
-                    out.update(self._offsets(admin, mine, spec, limit))
-                return out
-            return {t: self._failure(exc, f"{what} of {t!r}") for t in topics}
-        answers: dict[str, dict[int, int] | _Failure] = {t: {} for t in topics}
-        for tp, found in got.items():
-            by_topic = answers.get(tp.topic)
-            if isinstance(by_topic, dict):
-                by_topic[tp.partition] = int(found.offset)
-        return answers
+            answers = [exc] * len(plan)
+        for (_, kind, topics), answer in zip(plan, answers, strict=True):
+            what = _WHAT[kind]
+            mine = result[kind]
+            for topic in topics:
+                if isinstance(mine.get(topic), _Failure):
+                    continue
+                if isinstance(answer, BaseException):
+                    mine[topic] = self._failure(answer, f"{what} of {topic!r}")
+                    continue
+                found = answer.topics.get(topic)
+                if found is None:
+                    mine[topic] = _Failure(
+                        f"no answer listing the offsets of topic {topic!r} ({self.servers})"
+                    )
+                elif found.errors:
+                    p = min(found.errors)
+                    refusal = errors.for_code(found.errors[p])(f"partition {p}")
+                    mine[topic] = self._failure(refusal, f"{what} of {topic!r}")
+                else:
+                    offsets = mine.setdefault(topic, {})
+                    assert not isinstance(offsets, _Failure)
+                    offsets.update(found.offsets)
+        return result
 
-    def _describe(self, admin: Any, topics: Sequence[str]) -> dict[str, list[int] | _Failure]:
+    def _describe(
+        self, transport: Any, topics: Sequence[str]
+    ) -> dict[str, dict[int, int] | _Failure]:
+        """topic -> partition -> leader, from one Metadata request."""
         errors = import_optional("kafka.errors", extra="kafka", what="kafka batching")
         try:
-            described = admin.describe_topics(list(topics))
+            described = transport.metadata(list(topics))
         except Exception as exc:
             return {t: self._failure(exc, f"describe topic {t!r}") for t in topics}
-        by_name = {d.get("name"): d for d in described}
-        out: dict[str, list[int] | _Failure] = {}
+        out: dict[str, dict[int, int] | _Failure] = {}
         for topic in topics:
-            d = by_name.get(topic)
+            d = described.get(topic)
             if d is None:
                 out[topic] = _Failure(f"no metadata answer for topic {topic!r} ({self.servers})")
-            elif d.get("error_code"):
-                out[topic] = self._failure(
-                    errors.for_code(d["error_code"])(), f"describe topic {topic!r}"
-                )
+            elif d[0]:
+                out[topic] = self._failure(errors.for_code(d[0])(), f"describe topic {topic!r}")
             else:
-                out[topic] = [int(p["partition_index"]) for p in d.get("partitions") or ()]
+                out[topic] = d[1]
         return out
 
     def _failure(self, exc: BaseException, what: str) -> _Failure:

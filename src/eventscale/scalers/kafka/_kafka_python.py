@@ -7,6 +7,10 @@
 * :func:`import_kafka_python`: imports it on the caller's thread and installs two narrow
   wrappers for kafka-python 3.0 bugs met against real brokers: a failed connection
   attempt leaves its socket open, and a SCRAM ``server-error`` (RFC 5802) is misread.
+* :class:`Transport`: a slot's requests (Metadata, OffsetFetch, ListOffsets) sent through
+  a ``KafkaAdminClient``'s connections, all of one step at once on its I/O thread, the
+  large answers decoded by :mod:`~eventscale.scalers.kafka._wire` (see
+  :func:`lean_request`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import logging
 import ssl
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import eventscale.scalers.kafka._wire as wire
 from eventscale._optional import import_optional
 from eventscale.redaction import Secret, redact_text
 
@@ -28,9 +34,12 @@ __all__ = (
     "LOG_FILTER",
     "MAX_RESPONSE_BYTES",
     "REFUSALS",
+    "GroupAnswer",
+    "Transport",
     "available",
     "client_config",
     "import_kafka_python",
+    "lean_request",
     "reveal",
     "ssl_context",
 )
@@ -229,3 +238,303 @@ def ssl_context(settings: Mapping[str, Any]) -> ssl.SSLContext:
             password = reveal(settings.get("ssl.key.password"))
             context.load_cert_chain(cert_path, key_path, password=password)
     return context
+
+
+# -- the slot's requests ---------------------------------------------------------------------
+
+#: One group's OffsetFetch answer: (group error code, topic -> offsets), or the exception
+#: that stopped its request (connection, timeout, coordinator lookup).
+GroupAnswer = tuple[int, dict[str, "wire.TopicOffsets"]] | BaseException
+
+
+class _LeanDecoder:
+    """Stands where kafka-python expects a response class: the header is parsed by
+    kafka-python's own class, the body by a :mod:`_wire` decoder."""
+
+    __slots__ = ("decode_body", "real", "version")
+
+    def __init__(self, real: Any, version: int, decode_body: Callable[[bytes, int], Any]) -> None:
+        self.real, self.version, self.decode_body = real, version, decode_body
+
+    def parse_header(self, buffer: Any) -> Any:
+        return self.real.parse_header(buffer)
+
+    def decode(self, buffer: Any) -> Any:
+        return self.decode_body(buffer.read(), self.version)
+
+
+@functools.cache
+def _lean_classes() -> dict[str, Any]:
+    """Request classes whose answers the :mod:`_wire` decoders read.
+
+    Each is a subclass of kafka-python's own request class (same schema, same encoder)
+    whose header names the decoder: kafka-python looks the response class up through the
+    request's header, so only requests made here are decoded this way and kafka-python's
+    global registry of response classes is left alone.
+    """
+    consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
+    headers = import_optional("kafka.protocol.api_header", extra="kafka", what="kafka batching")
+    decoders = {
+        "OffsetFetch": (
+            consumer.OffsetFetchRequest,
+            wire.decode_offset_fetch,
+            wire.OFFSET_FETCH_VERSIONS,
+        ),
+        "ListOffsets": (
+            consumer.ListOffsetsRequest,
+            wire.decode_list_offsets,
+            wire.LIST_OFFSETS_VERSIONS,
+        ),
+    }
+    classes: dict[str, Any] = {}
+    for name, (base, decode_body, (lo, hi)) in decoders.items():
+
+        def get_response_class(
+            self: Any, _decode: Any = decode_body, _lo: int = lo, _hi: int = hi
+        ) -> Any:
+            real = headers.RequestHeader.get_response_class(self)
+            version = self.request_api_version
+            if real is None or not _lo <= version <= _hi:
+                return real
+            return _LeanDecoder(real, version, _decode)
+
+        header_cls = type(
+            f"Lean{name}Header",
+            (headers.RequestHeader,),
+            {"get_response_class": get_response_class, "__module__": __name__},
+            init=False,
+        )
+
+        def with_header(
+            self: Any,
+            correlation_id: int = 0,
+            client_id: str = "kafka-python",
+            _base: Any = base,
+            _header: Any = header_cls,
+        ) -> None:
+            _base.with_header(self, correlation_id=correlation_id, client_id=client_id)
+            plain = self.header
+            self._header = _header(
+                request_api_key=plain.request_api_key,
+                request_api_version=plain.request_api_version,
+                correlation_id=plain.correlation_id,
+                client_id=plain.client_id,
+            )
+
+        classes[name] = type(
+            f"Lean{name}Request",
+            (base,),
+            {"with_header": with_header, "__module__": __name__},
+            init=False,
+        )
+    return classes
+
+
+def lean_request(name: str, **fields: Any) -> Any:
+    """A kafka-python request (``"OffsetFetch"`` or ``"ListOffsets"``) whose answer is
+    decoded by :mod:`_wire` (``min_version``/``max_version`` are kafka-python's)."""
+    return _lean_classes()[name](**fields)
+
+
+def _manager(admin: Any) -> Any:
+    # kafka-python 3.0 has no public call that sends a request through an admin client;
+    # its own admin methods go through this connection manager (send, run).
+    manager = getattr(admin, "_manager", None)
+    if manager is None or not hasattr(manager, "send") or not hasattr(manager, "run"):
+        raise RuntimeError("this kafka-python has no connection manager on its admin client")
+    return manager
+
+
+class Transport:
+    """A slot's requests through two admin clients: ``admin`` (Metadata, ListOffsets) and
+    ``groups`` (OffsetFetch), each step's requests sent at once on the client's I/O
+    thread. Each method blocks the calling thread until its answers are in."""
+
+    def __init__(self, admin: Any, groups: Any) -> None:
+        self.admin, self.groups = admin, groups
+
+    def metadata(self, topics: Sequence[str]) -> dict[str, tuple[int, dict[int, int]]]:
+        """topic -> (topic error code, partition -> leader id; ``-1``: no leader)."""
+        return _manager(self.admin).run(self._metadata, topics)  # type: ignore[no-any-return]
+
+    async def _metadata(self, topics: Sequence[str]) -> dict[str, tuple[int, dict[int, int]]]:
+        md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
+        request = md.MetadataRequest(
+            topics=[md.MetadataRequest.MetadataRequestTopic(name=t) for t in topics],
+            allow_auto_topic_creation=False,
+        )
+        response = await _manager(self.admin).send(request)
+        out: dict[str, tuple[int, dict[int, int]]] = {}
+        for topic in response.topics:
+            leaders = {
+                int(p.partition_index): int(p.leader_id) if not p.error_code else -1
+                for p in topic.partitions or ()
+            }
+            out[str(topic.name)] = (int(topic.error_code), leaders)
+        return out
+
+    def group_offsets(
+        self, specs: Mapping[str, Mapping[str, Sequence[int]] | None]
+    ) -> dict[str, GroupAnswer]:
+        """group -> its answer, for ``specs`` (group -> topic -> partitions; ``None``:
+        every committed offset). One OffsetFetch per coordinator (v8+, KIP-709), or one
+        per group when the broker is older.
+
+        :raises Exception: kafka-python's error when the coordinators are not found.
+        """
+        return _manager(self.groups).run(self._group_offsets, specs)  # type: ignore[no-any-return]
+
+    async def _group_offsets(
+        self, specs: Mapping[str, Mapping[str, Sequence[int]] | None]
+    ) -> dict[str, GroupAnswer]:
+        consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
+        manager = _manager(self.groups)
+        coordinators = await self.groups._find_coordinator_ids(list(specs))
+        cls = consumer.OffsetFetchRequest
+        group_cls = cls.OffsetFetchRequestGroup
+        topic_cls = group_cls.OffsetFetchRequestTopics
+        multi = _broker_max(self.groups, "OffsetFetch") >= wire.OFFSET_FETCH_VERSIONS[0]
+        by_node: dict[int, list[str]] = defaultdict(list)
+        for group in specs:
+            by_node[coordinators[group]].append(group)
+        sent: list[tuple[list[str], Any]] = []
+        for node, groups in by_node.items():
+            if multi:
+                request = lean_request(
+                    "OffsetFetch",
+                    groups=[
+                        group_cls(group_id=g, topics=_fetch_topics(topic_cls, specs[g]))
+                        for g in groups
+                    ],
+                    require_stable=False,
+                    min_version=wire.OFFSET_FETCH_VERSIONS[0],
+                    max_version=wire.OFFSET_FETCH_VERSIONS[1],
+                )
+                sent.append((groups, _send(manager, request, node)))
+                continue
+            for g in groups:  # before KIP-709: one group per request
+                request = cls(
+                    group_id=g,
+                    topics=_fetch_topics(cls.OffsetFetchRequestTopic, specs[g]),
+                    min_version=0 if specs[g] is not None else 2,
+                    max_version=7,
+                )
+                sent.append(([g], _send(manager, request, node)))
+        out: dict[str, GroupAnswer] = {}
+        for groups, future in sent:
+            try:
+                response = await _received(future)
+            except Exception as exc:
+                out.update((g, exc) for g in groups)
+                continue
+            if isinstance(response, wire.OffsetFetchAnswer):
+                out.update((g, response.groups[g]) for g in groups if g in response.groups)
+            else:
+                out[groups[0]] = _old_group_answer(response)
+        moved = [
+            g
+            for g, answer in out.items()
+            if isinstance(answer, BaseException) or answer[0] in _COORDINATOR_MOVED
+        ]
+        if moved:
+            self._forget_coordinators(moved)
+        return out
+
+    def _forget_coordinators(self, groups: Sequence[str]) -> None:
+        """Drop the cached coordinator of ``groups`` (on the I/O thread).
+
+        kafka-python 3.0 caches each group's coordinator and never drops an entry, so
+        after a coordinator moved (or its broker went away) every later OffsetFetch would
+        go to the old one. The groups whose request failed are looked up again by the
+        next slot.
+        """
+        md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
+        cluster = getattr(_manager(self.groups), "cluster", None)
+        cache = getattr(cluster, "_coordinators", None)
+        if isinstance(cache, dict):
+            for group in groups:
+                cache.pop((md.CoordinatorType.GROUP, group), None)
+
+    def list_offsets(
+        self, plan: Iterable[tuple[int, int, Mapping[str, Iterable[int]]]]
+    ) -> list[wire.ListOffsetsAnswer | BaseException]:
+        """One ListOffsets per ``(leader, timestamp, topic -> partitions)`` of ``plan``,
+        all sent at once; the answers (or the errors) in the same order."""
+        return _manager(self.admin).run(self._list_offsets, list(plan))  # type: ignore[no-any-return]
+
+    async def _list_offsets(
+        self, plan: Sequence[tuple[int, int, Mapping[str, Iterable[int]]]]
+    ) -> list[wire.ListOffsetsAnswer | BaseException]:
+        consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
+        manager = _manager(self.admin)
+        topic_cls = consumer.ListOffsetsRequest.ListOffsetsTopic
+        part_cls = topic_cls.ListOffsetsPartition
+        futures = []
+        for leader, timestamp, topics in plan:
+            request = lean_request(
+                "ListOffsets",
+                replica_id=-1,
+                isolation_level=0,
+                topics=[
+                    topic_cls(
+                        name=t,
+                        partitions=[part_cls(partition_index=p, timestamp=timestamp) for p in ps],
+                    )
+                    for t, ps in topics.items()
+                ],
+                min_version=wire.LIST_OFFSETS_VERSIONS[0],
+                max_version=wire.LIST_OFFSETS_VERSIONS[1],
+            )
+            futures.append(_send(manager, request, leader))
+        out: list[wire.ListOffsetsAnswer | BaseException] = []
+        for future in futures:
+            try:
+                out.append(await _received(future))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+
+#: Group error codes that mean "ask someone else": COORDINATOR_LOAD_IN_PROGRESS,
+#: COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR.
+_COORDINATOR_MOVED: Final = frozenset({14, 15, 16})
+
+
+def _send(manager: Any, request: Any, node: Any) -> Any:
+    """kafka-python's future for ``request`` to ``node``, or the error that stopped it
+    (an unknown broker id raises instead of failing the future)."""
+    try:
+        return manager.send(request, node_id=node)
+    except Exception as exc:
+        return exc
+
+
+async def _received(future: Any) -> Any:
+    if isinstance(future, BaseException):
+        raise future
+    return await future
+
+
+def _broker_max(admin: Any, api: str) -> int:
+    for key, (_, hi) in admin.api_versions().items():
+        if key.name == api:
+            return int(hi)
+    return -1
+
+
+def _fetch_topics(cls: Any, spec: Mapping[str, Sequence[int]] | None) -> list[Any] | None:
+    if spec is None:
+        return None
+    return [cls(name=t, partition_indexes=list(ps)) for t, ps in spec.items()]
+
+
+def _old_group_answer(response: Any) -> GroupAnswer:
+    """An OffsetFetch v0-v7 answer (kafka-python's objects) in the shape of v8+'s."""
+    topics: dict[str, wire.TopicOffsets] = {}
+    for topic in response.topics or ():
+        found = topics.setdefault(str(topic.name), wire.TopicOffsets())
+        for p in topic.partitions or ():
+            found.offsets[int(p.partition_index)] = int(p.committed_offset)
+            if p.error_code:
+                found.errors[int(p.partition_index)] = int(p.error_code)
+    return (int(getattr(response, "error_code", 0) or 0), topics)

@@ -1,0 +1,260 @@
+"""Lean, bounded decoders for the two large answers of a batched Kafka slot.
+
+kafka-python decodes every answer into generic objects, one per partition; for an
+OffsetFetch of 10 groups x 1,000 partitions that is most of a slot's CPU. These decoders
+read the same bytes with :func:`struct.unpack_from` straight into dictionaries of ints:
+
+* :func:`decode_offset_fetch`: OffsetFetch responses v8 and v9 (KIP-709, many groups;
+  flexible: compact arrays and strings, tagged fields);
+* :func:`decode_list_offsets`: ListOffsets responses v1 to v11 (flexible from v6).
+
+Every length and count is checked against the bytes that remain before anything is
+allocated (an array of *n* elements needs at least *n* times its smallest element), a
+varint is at most 5 bytes, and the answer must end where its bytes end. Bad input raises
+:class:`WireError` (a ``ValueError``, which kafka-python's parser reports as a protocol
+error), never another exception. Error codes stay per group, per topic and per partition.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+__all__ = (
+    "ListOffsetsAnswer",
+    "OffsetFetchAnswer",
+    "TopicOffsets",
+    "WireError",
+    "decode_list_offsets",
+    "decode_offset_fetch",
+)
+
+OFFSET_FETCH_VERSIONS: Final = (8, 9)
+LIST_OFFSETS_VERSIONS: Final = (1, 11)
+
+_I16: Final = struct.Struct(">h")
+_I32: Final = struct.Struct(">i")
+_FETCH_PART: Final = struct.Struct(">iqi")  # partition, committed offset, leader epoch
+_LIST_PART: Final = struct.Struct(">ihqq")  # partition, error, timestamp, offset
+# partition, committed offset, leader epoch, metadata's first byte, error, tag count byte
+_FETCH_FAST: Final = struct.Struct(">iqiBhB")
+
+
+class WireError(ValueError):
+    """An answer that does not parse: truncated, oversized or inconsistent."""
+
+
+class TopicOffsets:
+    """One topic's partitions in an answer: offsets and the partitions' error codes."""
+
+    __slots__ = ("errors", "offsets")
+
+    def __init__(self) -> None:
+        #: partition -> offset (committed offset, or the listed log offset)
+        self.offsets: dict[int, int] = {}
+        #: partition -> error code, only for partitions whose code is not 0
+        self.errors: dict[int, int] = {}
+
+    def __repr__(self) -> str:
+        return f"TopicOffsets({len(self.offsets)} partitions, errors={self.errors})"
+
+
+class OffsetFetchAnswer:
+    """A decoded OffsetFetch v8+ response: per group, its error code and its topics."""
+
+    __slots__ = ("groups", "throttle_time_ms")
+
+    def __init__(self, throttle_time_ms: int) -> None:
+        self.throttle_time_ms = throttle_time_ms  # kafka-python reads it for quotas
+        #: group -> (group error code, topic -> offsets)
+        self.groups: dict[str, tuple[int, dict[str, TopicOffsets]]] = {}
+
+    def __repr__(self) -> str:
+        return f"OffsetFetchAnswer({len(self.groups)} groups)"
+
+
+class ListOffsetsAnswer:
+    """A decoded ListOffsets response: topic -> offsets and error codes."""
+
+    __slots__ = ("throttle_time_ms", "topics")
+
+    def __init__(self, throttle_time_ms: int) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics: dict[str, TopicOffsets] = {}
+
+    def __repr__(self) -> str:
+        return f"ListOffsetsAnswer({len(self.topics)} topics)"
+
+
+def _uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """An unsigned varint of at most 5 bytes (a 32-bit value)."""
+    value = shift = 0
+    for _ in range(5):
+        if pos >= end:
+            raise WireError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if value > 0xFFFFFFFF:
+                raise WireError("varint out of range")
+            return value, pos
+        shift += 7
+    raise WireError("varint longer than 5 bytes")
+
+
+def _count(data: bytes, pos: int, end: int, flexible: bool, least: int) -> tuple[int, int]:
+    """An array's element count (``-1``, null, is refused), bounded by what remains:
+    every element takes at least ``least`` bytes."""
+    if flexible:
+        raw, pos = _uvarint(data, pos, end)
+        n = raw - 1
+    else:
+        if pos + 4 > end:
+            raise WireError("truncated array length")
+        (n,) = _I32.unpack_from(data, pos)
+        pos += 4
+    if n < 0:
+        raise WireError("null array")
+    if n * least > end - pos:
+        raise WireError(f"array of {n} elements is longer than the answer")
+    return n, pos
+
+
+def _string(data: bytes, pos: int, end: int, flexible: bool) -> tuple[str, int]:
+    if flexible:
+        raw, pos = _uvarint(data, pos, end)
+        n = raw - 1
+    else:
+        if pos + 2 > end:
+            raise WireError("truncated string length")
+        (n,) = _I16.unpack_from(data, pos)
+        pos += 2
+    if n < 0:
+        raise WireError("null string")
+    if n > end - pos:
+        raise WireError("string longer than the answer")
+    try:
+        return data[pos : pos + n].decode("utf-8"), pos + n
+    except UnicodeDecodeError as exc:
+        raise WireError("string is not UTF-8") from exc
+
+
+def _skip_tags(data: bytes, pos: int, end: int) -> int:
+    """Skip a tagged-fields section (nothing in these answers is read from it)."""
+    if pos < end and data[pos] == 0:  # the common case: no tagged fields
+        return pos + 1
+    count, pos = _uvarint(data, pos, end)
+    if count > end - pos:
+        raise WireError("more tagged fields than bytes")
+    for _ in range(count):
+        _, pos = _uvarint(data, pos, end)
+        size, pos = _uvarint(data, pos, end)
+        if size > end - pos:
+            raise WireError("tagged field longer than the answer")
+        pos += size
+    return pos
+
+
+def _need(pos: int, size: int, end: int) -> None:
+    if pos + size > end:
+        raise WireError("truncated answer")
+
+
+def _fetch_slow(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The rest of an OffsetFetch partition from its metadata on: (next position, error)."""
+    # metadata: a compact nullable string, skipped (0 is null, 1 is empty)
+    raw, pos = _uvarint(data, pos, end)
+    if raw - 1 > end - pos:
+        raise WireError("metadata longer than the answer")
+    pos += max(raw - 1, 0)
+    _need(pos, 2, end)
+    (code,) = _I16.unpack_from(data, pos)
+    return _skip_tags(data, pos + 2, end), code
+
+
+def decode_offset_fetch(data: bytes, version: int) -> OffsetFetchAnswer:
+    """Decode an OffsetFetch response body (after its header), versions 8 and 9."""
+    if not OFFSET_FETCH_VERSIONS[0] <= version <= OFFSET_FETCH_VERSIONS[1]:
+        raise WireError(f"OffsetFetch v{version} is not decoded here")
+    end = len(data)
+    _need(0, 4, end)
+    (throttle,) = _I32.unpack_from(data, 0)
+    answer = OffsetFetchAnswer(throttle)
+    # smallest group: id (1) + topics (1) + error (2) + tags (1)
+    n_groups, pos = _count(data, 4, end, True, 5)
+    for _ in range(n_groups):
+        group, pos = _string(data, pos, end, True)
+        # smallest topic: name (1) + partitions (1) + tags (1)
+        n_topics, pos = _count(data, pos, end, True, 3)
+        topics: dict[str, TopicOffsets] = {}
+        for _ in range(n_topics):
+            name, pos = _string(data, pos, end, True)
+            # smallest partition: 16 fixed + metadata (1) + error (2) + tags (1)
+            n_parts, pos = _count(data, pos, end, True, 20)
+            found = topics.get(name)
+            if found is None:
+                found = topics[name] = TopicOffsets()
+            offsets, errors = found.offsets, found.errors
+            for _ in range(n_parts):
+                if pos + 20 > end:  # the smallest partition (see above)
+                    raise WireError("truncated answer")
+                # the common shape in one unpack: metadata null or empty, no tagged fields
+                partition, offset, _epoch, meta, code, tags = _FETCH_FAST.unpack_from(data, pos)
+                if meta < 2 and tags == 0:
+                    pos += 20
+                else:
+                    pos, code = _fetch_slow(data, pos + 16, end)
+                offsets[partition] = offset
+                if code:
+                    errors[partition] = code
+            pos = _skip_tags(data, pos, end)
+        _need(pos, 2, end)
+        (group_code,) = _I16.unpack_from(data, pos)
+        pos = _skip_tags(data, pos + 2, end)
+        answer.groups[group] = (group_code, topics)
+    pos = _skip_tags(data, pos, end)
+    if pos != end:
+        raise WireError(f"{end - pos} bytes left after the answer")
+    return answer
+
+
+def decode_list_offsets(data: bytes, version: int) -> ListOffsetsAnswer:
+    """Decode a ListOffsets response body (after its header), versions 1 to 11."""
+    if not LIST_OFFSETS_VERSIONS[0] <= version <= LIST_OFFSETS_VERSIONS[1]:
+        raise WireError(f"ListOffsets v{version} is not decoded here")
+    flexible = version >= 6
+    epoch = 4 if version >= 4 else 0
+    fixed = _LIST_PART.size + epoch
+    end = len(data)
+    pos = 0
+    throttle = 0
+    if version >= 2:
+        _need(0, 4, end)
+        (throttle,) = _I32.unpack_from(data, 0)
+        pos = 4
+    answer = ListOffsetsAnswer(throttle)
+    n_topics, pos = _count(data, pos, end, flexible, 2 if flexible else 6)
+    for _ in range(n_topics):
+        name, pos = _string(data, pos, end, flexible)
+        n_parts, pos = _count(data, pos, end, flexible, fixed + (1 if flexible else 0))
+        found = answer.topics.get(name)
+        if found is None:
+            found = answer.topics[name] = TopicOffsets()
+        offsets, errors = found.offsets, found.errors
+        for _ in range(n_parts):
+            _need(pos, fixed, end)
+            partition, code, _timestamp, offset = _LIST_PART.unpack_from(data, pos)
+            pos += fixed
+            if flexible:
+                pos = _skip_tags(data, pos, end)
+            offsets[partition] = offset
+            if code:
+                errors[partition] = code
+        if flexible:
+            pos = _skip_tags(data, pos, end)
+    if flexible:
+        pos = _skip_tags(data, pos, end)
+    if pos != end:
+        raise WireError(f"{end - pos} bytes left after the answer")
+    return answer
