@@ -311,3 +311,65 @@ def test_a_bad_metrics_address_or_a_taken_port_exits_2(
     assert busy.code == 2, busy.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in busy.stderr
     assert "Traceback" not in busy.stderr
+
+
+def test_watch_mode_probes_wait_for_the_watch_and_metrics_name_watched_objects(
+    redis_server: RedisServer,
+    queue: tuple[redis.Redis, str],
+    kube_standin: KubeStandIn,
+) -> None:
+    client, lst = queue
+    client.rpush(lst, *range(4))
+    api, namespace = kube_standin.api, unique_name("watch-metrics")
+    api.deployment("orders", namespace, replicas=0)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            *command("script"),
+            "run",
+            "--watch",
+            "--namespace",
+            namespace,
+            "--kubeconfig",
+            str(kube_standin.kubeconfig(namespace)),
+            "--metrics-address",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # ready once every watch has listed and what it listed is reconciled
+        body = wait_for(f"http://127.0.0.1:{port}/readyz?verbose", 200)
+        assert "watch" in body
+        assert "watch" in wait_for(f"http://127.0.0.1:{port}/healthz?verbose", 200)
+        api.scaled_object(
+            "orders",
+            namespace,
+            "orders",
+            [
+                {
+                    "type": "redis",
+                    "metadata": {
+                        "address": redis_server.address,
+                        "listName": lst,
+                        "listLength": "2",
+                    },
+                }
+            ],
+            pollingInterval=1,
+        )
+        lines = Lines(proc)
+        scale = lines.until("scale")
+        assert (scale["scaledObject"], scale["toReplicas"]) == (f"{namespace}/orders", 2)
+        _, metrics = fetch(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        stop(proc)
+    values = {
+        (s.labels["scaledObject"], s.labels["type"]): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "keda_scaler_metrics_value" and s.labels.get("namespace") == namespace
+    }
+    assert values == {("orders", "scaledobject"): 4.0}
