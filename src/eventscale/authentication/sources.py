@@ -43,6 +43,8 @@ __all__ = (
     "SecretData",
     "SecretSource",
     "as_secret",
+    "config_map_data",
+    "secret_data",
 )
 
 log = logging.getLogger("eventscale.secrets")
@@ -298,6 +300,31 @@ def _read_directory(folder: Path, kind: str) -> SecretData:
     )
 
 
+def secret_data(obj: Mapping[str, Any], namespace: str) -> SecretData:
+    """The values of a Secret as the API returns it (``data`` decoded from base64);
+    keys that are not base64 of UTF-8 text are listed as unreadable."""
+    values: dict[str, Secret] = {}
+    unreadable: set[str] = set()
+    data = obj.get("data") or {}
+    for key, encoded in data.items() if isinstance(data, Mapping) else ():
+        try:
+            values[str(key)] = Secret(base64.b64decode(str(encoded), validate=True).decode("utf-8"))
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            unreadable.add(str(key))
+    return SecretData(
+        values=values,
+        origin=f"the cluster (namespace {namespace!r})",
+        unreadable=frozenset(unreadable),
+    )
+
+
+def config_map_data(obj: Mapping[str, Any], namespace: str) -> SecretData:
+    """The values of a ConfigMap as the API returns it (its ``data``)."""
+    data = obj.get("data") or {}
+    values = {str(k): Secret(str(v)) for k, v in data.items()} if isinstance(data, Mapping) else {}
+    return SecretData(values=values, origin=f"the cluster (namespace {namespace!r})")
+
+
 class ClusterSource:
     """Secrets and ConfigMaps read from a Kubernetes cluster.
 
@@ -324,32 +351,14 @@ class ClusterSource:
         obj = await self._get("secrets", SECRET, name, namespace)
         if obj is None:
             return None
-        values: dict[str, Secret] = {}
-        unreadable: set[str] = set()
-        data = obj.get("data") or {}
-        for key, encoded in data.items() if isinstance(data, Mapping) else ():
-            try:
-                values[str(key)] = Secret(
-                    base64.b64decode(str(encoded), validate=True).decode("utf-8")
-                )
-            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-                unreadable.add(str(key))
-        return SecretData(
-            values=values,
-            origin=f"the cluster (namespace {namespace!r})",
-            unreadable=frozenset(unreadable),
-        )
+        return secret_data(obj, namespace)
 
     async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
         """``GET /api/v1/namespaces/{namespace}/configmaps/{name}``, its ``data``."""
         obj = await self._get("configmaps", CONFIG_MAP, name, namespace)
         if obj is None:
             return None
-        data = obj.get("data") or {}
-        values = (
-            {str(k): Secret(str(v)) for k, v in data.items()} if isinstance(data, Mapping) else {}
-        )
-        return SecretData(values=values, origin=f"the cluster (namespace {namespace!r})")
+        return config_map_data(obj, namespace)
 
     async def get_trigger_authentication(
         self, kind: str, name: str, namespace: str

@@ -9,13 +9,10 @@ when one of them changes, only the objects that read it are rebuilt.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias
 
-from eventscale.authentication.sources import SecretData
-from eventscale.redaction import Secret
+from eventscale.authentication.sources import SecretData, config_map_data, secret_data
 from eventscale.spec import TriggerAuthenticationSpec
 
 __all__ = ("CacheSource", "Dependency", "Lookup", "cached_authentications")
@@ -51,35 +48,13 @@ class CacheSource:
         """The Secret ``name`` in ``namespace`` from the cache, ``data`` decoded."""
         self.used.add(("Secret", namespace, name))
         doc = self.lookup("Secret", namespace, name)
-        if doc is None:
-            return None
-        values: dict[str, Secret] = {}
-        unreadable: set[str] = set()
-        data = doc.get("data") or {}
-        for key, encoded in data.items() if isinstance(data, Mapping) else ():
-            try:
-                values[str(key)] = Secret(
-                    base64.b64decode(str(encoded), validate=True).decode("utf-8")
-                )
-            except (binascii.Error, ValueError):
-                unreadable.add(str(key))
-        return SecretData(
-            values=values,
-            origin=f"the cluster (namespace {namespace!r})",
-            unreadable=frozenset(unreadable),
-        )
+        return None if doc is None else secret_data(doc, namespace)
 
     async def get_config_map(self, name: str, namespace: str) -> SecretData | None:
         """The ConfigMap ``name`` in ``namespace`` from the cache."""
         self.used.add(("ConfigMap", namespace, name))
         doc = self.lookup("ConfigMap", namespace, name)
-        if doc is None:
-            return None
-        data = doc.get("data") or {}
-        values = (
-            {str(k): Secret(str(v)) for k, v in data.items()} if isinstance(data, Mapping) else {}
-        )
-        return SecretData(values=values, origin=f"the cluster (namespace {namespace!r})")
+        return None if doc is None else config_map_data(doc, namespace)
 
 
 def cached_authentications(
