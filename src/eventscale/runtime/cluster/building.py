@@ -94,10 +94,18 @@ async def build(
 
 
 async def restore_original_replicas(
-    client: Any, key: str, doc: Mapping[str, Any], status: Mapping[str, Any]
+    client: Any,
+    key: str,
+    doc: Mapping[str, Any],
+    status: Mapping[str, Any],
+    make_target: Callable[[], Any] | None = None,
 ) -> None:
     """KEDA's ``advanced.restoreToOriginalReplicaCount`` on delete: the target back to
-    ``status.originalReplicaCount`` (nothing when the status has none, as KEDA)."""
+    ``status.originalReplicaCount`` (nothing when the status has none, as KEDA).
+
+    ``make_target`` builds the target the object ran with (``run --target``); without
+    it, the ``scaleTargetRef`` in the cluster is written through its scale subresource.
+    """
     spec = doc.get("spec") or {}
     advanced = spec.get("advanced") or {}
     if not (isinstance(advanced, Mapping) and advanced.get("restoreToOriginalReplicaCount")):
@@ -106,11 +114,22 @@ async def restore_original_replicas(
     if not isinstance(original, int) or not status.get("scaleTargetGVKR"):
         logger.info("%s: no original replica count known; nothing to restore", key)
         return
+    target = make_target() if make_target is not None else _cluster_target(client, key, spec)
+    try:
+        await target.set_replicas(original, reason="restoreToOriginalReplicaCount")
+        logger.info("%s: restored the target to %d replicas", key, original)
+    except TargetError as exc:
+        logger.warning("%s: restoring the original replica count failed: %s", key, exc)
+    finally:
+        await target.aclose()
+
+
+def _cluster_target(client: Any, key: str, spec: Mapping[str, Any]) -> Any:
     from eventscale.spec import ScaleTargetRef
     from eventscale.targets.kubernetes import KubernetesTarget
 
     ref = spec.get("scaleTargetRef") or {}
-    target = KubernetesTarget.from_ref(
+    return KubernetesTarget.from_ref(
         ScaleTargetRef(
             name=str(ref.get("name")),
             kind=str(ref.get("kind") or "Deployment"),
@@ -119,13 +138,6 @@ async def restore_original_replicas(
         namespace=key.partition("/")[0],
         client=client,
     )
-    try:
-        await target.set_replicas(original, reason="restoreToOriginalReplicaCount")
-        logger.info("%s: restored the target to %d replicas", key, original)
-    except TargetError as exc:
-        logger.warning("%s: restoring the original replica count failed: %s", key, exc)
-    finally:
-        await target.aclose()
 
 
 def is_paused(spec: Any) -> bool:

@@ -599,7 +599,14 @@ class ClusterReconciler:
             return
         if entry.kind == "ScaledObject":
             status = entry.written or doc.get("status") or {}
-            await building.restore_original_replicas(self.client, entry.key, doc, status)
+            spec = entry.spec
+            await building.restore_original_replicas(
+                self.client,
+                entry.key,
+                doc,
+                status,
+                None if spec is None else (lambda: self.make_target(spec)),
+            )
         kind = entry.kind
         await self.writer.send_now(entry, "Warning", f"{kind}Deleted", f"{kind} was deleted")
         remaining = [f for f in rules.finalizers(doc) if f != FINALIZER]
