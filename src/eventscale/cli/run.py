@@ -24,6 +24,7 @@ import anyio
 from eventscale.cli._common import (
     EXIT_OK,
     add_env_options,
+    environment,
     job_target,
     make_target,
     read_manifest_files,
@@ -183,6 +184,8 @@ async def run(args: argparse.Namespace, out: Writable) -> int:
         raise ConfigError("give manifest files, or --watch", path="MANIFEST")
     if not watch and (args.namespace or args.selector):
         raise ConfigError("needs --watch", path="--namespace" if args.namespace else "--selector")
+    if watch:
+        environment(args)  # a malformed --env is refused before anything starts
     live = is_terminal(out) and not args.json
     if args.job_seconds < 0:
         raise ConfigError("must be >= 0", path="--job-seconds")
@@ -316,6 +319,7 @@ async def _run_objects(
                     client,
                     ctl,
                     sharding,
+                    env=environment(args),
                     make_target=lambda spec: make_target(args.target, spec, client=client),
                     make_job_target=lambda spec: job_target(
                         args.target, spec, client=client, job_seconds=args.job_seconds

@@ -212,11 +212,13 @@ class ClusterReconciler:
 
         from eventscale.kube.events import EventRecorder
 
-        env = {} if getattr(args, "no_os_env", False) else dict(os.environ)
-        for item in getattr(args, "env", None) or ():
-            name, sep, value = str(item).partition("=")
-            if sep and name:
-                env[name] = value
+        if "env" not in kwargs:  # (the CLI passes the one it checked and redacts)
+            env = {} if getattr(args, "no_os_env", False) else dict(os.environ)
+            for item in getattr(args, "env", None) or ():
+                name, sep, value = str(item).partition("=")
+                if sep and name:
+                    env[name] = value
+            kwargs["env"] = env
         identity = getattr(ownership, "identity", None)
         return cls(
             client,
@@ -226,7 +228,6 @@ class ClusterReconciler:
             recorder=EventRecorder(client, component="eventscale", instance=identity),
             ownership=ownership,
             cluster_namespace=os.environ.get("KEDA_CLUSTER_OBJECT_NAMESPACE") or "keda",
-            env=env,
             **kwargs,
         )
 
