@@ -110,10 +110,12 @@ async def test_history_is_bounded_and_keeps_the_newest_calls() -> None:
     for count in (1, 2, 3, 4, 5):
         await target.set_replicas(count, reason=f"to {count}")
     assert [c.new for c in target.history] == [3, 4, 5]
-    assert target.history[0].old == 2 and target.history[0].reason == "to 3"
+    assert target.history[0].old == 2
+    assert target.history[0].reason == "to 3"
     # the sequence starts with the count requested before the oldest call kept
     assert target.requested_counts() == [2, 3, 4, 5]
-    assert target.requested == 5 and target.current == 5
+    assert target.requested == 5
+    assert target.current == 5
     with pytest.raises(ValueError, match="history"):
         MemoryTarget(0, history=0)
 

@@ -224,10 +224,7 @@ class MemoryTarget(TargetBase):
         older calls were dropped (``history``), it starts with the count requested
         before the oldest call kept.
         """
-        if self._dropped and self._history:
-            start = self._history[0][1]
-        else:
-            start = self.initial
+        start = self._history[0][1] if self._dropped and self._history else self.initial
         return [start, *(c.new for c in self.changes)]
 
     # -- fault injection ---------------------------------------------------------------
