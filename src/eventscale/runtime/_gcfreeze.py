@@ -17,9 +17,10 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
-__all__ = ("FREEZE_AFTER", "FREEZE_MIN_OBJECTS", "Freezer")
+__all__ = ("FREEZE_AFTER", "FREEZE_MIN_OBJECTS", "SETTLE_LIMIT", "Freezer")
 
 #: With ``Controller(freeze=None)`` (the default) the controller freezes once it holds
 #: at least this many objects.
@@ -27,6 +28,10 @@ FREEZE_MIN_OBJECTS: Final = 1000
 
 #: Seconds without an add, update or remove before the controller (re)freezes.
 FREEZE_AFTER: Final = 2.0
+
+#: The longest the freeze waits, once the objects are quiet, for every object to have
+#: finished its first poll (what a first poll builds, its engine, is frozen with it).
+SETTLE_LIMIT: Final = 60.0
 
 logger = logging.getLogger("eventscale.controller")
 
@@ -39,7 +44,7 @@ class Freezer:
     :param after: seconds of quiet after a change before acting.
     """
 
-    __slots__ = ("_due", "_removed", "after", "frozen", "mode", "refreezes")
+    __slots__ = ("_due", "_quiet_since", "_removed", "after", "frozen", "mode", "refreezes")
 
     def __init__(self, mode: bool | None, after: float = FREEZE_AFTER) -> None:
         self.mode = mode
@@ -49,6 +54,7 @@ class Freezer:
         #: full refreezes done (after removals), for tests and logs
         self.refreezes = 0
         self._due = 0.0
+        self._quiet_since = 0.0
         self._removed = False
 
     def changed(self, *, removed: bool) -> None:
@@ -56,14 +62,23 @@ class Freezer:
         if self.mode is False:
             return
         self._due = time.monotonic() + self.after
+        self._quiet_since = 0.0
         self._removed = self._removed or removed
 
-    def tick(self, count: int) -> None:
-        """Act if the objects have been quiet for ``after`` seconds (``count`` held)."""
+    def tick(self, count: int, settled: Callable[[], bool]) -> None:
+        """Act if the objects have been quiet for ``after`` seconds (``count`` held) and
+        ``settled()`` (every object has finished its first poll; at most
+        :data:`SETTLE_LIMIT` seconds are waited for that)."""
         due = self._due
-        if not due or time.monotonic() < due:
+        now = time.monotonic()
+        if not due or now < due:
             return
-        self._due = 0.0
+        if not self._quiet_since:
+            self._quiet_since = now
+        if now - self._quiet_since < SETTLE_LIMIT and not settled():
+            self._due = now + self.after  # (look again later)
+            return
+        self._due = self._quiet_since = 0.0
         removed, self._removed = self._removed, False
         wanted = self.mode is True or (self.mode is None and count >= FREEZE_MIN_OBJECTS)
         if self.frozen and (removed or not wanted):

@@ -367,7 +367,7 @@ class Controller:
         period = min(1.0, max(0.01, self.grace / 2))
         while True:
             await anyio.sleep(period)
-            self._freezer.tick(len(self._entries))
+            self._freezer.tick(len(self._entries), self._settled)
             now = time.monotonic()
             scheduler = self._scheduler
             # on the scheduler only the polls in flight can be stuck
@@ -380,6 +380,10 @@ class Controller:
                         await self._report_stuck(entry, now - since)
                     if scheduler is not None:
                         scheduler.overran(entry, now)
+
+    def _settled(self) -> bool:
+        """Whether every object has finished its first reconcile."""
+        return all(entry.finished for entry in self._entries.values())
 
     async def _report_stuck(self, entry: ObjectLoop, elapsed: float) -> None:
         status = entry.status
@@ -466,7 +470,8 @@ class Controller:
             entry.reconcile_finished(number)
 
     async def _poll(self, entry: ObjectLoop, lag: float) -> None:
-        """One poll started by the shared scheduler (in a task that ends with it)."""
+        """One poll started by the shared scheduler (in a task that ends with it);
+        :meth:`_reconcile_counted` inline (one coroutine less per poll)."""
         try:
             if not entry.started:
                 await self.events.emit(
@@ -476,7 +481,16 @@ class Controller:
                         scaled_object=entry.status.key,
                     )
                 )
-            await self._reconcile_counted(entry, lag)
+            if entry.woken:
+                entry.consume_wake()
+            entry.started = number = entry.started + 1
+            entry.since = time.monotonic()
+            try:
+                await self._reconcile_once(entry, lag)
+            finally:
+                entry.since = 0.0
+                entry.stuck = False
+                entry.reconcile_finished(number)
         except Exception:  # a bug of the controller's own: never silent
             logger.exception("the poll of %s failed", entry.status.key)
 
