@@ -105,7 +105,8 @@ class Controller:
         a free slot (their lag shows it). Default 1,000.
     :param freeze: move the objects the controller holds out of the cyclic garbage
         collector's full collections (:func:`gc.freeze`, process-wide) once no object
-        was added, updated or removed for ``freeze_after`` seconds; after removals and
+        was added, updated or removed for ``freeze_after`` seconds and every object
+        has finished its first poll (waited for 60 s at most); after removals and
         updates it unfreezes, collects once and freezes again, so removed objects are
         not kept; leaving the block unfreezes. ``None`` (the default): from 1,000
         objects on; ``False``: never (an application that manages ``gc.freeze()``
