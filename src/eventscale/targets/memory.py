@@ -9,7 +9,6 @@ requested count only after a delay, measured on an injectable clock.
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -92,8 +91,11 @@ class MemoryTarget(TargetBase):
         # visible count, the others are pending (see _settle: it never grows past them).
         self._timeline: list[tuple[float, int]] = [(float("-inf"), self.initial)]
         # (at, old, new, reason): tuples of atoms, which the cyclic collector stops
-        # tracking, so thousands of targets do not lengthen its full collections
-        self._history: deque[tuple[float, int, int, str | None]] = deque(maxlen=history)
+        # tracking, so thousands of targets do not lengthen its full collections. A
+        # list trimmed to the newest ``history`` once it holds twice that many (an
+        # empty deque takes a 64-slot block: 60 MB for 100,000 targets)
+        self._history: list[tuple[float, int, int, str | None]] = []
+        self._limit = history
         self._dropped = False
         self._failure = InjectedFailure()
         self.get_calls = 0
@@ -116,9 +118,11 @@ class MemoryTarget(TargetBase):
         self._maybe_fail()
         now = self.clock()
         history = self._history
-        if not self._dropped and len(history) == history.maxlen:
-            self._dropped = True
         history.append((now, self._requested, count, reason))
+        limit = self._limit
+        if limit is not None and len(history) >= 2 * limit:
+            del history[:-limit]
+            self._dropped = True
         self._requested = count
         self._settle(now)
         self._timeline.append((now + self.lag, count))
@@ -209,7 +213,7 @@ class MemoryTarget(TargetBase):
         """The accepted :meth:`set_replicas` calls, oldest first (the last ``history``)."""
         return tuple(
             ReplicaChange(at=at, old=old, new=new, reason=reason)
-            for at, old, new, reason in self._history
+            for at, old, new, reason in self._kept()
         )
 
     @property
@@ -224,8 +228,20 @@ class MemoryTarget(TargetBase):
         older calls were dropped (``history``), it starts with the count requested
         before the oldest call kept.
         """
-        start = self._history[0][1] if self._dropped and self._history else self.initial
+        kept = self._kept()
+        start = (
+            kept[0][1]
+            if kept and (self._dropped or len(kept) < len(self._history))
+            else self.initial
+        )
         return [start, *(c.new for c in self.changes)]
+
+    def _kept(self) -> list[tuple[float, int, int, str | None]]:
+        """The newest ``history`` calls."""
+        limit = self._limit
+        if limit is None or len(self._history) <= limit:
+            return self._history
+        return self._history[-limit:]
 
     # -- fault injection ---------------------------------------------------------------
 
@@ -259,5 +275,5 @@ class MemoryTarget(TargetBase):
     def __repr__(self) -> str:
         return (
             f"MemoryTarget(name={self.name!r}, requested={self._requested}, "
-            f"current={self.current}, changes={len(self._history)})"
+            f"current={self.current}, changes={len(self._kept())})"
         )
