@@ -111,6 +111,7 @@ class Controller:
         not kept; leaving the block unfreezes. ``None`` (the default): from 1,000
         objects on; ``False``: never (an application that manages ``gc.freeze()``
         itself). Docs: docs/runtime.md, "Running thousands of objects".
+    :param freeze_after: seconds without an add, update or remove before it (re)freezes.
     """
 
     def __init__(
