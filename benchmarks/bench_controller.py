@@ -22,8 +22,9 @@ events (no hook), so no event is built.
 - CPU: ``time.process_time()`` over wall time (100% = one core), and per poll;
 - memory: ``VmRSS`` at the end of the window and its high-water mark ``VmHWM``;
 - GC: collections and the longest one (``gc.callbacks``), and the objects the cyclic
-  collector tracks per scaled object (``gc.get_objects()`` after the window, minus
-  before the objects were built).
+  collector tracks per scaled object (``gc.get_objects()`` plus ``gc.get_freeze_count()``
+  after the window, minus before the objects were built), and of those the ones a full
+  collection walks (not frozen: ``gc.get_objects()`` alone).
 
 ``--split`` measures the cost of one poll by part, in process (see :func:`_split`).
 """
@@ -105,6 +106,12 @@ async def _probe(lags: array[float], period: float = 0.01) -> None:
         lags.append(loop.time() - due)
 
 
+def _tracked() -> tuple[int, int]:
+    """(tracked objects, frozen or not; the ones a full collection walks)."""
+    walked = len(gc.get_objects())
+    return walked + gc.get_freeze_count(), walked
+
+
 def _figures(
     objects: int,
     interval: float,
@@ -114,7 +121,7 @@ def _figures(
     poll_lags: Any,
     loop_lags: Any,
     collector: _Gc,
-    tracked: float,
+    tracked: tuple[float, float],
     rss_before: int,
 ) -> dict[str, Any]:
     due = objects * window / interval
@@ -135,7 +142,8 @@ def _figures(
         "gc_full_runs": collector.full,
         "gc_s": collector.total,
         "gc_longest_ms": 1000 * collector.longest,
-        "tracked_per_object": tracked,
+        "tracked_per_object": tracked[0],
+        "walked_per_object": tracked[1],
         "rss_before_mb": rss_before / 1024,
         "rss_mb": _status_kib("VmRSS") / 1024,
         "hwm_mb": _status_kib("VmHWM") / 1024,
@@ -156,7 +164,7 @@ async def _controller(
 
     collector = _Gc()
     gc.collect()
-    tracked_before = len(gc.get_objects())
+    tracked_before = _tracked()
     rss_before = _status_kib("VmRSS")
     rng = random.Random(7)
     registry = GaugeRegistry()
@@ -213,7 +221,8 @@ async def _controller(
             collector.on = False
             polls = sum(s.polls for s in statuses) - polls0
             tg.cancel_scope.cancel()
-        tracked = (len(gc.get_objects()) - tracked_before) / objects
+        after = _tracked()
+        tracked = tuple((a - b) / objects for a, b in zip(after, tracked_before, strict=True))
         result = _figures(
             objects,
             interval,
@@ -223,7 +232,7 @@ async def _controller(
             poll_lags,
             loop_lags,
             collector,
-            tracked,
+            (tracked[0], tracked[1]),
             rss_before,
         )
         stop0 = time.perf_counter()
@@ -235,7 +244,7 @@ async def _floor(objects: int, interval: float, warmup: float, window: float) ->
     """A bare loop firing one no-op callback per object on the controller's schedule."""
     collector = _Gc()
     gc.collect()
-    tracked_before = len(gc.get_objects())
+    tracked_before = _tracked()
     rss_before = _status_kib("VmRSS")
     loop = asyncio.get_running_loop()
     lags: array[float] = array("d")
@@ -268,7 +277,8 @@ async def _floor(objects: int, interval: float, warmup: float, window: float) ->
     recording[0] = False
     collector.on = False
     probe.cancel()
-    tracked = (len(gc.get_objects()) - tracked_before) / objects
+    after = _tracked()
+    tracked = ((after[0] - tracked_before[0]) / objects, (after[1] - tracked_before[1]) / objects)
     return _figures(
         objects, interval, wall, cpu, fired[0], lags, loop_lags, collector, tracked, rss_before
     )
@@ -303,7 +313,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("RSS high-water mark (MB)", "hwm_mb", ",.0f"),
     ("collections / full collections in the window", "", ""),
     ("longest collection (ms)", "gc_longest_ms", ",.1f"),
-    ("GC-tracked objects per object", "tracked_per_object", ".1f"),
+    ("GC-tracked objects per object (frozen or not)", "tracked_per_object", ".1f"),
+    ("of which a full collection walks (not frozen)", "walked_per_object", ".1f"),
     ("1-minute load average at the end", "load", ".2f"),
 )
 

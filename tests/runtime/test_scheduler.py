@@ -241,3 +241,21 @@ async def test_update_on_the_scheduler_keeps_the_state_and_polls_the_new_object(
         assert len(ctl) == 1
     assert new.closed
     assert target.closed
+
+
+async def test_a_poll_stopped_before_its_first_step_gives_its_slot_back() -> None:
+    first, second = StaticScaler(0), StaticScaler(0)
+    async with Controller(max_in_flight=1) as ctl:
+        ctl.add(make("first", first))
+        ctl.add(make("second", second))
+        await until(lambda: second.polls == 1, "both first polls")
+        scheduler = ctl._scheduler
+        assert scheduler is not None
+        entry = ctl._entries["default/first"]
+        ctl.wake("default/first")
+        scheduler._fire()  # the poll's task exists but has not run a step yet
+        assert entry in scheduler.running
+        scheduler.stop(entry)  # cancelled before its first step: no ``finally`` runs
+        await until(lambda: entry not in scheduler.running, "the slot given back")
+        ctl.wake("default/second")  # the only slot is free: the other object polls
+        await until(lambda: second.polls == 2, "the other object's poll")

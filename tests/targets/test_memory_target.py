@@ -102,3 +102,47 @@ async def test_context_manager_closes_and_bad_counts_are_rejected() -> None:
     with pytest.raises(ValueError, match="lag"):
         MemoryTarget(lag=-1)
     assert "requested=0" in repr(target)
+
+
+@pytest.mark.anyio
+async def test_history_is_bounded_and_keeps_the_newest_calls() -> None:
+    target = MemoryTarget(0, history=3)
+    for count in (1, 2, 3, 4, 5):
+        await target.set_replicas(count, reason=f"to {count}")
+    assert [c.new for c in target.history] == [3, 4, 5]
+    assert target.history[0].old == 2
+    assert target.history[0].reason == "to 3"
+    # the sequence starts with the count requested before the oldest call kept
+    assert target.requested_counts() == [2, 3, 4, 5]
+    assert target.requested == 5
+    assert target.current == 5
+    with pytest.raises(ValueError, match="history"):
+        MemoryTarget(0, history=0)
+
+
+@pytest.mark.anyio
+async def test_unbounded_history_keeps_every_call() -> None:
+    target = MemoryTarget(0, history=None)
+    for count in range(1, 2001):
+        await target.set_replicas(count)
+    assert len(target.history) == 2000
+    assert target.requested_counts()[:3] == [0, 1, 2]
+
+
+@pytest.mark.anyio
+async def test_lagging_requests_resolve_in_order_after_many_changes() -> None:
+    clock = ManualClock()
+    target = MemoryTarget(0, lag=10, clock=clock)
+    await target.set_replicas(3)
+    clock.advance(5)
+    await target.set_replicas(7)
+    assert target.current == 0
+    clock.advance(5)
+    assert target.current == 3
+    clock.advance(5)
+    assert target.current == 7
+    for count in range(100):  # settled requests do not pile up
+        await target.set_replicas(count)
+        clock.advance(11)
+    assert target.current == 99
+    assert len(target._timeline) == 1

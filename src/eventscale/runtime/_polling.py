@@ -110,19 +110,8 @@ async def poll_trigger(
     ``latencies[index]``, when given, receives the seconds the scaler took to answer
     or fail (KEDA's ``keda_scaler_metrics_latency_seconds``).
     """
-    if latencies is None:
-        return await _poll_trigger(scaler, index, trigger, call_seconds)
+    # (one coroutine: this runs on every poll of every object)
     started = time.perf_counter()
-    try:
-        return await _poll_trigger(scaler, index, trigger, call_seconds)
-    finally:
-        latencies[index] = time.perf_counter() - started
-
-
-async def _poll_trigger(
-    scaler: Scaler, index: int, trigger: TriggerSpec, call_seconds: float
-) -> TriggerObservation:
-    ident = trigger_identity(trigger, index)
     name = trigger.name
     specs: tuple[MetricSpec, ...] = ()
     try:
@@ -134,20 +123,27 @@ async def _poll_trigger(
         if len(exc.message) > MAX_MESSAGE_CHARS:  # scalers redact their own messages
             exc.message = bound_message(exc.message)
             exc.args = (exc.message,)
-        return TriggerObservation.failure(index, specs, exc.with_trigger(ident), name=name)
+        err: ScalerError = exc.with_trigger(trigger_identity(trigger, index))
     except TimeoutError:
-        err: ScalerError = ScalerTimeout(
-            f"no answer within {call_seconds:g}s", trigger=ident, transient=True
+        err = ScalerTimeout(
+            f"no answer within {call_seconds:g}s",
+            trigger=trigger_identity(trigger, index),
+            transient=True,
         )
-        return TriggerObservation.failure(index, specs, err, name=name)
     except BaseException as exc:  # a user scaler's bug must not stop the loop
         if must_propagate(exc):
             raise
         err = ScalerError(
-            f"scaler failed: {type(exc).__name__}: {bounded_text(exc)}", trigger=ident
+            f"scaler failed: {type(exc).__name__}: {bounded_text(exc)}",
+            trigger=trigger_identity(trigger, index),
         )
-        return TriggerObservation.failure(index, specs, err, name=name)
-    return TriggerObservation.success(index, specs, report, name=name)
+    else:
+        if latencies is not None:
+            latencies[index] = time.perf_counter() - started
+        return TriggerObservation.success(index, specs, report, name=name)
+    if latencies is not None:
+        latencies[index] = time.perf_counter() - started
+    return TriggerObservation.failure(index, specs, err, name=name)
 
 
 def must_propagate(exc: BaseException) -> bool:
@@ -329,7 +325,8 @@ def _cancel_unshielded(task: asyncio.Task[Any]) -> None:
 
 def _anyio_scope(task: asyncio.Task[Any]) -> object:
     """The anyio cancel scope ``task`` is in (``None`` when none, or unknown)."""
-    state = _TASK_STATES.get(task) if _TASK_STATES is not None else None
+    # (the weak dictionary's own dict, without its ``get`` frame: twice per poll)
+    state = _TASK_STATE_DATA.get(weakref.ref(task)) if _TASK_STATE_DATA is not None else None
     return getattr(state, "cancel_scope", None)
 
 
@@ -354,6 +351,7 @@ def _task_states() -> Any:
 
 
 _TASK_STATES = _task_states()
+_TASK_STATE_DATA: dict[Any, Any] | None = getattr(_TASK_STATES, "data", None)
 
 
 def _asyncio_loop() -> asyncio.AbstractEventLoop | None:

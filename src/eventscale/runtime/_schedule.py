@@ -26,7 +26,9 @@ __all__ = (
     "PUSH_RETRY_CAP",
     "ObjectLoop",
     "abandon",
+    "aclose_quietly",
     "bounded",
+    "close_unused",
     "phase",
     "running_asyncio_loop",
     "sleep_or_wake",
@@ -267,3 +269,23 @@ async def _logged(call: Callable[[], Awaitable[object]]) -> None:
         await call()
     except Exception:
         logger.exception("%r failed", call)
+
+
+async def close_unused(old: Reconcilable, new: Reconcilable) -> None:
+    """Close the scalers and target of ``old`` that ``new`` does not reuse."""
+    reused = {id(s) for s in new.scalers} | {id(new.target)}
+    with anyio.CancelScope(shield=True):
+        for scaler in old.scalers:
+            if id(scaler) not in reused:
+                await aclose_quietly(scaler)
+        if id(old.target) not in reused:
+            await aclose_quietly(old.target)
+
+
+async def aclose_quietly(resource: Any) -> None:
+    """``await resource.aclose()`` within 10 s; a failure is logged (debug), not raised."""
+    try:
+        with anyio.move_on_after(10):
+            await resource.aclose()
+    except Exception:
+        logger.debug("closing %r failed", resource, exc_info=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import heapq
 import itertools
 import logging
@@ -198,7 +199,16 @@ class Scheduler:
         self._entries.pop(entry.number, None)
         task = entry.task
         if task is not None and not task.done():
+            # a task cancelled before its first step never runs _run's ``finally``:
+            # its slot is given back when it is done, whichever way it ends
+            task.add_done_callback(functools.partial(self._release, entry))
             stop_task(task)
+
+    def _release(self, entry: ObjectLoop, task: object) -> None:
+        if entry in self.running and not entry.abandoned:
+            self.running.discard(entry)
+            if not self.closed:
+                self._start_ready()
 
     def overran(self, entry: ObjectLoop, now: float) -> None:
         """The watchdog's verdict on a poll past its bound: cancel it, later abandon it."""

@@ -28,17 +28,19 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 import anyio
 from anyio.abc import TaskGroup
 
+from eventscale.runtime._gcfreeze import Freezer
 from eventscale.runtime._polling import DEFAULT_POLL_TIMEOUT, bounded_text, must_propagate
 from eventscale.runtime._schedule import (
     PUSH_RETRY_CAP,
     ObjectLoop,
     abandon,
     bounded,
+    close_unused,
     phase,
     running_asyncio_loop,
     sleep_or_wake,
@@ -101,6 +103,15 @@ class Controller:
         freed) when it ignores that for ``grace`` seconds more.
     :param max_in_flight: polls running at once, at most; due polls beyond it wait for
         a free slot (their lag shows it). Default 1,000.
+    :param freeze: move the objects the controller holds out of the cyclic garbage
+        collector's full collections (:func:`gc.freeze`, process-wide) once no object
+        was added, updated or removed for ``freeze_after`` seconds and every object
+        has finished its first poll (waited for 60 s at most); after removals and
+        updates it unfreezes, collects once and freezes again, so removed objects are
+        not kept; leaving the block unfreezes. ``None`` (the default): from 1,000
+        objects on; ``False``: never (an application that manages ``gc.freeze()``
+        itself). Docs: docs/runtime.md, "Running thousands of objects".
+    :param freeze_after: seconds without an add, update or remove before it (re)freezes.
     """
 
     def __init__(
@@ -113,6 +124,8 @@ class Controller:
         spread: bool | None = None,
         grace: float = 5.0,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        freeze: bool | None = None,
+        freeze_after: float = 2.0,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
@@ -130,6 +143,7 @@ class Controller:
         self._scheduler: Scheduler | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        self._freezer = Freezer(freeze, freeze_after)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,6 +187,7 @@ class Controller:
             await self._end_loops(list(self._entries.values()))
             self._scheduler = self._limiter = None
             await self._close_all()
+            self._freezer.close()
 
     async def _end_loops(self, entries: Sequence[ObjectLoop]) -> None:
         """Wait up to ``grace`` for the cancelled loops to end; abandon the others."""
@@ -258,6 +273,7 @@ class Controller:
             raise ValueError(f"{obj.key} is already managed; use update()")
         if obj.events is None:
             obj.events = self.events
+        self._freezer.changed(removed=False)
         if self._tg is None:
             self._pending[obj.key] = obj
         else:
@@ -273,13 +289,13 @@ class Controller:
             pending = self._pending.pop(obj.key, None)
             if pending is not None:
                 obj.state = pending.state
-                await _close_unused(pending, obj)
+                await close_unused(pending, obj)
             self.add(obj)
             return
         await self._stop(old, close=False)
         # Only now: a reconcile cut short by the stop may not move the state any more.
         obj.state = old.obj.state
-        await _close_unused(old.obj, obj)
+        await close_unused(old.obj, obj)
         self.add(obj)
 
     async def remove(self, key: str) -> None:
@@ -295,6 +311,7 @@ class Controller:
 
     async def _stop(self, entry: ObjectLoop, *, close: bool) -> None:
         self._entries.pop(entry.status.key, None)
+        self._freezer.changed(removed=True)
         if entry.scheduler is not None:
             entry.scheduler.stop(entry)
         entry.cancel()
@@ -352,6 +369,7 @@ class Controller:
         period = min(1.0, max(0.01, self.grace / 2))
         while True:
             await anyio.sleep(period)
+            self._freezer.tick(len(self._entries), self._settled)
             now = time.monotonic()
             scheduler = self._scheduler
             # on the scheduler only the polls in flight can be stuck
@@ -364,6 +382,10 @@ class Controller:
                         await self._report_stuck(entry, now - since)
                     if scheduler is not None:
                         scheduler.overran(entry, now)
+
+    def _settled(self) -> bool:
+        """Whether every object has finished its first reconcile."""
+        return all(entry.finished for entry in self._entries.values())
 
     async def _report_stuck(self, entry: ObjectLoop, elapsed: float) -> None:
         status = entry.status
@@ -450,7 +472,8 @@ class Controller:
             entry.reconcile_finished(number)
 
     async def _poll(self, entry: ObjectLoop, lag: float) -> None:
-        """One poll started by the shared scheduler (in a task that ends with it)."""
+        """One poll started by the shared scheduler (in a task that ends with it);
+        :meth:`_reconcile_counted` inline (one coroutine less per poll)."""
         try:
             if not entry.started:
                 await self.events.emit(
@@ -460,7 +483,16 @@ class Controller:
                         scaled_object=entry.status.key,
                     )
                 )
-            await self._reconcile_counted(entry, lag)
+            if entry.woken:
+                entry.consume_wake()
+            entry.started = number = entry.started + 1
+            entry.since = time.monotonic()
+            try:
+                await self._reconcile_once(entry, lag)
+            finally:
+                entry.since = 0.0
+                entry.stuck = False
+                entry.reconcile_finished(number)
         except Exception:  # a bug of the controller's own: never silent
             logger.exception("the poll of %s failed", entry.status.key)
 
@@ -607,22 +639,3 @@ def _owns(ownership: Ownership, key: str) -> Callable[[], Awaitable[bool]]:
 def _is_active(status: ObjectStatus) -> bool:
     # (a function: mypy would keep a narrowed attribute across the awaits in _watch)
     return status.active
-
-
-async def _close_unused(old: Reconcilable, new: Reconcilable) -> None:
-    """Close the scalers and target of ``old`` that ``new`` does not reuse."""
-    reused = {id(s) for s in new.scalers} | {id(new.target)}
-    with anyio.CancelScope(shield=True):
-        for scaler in old.scalers:
-            if id(scaler) not in reused:
-                await _aclose_quietly(scaler)
-        if id(old.target) not in reused:
-            await _aclose_quietly(old.target)
-
-
-async def _aclose_quietly(resource: Any) -> None:
-    try:
-        with anyio.move_on_after(10):
-            await resource.aclose()
-    except Exception:
-        logger.debug("closing %r failed", resource, exc_info=True)

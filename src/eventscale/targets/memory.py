@@ -18,7 +18,10 @@ from eventscale.errors import TargetError, TargetNotFound
 from eventscale.targets import TargetBase
 from eventscale.targets.resources import ContainerResources, PodResources, WorkloadResources
 
-__all__ = ("MemoryTarget", "ReplicaChange")
+__all__ = ("DEFAULT_HISTORY", "MemoryTarget", "ReplicaChange")
+
+#: How many ``set_replicas`` calls a :class:`MemoryTarget` remembers by default.
+DEFAULT_HISTORY = 1000
 
 
 @attrs.frozen(kw_only=True)
@@ -55,6 +58,11 @@ class MemoryTarget(TargetBase):
         workload that has not finished scaling would.
     :param clock: a callable returning the current time in seconds; defaults to
         :func:`time.monotonic`. :class:`eventscale.testing.ManualClock` is one.
+    :param history: how many accepted ``set_replicas`` calls :attr:`history` keeps,
+        the newest (default :data:`DEFAULT_HISTORY`, 1,000; ``None`` keeps them all).
+        A target that a long-running controller drives is bounded this way; once
+        older calls are dropped, :meth:`requested_counts` starts with the ``old``
+        count of the oldest call kept instead of :attr:`initial`.
 
     Set-to-the-same-count calls are recorded too (a controller that re-applies its
     decision is visible in :attr:`history`); use :attr:`changes` to see only the
@@ -68,17 +76,27 @@ class MemoryTarget(TargetBase):
         name: str = "memory",
         lag: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        history: int | None = DEFAULT_HISTORY,
     ) -> None:
         if lag < 0:
             raise ValueError(f"lag must be >= 0, got {lag!r}")
+        if history is not None and history < 1:
+            raise ValueError(f"history must be >= 1 or None, got {history!r}")
         self.name = name
         self.lag = float(lag)
         self.clock = clock
         self.initial = _check_count(replicas)
         self._requested = self.initial
-        # (time the request becomes visible, count) in request order; the first is the start.
+        # (time the request becomes visible, count) in request order; the first is the
+        # visible count, the others are pending (see _settle: it never grows past them).
         self._timeline: list[tuple[float, int]] = [(float("-inf"), self.initial)]
-        self._history: list[ReplicaChange] = []
+        # (at, old, new, reason): tuples of atoms, which the cyclic collector stops
+        # tracking, so thousands of targets do not lengthen its full collections. A
+        # list trimmed to the newest ``history`` once it holds twice that many (an
+        # empty deque takes a 64-slot block: 60 MB for 100,000 targets)
+        self._history: list[tuple[float, int, int, str | None]] = []
+        self._limit = history
+        self._dropped = False
         self._failure = InjectedFailure()
         self.get_calls = 0
         self.set_calls = 0
@@ -99,9 +117,24 @@ class MemoryTarget(TargetBase):
         count = _check_count(replicas)
         self._maybe_fail()
         now = self.clock()
-        self._history.append(ReplicaChange(at=now, old=self._requested, new=count, reason=reason))
+        history = self._history
+        history.append((now, self._requested, count, reason))
+        limit = self._limit
+        if limit is not None and len(history) >= 2 * limit:
+            del history[:-limit]
+            self._dropped = True
         self._requested = count
+        self._settle(now)
         self._timeline.append((now + self.lag, count))
+
+    def _settle(self, now: float) -> None:
+        """Drop the requests that ``now`` made visible, but the last of them."""
+        timeline = self._timeline
+        if len(timeline) > 1 and timeline[1][0] <= now:
+            visible = 1
+            while visible + 1 < len(timeline) and timeline[visible + 1][0] <= now:
+                visible += 1
+            del timeline[:visible]
 
     async def aclose(self) -> None:
         """Mark the target closed (it keeps working; tests can assert on :attr:`closed`)."""
@@ -164,12 +197,11 @@ class MemoryTarget(TargetBase):
     @property
     def current(self) -> int:
         """The count visible now: the last request whose ``lag`` has elapsed."""
-        now = self.clock()
-        visible = self._timeline[0][1]
-        for at, count in self._timeline:
-            if at <= now:
-                visible = count
-        return visible
+        timeline = self._timeline
+        if len(timeline) == 1:
+            return timeline[0][1]
+        self._settle(self.clock())
+        return timeline[0][1]
 
     @property
     def converged(self) -> bool:
@@ -178,20 +210,38 @@ class MemoryTarget(TargetBase):
 
     @property
     def history(self) -> Sequence[ReplicaChange]:
-        """Every accepted :meth:`set_replicas` call, oldest first."""
-        return tuple(self._history)
+        """The accepted :meth:`set_replicas` calls, oldest first (the last ``history``)."""
+        return tuple(
+            ReplicaChange(at=at, old=old, new=new, reason=reason)
+            for at, old, new, reason in self._kept()
+        )
 
     @property
     def changes(self) -> Sequence[ReplicaChange]:
         """The accepted calls that changed the requested count."""
-        return tuple(c for c in self._history if c.old != c.new)
+        return tuple(c for c in self.history if c.old != c.new)
 
     def requested_counts(self) -> list[int]:
         """The requested count after each change, starting with the initial count.
 
-        ``MemoryTarget(0)`` scaled to 3, then 3 again, then 1 gives ``[0, 3, 1]``.
+        ``MemoryTarget(0)`` scaled to 3, then 3 again, then 1 gives ``[0, 3, 1]``. When
+        older calls were dropped (``history``), it starts with the count requested
+        before the oldest call kept.
         """
-        return [self.initial, *(c.new for c in self.changes)]
+        kept = self._kept()
+        start = (
+            kept[0][1]
+            if kept and (self._dropped or len(kept) < len(self._history))
+            else self.initial
+        )
+        return [start, *(c.new for c in self.changes)]
+
+    def _kept(self) -> list[tuple[float, int, int, str | None]]:
+        """The newest ``history`` calls."""
+        limit = self._limit
+        if limit is None or len(self._history) <= limit:
+            return self._history
+        return self._history[-limit:]
 
     # -- fault injection ---------------------------------------------------------------
 
@@ -225,5 +275,5 @@ class MemoryTarget(TargetBase):
     def __repr__(self) -> str:
         return (
             f"MemoryTarget(name={self.name!r}, requested={self._requested}, "
-            f"current={self.current}, changes={len(self._history)})"
+            f"current={self.current}, changes={len(self._kept())})"
         )
