@@ -113,8 +113,8 @@ class PollingBase(AsyncResource, Generic[SpecT, TargetT]):
         self.events = events
         self.poll_timeout = default_poll_timeout(spec.polling_interval, poll_timeout)
         self.scalers: tuple[Scaler, ...] = build_scalers(spec, scalers, contexts, target)
-        # Each trigger's last poll latency, in seconds (an array: no object the
-        # collector tracks). Events carry it as ``TriggerResult.latency``.
+        # Each trigger's last poll latency, in seconds (one array of doubles rather
+        # than a float object per trigger). Events carry it as ``TriggerResult.latency``.
         self.latencies = array("d", bytes(8 * len(self.scalers)))
         self._closed = False
 
