@@ -40,7 +40,7 @@ import attrs
 from eventscale._optional import import_optional
 from eventscale.errors import ScalerError, ScalerTimeout
 from eventscale.redaction import redact_text
-from eventscale.scalers.rabbitmq import RabbitMQConfig
+from eventscale.scalers.rabbitmq import RabbitMQConfig, closing_connection_class
 
 __all__ = ("MAX_PEEK_BYTES", "QUORUM_HEADER", "PeekedMessage", "RabbitPeeker")
 
@@ -130,6 +130,9 @@ class RabbitPeeker:
             kwargs["ssl_context"] = _ssl_context(c)
         if external:
             kwargs["auth"] = "external"
+        # closed at once if connecting fails (an unclosed Connection's __del__ makes a
+        # close() coroutine nobody awaits)
+        kwargs["connection_class"] = closing_connection_class()
         return await aio_pika.connect(**kwargs)
 
     async def _get_channel(self) -> Any:

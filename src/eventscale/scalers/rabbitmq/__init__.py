@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from eventscale._lazy import lazy_exports as _lazy_exports
 
 if TYPE_CHECKING:
+    from eventscale.scalers.rabbitmq._amqp import closing_connection_class
     from eventscale.scalers.rabbitmq._errors import anonymize_error
     from eventscale.scalers.rabbitmq._management import (
         QueueInfo,
@@ -31,6 +32,7 @@ __all__ = (
     "RabbitMQScaler",
     "aggregate_queues",
     "anonymize_error",
+    "closing_connection_class",
     "vhost_and_prefix",
 )
 
@@ -45,6 +47,7 @@ __getattr__, __dir__ = _lazy_exports(
         "RabbitMQScaler": "eventscale.scalers.rabbitmq.scaler",
         "aggregate_queues": "eventscale.scalers.rabbitmq._management",
         "anonymize_error": "eventscale.scalers.rabbitmq._errors",
+        "closing_connection_class": "eventscale.scalers.rabbitmq._amqp",
         "vhost_and_prefix": "eventscale.scalers.rabbitmq._management",
     },
     __all__,

@@ -30,6 +30,7 @@ __all__ = (
     "DECLARE_CHANNELS",
     "AmqpReader",
     "amqp_connection_count",
+    "closing_connection_class",
     "import_aio_pika",
     "uses_external_auth",
 )
@@ -51,7 +52,7 @@ def import_aio_pika() -> Any:
 
 
 @functools.cache
-def _closing_connection_class() -> Any:
+def closing_connection_class() -> Any:
     """aio-pika's ``Connection``, closed at once when connecting fails.
 
     A ``Connection`` whose ``connect()`` raised is dropped unclosed, and its ``__del__``
@@ -155,7 +156,7 @@ class _AmqpConnection:
                 kwargs["ssl_context"] = build_ssl_context(self.config)
             if t.external:
                 kwargs["auth"] = "external"
-            kwargs["connection_class"] = _closing_connection_class()
+            kwargs["connection_class"] = closing_connection_class()
             self.connection = await aio_pika.connect(**kwargs)
             return self.connection
 
