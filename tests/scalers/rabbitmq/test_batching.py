@@ -1,8 +1,8 @@
 """Single-queue reads through one management API share one request per poll slot.
 
 The requests are counted on the wire: the scalers reach the management API through a
-TCP proxy in the test's event loop that counts the HTTP requests (request lines) the
-client sends, and records their paths.
+TCP tap (``servers.tap``) whose hook records the paths of the HTTP requests (request
+lines) the client sends; over AMQP, a hook records the method frames.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import aio_pika
+import attrs
 import pytest
 
 import eventscale.scalers.rabbitmq._listing as listing_module
@@ -26,79 +27,32 @@ from eventscale.metrics import ScalerReport
 from eventscale.scalers.rabbitmq import RabbitMQConfig, RabbitMQScaler
 from servers._proc import unique_name
 from servers.rabbitmq_srv import RabbitMQServer
+from servers.tap import Link, Tap
 
 pytestmark = pytest.mark.anyio
 
 _REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|POST|PUT|DELETE) (\S+) HTTP/1\.1\r\n")
 
+CHANNEL_OPEN = (20, 10)
+QUEUE_DECLARE = (50, 10)
 
-class RequestCounter:
-    """A TCP proxy to the management API that records every HTTP request's path."""
 
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.paths: list[str] = []
-        self._amqp = b""
-        self.methods: list[tuple[int, int]] = []  # AMQP (class, method) sent by the client
-        self.hold = False  # True: swallow the answers (an API that hangs)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._handlers: set[asyncio.Task[Any]] = set()
+@attrs.define
+class Sent:
+    """What the clients sent through a tap, in order: HTTP request paths, AMQP methods."""
 
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
+    paths: list[str] = attrs.Factory(list)
+    methods: list[tuple[int, int]] = attrs.Factory(list)  # AMQP (class, method)
 
-    async def __aenter__(self) -> RequestCounter:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
+    def http(self, link: Link, data: bytes) -> None:
+        """A tap hook: records the path of every HTTP request line."""
+        found = [m.group(2).decode() for m in _REQUEST_LINE.finditer(data)]
+        link.messages += len(found)
+        self.paths.extend(found)
 
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        # the connection handlers close their sockets once their pumps are gone
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-
-        async def client_to_server() -> None:
-            while data := await reader.read(1 << 20):
-                self.paths.extend(m.group(2).decode() for m in _REQUEST_LINE.finditer(data))
-                self._feed_amqp(data)
-                up_writer.write(data)
-                await up_writer.drain()
-            up_writer.close()
-
-        async def server_to_client() -> None:
-            while data := await up_reader.read(1 << 20):
-                if not self.hold:
-                    writer.write(data)
-                    await writer.drain()
-            writer.close()
-
-        tasks = [asyncio.create_task(client_to_server()), asyncio.create_task(server_to_client())]
-        self._tasks.update(tasks)
-        try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            self._tasks.difference_update(tasks)
-            for stream in (writer, up_writer):
-                stream.close()
-                with contextlib.suppress(Exception):
-                    await stream.wait_closed()
-
-    def _feed_amqp(self, data: bytes) -> None:
-        """Record the AMQP method frames in the client's stream (after its header)."""
-        buf = self._amqp + data
+    def amqp(self, link: Link, data: bytes) -> None:
+        """A tap hook: records the AMQP method frames in the stream (after its header)."""
+        buf = link.buffer + data
         if buf.startswith(b"AMQP"):
             buf = buf[8:]
         while len(buf) >= 7:
@@ -107,28 +61,27 @@ class RequestCounter:
                 break
             if kind == 1:  # a method frame: class id, method id
                 payload = buf[7 : 7 + size]
+                link.messages += 1
                 self.methods.append(
                     (int.from_bytes(payload[0:2], "big"), int.from_bytes(payload[2:4], "big"))
                 )
             buf = buf[8 + size :]
-        self._amqp = buf
+        link.buffer = buf
 
     def count(self, method: tuple[int, int]) -> int:
         return self.methods.count(method)
 
 
-CHANNEL_OPEN = (20, 10)
-QUEUE_DECLARE = (50, 10)
-
-
 @contextlib.asynccontextmanager
-async def counter_for(server: RabbitMQServer) -> AsyncIterator[RequestCounter]:
-    async with RequestCounter((server.host, server.management_port)) as counter:
-        yield counter
+async def counter_for(server: RabbitMQServer) -> AsyncIterator[tuple[Tap, Sent]]:
+    """A tap to the management API recording the requests' paths."""
+    sent = Sent()
+    async with Tap((server.host, server.management_port), on_client=sent.http) as tap:
+        yield tap, sent
 
 
-def url(counter: RequestCounter, user: str = "guest", password: str = "guest") -> str:
-    return f"http://{user}:{password}@127.0.0.1:{counter.port}/"
+def url(tap: Tap, user: str = "guest", password: str = "guest") -> str:
+    return f"http://{user}:{password}@{tap.address}/"
 
 
 async def declare(server: RabbitMQServer, counts: Sequence[int]) -> list[str]:
@@ -191,21 +144,21 @@ async def test_many_queues_in_one_slot_are_one_request(rabbitmq_server: RabbitMQ
     counts = [i % 4 for i in range(40)]
     names = await declare(rabbitmq_server, counts)
     try:
-        async with counter_for(rabbitmq_server) as counter:
-            scalers = scalers_for(url(counter), names)
+        async with counter_for(rabbitmq_server) as (tap, sent):
+            scalers = scalers_for(url(tap), names)
             try:
                 results = await poll_all(scalers)
                 assert values(results) == [float(c) for c in counts]
-                assert len(counter.paths) == 1
-                assert counter.paths[0].startswith("/api/queues/%2F?columns=name,messages")
+                assert len(sent.paths) == 1
+                assert sent.paths[0].startswith("/api/queues/%2F?columns=name,messages")
                 # ready only: the listing carries messages_ready too
-                ready = scalers_for(url(counter), names[:3], exclude_unacknowledged=True)
-                counter.paths.clear()
+                ready = scalers_for(url(tap), names[:3], exclude_unacknowledged=True)
+                sent.paths.clear()
                 assert values(await poll_all([*scalers, *ready])) == [
                     *map(float, counts),
                     *map(float, counts[:3]),
                 ]
-                assert len(counter.paths) == 1
+                assert len(sent.paths) == 1
                 await close_all(ready)
             finally:
                 await close_all(scalers)
@@ -216,11 +169,11 @@ async def test_many_queues_in_one_slot_are_one_request(rabbitmq_server: RabbitMQ
 async def test_a_read_alone_asks_for_its_queue_only(rabbitmq_server: RabbitMQServer) -> None:
     names = await declare(rabbitmq_server, [3])
     try:
-        async with counter_for(rabbitmq_server) as counter:
-            (scaler,) = scalers_for(url(counter), names)
+        async with counter_for(rabbitmq_server) as (tap, sent):
+            (scaler,) = scalers_for(url(tap), names)
             try:
                 assert values([await scaler.get_metrics()]) == [3.0]
-                assert counter.paths == [f"/api/queues/%2F/{names[0]}"]
+                assert sent.paths == [f"/api/queues/%2F/{names[0]}"]
             finally:
                 await scaler.aclose()
     finally:
@@ -231,8 +184,8 @@ async def test_a_missing_queue_is_its_own_error(rabbitmq_server: RabbitMQServer)
     names = await declare(rabbitmq_server, [1, 2])
     missing = unique_name("es-missing")
     try:
-        async with counter_for(rabbitmq_server) as counter:
-            scalers = scalers_for(url(counter), [names[0], missing, names[1]])
+        async with counter_for(rabbitmq_server) as (tap, sent):
+            scalers = scalers_for(url(tap), [names[0], missing, names[1]])
             try:
                 first, gone, second = await poll_all(scalers)
                 assert values([first, second]) == [1.0, 2.0]
@@ -241,7 +194,7 @@ async def test_a_missing_queue_is_its_own_error(rabbitmq_server: RabbitMQServer)
                 assert missing in str(gone)
                 assert gone.transient is False
                 assert gone.trigger == "t1"
-                assert len(counter.paths) == 1
+                assert len(sent.paths) == 1
             finally:
                 await close_all(scalers)
     finally:
@@ -251,9 +204,9 @@ async def test_a_missing_queue_is_its_own_error(rabbitmq_server: RabbitMQServer)
 async def test_a_failed_request_is_every_callers_error(rabbitmq_server: RabbitMQServer) -> None:
     names = [unique_name("es-any") for _ in range(3)]
     secret = "pw-" + unique_name("wrong")
-    async with counter_for(rabbitmq_server) as counter:
-        scalers = scalers_for(url(counter, password=secret), names)
-        missing_vhost = scalers_for(url(counter), names, vhost_name=unique_name("es-no-vhost"))
+    async with counter_for(rabbitmq_server) as (tap, sent):
+        scalers = scalers_for(url(tap, password=secret), names)
+        missing_vhost = scalers_for(url(tap), names, vhost_name=unique_name("es-no-vhost"))
         try:
             results = await poll_all([*scalers, *missing_vhost])
             for i, result in enumerate(results):
@@ -261,7 +214,7 @@ async def test_a_failed_request_is_every_callers_error(rabbitmq_server: RabbitMQ
                 assert result.trigger == f"t{i % 3}"  # each error names its own trigger
                 assert secret not in str(result)
                 assert ("401" if i < 3 else "404") in str(result)
-            assert len(counter.paths) == 2  # one per batch key
+            assert len(sent.paths) == 2  # one per batch key
         finally:
             await close_all([*scalers, *missing_vhost])
 
@@ -276,12 +229,12 @@ async def test_different_credentials_never_share_a_request(
     )
     names = await declare(rabbitmq_server, [1, 2])
     try:
-        async with counter_for(rabbitmq_server) as counter:
-            guest = scalers_for(url(counter), names)
-            other = scalers_for(url(counter, user, password), names)
+        async with counter_for(rabbitmq_server) as (tap, sent):
+            guest = scalers_for(url(tap), names)
+            other = scalers_for(url(tap, user, password), names)
             try:
                 assert values(await poll_all([*guest, *other])) == [1.0, 2.0, 1.0, 2.0]
-                assert len(counter.paths) == 2
+                assert len(sent.paths) == 2
             finally:
                 await close_all([*guest, *other])
     finally:
@@ -295,12 +248,12 @@ async def test_a_listing_too_large_falls_back_to_one_request_per_queue(
     monkeypatch.setattr(management, "MAX_LISTING_BYTES", 64)
     names = await declare(rabbitmq_server, [1, 2, 3])
     try:
-        async with counter_for(rabbitmq_server) as counter:
-            scalers = scalers_for(url(counter), names)
+        async with counter_for(rabbitmq_server) as (tap, sent):
+            scalers = scalers_for(url(tap), names)
             try:
                 assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
-                assert counter.paths[0].startswith("/api/queues/%2F?columns=")
-                assert sorted(counter.paths[1:]) == sorted(f"/api/queues/%2F/{n}" for n in names)
+                assert sent.paths[0].startswith("/api/queues/%2F?columns=")
+                assert sorted(sent.paths[1:]) == sorted(f"/api/queues/%2F/{n}" for n in names)
             finally:
                 await close_all(scalers)
     finally:
@@ -315,14 +268,14 @@ async def test_a_few_queues_of_a_large_vhost_are_read_one_by_one(
     monkeypatch.setattr(listing_module, "LISTING_SHARE", 0)  # any vhost counts as large
     names = await declare(rabbitmq_server, [1, 2, 3])
     try:
-        async with counter_for(rabbitmq_server) as counter:
-            scalers = scalers_for(url(counter), names)
+        async with counter_for(rabbitmq_server) as (tap, sent):
+            scalers = scalers_for(url(tap), names)
             try:
                 assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
-                assert len(counter.paths) == 1  # the first slot lists the vhost
-                counter.paths.clear()
+                assert len(sent.paths) == 1  # the first slot lists the vhost
+                sent.paths.clear()
                 assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
-                assert sorted(counter.paths) == sorted(f"/api/queues/%2F/{n}" for n in names)
+                assert sorted(sent.paths) == sorted(f"/api/queues/%2F/{n}" for n in names)
             finally:
                 await close_all(scalers)
     finally:
@@ -331,9 +284,9 @@ async def test_a_few_queues_of_a_large_vhost_are_read_one_by_one(
 
 async def test_a_hanging_api_times_each_caller_out(rabbitmq_server: RabbitMQServer) -> None:
     names = [unique_name("es-hang") for _ in range(3)]
-    async with counter_for(rabbitmq_server) as counter:
-        counter.hold = True
-        scalers = scalers_for(url(counter), names, timeout=0.5)
+    async with counter_for(rabbitmq_server) as (tap, _):
+        tap.hold = True
+        scalers = scalers_for(url(tap), names, timeout=0.5)
         try:
             results = await poll_all(scalers)
             for i, result in enumerate(results):
@@ -350,8 +303,10 @@ async def test_amqp_reads_share_a_few_long_lived_channels(
     """Over AMQP each slot's passive declares spread over at most 16 kept channels."""
     names = await declare(rabbitmq_server, [i % 3 for i in range(59)])
     missing = unique_name("es-missing")
-    async with RequestCounter((rabbitmq_server.host, rabbitmq_server.amqp_port)) as counter:
-        host = f"amqp://guest:guest@127.0.0.1:{counter.port}/"
+    sent = Sent()
+    amqp = (rabbitmq_server.host, rabbitmq_server.amqp_port)
+    async with Tap(amqp, on_client=sent.amqp) as tap:
+        host = f"amqp://guest:guest@{tap.address}/"
         scalers = scalers_for(host, [*names, missing], connection_name=unique_name("es-batch"))
         try:
             for _ in range(3):
@@ -360,9 +315,9 @@ async def test_amqp_reads_share_a_few_long_lived_channels(
                 assert isinstance(gone, ScalerError)
                 assert "does not exist" in str(gone)
                 assert gone.trigger == "t59"
-            assert counter.count(QUEUE_DECLARE) == 3 * 60
+            assert sent.count(QUEUE_DECLARE) == 3 * 60
             # 16 channels at most at a time; the one the missing queue closed is replaced
-            assert counter.count(CHANNEL_OPEN) <= 16 + 3
+            assert sent.count(CHANNEL_OPEN) <= 16 + 3
         finally:
             await close_all(scalers)
     delete(rabbitmq_server, names)

@@ -1,11 +1,11 @@
 """Reads of many Redis scalers on one client go out as one pipeline per poll slot.
 
-The round trips are counted on the wire: every scaler talks to Redis through a TCP proxy
-that runs in the test's event loop and counts, per connection, the *turns*: client data
-arriving after the proxy has forwarded a reply since the client last sent. A client that
-waits for each reply before sending the next command makes one turn per command; a
-pipeline is one turn whatever its length. The proxy also counts the commands (RESP
-arrays) the client sent, so the test knows the reads really went out.
+The round trips are counted on the wire: every scaler talks to Redis through a TCP tap
+(``servers.tap``) that counts, per connection, the *turns*: client data arriving after
+a reply was forwarded since the client last sent. A client that waits for each reply
+before sending the next command makes one turn per command; a pipeline is one turn
+whatever its length. The tap's hook also counts the commands (RESP arrays) the client
+sent, so the test knows the reads really went out.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import attrs
 import pytest
 import redis.asyncio as aioredis
 
@@ -28,6 +27,7 @@ from eventscale.scalers.redis.lists import ListEnd, QueueAgeMode, RedisListConfi
 from eventscale.scalers.redis.streams import RedisStreamsConfig, RedisStreamsScaler
 from servers._proc import unique_name
 from servers.redis_srv import RedisCluster, RedisSentinel, RedisServer
+from servers.tap import Link, Tap
 
 pytestmark = pytest.mark.anyio
 
@@ -35,144 +35,37 @@ pytestmark = pytest.mark.anyio
 # --------------------------------------------------------------------------- the proxy
 
 
-class _Commands:
-    """Counts complete RESP commands (arrays of bulk strings) in a client's byte stream."""
-
-    def __init__(self) -> None:
-        self.buffer = b""
-        self.count = 0
-
-    def feed(self, data: bytes) -> None:
-        self.buffer += data
-        while True:
-            end = self._command_end(self.buffer)
-            if end is None:
-                return
-            self.count += 1
-            self.buffer = self.buffer[end:]
-
-    @staticmethod
-    def _command_end(buf: bytes) -> int | None:
-        if not buf.startswith(b"*"):
-            # an inline command: one line
-            line = buf.find(b"\r\n")
-            return None if line < 0 else line + 2
-        line = buf.find(b"\r\n")
+def _command_end(buf: bytes) -> int | None:
+    """Where the first complete RESP command (an array of bulk strings) in ``buf`` ends."""
+    line = buf.find(b"\r\n")
+    if line < 0:
+        return None
+    if not buf.startswith(b"*"):
+        return line + 2  # an inline command: one line
+    pos = line + 2
+    for _ in range(int(buf[1:line])):
+        line = buf.find(b"\r\n", pos)
         if line < 0:
             return None
-        pos = line + 2
-        for _ in range(int(buf[1:line])):
-            line = buf.find(b"\r\n", pos)
-            if line < 0:
-                return None
-            size = int(buf[pos + 1 : line])
-            pos = line + 2 + size + 2
-            if pos > len(buf):
-                return None
-        return pos
+        size = int(buf[pos + 1 : line])
+        pos = line + 2 + size + 2
+        if pos > len(buf):
+            return None
+    return pos
 
 
-@attrs.define
-class _Link:
-    """One client connection through the proxy."""
-
-    turns: int = 0
-    replied: bool = True  # a reply was forwarded since the client last sent
-    commands: _Commands = attrs.Factory(_Commands)
-
-
-class CountingProxy:
-    """A TCP proxy to a Redis server that counts turns and commands per connection."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.links: list[_Link] = []
-        self.hold = False  # True: swallow the server's replies (a server that hangs)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._handlers: set[asyncio.Task[Any]] = set()
-
-    @property
-    def address(self) -> str:
-        assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return f"{host}:{port}"
-
-    def reset(self) -> None:
-        """Forget the counts so far (after connections were opened and authenticated)."""
-        for link in self.links:
-            link.turns = 0
-            link.replied = True
-            link.commands.count = 0
-
-    @property
-    def turns(self) -> int:
-        return sum(link.turns for link in self.links)
-
-    @property
-    def commands(self) -> int:
-        return sum(link.commands.count for link in self.links)
-
-    def busy_links(self) -> list[_Link]:
-        return [link for link in self.links if link.turns]
-
-    async def __aenter__(self) -> CountingProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        # the connection handlers close their sockets once their pumps are gone
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
-        link = _Link()
-        self.links.append(link)
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-
-        async def client_to_server() -> None:
-            while data := await reader.read(1 << 20):
-                if link.replied:
-                    link.turns += 1
-                    link.replied = False
-                link.commands.feed(data)
-                up_writer.write(data)
-                await up_writer.drain()
-            up_writer.close()
-
-        async def server_to_client() -> None:
-            while data := await up_reader.read(1 << 20):
-                if self.hold:
-                    continue
-                link.replied = True
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
-        tasks = [asyncio.create_task(client_to_server()), asyncio.create_task(server_to_client())]
-        self._tasks.update(tasks)
-        try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            self._tasks.difference_update(tasks)
-            for stream in (writer, up_writer):
-                stream.close()
-                with contextlib.suppress(Exception):
-                    await stream.wait_closed()
+def count_commands(link: Link, data: bytes) -> None:
+    """The tap's hook: counts the complete commands in a client's byte stream."""
+    link.buffer += data
+    while (end := _command_end(link.buffer)) is not None:
+        link.messages += 1
+        link.buffer = link.buffer[end:]
 
 
 @contextlib.asynccontextmanager
-async def proxy_to(server: RedisServer) -> AsyncIterator[CountingProxy]:
-    async with CountingProxy((server.host, server.port)) as proxy:
+async def proxy_to(server: RedisServer) -> AsyncIterator[Tap]:
+    """A tap to ``server`` whose ``messages`` are the commands the clients sent."""
+    async with Tap((server.host, server.port), on_client=count_commands) as proxy:
         yield proxy
 
 
@@ -215,13 +108,13 @@ async def test_a_thousand_lists_in_one_slot_take_one_round_trip(
                     assert [r.values[0].value for r in reports] == [  # type: ignore[union-attr]
                         float(i % 7) for i in range(1000)
                     ]
-                    assert proxy.commands == 1000
+                    assert proxy.messages == 1000
                     assert proxy.turns == 1, "1,000 LLEN must leave in one pipelined round trip"
                     assert len(proxy.busy_links()) == 1
                     # the next slot is one round trip again
                     proxy.reset()
                     await poll_all(scalers)
-                    assert (proxy.turns, proxy.commands) == (1, 1000)
+                    assert (proxy.turns, proxy.messages) == (1, 1000)
                 finally:
                     await close_all(scalers)
         finally:
@@ -244,7 +137,7 @@ async def test_without_batching_each_read_is_a_round_trip(
             assert all(isinstance(r, ScalerReport) for r in reports)
             # 200 LLEN (plus the handshakes of the pool's other connections), each sent
             # alone once the previous reply on its connection came back
-            assert proxy.commands >= 200
+            assert proxy.messages >= 200
             assert proxy.turns >= 200
         finally:
             await close_all(scalers)
@@ -268,7 +161,7 @@ async def test_a_window_collects_polls_that_start_apart(
                 return await scaler.get_metrics()
 
             await asyncio.gather(*(staggered(i, s) for i, s in enumerate(scalers)))
-            assert (proxy.turns, proxy.commands) == (1, 20)
+            assert (proxy.turns, proxy.messages) == (1, 20)
         finally:
             await close_all(scalers)
 
@@ -352,7 +245,7 @@ async def test_each_caller_gets_its_own_result_or_error(redis_server: RedisServe
                     # first slot: 9 reads; second: TYPE of the hash and the string, LINDEX
                     # of both age lists; third: HLEN of the hash
                     assert proxy.turns == 3
-                    assert proxy.commands == 9 + 4 + 1
+                    assert proxy.messages == 9 + 4 + 1
                 finally:
                     await close_all(scalers)
         finally:
@@ -433,7 +326,7 @@ async def test_different_credentials_never_share_a_batch(private_redis: Any) -> 
                 assert "authentication failed" in str(failed)
                 assert secret_a not in str(failed)
             # one turn for each good client's 4 reads, none shared between them
-            good = [link for link in proxy.busy_links() if link.commands.count == 4]
+            good = [link for link in proxy.busy_links() if link.messages == 4]
             assert len(good) == 2
             assert all(link.turns == 1 for link in good)
         finally:
@@ -570,10 +463,10 @@ async def test_lag_mode_checks_the_server_version_once_per_client(
             results = await poll_all(scalers)
             assert all(isinstance(r, ScalerReport) for r in results), results
             # one INFO for the ten scalers, then their ten XINFO GROUPS in one pipeline
-            assert (proxy.turns, proxy.commands) == (2, 11)
+            assert (proxy.turns, proxy.messages) == (2, 11)
             proxy.reset()
             await poll_all(scalers)
-            assert (proxy.turns, proxy.commands) == (1, 10)
+            assert (proxy.turns, proxy.messages) == (1, 10)
         finally:
             await close_all([warm, *scalers])
 
