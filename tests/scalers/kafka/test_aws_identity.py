@@ -157,7 +157,10 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
 
 
-def _web_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server) -> str:
+@pytest.fixture
+def web_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server) -> str:
+    """IRSA's environment: a web identity token file and a role that ``sts`` serves;
+    returns the token."""
     token = f"eyJ.web-identity.{unique_name('tok')}"
     (tmp_path / "token").write_text(token)
     monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(tmp_path / "token"))
@@ -167,15 +170,36 @@ def _web_identity(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server)
     return token
 
 
+CROSS_ACCOUNT = "arn:aws:iam::123456789012:role/cross-account"
+
+
+@pytest.fixture
+def external_id(sts: _Server, web_identity: str) -> str:
+    """The sts:ExternalId that ``sts`` requires to assume a role (on top of IRSA)."""
+    sts.external_id = unique_name("ext")
+    return sts.external_id
+
+
+def _container_credentials(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, container: _Server, path: str
+) -> str:
+    """EKS Pod Identity's environment: the ``container`` endpoint at ``path`` and a token
+    file; returns the token (the endpoint accepts what its ``expected_auth`` says)."""
+    auth = f"pod-identity-{unique_name('auth')}"
+    (tmp_path / "eks-token").write_text(auth)
+    port = container.server_address[1]
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}{path}")
+    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(tmp_path / "eks-token"))
+    return auth
+
+
 def _token_query(token: str) -> dict[str, str]:
     url = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     return dict(parse_qsl(urlsplit(url).query))
 
 
-def test_web_identity_token_file_through_sts(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server
-) -> None:
-    token = _web_identity(monkeypatch, tmp_path, sts)
+def test_web_identity_token_file_through_sts(sts: _Server, web_identity: str) -> None:
+    token = web_identity
     provider = MskIamTokenProvider("eu-west-1", AwsCredentialChain("eu-west-1"))
     minted, _expiry, _principal, _ext = provider("")
     (form, _headers), *_ = sts.calls
@@ -188,10 +212,8 @@ def test_web_identity_token_file_through_sts(
     assert query["X-Amz-Security-Token"] == "ststoken1"
 
 
-def test_role_arn_assumed_on_top_of_the_chain(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server
-) -> None:
-    _web_identity(monkeypatch, tmp_path, sts)
+@pytest.mark.usefixtures("web_identity")
+def test_role_arn_assumed_on_top_of_the_chain(sts: _Server) -> None:
     role = "arn:aws:iam::123456789012:role/msk-reader"
     chain = AwsCredentialChain("eu-west-1", role_arn=role)
     got = chain.current()
@@ -210,12 +232,7 @@ def test_role_arn_assumed_on_top_of_the_chain(
 def test_container_credentials_endpoint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, container: _Server
 ) -> None:
-    auth = f"pod-identity-{unique_name('auth')}"
-    container.expected_auth = auth
-    (tmp_path / "eks-token").write_text(auth)
-    port = container.server_address[1]
-    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/v1/creds")
-    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(tmp_path / "eks-token"))
+    container.expected_auth = _container_credentials(monkeypatch, tmp_path, container, "/v1/creds")
     provider = MskIamTokenProvider("eu-west-1", AwsCredentialChain("eu-west-1"))
     minted, *_ = provider("")
     assert container.calls[0][0]["path"] == "/v1/creds"
@@ -224,10 +241,8 @@ def test_container_credentials_endpoint(
     assert query["X-Amz-Security-Token"] == "podtoken1"
 
 
-def test_credentials_near_expiry_are_refreshed(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server
-) -> None:
-    _web_identity(monkeypatch, tmp_path, sts)
+@pytest.mark.usefixtures("web_identity")
+def test_credentials_near_expiry_are_refreshed(sts: _Server) -> None:
     # Inside botocore's mandatory refresh window: every read fetches new credentials.
     sts.lifetime = timedelta(minutes=5)
     provider = MskIamTokenProvider("eu-west-1", AwsCredentialChain("eu-west-1"))
@@ -238,22 +253,17 @@ def test_credentials_near_expiry_are_refreshed(
     assert len(sts.calls) == 2
 
 
-def test_fresh_credentials_are_reused(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server
-) -> None:
-    _web_identity(monkeypatch, tmp_path, sts)
+@pytest.mark.usefixtures("web_identity")
+def test_fresh_credentials_are_reused(sts: _Server) -> None:
     chain = AwsCredentialChain("eu-west-1")
     assert chain.current() == chain.current()
     assert len(sts.calls) == 1
 
 
 def test_sts_refusal_is_a_scaler_error_without_the_token(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    sts: _Server,
-    caplog: pytest.LogCaptureFixture,
+    sts: _Server, caplog: pytest.LogCaptureFixture, web_identity: str
 ) -> None:
-    token = _web_identity(monkeypatch, tmp_path, sts)
+    token = web_identity
     sts.refuse = True
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ScalerError) as info:
@@ -267,12 +277,8 @@ def test_sts_refusal_is_a_scaler_error_without_the_token(
 def test_container_endpoint_refusal_and_down(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, container: _Server
 ) -> None:
-    auth = f"pod-identity-{unique_name('auth')}"
+    auth = _container_credentials(monkeypatch, tmp_path, container, "/creds")
     container.expected_auth = "something-else"
-    (tmp_path / "eks-token").write_text(auth)
-    port = container.server_address[1]
-    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{port}/creds")
-    monkeypatch.setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(tmp_path / "eks-token"))
     with pytest.raises(ScalerError) as info:
         AwsCredentialChain("eu-west-1").current()
     assert auth not in str(info.value)
@@ -284,35 +290,31 @@ def test_container_endpoint_refusal_and_down(
 
 
 def test_external_id_is_sent_with_assume_role(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server, caplog: pytest.LogCaptureFixture
+    sts: _Server, caplog: pytest.LogCaptureFixture, external_id: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    _web_identity(monkeypatch, tmp_path, sts)
-    sts.external_id = unique_name("ext")
-    role = "arn:aws:iam::123456789012:role/cross-account"
+    role = CROSS_ACCOUNT
     meta = parse_kafka_metadata(
-        _ctx({"awsRoleArn": role, "awsExternalId": sts.external_id}, identityOwner="operator")
+        _ctx({"awsRoleArn": role, "awsExternalId": external_id}, identityOwner="operator")
     )
     assert meta.msk_iam is not None
     chain = meta.msk_iam.credentials
     assert isinstance(chain, AwsCredentialChain)
-    assert sts.external_id not in repr(chain) + repr(meta)
+    assert external_id not in repr(chain) + repr(meta)
     minted, *_ = meta.msk_iam("")
     form, _headers = sts.calls[-1]
     assert form["Action"] == "AssumeRole"
     assert form["RoleArn"] == role
-    assert form["ExternalId"] == sts.external_id
+    assert form["ExternalId"] == external_id
     assert _token_query(minted)["X-Amz-Credential"].startswith("ASIASTS000000002/")
-    assert sts.external_id not in caplog.text
+    assert external_id not in caplog.text
 
 
 def test_wrong_or_missing_external_id_is_refused(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server, caplog: pytest.LogCaptureFixture
+    sts: _Server, caplog: pytest.LogCaptureFixture, external_id: str
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    _web_identity(monkeypatch, tmp_path, sts)
-    sts.external_id = unique_name("ext")
-    role = "arn:aws:iam::123456789012:role/cross-account"
+    role = CROSS_ACCOUNT
     wrong = unique_name("wrong")
     for chain in (
         AwsCredentialChain("eu-west-1", role_arn=role),
@@ -357,18 +359,16 @@ spec:
 
 @pytest.mark.anyio
 async def test_pod_identity_external_id_from_the_trigger_authentication(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server, caplog: pytest.LogCaptureFixture
+    sts: _Server, caplog: pytest.LogCaptureFixture, external_id: str
 ) -> None:
     # KEDA's spec.podIdentity.externalID, with the pod identity's roleArn.
     caplog.set_level(logging.DEBUG)
-    _web_identity(monkeypatch, tmp_path, sts)
-    sts.external_id = unique_name("ext")
-    role = "arn:aws:iam::123456789012:role/cross-account"
+    role = CROSS_ACCOUNT
     m = load_manifests(
-        _kafka_manifest(f"{{provider: aws, roleArn: '{role}', externalID: {sts.external_id}}}")
+        _kafka_manifest(f"{{provider: aws, roleArn: '{role}', externalID: {external_id}}}")
     )
     (ctx,) = await resolve_trigger_contexts_async(m.scaled_object(), m)
-    assert sts.external_id not in repr(ctx)
+    assert external_id not in repr(ctx)
     meta = parse_kafka_metadata(ctx)
     assert meta.msk_iam is not None
     minted, *_ = meta.msk_iam("")
@@ -376,10 +376,10 @@ async def test_pod_identity_external_id_from_the_trigger_authentication(
     assert (form["Action"], form["RoleArn"], form["ExternalId"]) == (
         "AssumeRole",
         role,
-        sts.external_id,
+        external_id,
     )
     assert _token_query(minted)["X-Amz-Credential"].startswith("ASIASTS000000002/")
-    assert sts.external_id not in caplog.text
+    assert external_id not in caplog.text
 
 
 @pytest.mark.anyio
@@ -410,10 +410,8 @@ def _ctx(auth: dict[str, str], **metadata: str) -> TriggerContext:
     return TriggerContext(metadata=meta, auth={k: Secret(v) for k, v in auth.items()})
 
 
-def test_pod_identity_aws_in_the_kafka_trigger(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sts: _Server
-) -> None:
-    _web_identity(monkeypatch, tmp_path, sts)
+@pytest.mark.usefixtures("web_identity")
+def test_pod_identity_aws_in_the_kafka_trigger() -> None:
     role = "arn:aws:iam::123456789012:role/from-pod-identity"
     meta = parse_kafka_metadata(_ctx({"podIdentity": "aws", "roleArn": role}))
     assert meta.msk_iam is not None
