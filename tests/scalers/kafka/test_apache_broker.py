@@ -5,7 +5,7 @@ every expected lag is worked out from what the test produced and committed."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +15,16 @@ from eventscale.errors import ScalerError
 from eventscale.manifests import load_manifests
 from eventscale.scalers import TriggerContext, create_scaler
 from eventscale.scalers.kafka.apache import ApacheKafkaMetadata, ApacheKafkaScaler
+from eventscale.scalers.kafka.scaler import KafkaScaler
+from scalers.kafka._broker import metric
 from servers._proc import free_port, unique_name
 from servers.kafka_srv import KafkaBroker
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def group() -> str:
-    return unique_name("group")
-
-
-@pytest.fixture
-def made() -> Iterator[list[ApacheKafkaScaler]]:
-    scalers: list[ApacheKafkaScaler] = []
-    yield scalers
-    assert all(s.connection is None for s in scalers), "a test left a scaler open"
-
-
 def build(
-    servers: str, group: str, made: list[ApacheKafkaScaler], **metadata: str
+    servers: str, group: str, scalers: list[KafkaScaler], **metadata: str
 ) -> ApacheKafkaScaler:
     ctx = TriggerContext(
         metadata={"bootstrapServers": servers, "consumerGroup": group, **metadata},
@@ -42,32 +32,22 @@ def build(
     )
     scaler = create_scaler(ctx)
     assert isinstance(scaler, ApacheKafkaScaler)
-    made.append(scaler)
+    scalers.append(scaler)
     return scaler
 
 
-def from_manifest(text: str, made: list[ApacheKafkaScaler]) -> ApacheKafkaScaler:
+def from_manifest(text: str, scalers: list[KafkaScaler]) -> ApacheKafkaScaler:
     """The scaler of the one trigger of the ScaledObject in ``text``."""
     loaded = load_manifests(text)
     (ctx,) = loaded.trigger_contexts(loaded.scaled_object())
     scaler = create_scaler(ctx)
     assert isinstance(scaler, ApacheKafkaScaler)
-    made.append(scaler)
+    scalers.append(scaler)
     return scaler
 
 
-async def close_all(made: list[ApacheKafkaScaler]) -> None:
-    for scaler in made:
-        await scaler.aclose()
-
-
-async def metric(scaler: ApacheKafkaScaler) -> tuple[float, bool]:
-    report = await scaler.get_metrics()
-    return report.value_of(scaler.meta.metric_name), report.is_active
-
-
 async def test_lag_over_a_topic_list(
-    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+    kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     first, second = kafka_broker.create_topic(2), kafka_broker.create_topic(3)
     kafka_broker.produce(first, {0: 9, 1: 4})
@@ -75,26 +55,23 @@ async def test_lag_over_a_topic_list(
     kafka_broker.commit(group, first, {0: 3, 1: 4})
     kafka_broker.commit(group, second, {0: 1, 1: 0, 2: 2})
     scaler = build(
-        kafka_broker.bootstrap, group, made, topic=f"{first}, {second}", lagThreshold="100"
+        kafka_broker.bootstrap, group, scalers, topic=f"{first}, {second}", lagThreshold="100"
     )
-    try:
-        lag = await scaler.get_lag()
-        assert dict(lag.per_partition) == {
-            (first, 0): (6, 6),
-            (first, 1): (0, 0),
-            (second, 0): (4, 4),
-            (second, 1): (0, 0),
-            (second, 2): (0, 0),
-        }
-        assert (lag.partitions, lag.partitions_with_lag) == (5, 2)
-        assert scaler.meta.metric_name == f"s0-kafka-{first},{second}"
-        assert await metric(scaler) == (10.0, True)
-    finally:
-        await close_all(made)
+    lag = await scaler.get_lag()
+    assert dict(lag.per_partition) == {
+        (first, 0): (6, 6),
+        (first, 1): (0, 0),
+        (second, 0): (4, 4),
+        (second, 1): (0, 0),
+        (second, 2): (0, 0),
+    }
+    assert (lag.partitions, lag.partitions_with_lag) == (5, 2)
+    assert scaler.meta.metric_name == f"s0-kafka-{first},{second}"
+    assert await metric(scaler) == (10.0, True)
 
 
 async def test_partition_limitation_applies_to_every_listed_topic(
-    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+    kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     first, second = kafka_broker.create_topic(3), kafka_broker.create_topic(3)
     kafka_broker.produce(first, {0: 5, 1: 6, 2: 7})
@@ -104,17 +81,14 @@ async def test_partition_limitation_applies_to_every_listed_topic(
     scaler = build(
         kafka_broker.bootstrap,
         group,
-        made,
+        scalers,
         topic=f"{first},{second}",
         partitionLimitation="1-2",
         allowIdleConsumers="true",
     )
-    try:
-        lag = await scaler.get_lag()
-        assert set(lag.per_partition) == {(first, 1), (first, 2), (second, 1), (second, 2)}
-        assert lag.total_lag == 6 + 7 + 2 + 3
-    finally:
-        await close_all(made)
+    lag = await scaler.get_lag()
+    assert set(lag.per_partition) == {(first, 1), (first, 2), (second, 1), (second, 2)}
+    assert lag.total_lag == 6 + 7 + 2 + 3
 
 
 @pytest.mark.parametrize(
@@ -128,24 +102,21 @@ async def test_partition_limitation_applies_to_every_listed_topic(
 async def test_uncommitted_partitions_follow_the_kafka_rules(
     kafka_broker: KafkaBroker,
     group: str,
-    made: list[ApacheKafkaScaler],
+    scalers: list[KafkaScaler],
     metadata: dict[str, str],
     expected: dict[int, int],
 ) -> None:
     topic = kafka_broker.create_topic(2)
     kafka_broker.produce(topic, {0: 8, 1: 3})
-    scaler = build(kafka_broker.bootstrap, group, made, topic=topic, **metadata)
-    try:
-        lag = await scaler.get_lag()
-        assert {tp[1]: v[0] for tp, v in lag.per_partition.items()} == expected
-    finally:
-        await close_all(made)
+    scaler = build(kafka_broker.bootstrap, group, scalers, topic=topic, **metadata)
+    lag = await scaler.get_lag()
+    assert {tp[1]: v[0] for tp, v in lag.per_partition.items()} == expected
 
 
 async def test_a_partition_missing_from_the_answer_counts_from_offset_zero(
     kafka_broker: KafkaBroker,
     group: str,
-    made: list[ApacheKafkaScaler],
+    scalers: list[KafkaScaler],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A broker that leaves a partition out of its committed-offsets answer: KEDA's
@@ -153,7 +124,7 @@ async def test_a_partition_missing_from_the_answer_counts_from_offset_zero(
     topic = kafka_broker.create_topic(2)
     kafka_broker.produce(topic, {0: 4, 1: 6})
     kafka_broker.commit(group, topic, {0: 1, 1: 2})
-    scaler = build(kafka_broker.bootstrap, group, made, topic=topic, allowIdleConsumers="true")
+    scaler = build(kafka_broker.bootstrap, group, scalers, topic=topic, allowIdleConsumers="true")
 
     class PartialAnswer:
         def __init__(self, real: Any) -> None:
@@ -171,29 +142,25 @@ async def test_a_partition_missing_from_the_answer_counts_from_offset_zero(
         lag = await scaler.get_lag()
         assert dict(lag.per_partition) == {(topic, 0): (3, 3), (topic, 1): (6, 6)}
     finally:
-        monkeypatch.undo()
-        await close_all(made)
+        monkeypatch.undo()  # before the scalers fixture closes the connection
 
 
 async def test_without_topic_a_group_without_members_is_an_error(
-    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+    kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     topic = kafka_broker.create_topic(1)
     kafka_broker.produce(topic, {0: 5})
     kafka_broker.commit(group, topic, {0: 1})
-    scaler = build(kafka_broker.bootstrap, group, made)
-    try:
-        with pytest.raises(ScalerError, match="no active members") as info:
-            await scaler.get_metrics()
-        assert info.value.transient
-    finally:
-        await close_all(made)
+    scaler = build(kafka_broker.bootstrap, group, scalers)
+    with pytest.raises(ScalerError, match="no active members") as info:
+        await scaler.get_metrics()
+    assert info.value.transient
 
 
 async def test_without_topic_every_topic_of_the_cluster_is_read(
     private_kafka: Callable[[], KafkaBroker],
     group: str,
-    made: list[ApacheKafkaScaler],
+    scalers: list[KafkaScaler],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # tansu's DescribeGroups answer lists no members even for a group with an active
@@ -207,43 +174,34 @@ async def test_without_topic_every_topic_of_the_cluster_is_read(
     broker.produce(consumed, {0: 7, 1: 2})
     broker.produce(other, {0: 9})
     broker.commit(group, consumed, {0: 5, 1: 2})
-    scaler = build(broker.bootstrap, group, made, lagThreshold="1", allowIdleConsumers="true")
-    try:
-        lag = await scaler.get_lag()
-        # the topic the group never committed to counts 1 per partition (latest), as KEDA
-        assert dict(lag.per_partition) == {
-            (consumed, 0): (2, 2),
-            (consumed, 1): (0, 0),
-            (other, 0): (1, 1),
-            (other, 1): (1, 1),
-            (other, 2): (1, 1),
-        }
-        assert scaler.meta.metric_name == f"s0-kafka-{group}-topics"
-        assert await metric(scaler) == (5.0, True)
-    finally:
-        await close_all(made)
+    scaler = build(broker.bootstrap, group, scalers, lagThreshold="1", allowIdleConsumers="true")
+    lag = await scaler.get_lag()
+    # the topic the group never committed to counts 1 per partition (latest), as KEDA
+    assert dict(lag.per_partition) == {
+        (consumed, 0): (2, 2),
+        (consumed, 1): (0, 0),
+        (other, 0): (1, 1),
+        (other, 1): (1, 1),
+        (other, 2): (1, 1),
+    }
+    assert scaler.meta.metric_name == f"s0-kafka-{group}-topics"
+    assert await metric(scaler) == (5.0, True)
 
 
 async def test_a_listed_topic_that_does_not_exist_is_an_error(
-    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+    kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     present = kafka_broker.create_topic(1)
-    scaler = build(kafka_broker.bootstrap, group, made, topic=f"{present},{unique_name('gone')}")
-    try:
-        with pytest.raises(ScalerError, match="does not exist") as info:
-            await scaler.get_metrics()
-        assert not info.value.transient
-    finally:
-        await close_all(made)
+    scaler = build(kafka_broker.bootstrap, group, scalers, topic=f"{present},{unique_name('gone')}")
+    with pytest.raises(ScalerError, match="does not exist") as info:
+        await scaler.get_metrics()
+    assert not info.value.transient
 
 
-async def test_unreachable_cluster_is_an_error(group: str, made: list[ApacheKafkaScaler]) -> None:
-    scaler = build(f"127.0.0.1:{free_port()}", group, made, topic="t", timeout="1s")
-    try:
-        with pytest.raises(ScalerError):
-            await scaler.get_metrics()
-    finally:
-        await close_all(made)
+async def test_unreachable_cluster_is_an_error(group: str, scalers: list[KafkaScaler]) -> None:
+    scaler = build(f"127.0.0.1:{free_port()}", group, scalers, topic="t", timeout="1s")
+    with pytest.raises(ScalerError):
+        await scaler.get_metrics()
 
 
 # The "no SASL/TLS" example of keda-docs content/docs/2.21/scalers/apache-kafka-go.md
@@ -328,19 +286,16 @@ spec:
 
 
 async def test_keda_docs_example_evaluates_against_the_broker(
-    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+    kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     topic = kafka_broker.create_topic(2)
     kafka_broker.produce(topic, {0: 30, 1: 45})
     kafka_broker.commit(group, topic, {0: 10, 1: 0})
     text = KEDA_EXAMPLE.format(servers=kafka_broker.bootstrap, group=group, topic=topic)
-    scaler = from_manifest(text, made)
-    try:
-        assert await metric(scaler) == (65.0, True)
-        (spec,) = scaler.metric_specs()
-        assert spec.target == 50
-    finally:
-        await close_all(made)
+    scaler = from_manifest(text, scalers)
+    assert await metric(scaler) == (65.0, True)
+    (spec,) = scaler.metric_specs()
+    assert spec.target == 50
 
 
 def test_keda_docs_msk_example_loads() -> None:
@@ -357,7 +312,7 @@ DOC = Path(__file__).parents[3] / "docs" / "scalers" / "apache-kafka.md"
 
 
 async def test_docs_page_example_evaluates_against_the_broker(
-    kafka_broker: KafkaBroker, group: str, made: list[ApacheKafkaScaler]
+    kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     (example,) = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
     orders, audit = kafka_broker.create_topic(1), kafka_broker.create_topic(2)
@@ -371,9 +326,6 @@ async def test_docs_page_example_evaluates_against_the_broker(
         .replace("test-topic", orders)
         .replace("audit-topic", audit)
     )
-    scaler = from_manifest(text, made)
-    try:
-        assert scaler.meta.metric_name == f"s0-kafka-{orders},{audit}"
-        assert await metric(scaler) == (55.0, True)
-    finally:
-        await close_all(made)
+    scaler = from_manifest(text, scalers)
+    assert scaler.meta.metric_name == f"s0-kafka-{orders},{audit}"
+    assert await metric(scaler) == (55.0, True)

@@ -23,6 +23,7 @@ from eventscale.scalers import TriggerContext, create_scaler
 from eventscale.scalers.kafka._pool import POOL, KafkaClientPool, KafkaConnection
 from eventscale.scalers.kafka.config import KafkaMetadata
 from eventscale.scalers.kafka.scaler import KafkaScaler
+from scalers.kafka._broker import close_all, metric
 from servers._proc import free_port, unique_name
 from servers.kafka_srv import KafkaBroker
 
@@ -39,19 +40,6 @@ def read_path(request: pytest.FixtureRequest) -> Iterator[str]:
     _PATH["batch"] = request.param == "batch"
     yield request.param
     _PATH["batch"] = True
-
-
-@pytest.fixture
-def group() -> str:
-    return unique_name("group")
-
-
-@pytest.fixture
-def scalers() -> Iterator[list[KafkaScaler]]:
-    made: list[KafkaScaler] = []
-    yield made
-    # closed by the tests through `close_all`; a leftover lease would leak a client
-    assert all(s.connection is None for s in made), "a test left a scaler open"
 
 
 def build(
@@ -88,16 +76,6 @@ def holds_client(conn: KafkaConnection) -> bool:
     return conn.has_client
 
 
-async def close_all(made: list[KafkaScaler]) -> None:
-    for scaler in made:
-        await scaler.aclose()
-
-
-async def metric(scaler: KafkaScaler) -> tuple[float, bool]:
-    report = await scaler.get_metrics()
-    return report.value_of(scaler.meta.metric_name), report.is_active
-
-
 @pytest.fixture
 def topic4(kafka_broker: KafkaBroker) -> str:
     """A fresh 4-partition topic holding 10, 7, 3 and 0 records."""
@@ -113,19 +91,16 @@ async def test_exact_lag_per_partition_latest(
 ) -> None:
     kafka_broker.commit(group, topic4, {0: 4, 1: 7})
     scaler = build(kafka_broker, group, scalers, topic=topic4)
-    try:
-        lag = await scaler.get_lag()
-        # committed: 10-4 and 7-7; uncommitted partitions count 1 each with `latest`
-        assert dict(lag.per_partition) == {
-            (topic4, 0): (6, 6),
-            (topic4, 1): (0, 0),
-            (topic4, 2): (1, 1),
-            (topic4, 3): (1, 1),
-        }
-        assert (lag.total_lag, lag.partitions, lag.partitions_with_lag) == (8, 4, 3)
-        assert await metric(scaler) == (8.0, True)
-    finally:
-        await close_all(scalers)
+    lag = await scaler.get_lag()
+    # committed: 10-4 and 7-7; uncommitted partitions count 1 each with `latest`
+    assert dict(lag.per_partition) == {
+        (topic4, 0): (6, 6),
+        (topic4, 1): (0, 0),
+        (topic4, 2): (1, 1),
+        (topic4, 3): (1, 1),
+    }
+    assert (lag.total_lag, lag.partitions, lag.partitions_with_lag) == (8, 4, 3)
+    assert await metric(scaler) == (8.0, True)
 
 
 async def test_exact_lag_per_partition_earliest(
@@ -133,13 +108,10 @@ async def test_exact_lag_per_partition_earliest(
 ) -> None:
     kafka_broker.commit(group, topic4, {0: 4, 1: 7})
     scaler = build(kafka_broker, group, scalers, topic=topic4, offsetResetPolicy="earliest")
-    try:
-        lag = await scaler.get_lag()
-        # uncommitted partitions count their whole retained log (end - start)
-        assert {tp[1]: v[0] for tp, v in lag.per_partition.items()} == {0: 6, 1: 0, 2: 3, 3: 0}
-        assert await metric(scaler) == (9.0, True)
-    finally:
-        await close_all(scalers)
+    lag = await scaler.get_lag()
+    # uncommitted partitions count their whole retained log (end - start)
+    assert {tp[1]: v[0] for tp, v in lag.per_partition.items()} == {0: 6, 1: 0, 2: 3, 3: 0}
+    assert await metric(scaler) == (9.0, True)
 
 
 @pytest.mark.parametrize(
@@ -164,10 +136,7 @@ async def test_group_without_any_commit(
     expected: tuple[float, bool],
 ) -> None:
     scaler = build(kafka_broker, group, scalers, extra=metadata, topic=topic4, lagThreshold="100")
-    try:
-        assert await metric(scaler) == expected
-    finally:
-        await close_all(scalers)
+    assert await metric(scaler) == expected
 
 
 @pytest.mark.parametrize(
@@ -191,10 +160,7 @@ async def test_cap_at_partition_count(
     kafka_broker.produce(topic, dict.fromkeys(range(4), 30))
     kafka_broker.commit(group, topic, dict.fromkeys(range(4), 0))
     scaler = build(kafka_broker, group, scalers, extra=metadata, topic=topic)
-    try:
-        assert await metric(scaler) == (expected, True)
-    finally:
-        await close_all(scalers)
+    assert await metric(scaler) == (expected, True)
 
 
 async def test_limit_to_partitions_with_lag(
@@ -205,11 +171,8 @@ async def test_limit_to_partitions_with_lag(
     kafka_broker.commit(group, topic, dict.fromkeys(range(4), 0))
     limited = build(kafka_broker, group, scalers, topic=topic, limitToPartitionsWithLag="true")
     plain = build(kafka_broker, group, scalers, topic=topic)
-    try:
-        assert await metric(limited) == (10.0, True)  # 30/10 = 3 > 1 partition with lag
-        assert await metric(plain) == (30.0, True)  # 3 is not > 4 partitions
-    finally:
-        await close_all(scalers)
+    assert await metric(limited) == (10.0, True)  # 30/10 = 3 > 1 partition with lag
+    assert await metric(plain) == (30.0, True)  # 3 is not > 4 partitions
 
 
 @pytest.mark.parametrize(
@@ -227,10 +190,7 @@ async def test_activation_boundary(
     kafka_broker.produce(topic, {1: 5})
     kafka_broker.commit(group, topic, dict.fromkeys(range(4), 0))
     scaler = build(kafka_broker, group, scalers, topic=topic, activationLagThreshold=activation)
-    try:
-        assert await metric(scaler) == (5.0, active)
-    finally:
-        await close_all(scalers)
+    assert await metric(scaler) == (5.0, active)
 
 
 async def test_partition_limitation(
@@ -240,15 +200,12 @@ async def test_partition_limitation(
     ranges = build(kafka_broker, group, scalers, topic=topic4, partitionLimitation="1-2")
     single = build(kafka_broker, group, scalers, topic=topic4, partitionLimitation="0,3")
     none = build(kafka_broker, group, scalers, topic=topic4, partitionLimitation="7-9")
-    try:
-        lag = await ranges.get_lag()
-        assert sorted(p for _, p in lag.per_partition) == [1, 2]
-        assert lag.total_lag == 10
-        assert (await single.get_lag()).total_lag == 10
-        with pytest.raises(ScalerError, match="at least one active partition"):
-            await none.get_metrics()
-    finally:
-        await close_all(scalers)
+    lag = await ranges.get_lag()
+    assert sorted(p for _, p in lag.per_partition) == [1, 2]
+    assert lag.total_lag == 10
+    assert (await single.get_lag()).total_lag == 10
+    with pytest.raises(ScalerError, match="at least one active partition"):
+        await none.get_metrics()
 
 
 async def test_exclude_persistent_lag_over_polls(
@@ -263,19 +220,16 @@ async def test_exclude_persistent_lag_over_polls(
         excludePersistentLag="true",
         allowIdleConsumers="true",
     )
-    try:
-        assert await metric(scaler) == (8.0, True)  # first sight: counts
-        assert await metric(scaler) == (0.0, True)  # stuck consumer: excluded, still active
-        kafka_broker.commit(group, topic4, {0: 5})
-        assert await metric(scaler) == (5.0, True)  # it moved: counts again
-        assert await metric(scaler) == (0.0, True)
-        # an error in between (here: a failing sibling scaler) does not reset the memory
-        broken = build(kafka_broker, group, scalers, topic=unique_name("missing"))
-        with pytest.raises(ScalerError):
-            await broken.get_metrics()
-        assert await metric(scaler) == (0.0, True)
-    finally:
-        await close_all(scalers)
+    assert await metric(scaler) == (8.0, True)  # first sight: counts
+    assert await metric(scaler) == (0.0, True)  # stuck consumer: excluded, still active
+    kafka_broker.commit(group, topic4, {0: 5})
+    assert await metric(scaler) == (5.0, True)  # it moved: counts again
+    assert await metric(scaler) == (0.0, True)
+    # an error in between (here: a failing sibling scaler) does not reset the memory
+    broken = build(kafka_broker, group, scalers, topic=unique_name("missing"))
+    with pytest.raises(ScalerError):
+        await broken.get_metrics()
+    assert await metric(scaler) == (0.0, True)
 
 
 async def test_without_topic_uses_only_committed_topics(
@@ -287,14 +241,11 @@ async def test_without_topic_uses_only_committed_topics(
     kafka_broker.produce(other, {0: 50})
     kafka_broker.commit(group, read, {0: 1})
     scaler = build(kafka_broker, group, scalers)
-    try:
-        lag = await scaler.get_lag()
-        assert {t for t, _ in lag.per_partition} == {read}
-        # partition 0: 6-1; partitions 1-3 of the same topic have no commit: 1 each
-        assert lag.total_lag == 8
-        assert scaler.meta.metric_name == f"s0-kafka-{group}-topics"
-    finally:
-        await close_all(scalers)
+    lag = await scaler.get_lag()
+    assert {t for t, _ in lag.per_partition} == {read}
+    # partition 0: 6-1; partitions 1-3 of the same topic have no commit: 1 each
+    assert lag.total_lag == 8
+    assert scaler.meta.metric_name == f"s0-kafka-{group}-topics"
 
 
 async def test_without_topic_and_no_commits_is_error(
@@ -302,24 +253,18 @@ async def test_without_topic_and_no_commits_is_error(
 ) -> None:
     kafka_broker.create_topic(4)
     scaler = build(kafka_broker, group, scalers)
-    try:
-        with pytest.raises(ScalerError, match="no committed offsets"):
-            await scaler.get_metrics()
-    finally:
-        await close_all(scalers)
+    with pytest.raises(ScalerError, match="no committed offsets"):
+        await scaler.get_metrics()
 
 
 async def test_missing_topic_is_error(
     kafka_broker: KafkaBroker, group: str, scalers: list[KafkaScaler]
 ) -> None:
     scaler = build(kafka_broker, group, scalers, topic=unique_name("missing"))
-    try:
-        with pytest.raises(ScalerError, match="does not exist") as info:
-            await scaler.get_metrics()
-        assert info.value.transient is False
-        assert info.value.trigger == "kafka[0]"
-    finally:
-        await close_all(scalers)
+    with pytest.raises(ScalerError, match="does not exist") as info:
+        await scaler.get_metrics()
+    assert info.value.transient is False
+    assert info.value.trigger == "kafka[0]"
 
 
 async def test_unreachable_cluster_is_error_within_timeout(
@@ -334,16 +279,13 @@ async def test_unreachable_cluster_is_error_within_timeout(
         topic="t",
         timeout="1s",
     )
-    try:
-        started = time.monotonic()
-        with pytest.raises(ScalerTimeout) as info:
-            await scaler.get_metrics()
-        assert time.monotonic() - started < 10  # 1 s timeout; generous bound for a busy box
-        assert info.value.transient is True
-        assert password not in str(info.value)
-        assert password not in repr(info.value)
-    finally:
-        await close_all(scalers)
+    started = time.monotonic()
+    with pytest.raises(ScalerTimeout) as info:
+        await scaler.get_metrics()
+    assert time.monotonic() - started < 10  # 1 s timeout; generous bound for a busy box
+    assert info.value.transient is True
+    assert password not in str(info.value)
+    assert password not in repr(info.value)
 
 
 async def test_pool_shares_one_client_and_closes_it(
@@ -360,32 +302,29 @@ async def test_pool_shares_one_client_and_closes_it(
     other = build(
         f"localhost:{kafka_broker.port}", group, scalers, pool=pool, topic=topic4, batch=False
     )
-    try:
-        assert len(pool) == 2
-        assert third.connection is first.connection
-        await third.aclose()
-        conn = first.connection
-        assert conn is not None
-        assert conn is second.connection
-        assert not holds_client(conn)  # created lazily
+    assert len(pool) == 2
+    assert third.connection is first.connection
+    await third.aclose()
+    conn = first.connection
+    assert conn is not None
+    assert conn is second.connection
+    assert not holds_client(conn)  # created lazily
+    await first.get_metrics()
+    await second.get_metrics()
+    await first.get_metrics()
+    # one admin client, plus one committed-offsets consumer per group
+    assert conn.clients_created == 3
+    await first.aclose()
+    await first.aclose()  # twice is fine
+    assert holds_client(conn)
+    assert await metric(second) == (4.0, True)
+    await second.aclose()
+    assert not holds_client(conn)
+    assert len(pool) == 1
+    await other.aclose()
+    assert len(pool) == 0
+    with pytest.raises(ScalerError, match="closed"):
         await first.get_metrics()
-        await second.get_metrics()
-        await first.get_metrics()
-        # one admin client, plus one committed-offsets consumer per group
-        assert conn.clients_created == 3
-        await first.aclose()
-        await first.aclose()  # twice is fine
-        assert holds_client(conn)
-        assert await metric(second) == (4.0, True)
-        await second.aclose()
-        assert not holds_client(conn)
-        assert len(pool) == 1
-        await other.aclose()
-        assert len(pool) == 0
-        with pytest.raises(ScalerError, match="closed"):
-            await first.get_metrics()
-    finally:
-        await close_all(scalers)
 
 
 async def test_snapshot_ttl_shares_requests(
@@ -403,17 +342,14 @@ async def test_snapshot_ttl_shares_requests(
         snapshotTTL="1h",
         batch=False,
     )
-    try:
-        assert (await a.get_lag()).total_lag == 20
-        kafka_broker.produce(topic4, {3: 2})
-        # inside the TTL the log end offsets are the shared snapshot (no new records seen)...
-        assert (await b.get_lag()).total_lag == 4  # b's group has no commits: 1 per partition
-        assert (await a.get_lag()).total_lag == 20
-        # ...while a scaler without a TTL reads fresh offsets
-        fresh = build(kafka_broker, group, scalers, pool=pool, topic=topic4, batch=False)
-        assert (await fresh.get_lag()).total_lag == 22
-    finally:
-        await close_all(scalers)
+    assert (await a.get_lag()).total_lag == 20
+    kafka_broker.produce(topic4, {3: 2})
+    # inside the TTL the log end offsets are the shared snapshot (no new records seen)...
+    assert (await b.get_lag()).total_lag == 4  # b's group has no commits: 1 per partition
+    assert (await a.get_lag()).total_lag == 20
+    # ...while a scaler without a TTL reads fresh offsets
+    fresh = build(kafka_broker, group, scalers, pool=pool, topic=topic4, batch=False)
+    assert (await fresh.get_lag()).total_lag == 22
 
 
 async def test_thousand_partitions(
@@ -434,17 +370,14 @@ async def test_thousand_partitions(
     limited = build(
         kafka_broker, group, scalers, topic=topic, partitionLimitation="0-1,500,990-999"
     )
-    try:
-        lag = await latest.get_lag()
-        assert lag.partitions == 1000
-        # 997 partitions without a commit count 1 each; 500: 5-2; 999: 0; 1: 0
-        assert lag.total_lag == 997 + 3
-        assert (await earliest.get_lag()).total_lag == 3 + 3  # p0 whole log, p500 5-2
-        limited_lag = await limited.get_lag()
-        assert limited_lag.partitions == 13
-        assert limited_lag.total_lag == 1 + 0 + 3 + 9 + 0  # p0, p1, p500, p990-998, p999
-    finally:
-        await close_all(scalers)
+    lag = await latest.get_lag()
+    assert lag.partitions == 1000
+    # 997 partitions without a commit count 1 each; 500: 5-2; 999: 0; 1: 0
+    assert lag.total_lag == 997 + 3
+    assert (await earliest.get_lag()).total_lag == 3 + 3  # p0 whole log, p500 5-2
+    limited_lag = await limited.get_lag()
+    assert limited_lag.partitions == 13
+    assert limited_lag.total_lag == 1 + 0 + 3 + 9 + 0  # p0, p1, p500, p990-998, p999
 
 
 async def test_broker_killed_then_recovers_without_new_client(
