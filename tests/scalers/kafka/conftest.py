@@ -1,5 +1,5 @@
 """Fixtures shared by the Kafka tests against a real broker (``test_broker.py``,
-``test_apache_broker.py``)."""
+``test_apache_broker.py``, ``test_batch.py``)."""
 
 from __future__ import annotations
 

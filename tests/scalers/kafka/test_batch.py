@@ -84,11 +84,6 @@ def batcher_of(pool: KafkaClientPool) -> KafkaBatcher:
     return conn.batcher(KafkaBatcher)
 
 
-async def close(made: list[KafkaScaler]) -> None:
-    for scaler in made:
-        await scaler.aclose()
-
-
 def settings_matrix(topic: str, other: str) -> list[tuple[str, dict[str, str]]]:
     """(group role, metadata) pairs covering what changes the requests of a poll."""
     return [
@@ -105,7 +100,9 @@ def settings_matrix(topic: str, other: str) -> list[tuple[str, dict[str, str]]]:
     ]
 
 
-async def test_batched_equals_unbatched(kafka_broker: KafkaBroker) -> None:
+async def test_batched_equals_unbatched(
+    kafka_broker: KafkaBroker, scalers: list[KafkaScaler]
+) -> None:
     topic = kafka_broker.create_topic(6)
     other = kafka_broker.create_topic(3)
     kafka_broker.produce(topic, {0: 5, 1: 3, 2: 8, 4: 1, 5: 2})
@@ -117,123 +114,113 @@ async def test_batched_equals_unbatched(kafka_broker: KafkaBroker) -> None:
     kafka_broker.commit(groups["two"], topic, {1: 1})
     kafka_broker.commit(groups["two"], other, {2: 2, 1: 0})
 
-    made: list[KafkaScaler] = []
     batched_pool, plain_pool = KafkaClientPool(), KafkaClientPool()
     matrix = settings_matrix(topic, other)
     batched = [
-        make(kafka_broker.bootstrap, groups[role], batched_pool, made, meta=meta)
+        make(kafka_broker.bootstrap, groups[role], batched_pool, scalers, meta=meta)
         for role, meta in matrix
     ]
     plain = [
-        make(kafka_broker.bootstrap, groups[role], plain_pool, made, batch=False, meta=meta)
+        make(kafka_broker.bootstrap, groups[role], plain_pool, scalers, batch=False, meta=meta)
         for role, meta in matrix
     ]
-    try:
-        assert all(s.batched for s in batched)
-        assert not any(s.batched for s in plain)
-        for _ in range(2):  # twice: excludePersistentLag remembers the first poll
-            got = await poll_all(batched)
-            want = [await s.get_lag() for s in plain]
-            assert got == want
-        # the whole matrix was one slot per round, not one request set per scaler
-        assert batcher_of(batched_pool).slots_run == 2
-        # spot checks worked out by hand from what was produced and committed
-        full, partial = got[0], got[1]
-        assert isinstance(full, LagTotals)
-        assert isinstance(partial, LagTotals)
-        assert full.total_lag == 4 + 0 + 6 + 0 + 1 + 0
-        # partial: p0 5-2, p2 8-7, four partitions without a commit count 1 each (latest)
-        assert partial.total_lag == 3 + 1 + 4
-        none_earliest = got[4]
-        assert isinstance(none_earliest, LagTotals)
-        assert none_earliest.total_lag == 5 + 3 + 8 + 0 + 1 + 2  # log end - log start
-        two = got[8]
-        assert isinstance(two, LagTotals)
-        assert two.partitions == 6 + 3
-    finally:
-        await close(made)
+    assert all(s.batched for s in batched)
+    assert not any(s.batched for s in plain)
+    for _ in range(2):  # twice: excludePersistentLag remembers the first poll
+        got = await poll_all(batched)
+        want = [await s.get_lag() for s in plain]
+        assert got == want
+    # the whole matrix was one slot per round, not one request set per scaler
+    assert batcher_of(batched_pool).slots_run == 2
+    # spot checks worked out by hand from what was produced and committed
+    full, partial = got[0], got[1]
+    assert isinstance(full, LagTotals)
+    assert isinstance(partial, LagTotals)
+    assert full.total_lag == 4 + 0 + 6 + 0 + 1 + 0
+    # partial: p0 5-2, p2 8-7, four partitions without a commit count 1 each (latest)
+    assert partial.total_lag == 3 + 1 + 4
+    none_earliest = got[4]
+    assert isinstance(none_earliest, LagTotals)
+    assert none_earliest.total_lag == 5 + 3 + 8 + 0 + 1 + 2  # log end - log start
+    two = got[8]
+    assert isinstance(two, LagTotals)
+    assert two.partitions == 6 + 3
 
 
-async def test_tansu_answers_multi_group_offset_fetch(kafka_broker: KafkaBroker) -> None:
+async def test_tansu_answers_multi_group_offset_fetch(
+    kafka_broker: KafkaBroker, scalers: list[KafkaScaler]
+) -> None:
     topic = kafka_broker.create_topic(2)
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
-    scaler = make(kafka_broker.bootstrap, unique_name("group"), pool, made, topic=topic)
-    try:
-        await scaler.get_lag()
-        versions = batcher_of(pool).api_versions()
-        assert versions["OffsetFetch"][1] >= 8  # KIP-709: many groups in one request
-        assert "ListOffsets" in versions
-    finally:
-        await close(made)
+    scaler = make(kafka_broker.bootstrap, unique_name("group"), pool, scalers, topic=topic)
+    await scaler.get_lag()
+    versions = batcher_of(pool).api_versions()
+    assert versions["OffsetFetch"][1] >= 8  # KIP-709: many groups in one request
+    assert "ListOffsets" in versions
 
 
 async def test_old_broker_versions_fall_back_to_one_request_per_group(
-    kafka_broker: KafkaBroker,
+    kafka_broker: KafkaBroker, scalers: list[KafkaScaler]
 ) -> None:
     topic = kafka_broker.create_topic(4)
     kafka_broker.produce(topic, {0: 3, 3: 5})
     groups = [unique_name("group") for _ in range(3)]
     kafka_broker.commit(groups[0], topic, {0: 1, 3: 5})
     kafka_broker.commit(groups[1], topic, {3: 2})
-    made: list[KafkaScaler] = []
     # kafka-python takes the broker for Kafka 2.8: OffsetFetch v7, one group per request
     old = KafkaClientPool(batch_options={"api_version": (2, 8)})
     plain = KafkaClientPool()
-    olds = [make(kafka_broker.bootstrap, g, old, made, topic=topic) for g in groups]
+    olds = [make(kafka_broker.bootstrap, g, old, scalers, topic=topic) for g in groups]
     plains = [
-        make(kafka_broker.bootstrap, g, plain, made, batch=False, topic=topic) for g in groups
+        make(kafka_broker.bootstrap, g, plain, scalers, batch=False, topic=topic) for g in groups
     ]
-    try:
-        got = await poll_all(olds)
-        assert batcher_of(old).api_versions()["OffsetFetch"][1] < 8
-        assert got == [await s.get_lag() for s in plains]
-        assert [r.total_lag for r in got if isinstance(r, LagTotals)] == [
-            2 + 1 + 1,
-            1 + 1 + 1 + 3,
-            4,
-        ]
-    finally:
-        await close(made)
+    got = await poll_all(olds)
+    assert batcher_of(old).api_versions()["OffsetFetch"][1] < 8
+    assert got == [await s.get_lag() for s in plains]
+    assert [r.total_lag for r in got if isinstance(r, LagTotals)] == [
+        2 + 1 + 1,
+        1 + 1 + 1 + 3,
+        4,
+    ]
 
 
-async def test_a_bad_object_fails_alone(kafka_broker: KafkaBroker) -> None:
+async def test_a_bad_object_fails_alone(
+    kafka_broker: KafkaBroker, scalers: list[KafkaScaler]
+) -> None:
     topic = kafka_broker.create_topic(3)
     kafka_broker.produce(topic, {1: 4})
     good_group = unique_name("group")
     kafka_broker.commit(good_group, topic, {0: 0, 1: 1, 2: 0})
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
     servers = kafka_broker.bootstrap
-    scalers = [
-        make(servers, good_group, pool, made, topic=topic),
-        make(servers, unique_name("group"), pool, made, topic=unique_name("missing-topic")),
-        make(servers, unique_name("never-committed"), pool, made),  # no topic to discover
-        make(servers, good_group, pool, made, topic=topic, partitionLimitation="7-9"),
-        make(servers, unique_name("group"), pool, made, topic=topic),  # no commits: lag 1 each
+    polled = [
+        make(servers, good_group, pool, scalers, topic=topic),
+        make(servers, unique_name("group"), pool, scalers, topic=unique_name("missing-topic")),
+        make(servers, unique_name("never-committed"), pool, scalers),  # no topic to discover
+        make(servers, good_group, pool, scalers, topic=topic, partitionLimitation="7-9"),
+        make(servers, unique_name("group"), pool, scalers, topic=topic),  # no commits: lag 1 each
     ]
-    try:
-        good, missing, undiscoverable, limited, fresh = await poll_all(scalers)
-        assert batcher_of(pool).slots_run == 1
-        assert isinstance(good, LagTotals)
-        assert good.total_lag == 3
-        assert isinstance(fresh, LagTotals)
-        assert fresh.total_lag == 3
-        assert isinstance(missing, ScalerError)
-        assert "does not exist" in str(missing)
-        assert missing.transient is False
-        assert missing.trigger == "kafka[0]"
-        assert isinstance(undiscoverable, ScalerError)
-        assert "no committed offsets" in str(undiscoverable)
-        assert isinstance(limited, ScalerError)
-        assert "at least one active partition" in str(limited)
-        # each object has its own error object
-        assert len({id(missing), id(undiscoverable), id(limited)}) == 3
-    finally:
-        await close(made)
+    good, missing, undiscoverable, limited, fresh = await poll_all(polled)
+    assert batcher_of(pool).slots_run == 1
+    assert isinstance(good, LagTotals)
+    assert good.total_lag == 3
+    assert isinstance(fresh, LagTotals)
+    assert fresh.total_lag == 3
+    assert isinstance(missing, ScalerError)
+    assert "does not exist" in str(missing)
+    assert missing.transient is False
+    assert missing.trigger == "kafka[0]"
+    assert isinstance(undiscoverable, ScalerError)
+    assert "no committed offsets" in str(undiscoverable)
+    assert isinstance(limited, ScalerError)
+    assert "at least one active partition" in str(limited)
+    # each object has its own error object
+    assert len({id(missing), id(undiscoverable), id(limited)}) == 3
 
 
-async def test_broker_stop_gives_errors_then_values(private_kafka: Any) -> None:
+async def test_broker_stop_gives_errors_then_values(
+    private_kafka: Any, scalers: list[KafkaScaler]
+) -> None:
     broker: KafkaBroker = private_kafka()
     groups = [unique_name("group"), unique_name("group")]
 
@@ -245,71 +232,63 @@ async def test_broker_stop_gives_errors_then_values(private_kafka: Any) -> None:
         return topic
 
     topic = prepare()
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
-    scalers = [make(broker.bootstrap, g, pool, made, topic=topic, timeout="1s") for g in groups]
-    try:
-        assert [r.total_lag for r in await poll_all(scalers) if isinstance(r, LagTotals)] == [4, 4]
-        broker.stop()
-        started = time.monotonic()
-        failed = await poll_all(scalers)
-        assert time.monotonic() - started < 10  # each waits under its own timeout (1 s + 1 s)
-        assert all(isinstance(r, ScalerError) and r.transient for r in failed)
-        assert failed[0] is not failed[1]
-        broker.start()  # same port, empty memory storage
-        prepare()
-        deadline = time.monotonic() + 30
-        while True:
-            results = await poll_all(scalers)
-            if all(isinstance(r, LagTotals) for r in results):
-                break
-            assert time.monotonic() < deadline, results
-            await anyio.sleep(0.2)
-        assert [r.total_lag for r in results if isinstance(r, LagTotals)] == [4, 4]
-    finally:
-        await close(made)
+    polled = [make(broker.bootstrap, g, pool, scalers, topic=topic, timeout="1s") for g in groups]
+    assert [r.total_lag for r in await poll_all(polled) if isinstance(r, LagTotals)] == [4, 4]
+    broker.stop()
+    started = time.monotonic()
+    failed = await poll_all(polled)
+    assert time.monotonic() - started < 10  # each waits under its own timeout (1 s + 1 s)
+    assert all(isinstance(r, ScalerError) and r.transient for r in failed)
+    assert failed[0] is not failed[1]
+    broker.start()  # same port, empty memory storage
+    prepare()
+    deadline = time.monotonic() + 30
+    while True:
+        results = await poll_all(polled)
+        if all(isinstance(r, LagTotals) for r in results):
+            break
+        assert time.monotonic() < deadline, results
+        await anyio.sleep(0.2)
+    assert [r.total_lag for r in results if isinstance(r, LagTotals)] == [4, 4]
 
 
-async def test_unreachable_cluster_is_a_timeout(kafka_broker: KafkaBroker) -> None:
+async def test_unreachable_cluster_is_a_timeout(
+    kafka_broker: KafkaBroker, scalers: list[KafkaScaler]
+) -> None:
     from servers._proc import free_port
 
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
-    scaler = make(f"127.0.0.1:{free_port()}", unique_name("g"), pool, made, topic="t", timeout="1s")
-    try:
-        with pytest.raises(ScalerError) as info:
-            await scaler.get_metrics()
-        assert info.value.transient is True
-        assert isinstance(info.value, ScalerTimeout) or "Connection" in str(info.value)
-    finally:
-        await close(made)
+    scaler = make(
+        f"127.0.0.1:{free_port()}", unique_name("g"), pool, scalers, topic="t", timeout="1s"
+    )
+    with pytest.raises(ScalerError) as info:
+        await scaler.get_metrics()
+    assert info.value.transient is True
+    assert isinstance(info.value, ScalerTimeout) or "Connection" in str(info.value)
 
 
 async def test_sasl_password_stays_out_of_logs_and_errors(
-    kafka_broker: KafkaBroker, caplog: pytest.LogCaptureFixture
+    kafka_broker: KafkaBroker, caplog: pytest.LogCaptureFixture, scalers: list[KafkaScaler]
 ) -> None:
     password = "batch-secret-Zq81-very-private"
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
     scaler = make(
         kafka_broker.bootstrap,
         unique_name("g"),
         pool,
-        made,
+        scalers,
         topic="t",
         timeout="1s",
         auth={"sasl": "plaintext", "username": "alice", "password": Secret(password)},
     )
-    try:
-        assert scaler.batched  # PLAIN is served by the batch path
-        caplog.set_level(logging.DEBUG, logger="kafka")
-        with pytest.raises(ScalerError) as info:  # tansu does not do SASL here
-            await scaler.get_metrics()
-        assert password not in str(info.value)
-        assert password not in caplog.text
-        assert "Starting KafkaAdminClient" in caplog.text  # the line that carries the config
-    finally:
-        await close(made)
+    assert scaler.batched  # PLAIN is served by the batch path
+    caplog.set_level(logging.DEBUG, logger="kafka")
+    with pytest.raises(ScalerError) as info:  # tansu does not do SASL here
+        await scaler.get_metrics()
+    assert password not in str(info.value)
+    assert password not in caplog.text
+    assert "Starting KafkaAdminClient" in caplog.text  # the line that carries the config
 
 
 @pytest.mark.parametrize(
@@ -340,15 +319,13 @@ async def test_sasl_password_stays_out_of_logs_and_errors(
     ],
 )
 async def test_auth_the_batch_path_cannot_do_keeps_librdkafka(
-    auth: dict[str, str], batched: bool
+    auth: dict[str, str], batched: bool, scalers: list[KafkaScaler]
 ) -> None:
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
-    scaler = make("127.0.0.1:9", "g", pool, made, topic="t", awsRegion="eu-west-1", auth=dict(auth))
-    try:
-        assert scaler.batched is batched
-    finally:
-        await close(made)
+    scaler = make(
+        "127.0.0.1:9", "g", pool, scalers, topic="t", awsRegion="eu-west-1", auth=dict(auth)
+    )
+    assert scaler.batched is batched
 
 
 async def test_apache_kafka_keeps_librdkafka() -> None:
@@ -598,33 +575,31 @@ async def test_close_during_a_slot_makes_no_client(kafka_broker: KafkaBroker) ->
     assert batcher._admins == {}  # no kafka-python client was made after close()
 
 
-async def test_a_moved_coordinator_is_looked_up_again(kafka_broker: KafkaBroker) -> None:
+async def test_a_moved_coordinator_is_looked_up_again(
+    kafka_broker: KafkaBroker, scalers: list[KafkaScaler]
+) -> None:
     topic = kafka_broker.create_topic(2)
     kafka_broker.produce(topic, {0: 4})
     groups = [unique_name("group"), unique_name("group")]
     for g in groups:
         kafka_broker.commit(g, topic, {0: 1, 1: 0})
-    made: list[KafkaScaler] = []
     pool = KafkaClientPool()
-    scalers = [make(kafka_broker.bootstrap, g, pool, made, topic=topic) for g in groups]
-    try:
-        first = await poll_all(scalers)
-        assert [r.total_lag for r in first if isinstance(r, LagTotals)] == [3, 3]
-        # a single broker cannot move a coordinator: point kafka-python's cache for one
-        # group at a broker that does not exist, as it would point at a departed one
-        from kafka.protocol.metadata import CoordinatorType
+    polled = [make(kafka_broker.bootstrap, g, pool, scalers, topic=topic) for g in groups]
+    first = await poll_all(polled)
+    assert [r.total_lag for r in first if isinstance(r, LagTotals)] == [3, 3]
+    # a single broker cannot move a coordinator: point kafka-python's cache for one
+    # group at a broker that does not exist, as it would point at a departed one
+    from kafka.protocol.metadata import CoordinatorType
 
-        admin = batcher_of(pool)._admins["groups"]
-        cache = admin._manager.cluster._coordinators
-        assert (CoordinatorType.GROUP, groups[0]) in cache
-        cache[(CoordinatorType.GROUP, groups[0])] = 999
-        moved, kept = await poll_all(scalers)
-        assert isinstance(moved, ScalerError)
-        assert groups[0] in str(moved)
-        assert isinstance(kept, LagTotals)  # the other group's request went through
-        assert kept.total_lag == 3
-        # the failed group's coordinator was forgotten: the next slot looks it up again
-        again = await poll_all(scalers)
-        assert [r.total_lag for r in again if isinstance(r, LagTotals)] == [3, 3]
-    finally:
-        await close(made)
+    admin = batcher_of(pool)._admins["groups"]
+    cache = admin._manager.cluster._coordinators
+    assert (CoordinatorType.GROUP, groups[0]) in cache
+    cache[(CoordinatorType.GROUP, groups[0])] = 999
+    moved, kept = await poll_all(polled)
+    assert isinstance(moved, ScalerError)
+    assert groups[0] in str(moved)
+    assert isinstance(kept, LagTotals)  # the other group's request went through
+    assert kept.total_lag == 3
+    # the failed group's coordinator was forgotten: the next slot looks it up again
+    again = await poll_all(polled)
+    assert [r.total_lag for r in again if isinstance(r, LagTotals)] == [3, 3]
