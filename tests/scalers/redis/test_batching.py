@@ -73,6 +73,23 @@ def list_scaler(conn: RedisConnection, key: str, **extra: Any) -> RedisListScale
     return RedisListScaler(RedisListConfig(list_name=key, connection=conn, **extra))
 
 
+@contextlib.asynccontextmanager
+async def warm_lists(
+    server: RedisServer, keys: Sequence[str], **connection: Any
+) -> AsyncIterator[tuple[Tap, list[RedisListScaler]]]:
+    """List scalers of ``keys`` on one connection through a tap to ``server``: connected
+    and authenticated by a first poll, then the tap's counts reset; closed on leaving."""
+    async with proxy_to(server) as proxy:
+        conn = RedisConnection(addresses=proxy.address, **connection)
+        scalers = [list_scaler(conn, key) for key in keys]
+        try:
+            await scalers[0].get_metrics()
+            proxy.reset()
+            yield proxy, scalers
+        finally:
+            await close_all(scalers)
+
+
 async def poll_all(scalers: Sequence[Any]) -> list[ScalerReport | BaseException]:
     """Poll every scaler in the same slot, as a controller does with objects due together."""
     return list(await asyncio.gather(*(s.get_metrics() for s in scalers), return_exceptions=True))
@@ -98,25 +115,18 @@ async def test_a_thousand_lists_in_one_slot_take_one_round_trip(
                 pipe.rpush(key, *range(i % 7))
         await pipe.execute()
         try:
-            async with proxy_to(redis_server) as proxy:
-                conn = RedisConnection(addresses=proxy.address)
-                scalers = [list_scaler(conn, key) for key in keys]
-                try:
-                    await scalers[0].get_metrics()  # connect and authenticate first
-                    proxy.reset()
-                    reports = await poll_all(scalers)
-                    assert [r.values[0].value for r in reports] == [  # type: ignore[union-attr]
-                        float(i % 7) for i in range(1000)
-                    ]
-                    assert proxy.messages == 1000
-                    assert proxy.turns == 1, "1,000 LLEN must leave in one pipelined round trip"
-                    assert len(proxy.busy_links()) == 1
-                    # the next slot is one round trip again
-                    proxy.reset()
-                    await poll_all(scalers)
-                    assert (proxy.turns, proxy.messages) == (1, 1000)
-                finally:
-                    await close_all(scalers)
+            async with warm_lists(redis_server, keys) as (proxy, scalers):
+                reports = await poll_all(scalers)
+                assert [r.values[0].value for r in reports] == [  # type: ignore[union-attr]
+                    float(i % 7) for i in range(1000)
+                ]
+                assert proxy.messages == 1000
+                assert proxy.turns == 1, "1,000 LLEN must leave in one pipelined round trip"
+                assert len(proxy.busy_links()) == 1
+                # the next slot is one round trip again
+                proxy.reset()
+                await poll_all(scalers)
+                assert (proxy.turns, proxy.messages) == (1, 1000)
         finally:
             await admin.delete(*keys)
 
@@ -127,20 +137,14 @@ async def test_without_batching_each_read_is_a_round_trip(
     """The control: the same measure counts a turn per read when batching is off."""
     monkeypatch.setattr(REGISTRY, "batch_window", None)
     prefix = unique_name("unbatched")
-    async with proxy_to(redis_server) as proxy:
-        conn = RedisConnection(addresses=proxy.address)
-        scalers = [list_scaler(conn, f"{prefix}:{i}") for i in range(200)]
-        try:
-            await scalers[0].get_metrics()
-            proxy.reset()
-            reports = await poll_all(scalers)
-            assert all(isinstance(r, ScalerReport) for r in reports)
-            # 200 LLEN (plus the handshakes of the pool's other connections), each sent
-            # alone once the previous reply on its connection came back
-            assert proxy.messages >= 200
-            assert proxy.turns >= 200
-        finally:
-            await close_all(scalers)
+    keys = [f"{prefix}:{i}" for i in range(200)]
+    async with warm_lists(redis_server, keys) as (proxy, scalers):
+        reports = await poll_all(scalers)
+        assert all(isinstance(r, ScalerReport) for r in reports)
+        # 200 LLEN (plus the handshakes of the pool's other connections), each sent
+        # alone once the previous reply on its connection came back
+        assert proxy.messages >= 200
+        assert proxy.turns >= 200
 
 
 async def test_a_window_collects_polls_that_start_apart(
@@ -148,22 +152,16 @@ async def test_a_window_collects_polls_that_start_apart(
 ) -> None:
     monkeypatch.setattr(REGISTRY, "batch_window", 0.05)
     prefix = unique_name("window")
-    async with proxy_to(redis_server) as proxy:
-        conn = RedisConnection(addresses=proxy.address)
-        scalers = [list_scaler(conn, f"{prefix}:{i}") for i in range(20)]
-        try:
-            await scalers[0].get_metrics()
-            proxy.reset()
+    keys = [f"{prefix}:{i}" for i in range(20)]
+    async with warm_lists(redis_server, keys) as (proxy, scalers):
 
-            async def staggered(i: int, scaler: RedisListScaler) -> ScalerReport:
-                for _ in range(i):  # each poll starts a few loop iterations after the last
-                    await asyncio.sleep(0)
-                return await scaler.get_metrics()
+        async def staggered(i: int, scaler: RedisListScaler) -> ScalerReport:
+            for _ in range(i):  # each poll starts a few loop iterations after the last
+                await asyncio.sleep(0)
+            return await scaler.get_metrics()
 
-            await asyncio.gather(*(staggered(i, s) for i, s in enumerate(scalers)))
-            assert (proxy.turns, proxy.messages) == (1, 20)
-        finally:
-            await close_all(scalers)
+        await asyncio.gather(*(staggered(i, s) for i, s in enumerate(scalers)))
+        assert (proxy.turns, proxy.messages) == (1, 20)
 
 
 # --------------------------------------------------------------------------- per caller
@@ -281,20 +279,15 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_answers(
 
 async def test_a_hanging_server_times_every_caller_out(redis_server: RedisServer) -> None:
     prefix = unique_name("hang")
-    async with proxy_to(redis_server) as proxy:
-        conn = RedisConnection(addresses=proxy.address, timeout=0.5)
-        scalers = [list_scaler(conn, f"{prefix}:{i}") for i in range(5)]
-        try:
-            await scalers[0].get_metrics()
-            proxy.hold = True
-            results = await poll_all(scalers)
-            assert all(isinstance(r, ScalerTimeout) for r in results), results
-            assert "timed out after 0.5s" in str(results[0])
-            proxy.hold = False
-            recovered = await poll_all(scalers)
-            assert all(isinstance(r, ScalerReport) for r in recovered), recovered
-        finally:
-            await close_all(scalers)
+    keys = [f"{prefix}:{i}" for i in range(5)]
+    async with warm_lists(redis_server, keys, timeout=0.5) as (proxy, scalers):
+        proxy.hold = True
+        results = await poll_all(scalers)
+        assert all(isinstance(r, ScalerTimeout) for r in results), results
+        assert "timed out after 0.5s" in str(results[0])
+        proxy.hold = False
+        recovered = await poll_all(scalers)
+        assert all(isinstance(r, ScalerReport) for r in recovered), recovered
 
 
 async def test_different_credentials_never_share_a_batch(private_redis: Any) -> None:
