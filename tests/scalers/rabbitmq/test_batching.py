@@ -13,7 +13,7 @@ import gc
 import re
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import aio_pika
@@ -115,6 +115,23 @@ def delete(server: RabbitMQServer, names: Sequence[str]) -> None:
             server.api("DELETE", f"queues/%2F/{urllib.parse.quote(name, safe='')}")
 
 
+Declare = Callable[[Sequence[int]], Awaitable[list[str]]]
+
+
+@pytest.fixture
+def queues(rabbitmq_server: RabbitMQServer) -> Iterator[Declare]:
+    """``declare`` on the test's server; every queue it made is deleted after the test."""
+    made: list[str] = []
+
+    async def make(counts: Sequence[int]) -> list[str]:
+        names = await declare(rabbitmq_server, counts)
+        made.extend(names)
+        return names
+
+    yield make
+    delete(rabbitmq_server, made)
+
+
 def scalers_for(host: str, names: Sequence[str], **kw: Any) -> list[RabbitMQScaler]:
     return [
         RabbitMQScaler(RabbitMQConfig(host=host, queue_name=name, **kw), trigger_name=f"t{i}")
@@ -140,65 +157,62 @@ def values(results: Sequence[ScalerReport | BaseException]) -> list[float]:
     return out
 
 
-async def test_many_queues_in_one_slot_are_one_request(rabbitmq_server: RabbitMQServer) -> None:
+async def test_many_queues_in_one_slot_are_one_request(
+    rabbitmq_server: RabbitMQServer, queues: Declare
+) -> None:
     counts = [i % 4 for i in range(40)]
-    names = await declare(rabbitmq_server, counts)
-    try:
-        async with counter_for(rabbitmq_server) as (tap, sent):
-            scalers = scalers_for(url(tap), names)
-            try:
-                results = await poll_all(scalers)
-                assert values(results) == [float(c) for c in counts]
-                assert len(sent.paths) == 1
-                assert sent.paths[0].startswith("/api/queues/%2F?columns=name,messages")
-                # ready only: the listing carries messages_ready too
-                ready = scalers_for(url(tap), names[:3], exclude_unacknowledged=True)
-                sent.paths.clear()
-                assert values(await poll_all([*scalers, *ready])) == [
-                    *map(float, counts),
-                    *map(float, counts[:3]),
-                ]
-                assert len(sent.paths) == 1
-                await close_all(ready)
-            finally:
-                await close_all(scalers)
-    finally:
-        delete(rabbitmq_server, names)
+    names = await queues(counts)
+    async with counter_for(rabbitmq_server) as (tap, sent):
+        scalers = scalers_for(url(tap), names)
+        try:
+            results = await poll_all(scalers)
+            assert values(results) == [float(c) for c in counts]
+            assert len(sent.paths) == 1
+            assert sent.paths[0].startswith("/api/queues/%2F?columns=name,messages")
+            # ready only: the listing carries messages_ready too
+            ready = scalers_for(url(tap), names[:3], exclude_unacknowledged=True)
+            sent.paths.clear()
+            assert values(await poll_all([*scalers, *ready])) == [
+                *map(float, counts),
+                *map(float, counts[:3]),
+            ]
+            assert len(sent.paths) == 1
+            await close_all(ready)
+        finally:
+            await close_all(scalers)
 
 
-async def test_a_read_alone_asks_for_its_queue_only(rabbitmq_server: RabbitMQServer) -> None:
-    names = await declare(rabbitmq_server, [3])
-    try:
-        async with counter_for(rabbitmq_server) as (tap, sent):
-            (scaler,) = scalers_for(url(tap), names)
-            try:
-                assert values([await scaler.get_metrics()]) == [3.0]
-                assert sent.paths == [f"/api/queues/%2F/{names[0]}"]
-            finally:
-                await scaler.aclose()
-    finally:
-        delete(rabbitmq_server, names)
+async def test_a_read_alone_asks_for_its_queue_only(
+    rabbitmq_server: RabbitMQServer, queues: Declare
+) -> None:
+    names = await queues([3])
+    async with counter_for(rabbitmq_server) as (tap, sent):
+        (scaler,) = scalers_for(url(tap), names)
+        try:
+            assert values([await scaler.get_metrics()]) == [3.0]
+            assert sent.paths == [f"/api/queues/%2F/{names[0]}"]
+        finally:
+            await scaler.aclose()
 
 
-async def test_a_missing_queue_is_its_own_error(rabbitmq_server: RabbitMQServer) -> None:
-    names = await declare(rabbitmq_server, [1, 2])
+async def test_a_missing_queue_is_its_own_error(
+    rabbitmq_server: RabbitMQServer, queues: Declare
+) -> None:
+    names = await queues([1, 2])
     missing = unique_name("es-missing")
-    try:
-        async with counter_for(rabbitmq_server) as (tap, sent):
-            scalers = scalers_for(url(tap), [names[0], missing, names[1]])
-            try:
-                first, gone, second = await poll_all(scalers)
-                assert values([first, second]) == [1.0, 2.0]
-                assert isinstance(gone, ScalerError)
-                assert "404" in str(gone)
-                assert missing in str(gone)
-                assert gone.transient is False
-                assert gone.trigger == "t1"
-                assert len(sent.paths) == 1
-            finally:
-                await close_all(scalers)
-    finally:
-        delete(rabbitmq_server, names)
+    async with counter_for(rabbitmq_server) as (tap, sent):
+        scalers = scalers_for(url(tap), [names[0], missing, names[1]])
+        try:
+            first, gone, second = await poll_all(scalers)
+            assert values([first, second]) == [1.0, 2.0]
+            assert isinstance(gone, ScalerError)
+            assert "404" in str(gone)
+            assert missing in str(gone)
+            assert gone.transient is False
+            assert gone.trigger == "t1"
+            assert len(sent.paths) == 1
+        finally:
+            await close_all(scalers)
 
 
 async def test_a_failed_request_is_every_callers_error(rabbitmq_server: RabbitMQServer) -> None:
@@ -220,15 +234,15 @@ async def test_a_failed_request_is_every_callers_error(rabbitmq_server: RabbitMQ
 
 
 async def test_different_credentials_never_share_a_request(
-    rabbitmq_server: RabbitMQServer,
+    rabbitmq_server: RabbitMQServer, queues: Declare
 ) -> None:
+    names = await queues([1, 2])
     user, password = unique_name("es-user"), "pw-" + unique_name("b")
     rabbitmq_server.api("PUT", f"users/{user}", {"password": password, "tags": "monitoring"})
-    rabbitmq_server.api(
-        "PUT", f"permissions/%2F/{user}", {"configure": "", "write": "", "read": ".*"}
-    )
-    names = await declare(rabbitmq_server, [1, 2])
     try:
+        rabbitmq_server.api(
+            "PUT", f"permissions/%2F/{user}", {"configure": "", "write": "", "read": ".*"}
+        )
         async with counter_for(rabbitmq_server) as (tap, sent):
             guest = scalers_for(url(tap), names)
             other = scalers_for(url(tap, user, password), names)
@@ -238,48 +252,41 @@ async def test_different_credentials_never_share_a_request(
             finally:
                 await close_all([*guest, *other])
     finally:
-        delete(rabbitmq_server, names)
         rabbitmq_server.api("DELETE", f"users/{user}")
 
 
 async def test_a_listing_too_large_falls_back_to_one_request_per_queue(
-    rabbitmq_server: RabbitMQServer, monkeypatch: pytest.MonkeyPatch
+    rabbitmq_server: RabbitMQServer, monkeypatch: pytest.MonkeyPatch, queues: Declare
 ) -> None:
     monkeypatch.setattr(management, "MAX_LISTING_BYTES", 64)
-    names = await declare(rabbitmq_server, [1, 2, 3])
-    try:
-        async with counter_for(rabbitmq_server) as (tap, sent):
-            scalers = scalers_for(url(tap), names)
-            try:
-                assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
-                assert sent.paths[0].startswith("/api/queues/%2F?columns=")
-                assert sorted(sent.paths[1:]) == sorted(f"/api/queues/%2F/{n}" for n in names)
-            finally:
-                await close_all(scalers)
-    finally:
-        delete(rabbitmq_server, names)
+    names = await queues([1, 2, 3])
+    async with counter_for(rabbitmq_server) as (tap, sent):
+        scalers = scalers_for(url(tap), names)
+        try:
+            assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
+            assert sent.paths[0].startswith("/api/queues/%2F?columns=")
+            assert sorted(sent.paths[1:]) == sorted(f"/api/queues/%2F/{n}" for n in names)
+        finally:
+            await close_all(scalers)
 
 
 async def test_a_few_queues_of_a_large_vhost_are_read_one_by_one(
-    rabbitmq_server: RabbitMQServer, monkeypatch: pytest.MonkeyPatch
+    rabbitmq_server: RabbitMQServer, monkeypatch: pytest.MonkeyPatch, queues: Declare
 ) -> None:
     """Once a listing showed the batch wants few of the vhost's queues, it reads them
     one by one (on one session) instead of listing the whole vhost every slot."""
     monkeypatch.setattr(listing_module, "LISTING_SHARE", 0)  # any vhost counts as large
-    names = await declare(rabbitmq_server, [1, 2, 3])
-    try:
-        async with counter_for(rabbitmq_server) as (tap, sent):
-            scalers = scalers_for(url(tap), names)
-            try:
-                assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
-                assert len(sent.paths) == 1  # the first slot lists the vhost
-                sent.paths.clear()
-                assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
-                assert sorted(sent.paths) == sorted(f"/api/queues/%2F/{n}" for n in names)
-            finally:
-                await close_all(scalers)
-    finally:
-        delete(rabbitmq_server, names)
+    names = await queues([1, 2, 3])
+    async with counter_for(rabbitmq_server) as (tap, sent):
+        scalers = scalers_for(url(tap), names)
+        try:
+            assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
+            assert len(sent.paths) == 1  # the first slot lists the vhost
+            sent.paths.clear()
+            assert values(await poll_all(scalers)) == [1.0, 2.0, 3.0]
+            assert sorted(sent.paths) == sorted(f"/api/queues/%2F/{n}" for n in names)
+        finally:
+            await close_all(scalers)
 
 
 async def test_a_hanging_api_times_each_caller_out(rabbitmq_server: RabbitMQServer) -> None:
@@ -298,10 +305,10 @@ async def test_a_hanging_api_times_each_caller_out(rabbitmq_server: RabbitMQServ
 
 
 async def test_amqp_reads_share_a_few_long_lived_channels(
-    rabbitmq_server: RabbitMQServer,
+    rabbitmq_server: RabbitMQServer, queues: Declare
 ) -> None:
     """Over AMQP each slot's passive declares spread over at most 16 kept channels."""
-    names = await declare(rabbitmq_server, [i % 3 for i in range(59)])
+    names = await queues([i % 3 for i in range(59)])
     missing = unique_name("es-missing")
     sent = Sent()
     amqp = (rabbitmq_server.host, rabbitmq_server.amqp_port)
@@ -320,7 +327,6 @@ async def test_amqp_reads_share_a_few_long_lived_channels(
             assert sent.count(CHANNEL_OPEN) <= 16 + 3
         finally:
             await close_all(scalers)
-    delete(rabbitmq_server, names)
 
 
 @pytest.fixture(autouse=True)
