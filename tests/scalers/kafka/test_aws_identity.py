@@ -31,12 +31,23 @@ from servers._proc import free_port, unique_name
 _NS = "https://sts.amazonaws.com/doc/2011-06-15/"
 
 
-class _Sts(http.server.BaseHTTPRequestHandler):
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """What both stand-ins share: quiet, and one way to answer."""
+
     server: _Server
 
     def log_message(self, *args: Any) -> None:
         pass
 
+    def _send(self, status: int, content_type: str, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class _Sts(_Handler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
         form = {k: v[0] for k, v in parse_qs(body).items()}
@@ -74,20 +85,10 @@ class _Sts(http.server.BaseHTTPRequestHandler):
         )
 
     def _reply(self, status: int, text: str) -> None:
-        data = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/xml")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(status, "text/xml", text.encode())
 
 
-class _Container(http.server.BaseHTTPRequestHandler):
-    server: _Server
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
+class _Container(_Handler):
     def do_GET(self) -> None:
         self.server.calls.append(({"path": self.path}, dict(self.headers)))
         if self.headers.get("Authorization") != self.server.expected_auth:
@@ -106,12 +107,7 @@ class _Container(http.server.BaseHTTPRequestHandler):
         )
 
     def _reply(self, status: int, payload: dict[str, str]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(status, "application/json", json.dumps(payload).encode())
 
 
 class _Server(http.server.ThreadingHTTPServer):
