@@ -284,7 +284,9 @@ class Engine:
             desired, rule, reason = self._veto(desired, rule, reason, current)
 
         # the new state: history and failure counts
-        if raw is not None:
+        # At zero before and after, the HPA is disabled (ScalingDisabled) and records no
+        # recommendation; an idle object's state then stops moving (Engine.settled).
+        if raw is not None and (current or desired):
             recs = _append(recs, now, raw, self._rec_horizon)
         elif recs and recs[0][0] <= now - self._rec_horizon:
             recs = tuple(r for r in recs if r[0] > now - self._rec_horizon)
@@ -307,6 +309,29 @@ class Engine:
             fb_replicas is not None,  # fallback_active
         )
         return new_state, decision
+
+    @staticmethod
+    def settled(before: ScalingState, after: ScalingState, decision: Decision) -> bool:
+        """Whether ``decision`` is a fixed point of :meth:`decide`.
+
+        ``True`` when ``decide(before, ...)`` returned ``(after, decision)``, left the
+        state as it was, and deciding again from ``after`` with the same observations
+        and replica count gives ``after`` and ``decision`` again at any later time: an
+        inactive object resting at its idle count with no history that could expire
+        (the HPA records nothing while a target is at zero). A caller polling many idle
+        objects may then skip the engine while its inputs stay the same
+        (docs/engine.md, "Performance").
+        """
+        return (
+            decision.rule is Rule.IDLE
+            and not decision.is_active
+            and decision.replicas == decision.current_replicas
+            and not after.recommendations
+            and not after.scale_events
+            and not after.failures
+            and after.created_at is not None
+            and after == before
+        )
 
     # ------------------------------------------------------------------ the rules
 
