@@ -12,7 +12,7 @@ import asyncio
 import math
 import time
 import weakref
-from collections.abc import MutableSequence, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -104,11 +104,15 @@ async def poll_trigger(
     trigger: TriggerSpec,
     call_seconds: float,
     latencies: MutableSequence[float] | None = None,
+    previous: TriggerObservation | None = None,
 ) -> TriggerObservation:
     """Poll one scaler once under ``call_seconds``; any failure becomes an error observation.
 
     ``latencies[index]``, when given, receives the seconds the scaler took to answer
-    or fail (KEDA's ``keda_scaler_metrics_latency_seconds``).
+    or fail (KEDA's ``keda_scaler_metrics_latency_seconds``). ``previous`` is returned
+    instead of a new, equal observation when the scaler answered with the very report
+    object and metric specs it holds (a scaler may keep an unchanged report), so that
+    comparing the two is an identity check.
     """
     # (one coroutine: this runs on every poll of every object)
     started = time.perf_counter()
@@ -118,7 +122,8 @@ async def poll_trigger(
         specs = tuple(scaler.metric_specs())
         with call_timeout(call_seconds):
             report = await scaler.get_metrics()
-        _check_report(report)
+        if previous is None or report is not previous.report:  # (checked when it came)
+            _check_report(report)
     except ScalerError as exc:
         if len(exc.message) > MAX_MESSAGE_CHARS:  # scalers redact their own messages
             exc.message = bound_message(exc.message)
@@ -140,6 +145,14 @@ async def poll_trigger(
     else:
         if latencies is not None:
             latencies[index] = time.perf_counter() - started
+        if (
+            previous is not None
+            and previous.report is report
+            and previous.specs == specs
+            and previous.trigger_index == index
+            and previous.name == name
+        ):
+            return previous
         return TriggerObservation.success(index, specs, report, name=name)
     if latencies is not None:
         latencies[index] = time.perf_counter() - started
@@ -354,11 +367,9 @@ _TASK_STATES = _task_states()
 _TASK_STATE_DATA: dict[Any, Any] | None = getattr(_TASK_STATES, "data", None)
 
 
-def _asyncio_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+#: The running asyncio loop or ``None`` (asyncio's own C helper: no exception to catch
+#: on the per-call path).
+_asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
 
 
 class _Buckets:

@@ -45,6 +45,12 @@ STOPPED: Final = 3
 #: burst, not per object).
 _COALESCE: Final = 0.001
 
+#: Objects polled every :data:`_SLOW` seconds or less often start up to this much early
+#: with a firing timer (0.1% of a 10 s interval at most): at 100,000 objects every 30 s
+#: the loop wakes about 100 times a second instead of 1,000.
+_COALESCE_SLOW: Final = 0.010
+_SLOW: Final = 10.0
+
 
 class Scheduler:
     """The timer heap, the queue of due objects and the polls in flight.
@@ -125,14 +131,19 @@ class Scheduler:
         self._timer = None
         self._timer_at = math.inf
         heap = self._heap
-        horizon = self.clock() + _COALESCE
+        now = self.clock()
+        horizon, slow_horizon = now + _COALESCE, now + _COALESCE_SLOW
         pop = heapq.heappop
         entries = self._entries
-        while heap and heap[0][0] <= horizon:
-            due, number = pop(heap)
+        while heap and heap[0][0] <= slow_horizon:
+            due, number = heap[0]
             entry = entries.get(number)
             if entry is None or entry.state != IDLE or due != entry.next_at:
+                pop(heap)
                 continue  # stale: the entry was woken, is polling or was removed
+            if due > horizon and entry.interval < _SLOW:
+                break  # a fast object starts on its own timer
+            pop(heap)
             entry.state = READY
             self._ready.append(entry)
         self._start_ready()

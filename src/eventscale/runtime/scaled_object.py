@@ -269,12 +269,20 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         report. Events are built only when someone listens (:meth:`EventBus.wants`).
         """
         scalers = self.scalers
+        settled = self._settled
         if len(scalers) == 1:  # (the common case, without the two coroutines of poll())
             observations: tuple[TriggerObservation, ...] = (
                 await poll_trigger(
-                    scalers[0], 0, self.spec.triggers[0], self.poll_timeout, self.latencies
+                    scalers[0],
+                    0,
+                    self.spec.triggers[0],
+                    self.poll_timeout,
+                    self.latencies,
+                    None if settled is None else settled[3][0],
                 ),
             )
+            if settled is not None and observations[0] is settled[3][0]:
+                observations = settled[3]
         else:
             observations = await self.poll()
         target_error: str | None = None
@@ -306,14 +314,13 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
             )
         engine = self._engine_now()
         packed = self._state
-        settled = self._settled
         new_state: ScalingState | None = None
         if (
             settled is not None
             and settled[0] is engine
             and settled[1] is packed
             and settled[2] == current_replicas
-            and settled[3] == observations
+            and (settled[3] is observations or settled[3] == observations)
         ):
             # a fixed point of the engine with the same inputs: the same decision and
             # an unchanged state (Engine.settled), without unpacking the state

@@ -118,6 +118,7 @@ class GaugeScaler(ScalerBase):
         self.gauge = gauge
         self.registry = registry if registry is not None else gauges
         self.trigger = trigger_name or f"gauge[{index}]"
+        self._last: ScalerReport | None = None
         self.spec = MetricSpec(
             name=metric_name(index, normalize_metric_name(f"gauge-{gauge}")),
             target=target,
@@ -153,16 +154,21 @@ class GaugeScaler(ScalerBase):
     async def get_metrics(self) -> ScalerReport:
         """Read the gauge; :class:`ScalerError` when it is not set.
 
-        A dictionary read: it does not yield to the event loop (no I/O to wait for).
+        A dictionary read: it does not yield to the event loop (no I/O to wait for). While
+        the value stays the same the same (immutable) report is returned.
         """
         value = self.registry.get(self.gauge)
         if value is None:
             raise ScalerError(
                 f"gauge {self.gauge!r} has not been set", trigger=self.trigger, transient=True
             )
-        return ScalerReport.single(
+        last = self._last
+        if last is not None and last.values[0].value == value:  # (NaN never equals itself)
+            return last
+        report = self._last = ScalerReport.single(
             self.spec.name, value, is_active=value > self.spec.activation_target
         )
+        return report
 
 
 MemoryScaler = GaugeScaler
