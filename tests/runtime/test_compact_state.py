@@ -103,3 +103,25 @@ def test_polls_decide_what_the_engine_decides(
             assert so.state == state
 
     anyio.run(main)
+
+
+async def _poll_twice(scaler: object) -> tuple[object, object]:
+    from eventscale.runtime._polling import poll_trigger
+    from eventscale.scalers import Scaler
+
+    assert isinstance(scaler, Scaler)
+    trigger = TriggerSpec(type="gauge", name="backlog")
+    first = await poll_trigger(scaler, 0, trigger, 1.0)
+    return first, await poll_trigger(scaler, 0, trigger, 1.0, previous=first)
+
+
+def test_an_identical_report_reuses_the_observation_and_a_new_one_does_not() -> None:
+    from eventscale.testing import StaticScaler
+
+    registry = GaugeRegistry()
+    registry.set("g", 2.0)
+    first, second = anyio.run(_poll_twice, _gauge(registry))
+    assert second is first  # the gauge kept its report: nothing new to check or compare
+    first, second = anyio.run(_poll_twice, StaticScaler(2.0))  # a new report every poll
+    assert second is not first
+    assert second == first

@@ -219,7 +219,9 @@ async def test_wake_ups_leave_no_growing_heap_behind() -> None:
             await until(lambda n=n: ctl.status("default/woken").polls == n, f"poll {n}")  # type: ignore[misc]
         scheduler = ctl._scheduler
         assert scheduler is not None
-        assert len(scheduler._heap) <= 2 + 64 + 1  # compacted: one item per idle object
+        assert len(scheduler._slow_heap) > 0  # (polled every 600 s: a slow object)
+        # compacted: one item per idle object
+        assert len(scheduler._heap) + len(scheduler._slow_heap) <= 2 + 64 + 1
 
 
 async def test_update_on_the_scheduler_keeps_the_state_and_polls_the_new_object() -> None:
@@ -259,3 +261,36 @@ async def test_a_poll_stopped_before_its_first_step_gives_its_slot_back() -> Non
         await until(lambda: entry not in scheduler.running, "the slot given back")
         ctl.wake("default/second")  # the only slot is free: the other object polls
         await until(lambda: second.polls == 2, "the other object's poll")
+
+
+async def test_slow_objects_start_early_with_a_firing_timer_and_fast_ones_do_not() -> None:
+    from eventscale.runtime._schedule import ObjectLoop
+    from eventscale.runtime._scheduler import READY, RUNNING, Scheduler
+    from eventscale.runtime.objects import ObjectStatus
+
+    started: list[str] = []
+
+    async def poll(entry: ObjectLoop, lag: float) -> None:
+        started.append(entry.obj.spec.name)
+
+    now = 1000.0
+    scheduler = Scheduler(asyncio.get_running_loop(), lambda: now, poll, 10, 1.0)
+    entries = {}
+    # (name, interval, due in): the timer fires for "due" at ``now``
+    for name, interval, due_in in (
+        ("due", 1.0, 0.0),
+        ("slow-soon", 30.0, 0.008),  # within 10 ms and polled every 30 s: starts now
+        ("fast-soon", 1.0, 0.004),  # beyond 1 ms and polled every second: its own timer
+        ("slow-later", 30.0, 0.012),  # beyond 10 ms: its own timer
+    ):
+        obj = make(name, StaticScaler(0))
+        entry = entries[name] = ObjectLoop(obj, ObjectStatus(obj.key), ())
+        entry.interval = interval
+        scheduler.add(entry, now + due_in)
+    scheduler._fire()
+    assert {n for n, e in entries.items() if e.state in (READY, RUNNING)} == {"due", "slow-soon"}
+    await until(lambda: len(started) == 2, "the two polls")
+    assert sorted(started) == ["due", "slow-soon"]
+    assert scheduler._timer_at == now + 0.004  # armed for the next one, the fast object
+    for task in scheduler.close():
+        await task

@@ -99,3 +99,19 @@ def test_the_old_import_path_and_class_name_still_work() -> None:
     from eventscale import scalers
 
     assert scalers.MemoryScaler is GaugeScaler
+
+
+@pytest.mark.anyio
+async def test_an_unchanged_value_gives_the_same_report_and_a_change_a_new_one() -> None:
+    registry = GaugeRegistry()
+    scaler = GaugeScaler("g", target=5, registry=registry)
+    registry.set("g", 3.0)
+    first = await scaler.get_metrics()
+    assert await scaler.get_metrics() is first  # (an idle poll allocates nothing)
+    registry.set("g", 4.0)
+    changed = await scaler.get_metrics()
+    assert changed is not first
+    assert changed.values[0].value == 4.0
+    registry.set("g", 3.0)
+    back = await scaler.get_metrics()
+    assert back.values[0].value == 3.0 and back is not changed

@@ -79,6 +79,8 @@ class Scheduler:
         # the heap adds no long-lived tracked object per tick; stale items (a wake-up
         # moved the entry, or it is polling or gone) are skipped when popped
         self._heap: list[tuple[float, int]] = []
+        # the objects polled every _SLOW seconds or less often, which may start early
+        self._slow_heap: list[tuple[float, int]] = []
         self._numbers = itertools.count(1)
         self._entries: dict[int, ObjectLoop] = {}
         self._ready: deque[ObjectLoop] = deque()
@@ -102,7 +104,7 @@ class Scheduler:
         self._push(entry, first_at)
 
     def _push(self, entry: ObjectLoop, at: float) -> None:
-        heap = self._heap
+        heap = self._slow_heap if entry.interval >= _SLOW else self._heap
         heapq.heappush(heap, (at, entry.number))
         if len(heap) > 2 * len(self._entries) + 64:
             self._compact()
@@ -111,9 +113,13 @@ class Scheduler:
 
     def _compact(self) -> None:
         """Drop the stale items (wake-ups leave one behind each): one per idle object."""
-        heap = [(e.next_at, n) for n, e in self._entries.items() if e.state == IDLE]
-        heapq.heapify(heap)
-        self._heap = heap
+        fast, slow = [], []
+        for number, entry in self._entries.items():
+            if entry.state == IDLE:
+                (slow if entry.interval >= _SLOW else fast).append((entry.next_at, number))
+        heapq.heapify(fast)
+        heapq.heapify(slow)
+        self._heap, self._slow_heap = fast, slow
 
     def _arm(self, at: float) -> None:
         if self.closed:
@@ -130,25 +136,26 @@ class Scheduler:
     def _fire(self) -> None:
         self._timer = None
         self._timer_at = math.inf
-        heap = self._heap
         now = self.clock()
-        horizon, slow_horizon = now + _COALESCE, now + _COALESCE_SLOW
+        self._take(self._heap, now + _COALESCE)
+        self._take(self._slow_heap, now + _COALESCE_SLOW)
+        self._start_ready()
+        heap, slow = self._heap, self._slow_heap
+        if heap or slow:
+            self._arm(min(heap[0][0] if heap else math.inf, slow[0][0] if slow else math.inf))
+
+    def _take(self, heap: list[tuple[float, int]], horizon: float) -> None:
+        """Move the objects of ``heap`` due by ``horizon`` to the ready queue."""
         pop = heapq.heappop
         entries = self._entries
-        while heap and heap[0][0] <= slow_horizon:
-            due, number = heap[0]
+        ready = self._ready
+        while heap and heap[0][0] <= horizon:
+            due, number = pop(heap)
             entry = entries.get(number)
             if entry is None or entry.state != IDLE or due != entry.next_at:
-                pop(heap)
                 continue  # stale: the entry was woken, is polling or was removed
-            if due > horizon and entry.interval < _SLOW:
-                break  # a fast object starts on its own timer
-            pop(heap)
             entry.state = READY
-            self._ready.append(entry)
-        self._start_ready()
-        if self._heap:
-            self._arm(self._heap[0][0])
+            ready.append(entry)
 
     def _start_ready(self) -> None:
         ready, running = self._ready, self.running
@@ -257,6 +264,7 @@ class Scheduler:
                 stop_task(entry.task)
                 tasks.append(entry.task)
         self._heap.clear()
+        self._slow_heap.clear()
         self._ready.clear()
         self._entries.clear()
         return tasks
