@@ -271,7 +271,7 @@ async def test_slow_objects_start_early_with_a_firing_timer_and_fast_ones_do_not
     started: list[str] = []
 
     async def poll(entry: ObjectLoop, lag: float) -> None:
-        started.append(entry.obj.spec.name)
+        started.append(entry.status.key.split("/")[1])
 
     now = 1000.0
     scheduler = Scheduler(asyncio.get_running_loop(), lambda: now, poll, 10, 1.0)

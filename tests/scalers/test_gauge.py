@@ -114,4 +114,5 @@ async def test_an_unchanged_value_gives_the_same_report_and_a_change_a_new_one()
     assert changed.values[0].value == 4.0
     registry.set("g", 3.0)
     back = await scaler.get_metrics()
-    assert back.values[0].value == 3.0 and back is not changed
+    assert back.values[0].value == 3.0
+    assert back is not changed

@@ -113,7 +113,8 @@ class Scheduler:
 
     def _compact(self) -> None:
         """Drop the stale items (wake-ups leave one behind each): one per idle object."""
-        fast, slow = [], []
+        fast: list[tuple[float, int]] = []
+        slow: list[tuple[float, int]] = []
         for number, entry in self._entries.items():
             if entry.state == IDLE:
                 (slow if entry.interval >= _SLOW else fast).append((entry.next_at, number))
