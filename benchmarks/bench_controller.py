@@ -571,6 +571,7 @@ async def _split_parts(n: int = 10_000, rounds: int = 5) -> dict[str, float]:
         for obj in objs:
             entry = ObjectLoop(obj, ObjectStatus(obj.key), ())
             entry.interval = 1000.0
+            entry.started = 1  # a steady-state poll, not an object's first
             entries.append(entry)
         now = time.time()
         t0 = _start()
@@ -583,6 +584,10 @@ async def _split_parts(n: int = 10_000, rounds: int = 5) -> dict[str, float]:
         return spent
 
     async def scheduled(poll: Any) -> float:
+        if _MARKED:  # under callgrind: one unmarked round first, so that the counted one
+            _MARKED.clear()  # is a steady-state poll (the first one scales every object)
+            await scheduled_round(poll)
+            _MARKED.append("on")
         return min([await scheduled_round(poll) for _ in range(rounds)])
 
     async def noop(entry: ObjectLoop, lag: float) -> None:

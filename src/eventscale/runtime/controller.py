@@ -48,7 +48,7 @@ from eventscale.runtime._schedule import (
 )
 from eventscale.runtime._scheduler import DEFAULT_MAX_IN_FLIGHT, Scheduler
 from eventscale.runtime.objects import ObjectStatus, Reconcilable, ReconcileReport
-from eventscale.runtime.observability import Event, EventBus, EventKind
+from eventscale.runtime.observability import Event, EventBus, EventKind, log_level
 from eventscale.runtime.ownership import NotifyingOwnership, Ownership
 from eventscale.runtime.scaled_object import ScaledObject
 from eventscale.scalers import PushScaler
@@ -69,6 +69,9 @@ __all__ = (
 )
 
 logger = logging.getLogger("eventscale.controller")
+
+#: OBJECT_ADDED is built only when an event at its level reaches anyone.
+_ADDED_LEVEL = log_level(EventKind.OBJECT_ADDED)
 
 
 class Controller:
@@ -475,7 +478,7 @@ class Controller:
         """One poll started by the shared scheduler (in a task that ends with it);
         :meth:`_reconcile_counted` inline (one coroutine less per poll)."""
         try:
-            if not entry.started:
+            if not entry.started and self.events.wants(_ADDED_LEVEL):
                 await self.events.emit(
                     Event(
                         kind=EventKind.OBJECT_ADDED,

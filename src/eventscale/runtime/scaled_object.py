@@ -299,7 +299,8 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
             if obs.error is not None:
                 failed = True
                 break
-        bus = self._listening(logging.WARNING if failed else logging.DEBUG)
+        debug = self._listening(logging.DEBUG)
+        bus = self._listening(logging.WARNING) if failed else debug
         if bus is not None:
             cycle.triggers = trigger_results(self.spec.triggers, observations, self.latencies)
             await bus.emit(
@@ -334,7 +335,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
             elif settled is not None:
                 self._settled = None
         cycle.decision = decision
-        bus = self._listening(logging.DEBUG)
+        bus = debug
         if bus is not None:
             await bus.emit(
                 Event(
