@@ -219,9 +219,9 @@ async def test_wake_ups_leave_no_growing_heap_behind() -> None:
             await until(lambda n=n: ctl.status("default/woken").polls == n, f"poll {n}")  # type: ignore[misc]
         scheduler = ctl._scheduler
         assert scheduler is not None
-        assert len(scheduler._slow_heap) > 0  # (polled every 600 s: a slow object)
+        assert scheduler._slow_wheel.items > 0  # (polled every 600 s: a slow object)
         # compacted: one item per idle object
-        assert len(scheduler._heap) + len(scheduler._slow_heap) <= 2 + 64 + 1
+        assert scheduler._wheel.items + scheduler._slow_wheel.items <= 2 + 64 + 1
 
 
 async def test_update_on_the_scheduler_keeps_the_state_and_polls_the_new_object() -> None:
@@ -279,9 +279,9 @@ async def test_slow_objects_start_early_with_a_firing_timer_and_fast_ones_do_not
     # (name, interval, due in): the timer fires for "due" at ``now``
     for name, interval, due_in in (
         ("due", 1.0, 0.0),
-        ("slow-soon", 30.0, 0.008),  # within 10 ms and polled every 30 s: starts now
-        ("fast-soon", 1.0, 0.004),  # beyond 1 ms and polled every second: its own timer
-        ("slow-later", 30.0, 0.012),  # beyond 10 ms: its own timer
+        ("slow-soon", 30.0, 0.008),  # in the open 10 ms slot, polled every 30 s: starts now
+        ("fast-soon", 1.0, 0.004),  # a later 1 ms slot, polled every second: its own timer
+        ("slow-later", 30.0, 0.012),  # the next 10 ms slot: its own timer
     ):
         obj = make(name, StaticScaler(0))
         entry = entries[name] = ObjectLoop(obj, ObjectStatus(obj.key), ())
@@ -291,6 +291,7 @@ async def test_slow_objects_start_early_with_a_firing_timer_and_fast_ones_do_not
     assert {n for n, e in entries.items() if e.state in (READY, RUNNING)} == {"due", "slow-soon"}
     await until(lambda: len(started) == 2, "the two polls")
     assert sorted(started) == ["due", "slow-soon"]
-    assert scheduler._timer_at == now + 0.004  # armed for the next one, the fast object
+    # armed for the next one, the fast object's millisecond slot
+    assert now + 0.002 < scheduler._timer_at <= now + 0.004
     for task in scheduler.close():
         await task

@@ -4,7 +4,7 @@ A :class:`Controller` reconciles every
 :class:`~eventscale.runtime.scaled_object.ScaledObject` on its ``pollingInterval`` (the
 next tick is scheduled from the previous one, so a slow poll does not push the
 schedule back), and at once when a push-capable scaler's ``wait_for_activity()``
-returns. On asyncio with the real clock one scheduler (a timer heap,
+returns. On asyncio with the real clock one scheduler (time slots,
 ``runtime/_scheduler.py``) starts each poll when it is due, at most ``max_in_flight``
 at once, and an idle object has no task; with an injected ``sleep`` (tests,
 simulations) or on trio each object runs its own loop. One object's slow or failing
@@ -351,7 +351,7 @@ class Controller:
         self._entries[obj.key] = entry
         name = f"eventscale:{obj.key}"
         scheduler = self._scheduler
-        if scheduler is not None:  # no task per object: one heap entry
+        if scheduler is not None:  # no task per object: one slot item
             entry.interval = obj.spec.polling_interval
             entry.shift = phase(obj.key, entry.interval) if self.spread else 0.0
             entry.ended = True  # (a loop only exists on the other path)
