@@ -21,6 +21,8 @@ from eventscale.scalers.kafka._wire import (
     WireError,
     decode_list_offsets,
     decode_offset_fetch,
+    encode_list_offsets,
+    encode_offset_fetch,
 )
 from servers._proc import unique_name
 from servers.kafka_srv import KafkaBroker
@@ -153,6 +155,85 @@ def test_oversized_counts_are_refused_before_allocating() -> None:
         decode_offset_fetch(b"\x00\x00\x00\x00\x02\x7f" + b"g" * 5, 8)
     with pytest.raises(WireError, match="not decoded here"):
         decode_offset_fetch(b"", 7)
+
+
+@pytest.mark.parametrize("odd", [None, 0, 1023, 1024, 1500, 2499])
+def test_long_runs_read_what_kafka_python_reads(odd: int | None) -> None:
+    # 2,500 partitions: read in runs of 1,024; one partition (``odd``) carries metadata
+    # and an error code, which sends the whole topic to the record-by-record reader
+    parts: list[tuple[int, int, int, str | None, int]] = [
+        (p, p * 7, -1, None, 0) for p in range(2500)
+    ]
+    if odd is not None:
+        parts[odd] = (odd, 5, 3, "meta", 16)
+    groups = {"g": (0, {"t": parts, "u": parts[:3]})}
+    for version in (8, 9):
+        data = fetch_bytes(groups, version)
+        assert lean_fetch_values(data, version) == fetch_values(data, version)
+    listed = [(p, 6 if p == odd else 0, -1, p * 3, 2) for p in range(2500)]
+    for version in (1, 3, 4, 5, 6, 7, 11):
+        data = list_bytes({"t": listed, "u": listed[:2]}, version)
+        assert lean_list_values(data, version) == list_values(data, version)
+
+
+fetch_specs = st.dictionaries(
+    names,
+    st.none() | st.dictionaries(names, st.lists(i32, max_size=30), max_size=3),
+    max_size=4,
+)
+
+
+@given(fetch_specs, st.sampled_from([8, 9]))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_offset_fetch_request_is_what_kafka_python_writes(
+    groups: dict[str, Any], version: int
+) -> None:
+    group_cls = OffsetFetchRequest.OffsetFetchRequestGroup
+    topic_cls = group_cls.OffsetFetchRequestTopics
+    request = OffsetFetchRequest(
+        groups=[
+            group_cls(
+                group_id=g,
+                topics=None
+                if topics is None
+                else [topic_cls(name=t, partition_indexes=ps) for t, ps in topics.items()],
+            )
+            for g, topics in groups.items()
+        ],
+        require_stable=False,
+    )
+    assert encode_offset_fetch(version, groups) == bytes(request.encode(version=version))
+
+
+@given(
+    st.dictionaries(names, st.lists(i32, max_size=30), max_size=4),
+    st.sampled_from([-1, -2]),
+    st.integers(1, 11),
+)
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_list_offsets_request_is_what_kafka_python_writes(
+    topics: dict[str, list[int]], timestamp: int, version: int
+) -> None:
+    topic_cls = ListOffsetsRequest.ListOffsetsTopic
+    part_cls = topic_cls.ListOffsetsPartition
+    request = ListOffsetsRequest(
+        replica_id=-1,
+        isolation_level=0,
+        topics=[
+            topic_cls(
+                name=t, partitions=[part_cls(partition_index=p, timestamp=timestamp) for p in ps]
+            )
+            for t, ps in topics.items()
+        ],
+    )
+    assert encode_list_offsets(version, timestamp, topics) == bytes(request.encode(version=version))
+
+
+def test_requests_of_other_versions_are_refused() -> None:
+    with pytest.raises(WireError, match="not encoded here"):
+        encode_offset_fetch(7, {"g": None})
+    with pytest.raises(WireError, match="not encoded here"):
+        encode_list_offsets(0, -1, {"t": [0]})
 
 
 def _round_trip(port: int, request: Any, version: int) -> bytes:

@@ -19,6 +19,7 @@ import functools
 import importlib.metadata
 import logging
 import ssl
+import struct
 import tempfile
 import warnings
 from collections import defaultdict
@@ -265,12 +266,14 @@ class _LeanDecoder:
 
 @functools.cache
 def _lean_classes() -> dict[str, Any]:
-    """Request classes whose answers the :mod:`_wire` decoders read.
+    """Request classes written and read by :mod:`_wire`.
 
-    Each is a subclass of kafka-python's own request class (same schema, same encoder)
-    whose header names the decoder: kafka-python looks the response class up through the
-    request's header, so only requests made here are decoded this way and kafka-python's
-    global registry of response classes is left alone.
+    Each is a subclass of kafka-python's own request class (same API key, versions and
+    header, so kafka-python negotiates the version and frames it as usual) that holds no
+    fields: its body is written by a :mod:`_wire` encoder for the version kafka-python
+    picked, and its header names the :mod:`_wire` decoder of the answer. kafka-python looks
+    the response class up through the request's header, so only requests made here are
+    decoded this way and kafka-python's global registry of response classes is left alone.
     """
     consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
     headers = import_optional("kafka.protocol.api_header", extra="kafka", what="kafka batching")
@@ -324,16 +327,48 @@ def _lean_classes() -> dict[str, Any]:
         classes[name] = type(
             f"Lean{name}Request",
             (base,),
-            {"with_header": with_header, "__module__": __name__},
+            {
+                "with_header": with_header,
+                "encode": _lean_encode,
+                "__repr__": _lean_repr,
+                "__module__": __name__,
+            },
             init=False,
         )
     return classes
 
 
-def lean_request(name: str, **fields: Any) -> Any:
-    """A kafka-python request (``"OffsetFetch"`` or ``"ListOffsets"``) whose answer is
-    decoded by :mod:`_wire` (``min_version``/``max_version`` are kafka-python's)."""
-    return _lean_classes()[name](**fields)
+def _lean_encode(
+    self: Any, version: int | None = None, header: bool = False, framed: bool = False
+) -> bytes:
+    """kafka-python's ``encode`` for a lean request: its header, the :mod:`_wire` body."""
+    if version is not None:
+        self.API_VERSION = version
+    version = self.API_VERSION
+    if version is None:
+        raise ValueError("Version required to encode data")
+    body: bytes = self.lean_body(version)
+    head: bytes = self.encode_header(flexible=self.flexible_version_q(version)) if header else b""
+    size = len(head) + len(body)
+    return (_FRAME.pack(size) if framed else b"") + head + body
+
+
+def _lean_repr(self: Any) -> str:
+    return f"{type(self).__name__}(v{self.API_VERSION}, {self.lean_what})"
+
+
+_FRAME: Final = struct.Struct(">i")
+
+
+def lean_request(
+    name: str, body: Callable[[int], bytes], what: str, *, min_version: int, max_version: int
+) -> Any:
+    """A kafka-python request (``"OffsetFetch"`` or ``"ListOffsets"``) whose body is
+    ``body(version)`` and whose answer is decoded by :mod:`_wire`; ``what`` is its short
+    description in kafka-python's debug log lines."""
+    request = _lean_classes()[name](min_version=min_version, max_version=max_version)
+    request.lean_body, request.lean_what = body, what
+    return request
 
 
 def _manager(admin: Any) -> Any:
@@ -391,8 +426,6 @@ class Transport:
         manager = _manager(self.groups)
         coordinators = await self.groups._find_coordinator_ids(list(specs))
         cls = consumer.OffsetFetchRequest
-        group_cls = cls.OffsetFetchRequestGroup
-        topic_cls = group_cls.OffsetFetchRequestTopics
         multi = _broker_max(self.groups, "OffsetFetch") >= wire.OFFSET_FETCH_VERSIONS[0]
         by_node: dict[int, list[str]] = defaultdict(list)
         for group in specs:
@@ -400,13 +433,11 @@ class Transport:
         sent: list[tuple[list[str], Any]] = []
         for node, groups in by_node.items():
             if multi:
+                wanted = {g: specs[g] for g in groups}
                 request = lean_request(
                     "OffsetFetch",
-                    groups=[
-                        group_cls(group_id=g, topics=_fetch_topics(topic_cls, specs[g]))
-                        for g in groups
-                    ],
-                    require_stable=False,
+                    functools.partial(_fetch_body, wanted),
+                    f"{len(groups)} groups",
                     min_version=wire.OFFSET_FETCH_VERSIONS[0],
                     max_version=wire.OFFSET_FETCH_VERSIONS[1],
                 )
@@ -465,23 +496,14 @@ class Transport:
     async def _list_offsets(
         self, plan: Sequence[tuple[int, int, Mapping[str, Iterable[int]]]]
     ) -> list[wire.ListOffsetsAnswer | BaseException]:
-        consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
         manager = _manager(self.admin)
-        topic_cls = consumer.ListOffsetsRequest.ListOffsetsTopic
-        part_cls = topic_cls.ListOffsetsPartition
         futures = []
         for leader, timestamp, topics in plan:
+            wanted = {t: list(ps) for t, ps in topics.items()}
             request = lean_request(
                 "ListOffsets",
-                replica_id=-1,
-                isolation_level=0,
-                topics=[
-                    topic_cls(
-                        name=t,
-                        partitions=[part_cls(partition_index=p, timestamp=timestamp) for p in ps],
-                    )
-                    for t, ps in topics.items()
-                ],
+                functools.partial(wire.encode_list_offsets, timestamp=timestamp, topics=wanted),
+                f"{len(wanted)} topics, timestamp {timestamp}",
                 min_version=wire.LIST_OFFSETS_VERSIONS[0],
                 max_version=wire.LIST_OFFSETS_VERSIONS[1],
             )
@@ -520,6 +542,10 @@ def _broker_max(admin: Any, api: str) -> int:
         if key.name == api:
             return int(hi)
     return -1
+
+
+def _fetch_body(groups: Mapping[str, Mapping[str, Sequence[int]] | None], version: int) -> bytes:
+    return wire.encode_offset_fetch(version, groups)
 
 
 def _fetch_topics(cls: Any, spec: Mapping[str, Sequence[int]] | None) -> list[Any] | None:

@@ -8,7 +8,9 @@ partition count with ``limitToPartitionsWithLag`` and
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from typing import Final
 
@@ -23,6 +25,7 @@ __all__ = (
     "TopicPartition",
     "cap_total_lag",
     "compute_lag",
+    "compute_lag_by_topic",
     "find_factors",
     "lag_for_partition",
     "next_factor",
@@ -112,25 +115,81 @@ def compute_lag(
 
     A partition of ``latest_offsets`` that is missing from ``committed`` is an error.
     """
+    by_topic: dict[str, dict[int, int]] = {}
+    for (topic, partition), offset in committed.items():
+        found = by_topic.get(topic)
+        if found is None:
+            found = by_topic[topic] = {}
+        found[partition] = offset
+    return compute_lag_by_topic(
+        by_topic,
+        latest_offsets,
+        policy=policy,
+        scale_to_zero_on_invalid_offset=scale_to_zero_on_invalid_offset,
+        earliest_offsets=earliest_offsets,
+        exclude_persistent_lag=exclude_persistent_lag,
+        previous_offsets=previous_offsets,
+    )
+
+
+_NO_COMMITS: Final[Mapping[int, int]] = {}
+_ZERO: Final = 0
+
+
+def compute_lag_by_topic(
+    committed: Mapping[str, Mapping[int, int]],
+    latest_offsets: Mapping[str, Mapping[int, int]],
+    *,
+    policy: OffsetResetPolicy = OffsetResetPolicy.LATEST,
+    scale_to_zero_on_invalid_offset: bool = False,
+    earliest_offsets: Mapping[TopicPartition, int] | None = None,
+    exclude_persistent_lag: bool = False,
+    previous_offsets: MutableMapping[TopicPartition, int] | None = None,
+) -> LagTotals:
+    """:func:`compute_lag` with the committed offsets per topic (topic -> partition ->
+    offset), the shape the batch path reads them in.
+
+    A topic whose partitions all have a commit (the common case) is counted in one pass
+    of C-level maps, ``log end - committed``; every other case (no commit, no answer,
+    ``excludePersistentLag``) goes partition by partition through
+    :func:`lag_for_partition`, the one place of the rules.
+    """
     total = total_persistent = count = with_lag = 0
     per: dict[TopicPartition, tuple[int, int]] = {}
+    remember = exclude_persistent_lag and previous_offsets is not None
     for topic, partitions in latest_offsets.items():
-        for partition in partitions:
-            lag, persistent = lag_for_partition(
-                topic,
-                partition,
-                committed.get((topic, partition)),
-                latest_offsets,
-                policy=policy,
-                scale_to_zero_on_invalid_offset=scale_to_zero_on_invalid_offset,
-                earliest_offsets=earliest_offsets,
-                exclude_persistent_lag=exclude_persistent_lag,
-                previous_offsets=previous_offsets,
-            )
+        commits = committed.get(topic, _NO_COMMITS)
+        count += len(partitions)
+        if not remember and commits.keys() >= partitions.keys():
+            offsets = list(map(commits.__getitem__, partitions))
+            if INVALID_OFFSET not in offsets:
+                lags = list(map(operator.sub, partitions.values(), offsets))
+                lag_sum = sum(lags)
+                total += lag_sum
+                total_persistent += lag_sum
+                with_lag += len(lags) - sum(map(_ZERO.__ge__, lags))  # lags > 0
+                keys = zip(itertools.repeat(topic), partitions)
+                per.update(zip(keys, zip(lags, lags, strict=True), strict=False))
+                continue
+        for partition, latest in partitions.items():
+            offset = commits.get(partition)
+            if offset is not None and offset != INVALID_OFFSET and not remember:
+                lag = persistent = latest - offset
+            else:
+                lag, persistent = lag_for_partition(
+                    topic,
+                    partition,
+                    offset,
+                    latest_offsets,
+                    policy=policy,
+                    scale_to_zero_on_invalid_offset=scale_to_zero_on_invalid_offset,
+                    earliest_offsets=earliest_offsets,
+                    exclude_persistent_lag=exclude_persistent_lag,
+                    previous_offsets=previous_offsets,
+                )
             per[(topic, partition)] = (lag, persistent)
             total += lag
             total_persistent += persistent
-            count += 1
             if lag > 0:
                 with_lag += 1
     return LagTotals(

@@ -1,4 +1,4 @@
-"""Lean, bounded decoders for the two large answers of a batched Kafka slot.
+"""Lean, bounded decoders (and encoders) for the two large exchanges of a batched Kafka slot.
 
 kafka-python decodes every answer into generic objects, one per partition; for an
 OffsetFetch of 10 groups x 1,000 partitions that is most of a slot's CPU. These decoders
@@ -7,6 +7,10 @@ read the same bytes with :func:`struct.unpack_from` straight into dictionaries o
 * :func:`decode_offset_fetch`: OffsetFetch responses v8 and v9 (KIP-709, many groups;
   flexible: compact arrays and strings, tagged fields);
 * :func:`decode_list_offsets`: ListOffsets responses v1 to v11 (flexible from v6).
+
+The requests of those two exchanges are written the same way, from plain names and
+partition numbers (:func:`encode_offset_fetch`, :func:`encode_list_offsets`): the bytes
+kafka-python's encoder writes for the same fields, without one object per partition.
 
 Every length and count is checked against the bytes that remain before anything is
 allocated (an array of *n* elements needs at least *n* times its smallest element), a
@@ -17,7 +21,9 @@ error), never another exception. Error codes stay per group, per topic and per p
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 __all__ = (
@@ -27,6 +33,8 @@ __all__ = (
     "WireError",
     "decode_list_offsets",
     "decode_offset_fetch",
+    "encode_list_offsets",
+    "encode_offset_fetch",
 )
 
 OFFSET_FETCH_VERSIONS: Final = (8, 9)
@@ -173,6 +181,55 @@ def _fetch_slow(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return _skip_tags(data, pos + 2, end), code
 
 
+#: Records per unpack of a run (the cached structs of one shape stay about 200 KB each).
+_RUN: Final = 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _run_struct(shape: str, n: int) -> struct.Struct:
+    """``n`` records of ``shape`` in one struct (cached: a slot reads the same counts)."""
+    return struct.Struct(">" + shape * n)
+
+
+def _unpack_run(shape: str, data: bytes, pos: int, n: int) -> list[tuple[int, ...]]:
+    """``n`` records of ``shape`` from ``pos``, as flat tuples of at most :data:`_RUN`
+    records each (the caller checked that they fit in the bytes that remain)."""
+    size = struct.calcsize(">" + shape)
+    out = []
+    while n > 0:
+        k = min(n, _RUN)
+        out.append(_run_struct(shape, k).unpack_from(data, pos))
+        pos += k * size
+        n -= k
+    return out
+
+
+def _fetch_run(
+    data: bytes, pos: int, n: int, offsets: dict[int, int], errors: dict[int, int]
+) -> bool:
+    """Read ``n`` OffsetFetch partitions at ``pos`` in a few unpacks when every one has
+    the common shape (20 bytes: metadata null or empty, no tagged fields); ``False`` (and
+    nothing read) otherwise. The caller checked that ``20 * n`` bytes remain.
+
+    Each record's shape is checked: if the first record that is not the common shape is
+    the ``k``-th, the records before it were read at their true places and the ``k``-th
+    itself fails the check, so the run is refused.
+    """
+    if n < 2:
+        return False
+    flats = _unpack_run("iqiBhB", data, pos, n)
+    for flat in flats:
+        if max(flat[3::6]) > 1 or any(flat[5::6]):
+            return False
+    for flat in flats:
+        parts = flat[0::6]
+        offsets.update(zip(parts, flat[1::6], strict=True))
+        codes = flat[4::6]
+        if any(codes):
+            errors.update((p, c) for p, c in zip(parts, codes, strict=True) if c)
+    return True
+
+
 def decode_offset_fetch(data: bytes, version: int) -> OffsetFetchAnswer:
     """Decode an OffsetFetch response body (after its header), versions 8 and 9."""
     if not OFFSET_FETCH_VERSIONS[0] <= version <= OFFSET_FETCH_VERSIONS[1]:
@@ -196,6 +253,9 @@ def decode_offset_fetch(data: bytes, version: int) -> OffsetFetchAnswer:
             if found is None:
                 found = topics[name] = TopicOffsets()
             offsets, errors = found.offsets, found.errors
+            if _fetch_run(data, pos, n_parts, offsets, errors):
+                pos += 20 * n_parts
+                n_parts = 0
             for _ in range(n_parts):
                 if pos + 20 > end:  # the smallest partition (see above)
                     raise WireError("truncated answer")
@@ -217,6 +277,30 @@ def decode_offset_fetch(data: bytes, version: int) -> OffsetFetchAnswer:
     if pos != end:
         raise WireError(f"{end - pos} bytes left after the answer")
     return answer
+
+
+def _list_run(
+    data: bytes, pos: int, n: int, version: int, offsets: dict[int, int], errors: dict[int, int]
+) -> bool:
+    """Read ``n`` ListOffsets partitions at ``pos`` in a few unpacks (flexible versions:
+    when none has tagged fields); ``False`` (and nothing read) otherwise. The caller
+    checked that the records fit in the bytes that remain."""
+    if n < 2:
+        return False
+    shape = "ihqq" + ("i" if version >= 4 else "") + ("B" if version >= 6 else "")
+    width = len(shape)
+    flats = _unpack_run(shape, data, pos, n)
+    if version >= 6:
+        for flat in flats:
+            if any(flat[width - 1 :: width]):
+                return False
+    for flat in flats:
+        parts = flat[0::width]
+        offsets.update(zip(parts, flat[3::width], strict=True))
+        codes = flat[1::width]
+        if any(codes):
+            errors.update((p, c) for p, c in zip(parts, codes, strict=True) if c)
+    return True
 
 
 def decode_list_offsets(data: bytes, version: int) -> ListOffsetsAnswer:
@@ -242,6 +326,9 @@ def decode_list_offsets(data: bytes, version: int) -> ListOffsetsAnswer:
         if found is None:
             found = answer.topics[name] = TopicOffsets()
         offsets, errors = found.offsets, found.errors
+        if _list_run(data, pos, n_parts, version, offsets, errors):
+            pos += (fixed + (1 if flexible else 0)) * n_parts
+            n_parts = 0
         for _ in range(n_parts):
             _need(pos, fixed, end)
             partition, code, _timestamp, offset = _LIST_PART.unpack_from(data, pos)
@@ -258,3 +345,94 @@ def decode_list_offsets(data: bytes, version: int) -> ListOffsetsAnswer:
     if pos != end:
         raise WireError(f"{end - pos} bytes left after the answer")
     return answer
+
+
+# -- requests -------------------------------------------------------------------------------
+
+_I32_I64: Final = struct.Struct(">iq")  # partition, timestamp (v1-3)
+_I32_I32_I64: Final = struct.Struct(">iiq")  # partition, leader epoch, timestamp (v4-5)
+_I32_I32_I64_TAGS: Final = struct.Struct(">iiqB")  # the same and no tagged fields (v6+)
+_NO_EPOCH: Final = -1  # CurrentLeaderEpoch / MemberEpoch: unknown
+
+
+def _put_uvarint(out: bytearray, value: int) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _put_string(out: bytearray, text: str, flexible: bool) -> None:
+    raw = text.encode("utf-8")
+    if flexible:
+        _put_uvarint(out, len(raw) + 1)
+    else:
+        if len(raw) > 0x7FFF:
+            raise WireError("string too long for the request")
+        out += _I16.pack(len(raw))
+    out += raw
+
+
+def _put_count(out: bytearray, n: int, flexible: bool) -> None:
+    if flexible:
+        _put_uvarint(out, n + 1)
+    else:
+        out += _I32.pack(n)
+
+
+def encode_offset_fetch(
+    version: int, groups: Mapping[str, Mapping[str, Sequence[int]] | None]
+) -> bytes:
+    """An OffsetFetch request body, v8 or v9 (many groups; ``None``: every topic the
+    group committed to), ``require_stable`` false."""
+    if not OFFSET_FETCH_VERSIONS[0] <= version <= OFFSET_FETCH_VERSIONS[1]:
+        raise WireError(f"OffsetFetch v{version} is not encoded here")
+    out = bytearray()
+    _put_count(out, len(groups), True)
+    for group, topics in groups.items():
+        _put_string(out, group, True)
+        if version >= 9:
+            out += b"\x00"  # MemberId: null
+            out += _I32.pack(_NO_EPOCH)
+        if topics is None:
+            out += b"\x00"  # null: every topic
+        else:
+            _put_count(out, len(topics), True)
+            for topic, ps in topics.items():
+                _put_string(out, topic, True)
+                _put_count(out, len(ps), True)
+                out += struct.pack(f">{len(ps)}i", *ps)
+                out += b"\x00"  # tagged fields (topic)
+        out += b"\x00"  # tagged fields (group)
+    out += b"\x00\x00"  # RequireStable false, tagged fields
+    return bytes(out)
+
+
+def encode_list_offsets(version: int, timestamp: int, topics: Mapping[str, Sequence[int]]) -> bytes:
+    """A ListOffsets request body, v1 to v11, from a consumer (replica -1, read
+    uncommitted): one ``timestamp`` (-1 latest, -2 earliest) for every partition."""
+    if not LIST_OFFSETS_VERSIONS[0] <= version <= LIST_OFFSETS_VERSIONS[1]:
+        raise WireError(f"ListOffsets v{version} is not encoded here")
+    flexible = version >= 6
+    out = bytearray(_I32.pack(-1))  # ReplicaId: a consumer
+    if version >= 2:
+        out.append(0)  # IsolationLevel: read uncommitted
+    _put_count(out, len(topics), flexible)
+    for topic, ps in topics.items():
+        _put_string(out, topic, flexible)
+        _put_count(out, len(ps), flexible)
+        if flexible:
+            pack = _I32_I32_I64_TAGS.pack
+            out += b"".join([pack(p, _NO_EPOCH, timestamp, 0) for p in ps])
+            out += b"\x00"  # tagged fields (topic)
+        elif version >= 4:
+            pack3 = _I32_I32_I64.pack
+            out += b"".join([pack3(p, _NO_EPOCH, timestamp) for p in ps])
+        else:
+            pack2 = _I32_I64.pack
+            out += b"".join([pack2(p, timestamp) for p in ps])
+    if version >= 10:
+        out += _I32.pack(0)  # TimeoutMs
+    if flexible:
+        out += b"\x00"  # tagged fields
+    return bytes(out)
