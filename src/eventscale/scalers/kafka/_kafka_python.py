@@ -8,9 +8,8 @@
   wrappers for kafka-python 3.0 bugs met against real brokers: a failed connection
   attempt leaves its socket open, and a SCRAM ``server-error`` (RFC 5802) is misread.
 * :class:`Transport`: a slot's requests (Metadata, OffsetFetch, ListOffsets) sent through
-  a ``KafkaAdminClient``'s connections, all of one step at once on its I/O thread, the
-  large answers decoded by :mod:`~eventscale.scalers.kafka._wire` (see
-  :func:`lean_request`).
+  a ``KafkaAdminClient``'s connections, all of one step at once on its I/O thread, written
+  and read by :mod:`~eventscale.scalers.kafka._wire` (see :func:`lean_request`).
 """
 
 from __future__ import annotations
@@ -277,7 +276,9 @@ def _lean_classes() -> dict[str, Any]:
     """
     consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
     headers = import_optional("kafka.protocol.api_header", extra="kafka", what="kafka batching")
+    md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
     decoders = {
+        "Metadata": (md.MetadataRequest, wire.decode_metadata, wire.METADATA_VERSIONS),
         "OffsetFetch": (
             consumer.OffsetFetchRequest,
             wire.decode_offset_fetch,
@@ -363,7 +364,7 @@ _FRAME: Final = struct.Struct(">i")
 def lean_request(
     name: str, body: Callable[[int], bytes], what: str, *, min_version: int, max_version: int
 ) -> Any:
-    """A kafka-python request (``"OffsetFetch"`` or ``"ListOffsets"``) whose body is
+    """A kafka-python request (``"Metadata"``, ``"OffsetFetch"`` or ``"ListOffsets"``) whose body is
     ``body(version)`` and whose answer is decoded by :mod:`_wire`; ``what`` is its short
     description in kafka-python's debug log lines."""
     request = _lean_classes()[name](min_version=min_version, max_version=max_version)
@@ -393,13 +394,18 @@ class Transport:
         return _manager(self.admin).run(self._metadata, topics)  # type: ignore[no-any-return]
 
     async def _metadata(self, topics: Sequence[str]) -> dict[str, tuple[int, dict[int, int]]]:
-        md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
-        request = md.MetadataRequest(
-            topics=[md.MetadataRequest.MetadataRequestTopic(name=t) for t in topics],
-            allow_auto_topic_creation=False,
+        names = list(topics)
+        request = lean_request(
+            "Metadata",
+            functools.partial(_metadata_body, names),
+            f"{len(names)} topics",
+            min_version=wire.METADATA_VERSIONS[0],
+            max_version=wire.METADATA_VERSIONS[1],
         )
         response = await _manager(self.admin).send(request)
-        out: dict[str, tuple[int, dict[int, int]]] = {}
+        if isinstance(response, wire.MetadataAnswer):
+            return response.topics
+        out: dict[str, tuple[int, dict[int, int]]] = {}  # kafka-python's objects
         for topic in response.topics:
             leaders = {
                 int(p.partition_index): int(p.leader_id) if not p.error_code else -1
@@ -542,6 +548,10 @@ def _broker_max(admin: Any, api: str) -> int:
         if key.name == api:
             return int(hi)
     return -1
+
+
+def _metadata_body(topics: Sequence[str], version: int) -> bytes:
+    return wire.encode_metadata(version, topics)
 
 
 def _fetch_body(groups: Mapping[str, Mapping[str, Sequence[int]] | None], version: int) -> bytes:

@@ -6,10 +6,13 @@ read the same bytes with :func:`struct.unpack_from` straight into dictionaries o
 
 * :func:`decode_offset_fetch`: OffsetFetch responses v8 and v9 (KIP-709, many groups;
   flexible: compact arrays and strings, tagged fields);
-* :func:`decode_list_offsets`: ListOffsets responses v1 to v11 (flexible from v6).
+* :func:`decode_list_offsets`: ListOffsets responses v1 to v11 (flexible from v6);
+* :func:`decode_metadata`: Metadata responses v1 to v13 (flexible from v9), read for
+  each topic's error code and its partitions' leaders only.
 
 The requests of those two exchanges are written the same way, from plain names and
-partition numbers (:func:`encode_offset_fetch`, :func:`encode_list_offsets`): the bytes
+partition numbers (:func:`encode_offset_fetch`, :func:`encode_list_offsets`,
+:func:`encode_metadata`): the bytes
 kafka-python's encoder writes for the same fields, without one object per partition.
 
 Every length and count is checked against the bytes that remain before anything is
@@ -28,17 +31,21 @@ from typing import Final
 
 __all__ = (
     "ListOffsetsAnswer",
+    "MetadataAnswer",
     "OffsetFetchAnswer",
     "TopicOffsets",
     "WireError",
     "decode_list_offsets",
+    "decode_metadata",
     "decode_offset_fetch",
     "encode_list_offsets",
+    "encode_metadata",
     "encode_offset_fetch",
 )
 
 OFFSET_FETCH_VERSIONS: Final = (8, 9)
 LIST_OFFSETS_VERSIONS: Final = (1, 11)
+METADATA_VERSIONS: Final = (1, 13)
 
 _I16: Final = struct.Struct(">h")
 _I32: Final = struct.Struct(">i")
@@ -46,6 +53,7 @@ _FETCH_PART: Final = struct.Struct(">iqi")  # partition, committed offset, leade
 _LIST_PART: Final = struct.Struct(">ihqq")  # partition, error, timestamp, offset
 # partition, committed offset, leader epoch, metadata's first byte, error, tag count byte
 _FETCH_FAST: Final = struct.Struct(">iqiBhB")
+_META_PART: Final = struct.Struct(">hii")  # error, partition, leader
 
 
 class WireError(ValueError):
@@ -92,6 +100,21 @@ class ListOffsetsAnswer:
 
     def __repr__(self) -> str:
         return f"ListOffsetsAnswer({len(self.topics)} topics)"
+
+
+class MetadataAnswer:
+    """A decoded Metadata response: topic -> (topic error code, partition -> leader id).
+
+    A partition whose own error code is not 0 has leader ``-1`` (no usable leader)."""
+
+    __slots__ = ("throttle_time_ms", "topics")
+
+    def __init__(self, throttle_time_ms: int) -> None:
+        self.throttle_time_ms = throttle_time_ms
+        self.topics: dict[str, tuple[int, dict[int, int]]] = {}
+
+    def __repr__(self) -> str:
+        return f"MetadataAnswer({len(self.topics)} topics)"
 
 
 def _uvarint(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -146,6 +169,26 @@ def _string(data: bytes, pos: int, end: int, flexible: bool) -> tuple[str, int]:
         return data[pos : pos + n].decode("utf-8"), pos + n
     except UnicodeDecodeError as exc:
         raise WireError("string is not UTF-8") from exc
+
+
+def _skip_string(data: bytes, pos: int, end: int, flexible: bool) -> int:
+    """Skip a nullable string (its length checked against what remains)."""
+    if flexible:
+        raw, pos = _uvarint(data, pos, end)
+        n = raw - 1
+    else:
+        _need(pos, 2, end)
+        (n,) = _I16.unpack_from(data, pos)
+        pos += 2
+    if n > end - pos:
+        raise WireError("string longer than the answer")
+    return pos + max(n, 0)
+
+
+def _skip_ints(data: bytes, pos: int, end: int, flexible: bool) -> int:
+    """Skip an array of int32 (replica lists)."""
+    n, pos = _count(data, pos, end, flexible, 4)
+    return pos + 4 * n
 
 
 def _skip_tags(data: bytes, pos: int, end: int) -> int:
@@ -303,6 +346,85 @@ def _list_run(
     return True
 
 
+def decode_metadata(data: bytes, version: int) -> MetadataAnswer:
+    """Decode a Metadata response body (after its header), versions 1 to 13: each topic's
+    error code and its partitions' leaders; brokers and replica lists are skipped."""
+    if not METADATA_VERSIONS[0] <= version <= METADATA_VERSIONS[1]:
+        raise WireError(f"Metadata v{version} is not decoded here")
+    flexible = version >= 9
+    tag = 1 if flexible else 0
+    end = len(data)
+    pos = 0
+    throttle = 0
+    if version >= 3:
+        _need(0, 4, end)
+        (throttle,) = _I32.unpack_from(data, 0)
+        pos = 4
+    answer = MetadataAnswer(throttle)
+    # smallest broker: node (4) + host (1 or 2) + port (4) + rack (1 or 2) + tags
+    n_brokers, pos = _count(data, pos, end, flexible, 11 if flexible else 12)
+    for _ in range(n_brokers):
+        _need(pos, 4, end)
+        pos = _skip_string(data, pos + 4, end, flexible)  # node id, host
+        _need(pos, 4, end)
+        pos = _skip_string(data, pos + 4, end, flexible)  # port, rack
+        if flexible:
+            pos = _skip_tags(data, pos, end)
+    if version >= 2:
+        pos = _skip_string(data, pos, end, flexible)  # cluster id
+    _need(pos, 4, end)
+    pos += 4  # controller id
+    uuid = 16 if version >= 10 else 0
+    topic_auth = 4 if version >= 8 else 0
+    epoch = 4 if version >= 7 else 0
+    offline = version >= 5
+    # smallest topic: error (2) + name + id + internal (1) + partitions + auth + tags
+    least_topic = 2 + (1 if flexible else 2) + uuid + 1 + (1 if flexible else 4) + topic_auth + tag
+    n_topics, pos = _count(data, pos, end, flexible, least_topic)
+    for _ in range(n_topics):
+        _need(pos, 2, end)
+        (topic_code,) = _I16.unpack_from(data, pos)
+        pos += 2
+        name: str | None = None
+        if version >= 12 and pos < end and data[pos] == 0:  # null (a topic asked by id)
+            pos += 1
+        else:
+            name, pos = _string(data, pos, end, flexible)
+        _need(pos, uuid + 1, end)
+        pos += uuid + 1  # topic id, is internal
+        arrays = 2 + int(offline)
+        # smallest partition: error (2) + index (4) + leader (4) + epoch + arrays + tags
+        least = 10 + epoch + arrays * (1 if flexible else 4) + tag
+        n_parts, pos = _count(data, pos, end, flexible, least)
+        leaders: dict[int, int] = {}
+        for _ in range(n_parts):
+            _need(pos, 10 + epoch, end)
+            code, partition, leader = _META_PART.unpack_from(data, pos)
+            pos += 10 + epoch
+            for _ in range(arrays):  # replicas, in-sync replicas, offline replicas
+                pos = _skip_ints(data, pos, end, flexible)
+            if flexible:
+                pos = _skip_tags(data, pos, end)
+            leaders[partition] = leader if not code else -1
+        _need(pos, topic_auth, end)
+        pos += topic_auth
+        if flexible:
+            pos = _skip_tags(data, pos, end)
+        if name is not None:
+            answer.topics[name] = (topic_code, leaders)
+    if 8 <= version <= 10:
+        _need(pos, 4, end)
+        pos += 4  # cluster authorized operations
+    if version >= 13:
+        _need(pos, 2, end)
+        pos += 2  # top-level error code (the topics then come back empty)
+    if flexible:
+        pos = _skip_tags(data, pos, end)
+    if pos != end:
+        raise WireError(f"{end - pos} bytes left after the answer")
+    return answer
+
+
 def decode_list_offsets(data: bytes, version: int) -> ListOffsetsAnswer:
     """Decode a ListOffsets response body (after its header), versions 1 to 11."""
     if not LIST_OFFSETS_VERSIONS[0] <= version <= LIST_OFFSETS_VERSIONS[1]:
@@ -435,4 +557,29 @@ def encode_list_offsets(version: int, timestamp: int, topics: Mapping[str, Seque
         out += _I32.pack(0)  # TimeoutMs
     if flexible:
         out += b"\x00"  # tagged fields
+    return bytes(out)
+
+
+def encode_metadata(version: int, topics: Sequence[str]) -> bytes:
+    """A Metadata request body, v1 to v13, for ``topics`` by name: no topic creation, no
+    authorized operations."""
+    if not METADATA_VERSIONS[0] <= version <= METADATA_VERSIONS[1]:
+        raise WireError(f"Metadata v{version} is not encoded here")
+    flexible = version >= 9
+    out = bytearray()
+    _put_count(out, len(topics), flexible)
+    for topic in topics:
+        if version >= 10:
+            out += bytes(16)  # TopicId: zero, the topic is named
+        _put_string(out, topic, flexible)
+        if flexible:
+            out.append(0)  # tagged fields (topic)
+    if version >= 4:
+        out.append(0)  # AllowAutoTopicCreation false
+    if 8 <= version <= 10:
+        out.append(0)  # IncludeClusterAuthorizedOperations false
+    if version >= 8:
+        out.append(0)  # IncludeTopicAuthorizedOperations false
+    if flexible:
+        out.append(0)  # tagged fields
     return bytes(out)
