@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -281,6 +282,9 @@ def test_sums_are_the_per_partition_rules(
         got = how(given_offsets, latest, **kwargs)
         assert dict(got.per_partition) == expected
         assert list(got.per_partition) == list(expected)
+        assert len(got.per_partition) == len(expected)
+        assert got == attrs.evolve(got, per_partition=expected)  # built when first read
+        assert repr(expected) in repr(got)
         assert got.total_lag == sum(lag for lag, _ in expected.values())
         assert got.total_lag_with_persistent == sum(p for _, p in expected.values())
         assert got.partitions == len(expected)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Final
 
 import attrs
@@ -156,6 +156,7 @@ def compute_lag_by_topic(
     """
     total = total_persistent = count = with_lag = 0
     per: dict[TopicPartition, tuple[int, int]] = {}
+    runs: list[_Run] = []  # what per_partition is built from, in order
     remember = exclude_persistent_lag and previous_offsets is not None
     for topic, partitions in latest_offsets.items():
         commits = committed.get(topic, _NO_COMMITS)
@@ -168,8 +169,10 @@ def compute_lag_by_topic(
                 total += lag_sum
                 total_persistent += lag_sum
                 with_lag += len(lags) - sum(map(_ZERO.__ge__, lags))  # lags > 0
-                keys = zip(itertools.repeat(topic), partitions)
-                per.update(zip(keys, zip(lags, lags, strict=True), strict=False))
+                if per:
+                    runs.append(per)
+                    per = {}
+                runs.append((topic, list(partitions), lags))
                 continue
         for partition, latest in partitions.items():
             offset = commits.get(partition)
@@ -192,13 +195,57 @@ def compute_lag_by_topic(
             total_persistent += persistent
             if lag > 0:
                 with_lag += 1
+    if runs and per:
+        runs.append(per)
     return LagTotals(
         total_lag=total,
         total_lag_with_persistent=total_persistent,
         partitions=count,
         partitions_with_lag=with_lag,
-        per_partition=per,
+        per_partition=_PerPartition(runs) if runs else per,
     )
+
+
+#: A part of ``per_partition``: a topic summed in one pass (topic, its partitions, their
+#: lags; the lag with persistent lag is the same there) or a ready dictionary.
+_Run = tuple[str, list[int], list[int]] | dict[TopicPartition, tuple[int, int]]
+
+
+class _PerPartition(Mapping[TopicPartition, tuple[int, int]]):
+    """``per_partition`` of :class:`LagTotals` built when first read: a poll whose totals
+    nobody inspects per partition makes no object per partition."""
+
+    __slots__ = ("_built", "_runs")
+
+    def __init__(self, runs: list[_Run]) -> None:
+        self._runs = runs
+        self._built: dict[TopicPartition, tuple[int, int]] | None = None
+
+    def _dict(self) -> dict[TopicPartition, tuple[int, int]]:
+        built = self._built
+        if built is None:
+            built = {}
+            for run in self._runs:
+                if isinstance(run, dict):
+                    built.update(run)
+                    continue
+                topic, partitions, lags = run
+                keys = zip(itertools.repeat(topic), partitions)
+                built.update(zip(keys, zip(lags, lags, strict=True), strict=False))
+            self._built, self._runs = built, []
+        return built
+
+    def __getitem__(self, key: TopicPartition) -> tuple[int, int]:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[TopicPartition]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
 
 
 def select_partitions(

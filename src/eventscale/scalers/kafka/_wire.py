@@ -402,9 +402,16 @@ def decode_metadata(data: bytes, version: int) -> MetadataAnswer:
             code, partition, leader = _META_PART.unpack_from(data, pos)
             pos += 10 + epoch
             for _ in range(arrays):  # replicas, in-sync replicas, offline replicas
-                pos = _skip_ints(data, pos, end, flexible)
+                # the common case inline: a compact array of fewer than 127 ids
+                if flexible and pos < end and 0 < data[pos] < 0x80:
+                    pos += 1 + 4 * (data[pos] - 1)
+                else:
+                    pos = _skip_ints(data, pos, end, flexible)
             if flexible:
-                pos = _skip_tags(data, pos, end)
+                if pos < end and data[pos] == 0:
+                    pos += 1
+                else:
+                    pos = _skip_tags(data, pos, end)
             leaders[partition] = leader if not code else -1
         _need(pos, topic_auth, end)
         pos += topic_auth
