@@ -364,9 +364,9 @@ _FRAME: Final = struct.Struct(">i")
 def lean_request(
     name: str, body: Callable[[int], bytes], what: str, *, min_version: int, max_version: int
 ) -> Any:
-    """A kafka-python request (``"Metadata"``, ``"OffsetFetch"`` or ``"ListOffsets"``) whose body is
-    ``body(version)`` and whose answer is decoded by :mod:`_wire`; ``what`` is its short
-    description in kafka-python's debug log lines."""
+    """A kafka-python request (``"Metadata"``, ``"OffsetFetch"`` or ``"ListOffsets"``)
+    whose body is ``body(version)`` and whose answer is decoded by :mod:`_wire`; ``what``
+    is its short description in kafka-python's debug log lines."""
     request = _lean_classes()[name](min_version=min_version, max_version=max_version)
     request.lean_body, request.lean_what = body, what
     return request
@@ -403,16 +403,9 @@ class Transport:
             max_version=wire.METADATA_VERSIONS[1],
         )
         response = await _manager(self.admin).send(request)
-        if isinstance(response, wire.MetadataAnswer):
-            return response.topics
-        out: dict[str, tuple[int, dict[int, int]]] = {}  # kafka-python's objects
-        for topic in response.topics:
-            leaders = {
-                int(p.partition_index): int(p.leader_id) if not p.error_code else -1
-                for p in topic.partitions or ()
-            }
-            out[str(topic.name)] = (int(topic.error_code), leaders)
-        return out
+        if not isinstance(response, wire.MetadataAnswer):  # the versions are bounded above
+            raise TypeError(f"unexpected metadata answer {type(response).__name__}")
+        return response.topics
 
     def group_offsets(
         self, specs: Mapping[str, Mapping[str, Sequence[int]] | None]

@@ -92,7 +92,11 @@ def lag_for_partition(
 
 @attrs.frozen(kw_only=True)
 class LagTotals:
-    """The sums of one poll before capping."""
+    """The sums of one poll before capping.
+
+    ``per_partition`` maps (topic, partition) to (lag, lag with persistent lag); it may be
+    built when first read.
+    """
 
     total_lag: int
     total_lag_with_persistent: int
