@@ -1,4 +1,4 @@
-"""Lean, bounded decoders (and encoders) for the two large exchanges of a batched Kafka slot.
+"""Lean, bounded decoders and encoders for the three exchanges of a batched Kafka slot.
 
 kafka-python decodes every answer into generic objects, one per partition; for an
 OffsetFetch of 10 groups x 1,000 partitions that is most of a slot's CPU. These decoders
@@ -10,10 +10,9 @@ read the same bytes with :func:`struct.unpack_from` straight into dictionaries o
 * :func:`decode_metadata`: Metadata responses v1 to v13 (flexible from v9), read for
   each topic's error code and its partitions' leaders only.
 
-The requests of those two exchanges are written the same way, from plain names and
-partition numbers (:func:`encode_offset_fetch`, :func:`encode_list_offsets`,
-:func:`encode_metadata`): the bytes
-kafka-python's encoder writes for the same fields, without one object per partition.
+Their requests are written from plain names and partition numbers
+(:func:`encode_metadata`, :func:`encode_offset_fetch`, :func:`encode_list_offsets`): the
+bytes kafka-python's encoder writes for the same fields, without one object per partition.
 
 Every length and count is checked against the bytes that remain before anything is
 allocated (an array of *n* elements needs at least *n* times its smallest element), a
@@ -180,6 +179,8 @@ def _skip_string(data: bytes, pos: int, end: int, flexible: bool) -> int:
         _need(pos, 2, end)
         (n,) = _I16.unpack_from(data, pos)
         pos += 2
+    if n < -1:
+        raise WireError("negative string length")
     if n > end - pos:
         raise WireError("string longer than the answer")
     return pos + max(n, 0)
