@@ -13,6 +13,8 @@ from typing import Any
 __all__ = [
     "ListOffsetsRequest",
     "ListOffsetsResponse",
+    "MetadataRequest",
+    "MetadataResponse",
     "OffsetFetchRequest",
     "OffsetFetchResponse",
     "fetch_bytes",
@@ -27,6 +29,7 @@ with warnings.catch_warnings():
         OffsetFetchRequest,
         OffsetFetchResponse,
     )
+    from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 _Group = OffsetFetchResponse.OffsetFetchResponseGroup
 _Topic = _Group.OffsetFetchResponseTopics

@@ -520,7 +520,7 @@ def test_broker_errors_fail_only_the_objects_they_name() -> None:
         ]
         ok, denied, moving, other, gone = batcher._answer_with(cluster, queries)
         assert isinstance(ok, LagInputs)
-        assert ok.committed == {("orders", 0): 3, ("orders", 1): 3}
+        assert ok.committed == {"orders": {0: 3, 1: 3}}
         assert ok.latest == {"orders": {0: 10, 1: 10}}
         assert isinstance(other, LagInputs)
         assert other.earliest == {}  # every partition has a commit: no log start needed

@@ -7,8 +7,12 @@ are pure, so no broker is needed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import attrs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from eventscale.errors import ScalerError
 from eventscale.scalers import TriggerContext
@@ -16,6 +20,7 @@ from eventscale.scalers.kafka._lag import (
     INVALID_OFFSET,
     cap_total_lag,
     compute_lag,
+    compute_lag_by_topic,
     find_factors,
     lag_for_partition,
     next_factor,
@@ -206,3 +211,82 @@ def test_kd9_exclude_persistent_lag_over_two_polls() -> None:
 def test_partition_missing_from_committed_is_error() -> None:
     with pytest.raises(ScalerError):
         compute_lag({}, {"t": {0: 5}})
+
+
+# ---------------------------------------------------------------------------- the fast sums
+
+offsets = st.integers(-3, 50)  # -1 is "no commit"; other negatives count as offsets here
+topic_offsets = st.dictionaries(st.integers(0, 12), offsets, max_size=12)
+inputs = st.tuples(
+    st.dictionaries(st.sampled_from("abc"), topic_offsets, max_size=3),  # committed
+    st.dictionaries(st.sampled_from("abcd"), topic_offsets, max_size=3),  # latest
+    st.dictionaries(st.tuples(st.sampled_from("abc"), st.integers(0, 12)), offsets),  # starts
+)
+
+
+@given(
+    inputs,
+    st.sampled_from(list(OffsetResetPolicy)),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
+@settings(max_examples=300)
+def test_sums_are_the_per_partition_rules(
+    data: tuple[dict[str, dict[int, int]], dict[str, dict[int, int]], dict[tuple[str, int], int]],
+    policy: OffsetResetPolicy,
+    scale_to_zero: bool,
+    exclude: bool,
+    with_starts: bool,
+) -> None:
+    """compute_lag_by_topic (fast per topic) and compute_lag agree with
+    lag_for_partition applied to every partition, errors included."""
+    committed, latest, starts = data
+    flat = {(t, p): o for t, ps in committed.items() for p, o in ps.items()}
+    memory: dict[tuple[str, int], int] = {("a", 0): 5, ("b", 1): 7}
+    expected: dict[tuple[str, int], tuple[int, int]] | None = {}
+    reference_memory = dict(memory)
+    for topic, partitions in latest.items():
+        for partition in partitions:
+            try:
+                assert expected is not None
+                expected[(topic, partition)] = lag_for_partition(
+                    topic,
+                    partition,
+                    flat.get((topic, partition)),
+                    latest,
+                    policy=policy,
+                    scale_to_zero_on_invalid_offset=scale_to_zero,
+                    earliest_offsets=starts if with_starts else None,
+                    exclude_persistent_lag=exclude,
+                    previous_offsets=reference_memory,
+                )
+            except ScalerError:
+                expected = None
+                break
+        if expected is None:
+            break
+    for how in (compute_lag_by_topic, compute_lag):
+        given_offsets: Any = committed if how is compute_lag_by_topic else flat
+        kwargs: dict[str, Any] = {
+            "policy": policy,
+            "scale_to_zero_on_invalid_offset": scale_to_zero,
+            "earliest_offsets": starts if with_starts else None,
+            "exclude_persistent_lag": exclude,
+            "previous_offsets": dict(memory),
+        }
+        if expected is None:
+            with pytest.raises(ScalerError):
+                how(given_offsets, latest, **kwargs)
+            continue
+        got = how(given_offsets, latest, **kwargs)
+        assert dict(got.per_partition) == expected
+        assert list(got.per_partition) == list(expected)
+        assert len(got.per_partition) == len(expected)
+        assert got == attrs.evolve(got, per_partition=expected)  # built when first read
+        assert repr(expected) in repr(got)
+        assert got.total_lag == sum(lag for lag, _ in expected.values())
+        assert got.total_lag_with_persistent == sum(p for _, p in expected.values())
+        assert got.partitions == len(expected)
+        assert got.partitions_with_lag == sum(1 for lag, _ in expected.values() if lag > 0)
+        assert kwargs["previous_offsets"] == reference_memory

@@ -116,9 +116,16 @@ class LagQuery:
 
 @attrs.frozen
 class LagInputs:
-    """One poll's answer, in the shapes :func:`~eventscale.scalers.kafka._lag.compute_lag` takes."""
+    """One poll's answer, in the shapes
+    :func:`~eventscale.scalers.kafka._lag.compute_lag_by_topic` takes.
 
-    committed: Mapping[TopicPartition, int]
+    The mappings may be shared with the other polls of the slot (one decoded answer read
+    by every scaler of a group or topic): read-only.
+    """
+
+    #: topic -> partition -> committed offset (:data:`INVALID_OFFSET`: no commit)
+    committed: Mapping[str, Mapping[int, int]]
+    #: topic -> partition -> log end offset
     latest: Mapping[str, Mapping[int, int]]
     #: Log start offsets of the partitions without a commit; ``None`` when that read
     #: failed (the lag then falls back to the log end offset, as on the librdkafka path).
@@ -139,6 +146,12 @@ class _Failure:
 _Answer = LagInputs | _Failure
 _Offsets = dict[str, dict[int, int]]  # topic -> partition -> committed offset
 _WHAT: Final = {-1: "list log end offsets", -2: "list log start offsets"}
+_NONE: Final[Mapping[int, int]] = {}
+
+
+def _commit(offset: int) -> int:
+    """A committed offset as the lag maths reads it (every negative is "no commit")."""
+    return offset if offset >= 0 else INVALID_OFFSET
 
 
 class _Slot:
@@ -391,40 +404,46 @@ class KafkaBatcher:
         group_offsets = (discovered if q.topic is None else committed)[q.group]
         if isinstance(group_offsets, _Failure):
             return group_offsets
-        mine: dict[TopicPartition, int] = {}
-        ends: dict[str, dict[int, int]] = {}
+        mine: dict[str, Mapping[int, int]] = {}
+        ends: dict[str, Mapping[int, int]] = {}
         for topic, ps in by_topic.items():
-            offsets = group_offsets.get(topic, {})
-            if q.topic is None:  # what the group never committed counts as no commit
-                for p in ps:
-                    offset = offsets.get(p, INVALID_OFFSET)
-                    mine[(topic, p)] = offset if offset >= 0 else INVALID_OFFSET
-            else:
-                for p in ps:
-                    if p in offsets:
-                        offset = offsets[p]
-                        mine[(topic, p)] = offset if offset >= 0 else INVALID_OFFSET
             listed = latest[topic]
             if isinstance(listed, _Failure):
                 return listed
-            found = {p: listed[p] for p in ps if p in listed}
-            if found:
-                ends[topic] = found
+            offsets = group_offsets.get(topic, _NONE)
+            wanted = set(ps)
+            # The common case: the answers hold exactly the wanted partitions (and every
+            # commit is an offset or Kafka's -1), so the decoded dictionaries serve as
+            # they are, shared with the other polls; no object per partition.
+            if offsets.keys() == wanted and min(offsets.values(), default=0) >= INVALID_OFFSET:
+                mine[topic] = offsets
+            elif q.topic is None:  # what the group never committed counts as no commit
+                mine[topic] = {p: _commit(offsets.get(p, INVALID_OFFSET)) for p in ps}
+            else:  # a partition without an answer stays missing: compute_lag says so
+                mine[topic] = {p: _commit(offsets[p]) for p in ps if p in offsets}
+            if listed.keys() == wanted:
+                ends[topic] = listed
+            else:
+                found = {p: listed[p] for p in ps if p in listed}
+                if found:
+                    ends[topic] = found
         starts: dict[TopicPartition, int] | None = None
         if q.earliest:
             starts = {}
-            for (topic, p), offset in mine.items():
-                if offset != INVALID_OFFSET:
+            for topic, commits in mine.items():
+                if INVALID_OFFSET not in commits.values():
                     continue
-                starting = earliest.get(topic, {})
-                if isinstance(starting, _Failure) or p not in starting:
-                    _LOG.warning(
-                        "kafka group %r: log start offsets unavailable, using log end",
-                        q.group,
-                    )
-                    starts = None
-                    break
-                starts[(topic, p)] = starting[p]
+                starting = earliest.get(topic, _NONE)
+                for p, offset in commits.items():
+                    if offset != INVALID_OFFSET:
+                        continue
+                    if isinstance(starting, _Failure) or p not in starting:
+                        _LOG.warning(
+                            "kafka group %r: log start offsets unavailable, using log end",
+                            q.group,
+                        )
+                        return LagInputs(committed=mine, latest=ends, earliest=None)
+                    starts[(topic, p)] = starting[p]
         return LagInputs(committed=mine, latest=ends, earliest=starts)
 
     # -- the requests, each returning per group or per topic answers ---------------------

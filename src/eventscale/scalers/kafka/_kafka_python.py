@@ -8,9 +8,8 @@
   wrappers for kafka-python 3.0 bugs met against real brokers: a failed connection
   attempt leaves its socket open, and a SCRAM ``server-error`` (RFC 5802) is misread.
 * :class:`Transport`: a slot's requests (Metadata, OffsetFetch, ListOffsets) sent through
-  a ``KafkaAdminClient``'s connections, all of one step at once on its I/O thread, the
-  large answers decoded by :mod:`~eventscale.scalers.kafka._wire` (see
-  :func:`lean_request`).
+  a ``KafkaAdminClient``'s connections, all of one step at once on its I/O thread, written
+  and read by :mod:`~eventscale.scalers.kafka._wire` (see :func:`lean_request`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import functools
 import importlib.metadata
 import logging
 import ssl
+import struct
 import tempfile
 import warnings
 from collections import defaultdict
@@ -265,16 +265,20 @@ class _LeanDecoder:
 
 @functools.cache
 def _lean_classes() -> dict[str, Any]:
-    """Request classes whose answers the :mod:`_wire` decoders read.
+    """Request classes written and read by :mod:`_wire`.
 
-    Each is a subclass of kafka-python's own request class (same schema, same encoder)
-    whose header names the decoder: kafka-python looks the response class up through the
-    request's header, so only requests made here are decoded this way and kafka-python's
-    global registry of response classes is left alone.
+    Each is a subclass of kafka-python's own request class (same API key, versions and
+    header, so kafka-python negotiates the version and frames it as usual) that holds no
+    fields: its body is written by a :mod:`_wire` encoder for the version kafka-python
+    picked, and its header names the :mod:`_wire` decoder of the answer. kafka-python looks
+    the response class up through the request's header, so only requests made here are
+    decoded this way and kafka-python's global registry of response classes is left alone.
     """
     consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
     headers = import_optional("kafka.protocol.api_header", extra="kafka", what="kafka batching")
+    md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
     decoders = {
+        "Metadata": (md.MetadataRequest, wire.decode_metadata, wire.METADATA_VERSIONS),
         "OffsetFetch": (
             consumer.OffsetFetchRequest,
             wire.decode_offset_fetch,
@@ -324,16 +328,48 @@ def _lean_classes() -> dict[str, Any]:
         classes[name] = type(
             f"Lean{name}Request",
             (base,),
-            {"with_header": with_header, "__module__": __name__},
+            {
+                "with_header": with_header,
+                "encode": _lean_encode,
+                "__repr__": _lean_repr,
+                "__module__": __name__,
+            },
             init=False,
         )
     return classes
 
 
-def lean_request(name: str, **fields: Any) -> Any:
-    """A kafka-python request (``"OffsetFetch"`` or ``"ListOffsets"``) whose answer is
-    decoded by :mod:`_wire` (``min_version``/``max_version`` are kafka-python's)."""
-    return _lean_classes()[name](**fields)
+def _lean_encode(
+    self: Any, version: int | None = None, header: bool = False, framed: bool = False
+) -> bytes:
+    """kafka-python's ``encode`` for a lean request: its header, the :mod:`_wire` body."""
+    if version is not None:
+        self.API_VERSION = version
+    version = self.API_VERSION
+    if version is None:
+        raise ValueError("Version required to encode data")
+    body: bytes = self.lean_body(version)
+    head: bytes = self.encode_header(flexible=self.flexible_version_q(version)) if header else b""
+    size = len(head) + len(body)
+    return (_FRAME.pack(size) if framed else b"") + head + body
+
+
+def _lean_repr(self: Any) -> str:
+    return f"{type(self).__name__}(v{self.API_VERSION}, {self.lean_what})"
+
+
+_FRAME: Final = struct.Struct(">i")
+
+
+def lean_request(
+    name: str, body: Callable[[int], bytes], what: str, *, min_version: int, max_version: int
+) -> Any:
+    """A kafka-python request (``"Metadata"``, ``"OffsetFetch"`` or ``"ListOffsets"``)
+    whose body is ``body(version)`` and whose answer is decoded by :mod:`_wire`; ``what``
+    is its short description in kafka-python's debug log lines."""
+    request = _lean_classes()[name](min_version=min_version, max_version=max_version)
+    request.lean_body, request.lean_what = body, what
+    return request
 
 
 def _manager(admin: Any) -> Any:
@@ -358,20 +394,18 @@ class Transport:
         return _manager(self.admin).run(self._metadata, topics)  # type: ignore[no-any-return]
 
     async def _metadata(self, topics: Sequence[str]) -> dict[str, tuple[int, dict[int, int]]]:
-        md = import_optional("kafka.protocol.metadata", extra="kafka", what="kafka batching")
-        request = md.MetadataRequest(
-            topics=[md.MetadataRequest.MetadataRequestTopic(name=t) for t in topics],
-            allow_auto_topic_creation=False,
+        names = list(topics)
+        request = lean_request(
+            "Metadata",
+            functools.partial(_metadata_body, names),
+            f"{len(names)} topics",
+            min_version=wire.METADATA_VERSIONS[0],
+            max_version=wire.METADATA_VERSIONS[1],
         )
         response = await _manager(self.admin).send(request)
-        out: dict[str, tuple[int, dict[int, int]]] = {}
-        for topic in response.topics:
-            leaders = {
-                int(p.partition_index): int(p.leader_id) if not p.error_code else -1
-                for p in topic.partitions or ()
-            }
-            out[str(topic.name)] = (int(topic.error_code), leaders)
-        return out
+        if not isinstance(response, wire.MetadataAnswer):  # the versions are bounded above
+            raise TypeError(f"unexpected metadata answer {type(response).__name__}")
+        return response.topics
 
     def group_offsets(
         self, specs: Mapping[str, Mapping[str, Sequence[int]] | None]
@@ -391,8 +425,6 @@ class Transport:
         manager = _manager(self.groups)
         coordinators = await self.groups._find_coordinator_ids(list(specs))
         cls = consumer.OffsetFetchRequest
-        group_cls = cls.OffsetFetchRequestGroup
-        topic_cls = group_cls.OffsetFetchRequestTopics
         multi = _broker_max(self.groups, "OffsetFetch") >= wire.OFFSET_FETCH_VERSIONS[0]
         by_node: dict[int, list[str]] = defaultdict(list)
         for group in specs:
@@ -400,13 +432,11 @@ class Transport:
         sent: list[tuple[list[str], Any]] = []
         for node, groups in by_node.items():
             if multi:
+                wanted = {g: specs[g] for g in groups}
                 request = lean_request(
                     "OffsetFetch",
-                    groups=[
-                        group_cls(group_id=g, topics=_fetch_topics(topic_cls, specs[g]))
-                        for g in groups
-                    ],
-                    require_stable=False,
+                    functools.partial(_fetch_body, wanted),
+                    f"{len(groups)} groups",
                     min_version=wire.OFFSET_FETCH_VERSIONS[0],
                     max_version=wire.OFFSET_FETCH_VERSIONS[1],
                 )
@@ -465,23 +495,14 @@ class Transport:
     async def _list_offsets(
         self, plan: Sequence[tuple[int, int, Mapping[str, Iterable[int]]]]
     ) -> list[wire.ListOffsetsAnswer | BaseException]:
-        consumer = import_optional("kafka.protocol.consumer", extra="kafka", what="kafka batching")
         manager = _manager(self.admin)
-        topic_cls = consumer.ListOffsetsRequest.ListOffsetsTopic
-        part_cls = topic_cls.ListOffsetsPartition
         futures = []
         for leader, timestamp, topics in plan:
+            wanted = {t: list(ps) for t, ps in topics.items()}
             request = lean_request(
                 "ListOffsets",
-                replica_id=-1,
-                isolation_level=0,
-                topics=[
-                    topic_cls(
-                        name=t,
-                        partitions=[part_cls(partition_index=p, timestamp=timestamp) for p in ps],
-                    )
-                    for t, ps in topics.items()
-                ],
+                functools.partial(wire.encode_list_offsets, timestamp=timestamp, topics=wanted),
+                f"{len(wanted)} topics, timestamp {timestamp}",
                 min_version=wire.LIST_OFFSETS_VERSIONS[0],
                 max_version=wire.LIST_OFFSETS_VERSIONS[1],
             )
@@ -520,6 +541,14 @@ def _broker_max(admin: Any, api: str) -> int:
         if key.name == api:
             return int(hi)
     return -1
+
+
+def _metadata_body(topics: Sequence[str], version: int) -> bytes:
+    return wire.encode_metadata(version, topics)
+
+
+def _fetch_body(groups: Mapping[str, Mapping[str, Sequence[int]] | None], version: int) -> bytes:
+    return wire.encode_offset_fetch(version, groups)
 
 
 def _fetch_topics(cls: Any, spec: Mapping[str, Sequence[int]] | None) -> list[Any] | None:

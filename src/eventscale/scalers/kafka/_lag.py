@@ -8,8 +8,10 @@ partition count with ``limitToPartitionsWithLag`` and
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+import operator
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Final
 
 import attrs
@@ -23,6 +25,7 @@ __all__ = (
     "TopicPartition",
     "cap_total_lag",
     "compute_lag",
+    "compute_lag_by_topic",
     "find_factors",
     "lag_for_partition",
     "next_factor",
@@ -89,7 +92,11 @@ def lag_for_partition(
 
 @attrs.frozen(kw_only=True)
 class LagTotals:
-    """The sums of one poll before capping."""
+    """The sums of one poll before capping.
+
+    ``per_partition`` maps (topic, partition) to (lag, lag with persistent lag); it may be
+    built when first read.
+    """
 
     total_lag: int
     total_lag_with_persistent: int
@@ -112,34 +119,137 @@ def compute_lag(
 
     A partition of ``latest_offsets`` that is missing from ``committed`` is an error.
     """
+    by_topic: dict[str, dict[int, int]] = {}
+    for (topic, partition), offset in committed.items():
+        found = by_topic.get(topic)
+        if found is None:
+            found = by_topic[topic] = {}
+        found[partition] = offset
+    return compute_lag_by_topic(
+        by_topic,
+        latest_offsets,
+        policy=policy,
+        scale_to_zero_on_invalid_offset=scale_to_zero_on_invalid_offset,
+        earliest_offsets=earliest_offsets,
+        exclude_persistent_lag=exclude_persistent_lag,
+        previous_offsets=previous_offsets,
+    )
+
+
+_NO_COMMITS: Final[Mapping[int, int]] = {}
+_ZERO: Final = 0
+
+
+def compute_lag_by_topic(
+    committed: Mapping[str, Mapping[int, int]],
+    latest_offsets: Mapping[str, Mapping[int, int]],
+    *,
+    policy: OffsetResetPolicy = OffsetResetPolicy.LATEST,
+    scale_to_zero_on_invalid_offset: bool = False,
+    earliest_offsets: Mapping[TopicPartition, int] | None = None,
+    exclude_persistent_lag: bool = False,
+    previous_offsets: MutableMapping[TopicPartition, int] | None = None,
+) -> LagTotals:
+    """:func:`compute_lag` with the committed offsets per topic (topic -> partition ->
+    offset), the shape the batch path reads them in.
+
+    A topic whose partitions all have a commit (the common case) is counted in one pass
+    of C-level maps, ``log end - committed``; every other case (no commit, no answer,
+    ``excludePersistentLag``) goes partition by partition through
+    :func:`lag_for_partition`, the one place of the rules.
+    """
     total = total_persistent = count = with_lag = 0
     per: dict[TopicPartition, tuple[int, int]] = {}
+    runs: list[_Run] = []  # what per_partition is built from, in order
+    remember = exclude_persistent_lag and previous_offsets is not None
     for topic, partitions in latest_offsets.items():
-        for partition in partitions:
-            lag, persistent = lag_for_partition(
-                topic,
-                partition,
-                committed.get((topic, partition)),
-                latest_offsets,
-                policy=policy,
-                scale_to_zero_on_invalid_offset=scale_to_zero_on_invalid_offset,
-                earliest_offsets=earliest_offsets,
-                exclude_persistent_lag=exclude_persistent_lag,
-                previous_offsets=previous_offsets,
-            )
+        commits = committed.get(topic, _NO_COMMITS)
+        count += len(partitions)
+        if not remember and commits.keys() >= partitions.keys():
+            offsets = list(map(commits.__getitem__, partitions))
+            if INVALID_OFFSET not in offsets:
+                lags = list(map(operator.sub, partitions.values(), offsets))
+                lag_sum = sum(lags)
+                total += lag_sum
+                total_persistent += lag_sum
+                with_lag += len(lags) - sum(map(_ZERO.__ge__, lags))  # lags > 0
+                if per:
+                    runs.append(per)
+                    per = {}
+                runs.append((topic, list(partitions), lags))
+                continue
+        for partition, latest in partitions.items():
+            offset = commits.get(partition)
+            if offset is not None and offset != INVALID_OFFSET and not remember:
+                lag = persistent = latest - offset
+            else:
+                lag, persistent = lag_for_partition(
+                    topic,
+                    partition,
+                    offset,
+                    latest_offsets,
+                    policy=policy,
+                    scale_to_zero_on_invalid_offset=scale_to_zero_on_invalid_offset,
+                    earliest_offsets=earliest_offsets,
+                    exclude_persistent_lag=exclude_persistent_lag,
+                    previous_offsets=previous_offsets,
+                )
             per[(topic, partition)] = (lag, persistent)
             total += lag
             total_persistent += persistent
-            count += 1
             if lag > 0:
                 with_lag += 1
+    if runs and per:
+        runs.append(per)
     return LagTotals(
         total_lag=total,
         total_lag_with_persistent=total_persistent,
         partitions=count,
         partitions_with_lag=with_lag,
-        per_partition=per,
+        per_partition=_PerPartition(runs) if runs else per,
     )
+
+
+#: A part of ``per_partition``: a topic summed in one pass (topic, its partitions, their
+#: lags; the lag with persistent lag is the same there) or a ready dictionary.
+_Run = tuple[str, list[int], list[int]] | dict[TopicPartition, tuple[int, int]]
+
+
+class _PerPartition(Mapping[TopicPartition, tuple[int, int]]):
+    """``per_partition`` of :class:`LagTotals` built when first read: a poll whose totals
+    nobody inspects per partition makes no object per partition."""
+
+    __slots__ = ("_built", "_runs")
+
+    def __init__(self, runs: list[_Run]) -> None:
+        self._runs = runs
+        self._built: dict[TopicPartition, tuple[int, int]] | None = None
+
+    def _dict(self) -> dict[TopicPartition, tuple[int, int]]:
+        built = self._built
+        if built is None:
+            built = {}
+            for run in self._runs:
+                if isinstance(run, dict):
+                    built.update(run)
+                    continue
+                topic, partitions, lags = run
+                keys = zip(itertools.repeat(topic), partitions)
+                built.update(zip(keys, zip(lags, lags, strict=True), strict=False))
+            self._built, self._runs = built, []
+        return built
+
+    def __getitem__(self, key: TopicPartition) -> tuple[int, int]:
+        return self._dict()[key]
+
+    def __iter__(self) -> Iterator[TopicPartition]:
+        return iter(self._dict())
+
+    def __len__(self) -> int:
+        return len(self._dict())
+
+    def __repr__(self) -> str:
+        return repr(self._dict())
 
 
 def select_partitions(

@@ -48,6 +48,7 @@ from eventscale.scalers.kafka._lag import (
     TopicPartition,
     cap_total_lag,
     compute_lag,
+    compute_lag_by_topic,
     select_partitions,
 )
 from eventscale.scalers.kafka._msk_iam import (
@@ -309,7 +310,7 @@ class KafkaScaler(ScalerBase):
         )
         inputs = await conn.batcher(KafkaBatcher).read(query)
         memory = dict(self._previous_offsets)
-        totals = compute_lag(
+        totals = compute_lag_by_topic(
             inputs.committed,
             inputs.latest,
             policy=meta.offset_reset_policy,
