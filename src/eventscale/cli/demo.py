@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ __all__ = (
     "Story",
     "TextOut",
     "add_parser",
+    "arrivals_between",
     "arrivals_per_second",
     "execute",
     "run_demo",
@@ -85,16 +87,44 @@ def arrivals_per_second(t: float, seconds: float) -> float:
     """The producer's rate at demo time ``t``: quiet, a burst, a tail, then nothing.
 
     The phases are fractions of ``seconds`` so that a shorter or longer demo tells the
-    same story: quiet for the first 8 %, 30 items/s until 40 %, 6 items/s until 50 %.
+    same story: quiet for the first 8 %, 40 items/s until 40 %, 6 items/s until 50 %.
+
+    The burst outpaces even the largest pool (8 replicas finish 32 items/s), so the
+    queue grows until the burst ends and the replicas only rise before the peak and only
+    fall after it, however the demo's loop and the polls happen to be timed. (A burst
+    the largest pool could just keep up with would leave the queue hovering between two
+    replica counts, and the scale-down window and the scale-up tolerance would decide,
+    by timing, whether the replicas step down and up again during the burst.)
     """
-    burst_start, burst_end, tail_end = 0.08 * seconds, 0.4 * seconds, 0.5 * seconds
+    burst_start, burst_end, tail_end = _phases(seconds)
     if t < burst_start:
         return 0.0
     if t < burst_end:
-        return 30.0
+        return 40.0
     if t < tail_end:
         return 6.0
     return 0.0
+
+
+def _phases(seconds: float) -> tuple[float, float, float]:
+    """When the burst starts, when it ends and when the tail ends."""
+    return 0.08 * seconds, 0.4 * seconds, 0.5 * seconds
+
+
+def arrivals_between(t0: float, t1: float, seconds: float) -> float:
+    """The items the producer sends from demo time ``t0`` to ``t1``: the rate of
+    :func:`arrivals_per_second` summed over each phase the interval covers, so a late
+    step of the demo's loop (a busy machine) counts the same items as many short ones."""
+    total, start = 0.0, t0
+    for edge in (*_phases(seconds), math.inf):
+        if start >= t1:
+            break
+        if edge <= start:
+            continue
+        end = min(edge, t1)
+        total += arrivals_per_second(start, seconds) * (end - start)
+        start = end
+    return total
 
 
 @attrs.frozen
@@ -107,6 +137,8 @@ class Story:
     drained_at: float | None
     zero_at: float | None
     counts: tuple[int, ...]
+    #: the last poll that saw items: the cooldown counts from it (KEDA's lastActiveTime)
+    last_active_at: float | None = None
 
     def lines(self, cooldown: float) -> list[str]:
         """The story in words, one line per chapter."""
@@ -119,9 +151,14 @@ class Story:
         if self.drained_at is not None:
             out.append(f"the queue was empty again at {self.drained_at:.0f}s")
         if self.zero_at is not None:
+            seen = (
+                ""
+                if self.last_active_at is None
+                else f" (the last poll that saw items was at {self.last_active_at:.0f}s)"
+            )
             out.append(
                 f"back to 0 replicas at {self.zero_at:.0f}s, once the queue had been idle "
-                f"for the {cooldown:g}s cooldown"
+                f"for the {cooldown:g}s cooldown{seen}"
             )
         else:
             out.append("still running replicas when the demo ended (try a longer --seconds)")
@@ -129,7 +166,9 @@ class Story:
         return out
 
 
-def _story(target: MemoryTarget, drained_at: float | None) -> Story:
+def _story(
+    target: MemoryTarget, drained_at: float | None, last_active_at: float | None = None
+) -> Story:
     history = list(target.history)
     activated = next((c.at for c in history if c.old == 0 and c.new > 0), None)
     peak = max((c.new for c in history), default=0)
@@ -141,7 +180,7 @@ def _story(target: MemoryTarget, drained_at: float | None) -> Story:
     for change in history:
         if change.new != counts[-1]:
             counts.append(change.new)
-    return Story(activated, peak, peak_at, drained_at, zero_at, tuple(counts))
+    return Story(activated, peak, peak_at, drained_at, zero_at, tuple(counts), last_active_at)
 
 
 async def run_demo(
@@ -161,10 +200,10 @@ async def run_demo(
     from eventscale.scalers.gauge import GaugeRegistry, GaugeScaler
     from eventscale.targets.memory import MemoryTarget
 
-    start = time.monotonic()
+    origin: list[float] = []  # set when the story starts: demo time 0 until then
 
     def clock() -> float:
-        return (time.monotonic() - start) * speed
+        return (time.monotonic() - origin[0]) * speed if origin else 0.0
 
     async def sleep(delay: float) -> None:
         await anyio.sleep(max(delay, 0.0) / speed)
@@ -174,16 +213,20 @@ async def run_demo(
     target = MemoryTarget(replicas=0, name="demo-worker", clock=clock)
     scaler = GaugeScaler("demo-queue", target=10, registry=queue, trigger_name="queue")
     obj = ScaledObject(DEMO_SPEC, target=target, scalers=[scaler], clock=clock)
-    # Every scale action gets a line of its own with its reason; between them one
-    # line per demo second shows the queue and the latest decision.
+    # Every scale action gets a line of its own with its reason, and every demo second
+    # a line with the queue and the latest decision.
     last_reason = ["waiting for the first poll"]
-    scales: list[tuple[int, str]] = []
+    last_active: list[float] = []  # the time of the last poll that saw items
+    scales: list[tuple[float, int, str]] = []  # (demo time, replicas, reason)
 
     def on_event(event: Event) -> None:
-        if event.kind is EventKind.DECISION and event.reason:
-            last_reason[0] = event.reason
+        if event.kind is EventKind.DECISION:
+            if event.reason:
+                last_reason[0] = event.reason
+            if event.active:
+                last_active[:] = [event.time]
         elif event.kind is EventKind.SCALE and event.to_replicas is not None:
-            scales.append((event.to_replicas, event.reason or ""))
+            scales.append((event.time, event.to_replicas, event.reason or ""))
 
     out.write(
         "eventscale demo: a queue (target 10 items per replica), a bursty producer, workers "
@@ -192,44 +235,63 @@ async def run_demo(
     )
     out.write(f"{'time':>5}  {'queue':>6}  {'replicas':>8}  reason\n")
     drained_at: float | None = None
+    backlog = 0.0
+    last = 0.0  # the demo time the queue has been brought to
+    workers = target.current
+
+    def advance(to: float) -> None:
+        # Items arrive at the producer's rate and each replica works through WORK_RATE
+        # items per second.
+        nonlocal backlog, last, drained_at
+        backlog += arrivals_between(last, to, seconds)
+        backlog = max(0.0, backlog - workers * WORK_RATE * (to - last))
+        last = to
+        if backlog < 0.5 and drained_at is None and workers > 0:
+            drained_at = to
+        elif backlog >= 0.5:
+            drained_at = None
+
+    def write(line: str, keep: bool) -> None:
+        # On a terminal a second's line is a status line, redrawn until the next one.
+        if not live:
+            out.write(line + "\n")
+        else:
+            out.write("\r\x1b[K" + line + ("\n" if keep else ""))
+
     async with Controller(clock=clock, sleep=sleep) as ctl:
         ctl.events.add_hook(on_event)
         ctl.add(obj)
-        last = 0.0
+        origin.append(time.monotonic())  # the story starts: demo time 0
         next_print = 0.0
-        backlog = 0.0
         while True:
             now = min(clock(), seconds)
-            dt = now - last
-            last = now
-            # Items arrive at the producer's rate and each ready replica works through
-            # WORK_RATE items per second.
-            backlog += arrivals_per_second(now, seconds) * dt
-            backlog = max(0.0, backlog - target.current * WORK_RATE * dt)
-            if backlog < 0.5 and drained_at is None and target.current > 0:
-                drained_at = now
-            elif backlog >= 0.5:
-                drained_at = None
-            queue.set("demo-queue", round(backlog))
-            if scales:
-                for count, why in scales:
-                    line = f"{now:5.0f}  {round(backlog):6d}  {count:8d}  {why}"
-                    out.write(("\r\x1b[K" if live else "") + line + "\n")
-                scales.clear()
-            elif now >= next_print:
-                line = f"{now:5.0f}  {round(backlog):6d}  {target.current:8d}  {last_reason[0]}"
-                # On a terminal this is a status line, redrawn until the next scale action.
-                out.write(("\r\x1b[K" + line) if live else (line + "\n"))
-            else:
-                line = ""
-            if line:
+            # The scale actions and the whole seconds since the last step, in time
+            # order: a late step (a busy machine) still gives every second its line,
+            # with the queue as it was then, and each action its own time.
+            marks: list[tuple[float, int, str | None]] = [
+                (min(max(at, last), now), count, why) for at, count, why in scales
+            ]
+            scales.clear()
+            while next_print <= now:
+                marks.append((next_print, -1, None))
+                next_print += 1.0
+            marks.sort(key=lambda mark: (mark[0], mark[2] is None))
+            for at, count, why in marks:
+                advance(at)
+                if why is None:
+                    line = f"{at:5.0f}  {round(backlog):6d}  {workers:8d}  {last_reason[0]}"
+                    write(line, keep=False)
+                else:
+                    workers = count
+                    write(f"{at:5.0f}  {round(backlog):6d}  {count:8d}  {why}", keep=True)
+            if marks:
                 out.flush()
-                while next_print <= now:
-                    next_print += 1.0
+            advance(now)
+            queue.set("demo-queue", round(backlog))
             if now >= seconds:
                 break
             await sleep(0.1)
-    story = _story(target, drained_at)
+    story = _story(target, drained_at, last_active[0] if last_active else None)
     out.write("\n" + "\n".join(story.lines(DEMO_SPEC.cooldown_period)) + "\n")
     out.flush()
     return story
