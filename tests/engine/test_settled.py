@@ -36,29 +36,45 @@ def test_a_settled_decision_repeats_at_any_later_time(
         st.lists(st.tuples(st.floats(max(0, now - 900), now), st.integers(0, 40)), max_size=3),
         label="recs",
     )
-    state = ScalingState(created_at=0.0, last_active=last, recommendations=tuple(recs))
-    # two steps: the first may drop history, the second is the one that may settle
-    state, _ = engine.decide(state, obs, current, now)
+    fresh = data.draw(st.booleans(), label="fresh")
+    state = (
+        ScalingState(last_active=last)
+        if fresh
+        else ScalingState(created_at=0.0, last_active=last, recommendations=tuple(recs))
+    )
+    # two steps: the first may drop history or stamp a fresh state; either may settle
+    first, first_decision = engine.decide(state, obs, current, now)
     later = now + data.draw(st.floats(0, 1_000), label="dt")
-    after, decision = engine.decide(state, obs, current, later)
-    if not engine.settled(state, after, decision):
-        event("not settled")
-        return
-    event("settled")
-    assert decision.rule is Rule.IDLE
-    for dt in data.draw(st.lists(st.floats(0, 10**7), min_size=1, max_size=4), label="dts"):
-        again = engine.decide(after, obs, current, later + dt)
-        assert again == (after, decision)
+    after, decision = engine.decide(first, obs, current, later)
+    dts = data.draw(st.lists(st.floats(0, 10**7), min_size=1, max_size=4), label="dts")
+    for before, (end, made, at) in (
+        (state, (first, first_decision, now)),
+        (first, (after, decision, later)),
+    ):
+        if not engine.settled(before, end, made):
+            event("not settled")
+            continue
+        event("settled from a fresh state" if before.created_at is None else "settled")
+        assert made.rule is Rule.IDLE
+        for dt in dts:
+            assert engine.decide(end, obs, current, at + dt) == (end, made)
 
 
-def test_an_idle_object_at_zero_settles_after_its_first_decision() -> None:
+def test_an_idle_object_at_zero_settles_with_its_first_decision() -> None:
     engine = Engine(make_spec(1, min_replica_count=0, cooldown_period=60))
     obs = idle_observations(1)
     first, decision = engine.decide(ScalingState.new(), obs, 0, 100.0)
-    assert not engine.settled(ScalingState.new(), first, decision)  # created_at was set
+    assert first.created_at == 100.0
+    assert engine.settled(ScalingState.new(), first, decision)  # only created_at was set
     after, decision = engine.decide(first, obs, 0, 130.0)
+    assert after == first
     assert engine.settled(first, after, decision)
     assert after.recommendations == ()  # the HPA records nothing at zero
+    # a fresh state that already has history is not a fixed point of its first decision
+    with_history = ScalingState(last_active=50.0)
+    first, decision = engine.decide(with_history, obs, 0, 100.0)
+    assert engine.settled(with_history, first, decision)  # (last_active is kept as is)
+    assert not engine.settled(ScalingState(), first, decision)  # not what decide() got
 
 
 def test_history_that_can_still_expire_is_not_settled() -> None:

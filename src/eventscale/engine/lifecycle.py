@@ -315,12 +315,12 @@ class Engine:
         """Whether ``decision`` is a fixed point of :meth:`decide`.
 
         ``True`` when ``decide(before, ...)`` returned ``(after, decision)``, left the
-        state as it was, and deciding again from ``after`` with the same observations
-        and replica count gives ``after`` and ``decision`` again at any later time: an
-        inactive object resting at its idle count with no history that could expire
-        (the HPA records nothing while a target is at zero). A caller polling many idle
-        objects may then skip the engine while its inputs stay the same
-        (docs/engine.md, "Performance").
+        state as it was (or only stamped a fresh state's ``created_at``), and deciding
+        again from ``after`` with the same observations and replica count gives
+        ``after`` and ``decision`` again at any later time: an inactive object resting
+        at its idle count with no history that could expire (the HPA records nothing
+        while a target is at zero). A caller polling many idle objects may then skip
+        the engine while its inputs stay the same (docs/engine.md, "Performance").
         """
         return (
             decision.rule is Rule.IDLE
@@ -330,7 +330,16 @@ class Engine:
             and not after.scale_events
             and not after.failures
             and after.created_at is not None
-            and after == before
+            and (
+                after == before
+                or (
+                    before.created_at is None
+                    and before.last_active == after.last_active
+                    and not before.recommendations
+                    and not before.scale_events
+                    and not before.failures
+                )
+            )
         )
 
     # ------------------------------------------------------------------ the rules

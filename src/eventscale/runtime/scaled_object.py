@@ -316,6 +316,7 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         engine = self._engine_now()
         packed = self._state
         new_state: ScalingState | None = None
+        settle = False
         if (
             settled is not None
             and settled[0] is engine
@@ -329,7 +330,8 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
         else:
             state = _expand(packed)
             new_state, decision = engine.decide(state, observations, current_replicas, now)
-            if engine.settled(state, new_state, decision):
+            settle = engine.settled(state, new_state, decision)
+            if settle and new_state == state:
                 self._settled = (engine, packed, current_replicas, observations, decision)
                 new_state = None
             elif settled is not None:
@@ -380,8 +382,10 @@ class ScaledObject(PollingBase[ScaledObjectSpec, Target]):
                 )
             cycle.applied = True
         if new_state is not None:
-            self._state = _compact(new_state)
+            self._state = packed = _compact(new_state)
             self._state_view = None
+            if settle:  # (a fresh state, stamped: settled from the first poll on)
+                self._settled = (engine, packed, current_replicas, observations, decision)
         return cycle
 
     async def _target_error(self, now: float, message: str) -> None:
