@@ -270,18 +270,26 @@ class _Timeout:
         self._fallback: AbstractContextManager[anyio.CancelScope] | None = None
 
     def __enter__(self) -> None:
+        # (twice per poll of every object: the common case inline, without calls)
         loop = _asyncio_loop()
-        task = asyncio.current_task(loop) if loop is not None else None
+        task = _current_task(loop) if loop is not None else None
         if loop is None or task is None:
             self._fallback = anyio.fail_after(self._seconds)
             self._fallback.__enter__()
             return
         self._task = task
         self._cancelling = task.cancelling()
-        # (_anyio_scope inline: twice per poll)
         state = _TASK_STATE_DATA.get(weakref.ref(task)) if _TASK_STATE_DATA is not None else None
         self._outer = None if state is None else getattr(state, "cancel_scope", None)
-        self._bucket = _BUCKETS.add(loop, loop.time() + self._seconds, self)
+        deadline = loop.time() + self._seconds
+        last = _BUCKETS._last
+        if last is not None and last[0]() is loop:  # an open bucket of this loop
+            bucket = last[1].get(math.ceil(deadline / _Buckets.WIDTH))
+            if bucket is not None:
+                bucket.add(self)
+                self._bucket = bucket
+                return
+        self._bucket = _BUCKETS.add(loop, deadline, self)
 
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         task = self._task
@@ -373,6 +381,7 @@ _TASK_STATE_DATA: dict[Any, Any] | None = getattr(_TASK_STATES, "data", None)
 #: The running asyncio loop or ``None`` (asyncio's own C helper: no exception to catch
 #: on the per-call path).
 _asyncio_loop: Callable[[], asyncio.AbstractEventLoop | None] = asyncio._get_running_loop
+_current_task = asyncio.current_task
 
 
 class _Buckets:
