@@ -125,3 +125,51 @@ def test_an_identical_report_reuses_the_observation_and_a_new_one_does_not() -> 
     first, second = anyio.run(_poll_twice, StaticScaler(2.0))  # a new report every poll
     assert second is not first
     assert second == first
+
+
+def test_an_idle_redis_list_settles_and_an_item_wakes_the_engine() -> None:
+    """Against the real Redis: an idle list's polls reuse the settled decision (the same
+    as the engine's), and the first item pushed is decided by the engine again."""
+    import redis
+
+    from eventscale.scalers import TriggerContext, create_scaler
+    from servers._proc import unique_name
+
+    name = unique_name("settle")
+    trigger = TriggerSpec(
+        type="redis",
+        name="queue",
+        metadata={"address": "127.0.0.1:6379", "listName": name, "listLength": "5"},
+    )
+    spec = ScaledObjectSpec(
+        name="settle-redis",
+        scale_target_ref=ScaleTargetRef(name="work"),
+        triggers=[trigger],
+        max_replica_count=20,
+    )
+    ctx = TriggerContext(metadata=dict(trigger.metadata), trigger_type="redis", name="queue")
+    plain = redis.Redis(host="127.0.0.1", port=6379)
+
+    async def main() -> None:
+        clock = ManualClock(1000.0)
+        target = MemoryTarget(0)
+        so = ScaledObject(spec, target=target, scalers=[create_scaler(ctx)], clock=clock)
+        engine, state = Engine(spec), ScalingState.new()
+        try:
+            for step in range(4):
+                clock.advance(15)
+                if step == 3:
+                    plain.rpush(name, *range(12))
+                current = await target.get_replicas()
+                report = await so.reconcile()
+                assert report.target_error is None
+                assert all(o.error is None for o in report.observations)
+                state, expected = engine.decide(state, report.observations, current, clock())
+                assert report.decision == expected
+                assert (so._settled is not None) == (step < 3)  # idle: settled; items: not
+            assert target.requested == 3  # 12 items / 5 per replica
+        finally:
+            await so.aclose()
+            plain.delete(name)
+
+    anyio.run(main)

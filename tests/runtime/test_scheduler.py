@@ -295,3 +295,23 @@ async def test_slow_objects_start_early_with_a_firing_timer_and_fast_ones_do_not
     assert now + 0.002 < scheduler._timer_at <= now + 0.004
     for task in scheduler.close():
         await task
+
+
+async def test_an_application_task_factory_makes_the_poll_tasks() -> None:
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: object, **kwargs: object) -> object:
+        made.append(getattr(coro, "__qualname__", ""))
+        return asyncio.Task(coro, loop=loop, **kwargs)  # type: ignore[arg-type]
+
+    previous = loop.get_task_factory()
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    try:
+        scaler = StaticScaler(0)
+        async with Controller() as ctl:
+            ctl.add(make("factory", scaler))
+            await until(lambda: ctl.status("default/factory").polls == 1, "the first poll")
+        assert "Scheduler._run" in made  # the poll's task came from the factory
+    finally:
+        loop.set_task_factory(previous)
